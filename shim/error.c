@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Error messages that name the problem and the fix. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+#include "internal.h"
+
+/* Errors from calls that have no session yet (cprx_session_open). */
+static __thread char tls_msg[CPRX_MSG_MAX];
+static __thread char tls_hint[CPRX_MSG_MAX];
+
+int cprx_fail(struct cprx_session *s, int err, const char *hint,
+	      const char *fmt, ...)
+{
+	char *msg = s ? s->msg : tls_msg;
+	char *h = s ? s->hint : tls_hint;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, CPRX_MSG_MAX, fmt, ap);
+	va_end(ap);
+	snprintf(h, CPRX_MSG_MAX, "%s", hint ? hint : "");
+	return -err;
+}
+
+CPRX_EXPORT const char *cprx_errmsg(const struct cprx_session *s)
+{
+	return s ? s->msg : tls_msg;
+}
+
+CPRX_EXPORT const char *cprx_errhint(const struct cprx_session *s)
+{
+	return s ? s->hint : tls_hint;
+}
+
+const char *cprx_errno_name(int err)
+{
+	static const struct { int err; const char *name; } names[] = {
+		{ EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EACCES, "EACCES" },
+		{ ENOEXEC, "ENOEXEC" }, { E2BIG, "E2BIG" }, { ENOMEM, "ENOMEM" },
+		{ EBADF, "EBADF" }, { EINVAL, "EINVAL" }, { EEXIST, "EEXIST" },
+		{ ENOSPC, "ENOSPC" }, { EBADMSG, "EBADMSG" }, { EPROTO, "EPROTO" },
+		{ ELOOP, "ELOOP" }, { ETXTBSY, "ETXTBSY" }, { ENOTDIR, "ENOTDIR" },
+		{ EISDIR, "EISDIR" }, { ENAMETOOLONG, "ENAMETOOLONG" },
+		{ ENODEV, "ENODEV" }, { EIO, "EIO" }, { EBUSY, "EBUSY" },
+		{ ESRCH, "ESRCH" }, { ENOTSUP, "ENOTSUP" }, { EFAULT, "EFAULT" },
+		{ ELIBBAD, "ELIBBAD" }, { EMFILE, "EMFILE" }, { ENFILE, "ENFILE" },
+		{ ECHILD, "ECHILD" }, { ETIMEDOUT, "ETIMEDOUT" },
+	};
+	size_t i;
+
+	if (err < 0)
+		err = -err;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].err == err)
+			return names[i].name;
+	return "EUNKNOWN";
+}
+
+/* The active LSMs, comma separated, or why they could not be read. */
+void cprx_describe_lsm(char *buf, size_t len)
+{
+	FILE *f = fopen("/sys/kernel/security/lsm", "re");
+	size_t n = 0;
+
+	if (f) {
+		n = fread(buf, 1, len - 1, f);
+		fclose(f);
+	}
+	if (!n) {
+		snprintf(buf, len, "unknown (securityfs not readable)");
+		return;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Seccomp mode from /proc/self/status: 0 none, 1 strict, 2 filter. */
+int cprx_seccomp_mode(unsigned int *nr_filters)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	int mode = -1;
+
+	*nr_filters = 0;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "Seccomp:", 8))
+			mode = atoi(line + 8);
+		else if (!strncmp(line, "Seccomp_filters:", 16))
+			*nr_filters = strtoul(line + 16, NULL, 10);
+	}
+	fclose(f);
+	return mode;
+}

@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Old image: save the state, arm the backend, exec.  When execve fails the
+ * guest must resume as if nothing happened, so every step is undone and the
+ * error names the cause and the fix.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include "internal.h"
+
+extern char **environ;
+
+/* argv of this process, from /proc/self/cmdline: what rollback re-runs. */
+static int read_cmdline(struct cprx_state *st)
+{
+	char buf[65536];
+	ssize_t n;
+	size_t off;
+	int fd, i;
+
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	for (off = 0, st->argc = 0; off < (size_t)n; off += strlen(buf + off) + 1)
+		st->argc++;
+	st->argv = calloc(st->argc + 1, sizeof(char *));
+	if (!st->argv)
+		return -ENOMEM;
+	for (off = 0, i = 0; off < (size_t)n; off += strlen(buf + off) + 1) {
+		st->argv[i] = strdup(buf + off);
+		if (!st->argv[i++])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int fill_origin(struct cprx_session *s, struct cprx_state *st)
+{
+	char path[PATH_MAX];
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	if (n < 0)
+		return -errno;
+	path[n] = '\0';
+	st->exe_path = strdup(path);
+	if (!st->exe_path)
+		return -ENOMEM;
+	if (s->exe_fd < 0)
+		s->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	snprintf(st->session, sizeof(st->session), "%s", s->name);
+	st->exe_fd = s->exe_fd;
+	st->pid = getpid();
+	st->backend = s->backend->id;
+	st->generation = s->generation;
+	return read_cmdline(st);
+}
+
+static int fill_records(struct cprx_session *s, struct cprx_state *st)
+{
+	unsigned int i;
+
+	st->fds = calloc(s->nr_ents + 1, sizeof(*st->fds));
+	st->blobs = calloc(s->nr_blobs + 1, sizeof(*st->blobs));
+	if (!st->fds || !st->blobs)
+		return -ENOMEM;
+	for (i = 0; i < s->nr_ents; i++) {
+		struct cprx_rec_fd *r = &st->fds[i];
+		struct cprx_entry *e = &s->ents[i];
+
+		memcpy(r->token, e->token, sizeof(r->token));
+		r->kind = e->kind;
+		r->page_kind = e->page_kind;
+		r->fd = e->fd;
+		r->size = e->size;
+		r->handle = e->handle;
+	}
+	st->nr_fds = s->nr_ents;
+	for (i = 0; i < s->nr_blobs; i++) {
+		memcpy(st->blobs[i].token, s->blobs[i].token,
+		       sizeof(st->blobs[i].token));
+		st->blobs[i].len = s->blobs[i].len;
+		st->blobs[i].data = s->blobs[i].data;	/* borrowed */
+	}
+	st->nr_blobs = s->nr_blobs;
+	memcpy(st->ts, s->ts, sizeof(st->ts));
+	return 0;
+}
+
+static void free_origin(struct cprx_state *st)
+{
+	/* the blob data are borrowed from the session */
+	st->nr_blobs = 0;
+	free(st->blobs);
+	st->blobs = NULL;
+	cprx_state_free(st);
+}
+
+static int open_target(struct cprx_session *s)
+{
+	int fd;
+
+	if (s->state_fd >= 0) {
+		close(s->state_fd);
+		s->state_fd = -1;
+	}
+	if (s->opts.target == CPRX_STATE_FILE) {
+		fd = open(s->opts.state_path,
+			  O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return cprx_fail(s, errno,
+					 "choose a writable path on a local file system",
+					 "cannot create state file '%s': %s",
+					 s->opts.state_path, strerror(errno));
+	} else {
+		fd = memfd_create("cprx-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fd < 0)
+			return cprx_fail(s, errno, "use a state file (opts.target)",
+					 "memfd_create for the state failed: %s",
+					 strerror(errno));
+	}
+	s->state_fd = fd;
+	return 0;
+}
+
+CPRX_EXPORT int cprx_save(struct cprx_session *s)
+{
+	struct cprx_state st = { 0 };
+	size_t len = 0;
+	void *buf = NULL;
+	int ret;
+
+	if (s->incoming)
+		return cprx_fail(s, EINVAL, "open a new session for the next update",
+				 "session '%s' is an incoming session", s->name);
+	cprx_mark(s, CPRX_PH_SAVE_START);
+	ret = fill_origin(s, &st);
+	if (!ret)
+		ret = fill_records(s, &st);
+	if (!ret)
+		ret = cprx_state_encode(&st, &buf, &len);
+	free_origin(&st);
+	if (ret)
+		return cprx_fail(s, -ret, NULL, "cannot build the state: %s",
+				 strerror(-ret));
+	ret = open_target(s);
+	if (!ret) {
+		ret = cprx_io_write(s->state_fd, buf, len,
+				    s->opts.target == CPRX_STATE_FILE, &s->io_note);
+		if (ret)
+			cprx_fail(s, -ret, "check free space on the state target",
+				  "writing %zu bytes of state failed: %s", len,
+				  strerror(-ret));
+	}
+	free(buf);
+	if (ret)
+		return ret;
+	if (s->opts.target == CPRX_STATE_MEMFD)
+		fcntl(s->state_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+		      F_SEAL_WRITE | F_SEAL_SEAL);
+	s->saved = true;
+	cprx_mark(s, CPRX_PH_SAVE_END);
+	return 0;
+}
+
+/* execvp's lookup, done before anything is changed. */
+int cprx_resolve_path(const char *path, char *out, size_t len)
+{
+	const char *p, *env = getenv("PATH");
+	size_t n;
+
+	if (strchr(path, '/')) {
+		snprintf(out, len, "%s", path);
+		return 0;
+	}
+	for (p = env ? env : "/usr/local/bin:/usr/bin:/bin"; *p; p += n + !!p[n]) {
+		n = strcspn(p, ":");
+		snprintf(out, len, "%.*s/%s", (int)n, p, path);
+		if (!access(out, X_OK))
+			return 0;
+	}
+	snprintf(out, len, "%s", path);
+	return -ENOENT;
+}
+
+static size_t vec_bytes(char *const v[])
+{
+	size_t n = 0;
+
+	for (; v && *v; v++)
+		n += strlen(*v) + 1 + sizeof(char *);
+	return n;
+}
+
+/* Names why execve refused, and what to do about it. */
+static int exec_failure(struct cprx_session *s, const char *path, int err,
+			char *const argv[], char *const envp[])
+{
+	unsigned int nr_filters;
+	char lsm[256];
+	int mode;
+
+	switch (err) {
+	case ENOENT:
+		return cprx_fail(s, err, "check the path of the new binary; "
+				 "cprx_preflight checks it before the guest stops",
+				 "exec of '%s' failed (ENOENT): the binary or its "
+				 "ELF interpreter does not exist", path);
+	case EACCES:
+		return cprx_fail(s, err, "chmod +x the binary, or move it off a "
+				 "noexec mount",
+				 "exec of '%s' failed (EACCES): not executable, "
+				 "not a regular file, or on a noexec mount", path);
+	case ENOEXEC:
+		return cprx_fail(s, err, "install a binary built for this "
+				 "machine, or add a #! line to a script",
+				 "exec of '%s' failed (ENOEXEC): not an executable "
+				 "format this kernel runs", path);
+	case E2BIG:
+		return cprx_fail(s, err, "shorten the new command line or the "
+				 "environment",
+				 "exec of '%s' failed (E2BIG): argv and environment "
+				 "take %zu bytes, more than the kernel accepts",
+				 path, vec_bytes(argv) + vec_bytes(envp));
+	case ENOMEM:
+		return cprx_fail(s, err, "free memory on the host and retry",
+				 "exec of '%s' failed (ENOMEM): the kernel could not "
+				 "allocate the new image", path);
+	case ETXTBSY:
+		return cprx_fail(s, err, "wait until the binary is fully written",
+				 "exec of '%s' failed (ETXTBSY): the binary is open "
+				 "for writing", path);
+	case EPERM:
+		mode = cprx_seccomp_mode(&nr_filters);
+		cprx_describe_lsm(lsm, sizeof(lsm));
+		if (mode == 2)
+			return cprx_fail(s, err, "allow execve in the VMM's sandbox "
+					 "(e.g. QEMU -sandbox on,spawn=allow) for live update",
+					 "exec of '%s' refused (EPERM): a seccomp filter is "
+					 "active (%u filter%s) and blocks execve; LSMs: %s",
+					 path, nr_filters, nr_filters == 1 ? "" : "s", lsm);
+		return cprx_fail(s, err, "check the LSM policy (audit log, "
+				 "dmesg) for a rule that denies this exec",
+				 "exec of '%s' refused (EPERM): no seccomp filter is "
+				 "active, so an LSM refused it; LSMs: %s", path, lsm);
+	}
+	return cprx_fail(s, err, "run cprx_preflight to see which check fails",
+			 "exec of '%s' failed (%s): %s", path,
+			 cprx_errno_name(err), strerror(err));
+}
+
+/* environ without a stale CPRX_INCOMING, plus ours. */
+static char **build_envp(const char *value)
+{
+	size_t n = 0, i, j = 0;
+	char **envp;
+
+	while (environ && environ[n])
+		n++;
+	envp = calloc(n + 2, sizeof(char *));
+	if (!envp)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (strncmp(environ[i], CPRX_ENV "=", sizeof(CPRX_ENV)))
+			envp[j++] = environ[i];
+	envp[j] = (char *)value;
+	return envp;
+}
+
+int cprx_do_exec(struct cprx_session *s, const char *path,
+		 char *const argv[], const char *env_value, int exe_fd)
+{
+	struct cprx_keeper keeper = { 0 };
+	char env[256];
+	char **envp;
+	int ret, err;
+
+	ret = s->backend->arm(s);
+	if (ret)
+		return ret;
+	if (!s->opts.no_deferred_teardown)
+		cprx_keeper_start(&keeper);	/* without it exec is only slower */
+	cprx_mark(s, CPRX_PH_EXEC);
+	snprintf(env, sizeof(env), "%s=%s,keeper=%d,save=%llu,exec=%llu",
+		 CPRX_ENV, env_value, (int)keeper.pid,
+		 (unsigned long long)s->ts[CPRX_PH_SAVE_END],
+		 (unsigned long long)s->ts[CPRX_PH_EXEC]);
+	envp = build_envp(env);
+	if (!envp) {
+		err = ENOMEM;
+	} else if (exe_fd >= 0) {
+		syscall(SYS_execveat, exe_fd, "", argv, envp, AT_EMPTY_PATH);
+		err = errno;
+	} else {
+		execve(path, argv, envp);
+		err = errno;
+	}
+	/* Still here: the exec failed.  Undo everything, the guest resumes. */
+	cprx_keeper_stop(&keeper);
+	s->backend->disarm(s);
+	ret = exec_failure(s, path, err, argv, envp);
+	free(envp);
+	s->ts[CPRX_PH_EXEC] = 0;
+	return ret;
+}
+
+CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
+			  char *const argv[])
+{
+	char resolved[PATH_MAX], value[64];
+	int ret;
+
+	if (!path || !argv || !argv[0])
+		return cprx_fail(s, EINVAL, "pass the new binary and its argv",
+				 "cprx_exec needs a path and argv[0]");
+	if (!s->saved) {
+		ret = cprx_save(s);
+		if (ret)
+			return ret;
+	}
+	cprx_resolve_path(path, resolved, sizeof(resolved));
+	snprintf(value, sizeof(value), "v=1,fd=%d,rb=0", s->state_fd);
+	return cprx_do_exec(s, resolved, argv, value, -1);
+}

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * New image: find the state, take the fds back, commit - or roll back to the
+ * previous binary when this image cannot carry on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include "internal.h"
+
+/* What the old image put in CPRX_INCOMING. */
+struct handover {
+	int version;
+	int fd;
+	int keeper;
+	int rollback;
+	unsigned long long save_ns, exec_ns;
+};
+
+static int parse_handover(const char *value, struct handover *h)
+{
+	char buf[256], *tok, *save = NULL;
+
+	memset(h, 0, sizeof(*h));
+	h->fd = -1;
+	snprintf(buf, sizeof(buf), "%s", value);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (sscanf(tok, "v=%d", &h->version) == 1 ||
+		    sscanf(tok, "fd=%d", &h->fd) == 1 ||
+		    sscanf(tok, "keeper=%d", &h->keeper) == 1 ||
+		    sscanf(tok, "rb=%d", &h->rollback) == 1 ||
+		    sscanf(tok, "save=%llu", &h->save_ns) == 1 ||
+		    sscanf(tok, "exec=%llu", &h->exec_ns) == 1)
+			continue;
+		/* unknown keys from a newer library are ignored */
+	}
+	return h->version == 1 && h->fd >= 0 ? 0 : -EINVAL;
+}
+
+static void *reap_keeper(void *arg)
+{
+	pid_t pid = (pid_t)(long)arg;
+
+	/* Returns when the keeper has finished tearing down the old mm. */
+	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+/* The keeper is our child now; reap it off the critical path. */
+static void start_reaper(pid_t pid)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (pid <= 0)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_create(&t, &attr, reap_keeper, (void *)(long)pid))
+		reap_keeper((void *)(long)pid);
+	pthread_attr_destroy(&attr);
+}
+
+static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
+{
+	struct stat st;
+	void *buf;
+	int ret;
+
+	if (fstat(fd, &st) < 0)
+		return cprx_fail(s, EBADF, "the previous image must keep its state fd",
+				 "state fd %d did not survive the exec", fd);
+	if (st.st_size <= 0 || (uint64_t)st.st_size > CPRX_STATE_MAX)
+		return cprx_fail(s, EBADMSG, "the state is damaged; roll back",
+				 "state is %lld bytes (limit %u)",
+				 (long long)st.st_size, CPRX_STATE_MAX);
+	buf = malloc(st.st_size);
+	if (!buf)
+		return cprx_fail(s, ENOMEM, NULL, "out of memory for the state");
+	ret = cprx_io_read(fd, buf, st.st_size, &s->io_note);
+	if (ret) {
+		free(buf);
+		return cprx_fail(s, -ret, "the state is damaged; roll back",
+				 "reading the state failed: %s", strerror(-ret));
+	}
+	*bufp = buf;
+	*lenp = st.st_size;
+	return 0;
+}
+
+/* Entries mirror the state's records so arm/disarm work for a rollback. */
+static int take_entries(struct cprx_session *s)
+{
+	unsigned int i;
+
+	s->ents = calloc(s->in.nr_fds + 1, sizeof(*s->ents));
+	if (!s->ents)
+		return -ENOMEM;
+	for (i = 0; i < s->in.nr_fds; i++) {
+		struct cprx_entry *e = &s->ents[i];
+		const struct cprx_rec_fd *r = &s->in.fds[i];
+
+		memcpy(e->token, r->token, sizeof(e->token));
+		e->kind = r->kind;
+		e->page_kind = r->page_kind;
+		e->fd = r->fd;
+		e->size = r->size;
+		e->handle = r->handle;
+		e->saved_fdflags = FD_CLOEXEC;
+		/* nothing we spawn may inherit guest RAM */
+		fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+	}
+	s->nr_ents = s->cap_ents = s->in.nr_fds;
+	return 0;
+}
+
+static int decode(struct cprx_session *s, const void *buf, size_t len)
+{
+	char err[CPRX_MSG_MAX];
+	int ret;
+
+	ret = cprx_state_decode(buf, len, &s->in, err, sizeof(err));
+	if (!ret)
+		return 0;
+	cprx_state_free(&s->in);
+	/* The previous binary can still be found: say so. */
+	if (cprx_state_decode_origin(buf, len, &s->in, NULL, 0))
+		cprx_state_free(&s->in);
+	return cprx_fail(s, -ret, s->in.exe_path ?
+			 "call cprx_rollback() to resume in the previous binary" :
+			 "the previous binary cannot be found either",
+			 "state rejected: %s", err);
+}
+
+CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
+			      const struct cprx_options *opts)
+{
+	uint64_t t0 = cprx_now_ns();
+	struct cprx_session *s;
+	struct handover h;
+	const char *env;
+	void *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	*sp = NULL;
+	env = getenv(CPRX_ENV);
+	if (!env)
+		return 0;
+	s = cprx_session_alloc("incoming", opts);
+	if (!s)
+		return cprx_fail(NULL, ENOMEM, NULL, "out of memory");
+	s->incoming = true;
+	s->backend = &cprx_backend_cloexec;	/* until the state names one */
+	*sp = s;
+	ret = parse_handover(env, &h);
+	if (ret) {
+		cprx_fail(s, EINVAL, "unset " CPRX_ENV " unless a live update sets it",
+			  CPRX_ENV "='%s' is malformed", env);
+		unsetenv(CPRX_ENV);
+		return -EINVAL;
+	}
+	unsetenv(CPRX_ENV);	/* nothing this image spawns may see it */
+	s->rollback = h.rollback;
+	s->state_fd = h.fd;
+	fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
+	start_reaper(h.keeper);
+
+	ret = read_state(s, h.fd, &buf, &len);
+	if (!ret)
+		ret = decode(s, buf, len);
+	free(buf);
+	if (s->in.exe_fd >= 0 && s->in.exe_path) {
+		s->exe_fd = s->in.exe_fd;
+		fcntl(s->exe_fd, F_SETFD, FD_CLOEXEC);
+	}
+	if (ret)
+		return ret;
+
+	snprintf(s->name, sizeof(s->name), "%s", s->in.session);
+	memcpy(s->ts, s->in.ts, sizeof(s->ts));
+	s->ts[CPRX_PH_SAVE_END] = h.save_ns;
+	s->ts[CPRX_PH_EXEC] = h.exec_ns;
+	s->ts[CPRX_PH_INCOMING] = t0;
+	s->generation = s->in.generation + !s->rollback;
+	cprx_process_generation = s->generation;
+	if (take_entries(s))
+		return cprx_fail(s, ENOMEM, NULL, "out of memory");
+	ret = cprx_backend_select(s, s->in.backend);
+	if (ret)
+		return ret;
+	return 1;
+}
+
+static const struct cprx_rec_fd *find_rec(struct cprx_session *s,
+					  const char *token, unsigned int *idx)
+{
+	unsigned int i;
+
+	for (i = 0; i < s->in.nr_fds; i++) {
+		if (!strcmp(s->in.fds[i].token, token)) {
+			*idx = i;
+			return &s->in.fds[i];
+		}
+	}
+	return NULL;
+}
+
+static int missing_token(struct cprx_session *s, const char *token)
+{
+	char list[256] = "";
+	size_t off = 0;
+	unsigned int i;
+
+	for (i = 0; i < s->in.nr_fds && off < sizeof(list); i++)
+		off += snprintf(list + off, sizeof(list) - off, "%s%s",
+				i ? ", " : "", s->in.fds[i].token);
+	return cprx_fail(s, ENOENT,
+			 "the previous version did not preserve it: roll back "
+			 "(cprx_rollback) or create the device afresh",
+			 "token '%s' is not in the state (it holds: %s)", token,
+			 i ? list : "nothing");
+}
+
+static int reclaim(struct cprx_session *s, const char *token,
+		   const struct cprx_rec_fd **rp, int *fd)
+{
+	const struct cprx_rec_fd *r;
+	unsigned int idx;
+	int ret;
+
+	if (!s->incoming || s->committed)
+		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
+				 "session '%s' has nothing to reclaim", s->name);
+	ret = cprx_check_token(s, "token", token);
+	if (ret)
+		return ret;
+	r = find_rec(s, token, &idx);
+	if (!r)
+		return missing_token(s, token);
+	ret = s->backend->retrieve(s, r, fd);
+	if (ret)
+		return ret;
+	s->ents[idx].reclaimed = true;
+	*rp = r;
+	return 0;
+}
+
+CPRX_EXPORT int cprx_reclaim_fd(struct cprx_session *s, const char *token,
+				int *fd)
+{
+	const struct cprx_rec_fd *r;
+
+	return reclaim(s, token, &r, fd);
+}
+
+CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
+				 void **addr, uint64_t *size, int *fdp)
+{
+	const struct cprx_rec_fd *r;
+	struct stat st;
+	void *p;
+	int fd, ret;
+
+	ret = reclaim(s, token, &r, &fd);
+	if (ret)
+		return ret;
+	if (r->kind != CPRX_FD_RAM)
+		return cprx_fail(s, EINVAL, "use cprx_reclaim_fd for devices",
+				 "token '%s' is a device, not RAM", token);
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < r->size)
+		return cprx_fail(s, EBADMSG, "roll back: guest RAM was truncated",
+				 "RAM '%s' is %lld bytes, the state says %llu",
+				 token, (long long)st.st_size,
+				 (unsigned long long)r->size);
+	/* Lazily faulted: the pause does not grow with RAM size. */
+	p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return cprx_fail(s, errno, "check RLIMIT_AS and vm.max_map_count",
+				 "mmap of RAM '%s' (%llu bytes) failed: %s", token,
+				 (unsigned long long)r->size, strerror(errno));
+	if (r->page_kind == CPRX_PAGE_THP)
+		madvise(p, r->size, MADV_HUGEPAGE);
+	*addr = p;
+	*size = r->size;
+	if (fdp)
+		*fdp = fd;
+	return 0;
+}
+
+CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
+			      const void **data, size_t *len)
+{
+	unsigned int i;
+
+	for (i = 0; s->incoming && i < s->in.nr_blobs; i++) {
+		if (!strcmp(s->in.blobs[i].token, token)) {
+			*data = s->in.blobs[i].data;
+			*len = s->in.blobs[i].len;
+			return 0;
+		}
+	}
+	return cprx_fail(s, ENOENT, "the previous version did not add it: "
+			 "roll back or start without it",
+			 "blob '%s' is not in the state", token ? token : "");
+}
+
+CPRX_EXPORT int cprx_commit(struct cprx_session *s)
+{
+	unsigned int i;
+
+	if (!s->incoming || s->committed)
+		return cprx_fail(s, EINVAL, "commit once, in the new image",
+				 "session '%s' has no update to commit", s->name);
+	/* What this image did not take back would leak: close it. */
+	for (i = 0; i < s->nr_ents; i++)
+		if (!s->ents[i].reclaimed)
+			close(s->ents[i].fd);
+	if (s->state_fd >= 0)
+		close(s->state_fd);
+	if (s->exe_fd >= 0)
+		close(s->exe_fd);
+	s->state_fd = -1;
+	s->exe_fd = -1;
+	s->committed = true;
+	cprx_mark(s, CPRX_PH_COMMIT);
+	return 0;
+}
+
+CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
+{
+	char value[64];
+
+	if (!s || !s->incoming || s->committed)
+		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
+				 "new image", "nothing to roll back");
+	if (s->rollback)
+		return cprx_fail(s, ELOOP, "the previous binary cannot resume this "
+				 "state either; inspect the state and the logs",
+				 "refusing a second rollback: this image is already "
+				 "the rollback of a failed update (%s)",
+				 why ? why : "no reason given");
+	if (!s->in.exe_path || !s->in.argv || !s->in.argc)
+		return cprx_fail(s, EBADMSG, "the state is unreadable; the guest "
+				 "cannot be resumed", "cannot roll back (%s): the "
+				 "state does not name the previous binary",
+				 why ? why : "no reason given");
+	snprintf(value, sizeof(value), "v=1,fd=%d,rb=1", s->state_fd);
+	/* Same fds, same state, previous binary; ts tell the story. */
+	return cprx_do_exec(s, s->in.exe_path, s->in.argv, value, s->exe_fd);
+}

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* libcprx internals shared between its source files. */
+#ifndef CPRX_INTERNAL_H
+#define CPRX_INTERNAL_H
+
+#include <stdarg.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include "cprx.h"
+#include "state.h"
+
+#define CPRX_EXPORT __attribute__((visibility("default")))
+
+/* A preserved fd, in either image. */
+struct cprx_entry {
+	char token[CPRX_NAME_MAX + 1];
+	enum cprx_fd_kind kind;
+	enum cprx_page_kind page_kind;
+	int fd;
+	int saved_fdflags;	/* restored when an exec fails */
+	uint64_t size;
+	void *addr;		/* old image: caller's mapping, for preflight */
+	uint64_t handle;	/* backend key; cloexec: inode number */
+	bool reclaimed;
+};
+
+struct cprx_blob {
+	char token[CPRX_NAME_MAX + 1];
+	void *data;
+	size_t len;
+};
+
+/* Deferred teardown: a clone(CLONE_VM) process that holds the old mm. */
+struct cprx_keeper {
+	pid_t pid;
+	int wfd;		/* closing it (or exec closing it) ends the keeper */
+	void *stack;
+	size_t stack_size;
+	int ready;		/* futex word, set by the keeper */
+};
+
+struct cprx_backend_ops;
+
+struct cprx_session {
+	char name[CPRX_NAME_MAX + 1];
+	struct cprx_options opts;
+	char *state_path;
+	const struct cprx_backend_ops *backend;
+
+	struct cprx_entry *ents;
+	unsigned int nr_ents, cap_ents;
+	struct cprx_blob *blobs;
+	unsigned int nr_blobs, cap_blobs;
+	uint64_t ts[CPRX_PH_MAX];
+	unsigned int generation;
+
+	/* old image: the saved state */
+	int state_fd;		/* memfd (or file) holding the state */
+	int exe_fd;		/* this binary, for the new image's rollback */
+	bool saved;
+	const char *io_note;	/* set when io_uring was not usable */
+
+	/* new image */
+	bool incoming;
+	bool rollback;
+	bool committed;
+	struct cprx_state in;
+	pid_t keeper_pid;
+	pthread_t reaper;
+	bool reaper_started;
+
+	char msg[CPRX_MSG_MAX];
+	char hint[CPRX_MSG_MAX];
+};
+
+/* How preserved files cross the exec. */
+struct cprx_backend_ops {
+	const char *name;
+	enum cprx_backend id;
+	/* old image: a new entry; may refuse it */
+	int (*preserve)(struct cprx_session *s, struct cprx_entry *e);
+	/* last step before execve: make every entry survive it */
+	int (*arm)(struct cprx_session *s);
+	/* execve failed: put everything back as it was */
+	void (*disarm)(struct cprx_session *s);
+	/* new image: the fd of a record, checked to be the preserved file */
+	int (*retrieve)(struct cprx_session *s, const struct cprx_rec_fd *r,
+			int *fd);
+};
+
+extern const struct cprx_backend_ops cprx_backend_cloexec;
+int cprx_backend_select(struct cprx_session *s, enum cprx_backend want);
+
+/* error.c */
+int cprx_fail(struct cprx_session *s, int err, const char *hint,
+	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+const char *cprx_errno_name(int err);
+void cprx_describe_lsm(char *buf, size_t len);
+int cprx_seccomp_mode(unsigned int *nr_filters);
+
+/* io.c: the state's bytes, through io_uring when the kernel allows it */
+int cprx_io_write(int fd, const void *buf, size_t len, bool sync,
+		  const char **note);
+int cprx_io_read(int fd, void *buf, size_t len, const char **note);
+
+/* keeper.c */
+int cprx_keeper_start(struct cprx_keeper *k);
+void cprx_keeper_stop(struct cprx_keeper *k);
+
+/* session.c */
+uint64_t cprx_now_ns(void);
+struct cprx_session *cprx_session_alloc(const char *name,
+					const struct cprx_options *opts);
+struct cprx_entry *cprx_find_entry(struct cprx_session *s, const char *token);
+int cprx_check_token(struct cprx_session *s, const char *what,
+		     const char *token);
+extern unsigned int cprx_process_generation;
+
+/* exec.c */
+int cprx_do_exec(struct cprx_session *s, const char *path,
+		 char *const argv[], const char *env_value, int exe_fd);
+int cprx_resolve_path(const char *path, char *out, size_t len);
+
+#endif /* CPRX_INTERNAL_H */

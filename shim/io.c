@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The state's bytes go through io_uring: one ring per transfer, the write and
+ * the fsync linked so they are a single submission.  Where io_uring is not
+ * allowed (sysctl kernel.io_uring_disabled, a seccomp filter, an old kernel)
+ * plain pwrite/pread do the job and *note says so.
+ */
+#include <errno.h>
+#include <unistd.h>
+#include <liburing.h>
+#include "internal.h"
+
+static const char note_fallback[] =
+	"io_uring unavailable; state moved with pwrite/pread";
+
+static int ring_init(struct io_uring *ring, const char **note)
+{
+	int ret = io_uring_queue_init(4, ring, 0);
+
+	if (ret < 0 && note)
+		*note = note_fallback;
+	return ret;
+}
+
+/* Submits what is queued and reaps @want completions; first error wins. */
+static int ring_wait(struct io_uring *ring, int want, int *first_res)
+{
+	struct io_uring_cqe *cqe;
+	int ret, err = 0, i;
+
+	ret = io_uring_submit_and_wait(ring, want);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < want; i++) {
+		ret = io_uring_wait_cqe(ring, &cqe);
+		if (ret < 0)
+			return ret;
+		if (i == 0)
+			*first_res = cqe->res;
+		if (cqe->res < 0 && !err)
+			err = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+	}
+	return err;
+}
+
+static int plain_write(int fd, const char *p, size_t len, bool sync)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pwrite(fd, p + done, len - done, done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	if (sync && fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+int cprx_io_write(int fd, const void *buf, size_t len, bool sync,
+		  const char **note)
+{
+	const char *p = buf;
+	struct io_uring ring;
+	size_t done = 0;
+	int ret = 0, res;
+
+	if (ring_init(&ring, note) < 0)
+		return plain_write(fd, buf, len, sync);
+
+	while (done < len) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		int want = 1;
+
+		io_uring_prep_write(sqe, fd, p + done, len - done, done);
+		if (sync) {
+			/* fsync runs only if the write completed in full */
+			sqe->flags |= IOSQE_IO_LINK;
+			sqe = io_uring_get_sqe(&ring);
+			io_uring_prep_fsync(sqe, fd, 0);
+			want = 2;
+		}
+		res = 0;
+		ret = ring_wait(&ring, want, &res);
+		if (res > 0)
+			done += res;
+		if (ret == -ECANCELED && res > 0)
+			continue;	/* short write: write the rest */
+		if (ret < 0)
+			break;
+		if (res <= 0) {
+			ret = -EIO;
+			break;
+		}
+	}
+	io_uring_queue_exit(&ring);
+	return ret < 0 ? ret : 0;
+}
+
+int cprx_io_read(int fd, void *buf, size_t len, const char **note)
+{
+	struct io_uring ring;
+	char *p = buf;
+	size_t done = 0;
+	int ret = 0, res;
+	ssize_t n;
+
+	if (ring_init(&ring, note) < 0) {
+		while (done < len) {
+			n = pread(fd, p + done, len - done, done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+			done += n;
+		}
+		return 0;
+	}
+	while (done < len) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		io_uring_prep_read(sqe, fd, p + done, len - done, done);
+		res = 0;
+		ret = ring_wait(&ring, 1, &res);
+		if (ret < 0)
+			break;
+		if (res == 0) {
+			ret = -EIO;	/* file shrank under us */
+			break;
+		}
+		done += res;
+	}
+	io_uring_queue_exit(&ring);
+	return ret < 0 ? ret : 0;
+}

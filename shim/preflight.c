@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Preflight: everything that can be known before the guest stops, checked
+ * without changing anything.  A failed live update costs a VM; a failed
+ * preflight costs nothing.
+ */
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include "internal.h"
+
+#define PROBE_TIMEOUT_MS 10000
+
+extern char **environ;
+
+struct preflight {
+	struct cprx_session *s;
+	struct cprx_preflight_report *rep;
+	int first_err;
+	char first_hint[CPRX_MSG_MAX];
+};
+
+static void __attribute__((format(printf, 5, 6)))
+report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
+       const char *fmt, ...)
+{
+	struct cprx_check *c;
+	va_list ap;
+
+	if (pf->rep->nr_checks >= CPRX_MAX_CHECKS)
+		return;
+	c = &pf->rep->checks[pf->rep->nr_checks++];
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->verdict = v;
+	va_start(ap, fmt);
+	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	va_end(ap);
+	if (v == CPRX_FAIL && !pf->first_err) {
+		pf->first_err = err;
+		cprx_fail(pf->s, err, pf->first_hint, "preflight: %s: %s", name,
+			  c->reason);
+	}
+}
+
+static void hint(struct preflight *pf, const char *h)
+{
+	if (!pf->first_err)
+		snprintf(pf->first_hint, sizeof(pf->first_hint), "%s", h);
+}
+
+static void check_binary(struct preflight *pf, const char *path)
+{
+	unsigned char hdr[EI_NIDENT + 4] = { 0 };
+	Elf64_Half machine;
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st) < 0) {
+		hint(pf, "check the path of the new binary");
+		report(pf, "binary", CPRX_FAIL, ENOENT, "'%s' does not exist", path);
+		return;
+	}
+	if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0) {
+		hint(pf, "chmod +x it, or move it off a noexec mount");
+		report(pf, "binary", CPRX_FAIL, EACCES,
+		       "'%s' is not an executable regular file", path);
+		return;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, hdr, sizeof(hdr)) < 4) {
+		if (fd >= 0)
+			close(fd);
+		hint(pf, "make the binary readable");
+		report(pf, "binary", CPRX_FAIL, EACCES, "'%s' cannot be read", path);
+		return;
+	}
+	close(fd);
+	if (!memcmp(hdr, "#!", 2)) {
+		report(pf, "binary", CPRX_PASS, 0, "'%s' is a script", path);
+		return;
+	}
+	memcpy(&machine, hdr + EI_NIDENT + 2, sizeof(machine));
+	if (memcmp(hdr, ELFMAG, SELFMAG) || machine != EM_X86_64) {
+		hint(pf, "install a binary built for this machine");
+		report(pf, "binary", CPRX_FAIL, ENOEXEC,
+		       "'%s' is not an x86-64 ELF executable", path);
+		return;
+	}
+	report(pf, "binary", CPRX_PASS, 0, "'%s' is an x86-64 ELF executable", path);
+}
+
+/* Is [addr] mapped shared?  1 shared, 0 private, -1 not mapped. */
+static int mapping_shared(const void *addr)
+{
+	unsigned long lo, hi, a = (unsigned long)addr;
+	char line[512], perms[8];
+	int ret = -1;
+	FILE *f;
+
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3)
+			continue;
+		if (a >= lo && a < hi) {
+			ret = perms[3] == 's';
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+static void check_ram(struct preflight *pf, struct cprx_entry *e)
+{
+	const char *what;
+	struct statfs sfs;
+	struct stat st;
+	char name[48];
+	int shared;
+
+	snprintf(name, sizeof(name), "ram:%s", e->token);
+	if (fstatfs(e->fd, &sfs) < 0 || fstat(e->fd, &st) < 0) {
+		hint(pf, "keep guest RAM fds open until the update");
+		report(pf, name, CPRX_FAIL, EBADF, "fd %d is closed", e->fd);
+		return;
+	}
+	if (sfs.f_type == TMPFS_MAGIC)
+		what = "memfd/shmem";
+	else if (sfs.f_type == HUGETLBFS_MAGIC)
+		what = "hugetlbfs";
+	else if (S_ISREG(st.st_mode))
+		what = "file";
+	else {
+		hint(pf, "back guest RAM with a memfd (QEMU: memory-backend-memfd)");
+		report(pf, name, CPRX_FAIL, EINVAL,
+		       "fd %d is not a shareable file (mode %o)", e->fd,
+		       st.st_mode & S_IFMT);
+		return;
+	}
+	if ((uint64_t)st.st_size < e->size) {
+		hint(pf, "ftruncate the RAM fd to the guest's RAM size");
+		report(pf, name, CPRX_FAIL, EINVAL,
+		       "%s is %lld bytes, smaller than the %llu registered", what,
+		       (long long)st.st_size, (unsigned long long)e->size);
+		return;
+	}
+	shared = e->addr ? mapping_shared(e->addr) : 1;
+	if (shared == 0) {
+		hint(pf, "map guest RAM MAP_SHARED (QEMU: share=on)");
+		report(pf, name, CPRX_FAIL, EINVAL,
+		       "mapped MAP_PRIVATE at %p: the guest writes to private "
+		       "copies that exec destroys, so RAM would be lost", e->addr);
+		return;
+	}
+	if (shared < 0) {
+		hint(pf, "pass the address the guest RAM is mapped at, or NULL");
+		report(pf, name, CPRX_FAIL, EFAULT, "%p is not mapped", e->addr);
+		return;
+	}
+	report(pf, name, CPRX_PASS, 0, "%s, %llu bytes, mapped shared", what,
+	       (unsigned long long)e->size);
+}
+
+static void check_fds(struct preflight *pf)
+{
+	char link[PATH_MAX], path[64], leaks[256] = "";
+	size_t off = 0;
+	unsigned int i, nr_leaks = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	for (i = 0; i < pf->s->nr_ents; i++) {
+		struct cprx_entry *e = &pf->s->ents[i];
+		struct stat st;
+
+		if (fstat(e->fd, &st) < 0 || (uint64_t)st.st_ino != e->handle) {
+			hint(pf, "keep preserved fds open until the update");
+			report(pf, "fds", CPRX_FAIL, EBADF,
+			       "fd %d of '%s' was closed or replaced", e->fd,
+			       e->token);
+			return;
+		}
+	}
+	/* Anything open without FD_CLOEXEC and not preserved leaks across. */
+	dir = opendir("/proc/self/fd");
+	while (dir && (d = readdir(dir))) {
+		int fd = atoi(d->d_name), flags;
+		ssize_t n;
+
+		if (d->d_name[0] == '.' || fd <= 2 || fd == dirfd(dir))
+			continue;
+		flags = fcntl(fd, F_GETFD);
+		if (flags < 0 || (flags & FD_CLOEXEC))
+			continue;
+		for (i = 0; i < pf->s->nr_ents && pf->s->ents[i].fd != fd; i++)
+			;
+		if (i < pf->s->nr_ents)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = '\0';
+		if (off < sizeof(leaks))
+			off += snprintf(leaks + off, sizeof(leaks) - off, "%s%d (%s)",
+					nr_leaks ? ", " : "", fd, link);
+		nr_leaks++;
+	}
+	if (dir)
+		closedir(dir);
+	if (nr_leaks)
+		report(pf, "fds", CPRX_WARN, 0, "%u fd%s not close-on-exec and "
+		       "not preserved will leak into the new image: %s; open "
+		       "them O_CLOEXEC", nr_leaks, nr_leaks == 1 ? "" : "s", leaks);
+	else
+		report(pf, "fds", CPRX_PASS, 0, "%u preserved, no other fd leaks",
+		       pf->s->nr_ents);
+}
+
+static void check_seccomp(struct preflight *pf)
+{
+	unsigned int nr;
+	int mode = cprx_seccomp_mode(&nr);
+
+	if (mode == 1) {
+		hint(pf, "strict seccomp allows no exec: disable it");
+		report(pf, "seccomp", CPRX_FAIL, EPERM, "strict mode: exec impossible");
+	} else if (mode == 2) {
+		report(pf, "seccomp", CPRX_WARN, 0, "%u filter%s active: execve "
+		       "may be refused (the probe tells)", nr, nr == 1 ? "" : "s");
+	} else {
+		report(pf, "seccomp", CPRX_PASS, 0, "no seccomp filter");
+	}
+}
+
+static void check_lsm(struct preflight *pf)
+{
+	char lsm[256];
+
+	cprx_describe_lsm(lsm, sizeof(lsm));
+	report(pf, "lsm", CPRX_PASS, 0, "active: %s", lsm);
+}
+
+static void check_state_target(struct preflight *pf)
+{
+	char dir[PATH_MAX], *slash;
+
+	if (pf->s->opts.target != CPRX_STATE_FILE) {
+		report(pf, "state", CPRX_PASS, 0, "memfd");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s", pf->s->opts.state_path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (access(dir, W_OK) < 0) {
+		hint(pf, "choose a state path in a writable directory");
+		report(pf, "state", CPRX_FAIL, EACCES, "directory '%s' is not "
+		       "writable", dir);
+		return;
+	}
+	report(pf, "state", CPRX_PASS, 0, "file %s", pf->s->opts.state_path);
+}
+
+/* Collects what the probe printed and waits for it, within a deadline. */
+static int probe_wait(pid_t pid, int rfd, char *out, size_t len, int *status)
+{
+	struct timespec t0, t;
+	size_t got = 0;
+	int elapsed = 0;
+	ssize_t n;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed < PROBE_TIMEOUT_MS) {
+		struct pollfd p = { .fd = rfd, .events = POLLIN };
+
+		if (poll(&p, 1, 100) > 0) {
+			char tmp[512];
+
+			n = read(rfd, tmp, sizeof(tmp));
+			if (n > 0 && got < len - 1) {
+				size_t k = (size_t)n < len - 1 - got ? (size_t)n
+								      : len - 1 - got;
+				memcpy(out + got, tmp, k);
+				got += k;
+			}
+		}
+		if (waitpid(pid, status, WNOHANG) == pid) {
+			out[got] = '\0';
+			return 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		elapsed = (t.tv_sec - t0.tv_sec) * 1000 +
+			  (t.tv_nsec - t0.tv_nsec) / 1000000;
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, status, 0);
+	out[got] = '\0';
+	return -ETIMEDOUT;
+}
+
+static void first_line(char *s)
+{
+	s[strcspn(s, "\n")] = '\0';
+}
+
+static void probe_spawned(struct preflight *pf, const char *path, pid_t pid,
+			  int rfd)
+{
+	char out[1024];
+	int status = 0;
+
+	if (probe_wait(pid, rfd, out, sizeof(out), &status)) {
+		hint(pf, "make the probe argv one that exits at once (--version)");
+		report(pf, "probe", CPRX_FAIL, ETIMEDOUT, "'%s' did not exit within "
+		       "%d s", path, PROBE_TIMEOUT_MS / 1000);
+		return;
+	}
+	first_line(out);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		report(pf, "probe", CPRX_PASS, 0, "'%s' ran: %s", path,
+		       *out ? out : "(no output)");
+	} else if (WIFEXITED(status)) {
+		hint(pf, WEXITSTATUS(status) == 127 ?
+		     "install the libraries the new binary needs (ldd)" :
+		     "run the probe command by hand to see why it fails");
+		report(pf, "probe", CPRX_FAIL, ELIBBAD, "'%s' exited with %d: %s",
+		       path, WEXITSTATUS(status), *out ? out : "(no output)");
+	} else {
+		hint(pf, "run the probe command by hand to see why it fails");
+		report(pf, "probe", CPRX_FAIL, ELIBBAD, "'%s' killed by signal %d: %s",
+		       path, WTERMSIG(status), *out ? out : "(no output)");
+	}
+}
+
+static void probe_refused(struct preflight *pf, const char *path, int err)
+{
+	unsigned int nr;
+	char lsm[256];
+
+	if (err == EPERM) {
+		cprx_describe_lsm(lsm, sizeof(lsm));
+		if (cprx_seccomp_mode(&nr) == 2) {
+			hint(pf, "allow execve in the VMM's sandbox (e.g. QEMU "
+			     "-sandbox on,spawn=allow) for live update");
+			report(pf, "probe", CPRX_FAIL, EPERM, "exec of '%s' refused: "
+			       "a seccomp filter (%u) blocks execve", path, nr);
+		} else {
+			hint(pf, "check the LSM policy for a rule that denies this exec");
+			report(pf, "probe", CPRX_FAIL, EPERM, "exec of '%s' refused "
+			       "by an LSM (active: %s)", path, lsm);
+		}
+		return;
+	}
+	hint(pf, "fix the new binary; the binary check above says more");
+	report(pf, "probe", CPRX_FAIL, err, "exec of '%s' failed: %s (%s)", path,
+	       strerror(err), cprx_errno_name(err));
+}
+
+/* vfork-style spawn: a large guest address space is not copied. */
+static void check_probe(struct preflight *pf, const char *path,
+			char *const probe_argv[])
+{
+	posix_spawn_file_actions_t fa;
+	char **argv;
+	int pfd[2], err, n;
+	pid_t pid;
+
+	for (n = 0; probe_argv[n]; n++)
+		;
+	argv = calloc(n + 2, sizeof(char *));
+	if (!argv || pipe2(pfd, O_CLOEXEC) < 0) {
+		free(argv);
+		report(pf, "probe", CPRX_WARN, 0, "could not set up the probe");
+		return;
+	}
+	memcpy(argv, probe_argv, n * sizeof(char *));
+	argv[0] = (char *)path;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
+	err = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	if (err)
+		probe_refused(pf, path, err);
+	else
+		probe_spawned(pf, path, pid, pfd[0]);
+	close(pfd[0]);
+	free(argv);
+}
+
+CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
+			       char *const probe_argv[],
+			       struct cprx_preflight_report *rep)
+{
+	struct cprx_preflight_report local;
+	struct preflight pf = { .s = s };
+	char resolved[PATH_MAX];
+	unsigned int i;
+
+	if (!rep || rep->size < sizeof(*rep)) {
+		if (rep)
+			return cprx_fail(s, EINVAL, "set report->size",
+					 "preflight report size %u too small",
+					 rep->size);
+		rep = &local;
+	}
+	rep->nr_checks = 0;
+	pf.rep = rep;
+	cprx_mark(s, CPRX_PH_PREFLIGHT_START);
+	if (cprx_resolve_path(path, resolved, sizeof(resolved)))
+		snprintf(resolved, sizeof(resolved), "%s", path);
+	check_binary(&pf, resolved);
+	for (i = 0; i < s->nr_ents; i++)
+		if (s->ents[i].kind == CPRX_FD_RAM)
+			check_ram(&pf, &s->ents[i]);
+	check_fds(&pf);
+	check_seccomp(&pf);
+	check_lsm(&pf);
+	check_state_target(&pf);
+	if (probe_argv && pf.rep->checks[0].verdict == CPRX_PASS)
+		check_probe(&pf, resolved, probe_argv);
+	cprx_mark(s, CPRX_PH_PREFLIGHT_END);
+	return pf.first_err ? -pf.first_err : 0;
+}

@@ -1,0 +1,12 @@
+#!/bin/bash
+# Installs what cprx needs to build and test on Debian 12, from Debian only.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends \
+	build-essential meson ninja-build pkg-config \
+	liburing-dev libglib2.0-dev \
+	clang libclang-rt-14-dev \
+	procps
