@@ -105,7 +105,7 @@ int cprx_add_blob(struct cprx_session *s, const char *token,
 enum cprx_verdict { CPRX_PASS = 0, CPRX_WARN, CPRX_FAIL };
 
 struct cprx_check {
-	char name[32];
+	char name[CPRX_NAME_MAX + 9];	/* "ram:" and a token */
 	enum cprx_verdict verdict;
 	char reason[CPRX_MSG_MAX];
 };

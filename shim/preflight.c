@@ -131,7 +131,7 @@ static void check_ram(struct preflight *pf, struct cprx_entry *e)
 	const char *what;
 	struct statfs sfs;
 	struct stat st;
-	char name[48];
+	char name[CPRX_NAME_MAX + 8];
 	int shared;
 
 	snprintf(name, sizeof(name), "ram:%s", e->token);

@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A small kselftest-style test harness, header only.
+ *
+ *   TEST(name) { ASSERT_EQ(2, 1 + 1); }
+ *
+ *   FIXTURE(fx) { int fd; };
+ *   FIXTURE_SETUP(fx) { self->fd = open(...); ASSERT_GE(self->fd, 0); }
+ *   FIXTURE_TEARDOWN(fx) { close(self->fd); }
+ *   TEST_F(fx, name) { EXPECT_EQ(0, fsync(self->fd)); }
+ *
+ *   TEST_HARNESS_MAIN
+ *
+ * Each test runs in a child process, so a crash, an exit() or a hang fails
+ * that test only.  Timeouts: 120 s, TEST_TIMEOUT(name, s) or
+ * TEST_F_TIMEOUT(fx, name, s) per test, $CPRX_TEST_TIMEOUT for all (0: none).
+ * ASSERT_*() fails the test and leaves it (teardown still runs); EXPECT_*()
+ * fails it and goes on.  Both work in helpers the test calls, from the
+ * test's own thread.  Comparisons are of integers, signed or not, by value.
+ * Output is TAP version 13, as meson's 'tap' protocol reads it.
+ *
+ *   ./test -l          list the tests
+ *   ./test -t name     run only these ("name" or "fx.name"), repeatable
+ */
+#ifndef CPRX_HARNESS_H
+#define CPRX_HARNESS_H
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define TH_TIMEOUT	120
+#define TH_PASS		0
+#define TH_FAIL		1
+#define TH_SKIP		4		/* kselftest's KSFT_SKIP */
+
+struct th_test {
+	const char *name;		/* "name" or "fixture.name" */
+	const char *base;		/* "name" */
+	void (*run)(void);
+	unsigned int timeout;
+	int line;
+	struct th_test *next;
+};
+
+/* Written by the test's child, read by the runner: MAP_SHARED. */
+struct th_result {
+	int done;			/* the test returned (or asserted) */
+	int status;			/* TH_PASS, TH_FAIL or TH_SKIP */
+	char reason[200];		/* of a skip */
+};
+
+static struct th_test *th_tests;
+static struct th_result *th_res;
+static jmp_buf *th_jmp;		/* where a failed ASSERT goes */
+
+/*
+ * Kept in source order whatever order the constructors run in; the
+ * harness is for one test file, so __LINE__ is that order.
+ */
+static inline void th_register(struct th_test *t)
+{
+	struct th_test **p = &th_tests;
+
+	while (*p && (*p)->line < t->line)
+		p = &(*p)->next;
+	t->next = *p;
+	*p = t;
+}
+
+#define TH_REGISTER(id, full, short, secs)				\
+	static void th_run_##id(void);					\
+	static struct th_test th_t_##id = {				\
+		full, short, th_run_##id, secs, __LINE__, NULL };	\
+	__attribute__((constructor)) static void th_reg_##id(void)	\
+	{								\
+		th_register(&th_t_##id);				\
+	}
+
+#define TEST(name)	TEST_TIMEOUT(name, TH_TIMEOUT)
+#define TEST_TIMEOUT(name, secs)					\
+	TH_REGISTER(name, #name, #name, secs)				\
+	static void th_run_##name(void)
+
+#define FIXTURE_DATA(fx)	struct th_fx_##fx
+#define FIXTURE(fx)							\
+	FIXTURE_DATA(fx);						\
+	static void th_setup_##fx(FIXTURE_DATA(fx) *self);		\
+	static void th_teardown_##fx(FIXTURE_DATA(fx) *self);		\
+	FIXTURE_DATA(fx)
+#define FIXTURE_SETUP(fx)						\
+	static void th_setup_##fx(FIXTURE_DATA(fx) *self __attribute__((unused)))
+#define FIXTURE_TEARDOWN(fx)						\
+	static void th_teardown_##fx(FIXTURE_DATA(fx) *self __attribute__((unused)))
+
+#define TEST_F(fx, name)	TEST_F_TIMEOUT(fx, name, TH_TIMEOUT)
+/*
+ * A failed ASSERT in setup skips the body and teardown; one in the body
+ * still runs teardown.  A SKIP or EXPECT failure in setup skips the body.  self is static: a fresh child per test zeroes it,
+ * and it keeps its value across the longjmp.
+ */
+#define TEST_F_TIMEOUT(fx, name, secs)					\
+	static void th_body_##fx##__##name(FIXTURE_DATA(fx) *self);	\
+	TH_REGISTER(fx##__##name, #fx "." #name, #name, secs)		\
+	static void th_run_##fx##__##name(void)				\
+	{								\
+		static FIXTURE_DATA(fx) self;				\
+		jmp_buf env, *outer = th_jmp;				\
+									\
+		th_setup_##fx(&self);					\
+		th_jmp = &env;						\
+		if (th_res->status == TH_PASS && !setjmp(env))		\
+			th_body_##fx##__##name(&self);			\
+		th_jmp = outer;						\
+		th_teardown_##fx(&self);				\
+	}								\
+	static void th_body_##fx##__##name(				\
+		FIXTURE_DATA(fx) *self __attribute__((unused)))
+
+/* Reporting ------------------------------------------------------------ */
+
+#define TH_LOG(fmt, ...)	th_log(fmt, ##__VA_ARGS__)
+
+__attribute__((format(printf, 1, 2)))
+static inline void th_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("# ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+static inline void th_failed(int fatal)
+{
+	th_res->status = TH_FAIL;
+	if (fatal)
+		longjmp(*th_jmp, 1);
+}
+
+#define SKIP(statement, fmt, ...)					\
+	do {								\
+		th_skip(fmt, ##__VA_ARGS__);				\
+		statement;						\
+	} while (0)
+
+__attribute__((format(printf, 1, 2)))
+static inline void th_skip(const char *fmt, ...)
+{
+	va_list ap;
+	char *nl;
+
+	va_start(ap, fmt);
+	vsnprintf(th_res->reason, sizeof(th_res->reason), fmt, ap);
+	va_end(ap);
+	while ((nl = strchr(th_res->reason, '\n')))	/* one TAP line */
+		*nl = ' ';
+	if (th_res->status == TH_PASS)
+		th_res->status = TH_SKIP;
+}
+
+/* Assertions ----------------------------------------------------------- */
+
+#define th_signed(x)	((__typeof__(x))-1 < (__typeof__(x))1)
+
+/* Compares by value whatever the signedness: -1 < 0u here, unlike in C. */
+static inline int th_cmp(int sa, intmax_t ia, uintmax_t ua,
+			 int sb, intmax_t ib, uintmax_t ub)
+{
+	if (sa && ia < 0) {
+		if (!(sb && ib < 0))
+			return -1;
+		return ia < ib ? -1 : ia > ib;
+	}
+	if (sb && ib < 0)
+		return 1;
+	return ua < ub ? -1 : ua > ub;
+}
+
+static inline void th_cmp_fail(const char *file, int line, const char *a,
+			       const char *op, const char *b, int sa,
+			       intmax_t va, int sb, intmax_t vb, int fatal)
+{
+	char x[24], y[24];
+
+	if (sa)
+		snprintf(x, sizeof(x), "%jd", va);
+	else
+		snprintf(x, sizeof(x), "%ju", (uintmax_t)va);
+	if (sb)
+		snprintf(y, sizeof(y), "%jd", vb);
+	else
+		snprintf(y, sizeof(y), "%ju", (uintmax_t)vb);
+	printf("# %s:%d: Expected %s (%s) %s %s (%s)\n", file, line, a, x,
+	       op, b, y);
+	fflush(stdout);
+	th_failed(fatal);
+}
+
+#define TH_CMP(a, b, op, fatal)						\
+	do {								\
+		__typeof__(a) th_a = (a);				\
+		__typeof__(b) th_b = (b);				\
+		if (!(th_cmp(th_signed(th_a), (intmax_t)th_a,		\
+			     (uintmax_t)th_a, th_signed(th_b),		\
+			     (intmax_t)th_b, (uintmax_t)th_b) op 0))	\
+			th_cmp_fail(__FILE__, __LINE__, #a, #op, #b,	\
+				    th_signed(th_a), (intmax_t)th_a,	\
+				    th_signed(th_b), (intmax_t)th_b,	\
+				    fatal);				\
+	} while (0)
+
+#define TH_BOOL(cond, text, fatal)					\
+	do {								\
+		if (!(cond)) {						\
+			th_log("%s:%d: Expected %s", __FILE__, __LINE__,\
+			       text);					\
+			th_failed(fatal);				\
+		}							\
+	} while (0)
+
+#define TH_PTR(p, isnull, fatal)					\
+	do {								\
+		const void *th_p = (p);					\
+		if ((th_p == NULL) != (isnull)) {			\
+			th_log("%s:%d: Expected %s (%p) %s NULL",	\
+			       __FILE__, __LINE__, #p, th_p,		\
+			       (isnull) ? "==" : "!=");			\
+			th_failed(fatal);				\
+		}							\
+	} while (0)
+
+#define TH_STR(a, b, eq, fatal)						\
+	do {								\
+		const char *th_a = (a), *th_b = (b);			\
+		if (!th_a || !th_b || (strcmp(th_a, th_b) == 0) != (eq)) {	\
+			th_log("%s:%d: Expected %s (\"%s\") %s %s (\"%s\")",\
+			       __FILE__, __LINE__, #a,			\
+			       th_a ? th_a : "(null)", (eq) ? "==" : "!=",\
+			       #b, th_b ? th_b : "(null)");		\
+			th_failed(fatal);				\
+		}							\
+	} while (0)
+
+#define ASSERT_EQ(a, b)		TH_CMP(a, b, ==, 1)
+#define ASSERT_NE(a, b)		TH_CMP(a, b, !=, 1)
+#define ASSERT_LT(a, b)		TH_CMP(a, b, <, 1)
+#define ASSERT_LE(a, b)		TH_CMP(a, b, <=, 1)
+#define ASSERT_GT(a, b)		TH_CMP(a, b, >, 1)
+#define ASSERT_GE(a, b)		TH_CMP(a, b, >=, 1)
+#define ASSERT_TRUE(c)		TH_BOOL(c, #c " to be true", 1)
+#define ASSERT_FALSE(c)		TH_BOOL(!(c), #c " to be false", 1)
+#define ASSERT_NULL(p)		TH_PTR(p, 1, 1)
+#define ASSERT_NE_NULL(p)	TH_PTR(p, 0, 1)
+#define ASSERT_STREQ(a, b)	TH_STR(a, b, 1, 1)
+#define ASSERT_STRNE(a, b)	TH_STR(a, b, 0, 1)
+#define EXPECT_EQ(a, b)		TH_CMP(a, b, ==, 0)
+#define EXPECT_NE(a, b)		TH_CMP(a, b, !=, 0)
+#define EXPECT_LT(a, b)		TH_CMP(a, b, <, 0)
+#define EXPECT_LE(a, b)		TH_CMP(a, b, <=, 0)
+#define EXPECT_GT(a, b)		TH_CMP(a, b, >, 0)
+#define EXPECT_GE(a, b)		TH_CMP(a, b, >=, 0)
+#define EXPECT_TRUE(c)		TH_BOOL(c, #c " to be true", 0)
+#define EXPECT_FALSE(c)		TH_BOOL(!(c), #c " to be false", 0)
+#define EXPECT_NULL(p)		TH_PTR(p, 1, 0)
+#define EXPECT_NE_NULL(p)	TH_PTR(p, 0, 0)
+#define EXPECT_STREQ(a, b)	TH_STR(a, b, 1, 0)
+#define EXPECT_STRNE(a, b)	TH_STR(a, b, 0, 0)
+
+/* Runner --------------------------------------------------------------- */
+
+/* In the child: exit() rather than _exit() so that LeakSanitizer runs. */
+static inline void th_child(const struct th_test *t)
+{
+	jmp_buf env;
+
+	th_jmp = &env;
+	if (!setjmp(env))
+		t->run();
+	th_res->done = 1;
+	fflush(stdout);
+	exit(th_res->status);
+}
+
+/* Waits for @pid at most @secs (0: forever); SIGCHLD is blocked. */
+static inline int th_wait(pid_t pid, unsigned int secs, int *status)
+{
+	struct timespec end, now, left;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += secs;
+	while (waitpid(pid, status, WNOHANG) != pid) {
+		if (!secs) {
+			sigwaitinfo(&set, NULL);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left.tv_sec = end.tv_sec - now.tv_sec;
+		left.tv_nsec = end.tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000L;
+		}
+		if (left.tv_sec < 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, status, 0);
+			return -ETIMEDOUT;
+		}
+		sigtimedwait(&set, NULL, &left);
+	}
+	return 0;
+}
+
+/* Runs test @n in a child and prints its TAP line; returns TH_*. */
+static inline int th_run(const struct th_test *t, int n, int env_secs)
+{
+	unsigned int secs = env_secs >= 0 ? (unsigned int)env_secs : t->timeout;
+	sigset_t set, old;
+	int status = 0, ret;
+	pid_t pid;
+
+	memset(th_res, 0, sizeof(*th_res));
+	fflush(stdout);
+	fflush(stderr);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	pid = fork();
+	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		th_child(t);
+	}
+	ret = pid < 0 ? -errno : th_wait(pid, secs, &status);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+
+	if (ret == -ETIMEDOUT)
+		th_log("%s: timed out after %u s", t->name, secs);
+	else if (ret)
+		th_log("%s: fork: %s", t->name, strerror(-ret));
+	else if (WIFSIGNALED(status))
+		th_log("%s: killed by signal %d (%s)", t->name,
+		       WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (!th_res->done || WEXITSTATUS(status) != th_res->status)
+		th_log("%s: exited with status %d", t->name,
+		       WEXITSTATUS(status));
+	else if (th_res->status == TH_SKIP) {
+		printf("ok %d %s # SKIP %s\n", n, t->name, th_res->reason);
+		return TH_SKIP;
+	} else if (th_res->status == TH_PASS) {
+		printf("ok %d %s\n", n, t->name);
+		return TH_PASS;
+	}
+	printf("not ok %d %s\n", n, t->name);
+	return TH_FAIL;
+}
+
+static inline int th_selected(const struct th_test *t, char **names, int nr)
+{
+	int i;
+
+	for (i = 0; i < nr; i++)
+		if (!strcmp(names[i], t->name) || !strcmp(names[i], t->base))
+			return 1;
+	return !nr;
+}
+
+static inline int th_main(int argc, char **argv)
+{
+	int nr_names = 0, list = 0, total = 0, n = 0, env_secs = -1, i, opt;
+	int counts[TH_SKIP + 1] = { 0 }, ret = 2;
+	char *names[argc + 1];		/* on the stack: no leak to report */
+	const char *env = getenv("CPRX_TEST_TIMEOUT");
+	struct th_test *t;
+
+	while ((opt = getopt(argc, argv, "lt:h")) != -1) {
+		if (opt == 'l') {
+			list = 1;
+		} else if (opt == 't') {
+			names[nr_names++] = optarg;
+		} else {
+			fprintf(stderr, "usage: %s [-l] [-t name]...\n", argv[0]);
+			ret = opt == 'h' ? 0 : 2;
+			goto out;
+		}
+	}
+	for (i = 0; i < nr_names; i++) {
+		for (t = th_tests; t && !th_selected(t, names + i, 1); t = t->next)
+			;
+		if (!t) {
+			fprintf(stderr, "%s: no test named '%s'\n", argv[0],
+				names[i]);
+			goto out;
+		}
+	}
+	for (t = th_tests; t; t = t->next) {
+		if (!th_selected(t, names, nr_names))
+			continue;
+		if (list)
+			printf("%s\n", t->name);
+		total++;
+	}
+	ret = 0;
+	if (list)
+		goto out;
+	if (env && *env)
+		env_secs = atoi(env);
+	th_res = mmap(NULL, sizeof(*th_res), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (th_res == MAP_FAILED) {
+		perror("mmap");
+		ret = 1;
+		goto out;
+	}
+
+	printf("TAP version 13\n1..%d\n", total);
+	for (t = th_tests; t; t = t->next)
+		if (th_selected(t, names, nr_names))
+			counts[th_run(t, ++n, env_secs)]++;
+	printf("# Totals: pass:%d fail:%d skip:%d\n", counts[TH_PASS],
+	       counts[TH_FAIL], counts[TH_SKIP]);
+	munmap(th_res, sizeof(*th_res));
+	ret = counts[TH_FAIL] ? 1 : 0;
+out:
+	return ret;
+}
+
+#define TEST_HARNESS_MAIN						\
+	int main(int argc, char **argv)					\
+	{								\
+		return th_main(argc, argv);				\
+	}
+
+#endif /* CPRX_HARNESS_H */

@@ -1,0 +1,44 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Runs the state fuzzer for a bounded time and reports in TAP.
+# usage: run-fuzz.sh FUZZER SEEDGEN ARTIFACT_DIR
+# $CPRX_FUZZ_SECONDS: how long (20).  A crashing input is kept in
+# ARTIFACT_DIR as fuzz-state-crash-*; rerun it with "FUZZER FILE".
+fuzzer=$1 seedgen=$2 keep=${3:-.}
+secs=${CPRX_FUZZ_SECONDS:-20}
+
+echo "TAP version 13"
+echo "1..1"
+if [ ! -x "$fuzzer" ]; then
+	echo "ok 1 fuzz-state # SKIP no clang with libFuzzer"
+	exit 0
+fi
+dir=$(mktemp -d) || exit 1
+trap 'rm -rf "$dir"' EXIT
+mkdir "$dir/corpus"
+if ! "$seedgen" "$dir/corpus" >"$dir/log" 2>&1; then
+	echo "not ok 1 fuzz-state"
+	sed 's/^/# /' "$dir/log"
+	exit 1
+fi
+
+"$fuzzer" -max_total_time="$secs" -max_len=65536 -timeout=10 \
+	-print_final_stats=1 -artifact_prefix="$dir/" \
+	"$dir/corpus" >"$dir/log" 2>&1
+rc=$?
+runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
+if [ $rc -eq 0 ]; then
+	echo "ok 1 fuzz-state (${runs:-?} runs in $secs s)"
+	exit 0
+fi
+echo "not ok 1 fuzz-state (exit $rc after ${runs:-?} runs)"
+# the sanitizer's report if there is one, else the end of the log
+sed -n '/^fuzz_state\.c:[0-9]*:\|^==[0-9]*== *ERROR/,/^SUMMARY/p' "$dir/log" | head -n 60 >"$dir/report"
+[ -s "$dir/report" ] || tail -n 40 "$dir/log" >"$dir/report"
+sed 's/^/# /' "$dir/report"
+for f in "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-*; do
+	[ -e "$f" ] || continue
+	cp "$f" "$keep/fuzz-state-${f##*/}" &&
+		echo "# input kept as $keep/fuzz-state-${f##*/}"
+done
+exit 1
