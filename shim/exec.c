@@ -284,7 +284,7 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *env_value, int exe_fd)
 {
 	struct cprx_keeper keeper = { 0 };
-	char env[256];
+	char env[512], reap[128];
 	char **envp;
 	int ret, err;
 
@@ -293,9 +293,10 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 		return ret;
 	if (!s->opts.no_deferred_teardown)
 		cprx_keeper_start(&keeper);	/* without it exec is only slower */
+	cprx_keepers_handover(reap, sizeof(reap));
 	cprx_mark(s, CPRX_PH_EXEC);
-	snprintf(env, sizeof(env), "%s=%s,keeper=%d,save=%llu,exec=%llu",
-		 CPRX_ENV, env_value, (int)keeper.pid,
+	snprintf(env, sizeof(env), "%s=%s,keeper=%d,reap=%s,save=%llu,exec=%llu",
+		 CPRX_ENV, env_value, (int)keeper.pid, reap,
 		 (unsigned long long)s->ts[CPRX_PH_SAVE_END],
 		 (unsigned long long)s->ts[CPRX_PH_EXEC]);
 	envp = build_envp(env);

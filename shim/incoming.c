@@ -18,10 +18,26 @@
 struct handover {
 	int version;
 	int fd;
-	int keeper;
+	pid_t keepers[CPRX_MAX_KEEPERS];	/* the last one's, then older */
+	unsigned int nr_keepers;
 	int rollback;
 	unsigned long long save_ns, exec_ns;
 };
+
+static void add_keepers(struct handover *h, const char *list)
+{
+	char *end;
+	long pid;
+
+	while (*list && h->nr_keepers < CPRX_MAX_KEEPERS) {
+		pid = strtol(list, &end, 10);
+		if (end == list)
+			break;
+		if (pid > 0)
+			h->keepers[h->nr_keepers++] = pid;
+		list = *end == ':' ? end + 1 : end;
+	}
+}
 
 static int parse_handover(const char *value, struct handover *h)
 {
@@ -33,40 +49,15 @@ static int parse_handover(const char *value, struct handover *h)
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (sscanf(tok, "v=%d", &h->version) == 1 ||
 		    sscanf(tok, "fd=%d", &h->fd) == 1 ||
-		    sscanf(tok, "keeper=%d", &h->keeper) == 1 ||
 		    sscanf(tok, "rb=%d", &h->rollback) == 1 ||
 		    sscanf(tok, "save=%llu", &h->save_ns) == 1 ||
 		    sscanf(tok, "exec=%llu", &h->exec_ns) == 1)
 			continue;
+		if (!strncmp(tok, "keeper=", 7) || !strncmp(tok, "reap=", 5))
+			add_keepers(h, strchr(tok, '=') + 1);
 		/* unknown keys from a newer library are ignored */
 	}
 	return h->version == 1 && h->fd >= 0 ? 0 : -EINVAL;
-}
-
-static void *reap_keeper(void *arg)
-{
-	pid_t pid = (pid_t)(long)arg;
-
-	/* Returns when the keeper has finished tearing down the old mm. */
-	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
-		;
-	return NULL;
-}
-
-/* The keeper is our child now; reap it off the critical path. */
-static void start_reaper(pid_t pid)
-{
-	pthread_attr_t attr;
-	pthread_t t;
-
-	if (pid <= 0)
-		return;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
-	if (pthread_create(&t, &attr, reap_keeper, (void *)(long)pid))
-		reap_keeper((void *)(long)pid);
-	pthread_attr_destroy(&attr);
 }
 
 static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
@@ -172,7 +163,7 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	s->rollback = h.rollback;
 	s->state_fd = h.fd;
 	fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
-	start_reaper(h.keeper);
+	cprx_keepers_adopt(h.keepers, h.nr_keepers);
 
 	ret = read_state(s, h.fd, &buf, &len);
 	if (!ret)

@@ -65,9 +65,6 @@ struct cprx_session {
 	bool rollback;
 	bool committed;
 	struct cprx_state in;
-	pid_t keeper_pid;
-	pthread_t reaper;
-	bool reaper_started;
 
 	char msg[CPRX_MSG_MAX];
 	char hint[CPRX_MSG_MAX];
@@ -104,8 +101,11 @@ int cprx_io_write(int fd, const void *buf, size_t len, bool sync,
 int cprx_io_read(int fd, void *buf, size_t len, const char **note);
 
 /* keeper.c */
+#define CPRX_MAX_KEEPERS 8
 int cprx_keeper_start(struct cprx_keeper *k);
 void cprx_keeper_stop(struct cprx_keeper *k);
+void cprx_keepers_adopt(const pid_t *pids, unsigned int n);
+void cprx_keepers_handover(char *buf, size_t len);
 
 /* session.c */
 uint64_t cprx_now_ns(void);

@@ -12,6 +12,7 @@
  * calls only and touches no libc state.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -106,4 +107,91 @@ void cprx_keeper_stop(struct cprx_keeper *k)
 	k->pid = 0;
 	munmap(k->stack, k->stack_size);
 	k->stack = NULL;
+}
+
+/*
+ * After the exec the keeper is a child of the new image, still tearing down
+ * the old mm.  A thread reaps it; if this image execs again first, the pids
+ * not yet reaped are handed over with the state, so no keeper ever lingers
+ * as a zombie.  pidfds make sure we never wait for an unrelated child that
+ * reused a pid.
+ */
+struct pending {
+	pid_t pid;
+	int pidfd;
+	bool done;
+};
+
+static struct pending pending[CPRX_MAX_KEEPERS];
+static unsigned int nr_pending;
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *reap_pending(void *arg)
+{
+	unsigned int i, n = (unsigned int)(long)arg;
+	siginfo_t info;
+
+	for (i = 0; i < n; i++) {
+		while (waitid(P_PIDFD, pending[i].pidfd, &info, WEXITED | __WALL) < 0 &&
+		       errno == EINTR)
+			;
+		pthread_mutex_lock(&pending_lock);
+		pending[i].done = true;
+		close(pending[i].pidfd);
+		pending[i].pidfd = -1;
+		pthread_mutex_unlock(&pending_lock);
+	}
+	return NULL;
+}
+
+void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	unsigned int i;
+	int fd;
+
+	pthread_mutex_lock(&pending_lock);
+	nr_pending = 0;
+	for (i = 0; i < n && nr_pending < CPRX_MAX_KEEPERS; i++) {
+		fd = syscall(SYS_pidfd_open, pids[i], 0);
+		if (fd < 0)
+			continue;	/* not ours, or gone already */
+		pending[nr_pending++] = (struct pending){ pids[i], fd, false };
+	}
+	n = nr_pending;
+	pthread_mutex_unlock(&pending_lock);
+	if (!n)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_create(&t, &attr, reap_pending, (void *)(long)n))
+		reap_pending((void *)(long)n);
+	pthread_attr_destroy(&attr);
+}
+
+/* Reaps the keepers that are done; lists the others as "p1:p2" in @buf. */
+void cprx_keepers_handover(char *buf, size_t len)
+{
+	size_t off = 0;
+	siginfo_t info;
+	unsigned int i;
+
+	buf[0] = '\0';
+	pthread_mutex_lock(&pending_lock);
+	for (i = 0; i < nr_pending; i++) {
+		if (pending[i].done)
+			continue;
+		info.si_pid = 0;
+		if (waitid(P_PIDFD, pending[i].pidfd, &info,
+			   WEXITED | WNOHANG | __WALL) < 0 || info.si_pid) {
+			pending[i].done = true;
+			continue;
+		}
+		if (off < len)
+			off += snprintf(buf + off, len - off, "%s%d", off ? ":" : "",
+					pending[i].pid);
+	}
+	pthread_mutex_unlock(&pending_lock);
 }

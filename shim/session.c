@@ -126,8 +126,6 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 
 	if (!s)
 		return;
-	if (s->reaper_started)
-		pthread_join(s->reaper, NULL);
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)

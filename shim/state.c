@@ -35,7 +35,7 @@
 
 #define HDR_LEN		32u
 #define REC_HDR_LEN	16u
-#define PATH_LEN_MAX	4095u		/* exe_path bytes: PATH_MAX less the NUL */
+#define PATH_LEN_MAX	4095u		/* exe_path: PATH_MAX less the NUL */
 #define ARG_LEN_MAX	131072u		/* one argv string: MAX_ARG_STRLEN */
 
 /* Header field offsets. */
@@ -130,7 +130,7 @@ static uint32_t header_crc(const uint8_t *hdr)
 
 struct tokref {
 	const char *tok;
-	uint32_t rec;		/* record index (or array index when encoding) */
+	uint32_t rec;		/* record index (array index when encoding) */
 };
 
 static int tokref_cmp(const void *a, const void *b)
@@ -514,6 +514,9 @@ static int read_header(struct dec *d, const uint8_t *b, size_t len,
 			       "state version %u, this build reads %u",
 			       *version, (unsigned int)CPRX_STATE_VERSION);
 	total = get_le64(b + H_TOTAL_LEN);
+	/* a truncated state may still hold a whole ORIGIN record: rollback */
+	if (!strict && total > len)
+		total = len;
 	if (total > len)
 		return set_err(d->err, d->errlen, -EBADMSG,
 			       "state truncated: header says %llu bytes, got %zu",
@@ -690,7 +693,8 @@ static int rd_end(struct dec *d, const struct rd *r, bool exact)
 	if (r->why[0])
 		return rec_err(d, -EBADMSG, ": %s", r->why);
 	if (exact && r->pos != r->len)
-		return rec_err(d, -EBADMSG, ": %u stray bytes after the last field",
+		return rec_err(d, -EBADMSG,
+			       ": %u stray bytes after the last field",
 			       r->len - r->pos);
 	return 0;
 }
@@ -768,14 +772,13 @@ static int parse_times(struct dec *d, struct rd *r, struct cprx_state *st)
 	if (r->why[0])
 		return rd_end(d, r, true);
 	if (zero)
-		return rec_err(d, -EBADMSG, ": reserved field is 0x%x, not zero",
-			       zero);
+		return rec_err(d, -EBADMSG,
+			       ": reserved field is 0x%x, not zero", zero);
 	if (left % 8 || left / 8 != count)
 		return rec_err(d, -EBADMSG,
 			       ": count %u does not match %u bytes of timestamps",
 			       count, left);
-	/* a build with fewer phases drops the newer ones, one with more
-	 * leaves them 0 */
+	/* from a build with more phases the extra are dropped; fewer: 0 */
 	for (i = 0; i < count; i++) {
 		v = rd_u64(r, "ts");
 		if (i < CPRX_PH_MAX)
@@ -822,8 +825,8 @@ static int parse_fd(struct dec *d, struct rd *r, struct cprx_rec_fd *f)
 		return rec_err(d, -EBADMSG, ": page_kind %u out of range",
 			       f->page_kind);
 	if (zero)
-		return rec_err(d, -EBADMSG, ": reserved field is 0x%x, not zero",
-			       zero);
+		return rec_err(d, -EBADMSG,
+			       ": reserved field is 0x%x, not zero", zero);
 	return rd_end(d, r, true);
 }
 
@@ -859,7 +862,8 @@ static int dup_tokens(struct dec *d, struct tokref *refs, uint32_t n,
 		return 0;
 	rec_enter(d, refs[i].rec, type);
 	set_tok(d, refs[i].tok, strlen(refs[i].tok));
-	return rec_err(d, -EBADMSG, ": duplicate token '%s' (also in record %u)",
+	return rec_err(d, -EBADMSG,
+		       ": duplicate token '%s' (also in record %u)",
 		       d->tok, refs[i - 1].rec);
 }
 
@@ -965,7 +969,6 @@ int cprx_state_decode_origin(const void *buf, size_t len,
 	ret = read_header(&d, buf, len, false, &version);
 	if (ret)
 		return ret;
-	ret = set_err(err, errlen, -EBADMSG, "state has no ORIGIN record");
 	/* walk as far as the framing holds; the rest may be any version's */
 	for (idx = 0, pos = d.hdr_len; idx < d.nr && rec_at(&d, pos, &r);
 	     idx++) {
@@ -983,10 +986,15 @@ int cprx_state_decode_origin(const void *buf, size_t len,
 		ret = parse_origin(&d, &rd, st, false);
 		if (!ret) {
 			st->version = version;
+			if (err && errlen)
+				err[0] = '\0';	/* of an earlier bad one */
 			return 0;
 		}
 		cprx_state_free(st);
 	}
+	if (!ret)
+		ret = set_err(err, errlen, -EBADMSG,
+			      "state has no ORIGIN record");
 	return ret;
 }
 

@@ -19,7 +19,8 @@ static int write_state(const char *dir, int n, const struct cprx_state *st)
 
 	ret = cprx_state_encode(st, &buf, &len);
 	if (ret) {
-		fprintf(stderr, "fuzz_seed: encode %d: %s\n", n, strerror(-ret));
+		fprintf(stderr, "fuzz_seed: encode %d: %s\n", n,
+			strerror(-ret));
 		return 1;
 	}
 	snprintf(path, sizeof(path), "%s/seed-%d", dir, n);

@@ -16,8 +16,8 @@
  * TEST_F_TIMEOUT(fx, name, s) per test, $CPRX_TEST_TIMEOUT for all (0: none).
  * ASSERT_*() fails the test and leaves it (teardown still runs); EXPECT_*()
  * fails it and goes on.  Both work in helpers the test calls, from the
- * test's own thread.  Comparisons are of integers, signed or not, by value.
- * Output is TAP version 13, as meson's 'tap' protocol reads it.
+ * test's own thread.  _EQ and friends compare integers by value, whatever
+ * their signedness.  Output is TAP version 13, as meson's 'tap' reads it.
  *
  *   ./test -l          list the tests
  *   ./test -t name     run only these ("name" or "fx.name"), repeatable
@@ -44,7 +44,7 @@
 #define TH_SKIP		4		/* kselftest's KSFT_SKIP */
 
 struct th_test {
-	const char *name;		/* "name" or "fixture.name" */
+	const char *name;		/* "name" or "fx.name" */
 	const char *base;		/* "name" */
 	void (*run)(void);
 	unsigned int timeout;
@@ -54,18 +54,18 @@ struct th_test {
 
 /* Written by the test's child, read by the runner: MAP_SHARED. */
 struct th_result {
-	int done;			/* the test returned (or asserted) */
+	int done;			/* the test returned or asserted */
 	int status;			/* TH_PASS, TH_FAIL or TH_SKIP */
 	char reason[200];		/* of a skip */
 };
 
 static struct th_test *th_tests;
 static struct th_result *th_res;
-static jmp_buf *th_jmp;		/* where a failed ASSERT goes */
+static jmp_buf *th_jmp;			/* where a failed ASSERT goes */
 
 /*
- * Kept in source order whatever order the constructors run in; the
- * harness is for one test file, so __LINE__ is that order.
+ * Kept in source order whatever order constructors run in: the harness
+ * serves one test file, so __LINE__ is that order.
  */
 static inline void th_register(struct th_test *t)
 {
@@ -77,20 +77,21 @@ static inline void th_register(struct th_test *t)
 	*p = t;
 }
 
-#define TH_REGISTER(id, full, short, secs)				\
+#define TH_REGISTER(id, full, base, secs)				\
 	static void th_run_##id(void);					\
 	static struct th_test th_t_##id = {				\
-		full, short, th_run_##id, secs, __LINE__, NULL };	\
+		full, base, th_run_##id, secs, __LINE__, NULL };	\
 	__attribute__((constructor)) static void th_reg_##id(void)	\
 	{								\
 		th_register(&th_t_##id);				\
 	}
 
-#define TEST(name)	TEST_TIMEOUT(name, TH_TIMEOUT)
+#define TEST(name)		TEST_TIMEOUT(name, TH_TIMEOUT)
 #define TEST_TIMEOUT(name, secs)					\
 	TH_REGISTER(name, #name, #name, secs)				\
 	static void th_run_##name(void)
 
+#define TH_UNUSED		__attribute__((unused))
 #define FIXTURE_DATA(fx)	struct th_fx_##fx
 #define FIXTURE(fx)							\
 	FIXTURE_DATA(fx);						\
@@ -98,15 +99,15 @@ static inline void th_register(struct th_test *t)
 	static void th_teardown_##fx(FIXTURE_DATA(fx) *self);		\
 	FIXTURE_DATA(fx)
 #define FIXTURE_SETUP(fx)						\
-	static void th_setup_##fx(FIXTURE_DATA(fx) *self __attribute__((unused)))
+	static void th_setup_##fx(FIXTURE_DATA(fx) *self TH_UNUSED)
 #define FIXTURE_TEARDOWN(fx)						\
-	static void th_teardown_##fx(FIXTURE_DATA(fx) *self __attribute__((unused)))
+	static void th_teardown_##fx(FIXTURE_DATA(fx) *self TH_UNUSED)
 
 #define TEST_F(fx, name)	TEST_F_TIMEOUT(fx, name, TH_TIMEOUT)
 /*
- * A failed ASSERT in setup skips the body and teardown; one in the body
- * still runs teardown.  A SKIP or EXPECT failure in setup skips the body.  self is static: a fresh child per test zeroes it,
- * and it keeps its value across the longjmp.
+ * A failed ASSERT in setup skips body and teardown; a SKIP or a failed
+ * EXPECT there skips the body.  self is static: zero in each fresh child,
+ * and safe to read after the longjmp.
  */
 #define TEST_F_TIMEOUT(fx, name, secs)					\
 	static void th_body_##fx##__##name(FIXTURE_DATA(fx) *self);	\
@@ -123,8 +124,7 @@ static inline void th_register(struct th_test *t)
 		th_jmp = outer;						\
 		th_teardown_##fx(&self);				\
 	}								\
-	static void th_body_##fx##__##name(				\
-		FIXTURE_DATA(fx) *self __attribute__((unused)))
+	static void th_body_##fx##__##name(FIXTURE_DATA(fx) *self TH_UNUSED)
 
 /* Reporting ------------------------------------------------------------ */
 
@@ -143,6 +143,7 @@ static inline void th_log(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* Marks the test failed; @fatal: and leaves it, as ASSERT_*() do. */
 static inline void th_failed(int fatal)
 {
 	th_res->status = TH_FAIL;
@@ -175,83 +176,67 @@ static inline void th_skip(const char *fmt, ...)
 
 #define th_signed(x)	((__typeof__(x))-1 < (__typeof__(x))1)
 
-/* Compares by value whatever the signedness: -1 < 0u here, unlike in C. */
-static inline int th_cmp(int sa, intmax_t ia, uintmax_t ua,
-			 int sb, intmax_t ib, uintmax_t ub)
+/* Three-way compare by value: -1 < 0u here, unlike in C. */
+static inline int th_cmp(int sa, intmax_t a, int sb, intmax_t b)
 {
-	if (sa && ia < 0) {
-		if (!(sb && ib < 0))
-			return -1;
-		return ia < ib ? -1 : ia > ib;
-	}
-	if (sb && ib < 0)
+	if (sa && a < 0)
+		return sb && b < 0 ? (a > b) - (a < b) : -1;
+	if (sb && b < 0)
 		return 1;
-	return ua < ub ? -1 : ua > ub;
+	return ((uintmax_t)a > (uintmax_t)b) - ((uintmax_t)a < (uintmax_t)b);
 }
 
-static inline void th_cmp_fail(const char *file, int line, const char *a,
-			       const char *op, const char *b, int sa,
-			       intmax_t va, int sb, intmax_t vb, int fatal)
+static inline const char *th_val(char *buf, size_t n, int sgn, intmax_t v)
 {
-	char x[24], y[24];
-
-	if (sa)
-		snprintf(x, sizeof(x), "%jd", va);
+	if (sgn)
+		snprintf(buf, n, "%jd", v);
 	else
-		snprintf(x, sizeof(x), "%ju", (uintmax_t)va);
-	if (sb)
-		snprintf(y, sizeof(y), "%jd", vb);
-	else
-		snprintf(y, sizeof(y), "%ju", (uintmax_t)vb);
-	printf("# %s:%d: Expected %s (%s) %s %s (%s)\n", file, line, a, x,
-	       op, b, y);
-	fflush(stdout);
-	th_failed(fatal);
+		snprintf(buf, n, "%ju", (uintmax_t)v);
+	return buf;
 }
 
 #define TH_CMP(a, b, op, fatal)						\
 	do {								\
 		__typeof__(a) th_a = (a);				\
 		__typeof__(b) th_b = (b);				\
-		if (!(th_cmp(th_signed(th_a), (intmax_t)th_a,		\
-			     (uintmax_t)th_a, th_signed(th_b),		\
-			     (intmax_t)th_b, (uintmax_t)th_b) op 0))	\
-			th_cmp_fail(__FILE__, __LINE__, #a, #op, #b,	\
-				    th_signed(th_a), (intmax_t)th_a,	\
-				    th_signed(th_b), (intmax_t)th_b,	\
-				    fatal);				\
-	} while (0)
-
-#define TH_BOOL(cond, text, fatal)					\
-	do {								\
-		if (!(cond)) {						\
-			th_log("%s:%d: Expected %s", __FILE__, __LINE__,\
-			       text);					\
+		int th_sa = th_signed(th_a), th_sb = th_signed(th_b);	\
+		char th_x[24], th_y[24];				\
+									\
+		if (!(th_cmp(th_sa, (intmax_t)th_a, th_sb,		\
+			     (intmax_t)th_b) op 0)) {			\
+			th_log("%s:%d: Expected %s (%s) %s %s (%s)",	\
+			       __FILE__, __LINE__, #a,			\
+			       th_val(th_x, 24, th_sa, (intmax_t)th_a),	\
+			       #op, #b,					\
+			       th_val(th_y, 24, th_sb, (intmax_t)th_b));\
 			th_failed(fatal);				\
 		}							\
 	} while (0)
 
-#define TH_PTR(p, isnull, fatal)					\
+#define TH_CHECK(ok, fatal, fmt, ...)					\
+	do {								\
+		if (!(ok)) {						\
+			th_log("%s:%d: Expected " fmt, __FILE__,	\
+			       __LINE__, ##__VA_ARGS__);		\
+			th_failed(fatal);				\
+		}							\
+	} while (0)
+
+#define TH_PTR(p, null, fatal)						\
 	do {								\
 		const void *th_p = (p);					\
-		if ((th_p == NULL) != (isnull)) {			\
-			th_log("%s:%d: Expected %s (%p) %s NULL",	\
-			       __FILE__, __LINE__, #p, th_p,		\
-			       (isnull) ? "==" : "!=");			\
-			th_failed(fatal);				\
-		}							\
+		TH_CHECK((th_p == NULL) == (null), fatal,		\
+			 "%s (%p) %s NULL", #p, th_p,			\
+			 (null) ? "==" : "!=");				\
 	} while (0)
 
 #define TH_STR(a, b, eq, fatal)						\
 	do {								\
 		const char *th_a = (a), *th_b = (b);			\
-		if (!th_a || !th_b || (strcmp(th_a, th_b) == 0) != (eq)) {	\
-			th_log("%s:%d: Expected %s (\"%s\") %s %s (\"%s\")",\
-			       __FILE__, __LINE__, #a,			\
-			       th_a ? th_a : "(null)", (eq) ? "==" : "!=",\
-			       #b, th_b ? th_b : "(null)");		\
-			th_failed(fatal);				\
-		}							\
+		TH_CHECK(th_a && th_b && (strcmp(th_a, th_b) == 0) == (eq),\
+			 fatal, "%s (\"%s\") %s %s (\"%s\")", #a,	\
+			 th_a ? th_a : "(null)", (eq) ? "==" : "!=",	\
+			 #b, th_b ? th_b : "(null)");			\
 	} while (0)
 
 #define ASSERT_EQ(a, b)		TH_CMP(a, b, ==, 1)
@@ -260,8 +245,8 @@ static inline void th_cmp_fail(const char *file, int line, const char *a,
 #define ASSERT_LE(a, b)		TH_CMP(a, b, <=, 1)
 #define ASSERT_GT(a, b)		TH_CMP(a, b, >, 1)
 #define ASSERT_GE(a, b)		TH_CMP(a, b, >=, 1)
-#define ASSERT_TRUE(c)		TH_BOOL(c, #c " to be true", 1)
-#define ASSERT_FALSE(c)		TH_BOOL(!(c), #c " to be false", 1)
+#define ASSERT_TRUE(c)		TH_CHECK(c, 1, "%s to be true", #c)
+#define ASSERT_FALSE(c)		TH_CHECK(!(c), 1, "%s to be false", #c)
 #define ASSERT_NULL(p)		TH_PTR(p, 1, 1)
 #define ASSERT_NE_NULL(p)	TH_PTR(p, 0, 1)
 #define ASSERT_STREQ(a, b)	TH_STR(a, b, 1, 1)
@@ -272,8 +257,8 @@ static inline void th_cmp_fail(const char *file, int line, const char *a,
 #define EXPECT_LE(a, b)		TH_CMP(a, b, <=, 0)
 #define EXPECT_GT(a, b)		TH_CMP(a, b, >, 0)
 #define EXPECT_GE(a, b)		TH_CMP(a, b, >=, 0)
-#define EXPECT_TRUE(c)		TH_BOOL(c, #c " to be true", 0)
-#define EXPECT_FALSE(c)		TH_BOOL(!(c), #c " to be false", 0)
+#define EXPECT_TRUE(c)		TH_CHECK(c, 0, "%s to be true", #c)
+#define EXPECT_FALSE(c)		TH_CHECK(!(c), 0, "%s to be false", #c)
 #define EXPECT_NULL(p)		TH_PTR(p, 1, 0)
 #define EXPECT_NE_NULL(p)	TH_PTR(p, 0, 0)
 #define EXPECT_STREQ(a, b)	TH_STR(a, b, 1, 0)
@@ -281,7 +266,7 @@ static inline void th_cmp_fail(const char *file, int line, const char *a,
 
 /* Runner --------------------------------------------------------------- */
 
-/* In the child: exit() rather than _exit() so that LeakSanitizer runs. */
+/* In the child.  exit(), not _exit(): LeakSanitizer runs at exit. */
 static inline void th_child(const struct th_test *t)
 {
 	jmp_buf env;
@@ -294,44 +279,43 @@ static inline void th_child(const struct th_test *t)
 	exit(th_res->status);
 }
 
-/* Waits for @pid at most @secs (0: forever); SIGCHLD is blocked. */
+static inline long long th_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Reaps @pid, killing it after @secs (0: never); SIGCHLD is blocked. */
 static inline int th_wait(pid_t pid, unsigned int secs, int *status)
 {
-	struct timespec end, now, left;
+	long long end = th_now_ms() + secs * 1000LL, left;
+	struct timespec ts;
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += secs;
-	while (waitpid(pid, status, WNOHANG) != pid) {
-		if (!secs) {
-			sigwaitinfo(&set, NULL);
-			continue;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left.tv_sec = end.tv_sec - now.tv_sec;
-		left.tv_nsec = end.tv_nsec - now.tv_nsec;
-		if (left.tv_nsec < 0) {
-			left.tv_sec--;
-			left.tv_nsec += 1000000000L;
-		}
-		if (left.tv_sec < 0) {
+	while (waitpid(pid, status, WNOHANG) == 0) {
+		left = end - th_now_ms();
+		if (secs && left <= 0) {
 			kill(pid, SIGKILL);
 			waitpid(pid, status, 0);
 			return -ETIMEDOUT;
 		}
-		sigtimedwait(&set, NULL, &left);
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = left % 1000 * 1000000;
+		sigtimedwait(&set, NULL, secs ? &ts : NULL);
 	}
 	return 0;
 }
 
-/* Runs test @n in a child and prints its TAP line; returns TH_*. */
+/* Runs test number @n in a child, prints its TAP line; returns TH_*. */
 static inline int th_run(const struct th_test *t, int n, int env_secs)
 {
 	unsigned int secs = env_secs >= 0 ? (unsigned int)env_secs : t->timeout;
-	sigset_t set, old;
 	int status = 0, ret;
+	sigset_t set, old;
 	pid_t pid;
 
 	memset(th_res, 0, sizeof(*th_res));
@@ -348,17 +332,18 @@ static inline int th_run(const struct th_test *t, int n, int env_secs)
 	ret = pid < 0 ? -errno : th_wait(pid, secs, &status);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 
-	if (ret == -ETIMEDOUT)
+	if (ret == -ETIMEDOUT) {
 		th_log("%s: timed out after %u s", t->name, secs);
-	else if (ret)
+	} else if (ret) {
 		th_log("%s: fork: %s", t->name, strerror(-ret));
-	else if (WIFSIGNALED(status))
+	} else if (WIFSIGNALED(status)) {
 		th_log("%s: killed by signal %d (%s)", t->name,
 		       WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else if (!th_res->done || WEXITSTATUS(status) != th_res->status)
+	} else if (!th_res->done || WEXITSTATUS(status) != th_res->status) {
+		/* exit() in the test, or a sanitizer's or valgrind's verdict */
 		th_log("%s: exited with status %d", t->name,
 		       WEXITSTATUS(status));
-	else if (th_res->status == TH_SKIP) {
+	} else if (th_res->status == TH_SKIP) {
 		printf("ok %d %s # SKIP %s\n", n, t->name, th_res->reason);
 		return TH_SKIP;
 	} else if (th_res->status == TH_PASS) {
@@ -371,9 +356,7 @@ static inline int th_run(const struct th_test *t, int n, int env_secs)
 
 static inline int th_selected(const struct th_test *t, char **names, int nr)
 {
-	int i;
-
-	for (i = 0; i < nr; i++)
+	for (int i = 0; i < nr; i++)
 		if (!strcmp(names[i], t->name) || !strcmp(names[i], t->base))
 			return 1;
 	return !nr;
@@ -381,62 +364,58 @@ static inline int th_selected(const struct th_test *t, char **names, int nr)
 
 static inline int th_main(int argc, char **argv)
 {
-	int nr_names = 0, list = 0, total = 0, n = 0, env_secs = -1, i, opt;
-	int counts[TH_SKIP + 1] = { 0 }, ret = 2;
-	char *names[argc + 1];		/* on the stack: no leak to report */
+	int nr = 0, list = 0, total = 0, n = 0, env_secs = -1, i, opt;
+	int counts[TH_SKIP + 1] = { 0 };
 	const char *env = getenv("CPRX_TEST_TIMEOUT");
+	char *names[argc + 1];
 	struct th_test *t;
 
 	while ((opt = getopt(argc, argv, "lt:h")) != -1) {
 		if (opt == 'l') {
 			list = 1;
 		} else if (opt == 't') {
-			names[nr_names++] = optarg;
+			names[nr++] = optarg;
 		} else {
-			fprintf(stderr, "usage: %s [-l] [-t name]...\n", argv[0]);
-			ret = opt == 'h' ? 0 : 2;
-			goto out;
+			fprintf(stderr, "usage: %s [-l] [-t name]...\n",
+				argv[0]);
+			return opt == 'h' ? 0 : 2;
 		}
 	}
-	for (i = 0; i < nr_names; i++) {
-		for (t = th_tests; t && !th_selected(t, names + i, 1); t = t->next)
-			;
+	for (i = 0; i < nr; i++) {
+		t = th_tests;
+		while (t && !th_selected(t, names + i, 1))
+			t = t->next;
 		if (!t) {
-			fprintf(stderr, "%s: no test named '%s'\n", argv[0],
+			fprintf(stderr, "%s: no test '%s'\n", argv[0],
 				names[i]);
-			goto out;
+			return 2;
 		}
 	}
 	for (t = th_tests; t; t = t->next) {
-		if (!th_selected(t, names, nr_names))
+		if (!th_selected(t, names, nr))
 			continue;
+		total++;
 		if (list)
 			printf("%s\n", t->name);
-		total++;
 	}
-	ret = 0;
 	if (list)
-		goto out;
+		return 0;
 	if (env && *env)
 		env_secs = atoi(env);
 	th_res = mmap(NULL, sizeof(*th_res), PROT_READ | PROT_WRITE,
 		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (th_res == MAP_FAILED) {
 		perror("mmap");
-		ret = 1;
-		goto out;
+		return 1;
 	}
 
 	printf("TAP version 13\n1..%d\n", total);
 	for (t = th_tests; t; t = t->next)
-		if (th_selected(t, names, nr_names))
+		if (th_selected(t, names, nr))
 			counts[th_run(t, ++n, env_secs)]++;
 	printf("# Totals: pass:%d fail:%d skip:%d\n", counts[TH_PASS],
 	       counts[TH_FAIL], counts[TH_SKIP]);
-	munmap(th_res, sizeof(*th_res));
-	ret = counts[TH_FAIL] ? 1 : 0;
-out:
-	return ret;
+	return counts[TH_FAIL] ? 1 : 0;
 }
 
 #define TEST_HARNESS_MAIN						\
