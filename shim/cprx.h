@@ -131,7 +131,7 @@ int cprx_preflight(struct cprx_session *s, const char *path,
 int cprx_save(struct cprx_session *s);
 /*
  * Execs @path with @argv carrying the preserved fds and the state (saving it
- * first if cprx_save was not called).  Returns only on failure, with every
+ * first if cprx_save was not called).  Flush stdio first: exec drops buffers.  Returns only on failure, with every
  * fd flag restored and the teardown helper gone: resume the guest.
  */
 int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
@@ -145,10 +145,15 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  */
 int cprx_incoming(struct cprx_session **sp, const struct cprx_options *opts);
 int cprx_reclaim_fd(struct cprx_session *s, const char *token, int *fd);
-/* Maps the region MAP_SHARED at a new address; the fd is kept unless fdp. */
+/*
+ * Maps the region MAP_SHARED at a new address.  *fdp gets the RAM fd, owned
+ * by the caller from now on (preserve it again for the next update); with
+ * fdp NULL the fd is closed and only the mapping remains.  Every fd an
+ * incoming session hands out has FD_CLOEXEC set.
+ */
 int cprx_reclaim_ram(struct cprx_session *s, const char *token, void **addr,
 		     uint64_t *size, int *fdp);
-/* Points into the session's copy; valid until cprx_session_close. */
+/* Points into the session's copy, 8-byte aligned; valid until close. */
 int cprx_get_blob(struct cprx_session *s, const char *token,
 		  const void **data, size_t *len);
 /* Releases the state and the library's own fds: the update is final. */
@@ -160,6 +165,8 @@ int cprx_commit(struct cprx_session *s);
  */
 int cprx_rollback(struct cprx_session *s, const char *why);
 bool cprx_is_rollback(const struct cprx_session *s);
+/* In a rollback image: the reason the failed image gave, or NULL. */
+const char *cprx_rollback_reason(const struct cprx_session *s);
 /* Updates this process has been through (0 in a freshly started VMM). */
 unsigned int cprx_generation(const struct cprx_session *s);
 
@@ -171,6 +178,7 @@ int cprx_timeline(const struct cprx_session *s, uint64_t ts[CPRX_PH_MAX]);
 const char *cprx_phase_name(enum cprx_phase phase);
 const char *cprx_backend_name(const struct cprx_session *s);
 
+/* With s == NULL: the last error of a call that had no session (this thread). */
 const char *cprx_errmsg(const struct cprx_session *s);
 const char *cprx_errhint(const struct cprx_session *s);
 

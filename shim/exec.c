@@ -284,7 +284,7 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *env_value, int exe_fd)
 {
 	struct cprx_keeper keeper = { 0 };
-	char env[512], reap[128];
+	char env[1024], reap[128];
 	char **envp;
 	int ret, err;
 

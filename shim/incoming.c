@@ -22,7 +22,38 @@ struct handover {
 	unsigned int nr_keepers;
 	int rollback;
 	unsigned long long save_ns, exec_ns;
+	char why[CPRX_MSG_MAX];
 };
+
+/* The rollback reason travels in the variable: no ',' and no '%' raw. */
+static void escape(char *out, size_t len, const char *in)
+{
+	size_t o = 0;
+
+	for (; *in && o + 4 < len; in++) {
+		if (*in == ',' || *in == '%' || (unsigned char)*in < ' ')
+			o += snprintf(out + o, len - o, "%%%02X", (unsigned char)*in);
+		else
+			out[o++] = *in;
+	}
+	out[o] = '\0';
+}
+
+static void unescape(char *out, size_t len, const char *in)
+{
+	size_t o = 0;
+	unsigned int c;
+
+	for (; *in && o + 1 < len; in++) {
+		if (*in == '%' && sscanf(in + 1, "%2X", &c) == 1) {
+			out[o++] = c ? c : '?';
+			in += 2;
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
 
 static void add_keepers(struct handover *h, const char *list)
 {
@@ -41,7 +72,7 @@ static void add_keepers(struct handover *h, const char *list)
 
 static int parse_handover(const char *value, struct handover *h)
 {
-	char buf[256], *tok, *save = NULL;
+	char buf[1024], *tok, *save = NULL;
 
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
@@ -53,6 +84,8 @@ static int parse_handover(const char *value, struct handover *h)
 		    sscanf(tok, "save=%llu", &h->save_ns) == 1 ||
 		    sscanf(tok, "exec=%llu", &h->exec_ns) == 1)
 			continue;
+		if (!strncmp(tok, "why=", 4))
+			unescape(h->why, sizeof(h->why), tok + 4);
 		if (!strncmp(tok, "keeper=", 7) || !strncmp(tok, "reap=", 5))
 			add_keepers(h, strchr(tok, '=') + 1);
 		/* unknown keys from a newer library are ignored */
@@ -161,6 +194,8 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	}
 	unsetenv(CPRX_ENV);	/* nothing this image spawns may see it */
 	s->rollback = h.rollback;
+	if (h.rollback && h.why[0])
+		s->why = strdup(h.why);
 	s->state_fd = h.fd;
 	fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
 	cprx_keepers_adopt(h.keepers, h.nr_keepers);
@@ -284,6 +319,8 @@ CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 	*size = r->size;
 	if (fdp)
 		*fdp = fd;
+	else	/* commit closes it; a rollback still needs it */
+		cprx_find_entry(s, token)->reclaimed = false;
 	return 0;
 }
 
@@ -326,9 +363,14 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 	return 0;
 }
 
+CPRX_EXPORT const char *cprx_rollback_reason(const struct cprx_session *s)
+{
+	return s ? s->why : NULL;
+}
+
 CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 {
-	char value[64];
+	char value[512], esc[400];
 
 	if (!s || !s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
@@ -344,7 +386,8 @@ CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 				 "cannot be resumed", "cannot roll back (%s): the "
 				 "state does not name the previous binary",
 				 why ? why : "no reason given");
-	snprintf(value, sizeof(value), "v=1,fd=%d,rb=1", s->state_fd);
+	escape(esc, sizeof(esc), why ? why : "");
+	snprintf(value, sizeof(value), "v=1,fd=%d,rb=1,why=%s", s->state_fd, esc);
 	/* Same fds, same state, previous binary; ts tell the story. */
 	return cprx_do_exec(s, s->in.exe_path, s->in.argv, value, s->exe_fd);
 }

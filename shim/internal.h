@@ -64,6 +64,7 @@ struct cprx_session {
 	bool incoming;
 	bool rollback;
 	bool committed;
+	char *why;		/* rollback image: why the new image gave up */
 	struct cprx_state in;
 
 	char msg[CPRX_MSG_MAX];

@@ -135,6 +135,7 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 	free(s->blobs);
 	free(s->ents);
 	free(s->state_path);
+	free(s->why);
 	cprx_state_free(&s->in);
 	free(s);
 }

@@ -108,6 +108,7 @@ static void decode(const uint8_t *data, size_t size)
 		cprx_state_free(&org);
 		return;
 	}
+	check(!err[0]);
 	/* the strict decoder accepts a subset of what the lenient one does */
 	check(!oret);
 	same_origin(&st, &org);

@@ -362,6 +362,9 @@ static void case_rollback_old(const char *next)
 	CHECK(cprx_is_rollback(s), "not marked as rollback");
 	CHECK(cprx_generation(s) == 0, "generation %u after rollback",
 	      cprx_generation(s));
+	CHECK(cprx_rollback_reason(s) &&
+	      !strcmp(cprx_rollback_reason(s), "simulated start failure, 100%"),
+	      "rollback reason: %s", cprx_rollback_reason(s));
 	reclaim_guest(s, &g);
 	check_guest(&g);
 	if (!strcmp(next, "rb-twice-new")) {
@@ -388,7 +391,7 @@ static void case_rollback_new(bool missing_token)
 		CHECK(strstr(cprx_errmsg(s), "dev.extra"), "message: %s",
 		      cprx_errmsg(s));
 	}
-	ret = cprx_rollback(s, "simulated start failure");
+	ret = cprx_rollback(s, "simulated start failure, 100%");
 	CHECK(0, "rollback returned %d: %s", ret, cprx_errmsg(s));
 }
 

@@ -500,6 +500,7 @@ TEST_F(codec, origin_despite_bad_fd)
 	EXPECT_STREQ("record 2 (fd 'ram0') checksum mismatch", self->err);
 	ASSERT_EQ(0, cprx_state_decode_origin(self->buf, self->len, &self->out,
 					      self->err, sizeof(self->err)));
+	EXPECT_STREQ("", self->err);
 	expect_origin_same(&self->in, &self->out);
 }
 
