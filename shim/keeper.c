@@ -34,6 +34,7 @@ static int keeper_main(void *p)
 {
 	struct keeper_arg *arg = p;
 	int rfd = arg->rfd;
+	struct sched_param param = { 0 };
 	uint64_t all = ~0ULL;
 	char c;
 
@@ -43,6 +44,12 @@ static int keeper_main(void *p)
 	if (rfd > 0)
 		syscall(SYS_close_range, 0, rfd - 1, 0);
 	syscall(SYS_close_range, rfd + 1, ~0U, 0);
+
+	/*
+	 * The teardown may run only when a CPU is idle: the new image must
+	 * never wait for it, not even for a scheduler tick.
+	 */
+	syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &param);
 
 	__atomic_store_n(arg->ready, 1, __ATOMIC_RELEASE);
 	syscall(SYS_futex, arg->ready, FUTEX_WAKE, 1, NULL, NULL, 0);
