@@ -84,11 +84,15 @@ def main():
     print("Machine: %s" % machine())
     print("Command: bench/pause.py --sizes %s --runs %d --pages %s\n" % (
         args.sizes, args.runs, args.pages))
-    print("| RAM | teardown | pause ms: median (min–max) | exec phase ms |")
-    print("|---|---|---|---|")
+    phases = ("stop", "save", "exec", "reclaim", "remap", "resume")
+    print("| RAM | teardown | pause ms: median (min–max) | %s |" %
+          " | ".join(phases))
+    print("|---|---|---|" + "---|" * len(phases))
     for (size, td), samples in rows.items():
-        print("| %s | %s | %s | %s |" % (size, td, fmt(samples),
-                                          fmt(samples, "exec")))
+        print("| %s | %s | %s | %s |" % (size, td, fmt(samples), " | ".join(
+            "%.2f" % statistics.median(s["phases_ms"][p] for s in samples)
+            for p in phases)))
+    print("\nPhase columns are medians in ms.")
     sizes = [s for s in args.sizes.split(",") if (s, "deferred") in rows]
     if len(sizes) >= 2:
         lo = statistics.median(s["pause_ms"] for s in rows[(sizes[0], "deferred")])

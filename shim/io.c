@@ -44,21 +44,22 @@ static int ring_wait(struct io_uring *ring, int want, int *first_res)
 	return err;
 }
 
-static int plain_write(int fd, const char *p, size_t len, bool sync)
+/* pwrite or pread of all @len bytes from offset 0. */
+static int plain_io(int fd, void *buf, size_t len, bool write)
 {
+	char *p = buf;
 	size_t done = 0;
 	ssize_t n;
 
 	while (done < len) {
-		n = pwrite(fd, p + done, len - done, done);
+		n = write ? pwrite(fd, p + done, len - done, done)
+			  : pread(fd, p + done, len - done, done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO;
 		done += n;
 	}
-	if (sync && fsync(fd) < 0)
-		return -errno;
 	return 0;
 }
 
@@ -70,8 +71,12 @@ int cprx_io_write(int fd, const void *buf, size_t len, bool sync,
 	size_t done = 0;
 	int ret = 0, res;
 
-	if (ring_init(&ring, note) < 0)
-		return plain_write(fd, buf, len, sync);
+	if (ring_init(&ring, note) < 0) {
+		ret = plain_io(fd, (void *)buf, len, true);
+		if (!ret && sync && fsync(fd) < 0)
+			ret = -errno;
+		return ret;
+	}
 
 	while (done < len) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -108,19 +113,9 @@ int cprx_io_read(int fd, void *buf, size_t len, const char **note)
 	char *p = buf;
 	size_t done = 0;
 	int ret = 0, res;
-	ssize_t n;
 
-	if (ring_init(&ring, note) < 0) {
-		while (done < len) {
-			n = pread(fd, p + done, len - done, done);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n < 0 ? -errno : -EIO;
-			done += n;
-		}
-		return 0;
-	}
+	if (ring_init(&ring, note) < 0)
+		return plain_io(fd, buf, len, false);
 	while (done < len) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 
