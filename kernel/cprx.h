@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* cprx.ko internals: sessions and the pins they hold. */
+#ifndef _CPRX_H
+#define _CPRX_H
+
+#include <linux/hashtable.h>
+#include <linux/kref.h>
+#include <linux/ktime.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/pid.h>
+#include <linux/uidgid.h>
+#include "cprx_uapi.h"
+
+struct cprx_pin {
+	struct hlist_node node;
+	u64 token;
+	struct file *file;
+};
+
+/*
+ * A session lives while a file refers to it (one kref per file).  The owner
+ * keeps an fd on it across the exec (libcprx clears its FD_CLOEXEC when it
+ * arms), so the pins are bound to the owner's fd table: whatever ends the
+ * process - exit, crash, SIGKILL in any phase - closes that table, and
+ * flush() drops the pins even if another process still holds a copy.
+ */
+struct cprx_session {
+	struct kref ref;
+	struct list_head node;		/* on cprx_sessions */
+	struct mutex lock;		/* the pins and the state below */
+	DECLARE_HASHTABLE(pins, 8);
+	unsigned int nr_pins;
+	char name[CPRX_SESSION_NAME_LEN];
+	struct pid *owner;		/* tgid of the creator */
+	kuid_t uid;			/* euid of the creator */
+	ktime_t created;
+	const void *armed_mm;		/* compared, never dereferenced */
+	bool armed;
+	bool retrieved;
+	bool dead;			/* owner gone or finished: no pins */
+};
+
+/* Every session with a file; cprx_sessions_lock nests outside s->lock. */
+extern struct list_head cprx_sessions;
+extern struct mutex cprx_sessions_lock;
+extern unsigned int cprx_max_pins;
+extern unsigned int cprx_max_sessions;
+
+long cprx_session_create(const char *name, int *fdp);
+long cprx_session_retrieve(const char *name, int *fdp);
+
+int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
+		  void __user *uarg, u32 *usizep);
+int cprx_copy_back(void __user *uarg, const void *src, size_t ksize,
+		   u32 usize);
+
+#endif /* _CPRX_H */

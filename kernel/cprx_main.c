@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cprx.ko: a pinned fd-table handle for live update by exec.
+ *
+ * /dev/cprx creates and retrieves sessions; /proc/cprx/sessions lists the
+ * live ones for operators.
+ */
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/proc_fs.h>
+#include <linux/sched.h>
+#include <linux/seq_file.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include "cprx.h"
+
+LIST_HEAD(cprx_sessions);
+DEFINE_MUTEX(cprx_sessions_lock);
+
+unsigned int cprx_max_pins = 4096;
+module_param_named(max_pins, cprx_max_pins, uint, 0644);
+MODULE_PARM_DESC(max_pins, "Files one session may pin (ENOSPC beyond)");
+
+unsigned int cprx_max_sessions = 16;
+module_param_named(max_sessions, cprx_max_sessions, uint, 0644);
+MODULE_PARM_DESC(max_sessions, "Live sessions per process (ENOSPC beyond)");
+
+/* Larger structs than ours are fine if their tail is zero. */
+#define CPRX_ARG_MAX	PAGE_SIZE
+
+int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
+		  void __user *uarg, u32 *usizep)
+{
+	u32 usize;
+
+	if (get_user(usize, (u32 __user *)uarg))
+		return -EFAULT;
+	if (usize < minsize)
+		return -EINVAL;
+	if (usize > CPRX_ARG_MAX)
+		return -E2BIG;
+	*usizep = usize;
+	return copy_struct_from_user(dst, ksize, uarg, usize);
+}
+
+int cprx_copy_back(void __user *uarg, const void *src, size_t ksize,
+		   u32 usize)
+{
+	return copy_to_user(uarg, src, min_t(size_t, ksize, usize)) ?
+	       -EFAULT : 0;
+}
+
+/* A session name: NUL-terminated within the field, not empty. */
+static int check_name(const u8 *name)
+{
+	size_t len = strnlen(name, CPRX_SESSION_NAME_LEN);
+
+	return len && len < CPRX_SESSION_NAME_LEN ? 0 : -EINVAL;
+}
+
+static long dev_create(void __user *uarg)
+{
+	struct cprx_ioctl_create_session arg;
+	u32 usize;
+	int ret, fd;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_ioctl_create_session, name),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.flags || arg.reserved || check_name(arg.name))
+		return -EINVAL;
+	ret = cprx_session_create(arg.name, &fd);
+	if (ret)
+		return ret;
+	arg.fd = fd;
+	/* the fd is installed; on a fault the caller just does not learn it */
+	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
+}
+
+static long dev_retrieve(void __user *uarg)
+{
+	struct cprx_ioctl_retrieve_session arg;
+	u32 usize;
+	int ret, fd;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_ioctl_retrieve_session, name),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.flags || arg.reserved || check_name(arg.name))
+		return -EINVAL;
+	ret = cprx_session_retrieve(arg.name, &fd);
+	if (ret)
+		return ret;
+	arg.fd = fd;
+	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
+}
+
+static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	switch (cmd) {
+	case CPRX_IOCTL_CREATE_SESSION:
+		return dev_create((void __user *)arg);
+	case CPRX_IOCTL_RETRIEVE_SESSION:
+		return dev_retrieve((void __user *)arg);
+	}
+	return -ENOTTY;
+}
+
+static const struct file_operations cprx_dev_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = dev_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice cprx_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "cprx",
+	.fops = &cprx_dev_fops,
+	.mode = 0666,	/* every check is per session owner */
+};
+
+static int sessions_show(struct seq_file *m, void *v)
+{
+	struct cprx_session *s;
+	s64 now = ktime_to_ms(ktime_get());
+
+	seq_puts(m, "pid\tname\tpins\tarmed\tretrieved\tage_ms\n");
+	mutex_lock(&cprx_sessions_lock);
+	list_for_each_entry(s, &cprx_sessions, node) {
+		if (READ_ONCE(s->dead))
+			continue;
+		seq_printf(m, "%d\t%s\t%u\t%d\t%d\t%lld\n",
+			   pid_nr(s->owner), s->name, READ_ONCE(s->nr_pins),
+			   READ_ONCE(s->armed), READ_ONCE(s->retrieved),
+			   now - ktime_to_ms(s->created));
+	}
+	mutex_unlock(&cprx_sessions_lock);
+	return 0;
+}
+
+static struct proc_dir_entry *cprx_proc;
+
+static int __init cprx_init(void)
+{
+	int ret;
+
+	cprx_proc = proc_mkdir("cprx", NULL);
+	if (!cprx_proc)
+		return -ENOMEM;
+	if (!proc_create_single("sessions", 0444, cprx_proc, sessions_show)) {
+		ret = -ENOMEM;
+		goto err_proc;
+	}
+	ret = misc_register(&cprx_dev);
+	if (ret)
+		goto err_proc;
+	return 0;
+
+err_proc:
+	proc_remove(cprx_proc);
+	return ret;
+}
+
+/* Every session file holds a module reference: none is left here. */
+static void __exit cprx_exit(void)
+{
+	misc_deregister(&cprx_dev);
+	proc_remove(cprx_proc);
+}
+
+module_init(cprx_init);
+module_exit(cprx_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("cprx: pinned fd-table handle for live update by exec");
+MODULE_AUTHOR("The cprx developers");

@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cprx sessions: anon-inode files that pin struct file references under
+ * 64-bit tokens, survive the exec of their owner when armed, and are handed
+ * back to the same process - and only to it - after that exec.
+ */
+#include <linux/anon_inodes.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include "cprx.h"
+
+static const struct file_operations cprx_session_fops;
+
+static bool is_owner(struct cprx_session *s)
+{
+	return task_tgid(current) == s->owner && uid_eq(current_euid(), s->uid);
+}
+
+static struct cprx_pin *find_pin(struct cprx_session *s, u64 token)
+{
+	struct cprx_pin *pin;
+
+	hash_for_each_possible(s->pins, pin, node, token)
+		if (pin->token == token)
+			return pin;
+	return NULL;
+}
+
+/* Called with s->lock held, or when nobody else can reach @s. */
+static void drop_pins(struct cprx_session *s)
+{
+	struct cprx_pin *pin;
+	struct hlist_node *tmp;
+	int bkt;
+
+	hash_for_each_safe(s->pins, bkt, tmp, pin, node) {
+		hash_del(&pin->node);
+		fput(pin->file);
+		kfree(pin);
+	}
+	s->nr_pins = 0;
+}
+
+/* Final kref: called with cprx_sessions_lock held (kref_put_mutex). */
+static void session_free(struct kref *ref)
+{
+	struct cprx_session *s = container_of(ref, struct cprx_session, ref);
+
+	list_del(&s->node);
+	mutex_unlock(&cprx_sessions_lock);
+	drop_pins(s);
+	put_pid(s->owner);
+	mutex_destroy(&s->lock);
+	kfree(s);
+}
+
+/* For puts that can never be the last one. */
+static void session_never_free(struct kref *ref)
+{
+	WARN_ON_ONCE(1);
+}
+
+static void session_put(struct cprx_session *s)
+{
+	kref_put_mutex(&s->ref, session_free, &cprx_sessions_lock);
+}
+
+/* The new fd takes over a reference the caller holds. */
+static int session_install_fd(struct cprx_session *s)
+{
+	return anon_inode_getfd("[cprx-session]", &cprx_session_fops, s,
+				O_RDWR | O_CLOEXEC);
+}
+
+static int count_sessions(struct pid *owner, const char *name, bool *taken)
+{
+	struct cprx_session *s;
+	int n = 0;
+
+	*taken = false;
+	list_for_each_entry(s, &cprx_sessions, node) {
+		if (s->owner != owner || READ_ONCE(s->dead))
+			continue;
+		n++;
+		if (!strcmp(s->name, name))
+			*taken = true;
+	}
+	return n;
+}
+
+long cprx_session_create(const char *name, int *fdp)
+{
+	struct cprx_session *s;
+	bool taken;
+	int fd;
+
+	s = kzalloc(sizeof(*s), GFP_KERNEL_ACCOUNT);
+	if (!s)
+		return -ENOMEM;
+	kref_init(&s->ref);
+	mutex_init(&s->lock);
+	hash_init(s->pins);
+	strscpy(s->name, name, sizeof(s->name));
+	s->owner = get_pid(task_tgid(current));
+	s->uid = current_euid();
+	s->created = ktime_get();
+
+	mutex_lock(&cprx_sessions_lock);
+	if (count_sessions(s->owner, name, &taken) >= cprx_max_sessions) {
+		fd = -ENOSPC;
+	} else if (taken) {
+		fd = -EEXIST;
+	} else {
+		fd = session_install_fd(s);
+		if (fd >= 0)
+			list_add_tail(&s->node, &cprx_sessions);
+	}
+	mutex_unlock(&cprx_sessions_lock);
+	if (fd < 0) {
+		put_pid(s->owner);
+		mutex_destroy(&s->lock);
+		kfree(s);
+		return fd;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* Is @s retrievable by current?  Called with s->lock held. */
+static int may_retrieve(struct cprx_session *s)
+{
+	if (!uid_eq(current_euid(), s->uid))
+		return -EPERM;		/* e.g. a setuid binary was exec'd */
+	if (!s->armed)
+		return -EPERM;
+	if (current->mm == s->armed_mm)
+		return -EPERM;		/* no exec since arm: the old image */
+	return 0;
+}
+
+long cprx_session_retrieve(const char *name, int *fdp)
+{
+	struct cprx_session *s, *mine = NULL;
+	bool other = false;
+	int ret;
+
+	mutex_lock(&cprx_sessions_lock);
+	list_for_each_entry(s, &cprx_sessions, node) {
+		if (strcmp(s->name, name) || READ_ONCE(s->dead))
+			continue;
+		if (s->owner == task_tgid(current)) {
+			mine = s;
+			break;
+		}
+		other = true;
+	}
+	if (!mine) {
+		ret = other ? -EPERM : -ENOENT;
+		goto out;
+	}
+	mutex_lock(&mine->lock);
+	ret = may_retrieve(mine);
+	if (!ret) {
+		mine->armed = false;
+		mine->retrieved = true;
+	}
+	mutex_unlock(&mine->lock);
+	if (ret)
+		goto out;
+	kref_get(&mine->ref);	/* our list lock keeps the count above zero */
+	ret = session_install_fd(mine);
+	if (ret < 0) {
+		/* never the last reference: the list lock is held */
+		kref_put(&mine->ref, session_never_free);
+		goto out;
+	}
+	*fdp = ret;
+	ret = 0;
+out:
+	mutex_unlock(&cprx_sessions_lock);
+	return ret;
+}
+
+static long session_preserve(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_preserve_fd arg;
+	struct cprx_pin *pin;
+	struct file *file;
+	u32 usize;
+	int ret;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_session_preserve_fd, token),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	file = fget(arg.fd);
+	if (!file)
+		return -EBADF;
+	if (file->f_op == &cprx_session_fops) {
+		fput(file);	/* a session pinned in a session never dies */
+		return -EINVAL;
+	}
+	pin = kmalloc(sizeof(*pin), GFP_KERNEL_ACCOUNT);
+	if (!pin) {
+		fput(file);
+		return -ENOMEM;
+	}
+	pin->token = arg.token;
+	pin->file = file;
+
+	mutex_lock(&s->lock);
+	if (!is_owner(s))
+		ret = -EPERM;
+	else if (s->dead)
+		ret = -ESRCH;
+	else if (s->armed)
+		ret = -EBUSY;
+	else if (find_pin(s, arg.token))
+		ret = -EEXIST;
+	else if (s->nr_pins >= cprx_max_pins)
+		ret = -ENOSPC;
+	if (!ret) {
+		hash_add(s->pins, &pin->node, pin->token);
+		s->nr_pins++;
+	}
+	mutex_unlock(&s->lock);
+	if (ret) {
+		fput(file);
+		kfree(pin);
+	}
+	return ret;
+}
+
+static long session_unpreserve(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_unpreserve_fd arg;
+	struct cprx_pin *pin = NULL;
+	u32 usize;
+	int ret;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_session_unpreserve_fd, token),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.reserved)
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	if (!is_owner(s))
+		ret = -EPERM;
+	else if (s->armed)
+		ret = -EBUSY;
+	else if (!(pin = find_pin(s, arg.token)))
+		ret = -ENOENT;
+	if (!ret) {
+		hash_del(&pin->node);
+		s->nr_pins--;
+	}
+	mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	fput(pin->file);
+	kfree(pin);
+	return 0;
+}
+
+static long session_arm(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_arm arg;
+	u32 usize;
+	int ret;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_session_arm, flags),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.flags & ~CPRX_ARM_CANCEL)
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	if (!is_owner(s))
+		ret = -EPERM;
+	else if (s->dead)
+		ret = -ESRCH;
+	else if (arg.flags & CPRX_ARM_CANCEL)
+		ret = s->armed ? 0 : -EINVAL;
+	else if (s->armed)
+		ret = -EBUSY;
+	if (!ret) {
+		s->armed = !(arg.flags & CPRX_ARM_CANCEL);
+		s->armed_mm = s->armed ? current->mm : NULL;
+		/* a rollback re-arms a retrieved session: retrieve it anew */
+		s->retrieved = false;
+	}
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_retrieve_fd arg;
+	struct file *file = NULL;
+	struct cprx_pin *pin;
+	u32 usize;
+	int ret, fd;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_session_retrieve_fd, token),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	mutex_lock(&s->lock);
+	if (!is_owner(s) || !s->retrieved)
+		ret = -EPERM;
+	else if (s->dead)
+		ret = -ESRCH;
+	else if (!(pin = find_pin(s, arg.token)))
+		ret = -ENOENT;
+	else
+		file = get_file(pin->file);
+	mutex_unlock(&s->lock);
+	if (!ret) {
+		arg.fd = fd;
+		ret = cprx_copy_back(uarg, &arg, sizeof(arg), usize);
+	}
+	if (ret) {
+		put_unused_fd(fd);
+		if (file)
+			fput(file);
+		return ret;
+	}
+	fd_install(fd, file);
+	return 0;
+}
+
+static long session_finish(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_finish arg;
+	u32 usize;
+	int ret;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_session_finish, reserved),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.reserved)
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	if (!is_owner(s)) {
+		ret = -EPERM;
+	} else if (s->armed) {
+		ret = -EBUSY;
+	} else {
+		drop_pins(s);
+		WRITE_ONCE(s->dead, true);
+	}
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static u32 file_kind(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	/* by file system: the helpers for these are not all exported */
+	if (inode->i_sb->s_magic == HUGETLBFS_MAGIC)
+		return CPRX_KIND_HUGETLB;
+	if (inode->i_sb->s_magic == TMPFS_MAGIC)
+		return CPRX_KIND_MEMFD;
+	if (S_ISFIFO(inode->i_mode))
+		return CPRX_KIND_PIPE;
+	if (S_ISSOCK(inode->i_mode))
+		return CPRX_KIND_SOCKET;
+	if (S_ISCHR(inode->i_mode))
+		return CPRX_KIND_CHARDEV;
+	if (S_ISREG(inode->i_mode))
+		return CPRX_KIND_REGULAR;
+	if (inode->i_sb->s_magic == ANON_INODE_FS_MAGIC)
+		return strcmp(file->f_path.dentry->d_name.name, "[eventfd]") ?
+		       CPRX_KIND_ANON : CPRX_KIND_EVENTFD;
+	return CPRX_KIND_OTHER;
+}
+
+static long session_query(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_query arg;
+	struct cprx_query_entry *ents = NULL;
+	struct cprx_pin *pin;
+	u32 usize, n = 0;
+	int ret, bkt;
+
+	ret = cprx_copy_arg(&arg, sizeof(arg),
+			    offsetofend(struct cprx_session_query, entries),
+			    uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.flags || arg.owner_pid)
+		return -EINVAL;
+	if (!is_owner(s))
+		return -EPERM;
+	if (arg.nr_entries) {
+		ents = kvcalloc(min(arg.nr_entries, cprx_max_pins),
+				sizeof(*ents), GFP_KERNEL_ACCOUNT);
+		if (!ents)
+			return -ENOMEM;
+	}
+	mutex_lock(&s->lock);
+	hash_for_each(s->pins, bkt, pin, node) {
+		if (n < arg.nr_entries && n < cprx_max_pins) {
+			ents[n].token = pin->token;
+			ents[n].kind = file_kind(pin->file);
+		}
+		n++;
+	}
+	arg.flags = (s->armed ? CPRX_SESSION_ARMED : 0) |
+		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0);
+	mutex_unlock(&s->lock);
+	if (ents && copy_to_user(u64_to_user_ptr(arg.entries), ents,
+				 min3(n, arg.nr_entries, cprx_max_pins) *
+				 sizeof(*ents)))
+		ret = -EFAULT;
+	kvfree(ents);
+	if (ret)
+		return ret;
+	arg.nr_entries = n;
+	arg.owner_pid = pid_vnr(s->owner);
+	memcpy(arg.name, s->name, sizeof(arg.name));
+	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
+}
+
+static long session_ioctl(struct file *file, unsigned int cmd,
+			  unsigned long arg)
+{
+	struct cprx_session *s = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case CPRX_SESSION_PRESERVE_FD:
+		return session_preserve(s, uarg);
+	case CPRX_SESSION_UNPRESERVE_FD:
+		return session_unpreserve(s, uarg);
+	case CPRX_SESSION_ARM:
+		return session_arm(s, uarg);
+	case CPRX_SESSION_RETRIEVE_FD:
+		return session_retrieve_fd(s, uarg);
+	case CPRX_SESSION_FINISH:
+		return session_finish(s, uarg);
+	case CPRX_SESSION_QUERY:
+		return session_query(s, uarg);
+	}
+	return -ENOTTY;
+}
+
+/*
+ * Every close of an fd on the session lands here.  When it is the owner's
+ * fd table going away with the process, the pins go too: nothing pinned may
+ * outlive the VMM that pinned it, whatever else holds the session.
+ */
+static int session_flush(struct file *file, fl_owner_t id)
+{
+	struct cprx_session *s = file->private_data;
+
+	if (!(current->flags & PF_EXITING) || task_tgid(current) != s->owner)
+		return 0;
+	mutex_lock(&s->lock);
+	drop_pins(s);
+	s->armed = false;
+	WRITE_ONCE(s->dead, true);
+	mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int session_release(struct inode *inode, struct file *file)
+{
+	session_put(file->private_data);
+	return 0;
+}
+
+static const struct file_operations cprx_session_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = session_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.flush = session_flush,
+	.release = session_release,
+	.llseek = noop_llseek,
+};
