@@ -1,112 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Backends: how preserved files cross the exec.
- *
- * cloexec - userspace only, as QEMU does: every preserved fd gets FD_CLOEXEC
- * cleared right before execve (and back if execve fails), so the same fd
- * numbers are open in the new image.  The new image checks each one is still
- * the file that was preserved (same inode) and sets FD_CLOEXEC again at once,
- * so nothing it spawns inherits guest RAM.
+ * Backends: how preserved files cross the exec.  "kmod" when cprx.ko's
+ * /dev/cprx is there (only the session's fd crosses the exec), "cloexec"
+ * otherwise; $CPRX_BACKEND or opts.backend force one.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/stat.h>
 #include "internal.h"
-
-static int cloexec_preserve(struct cprx_session *s, struct cprx_entry *e)
-{
-	(void)s;
-	(void)e;
-	return 0;	/* nothing to pin: the fd table itself carries it */
-}
-
-static int set_cloexec(int fd, bool on)
-{
-	int flags = fcntl(fd, F_GETFD);
-
-	if (flags < 0)
-		return -errno;
-	flags = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
-	return fcntl(fd, F_SETFD, flags) < 0 ? -errno : 0;
-}
-
-static void cloexec_disarm(struct cprx_session *s)
-{
-	unsigned int i;
-
-	for (i = 0; i < s->nr_ents; i++)
-		fcntl(s->ents[i].fd, F_SETFD, s->ents[i].saved_fdflags);
-	if (s->state_fd >= 0)
-		set_cloexec(s->state_fd, true);
-	if (s->exe_fd >= 0)
-		set_cloexec(s->exe_fd, true);
-}
-
-static int cloexec_arm(struct cprx_session *s)
-{
-	unsigned int i;
-	int ret;
-
-	for (i = 0; i < s->nr_ents; i++) {
-		struct cprx_entry *e = &s->ents[i];
-		int flags = fcntl(e->fd, F_GETFD);
-
-		if (flags < 0) {
-			ret = -errno;
-			goto err;
-		}
-		e->saved_fdflags = flags;
-		ret = set_cloexec(e->fd, false);
-		if (ret)
-			goto err;
-	}
-	if (s->state_fd >= 0 && (ret = set_cloexec(s->state_fd, false)))
-		goto err;
-	if (s->exe_fd >= 0 && (ret = set_cloexec(s->exe_fd, false)))
-		goto err;
-	return 0;
-err:
-	cloexec_disarm(s);
-	return cprx_fail(s, -ret, "keep preserved fds open until the update",
-			 "fd %d of token '%s' cannot be carried over: %s",
-			 i < s->nr_ents ? s->ents[i].fd : s->state_fd,
-			 i < s->nr_ents ? s->ents[i].token : "(state)",
-			 strerror(-ret));
-}
-
-static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
-			    int *fdp)
-{
-	struct stat st;
-
-	if (r->fd < 0 || fstat(r->fd, &st) < 0)
-		return cprx_fail(s, EBADF,
-				 "the previous image must not close preserved fds",
-				 "fd %d of token '%s' did not survive the exec",
-				 r->fd, r->token);
-	if ((uint64_t)st.st_ino != r->handle)
-		return cprx_fail(s, EBADF,
-				 "something reused the fd number before reclaim",
-				 "fd %d of token '%s' is not the preserved file "
-				 "(inode %llu, expected %llu)", r->fd, r->token,
-				 (unsigned long long)st.st_ino,
-				 (unsigned long long)r->handle);
-	*fdp = r->fd;
-	return 0;
-}
-
-const struct cprx_backend_ops cprx_backend_cloexec = {
-	.name = "cloexec",
-	.id = CPRX_BACKEND_CLOEXEC,
-	.preserve = cloexec_preserve,
-	.arm = cloexec_arm,
-	.disarm = cloexec_disarm,
-	.retrieve = cloexec_retrieve,
-};
 
 static int parse_backend_env(struct cprx_session *s, enum cprx_backend *want)
 {
@@ -135,15 +37,21 @@ int cprx_backend_select(struct cprx_session *s, enum cprx_backend want)
 	}
 	switch (want) {
 	case CPRX_BACKEND_AUTO:
+		s->backend = cprx_kmod_available() ? &cprx_backend_kmod
+						   : &cprx_backend_cloexec;
+		return 0;
 	case CPRX_BACKEND_CLOEXEC:
 		s->backend = &cprx_backend_cloexec;
 		return 0;
 	case CPRX_BACKEND_KMOD:
-		return cprx_fail(s, ENODEV,
-				 "load cprx.ko, or use the cloexec backend "
-				 "(CPRX_BACKEND=cloexec)",
-				 "kernel backend requested but this libcprx has "
-				 "no kmod support or /dev/cprx is missing");
+		if (!cprx_kmod_available())
+			return cprx_fail(s, ENODEV,
+					 "load cprx.ko (modprobe cprx), or use the "
+					 "cloexec backend (CPRX_BACKEND=cloexec)",
+					 "kernel backend requested but %s is missing",
+					 "/dev/cprx");
+		s->backend = &cprx_backend_kmod;
+		return 0;
 	}
 	return cprx_fail(s, EINVAL, "use enum cprx_backend",
 			 "backend %d is unknown", want);

@@ -281,22 +281,22 @@ static char **build_envp(const char *value)
 }
 
 int cprx_do_exec(struct cprx_session *s, const char *path,
-		 char *const argv[], const char *env_value, int exe_fd)
+		 char *const argv[], const char *extra, int exe_fd)
 {
 	struct cprx_keeper keeper = { 0 };
-	char env[1024], reap[128];
+	char env[1024], reap[128], field[64];
 	char **envp;
 	int ret, err;
 
-	ret = s->backend->arm(s);
+	ret = s->backend->arm(s, field, sizeof(field));
 	if (ret)
 		return ret;
 	if (!s->opts.no_deferred_teardown)
 		cprx_keeper_start(&keeper);	/* without it exec is only slower */
 	cprx_keepers_handover(reap, sizeof(reap));
 	cprx_mark(s, CPRX_PH_EXEC);
-	snprintf(env, sizeof(env), "%s=%s,keeper=%d,reap=%s,save=%llu,exec=%llu",
-		 CPRX_ENV, env_value, (int)keeper.pid, reap,
+	snprintf(env, sizeof(env), "%s=v=1,%s,%s,keeper=%d,reap=%s,save=%llu,"
+		 "exec=%llu", CPRX_ENV, field, extra, (int)keeper.pid, reap,
 		 (unsigned long long)s->ts[CPRX_PH_SAVE_END],
 		 (unsigned long long)s->ts[CPRX_PH_EXEC]);
 	envp = build_envp(env);
@@ -321,7 +321,7 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 			  char *const argv[])
 {
-	char resolved[PATH_MAX], value[64];
+	char resolved[PATH_MAX];
 	int ret;
 
 	if (!path || !argv || !argv[0])
@@ -333,6 +333,5 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 			return ret;
 	}
 	cprx_resolve_path(path, resolved, sizeof(resolved));
-	snprintf(value, sizeof(value), "v=1,fd=%d,rb=0", s->state_fd);
-	return cprx_do_exec(s, resolved, argv, value, -1);
+	return cprx_do_exec(s, resolved, argv, "rb=0", -1);
 }

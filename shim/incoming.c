@@ -14,17 +14,6 @@
 #include <sys/wait.h>
 #include "internal.h"
 
-/* What the old image put in CPRX_INCOMING. */
-struct handover {
-	int version;
-	int fd;
-	pid_t keepers[CPRX_MAX_KEEPERS];	/* the last one's, then older */
-	unsigned int nr_keepers;
-	int rollback;
-	unsigned long long save_ns, exec_ns;
-	char why[CPRX_MSG_MAX];
-};
-
 /* The rollback reason travels in the variable: no ',' and no '%' raw. */
 static void escape(char *out, size_t len, const char *in)
 {
@@ -55,7 +44,7 @@ static void unescape(char *out, size_t len, const char *in)
 	out[o] = '\0';
 }
 
-static void add_keepers(struct handover *h, const char *list)
+static void add_keepers(struct cprx_handover *h, const char *list)
 {
 	char *end;
 	long pid;
@@ -70,16 +59,18 @@ static void add_keepers(struct handover *h, const char *list)
 	}
 }
 
-static int parse_handover(const char *value, struct handover *h)
+static int parse_handover(const char *value, struct cprx_handover *h)
 {
 	char buf[1024], *tok, *save = NULL;
 
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
+	h->kmod = -1;
 	snprintf(buf, sizeof(buf), "%s", value);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (sscanf(tok, "v=%d", &h->version) == 1 ||
 		    sscanf(tok, "fd=%d", &h->fd) == 1 ||
+		    sscanf(tok, "kmod=%d", &h->kmod) == 1 ||
 		    sscanf(tok, "rb=%d", &h->rollback) == 1 ||
 		    sscanf(tok, "save=%llu", &h->save_ns) == 1 ||
 		    sscanf(tok, "exec=%llu", &h->exec_ns) == 1)
@@ -90,7 +81,7 @@ static int parse_handover(const char *value, struct handover *h)
 			add_keepers(h, strchr(tok, '=') + 1);
 		/* unknown keys from a newer library are ignored */
 	}
-	return h->version == 1 && h->fd >= 0 ? 0 : -EINVAL;
+	return h->version == 1 && (h->fd >= 0 || h->kmod >= 0) ? 0 : -EINVAL;
 }
 
 static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
@@ -139,8 +130,10 @@ static int take_entries(struct cprx_session *s)
 		e->size = r->size;
 		e->handle = r->handle;
 		e->saved_fdflags = FD_CLOEXEC;
-		/* nothing we spawn may inherit guest RAM */
-		fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+		if (s->backend != &cprx_backend_cloexec)
+			e->fd = -1;	/* the kernel hands out new fds */
+		else	/* nothing we spawn may inherit guest RAM */
+			fcntl(e->fd, F_SETFD, FD_CLOEXEC);
 	}
 	s->nr_ents = s->cap_ents = s->in.nr_fds;
 	return 0;
@@ -169,7 +162,7 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 {
 	uint64_t t0 = cprx_now_ns();
 	struct cprx_session *s;
-	struct handover h;
+	struct cprx_handover h;
 	const char *env;
 	void *buf = NULL;
 	size_t len = 0;
@@ -196,15 +189,19 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	s->rollback = h.rollback;
 	if (h.rollback && h.why[0])
 		s->why = strdup(h.why);
-	s->state_fd = h.fd;
-	fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
 	cprx_keepers_adopt(h.keepers, h.nr_keepers);
+	/* the handover, not this machine, says how the fds came through */
+	s->backend = h.kmod >= 0 ? &cprx_backend_kmod : &cprx_backend_cloexec;
+	ret = s->backend->incoming(s, &h);
+	if (ret)
+		return ret;
 
-	ret = read_state(s, h.fd, &buf, &len);
+	ret = read_state(s, s->state_fd, &buf, &len);
 	if (!ret)
 		ret = decode(s, buf, len);
 	free(buf);
-	if (s->in.exe_fd >= 0 && s->in.exe_path) {
+	if (s->backend == &cprx_backend_cloexec && s->in.exe_path &&
+	    s->in.exe_fd >= 0) {
 		s->exe_fd = s->in.exe_fd;
 		fcntl(s->exe_fd, F_SETFD, FD_CLOEXEC);
 	}
@@ -220,9 +217,6 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	cprx_process_generation = s->generation;
 	if (take_entries(s))
 		return cprx_fail(s, ENOMEM, NULL, "out of memory");
-	ret = cprx_backend_select(s, s->in.backend);
-	if (ret)
-		return ret;
 	return 1;
 }
 
@@ -276,6 +270,7 @@ static int reclaim(struct cprx_session *s, const char *token,
 	if (ret)
 		return ret;
 	s->ents[idx].reclaimed = true;
+	s->ents[idx].fd = *fd;
 	*rp = r;
 	return 0;
 }
@@ -343,15 +338,12 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 
 CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 {
-	unsigned int i;
 
 	if (!s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "commit once, in the new image",
 				 "session '%s' has no update to commit", s->name);
-	/* What this image did not take back would leak: close it. */
-	for (i = 0; i < s->nr_ents; i++)
-		if (!s->ents[i].reclaimed)
-			close(s->ents[i].fd);
+	cprx_keepers_hurry();
+	s->backend->commit(s);
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)
@@ -370,7 +362,7 @@ CPRX_EXPORT const char *cprx_rollback_reason(const struct cprx_session *s)
 
 CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 {
-	char value[512], esc[400];
+	char extra[512], esc[400];
 
 	if (!s || !s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
@@ -387,7 +379,7 @@ CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 				 "state does not name the previous binary",
 				 why ? why : "no reason given");
 	escape(esc, sizeof(esc), why ? why : "");
-	snprintf(value, sizeof(value), "v=1,fd=%d,rb=1,why=%s", s->state_fd, esc);
+	snprintf(extra, sizeof(extra), "rb=1,why=%s", esc);
 	/* Same fds, same state, previous binary; ts tell the story. */
-	return cprx_do_exec(s, s->in.exe_path, s->in.argv, value, s->exe_fd);
+	return cprx_do_exec(s, s->in.exe_path, s->in.argv, extra, s->exe_fd);
 }

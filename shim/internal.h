@@ -41,6 +41,8 @@ struct cprx_keeper {
 
 struct cprx_backend_ops;
 
+#define CPRX_MAX_KEEPERS 8
+
 struct cprx_session {
 	char name[CPRX_NAME_MAX + 1];
 	struct cprx_options opts;
@@ -57,6 +59,8 @@ struct cprx_session {
 	/* old image: the saved state */
 	int state_fd;		/* memfd (or file) holding the state */
 	int exe_fd;		/* this binary, for the new image's rollback */
+	int kmod_sfd;		/* kmod: the session's fd */
+	bool kmod_internal;	/* kmod: state and binary are pinned */
 	bool saved;
 	const char *io_note;	/* set when io_uring was not usable */
 
@@ -71,22 +75,47 @@ struct cprx_session {
 	char hint[CPRX_MSG_MAX];
 };
 
+/* What the old image put in CPRX_INCOMING. */
+struct cprx_handover {
+	int version;
+	int fd;			/* cloexec: the state's fd */
+	int kmod;		/* kmod: the session's fd */
+	pid_t keepers[CPRX_MAX_KEEPERS];	/* the last one's, then older */
+	unsigned int nr_keepers;
+	int rollback;
+	unsigned long long save_ns, exec_ns;
+	char why[CPRX_MSG_MAX];
+};
+
 /* How preserved files cross the exec. */
 struct cprx_backend_ops {
 	const char *name;
 	enum cprx_backend id;
-	/* old image: a new entry; may refuse it */
+	/* old image: set up / tear down the backend's side of a session */
+	int (*open)(struct cprx_session *s);
+	void (*close)(struct cprx_session *s);
+	/* old image: a new entry (may refuse it), or one dropped */
 	int (*preserve)(struct cprx_session *s, struct cprx_entry *e);
-	/* last step before execve: make every entry survive it */
-	int (*arm)(struct cprx_session *s);
+	void (*unpreserve)(struct cprx_session *s, struct cprx_entry *e);
+	/*
+	 * Last step before execve: make every entry, the state and the
+	 * previous binary survive it; write the handover field ("fd=N").
+	 */
+	int (*arm)(struct cprx_session *s, char *field, size_t len);
 	/* execve failed: put everything back as it was */
 	void (*disarm)(struct cprx_session *s);
+	/* new image: find the state (s->state_fd) and the previous binary */
+	int (*incoming)(struct cprx_session *s, const struct cprx_handover *h);
 	/* new image: the fd of a record, checked to be the preserved file */
 	int (*retrieve)(struct cprx_session *s, const struct cprx_rec_fd *r,
 			int *fd);
+	/* new image: the update is final, drop what is left */
+	void (*commit)(struct cprx_session *s);
 };
 
 extern const struct cprx_backend_ops cprx_backend_cloexec;
+extern const struct cprx_backend_ops cprx_backend_kmod;
+bool cprx_kmod_available(void);
 int cprx_backend_select(struct cprx_session *s, enum cprx_backend want);
 
 /* error.c */
@@ -102,11 +131,11 @@ int cprx_io_write(int fd, const void *buf, size_t len, bool sync,
 int cprx_io_read(int fd, void *buf, size_t len, const char **note);
 
 /* keeper.c */
-#define CPRX_MAX_KEEPERS 8
 int cprx_keeper_start(struct cprx_keeper *k);
 void cprx_keeper_stop(struct cprx_keeper *k);
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n);
 void cprx_keepers_handover(char *buf, size_t len);
+void cprx_keepers_hurry(void);
 
 /* session.c */
 uint64_t cprx_now_ns(void);
@@ -119,7 +148,7 @@ extern unsigned int cprx_process_generation;
 
 /* exec.c */
 int cprx_do_exec(struct cprx_session *s, const char *path,
-		 char *const argv[], const char *env_value, int exe_fd);
+		 char *const argv[], const char *extra, int exe_fd);
 int cprx_resolve_path(const char *path, char *out, size_t len);
 
 #endif /* CPRX_INTERNAL_H */

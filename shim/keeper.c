@@ -46,8 +46,9 @@ static int keeper_main(void *p)
 	syscall(SYS_close_range, rfd + 1, ~0U, 0);
 
 	/*
-	 * The teardown may run only when a CPU is idle: the new image must
-	 * never wait for it, not even for a scheduler tick.
+	 * During the pause the teardown may run only on an idle CPU: the new
+	 * image must never wait for it, not even for a scheduler tick.  The
+	 * new image's commit raises it back (cprx_keepers_hurry).
 	 */
 	syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &param);
 
@@ -200,5 +201,21 @@ void cprx_keepers_handover(char *buf, size_t len)
 			off += snprintf(buf + off, len - off, "%s%d", off ? ":" : "",
 					pending[i].pid);
 	}
+	pthread_mutex_unlock(&pending_lock);
+}
+
+/*
+ * The guest runs again: the teardown no longer competes with a pause, but a
+ * busy guest would starve a SCHED_IDLE keeper forever.  Back to normal.
+ */
+void cprx_keepers_hurry(void)
+{
+	struct sched_param param = { 0 };
+	unsigned int i;
+
+	pthread_mutex_lock(&pending_lock);
+	for (i = 0; i < nr_pending; i++)
+		if (!pending[i].done)
+			sched_setscheduler(pending[i].pid, SCHED_OTHER, &param);
 	pthread_mutex_unlock(&pending_lock);
 }

@@ -66,6 +66,7 @@ struct cprx_session *cprx_session_alloc(const char *name,
 	s->opts.size = sizeof(s->opts);
 	s->state_fd = -1;
 	s->exe_fd = -1;
+	s->kmod_sfd = -1;
 	s->generation = cprx_process_generation;
 	return s;
 }
@@ -110,6 +111,8 @@ CPRX_EXPORT int cprx_session_open(struct cprx_session **sp, const char *name,
 		s->opts.state_path = s->state_path;
 	}
 	ret = cprx_backend_select(s, s->opts.backend);
+	if (!ret)
+		ret = s->backend->open(s);
 	if (ret) {
 		/* keep the message: it lives in the session */
 		cprx_fail(NULL, -ret, s->hint, "%s", s->msg);
@@ -126,6 +129,8 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 
 	if (!s)
 		return;
+	if (s->backend)
+		s->backend->close(s);
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)
@@ -237,6 +242,7 @@ CPRX_EXPORT int cprx_unpreserve(struct cprx_session *s, const char *token)
 		return cprx_fail(s, ENOENT, "check the token",
 				 "token '%s' is not preserved in session '%s'",
 				 token ? token : "(null)", s->name);
+	s->backend->unpreserve(s, e);
 	*e = s->ents[--s->nr_ents];
 	return 0;
 }

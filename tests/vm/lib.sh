@@ -54,7 +54,6 @@ vm_apt_opts() {
 		-o "APT::Architecture=amd64"
 		-o "APT::Architectures=amd64"
 		-o "APT::Sandbox::User=root"
-		-o "Debug::NoLocking=true"
 	)
 }
 

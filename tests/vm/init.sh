@@ -1,0 +1,96 @@
+#!/bin/busybox sh
+# /init of the VM tier's initramfs (PID 1, busybox only). Built into the
+# initramfs by run.sh; see run.sh for the whole picture.
+#
+# Loads the few modules the 9p root needs, mounts the host's / (9p tag
+# "hostroot", read-only) on /newroot, the run's I/O directory (9p tag
+# "cprxio", read-write) on /newroot/run/cprx-vm/io, reads the job there, lays
+# out tmpfs, the API filesystems and the --share directories, then
+# switch_root's into the host's tree with stage2.sh as the new PID 1.
+/bin/busybox mkdir -p /proc /sys /dev /newroot
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+fail() {
+	echo "CPRX-VM-INIT-FAILED: $*" >/dev/console
+	echo "cprx-vm init: $*" >/dev/console
+	sleep 1
+	reboot -f
+}
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r m; do
+	[ -n "$m" ] || continue
+	insmod "/modules/$m" || echo "cprx-vm init: insmod $m failed" >/dev/console
+done </modules/order
+
+# 9p over virtio-pci appears asynchronously: retry the root mount briefly.
+opts=trans=virtio,version=9p2000.L,msize=512000
+i=0
+until mount -t 9p -o "$opts,ro,cache=loose" hostroot /newroot 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "cannot mount the 9p root (hostroot)"
+	sleep 0.05
+done
+
+R=/newroot
+mount -t tmpfs -o mode=755,nosuid,nodev run "$R/run" || fail "tmpfs on /run"
+mkdir -p "$R/run/cprx-vm/io"
+mount -t 9p -o "$opts,cache=none" cprxio "$R/run/cprx-vm/io" || fail "cannot mount the I/O share"
+IO="$R/run/cprx-vm/io"
+[ -f "$IO/job.sh" ] || fail "no job.sh in the I/O share"
+. "$IO/job.sh"
+
+# Writable scratch. /tmp etc. hide the host's contents; --share dirs (mounted
+# below, after the tmpfs) punch through them.
+for d in /tmp /var/tmp; do
+	mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$R$d" || fail "tmpfs on $d"
+done
+mount -t tmpfs -o mode=700 root "$R/root" || fail "tmpfs on /root"
+for d in $CPRX_VM_TMPFS; do
+	mkdir -p "$R$d" 2>/dev/null
+	mount -t tmpfs -o mode=755 extra "$R$d" || fail "tmpfs on $d"
+done
+
+# API filesystems.
+mount --move /proc "$R/proc"
+mount --move /sys "$R/sys"
+mount --move /dev "$R/dev"
+mkdir -p "$R/dev/pts" "$R/dev/shm" "$R/dev/mqueue"
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts "$R/dev/pts"
+mount -t tmpfs -o mode=1777,nosuid,nodev shm "$R/dev/shm"
+mount -t mqueue mqueue "$R/dev/mqueue" 2>/dev/null
+S="$R/sys"
+mount -t securityfs securityfs "$S/kernel/security" || echo "cprx-vm init: no securityfs" >/dev/console
+mount -t debugfs debugfs "$S/kernel/debug" || echo "cprx-vm init: no debugfs" >/dev/console
+mount -t tracefs tracefs "$S/kernel/tracing" 2>/dev/null ||
+	mount -t tracefs tracefs "$S/kernel/debug/tracing" 2>/dev/null
+mount -t bpf -o mode=700 bpffs "$S/fs/bpf" || echo "cprx-vm init: no bpffs" >/dev/console
+mount -t cgroup2 -o nsdelegate cgroup2 "$S/fs/cgroup" || echo "cprx-vm init: no cgroup2" >/dev/console
+mount -t configfs configfs "$S/kernel/config" 2>/dev/null
+[ -d "$S/firmware/efi/efivars" ] && mount -t efivarfs efivarfs "$S/firmware/efi/efivars" 2>/dev/null
+
+# The guest kernel's own modules at /lib/modules/<kver> (the host's are
+# meaningless there): a tmpfs over /lib/modules with a bind of the cached tree.
+if [ -n "$CPRX_VM_KMODDIR" ] && [ -d "$R$CPRX_VM_KMODDIR" ]; then
+	mount -t tmpfs -o mode=755 modules "$R/lib/modules" &&
+	mkdir -p "$R/lib/modules/$CPRX_VM_KVER" &&
+	mount --bind "$R$CPRX_VM_KMODDIR" "$R/lib/modules/$CPRX_VM_KVER"
+fi
+
+# --share DIR: read-write 9p, same path as on the host.
+if [ -f "$IO/shares" ]; then
+	while read -r tag path; do
+		[ -n "$tag" ] || continue
+		mkdir -p "$R$path" 2>/dev/null
+		mount -t 9p -o "$opts,cache=mmap" "$tag" "$R$path" ||
+			fail "cannot mount share $path"
+	done <"$IO/shares"
+fi
+
+cp /bin/busybox "$R/run/cprx-vm/busybox"
+cp /stage2.sh "$R/run/cprx-vm/stage2.sh"
+exec switch_root "$R" /run/cprx-vm/busybox sh /run/cprx-vm/stage2.sh
+fail "switch_root failed"

@@ -1,0 +1,171 @@
+#!/bin/bash
+# Fetches and caches a stock Debian kernel for the VM tier.
+#
+#   tests/vm/kernels.sh [--info] [--refresh] bookworm|sid
+#
+# Prints the path of a directory holding:
+#   vmlinuz   the kernel image
+#   config    its .config
+#   modules/  its /lib/modules/<version> tree (depmod'ed; sid's are .ko.xz)
+#   modroot/  the extracted packages (modroot/lib/modules/<version> = modules)
+#   info      KEY=VALUE: KVER (uname -r), SUITE, PKGVER, PACKAGES, HEADERS
+#             (the linux-headers package matching it), CC (compiler the kernel
+#             was built with), MODULE_COMPRESS, LSM (CONFIG_LSM)
+# --info prints the info file instead of the path.
+#
+# bookworm: the ABI linux-image-amd64 depends on in the host's apt lists,
+# package linux-image-<abi>-amd64-unsigned.
+# sid: same through a private apt config under $CACHE/apt-sid (the host's apt
+# is never pointed at sid); sid splits the kernel into linux-binary-*,
+# linux-modules-* and linux-base-*, all three are taken.
+#
+# Cache: ${CPRX_CACHE:-/var/cache/cprx}/kernels/<suite>/<kver>/, .debs in
+# $CACHE/debs. Keyed by version: a rerun is instant, and when the registry
+# cannot be reached the newest cached kernel of that suite is used.
+# The sid index is refreshed when older than $CPRX_VM_REFRESH_HOURS (12) or
+# with --refresh.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+info=0 refresh=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--info) info=1 ;;
+	--refresh) refresh=1 ;;
+	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-*) vm_die "unknown option $1" ;;
+	*) break ;;
+	esac
+	shift
+done
+[ $# -eq 1 ] || vm_die "usage: $0 [--info] [--refresh] bookworm|sid"
+suite=$1
+case $suite in
+bookworm|sid|trixie) ;;
+*) vm_die "unknown suite '$suite' (bookworm or sid)" ;;
+esac
+
+vm_lock "kernels-$suite"
+kroot="$CACHE/kernels/$suite"
+debs="$CACHE/debs"
+mkdir -p "$kroot" "$debs"
+
+newest_cached() {
+	local d
+	d=$(ls -1dt "$kroot"/*/.complete 2>/dev/null | head -n1) || true
+	[ -n "$d" ] && dirname "$d"
+}
+
+done_print() {
+	if [ $info = 1 ]; then cat "$1/info"; else echo "$1"; fi
+	exit 0
+}
+
+# --- which kernel does the suite ship now? ---------------------------------
+APT_OPTS=()
+if [ "$suite" != bookworm ]; then
+	vm_apt_opts "$suite"
+	stamp=$(ls -1t "$CACHE/apt-$suite/lists/"*InRelease 2>/dev/null | head -n1) || true
+	max_age=$(( ${CPRX_VM_REFRESH_HOURS:-12} * 60 ))
+	if [ $refresh = 1 ] || [ -z "$stamp" ] ||
+	   [ -n "$(find "$stamp" -mmin +"$max_age" 2>/dev/null)" ]; then
+		vm_log "updating the $suite package index ($CACHE/apt-$suite)"
+		apt-get "${APT_OPTS[@]}" -q update >&2 ||
+			vm_log "warning: apt-get update for $suite failed; using what is cached"
+	fi
+fi
+
+meta=$(apt-cache "${APT_OPTS[@]}" depends linux-image-amd64 2>/dev/null |
+	sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1) || true
+if [ -z "$meta" ]; then
+	d=$(newest_cached) || true
+	[ -n "$d" ] || vm_die "cannot resolve linux-image-amd64 in $suite and nothing is cached"
+	vm_log "warning: cannot resolve linux-image-amd64 in $suite; using cached $(basename "$d")"
+	done_print "$d"
+fi
+kver=${meta#linux-image-}
+dir="$kroot/$kver"
+[ -f "$dir/.complete" ] && done_print "$dir"
+
+# --- download ----------------------------------------------------------------
+# Prefer the unsigned image (no signature wrapper, same kernel); sid splits the
+# image package into binary, modules and base.
+pkgs=()
+if apt-cache "${APT_OPTS[@]}" show "linux-image-$kver-unsigned" >/dev/null 2>&1; then
+	pkgs=("linux-image-$kver-unsigned")
+else
+	for p in $(apt-cache "${APT_OPTS[@]}" depends "linux-image-$kver" 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-\(binary\|modules\|base\)-[^ ]*\)$/\1/p'); do
+		pkgs+=("$p")
+	done
+	[ ${#pkgs[@]} -gt 0 ] || pkgs=("linux-image-$kver")
+fi
+pkgver=$(apt-cache "${APT_OPTS[@]}" show "${pkgs[0]}" | sed -n 's/^Version: //p' | head -n1)
+vm_log "fetching $suite kernel $kver ($pkgver): ${pkgs[*]}"
+t0=$(date +%s)
+files=()
+for p in "${pkgs[@]}"; do
+	v=$(apt-cache "${APT_OPTS[@]}" show "$p" | sed -n 's/^Version: //p' | head -n1)
+	f=$(ls "$debs/${p}_${v//:/%3a}_"*.deb 2>/dev/null | head -n1) || true
+	if [ -z "$f" ]; then
+		(cd "$debs" && apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User=root -q download "$p=$v" >&2) ||
+			vm_die "apt-get download $p=$v failed"
+		f=$(ls "$debs/${p}_${v//:/%3a}_"*.deb | head -n1)
+	fi
+	files+=("$f")
+done
+
+# --- extract and lay out ------------------------------------------------------
+tmp="$kroot/.tmp-$kver.$$"
+rm -rf "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/modroot"
+for f in "${files[@]}"; do dpkg-deb -x "$f" "$tmp/modroot"; done
+r="$tmp/modroot"
+# merged-/usr packages (sid) put modules in usr/lib/modules: make lib/modules
+# resolve either way, for depmod -b and for us.
+if [ -d "$r/usr/lib/modules/$kver" ] && [ ! -e "$r/lib" ]; then
+	ln -s usr/lib "$r/lib"
+fi
+mdir="lib/modules/$kver"
+[ -d "$r/$mdir" ] || vm_die "no $mdir in ${pkgs[*]}"
+for c in "boot/vmlinuz-$kver" "$mdir/vmlinuz"; do
+	[ -f "$r/$c" ] && { ln -s "modroot/$c" "$tmp/vmlinuz"; break; }
+done
+for c in "boot/config-$kver" "$mdir/config"; do
+	[ -f "$r/$c" ] && { ln -s "modroot/$c" "$tmp/config"; break; }
+done
+[ -e "$tmp/vmlinuz" ] || vm_die "no vmlinuz in ${pkgs[*]}"
+[ -e "$tmp/config" ] || vm_die "no config in ${pkgs[*]}"
+ln -s "modroot/$mdir" "$tmp/modules"
+depmod -b "$r" "$kver" || vm_die "depmod failed for $kver"
+
+cfg() { sed -n "s/^CONFIG_$1=//p" "$tmp/config" | tr -d '"'; }
+comp=none
+for c in XZ ZSTD GZIP; do
+	[ "$(cfg "MODULE_COMPRESS_$c")" = y ] && comp=${c,,}
+done
+{
+	echo "KVER=$kver"
+	echo "SUITE=$suite"
+	echo "PKGVER=$pkgver"
+	echo "PACKAGES=${pkgs[*]}"
+	echo "HEADERS=linux-headers-$kver"
+	echo "CC=$(cfg CC_VERSION_TEXT)"
+	echo "MODULE_COMPRESS=$comp"
+	echo "LSM=$(cfg LSM)"
+	echo "FETCH_SECONDS=$(( $(date +%s) - t0 ))"
+} >"$tmp/info"
+touch "$tmp/.complete"
+rm -rf "$dir"
+mv "$tmp" "$dir"
+trap - EXIT
+
+# Keep the two newest kernels of a suite.
+ls -1dt "$kroot"/*/ 2>/dev/null | tail -n +3 | while read -r old; do
+	vm_log "pruning old kernel $old"
+	rm -rf "$old"
+	rm -f "$debs"/linux-*-"$(basename "$old")"{,-unsigned}_*.deb
+done
+vm_log "cached $suite kernel $kver in $dir ($(du -sh "$dir" | cut -f1))"
+done_print "$dir"
