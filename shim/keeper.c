@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -121,12 +122,12 @@ void cprx_keeper_stop(struct cprx_keeper *k)
  * After the exec the keeper is a child of the new image, still tearing down
  * the old mm.  A thread reaps it; if this image execs again first, the pids
  * not yet reaped are handed over with the state, so no keeper ever lingers
- * as a zombie.  pidfds make sure we never wait for an unrelated child that
- * reused a pid.
+ * as a zombie.  Plain pids, not pidfds: a pidfd would show up in the new
+ * image's fd table, which must hold only what it reclaimed.  Nobody else
+ * waits for these children, so their pids cannot be reused under us.
  */
 struct pending {
 	pid_t pid;
-	int pidfd;
 	bool done;
 };
 
@@ -137,40 +138,51 @@ static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *reap_pending(void *arg)
 {
 	unsigned int i, n = (unsigned int)(long)arg;
-	siginfo_t info;
 
 	for (i = 0; i < n; i++) {
-		while (waitid(P_PIDFD, pending[i].pidfd, &info, WEXITED | __WALL) < 0 &&
-		       errno == EINTR)
+		while (waitpid(pending[i].pid, NULL, __WALL) < 0 && errno == EINTR)
 			;
 		pthread_mutex_lock(&pending_lock);
 		pending[i].done = true;
-		close(pending[i].pidfd);
-		pending[i].pidfd = -1;
 		pthread_mutex_unlock(&pending_lock);
 	}
 	return NULL;
 }
 
+/* A VMM that exits right after an update still leaves no keeper behind. */
+static void wait_keepers(void)
+{
+	pid_t pids[CPRX_MAX_KEEPERS];
+	unsigned int i, n = 0;
+
+	pthread_mutex_lock(&pending_lock);
+	for (i = 0; i < nr_pending; i++)
+		if (!pending[i].done)
+			pids[n++] = pending[i].pid;
+	pthread_mutex_unlock(&pending_lock);
+	for (i = 0; i < n; i++)	/* ECHILD if the thread got it first */
+		while (waitpid(pids[i], NULL, __WALL) < 0 && errno == EINTR)
+			;
+}
+
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 {
+	static bool at_exit;
 	pthread_attr_t attr;
 	pthread_t t;
 	unsigned int i;
-	int fd;
 
 	pthread_mutex_lock(&pending_lock);
 	nr_pending = 0;
-	for (i = 0; i < n && nr_pending < CPRX_MAX_KEEPERS; i++) {
-		fd = syscall(SYS_pidfd_open, pids[i], 0);
-		if (fd < 0)
-			continue;	/* not ours, or gone already */
-		pending[nr_pending++] = (struct pending){ pids[i], fd, false };
-	}
+	for (i = 0; i < n && nr_pending < CPRX_MAX_KEEPERS; i++)
+		if (pids[i] > 0 && pids[i] != getpid())
+			pending[nr_pending++] = (struct pending){ pids[i], false };
 	n = nr_pending;
 	pthread_mutex_unlock(&pending_lock);
 	if (!n)
 		return;
+	if (!at_exit)
+		at_exit = !atexit(wait_keepers);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
@@ -183,17 +195,16 @@ void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 void cprx_keepers_handover(char *buf, size_t len)
 {
 	size_t off = 0;
-	siginfo_t info;
 	unsigned int i;
+	pid_t ret;
 
 	buf[0] = '\0';
 	pthread_mutex_lock(&pending_lock);
 	for (i = 0; i < nr_pending; i++) {
 		if (pending[i].done)
 			continue;
-		info.si_pid = 0;
-		if (waitid(P_PIDFD, pending[i].pidfd, &info,
-			   WEXITED | WNOHANG | __WALL) < 0 || info.si_pid) {
+		ret = waitpid(pending[i].pid, NULL, WNOHANG | __WALL);
+		if (ret != 0) {		/* reaped now, or by the thread */
 			pending[i].done = true;
 			continue;
 		}

@@ -190,7 +190,7 @@ cmdline="$cmdline random.trust_cpu=on$append"
 
 qemu=(qemu-system-x86_64 -accel tcg -machine "${CPRX_VM_MACHINE:-pc}" -cpu "${CPRX_VM_CPU:-max}" -smp "$cpus" -m "$mem"
 	-nodefaults -no-user-config -display none -monitor none -no-reboot -nic none
-	-kernel "$kdir/vmlinuz" -initrd "$initrd" -append "$cmdline"
+	-kernel "${CPRX_VM_IMAGE:-$kdir/vmlinuz}" -initrd "$initrd" -append "$cmdline"
 	-chardev stdio,id=con,signal=off -serial chardev:con
 	-fsdev local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap
 	-device virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot
