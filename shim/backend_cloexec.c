@@ -17,8 +17,8 @@
 static int cloexec_preserve(struct cprx_session *s, struct cprx_entry *e)
 {
 	(void)s;
-	(void)e;
-	return 0;	/* nothing to pin: the fd table itself carries it */
+	e->handle = e->ino;	/* nothing to pin: the fd table carries it */
+	return 0;
 }
 
 static int set_cloexec(int fd, bool on)

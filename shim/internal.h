@@ -20,7 +20,8 @@ struct cprx_entry {
 	int saved_fdflags;	/* restored when an exec fails */
 	uint64_t size;
 	void *addr;		/* old image: caller's mapping, for preflight */
-	uint64_t handle;	/* backend key; cloexec: inode number */
+	uint64_t ino;		/* the file's inode, to spot a replaced fd */
+	uint64_t handle;	/* backend's key: cloexec the inode, kmod a token */
 	bool reclaimed;
 };
 

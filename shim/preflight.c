@@ -189,7 +189,7 @@ static void check_fds(struct preflight *pf)
 		struct cprx_entry *e = &pf->s->ents[i];
 		struct stat st;
 
-		if (fstat(e->fd, &st) < 0 || (uint64_t)st.st_ino != e->handle) {
+		if (fstat(e->fd, &st) < 0 || (uint64_t)st.st_ino != e->ino) {
 			hint(pf, "keep preserved fds open until the update");
 			report(pf, "fds", CPRX_FAIL, EBADF,
 			       "fd %d of '%s' was closed or replaced", e->fd,
@@ -253,6 +253,17 @@ static void check_lsm(struct preflight *pf)
 
 	cprx_describe_lsm(lsm, sizeof(lsm));
 	report(pf, "lsm", CPRX_PASS, 0, "active: %s", lsm);
+}
+
+static void check_backend(struct preflight *pf)
+{
+	if (pf->s->backend == &cprx_backend_kmod)
+		report(pf, "backend", CPRX_PASS, 0, "kmod: cprx.ko pins %u fds "
+		       "in session '%s'", pf->s->nr_ents, pf->s->name);
+	else
+		report(pf, "backend", CPRX_PASS, 0, "cloexec: fds cross the exec "
+		       "with FD_CLOEXEC cleared%s", cprx_kmod_available() ? "" :
+		       " (no /dev/cprx)");
 }
 
 static void check_state_target(struct preflight *pf)
@@ -433,6 +444,7 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 		if (s->ents[i].kind == CPRX_FD_RAM)
 			check_ram(&pf, &s->ents[i]);
 	check_fds(&pf);
+	check_backend(&pf);
 	check_seccomp(&pf);
 	check_lsm(&pf);
 	check_state_target(&pf);

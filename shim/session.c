@@ -194,7 +194,7 @@ static int add_entry(struct cprx_session *s, const char *token, int fd,
 	e->kind = kind;
 	e->fd = fd;
 	e->saved_fdflags = flags;
-	e->handle = st.st_ino;
+	e->ino = st.st_ino;
 	ret = s->backend->preserve(s, e);
 	if (ret)
 		return ret;

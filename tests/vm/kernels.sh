@@ -7,6 +7,7 @@
 #   vmlinuz   the kernel image
 #   config    its .config
 #   modules/  its /lib/modules/<version> tree (depmod'ed; sid's are .ko.xz)
+#   vmlinux   the uncompressed kernel, when it has a PVH entry (faster boot)
 #   modroot/  the extracted packages (modroot/lib/modules/<version> = modules)
 #   info      KEY=VALUE: KVER (uname -r), SUITE, PKGVER, PACKAGES, HEADERS
 #             (the linux-headers package matching it), CC (compiler the kernel
@@ -138,6 +139,32 @@ done
 [ -e "$tmp/vmlinuz" ] || vm_die "no vmlinuz in ${pkgs[*]}"
 [ -e "$tmp/config" ] || vm_die "no config in ${pkgs[*]}"
 ln -s "modroot/$mdir" "$tmp/modules"
+
+# An uncompressed ELF vmlinux with a PVH entry note boots straight into the
+# kernel (QEMU's PVH loader): no decompression under TCG, about 2-3 s faster
+# per boot. Found by scanning the bzImage for the compressor's magic.
+extract_vmlinux() {
+	local img=$1 out=$2 magic dec off
+	for pair in $'\xfd7zXZ:xz -dc' $'\x28\xb5\x2f\xfd:zstd -qdc' \
+		$'\x1f\x8b\x08:gzip -dc' $'\x02\x21\x4c\x18:lz4 -dc'; do
+		magic=${pair%%:*} dec=${pair#*:}
+		for off in $(LC_ALL=C grep -abo "$magic" "$img" 2>/dev/null | cut -d: -f1 | head -n 5); do
+			tail -c +$((off + 1)) "$img" | $dec >"$out" 2>/dev/null
+			# ELF with XEN_ELFNOTE_PHYS32_ENTRY (0x12)
+			if [ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" = 177ELF ] &&
+			   LC_ALL=C readelf -n "$out" 2>/dev/null | grep -q '0x00000012'; then
+				return 0
+			fi
+		done
+	done
+	rm -f "$out"
+	return 1
+}
+if extract_vmlinux "$tmp/vmlinuz" "$tmp/vmlinux"; then
+	vm_log "extracted a PVH-bootable vmlinux"
+else
+	vm_log "note: no PVH-bootable vmlinux in the image; booting the bzImage"
+fi
 depmod -b "$r" "$kver" || vm_die "depmod failed for $kver"
 
 cfg() { sed -n "s/^CONFIG_$1=//p" "$tmp/config" | tr -d '"'; }

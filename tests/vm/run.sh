@@ -78,6 +78,10 @@ command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 missing (
 
 kdir=$("$VM_DIR/kernels.sh" "$kernel") || { vm_log "error: no $kernel kernel"; exit 125; }
 kver=$(vm_info "$kdir/info" KVER)
+# The uncompressed PVH-bootable vmlinux when kernels.sh found one (no
+# decompression under TCG); CPRX_VM_PVH=0 boots the bzImage instead.
+image=$kdir/vmlinuz
+[ "${CPRX_VM_PVH:-1}" = 0 ] || [ ! -f "$kdir/vmlinux" ] || image=$kdir/vmlinux
 
 # --- initramfs, cached per kernel and per content ----------------------------
 # busybox (busybox-static), init.sh, stage2.sh and the modules the 9p root
@@ -190,7 +194,7 @@ cmdline="$cmdline random.trust_cpu=on$append"
 
 qemu=(qemu-system-x86_64 -accel tcg -machine "${CPRX_VM_MACHINE:-pc}" -cpu "${CPRX_VM_CPU:-max}" -smp "$cpus" -m "$mem"
 	-nodefaults -no-user-config -display none -monitor none -no-reboot -nic none
-	-kernel "${CPRX_VM_IMAGE:-$kdir/vmlinuz}" -initrd "$initrd" -append "$cmdline"
+	-kernel "$image" -initrd "$initrd" -append "$cmdline"
 	-chardev stdio,id=con,signal=off -serial chardev:con
 	-fsdev local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap
 	-device virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot

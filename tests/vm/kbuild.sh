@@ -1,0 +1,166 @@
+#!/bin/bash
+# Builds an out-of-tree kernel module tree against a VM-tier kernel's headers.
+#
+#   tests/vm/kbuild.sh [--werror] [--jobs N] bookworm|sid SRC_DIR OUT_DIR [MAKE_ARGS...]
+#
+# SRC_DIR holds a Kbuild (or Makefile) for `make -C <headers> M=...`; it is
+# copied to OUT_DIR first (without .git, meson build dirs or OUT_DIR itself),
+# so the source tree stays clean, and built there: the .ko files end up in
+# OUT_DIR at their relative paths. OUT_DIR is wiped and refilled on every
+# run (refused when it is a non-empty directory kbuild.sh did not make).
+#
+# bookworm: the headers package matching the cached bookworm kernel
+#   (tests/vm/kernels.sh) is installed on the host with apt-get, and the
+#   host's gcc-12 builds.
+# sid: sid's headers need sid's compiler (gcc-16 for 7.2), so the build runs
+#   in a cached `debootstrap --variant=minbase sid` chroot
+#   ($CACHE/sid-chroot) with the matching linux-headers installed; it runs in
+#   a private mount namespace (unshare -m), so its /proc, /dev and OUT_DIR
+#   binds vanish with it, whatever happens.
+#
+# The build log is printed and saved as OUT_DIR/kbuild.log. Exit status:
+# make's; with --werror also 1 when the log has compiler or kbuild warnings
+# ("warning:"), which are listed.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+werror=0 jobs=$(nproc)
+while [ $# -gt 0 ]; do
+	case $1 in
+	--werror) werror=1 ;;
+	--jobs|-j) jobs=$2; shift ;;
+	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-*) vm_die "unknown option $1" ;;
+	*) break ;;
+	esac
+	shift
+done
+[ $# -ge 3 ] || vm_die "usage: $0 [--werror] bookworm|sid SRC_DIR OUT_DIR [MAKE_ARGS...]"
+suite=$1 src=$2 out=$3
+shift 3
+[ -d "$src" ] || vm_die "$src: no such directory"
+[ -f "$src/Kbuild" ] || [ -f "$src/Makefile" ] || vm_die "$src has no Kbuild or Makefile"
+src=$(readlink -f "$src")
+mkdir -p "$out"
+out=$(readlink -f "$out")
+[ "$out" != "$src" ] || vm_die "OUT_DIR must differ from SRC_DIR"
+case "$src/" in "$out/"*) vm_die "OUT_DIR must not contain SRC_DIR" ;; esac
+
+kdir=$("$VM_DIR/kernels.sh" "$suite")
+kver=$(vm_info "$kdir/info" KVER)
+hdrpkg=$(vm_info "$kdir/info" HEADERS)
+
+# --- fresh copy of the source --------------------------------------------------
+if [ -n "$(ls -A "$out")" ] && [ ! -f "$out/.cprx-kbuild" ]; then
+	vm_die "$out is not empty and was not made by kbuild.sh; refusing to wipe it"
+fi
+find "$out" -mindepth 1 -delete
+excl=(--exclude=./.git)
+case "$out/" in "$src/"*) excl+=("--exclude=./${out#"$src"/}") ;; esac
+while IFS= read -r m; do
+	excl+=("--exclude=./$(dirname "${m#"$src"/}")")
+done < <(find "$src" -maxdepth 3 -type d -name meson-private 2>/dev/null)
+tar -C "$src" "${excl[@]}" -cf - . | tar -C "$out" -xf -
+touch "$out/.cprx-kbuild"
+log="$out/kbuild.log"
+
+check_log() {
+	local rc=$1
+	if [ "$rc" != 0 ]; then
+		vm_log "error: module build for $suite $kver failed (make exit $rc); log: $log"
+		exit "$rc"
+	fi
+	if grep -qE '(^|[[:space:]])[Ww]arning:' "$log"; then
+		vm_log "the $suite build logged warnings:"
+		grep -E '(^|[[:space:]])[Ww]arning:' "$log" >&2
+		[ $werror = 0 ] || { vm_log "error: --werror: warnings in the $suite build"; exit 1; }
+	fi
+	vm_log "built for $suite $kver: $(cd "$out" && find . -name '*.ko' | sed 's,^\./,,' | tr '\n' ' ')"
+}
+
+# --- bookworm: the host's toolchain ------------------------------------------
+if [ "$suite" = bookworm ]; then
+	hdir=/usr/src/$hdrpkg
+	if [ ! -f "$hdir/Makefile" ]; then
+		vm_log "installing $hdrpkg"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -q --no-install-recommends "$hdrpkg" >&2 || {
+			apt-get update -q >&2
+			apt-get install -y -q --no-install-recommends "$hdrpkg" >&2
+		} || vm_die "cannot install $hdrpkg"
+	fi
+	set +e
+	make -C "$hdir" M="$out" -j"$jobs" "$@" modules 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	check_log "$rc"
+	exit 0
+fi
+
+# --- sid (or trixie): a debootstrap chroot with the suite's toolchain ---------
+croot="$CACHE/$suite-chroot"
+mirror=$(vm_mirror)
+vm_lock "$suite-chroot"
+
+# Runs a script in the chroot, inside a private mount namespace.
+in_chroot() {
+	unshare --mount --propagation private bash -euo pipefail -c '
+		r=$1; shift
+		mount -t proc proc "$r/proc"
+		mount -t tmpfs -o mode=755 dev "$r/dev"
+		for n in null zero full random urandom tty; do
+			touch "$r/dev/$n"; mount --bind "/dev/$n" "$r/dev/$n"
+		done
+		ln -s /proc/self/fd "$r/dev/fd"
+		mkdir -p "$r/dev/pts" "$r/dev/shm"
+		mount -t tmpfs -o mode=1777 shm "$r/dev/shm"
+		if [ -n "${BIND_OUT:-}" ]; then
+			mkdir -p "$r/build"
+			mount --bind "$BIND_OUT" "$r/build"
+		fi
+		exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
+	' in_chroot "$croot" "$@"
+}
+
+if [ ! -f "$croot/.complete" ]; then
+	command -v debootstrap >/dev/null || vm_die "debootstrap missing (tools/deps.sh)"
+	vm_log "creating the $suite chroot in $croot (debootstrap --variant=minbase)"
+	t0=$(date +%s)
+	rm -rf "$croot.tmp"
+	unshare --mount --propagation private \
+		debootstrap --variant=minbase --include=ca-certificates "$suite" "$croot.tmp" "$mirror" >&2 ||
+		{ rm -rf "$croot.tmp"; vm_die "debootstrap $suite failed"; }
+	echo "deb $mirror $suite main" >"$croot.tmp/etc/apt/sources.list"
+	echo 'Acquire::Check-Valid-Until "false";' >"$croot.tmp/etc/apt/apt.conf.d/99cprx"
+	rm -rf "$croot"
+	mv "$croot.tmp" "$croot"
+	touch "$croot/.complete"
+	vm_log "debootstrap took $(( $(date +%s) - t0 ))s"
+fi
+if [ ! -f "$croot/usr/src/$hdrpkg/Makefile" ]; then
+	vm_log "installing $hdrpkg and the toolchain in the $suite chroot"
+	t0=$(date +%s)
+	cp /etc/resolv.conf "$croot/etc/resolv.conf"
+	in_chroot sh -c "apt-get -q update && apt-get install -y -q --no-install-recommends \
+		$hdrpkg make libc6-dev kmod" >&2 ||
+		vm_die "cannot install $hdrpkg in the $suite chroot (is sid's kernel newer than its headers?)"
+	in_chroot apt-get clean >&2
+	vm_log "installing took $(( $(date +%s) - t0 ))s"
+fi
+# Drop headers of kernels no longer cached.
+for h in "$croot"/usr/src/linux-headers-*-amd64; do
+	[ -d "$h" ] || continue
+	v=${h##*/linux-headers-}
+	[ "$v" = "$kver" ] || [ -d "$CACHE/kernels/$suite/$v" ] || {
+		vm_log "removing old headers $v from the chroot"
+		in_chroot apt-get purge -y -q "linux-headers-$v" >&2 || true
+	}
+done
+
+set +e
+BIND_OUT=$out in_chroot make -C "/usr/src/$hdrpkg" M=/build -j"$jobs" "$@" modules 2>&1 |
+	sed -u "s|/build/|$out/|g" | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+check_log "$rc"
