@@ -41,9 +41,10 @@ def machine():
         platform.release(), cpu, os.cpu_count(), mem / (1 << 30))
 
 
-def run(vmm, size, teardown, runs, pages):
+def run(vmm, size, teardown, runs, pages, backend):
     cmd = [vmm, "--ram", size, "--updates", str(runs), "--run-ms", "100",
-           "--pages", pages, "--teardown", teardown, "--json"]
+           "--pages", pages, "--teardown", teardown, "--backend", backend,
+           "--json"]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     samples = []
@@ -68,6 +69,9 @@ def main():
     ap.add_argument("--sizes", default="256M,1G,4G,16G")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--pages", default="4k")
+    ap.add_argument("--teardowns", default="deferred,inline")
+    ap.add_argument("--backends", default="cloexec",
+                    help="comma list: cloexec, kmod (needs /dev/cprx)")
     args = ap.parse_args()
 
     rows = {}
@@ -77,28 +81,32 @@ def main():
             print("skipping %s: needs %.1f GiB, %.1f GiB available" % (
                 size, need / (1 << 30), mem_available() / (1 << 30)))
             continue
-        for td in ("deferred", "inline"):
-            print("running %s %s ..." % (size, td), file=sys.stderr)
-            rows[(size, td)] = run(args.vmm, size, td, args.runs, args.pages)
+        for be in args.backends.split(","):
+            for td in args.teardowns.split(","):
+                print("running %s %s %s ..." % (size, be, td), file=sys.stderr)
+                rows[(size, be, td)] = run(args.vmm, size, td, args.runs,
+                                           args.pages, be)
 
     print("Machine: %s" % machine())
-    print("Command: bench/pause.py --sizes %s --runs %d --pages %s\n" % (
-        args.sizes, args.runs, args.pages))
+    print("Command: bench/pause.py --sizes %s --runs %d --pages %s "
+          "--teardowns %s --backends %s\n" % (args.sizes, args.runs,
+          args.pages, args.teardowns, args.backends))
     phases = ("stop", "save", "exec", "reclaim", "remap", "resume")
-    print("| RAM | teardown | pause ms: median (min–max) | %s |" %
+    print("| RAM | backend | teardown | pause ms: median (min–max) | %s |" %
           " | ".join(phases))
-    print("|---|---|---|" + "---|" * len(phases))
-    for (size, td), samples in rows.items():
-        print("| %s | %s | %s | %s |" % (size, td, fmt(samples), " | ".join(
+    print("|---|---|---|---|" + "---|" * len(phases))
+    for (size, be, td), samples in rows.items():
+        print("| %s | %s | %s | %s | %s |" % (size, be, td, fmt(samples), " | ".join(
             "%.2f" % statistics.median(s["phases_ms"][p] for s in samples)
             for p in phases)))
     print("\nPhase columns are medians in ms.")
-    sizes = [s for s in args.sizes.split(",") if (s, "deferred") in rows]
-    if len(sizes) >= 2:
-        lo = statistics.median(s["pause_ms"] for s in rows[(sizes[0], "deferred")])
-        hi = statistics.median(s["pause_ms"] for s in rows[(sizes[-1], "deferred")])
-        print("\nDeferred teardown: pause(%s) / pause(%s) = %.2f" % (
-            sizes[-1], sizes[0], hi / lo))
+    for be in args.backends.split(","):
+        sizes = [s for s in args.sizes.split(",") if (s, be, "deferred") in rows]
+        if len(sizes) >= 2:
+            lo = statistics.median(s["pause_ms"] for s in rows[(sizes[0], be, "deferred")])
+            hi = statistics.median(s["pause_ms"] for s in rows[(sizes[-1], be, "deferred")])
+            print("\n%s, deferred teardown: pause(%s) / pause(%s) = %.2f" % (
+                be, sizes[-1], sizes[0], hi / lo))
 
 
 if __name__ == "__main__":
