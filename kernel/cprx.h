@@ -10,6 +10,8 @@
 #include <linux/mutex.h>
 #include <linux/pid.h>
 #include <linux/uidgid.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
 #include "cprx_uapi.h"
 
 struct cprx_pin {
@@ -23,7 +25,10 @@ struct cprx_pin {
  * keeps an fd on it across the exec (libcprx clears its FD_CLOEXEC when it
  * arms), so the pins are bound to the owner's fd table: whatever ends the
  * process - exit, crash, SIGKILL in any phase - closes that table, and
- * flush() drops the pins even if another process still holds a copy.
+ * flush() drops the pins even if another process still holds a copy.  The
+ * owner's pid wait queue (woken when the process has exited) covers the
+ * rest: an owner that closed its own fd while a copy lives elsewhere, or a
+ * session whose fd is in flight in a socket it pins itself.
  */
 struct cprx_session {
 	struct kref ref;
@@ -36,8 +41,11 @@ struct cprx_session {
 	kuid_t uid;			/* euid of the creator */
 	ktime_t created;
 	const void *armed_mm;		/* compared, never dereferenced */
+	struct wait_queue_entry owner_wait;	/* on owner->wait_pidfd */
+	struct work_struct owner_gone;
 	bool armed;
 	bool retrieved;
+	bool retrieved_before_arm;	/* what CPRX_ARM_CANCEL restores */
 	bool dead;			/* owner gone or finished: no pins */
 };
 

@@ -65,8 +65,9 @@ static long dev_create(void __user *uarg)
 	u32 usize;
 	int ret, fd;
 
+	/* up to the fd: a session the caller cannot learn of is no use */
 	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_ioctl_create_session, name),
+			    offsetofend(struct cprx_ioctl_create_session, fd),
 			    uarg, &usize);
 	if (ret)
 		return ret;
@@ -87,7 +88,7 @@ static long dev_retrieve(void __user *uarg)
 	int ret, fd;
 
 	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_ioctl_retrieve_session, name),
+			    offsetofend(struct cprx_ioctl_retrieve_session, fd),
 			    uarg, &usize);
 	if (ret)
 		return ret;

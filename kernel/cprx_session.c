@@ -47,6 +47,48 @@ static void drop_pins(struct cprx_session *s)
 	s->nr_pins = 0;
 }
 
+static void kill_session(struct cprx_session *s)
+{
+	mutex_lock(&s->lock);
+	drop_pins(s);
+	s->armed = false;
+	WRITE_ONCE(s->dead, true);
+	mutex_unlock(&s->lock);
+}
+
+/* Has every thread of the owner exited? */
+static bool owner_exited(struct cprx_session *s)
+{
+	struct task_struct *t;
+	bool gone;
+
+	rcu_read_lock();
+	t = pid_task(s->owner, PIDTYPE_TGID);
+	gone = !t || (t->exit_state && thread_group_empty(t));
+	rcu_read_unlock();
+	return gone;
+}
+
+static void owner_gone_work(struct work_struct *work)
+{
+	struct cprx_session *s = container_of(work, struct cprx_session,
+					      owner_gone);
+
+	if (owner_exited(s))
+		kill_session(s);
+}
+
+/* Runs under the wait queue's spinlock: defer to a work item. */
+static int owner_woken(struct wait_queue_entry *wait, unsigned int mode,
+		       int flags, void *key)
+{
+	struct cprx_session *s = container_of(wait, struct cprx_session,
+					      owner_wait);
+
+	schedule_work(&s->owner_gone);
+	return 0;
+}
+
 /* Final kref: called with cprx_sessions_lock held (kref_put_mutex). */
 static void session_free(struct kref *ref)
 {
@@ -54,6 +96,8 @@ static void session_free(struct kref *ref)
 
 	list_del(&s->node);
 	mutex_unlock(&cprx_sessions_lock);
+	remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
+	cancel_work_sync(&s->owner_gone);
 	drop_pins(s);
 	put_pid(s->owner);
 	mutex_destroy(&s->lock);
@@ -110,6 +154,9 @@ long cprx_session_create(const char *name, int *fdp)
 	s->owner = get_pid(task_tgid(current));
 	s->uid = current_euid();
 	s->created = ktime_get();
+	INIT_WORK(&s->owner_gone, owner_gone_work);
+	init_waitqueue_func_entry(&s->owner_wait, owner_woken);
+	add_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
 
 	mutex_lock(&cprx_sessions_lock);
 	if (count_sessions(s->owner, name, &taken) >= cprx_max_sessions) {
@@ -123,6 +170,7 @@ long cprx_session_create(const char *name, int *fdp)
 	}
 	mutex_unlock(&cprx_sessions_lock);
 	if (fd < 0) {
+		remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
 		put_pid(s->owner);
 		mutex_destroy(&s->lock);
 		kfree(s);
@@ -147,9 +195,14 @@ static int may_retrieve(struct cprx_session *s)
 long cprx_session_retrieve(const char *name, int *fdp)
 {
 	struct cprx_session *s, *mine = NULL;
+	struct file *file = NULL;
 	bool other = false;
-	int ret;
+	int ret, fd;
 
+	/* the fd first: a retrieve that fails must leave the session armed */
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
 	mutex_lock(&cprx_sessions_lock);
 	list_for_each_entry(s, &cprx_sessions, node) {
 		if (strcmp(s->name, name) || READ_ONCE(s->dead))
@@ -167,24 +220,28 @@ long cprx_session_retrieve(const char *name, int *fdp)
 	mutex_lock(&mine->lock);
 	ret = may_retrieve(mine);
 	if (!ret) {
-		mine->armed = false;
-		mine->retrieved = true;
+		kref_get(&mine->ref);	/* our list lock keeps the count above zero */
+		file = anon_inode_getfile("[cprx-session]", &cprx_session_fops,
+					  mine, O_RDWR);
+		if (IS_ERR(file)) {
+			ret = PTR_ERR(file);
+			/* never the last reference: the list lock is held */
+			kref_put(&mine->ref, session_never_free);
+		} else {
+			mine->armed = false;
+			mine->retrieved = true;
+		}
 	}
 	mutex_unlock(&mine->lock);
-	if (ret)
-		goto out;
-	kref_get(&mine->ref);	/* our list lock keeps the count above zero */
-	ret = session_install_fd(mine);
-	if (ret < 0) {
-		/* never the last reference: the list lock is held */
-		kref_put(&mine->ref, session_never_free);
-		goto out;
-	}
-	*fdp = ret;
-	ret = 0;
 out:
 	mutex_unlock(&cprx_sessions_lock);
-	return ret;
+	if (ret) {
+		put_unused_fd(fd);
+		return ret;
+	}
+	fd_install(fd, file);
+	*fdp = fd;
+	return 0;
 }
 
 static long session_preserve(struct cprx_session *s, void __user *uarg)
@@ -293,10 +350,15 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 		ret = s->armed ? 0 : -EINVAL;
 	else if (s->armed)
 		ret = -EBUSY;
-	if (!ret) {
-		s->armed = !(arg.flags & CPRX_ARM_CANCEL);
-		s->armed_mm = s->armed ? current->mm : NULL;
+	if (!ret && (arg.flags & CPRX_ARM_CANCEL)) {
+		s->armed = false;
+		s->armed_mm = NULL;
+		s->retrieved = s->retrieved_before_arm;
+	} else if (!ret) {
+		s->armed = true;
+		s->armed_mm = current->mm;
 		/* a rollback re-arms a retrieved session: retrieve it anew */
+		s->retrieved_before_arm = s->retrieved;
 		s->retrieved = false;
 	}
 	mutex_unlock(&s->lock);
@@ -372,24 +434,28 @@ static long session_finish(struct cprx_session *s, void __user *uarg)
 static u32 file_kind(struct file *file)
 {
 	struct inode *inode = file_inode(file);
+	unsigned long magic = inode->i_sb->s_magic;
+	umode_t mode = inode->i_mode;
 
-	/* by file system: the helpers for these are not all exported */
-	if (inode->i_sb->s_magic == HUGETLBFS_MAGIC)
-		return CPRX_KIND_HUGETLB;
-	if (inode->i_sb->s_magic == TMPFS_MAGIC)
-		return CPRX_KIND_MEMFD;
-	if (S_ISFIFO(inode->i_mode))
+	/* the type first: devtmpfs is a tmpfs, and /dev/kvm is no memfd */
+	if (S_ISFIFO(mode))
 		return CPRX_KIND_PIPE;
-	if (S_ISSOCK(inode->i_mode))
+	if (S_ISSOCK(mode))
 		return CPRX_KIND_SOCKET;
-	if (S_ISCHR(inode->i_mode))
+	if (S_ISCHR(mode))
 		return CPRX_KIND_CHARDEV;
-	if (S_ISREG(inode->i_mode))
-		return CPRX_KIND_REGULAR;
-	if (inode->i_sb->s_magic == ANON_INODE_FS_MAGIC)
+	/* by fs, before S_ISREG: an anon inode's mode is a kernel detail */
+	if (magic == ANON_INODE_FS_MAGIC)
 		return strcmp(file->f_path.dentry->d_name.name, "[eventfd]") ?
 		       CPRX_KIND_ANON : CPRX_KIND_EVENTFD;
-	return CPRX_KIND_OTHER;
+	if (!S_ISREG(mode))
+		return CPRX_KIND_OTHER;
+	/* by file system: the helpers for these are not all exported */
+	if (magic == HUGETLBFS_MAGIC)
+		return CPRX_KIND_HUGETLB;
+	if (magic == TMPFS_MAGIC)
+		return CPRX_KIND_MEMFD;
+	return CPRX_KIND_REGULAR;
 }
 
 static long session_query(struct cprx_session *s, void __user *uarg)
@@ -397,7 +463,7 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 	struct cprx_session_query arg;
 	struct cprx_query_entry *ents = NULL;
 	struct cprx_pin *pin;
-	u32 usize, n = 0;
+	u32 usize, cap, n = 0;
 	int ret, bkt;
 
 	ret = cprx_copy_arg(&arg, sizeof(arg),
@@ -409,15 +475,16 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		return -EINVAL;
 	if (!is_owner(s))
 		return -EPERM;
-	if (arg.nr_entries) {
-		ents = kvcalloc(min(arg.nr_entries, cprx_max_pins),
-				sizeof(*ents), GFP_KERNEL_ACCOUNT);
+	/* read once: the parameter may change under us */
+	cap = min(arg.nr_entries, READ_ONCE(cprx_max_pins));
+	if (cap) {
+		ents = kvcalloc(cap, sizeof(*ents), GFP_KERNEL_ACCOUNT);
 		if (!ents)
 			return -ENOMEM;
 	}
 	mutex_lock(&s->lock);
 	hash_for_each(s->pins, bkt, pin, node) {
-		if (n < arg.nr_entries && n < cprx_max_pins) {
+		if (n < cap) {
 			ents[n].token = pin->token;
 			ents[n].kind = file_kind(pin->file);
 		}
@@ -427,8 +494,7 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0);
 	mutex_unlock(&s->lock);
 	if (ents && copy_to_user(u64_to_user_ptr(arg.entries), ents,
-				 min3(n, arg.nr_entries, cprx_max_pins) *
-				 sizeof(*ents)))
+				 min(n, cap) * sizeof(*ents)))
 		ret = -EFAULT;
 	kvfree(ents);
 	if (ret)
@@ -471,13 +537,8 @@ static int session_flush(struct file *file, fl_owner_t id)
 {
 	struct cprx_session *s = file->private_data;
 
-	if (!(current->flags & PF_EXITING) || task_tgid(current) != s->owner)
-		return 0;
-	mutex_lock(&s->lock);
-	drop_pins(s);
-	s->armed = false;
-	WRITE_ONCE(s->dead, true);
-	mutex_unlock(&s->lock);
+	if ((current->flags & PF_EXITING) && task_tgid(current) == s->owner)
+		kill_session(s);
 	return 0;
 }
 

@@ -25,6 +25,7 @@ while read -r m; do
 	[ -n "$m" ] || continue
 	insmod "/modules/$m" || echo "cprx-vm init: insmod $m failed" >/dev/console
 done </modules/order
+echo "cprx-vm init: modules loaded, mounting the 9p root" >/dev/console
 
 # 9p over virtio-pci appears asynchronously: retry the root mount briefly.
 opts=trans=virtio,version=9p2000.L,msize=512000
@@ -74,22 +75,28 @@ mount -t configfs configfs "$S/kernel/config" 2>/dev/null
 
 # The guest kernel's own modules at /lib/modules/<kver> (the host's are
 # meaningless there): a tmpfs over /lib/modules with a bind of the cached tree.
-if [ -n "$CPRX_VM_KMODDIR" ] && [ -d "$R$CPRX_VM_KMODDIR" ]; then
+if [ -n "$CPRX_VM_KMODTAG" ]; then
+	mount -t tmpfs -o mode=755 modules "$R/lib/modules" &&
+	mkdir -p "$R/lib/modules/$CPRX_VM_KVER" &&
+	mount -t 9p -o "$opts,ro,cache=loose" "$CPRX_VM_KMODTAG" "$R/lib/modules/$CPRX_VM_KVER"
+elif [ -n "$CPRX_VM_KMODDIR" ] && [ -d "$R$CPRX_VM_KMODDIR" ]; then
 	mount -t tmpfs -o mode=755 modules "$R/lib/modules" &&
 	mkdir -p "$R/lib/modules/$CPRX_VM_KVER" &&
 	mount --bind "$R$CPRX_VM_KMODDIR" "$R/lib/modules/$CPRX_VM_KVER"
 fi
 
-# --share DIR: read-write 9p, same path as on the host.
+# --share / --ro-share DIR: 9p, same path as on the host.
 if [ -f "$IO/shares" ]; then
-	while read -r tag path; do
+	while read -r tag path mode; do
 		[ -n "$tag" ] || continue
 		mkdir -p "$R$path" 2>/dev/null
-		mount -t 9p -o "$opts,cache=mmap" "$tag" "$R$path" ||
+		if [ "$mode" = ro ]; then o=ro,cache=loose; else o=cache=mmap; fi
+		mount -t 9p -o "$opts,$o" "$tag" "$R$path" ||
 			fail "cannot mount share $path"
 	done <"$IO/shares"
 fi
 
+echo "cprx-vm init: switching to the host's root" >/dev/console
 cp /bin/busybox "$R/run/cprx-vm/busybox"
 cp /stage2.sh "$R/run/cprx-vm/stage2.sh"
 exec switch_root "$R" /run/cprx-vm/busybox sh /run/cprx-vm/stage2.sh

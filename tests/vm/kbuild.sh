@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds an out-of-tree kernel module tree against a VM-tier kernel's headers.
 #
-#   tests/vm/kbuild.sh [--werror] [--jobs N] bookworm|sid SRC_DIR OUT_DIR [MAKE_ARGS...]
+#   tests/vm/kbuild.sh [--werror] [--btf] [--jobs N] bookworm|sid SRC_DIR OUT_DIR [MAKE_ARGS...]
 #
 # SRC_DIR holds a Kbuild (or Makefile) for `make -C <headers> M=...`; it is
 # copied to OUT_DIR first (without .git, meson build dirs or OUT_DIR itself),
@@ -18,16 +18,25 @@
 #   a private mount namespace (unshare -m), so its /proc, /dev and OUT_DIR
 #   binds vanish with it, whatever happens.
 #
+# Module BTF (.BTF in the .ko, for BPF programs that reference the module's
+# types or tracepoints): sid's headers ship a BTF-only vmlinux, so sid builds
+# get it. Bookworm's headers have neither vmlinux nor resolve_btfids, so they
+# print "Skipping BTF generation"; --btf builds bookworm modules against a
+# cached copy of the headers plus the kernel's own vmlinux (needs pahole from
+# dwarves) with RESOLVE_BTFIDS=true, i.e. .BTF_ids sets (kfunc id lists) stay
+# unresolved: do not use --btf for a module that registers kfuncs.
+#
 # The build log is printed and saved as OUT_DIR/kbuild.log. Exit status:
 # make's; with --werror also 1 when the log has compiler or kbuild warnings
 # ("warning:"), which are listed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-werror=0 jobs=$(nproc)
+werror=0 btf=0 jobs=$(nproc)
 while [ $# -gt 0 ]; do
 	case $1 in
 	--werror) werror=1 ;;
+	--btf) btf=1 ;;
 	--jobs|-j) jobs=$2; shift ;;
 	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	-*) vm_die "unknown option $1" ;;
@@ -89,8 +98,27 @@ if [ "$suite" = bookworm ]; then
 			apt-get install -y -q --no-install-recommends "$hdrpkg" >&2
 		} || vm_die "cannot install $hdrpkg"
 	fi
+	extra=()
+	if [ $btf = 1 ]; then
+		command -v pahole >/dev/null || vm_die "--btf needs pahole (dwarves)"
+		[ -f "$kdir/vmlinux" ] || vm_die "--btf: no vmlinux in $kdir"
+		hcopy="$CACHE/kbuild-headers/$kver"
+		if [ ! -f "$hcopy/vmlinux" ]; then
+			rm -rf "$hcopy.tmp"
+			mkdir -p "$(dirname "$hcopy")"
+			cp -a "$hdir" "$hcopy.tmp"
+			for l in "$hcopy.tmp"/*; do
+				[ -L "$l" ] && ln -sfn "$(readlink -f "$hdir/${l##*/}")" "$l"
+			done
+			ln -s "$kdir/vmlinux" "$hcopy.tmp/vmlinux"
+			rm -rf "$hcopy"
+			mv "$hcopy.tmp" "$hcopy"
+		fi
+		hdir=$hcopy
+		extra=(RESOLVE_BTFIDS=true)
+	fi
 	set +e
-	make -C "$hdir" M="$out" -j"$jobs" "$@" modules 2>&1 | tee "$log"
+	make -C "$hdir" M="$out" "${extra[@]}" -j"$jobs" "$@" modules 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	set -e
 	check_log "$rc"

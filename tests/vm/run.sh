@@ -13,7 +13,9 @@
 #   --share DIR            DIR read-write at the same path in the guest, over
 #                          whatever tmpfs is there (repeatable): results, build
 #                          dirs under /tmp, ...
-#   --tmpfs DIR            an extra empty writable tmpfs at DIR (repeatable)
+#   --ro-share DIR         the same, read-only
+#   --tmpfs DIR            an extra empty writable tmpfs at DIR (repeatable);
+#                          DIR must exist on the host or be under /tmp etc.
 #   --env NAME[=VALUE]     pass NAME (from the host, or set to VALUE) into the
 #                          guest (repeatable); CPRX_* are always passed
 #   --dmesg                print the guest's dmesg to stderr after CMD
@@ -21,26 +23,32 @@
 #   --fail-on-warn         exit 126 if CMD succeeded but the kernel logged a
 #                          WARNING/BUG/Oops
 #   --append ARGS          more kernel command line
-#   --verbose              show the boot console on stderr
+#   --verbose              stream the kernel console (ttyS0) to stderr
 #
-# CMD runs as root in the host's working directory path (which must be visible
-# in the guest: not under /tmp unless --share'd), with PATH, HOME=/root, LANG
+# CMD runs as root in the host's working directory path (when that lies under
+# /tmp, /var/tmp, /run or /root, which the guest covers with tmpfs, its top
+# entry there, e.g. /tmp/ci-1234, is shared read-only automatically), with PATH, HOME=/root, LANG
 # and CPRX_IN_VM=1, CPRX_VM_KERNEL=<suite>, CPRX_VM_KVER=<uname -r>; stdin is
-# /dev/null, stdout+stderr come to run.sh's stdout (serial console). The
-# kernel's own messages are quiet (loglevel=3) except emergencies such as
-# oopses, which appear inline.
+# /dev/null, stdout+stderr come to run.sh's stdout through the guest's ttyS1,
+# which carries nothing else. The kernel console is ttyS0, logged in full to a
+# file: run.sh prints its tail when the guest panics, hangs or fails to boot,
+# and --verbose streams it to stderr. After CMD, the guest's dmesg is scanned
+# for WARNING/BUG/Oops, which are reported on stderr.
 #
 # Exit status: CMD's; 124 on timeout; 125 when the VM failed (could not boot,
-# kernel panic, init failure) before CMD finished; 126 with --fail-on-warn.
+# kernel panic, init failure) before CMD finished, or on a usage error; 126
+# with --fail-on-warn.
 #
 # Run several tests in one boot by making CMD a script: a boot costs seconds.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Our own failures (usage, setup) are 125, never a status CMD could return.
+vm_die() { vm_log "error: $*"; exit 125; }
 
 kernel=${CPRX_VM_KERNEL:-bookworm}
-mem=1G cpus=2 timeout=600 dmesg=0 dmesg_out= fail_on_warn=0 verbose=0
+mem=1G cpus=2 timeout=600 dmesg=0 dmesg_out='' fail_on_warn=0 verbose=0
 append=
-shares=() tmpfs=() envs=()
+shares=() roshares=() tmpfs=() envs=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) kernel=$2; shift ;;
@@ -53,6 +61,8 @@ while [ $# -gt 0 ]; do
 	--timeout=*) timeout=${1#*=} ;;
 	--share) shares+=("$2"); shift ;;
 	--share=*) shares+=("${1#*=}") ;;
+	--ro-share) roshares+=("$2"); shift ;;
+	--ro-share=*) roshares+=("${1#*=}") ;;
 	--tmpfs) tmpfs+=("$2"); shift ;;
 	--tmpfs=*) tmpfs+=("${1#*=}") ;;
 	--env) envs+=("$2"); shift ;;
@@ -132,39 +142,84 @@ initramfs() {
 initrd=$(initramfs)
 
 # --- the job, through a per-run I/O directory shared read-write -------------
-io=$(mktemp -d "${TMPDIR:-/tmp}/cprx-vm.XXXXXX")
-qpid=
+run=$(mktemp -d "${TMPDIR:-/tmp}/cprx-vm.XXXXXX")
+io=$run/io
+mkdir "$io"
+klog=$run/kernel.log
+: >"$klog"
+tailpid=
 cleanup() {
-	[ -z "$qpid" ] || kill "$qpid" 2>/dev/null || true
-	rm -rf "$io"
+	[ -z "$tailpid" ] || kill "$tailpid" 2>/dev/null || true
+	rm -rf "$run"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 nonce=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 
 q() { printf '%q' "$1"; }
+# The guest kernel's modules for /lib/modules/<kver>: bound from the 9p root,
+# or through a 9p device of their own when the cache lies under a directory
+# that the guest hides with a tmpfs.
+kmoddir=$(readlink -f "$kdir/modules")
+kmodtag=
+qemu_fs=()
+case $kmoddir/ in
+/tmp/*|/var/tmp/*|/run/*|/root/*)
+	kmodtag=kmods
+	qemu_fs+=(-fsdev "local,id=fskmods,path=$kmoddir,security_model=none,readonly=on"
+		-device virtio-9p-pci,fsdev=fskmods,mount_tag=kmods) ;;
+esac
 {
 	echo "CPRX_VM_NONCE=$nonce"
 	echo "CPRX_VM_DMESG=$dmesg"
 	echo "CPRX_VM_KVER=$(q "$kver")"
-	echo "CPRX_VM_KMODDIR=$(q "$(readlink -f "$kdir/modules")")"
+	echo "CPRX_VM_KMODDIR=$(q "$kmoddir")"
+	echo "CPRX_VM_KMODTAG=$kmodtag"
 	echo "CPRX_VM_TMPFS=$(q "${tmpfs[*]}")"
 } >"$io/job.sh"
 
-qemu_fs=()
+# Shares: "rw DIR" for --share, "ro DIR" for --ro-share; and when the
+# working directory lies under a directory the guest covers with tmpfs (a
+# checkout in /tmp/ci-1234/...), its top entry there (/tmp/ci-1234) read-only,
+# unless a --share covers it already.
+all=()
+for s in "${shares[@]}"; do all+=("rw $s"); done
+for s in "${roshares[@]}"; do all+=("ro $s"); done
+for p in /tmp /var/tmp /run /root; do
+	case $PWD/ in "$p"/?*)
+		rest=${PWD#"$p"/}
+		top=$p/${rest%%/*}
+		covered=0
+		for s in "${shares[@]}" "${roshares[@]}"; do
+			case $PWD/ in "$(readlink -f "$s")"/*) covered=1 ;; esac
+		done
+		[ $covered = 1 ] || all+=("ro $top")
+	esac
+done
 n=0
 : >"$io/shares"
-for s in "${shares[@]}"; do
+# Outer directories first, so that nested shares land on top.
+while read -r mode s; do
+	[ -n "$s" ] || continue
 	[ -d "$s" ] || vm_die "--share $s: not a directory"
 	s=$(readlink -f "$s")
 	[[ $s != *[[:space:]]* ]] || vm_die "--share $s: no spaces, please"
-	echo "share$n $s" >>"$io/shares"
-	qemu_fs+=(-fsdev "local,id=fs$n,path=$s,security_model=none,multidevs=remap"
+	ro=
+	[ "$mode" = rw ] || ro=,readonly=on
+	echo "share$n $s $mode" >>"$io/shares"
+	qemu_fs+=(-fsdev "local,id=fs$n,path=$s,security_model=none,multidevs=remap$ro"
 		-device "virtio-9p-pci,fsdev=fs$n,mount_tag=share$n")
 	n=$((n + 1))
-done
+done < <(for a in "${all[@]}"; do echo "$a"; done |
+	awk '{ print gsub("/", "/", $2), $0 }' | sort -n -s -k1,1 | cut -d' ' -f2-)
 for d in "${tmpfs[@]}"; do
 	[[ $d = /* && $d != *[[:space:]]* ]] || vm_die "--tmpfs $d: absolute path without spaces"
+	# The guest's root is read-only: the mount point must exist there already,
+	# or lie in one of the tmpfs.
+	case $d/ in
+	/tmp/?*|/var/tmp/?*|/run/?*|/root/?*) ;;
+	*) [ -d "$d" ] || vm_die "--tmpfs $d: no such directory on the host (the guest's / is read-only; use a path under /tmp, /run, /var/tmp or /root)" ;;
+	esac
 done
 
 {
@@ -188,14 +243,14 @@ done
 	echo
 } >"$io/cmd.sh"
 
-cmdline="console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"
-cmdline="$cmdline 8250.nr_uarts=1 i8042.noaux i8042.nopnp tsc=reliable no_timer_check"
+cmdline="console=ttyS0 panic=-1 rdinit=/init"
+cmdline="$cmdline 8250.nr_uarts=2 i8042.noaux i8042.nopnp"
 cmdline="$cmdline random.trust_cpu=on$append"
 
 qemu=(qemu-system-x86_64 -accel tcg -machine "${CPRX_VM_MACHINE:-pc}" -cpu "${CPRX_VM_CPU:-max}" -smp "$cpus" -m "$mem"
 	-nodefaults -no-user-config -display none -monitor none -no-reboot -nic none
 	-kernel "$image" -initrd "$initrd" -append "$cmdline"
-	-chardev stdio,id=con,signal=off -serial chardev:con
+	-serial "file:$klog" -chardev stdio,id=out,signal=off -serial chardev:out
 	-fsdev local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap
 	-device virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot
 	-fsdev "local,id=fsio,path=$io,security_model=none"
@@ -203,27 +258,26 @@ qemu=(qemu-system-x86_64 -accel tcg -machine "${CPRX_VM_MACHINE:-pc}" -cpu "${CP
 	-device virtio-rng-pci
 	"${qemu_fs[@]}")
 
-# --- run, streaming the console --------------------------------------------
-# Lines before the start marker are boot noise (kept in console.log, shown
-# with --verbose or on failure); lines up to the exit marker are CMD's output;
-# the dmesg block goes to stderr.
+# --- run, streaming ttyS1 ------------------------------------------------------
+# Lines between the start and the exit marker are CMD's output; the dmesg
+# block goes to stderr; everything is kept in out.log.
 filter() {
 	local state=boot line
 	while IFS= read -r line || [ -n "$line" ]; do
 		line=${line%$'\r'}
-		printf '%s\n' "$line" >>"$io/console.log"
+		printf '%s\n' "$line" >>"$run/out.log"
 		case $state in
 		boot)
 			if [[ $line == *"CPRX-VM-START-$nonce"* ]]; then
 				state=cmd
-			elif [ $verbose = 1 ]; then
-				printf '%s\n' "$line" >&2
+			else
+				printf '%s\n' "$line"
 			fi ;;
 		cmd)
 			if [[ $line == *"CPRX-VM-EXIT-$nonce="* ]]; then
 				[ -z "${line%%CPRX-VM-EXIT-*}" ] || printf '%s\n' "${line%%CPRX-VM-EXIT-*}"
 				echo "${line##*CPRX-VM-EXIT-$nonce=}" >"$io/exit.marker"
-				state=done
+				state=finished
 			elif [[ $line == *"CPRX-VM-DMESG-BEGIN"* && $dmesg = 1 ]]; then
 				[ -z "${line%%CPRX-VM-DMESG-BEGIN*}" ] || printf '%s\n' "${line%%CPRX-VM-DMESG-BEGIN*}"
 				echo "----- guest dmesg ($kernel $kver) -----" >&2
@@ -238,13 +292,16 @@ filter() {
 			else
 				printf '%s\n' "$line" >&2
 			fi ;;
-		done)
-			[ $verbose = 0 ] || printf '%s\n' "$line" >&2 ;;
+		finished) ;;
 		esac
 	done
 }
 
 t0=$(date +%s.%N)
+if [ $verbose = 1 ]; then
+	tail -n +1 -F "$klog" >&2 2>/dev/null &
+	tailpid=$!
+fi
 set +e
 timeout -k 10 "$timeout" "${qemu[@]}" </dev/null | filter
 st=("${PIPESTATUS[@]}")
@@ -252,10 +309,12 @@ set -e
 secs=$(echo "$(date +%s.%N) - $t0" | bc)
 [ -z "${CPRX_VM_TIME:-}" ] || vm_log "$kernel: VM run took ${secs}s"
 
-tail_console() {
-	echo "----- last lines of the guest console ($kernel $kver) -----" >&2
-	tail -n 40 "$io/console.log" >&2 2>/dev/null || true
-	echo "----- end of guest console -----" >&2
+started=0
+grep -q "CPRX-VM-START-$nonce" "$run/out.log" 2>/dev/null && started=1
+tail_klog() {
+	echo "----- last lines of the guest kernel console ($kernel $kver) -----" >&2
+	grep -v '^\s*$' "$klog" | tail -n "${1:-40}" >&2 || true
+	echo "----- end of the guest kernel console -----" >&2
 }
 
 if [ -s "$io/exit" ]; then
@@ -263,15 +322,19 @@ if [ -s "$io/exit" ]; then
 elif [ -s "$io/exit.marker" ]; then
 	rc=$(cat "$io/exit.marker")
 elif [ "${st[0]}" = 124 ] || [ "${st[0]}" = 137 ]; then
-	vm_log "error: timeout: the $kernel guest did not finish within ${timeout}s"
-	tail_console
+	if [ $started = 1 ]; then
+		vm_log "error: timeout: the command did not finish within ${timeout}s ($kernel guest)"
+	else
+		vm_log "error: timeout: the $kernel guest did not even start the command within ${timeout}s"
+	fi
+	[ $verbose = 1 ] || tail_klog
 	exit 124
 else
 	why="the VM stopped before the command finished"
-	grep -q 'CPRX-VM-INIT-FAILED' "$io/console.log" 2>/dev/null && why="the guest init failed"
-	grep -qE 'Kernel panic|end Kernel panic' "$io/console.log" 2>/dev/null && why="the guest kernel panicked"
+	grep -q 'CPRX-VM-INIT-FAILED' "$klog" && why="the guest init failed"
+	grep -q 'Kernel panic' "$klog" && why="the guest kernel panicked"
 	vm_log "error: $why (qemu exit status ${st[0]})"
-	tail_console
+	[ $verbose = 1 ] || tail_klog 60
 	exit 125
 fi
 [[ $rc =~ ^[0-9]+$ ]] || rc=125

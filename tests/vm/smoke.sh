@@ -1,0 +1,117 @@
+#!/bin/bash
+# The VM tier's smoke test, TAP on stdout (meson test --suite vm).
+#
+# For each kernel (bookworm, sid; override with CPRX_VM_KERNELS="..."):
+# fetch it, build tests/vm/hello against its headers with kbuild.sh --werror,
+# boot it once and run guest-smoke.sh there (uname, bpf in the LSM list, the
+# repo read-only, tmpfs writable, a --share read-write both ways, the API
+# filesystems, insmod/rmmod of the hello module, a clean kernel log), and
+# check that the guest's exit status reaches the host. Then check that a
+# timeout is reported as 124.
+#
+# A kernel that cannot be fetched (no registry, sid moved on and the cache is
+# empty) makes its tests "ok # SKIP", unless CPRX_VM_REQUIRE_KERNELS=1.
+set -u
+VM=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$VM/../.." && pwd)
+cd "$REPO" || exit 1
+read -r -a kernels <<<"${CPRX_VM_KERNELS:-bookworm sid}"
+checks=(uname lsm-bpf repo-readonly tmpfs-writable share-readwrite api-filesystems module dmesg-clean)
+per=$((4 + ${#checks[@]}))
+echo "1..$(( ${#kernels[@]} * per + 1 ))"
+
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); echo "not ok $n - $*"; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
+diag() { sed 's/^/#   /' "$@"; }
+
+scratch=$(mktemp -d /tmp/cprx-vm-smoke.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+export CPRX_VM_TIME=1
+any_kernel=
+
+for k in "${kernels[@]}"; do
+	# 1: the kernel
+	t0=$(date +%s)
+	if ! kdir=$("$VM/kernels.sh" "$k" 2>"$scratch/$k-fetch.log"); then
+		if [ "${CPRX_VM_REQUIRE_KERNELS:-0}" = 1 ]; then
+			notok "$k: fetch the kernel"
+			diag "$scratch/$k-fetch.log"
+			for _ in $(seq 2 "$per"); do notok "$k: no kernel"; done
+		else
+			echo "# $k kernel unavailable:"
+			diag "$scratch/$k-fetch.log"
+			for _ in $(seq 1 "$per"); do skip "$k kernel cannot be fetched"; done
+		fi
+		continue
+	fi
+	kver=$(sed -n 's/^KVER=//p' "$kdir/info")
+	any_kernel=$k
+	ok "$k: kernel $kver ($(sed -n 's/^PKGVER=//p' "$kdir/info")) in $kdir ($(( $(date +%s) - t0 ))s)"
+
+	# 2: the module build (bookworm: with module BTF via --btf when pahole is there)
+	out="$scratch/hello-$k"
+	flags=(--werror)
+	[ "$k" != bookworm ] || ! command -v pahole >/dev/null || flags+=(--btf)
+	t0=$(date +%s)
+	if "$VM/kbuild.sh" "${flags[@]}" "$k" "$VM/hello" "$out" >"$scratch/$k-kbuild.log" 2>&1 &&
+	   [ -f "$out/cprx_hello.ko" ]; then
+		ok "$k: hello module builds against $(sed -n 's/^HEADERS=//p' "$kdir/info") with no warnings ($(( $(date +%s) - t0 ))s)"
+	else
+		notok "$k: hello module builds against $(sed -n 's/^HEADERS=//p' "$kdir/info") with no warnings"
+		diag "$scratch/$k-kbuild.log"
+	fi
+
+	# 3: one boot, all guest checks
+	share="$scratch/share-$k"
+	mkdir -p "$share"
+	echo from-host >"$share/from-host"
+	t0=$(date +%s.%N)
+	"$VM/run.sh" --kernel "$k" --share "$scratch" --timeout 300 \
+		--dmesg-out "$scratch/$k-dmesg" -- \
+		bash "$VM/guest-smoke.sh" "$kver" "$REPO" "$share" "$out/cprx_hello.ko" \
+		>"$scratch/$k-guest.log" 2>"$scratch/$k-run.err"
+	rc=$?
+	secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
+	if [ $rc = 7 ]; then
+		ok "$k: boots, runs a command and returns its exit status (7) (${secs}s)"
+	else
+		notok "$k: boots, runs a command and returns its exit status (got $rc, want 7)"
+		diag "$scratch/$k-guest.log" "$scratch/$k-run.err"
+	fi
+	for c in "${checks[@]}"; do
+		line=$(grep -E "^CHECK (ok|fail) $c( |:|$)" "$scratch/$k-guest.log" | head -n1)
+		case $line in
+		"CHECK ok $c"*) ok "$k: $c${line#CHECK ok "$c"}" ;;
+		"CHECK fail $c"*) notok "$k: $c: ${line#CHECK fail "$c": }" ;;
+		*) notok "$k: $c: no result from the guest" ;;
+		esac
+	done
+
+	# 4: the host sees what the guest wrote to the share
+	if [ "$(cat "$share/from-guest" 2>/dev/null)" = "from-guest $kver" ]; then
+		ok "$k: the host reads the guest's file from --share"
+	else
+		notok "$k: the host reads the guest's file from --share"
+	fi
+	if [ -s "$scratch/$k-dmesg" ] && grep -qE 'WARNING:|BUG:|Oops' "$scratch/$k-dmesg"; then
+		echo "# $k guest dmesg:"
+		diag "$scratch/$k-dmesg"
+	fi
+done
+
+# Last: a guest that does not finish in time is reported as 124.
+if [ -n "$any_kernel" ]; then
+	t0=$(date +%s)
+	"$VM/run.sh" --kernel "$any_kernel" --timeout 3 -- sleep 600 >"$scratch/timeout.log" 2>&1
+	rc=$?
+	if [ $rc = 124 ] && grep -q 'timeout' "$scratch/timeout.log"; then
+		ok "run.sh reports a timeout as 124 ($(( $(date +%s) - t0 ))s)"
+	else
+		notok "run.sh reports a timeout as 124 (got $rc)"
+		diag "$scratch/timeout.log"
+	fi
+else
+	skip "no kernel to test the timeout with"
+fi
