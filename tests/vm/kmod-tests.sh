@@ -1,12 +1,14 @@
 #!/bin/bash
 # Runs the cprx.ko selftests inside a VM-tier guest, as root:
 #
-#   tests/vm/run.sh -- tests/vm/kmod-tests.sh CPRX_KO TEST_KMOD [TEST_KMOD ARGS...]
+#   tests/vm/run.sh -- tests/vm/kmod-tests.sh CPRX_KO TEST [TEST...]
 #
+# Each TEST is a KTAP test binary (test_kmod, then e.g. test_exec and
+# test_vmm, which then run with libcprx's kmod backend: CPRX_BACKEND=kmod).
 # Prints one flat TAP 13 stream, for meson's 'tap' protocol:
 #
 #   ok 1 insmod                 the module loads (else "Bail out!")
-#   ok 2..N+1 kmod.*            test_kmod's own tests, its TAP renumbered
+#   ok 2..N+1                   the binaries' own tests, renumbered
 #   ok N+2 no-sessions-left     /proc/cprx/sessions is empty and the module's
 #                               refcnt is 0 once the tests are done
 #   ok N+3 rmmod                the module unloads
@@ -23,9 +25,13 @@
 # unload.  Exit status: 0 if every test point is ok (or skip), 1 otherwise.
 set -uo pipefail
 
-[ $# -ge 2 ] || { echo "usage: $0 CPRX_KO TEST_KMOD [ARGS...]" >&2; exit 2; }
-ko=$1 bin=$2
-shift 2
+[ $# -ge 2 ] || { echo "usage: $0 CPRX_KO TEST [TEST...]" >&2; exit 2; }
+ko=$1
+shift
+bins=("$@")
+export CPRX_BACKEND=kmod
+# under TCG a test takes ~20x longer than on the host
+export CPRX_TEST_TIMEOUT=${CPRX_TEST_TIMEOUT:-1200}
 
 # Taint bits that mean trouble: M (machine check), B (bad page), D (oops),
 # W (warning), L (soft lockup).  O and E, for our out-of-tree unsigned
@@ -39,8 +45,11 @@ ok() { echo "ok $1 $2${3:+ # $3}"; }
 not_ok() { echo "not ok $1 $2"; fail=1; }
 diag() { sed 's/^/# /'; }
 
-ntests=$("$bin" -l "$@") || { echo "Bail out! $bin -l failed"; exit 1; }
-ntests=$(printf '%s\n' "$ntests" | grep -c .)
+ntests=0
+for bin in "${bins[@]}"; do
+	list=$("$bin" -l) || { echo "Bail out! $bin -l failed"; exit 1; }
+	ntests=$((ntests + $(printf '%s\n' "$list" | grep -c .)))
+done
 echo "TAP version 13"
 echo "1..$((ntests + 4))"
 echo "# kernel $(uname -r), module $ko"
@@ -61,21 +70,25 @@ if ! out=$(insmod "$ko" 2>&1); then
 fi
 ok 1 insmod
 
-# test_kmod's TAP, renumbered after ours; its plan and header are ours now.
-t0=$(date +%s)
-"$bin" "$@" 2>&1 | awk -v off=1 '
-	/^TAP version/ || /^1\.\.[0-9]+$/ { next }
-	/^(not )?ok [0-9]+/ {
-		n = $0; sub(/^(not )?ok /, "", n); num = n + 0
-		sub(/^[0-9]+/, "", n)
-		pre = ($0 ~ /^not /) ? "not ok " : "ok "
-		print pre (num + off) n; fflush(); next
-	}
-	/^#/ { print; fflush(); next }
-	{ print "# " $0; fflush() }'
-status=${PIPESTATUS[0]}
-echo "# test_kmod exited $status after $(( $(date +%s) - t0 )) s"
-[ "$status" = 0 ] || fail=1
+# Each binary's TAP, renumbered after ours; its plan and header are ours now.
+off=1
+for bin in "${bins[@]}"; do
+	t0=$(date +%s)
+	"$bin" 2>&1 | awk -v off=$off '
+		/^TAP version/ || /^1\.\.[0-9]+$/ { next }
+		/^(not )?ok [0-9]+/ {
+			n = $0; sub(/^(not )?ok /, "", n); num = n + 0
+			sub(/^[0-9]+/, "", n)
+			pre = ($0 ~ /^not /) ? "not ok " : "ok "
+			print pre (num + off) n; fflush(); next
+		}
+		/^#/ { print; fflush(); next }
+		{ print "# " $0; fflush() }'
+	status=${PIPESTATUS[0]}
+	echo "# $(basename "$bin") exited $status after $(( $(date +%s) - t0 )) s"
+	[ "$status" = 0 ] || fail=1
+	off=$((off + $("$bin" -l | grep -c .)))
+done
 
 n=$((ntests + 2))
 sessions=$(tail -n +2 /proc/cprx/sessions 2>/dev/null)

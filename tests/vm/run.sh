@@ -103,7 +103,7 @@ initramfs() {
 	key=$(cat "$VM_DIR/init.sh" "$VM_DIR/stage2.sh" /bin/busybox <(echo "$want_mods $opt_mods") |
 		sha256sum | cut -c1-16)
 	out="$kdir/initramfs-$key.cpio.gz"
-	[ -f "$out" ] && { echo "$out"; return; }
+	[ -f "$out" ] && { touch "$out"; echo "$out"; return; }
 	vm_lock "initramfs"
 	[ -f "$out" ] && { echo "$out"; return; }
 	st=$(mktemp -d)
@@ -135,8 +135,9 @@ initramfs() {
 	(cd "$st" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$out.tmp"
 	mv "$out.tmp" "$out"
 	rm -rf "$st"
-	# Drop initramfs images of older init/busybox versions.
-	find "$kdir" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "$(basename "$out")" -delete
+	# Drop images of other init/busybox versions unused for a week (another
+	# checkout may be using one right now).
+	find "$kdir" -maxdepth 1 -name 'initramfs-*.cpio.gz' -mtime +7 -delete
 	echo "$out"
 }
 initrd=$(initramfs)

@@ -1,0 +1,644 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cprx guard: authorizes and traces live updates ("cpr-exec") of VMMs.
+ *
+ * Enforcing mode (BPF LSM):
+ *   lsm/bprm_check_security  a guarded process may exec only allow-listed
+ *                            binaries (by device and inode), and with
+ *                            armed-only only while it holds an armed session;
+ *                            otherwise -EPERM.
+ *   lsm/file_ioctl           cprx.ko's ioctls: who creates, pins, arms,
+ *                            retrieves and finishes a session.
+ *   lsm/file_fcntl           F_SETFD: the cloexec backend making fds
+ *                            inheritable before the exec, and back after.
+ *   tp_btf/sched_process_exec  the new image runs.
+ *
+ * Trace-only fallback (no BPF LSM, or the kernel refuses trampolines): the
+ * same events from tp_btf/sys_enter and tp_btf/sys_exit (x86-64 syscall
+ * numbers) and tp_btf/sched_process_exec; nothing is refused, and the
+ * verdict the policy would have given is computed at commit.
+ *
+ * Events go to a ring buffer without a wakeup, except for the last event of
+ * an update or when a lot is pending: a wakeup per event costs ~20 us, the
+ * reader polls anyway.
+ *
+ * Only tracepoints whose first arguments are the same in 6.1 and 7.x are
+ * used; sched_process_exit (which gained an argument) is not.  Kernel
+ * structs are read directly through BTF pointers (CO-RE relocated by
+ * vmlinux.h's preserve_access_index): the JIT makes those plain loads with
+ * a fault handler, far cheaper than a bpf_probe_read_kernel call each.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "cprx_guard.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define EPERM		1
+#define F_SETFD		2
+#define FD_CLOEXEC	1
+
+/* x86-64 syscall numbers, for the trace-only fallback. */
+#define NR_ioctl	16
+#define NR_execve	59
+#define NR_fcntl	72
+#define NR_execveat	322
+
+/* The policy; a new policy is a new load. */
+const volatile __u32 cfg_enforce = 0;		/* refuse, or only report */
+const volatile __u32 cfg_armed_only = 0;
+const volatile __u32 cfg_fallback = 0;		/* trace-only programs */
+const volatile __u32 cfg_nr_uids = 0;
+const volatile __u32 cfg_uids[CG_MAX_UIDS] = {};
+const volatile __u32 cfg_nr_cgroups = 0;
+const volatile __u32 cfg_nr_exes = 0;
+const volatile __u64 cfg_wakeup_bytes = 64 * 1024;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* Binaries guarded processes may exec: value is the 1-based rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CG_MAX_RULES);
+	__type(key, struct cg_file_key);
+	__type(value, __u32);
+} allow SEC(".maps");
+
+/* Processes running one of these binaries are guarded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CG_MAX_RULES);
+	__type(key, struct cg_file_key);
+	__type(value, __u32);
+} guard_exes SEC(".maps");
+
+/* Processes in one of these cgroups (v2, or below) are guarded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, CG_MAX_CGROUPS);
+	__type(key, __u32);
+	__type(value, __u32);
+} cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CG_ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Per-process state of an update. */
+#define P_SESSION	(1u << 0)	/* created a cprx.ko session */
+#define P_ARMED		(1u << 1)	/* a session is armed for the next exec */
+#define P_CHECKED	(1u << 2)	/* exec checked, not committed yet */
+#define P_COMMITTED	(1u << 3)	/* new image, nothing retrieved yet */
+#define P_GUARDED	(1u << 4)	/* fallback: guarded when the exec began */
+#define P_WAS_VMM	(1u << 5)	/* fallback: ran an allow-listed binary */
+#define P_WAS_PROBE	(1u << 6)	/* fallback: a session holder's probe */
+#define P_UPDATE	(1u << 7)	/* the exec in flight is an update's */
+
+struct proc {
+	__u64 start;	/* leader's start_time: a reused pid is not us */
+	__u64 t_arm;	/* cloexec: first fd made inheritable */
+	__u32 flags;
+	__u32 pins;	/* kmod: PRESERVE_FD - UNPRESERVE_FD */
+	__u32 inherit;	/* cloexec: fds made inheritable */
+	__u32 retrieved;	/* kmod: RETRIEVE_FD calls */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct proc);
+} procs SEC(".maps");
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &which);
+
+	if (v)
+		(*v)++;
+}
+
+static __always_inline __u64 leader_start(struct task_struct *t)
+{
+	return t->group_leader->start_time;
+}
+
+static struct proc *proc_get(struct task_struct *t, __u32 tgid, bool create)
+{
+	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc fresh = {};
+	__u64 start;
+
+	if (!p && !create)
+		return NULL;	/* the common case, kept cheap */
+	start = leader_start(t);
+	if (p && p->start == start)
+		return p;
+	if (!create)
+		return NULL;
+	fresh.start = start;
+	bpf_map_update_elem(&procs, &tgid, &fresh, BPF_ANY);
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+static __always_inline void file_key(struct file *f, struct cg_file_key *k)
+{
+	struct inode *inode = f->f_inode;
+
+	k->ino = inode->i_ino;
+	k->dev = inode->i_sb->s_dev;
+	k->pad = 0;
+}
+
+/* Cheapest selectors first: this runs for every exec on the machine. */
+static bool is_guarded(struct task_struct *t)
+{
+	struct cg_file_key k;
+	__u32 uid, i;
+
+	if (cfg_nr_uids) {
+		uid = (__u32)bpf_get_current_uid_gid();
+		for (i = 0; i < CG_MAX_UIDS && i < cfg_nr_uids; i++)
+			if (cfg_uids[i] == uid)
+				return true;
+	}
+	for (i = 0; i < CG_MAX_CGROUPS && i < cfg_nr_cgroups; i++)
+		if (bpf_current_task_under_cgroup(&cgroups, i) == 1)
+			return true;
+	if (cfg_nr_exes) {
+		file_key(t->mm->exe_file, &k);
+		if (bpf_map_lookup_elem(&guard_exes, &k))
+			return true;
+	}
+	return false;
+}
+
+static struct cg_event *ev_new(__u32 type, struct task_struct *t)
+{
+	struct cg_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		stat_inc(CG_ST_DROPPED);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->type = type;
+	e->pid = t->tgid;
+	e->tid = t->pid;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* Wake the reader only at the end of an update or when much is pending. */
+static void ev_send(struct cg_event *e, bool last)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (last || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+	stat_inc(CG_ST_EVENTS);
+}
+
+static void ev_simple(__u32 type, struct task_struct *t, __u32 count,
+		      __u32 flags, bool last)
+{
+	struct cg_event *e = ev_new(type, t);
+
+	if (!e)
+		return;
+	e->count = count;
+	e->flags = flags;
+	ev_send(e, last);
+}
+
+/* cloexec: the fds made inheritable since the last exec, as one event. */
+static void flush_inherit(struct task_struct *t, struct proc *p)
+{
+	struct cg_event *e;
+
+	if (!p->inherit)
+		return;
+	e = ev_new(CG_EV_ARM, t);
+	if (e) {
+		e->ts = p->t_arm;
+		e->count = p->inherit;
+		ev_send(e, false);
+	}
+	p->inherit = 0;
+}
+
+/* A vfork child (preflight's posix_spawn probe) of a session holder. */
+static bool probe_of_session(struct task_struct *t)
+{
+	struct task_struct *parent;
+	struct proc *pp;
+	__u32 ptgid;
+
+	if (!t->vfork_done)
+		return false;
+	parent = t->real_parent;
+	ptgid = parent->tgid;
+	pp = bpf_map_lookup_elem(&procs, &ptgid);
+	return pp && pp->start == leader_start(parent) && (pp->flags & P_SESSION);
+}
+
+/* Is the process running an allow-listed binary, i.e. a VMM? */
+static bool runs_vmm(struct task_struct *t)
+{
+	struct cg_file_key k;
+
+	file_key(t->mm->exe_file, &k);
+	return bpf_map_lookup_elem(&allow, &k) != NULL;
+}
+
+/*
+ * The policy's answer for @k: verdict and reason, *rule set when listed.
+ * Armed-only binds a VMM (a process running an allow-listed binary): it may
+ * replace itself only with an armed session.  A launcher (anything else)
+ * may start a VMM, and a VMM's vfork probe may run the new binary.
+ */
+static __u32 decide(struct task_struct *t, struct proc *p,
+		    struct cg_file_key *k, __u32 *rule, __u32 *reason)
+{
+	__u32 *r = bpf_map_lookup_elem(&allow, k);
+
+	*rule = r ? *r : 0;
+	if (!r) {
+		*reason = CG_R_NOT_LISTED;
+		return CG_V_DENY;
+	}
+	*reason = CG_R_LISTED;
+	if (!cfg_armed_only || (p && (p->flags & P_ARMED)))
+		return CG_V_ALLOW;
+	/* trace-only decides at commit: the old image was looked at before */
+	if (cfg_fallback ? p && (p->flags & P_WAS_PROBE) : probe_of_session(t)) {
+		*reason = CG_R_PROBE;
+		return CG_V_ALLOW;
+	}
+	if (cfg_fallback ? !(p && (p->flags & P_WAS_VMM)) : !runs_vmm(t)) {
+		*reason = CG_R_LAUNCH;
+		return CG_V_ALLOW;
+	}
+	*reason = CG_R_NOT_ARMED;
+	return CG_V_DENY;
+}
+
+static void count_verdict(__u32 v)
+{
+	stat_inc(CG_ST_GUARDED);
+	if (v == CG_V_ALLOW)
+		stat_inc(CG_ST_ALLOWED);
+	else if (v == CG_V_DENY)
+		stat_inc(CG_ST_DENIED);
+	else
+		stat_inc(CG_ST_WOULD_DENY);
+}
+
+/*
+ * The exec check: 0, or -EPERM when the policy refuses and enforces.
+ * Runs for every exec on the machine; unguarded processes without a
+ * session leave after the selectors and one map lookup.
+ */
+static __always_inline int check_exec(struct linux_binprm *bprm)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 tgid = t->tgid, v, rule = 0, reason = CG_R_NONE;
+	struct cg_file_key k;
+	struct cg_event *e;
+	struct proc *p;
+	bool guarded, update;
+
+	/* A script's interpreter: the script itself was checked. */
+	if (bprm->interp != bprm->filename)
+		return 0;
+	stat_inc(CG_ST_EXECS);
+	guarded = is_guarded(t);
+	p = proc_get(t, tgid, guarded);
+	if (!p)
+		return 0;	/* unguarded and no session: nothing to see */
+	file_key(bprm->file, &k);
+	if (guarded) {
+		v = decide(t, p, &k, &rule, &reason);
+		if (v == CG_V_DENY && !cfg_enforce)
+			v = CG_V_WOULD_DENY;
+		count_verdict(v);
+	} else {
+		v = CG_V_UNGUARDED;
+	}
+	/* an update: something was armed, which a failure will undo */
+	update = p->inherit || (p->flags & P_ARMED);
+	flush_inherit(t, p);
+	p->flags &= ~P_COMMITTED;
+	p->flags |= P_CHECKED | (update ? P_UPDATE : 0);
+	e = ev_new(CG_EV_CHECK, t);
+	if (e) {
+		e->verdict = v;
+		e->reason = reason;
+		e->rule = rule;
+		e->dev = k.dev;
+		e->ino = k.ino;
+		e->flags = (guarded ? CG_F_GUARDED : 0) |
+			   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
+			   (p->flags & P_SESSION ? CG_F_KMOD : 0) |
+			   (v == CG_V_DENY ? CG_F_ENFORCED : 0);
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path),
+					  bprm->filename);
+		ev_send(e, v == CG_V_DENY && !update);
+	}
+	if (v != CG_V_DENY)
+		return 0;
+	/* the exec ends here; an update's undo (disarm) ends its timeline */
+	if (!update)
+		p->flags &= ~P_CHECKED;
+	return -EPERM;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(cg_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	return check_exec(bprm);
+}
+
+/*
+ * Benchmark only (cprx-guard load --bench, kernels >= 6.10): the same check
+ * from a tracepoint early in the same exec, enforcing nothing, to measure
+ * its cost natively where LSM programs are refused.
+ */
+SEC("tp_btf/sched_prepare_exec")
+int BPF_PROG(cg_bench_check, struct task_struct *t, struct linux_binprm *bprm)
+{
+	check_exec(bprm);
+	return 0;
+}
+
+static bool name_is(const unsigned char *kname, const char *want, int len)
+{
+	char buf[16] = {};
+	int i;
+
+	bpf_probe_read_kernel_str(buf, sizeof(buf), kname);
+	for (i = 0; i < len && i < (int)sizeof(buf); i++)
+		if (buf[i] != want[i])
+			return false;
+	return true;
+}
+
+/* cprx.ko's files: /dev/cprx, or a session's anon inode. */
+static bool cprx_file(struct file *f, unsigned int cmd)
+{
+	const unsigned char *n = f->f_path.dentry->d_name.name;
+
+	if (cmd == CG_IOC_CREATE || cmd == CG_IOC_RETRIEVE)
+		return name_is(n, "cprx", 5);
+	return name_is(n, "[cprx-session]", 15);
+}
+
+static void on_cprx_ioctl(struct task_struct *t, unsigned int cmd,
+			  unsigned long arg)
+{
+	__u32 tgid = t->tgid, a[2] = {};
+	struct proc *p = proc_get(t, tgid, true);
+
+	if (!p)
+		return;
+	p->flags |= P_SESSION;
+	switch (cmd) {
+	case CG_IOC_PRESERVE:
+		p->pins++;
+		break;
+	case CG_IOC_UNPRESERVE:
+		if (p->pins)
+			p->pins--;
+		break;
+	case CG_IOC_ARM:
+		/* struct cprx_session_arm { size, flags } */
+		bpf_probe_read_user(a, sizeof(a), (void *)arg);
+		if (a[1] & CG_ARM_CANCEL) {
+			p->flags &= ~(P_ARMED | P_CHECKED | P_UPDATE);
+			ev_simple(CG_EV_DISARM, t, 0, CG_F_KMOD, true);
+		} else {
+			p->flags |= P_ARMED;
+			ev_simple(CG_EV_ARM, t, p->pins, CG_F_KMOD | CG_F_ARMED,
+				  false);
+		}
+		break;
+	case CG_IOC_RETRIEVE:
+		p->retrieved = 0;
+		p->flags &= ~P_COMMITTED;
+		ev_simple(CG_EV_RETRIEVE, t, 0, CG_F_KMOD, false);
+		break;
+	case CG_IOC_RETRIEVE_FD:
+		p->retrieved++;
+		break;
+	case CG_IOC_FINISH:
+		ev_simple(CG_EV_FINISH, t, p->retrieved, CG_F_KMOD, true);
+		p->pins = 0;
+		p->retrieved = 0;
+		break;
+	}
+}
+
+SEC("lsm/file_ioctl")
+int BPF_PROG(cg_file_ioctl, struct file *file, unsigned int cmd,
+	     unsigned long arg, int ret)
+{
+	/* _IO(0xCE, nr): no size or direction bits */
+	if (ret || (cmd & ~0xffu) != (CG_IOC_TYPE << 8))
+		return ret;
+	if (cprx_file(file, cmd))
+		on_cprx_ioctl(bpf_get_current_task_btf(), cmd, arg);
+	return 0;
+}
+
+/*
+ * The cloexec backend: F_SETFD without FD_CLOEXEC before the exec (arm);
+ * with it after the exec (first reclaim) or after a failed exec (restore).
+ * Processes using cprx.ko are followed through their ioctls instead.
+ */
+static void on_setfd(struct task_struct *t, bool cloexec)
+{
+	__u32 tgid = t->tgid;
+	struct proc *p = proc_get(t, tgid, false);
+
+	if (!p) {
+		if (cloexec || !is_guarded(t))
+			return;
+		p = proc_get(t, tgid, true);
+		if (!p)
+			return;
+	}
+	if (p->flags & P_SESSION)
+		return;
+	if (!cloexec) {
+		if (!p->inherit)
+			p->t_arm = bpf_ktime_get_ns();
+		p->inherit++;
+	} else if (p->flags & P_CHECKED || p->inherit) {
+		/* a failed exec (checked or not) puts the flags back */
+		p->flags &= ~(P_CHECKED | P_UPDATE);
+		p->inherit = 0;
+		ev_simple(CG_EV_DISARM, t, 0, 0, true);
+	} else if (p->flags & P_COMMITTED) {
+		p->flags &= ~P_COMMITTED;
+		ev_simple(CG_EV_RETRIEVE, t, 0, 0, true);
+	}
+}
+
+SEC("lsm/file_fcntl")
+int BPF_PROG(cg_file_fcntl, struct file *file, unsigned int cmd,
+	     unsigned long arg, int ret)
+{
+	if (ret || cmd != F_SETFD)
+		return ret;
+	on_setfd(bpf_get_current_task_btf(), arg & FD_CLOEXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	__u32 tgid = t->tgid, v = CG_V_NONE, rule = 0;
+	__u32 reason = CG_R_NONE, flags = 0;
+	struct cg_file_key k;
+	struct cg_event *e;
+	struct proc *p;
+
+	p = proc_get(t, tgid, false);
+	if (!p || !(p->flags & P_CHECKED))
+		return 0;
+	file_key(bprm->file, &k);
+	if (cfg_fallback && (p->flags & P_GUARDED)) {
+		/* trace-only: what the policy would have said */
+		v = decide(t, p, &k, &rule, &reason);
+		if (v == CG_V_DENY)
+			v = CG_V_WOULD_DENY;
+		count_verdict(v);
+		flags |= CG_F_GUARDED;
+	}
+	if (p->flags & P_SESSION)
+		flags |= CG_F_KMOD;
+	e = ev_new(CG_EV_COMMIT, t);
+	if (e) {
+		e->verdict = v;
+		e->reason = reason;
+		e->rule = rule;
+		e->dev = k.dev;
+		e->ino = k.ino;
+		e->flags = flags;
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path),
+					  bprm->filename);
+		ev_send(e, false);
+	}
+	/* only an update's new image retrieves anything */
+	if (p->flags & P_UPDATE)
+		p->flags |= P_COMMITTED;
+	p->flags &= ~(P_CHECKED | P_ARMED | P_GUARDED | P_WAS_VMM |
+		      P_WAS_PROBE | P_UPDATE);
+	p->inherit = 0;
+	return 0;
+}
+
+/* --- trace-only fallback: syscalls instead of LSM hooks ------------------ */
+
+static void on_exec_enter(struct task_struct *t, const char *upath)
+{
+	__u32 tgid = t->tgid;
+	bool guarded = is_guarded(t), update;
+	struct cg_event *e;
+	struct proc *p;
+
+	stat_inc(CG_ST_EXECS);
+	p = proc_get(t, tgid, guarded);
+	if (!p)
+		return;
+	update = p->inherit || (p->flags & P_ARMED);
+	flush_inherit(t, p);
+	p->flags &= ~(P_WAS_VMM | P_WAS_PROBE | P_COMMITTED);
+	p->flags |= P_CHECKED | (guarded ? P_GUARDED : 0) |
+		    (update ? P_UPDATE : 0);
+	if (guarded && cfg_armed_only) {
+		if (runs_vmm(t))
+			p->flags |= P_WAS_VMM;
+		if (probe_of_session(t))
+			p->flags |= P_WAS_PROBE;
+	}
+	e = ev_new(CG_EV_CHECK, t);
+	if (!e)
+		return;
+	e->verdict = guarded ? CG_V_UNCHECKED : CG_V_UNGUARDED;
+	e->flags = (guarded ? CG_F_GUARDED : 0) |
+		   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
+		   (p->flags & P_SESSION ? CG_F_KMOD : 0);
+	bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
+	ev_send(e, false);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(cg_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *t;
+	unsigned long cmd;
+
+	if (id == NR_ioctl) {
+		cmd = regs->si;
+		if ((cmd & ~0xfful) != (CG_IOC_TYPE << 8))
+			return 0;
+		/* no file to look at here: the command number has to do */
+		on_cprx_ioctl(bpf_get_current_task_btf(), cmd,
+			      regs->dx);
+	} else if (id == NR_fcntl) {
+		if (regs->si != F_SETFD)
+			return 0;
+		on_setfd(bpf_get_current_task_btf(),
+			 regs->dx & FD_CLOEXEC);
+	} else if (id == NR_execve) {
+		t = bpf_get_current_task_btf();
+		on_exec_enter(t, (const char *)regs->di);
+	} else if (id == NR_execveat) {
+		t = bpf_get_current_task_btf();
+		on_exec_enter(t, (const char *)regs->si);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(cg_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *t;
+	struct proc *p;
+	long id;
+
+	if (ret >= 0)
+		return 0;
+	id = regs->orig_ax;
+	if (id != NR_execve && id != NR_execveat)
+		return 0;
+	t = bpf_get_current_task_btf();
+	p = proc_get(t, t->tgid, false);
+	if (!p || !(p->flags & P_CHECKED))
+		return 0;
+	p->flags &= ~(P_CHECKED | P_GUARDED | P_UPDATE);
+	p->inherit = 0;
+	{
+		struct cg_event *e = ev_new(CG_EV_EXEC_FAIL, t);
+
+		if (e) {
+			e->err = ret;
+			ev_send(e, true);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: (LGPL-2.1-or-later OR BSD-2-Clause) */
+/*
+ * What cprx_guard.bpf.c and cprx-guard share: the event records of the ring
+ * buffer and the limits of the policy.  Included by the BPF program (after
+ * vmlinux.h) and by userspace (after <linux/types.h>).
+ */
+#ifndef CPRX_GUARD_H
+#define CPRX_GUARD_H
+
+#define CG_MAX_UIDS	8
+#define CG_MAX_CGROUPS	4
+#define CG_MAX_RULES	256	/* allow + guard-exe entries */
+#define CG_PATH_LEN	128
+#define CG_COMM_LEN	16
+
+/* cprx.ko's ioctl numbers (kernel/cprx_uapi.h): _IO(0xCE, nr). */
+#define CG_IOC_TYPE		0xCE
+#define CG_IOC_CREATE		0xCE00
+#define CG_IOC_RETRIEVE		0xCE01
+#define CG_IOC_PRESERVE		0xCE40
+#define CG_IOC_UNPRESERVE	0xCE41
+#define CG_IOC_ARM		0xCE42
+#define CG_IOC_RETRIEVE_FD	0xCE43
+#define CG_IOC_FINISH		0xCE44
+#define CG_ARM_CANCEL		1u
+
+/* One record of the ring buffer; the phases of an update, in order. */
+enum cg_event_type {
+	CG_EV_SESSION = 1,	/* cprx.ko session created */
+	CG_EV_ARM,		/* kmod: session armed; cloexec: fds made inheritable */
+	CG_EV_DISARM,		/* arm cancelled or fds restored: the exec failed */
+	CG_EV_CHECK,		/* exec checked against the policy */
+	CG_EV_EXEC_FAIL,	/* execve returned an error (trace-only mode) */
+	CG_EV_COMMIT,		/* the new image runs */
+	CG_EV_RETRIEVE,		/* kmod: session retrieved; cloexec: first fd reclaimed */
+	CG_EV_FINISH,		/* kmod: session finished, pins released */
+	CG_EV_MAX
+};
+
+enum cg_verdict {
+	CG_V_NONE = 0,
+	CG_V_ALLOW,		/* guarded, allowed */
+	CG_V_DENY,		/* guarded, refused with EPERM */
+	CG_V_WOULD_DENY,	/* guarded, would be refused: not enforced */
+	CG_V_UNGUARDED,		/* not a guarded process: not checked */
+	CG_V_UNCHECKED,		/* trace-only: decided at commit, see COMMIT */
+};
+
+enum cg_reason {
+	CG_R_NONE = 0,
+	CG_R_LISTED,		/* the binary is on the allow-list */
+	CG_R_NOT_LISTED,	/* the binary is not on the allow-list */
+	CG_R_NOT_ARMED,		/* armed-only, and no armed session */
+	CG_R_PROBE,		/* armed-only, a vfork probe of a session holder */
+	CG_R_LAUNCH,		/* armed-only, started by a non-VMM (a launcher) */
+};
+
+/* Event flags. */
+#define CG_F_KMOD	(1u << 0)	/* through cprx.ko (else cloexec) */
+#define CG_F_ENFORCED	(1u << 1)	/* the verdict was enforced */
+#define CG_F_GUARDED	(1u << 2)	/* the process is guarded */
+#define CG_F_ARMED	(1u << 3)	/* an armed session at the time */
+
+struct cg_event {
+	__u64 ts;		/* bpf_ktime_get_ns: CLOCK_MONOTONIC */
+	__u64 ino;		/* CHECK/COMMIT: the binary */
+	__u32 dev;		/* kernel dev_t: major << 20 | minor */
+	__u32 type;		/* enum cg_event_type */
+	__u32 pid;		/* tgid */
+	__u32 tid;
+	__u32 verdict;		/* enum cg_verdict */
+	__u32 reason;		/* enum cg_reason */
+	__u32 rule;		/* 1-based allow rule, 0 none */
+	__u32 count;		/* ARM: fds; FINISH: fds retrieved */
+	__u32 flags;		/* CG_F_* */
+	__s32 err;		/* EXEC_FAIL: -errno */
+	char comm[CG_COMM_LEN];
+	char path[CG_PATH_LEN];
+};
+
+/* Key of the allow-list and guard-exe maps: a binary by inode. */
+struct cg_file_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+
+/* Counters (a per-CPU array, summed by cprx-guard status). */
+enum cg_stat {
+	CG_ST_EXECS = 0,	/* execs seen by the check */
+	CG_ST_GUARDED,		/* of them, by guarded processes */
+	CG_ST_ALLOWED,
+	CG_ST_DENIED,
+	CG_ST_WOULD_DENY,
+	CG_ST_EVENTS,
+	CG_ST_DROPPED,		/* ring buffer full: no trace reader */
+	CG_ST_MAX
+};
+
+#endif /* CPRX_GUARD_H */

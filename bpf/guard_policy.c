@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cprx-guard's policy: parsed from a file or options, binaries resolved to
+ * device and inode once, at load.  That is the point: the allow-list names
+ * the file that was reviewed, not whatever sits at the path later.  A binary
+ * replaced on disk (new inode, as package managers and `install` do) is not
+ * allowed until the policy is loaded again; one rewritten in place keeps its
+ * inode and stays allowed (the kernel refuses writes to a running binary,
+ * ETXTBSY, but not to one that is not running).
+ *
+ * Policy file, one item a line, '#' comments:
+ *   mode enforce|trace
+ *   armed-only yes|no
+ *   guard-uid UID            processes with this real uid
+ *   guard-cgroup DIR         processes in this cgroup v2 directory or below
+ *   guard-exe PATH           processes running this binary
+ *   allow PATH               what guarded processes may exec (rule 1, 2, ...)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include "guard_tool.h"
+
+G_DEFINE_QUARK(cprx-guard-error-quark, cg_error)
+
+struct cg_policy *cg_policy_new(void)
+{
+	struct cg_policy *p = g_new0(struct cg_policy, 1);
+
+	p->uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+	p->cgroups = g_ptr_array_new_with_free_func(g_free);
+	p->exes = g_array_new(FALSE, TRUE, sizeof(struct cg_rule));
+	p->allow = g_array_new(FALSE, TRUE, sizeof(struct cg_rule));
+	return p;
+}
+
+static void free_rules(GArray *a)
+{
+	guint i;
+
+	for (i = 0; i < a->len; i++)
+		g_free(g_array_index(a, struct cg_rule, i).path);
+	g_array_free(a, TRUE);
+}
+
+void cg_policy_free(struct cg_policy *p)
+{
+	if (!p)
+		return;
+	g_free(p->source);
+	g_array_free(p->uids, TRUE);
+	g_ptr_array_free(p->cgroups, TRUE);
+	free_rules(p->exes);
+	free_rules(p->allow);
+	g_free(p);
+}
+
+guint32 cg_rule_kdev(const struct cg_rule *r)
+{
+	return r->major << 20 | r->minor;
+}
+
+static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
+{
+	char real[PATH_MAX];
+	struct stat st;
+
+	if (!realpath(path, real) || stat(real, &st) < 0) {
+		g_set_error(err, CG_ERROR, errno, "'%s': %s (a rule names an "
+			    "existing file: it is resolved to its inode now)",
+			    path, g_strerror(errno));
+		return FALSE;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not a regular file",
+			    path);
+		return FALSE;
+	}
+	r->path = g_strdup(real);
+	r->major = major(st.st_dev);
+	r->minor = minor(st.st_dev);
+	r->ino = st.st_ino;
+	return TRUE;
+}
+
+static gboolean add_rule(GArray *a, const char *path, GError **err)
+{
+	struct cg_rule r = { 0 };
+	guint i;
+
+	if (!resolve(path, &r, err))
+		return FALSE;
+	for (i = 0; i < a->len; i++) {
+		struct cg_rule *o = &g_array_index(a, struct cg_rule, i);
+
+		if (o->ino == r.ino && cg_rule_kdev(o) == cg_rule_kdev(&r)) {
+			g_free(r.path);	/* the same file twice: one rule */
+			return TRUE;
+		}
+	}
+	g_array_append_val(a, r);
+	return TRUE;
+}
+
+static gboolean parse_bool(const char *val, gboolean *out, GError **err)
+{
+	if (!g_ascii_strcasecmp(val, "yes") || !strcmp(val, "1") ||
+	    !g_ascii_strcasecmp(val, "true")) {
+		*out = TRUE;
+	} else if (!g_ascii_strcasecmp(val, "no") || !strcmp(val, "0") ||
+		   !g_ascii_strcasecmp(val, "false")) {
+		*out = FALSE;
+	} else {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not yes or no", val);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean add_uid(struct cg_policy *p, const char *val, GError **err)
+{
+	guint64 uid;
+
+	if (!g_ascii_string_to_unsigned(val, 10, 0, G_MAXUINT32 - 1, &uid, err))
+		return FALSE;
+	g_array_append_vals(p->uids, &(guint32){ uid }, 1);
+	return TRUE;
+}
+
+static gboolean add_cgroup(struct cg_policy *p, const char *val, GError **err)
+{
+	char *rel = cg_cgroup_rel(val, err);
+	char real[PATH_MAX];
+
+	if (!rel)
+		return FALSE;
+	g_free(rel);
+	g_ptr_array_add(p->cgroups, g_strdup(realpath(val, real)));
+	return TRUE;
+}
+
+gboolean cg_policy_add(struct cg_policy *p, const char *key, const char *val,
+		       GError **err)
+{
+	if (!strcmp(key, "mode")) {
+		if (strcmp(val, "enforce") && strcmp(val, "trace")) {
+			g_set_error(err, CG_ERROR, EINVAL, "mode is enforce or "
+				    "trace, not '%s'", val);
+			return FALSE;
+		}
+		p->trace = !strcmp(val, "trace");
+		return TRUE;
+	}
+	if (!strcmp(key, "armed-only"))
+		return parse_bool(val, &p->armed_only, err);
+	if (!strcmp(key, "guard-uid"))
+		return add_uid(p, val, err);
+	if (!strcmp(key, "guard-cgroup"))
+		return add_cgroup(p, val, err);
+	if (!strcmp(key, "guard-exe"))
+		return add_rule(p->exes, val, err);
+	if (!strcmp(key, "allow"))
+		return add_rule(p->allow, val, err);
+	g_set_error(err, CG_ERROR, EINVAL, "unknown item '%s' (mode, armed-only, "
+		    "guard-uid, guard-cgroup, guard-exe, allow)", key);
+	return FALSE;
+}
+
+gboolean cg_policy_load_file(struct cg_policy *p, const char *file,
+			     GError **err)
+{
+	g_autofree char *text = NULL;
+	g_auto(GStrv) lines = NULL;
+	GError *e = NULL;
+	guint i;
+
+	if (!g_file_get_contents(file, &text, NULL, err))
+		return FALSE;
+	lines = g_strsplit(text, "\n", -1);
+	for (i = 0; lines[i]; i++) {
+		char *line = g_strstrip(lines[i]), *val;
+
+		*strchrnul(line, '#') = '\0';
+		g_strchomp(line);
+		if (!*line)
+			continue;
+		val = strpbrk(line, " \t");
+		if (val) {
+			*val++ = '\0';
+			g_strchug(val);
+		}
+		if (!val || !*val) {
+			g_set_error(err, CG_ERROR, EINVAL, "%s:%u: '%s' needs a "
+				    "value", file, i + 1, line);
+			return FALSE;
+		}
+		if (!cg_policy_add(p, line, val, &e)) {
+			g_set_error(err, CG_ERROR, e->code, "%s:%u: %s", file,
+				    i + 1, e->message);
+			g_error_free(e);
+			return FALSE;
+		}
+	}
+	g_free(p->source);
+	p->source = g_canonicalize_filename(file, NULL);
+	return TRUE;
+}
+
+gboolean cg_policy_check(const struct cg_policy *p, GError **err)
+{
+	if (!p->uids->len && !p->cgroups->len && !p->exes->len) {
+		g_set_error(err, CG_ERROR, EINVAL, "the policy guards nobody: "
+			    "give guard-cgroup, guard-uid or guard-exe");
+		return FALSE;
+	}
+	if (p->uids->len > CG_MAX_UIDS || p->cgroups->len > CG_MAX_CGROUPS ||
+	    p->exes->len + p->allow->len > CG_MAX_RULES) {
+		g_set_error(err, CG_ERROR, E2BIG, "too many rules: at most %d "
+			    "uids, %d cgroups, %d binaries", CG_MAX_UIDS,
+			    CG_MAX_CGROUPS, CG_MAX_RULES);
+		return FALSE;
+	}
+	if (!p->allow->len)
+		g_printerr("cprx-guard: warning: nothing is allow-listed: "
+			   "guarded processes can exec nothing\n");
+	return TRUE;
+}
+
+/* The cgroup2 mount point from mountinfo; the hierarchy's root there. */
+static gboolean cgroup2_mount(char *mnt, size_t len, GError **err)
+{
+	char line[4096], root[PATH_MAX], mp[PATH_MAX];
+	gboolean found = FALSE;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f) {
+		g_set_error(err, CG_ERROR, errno, "/proc/self/mountinfo: %s",
+			    g_strerror(errno));
+		return FALSE;
+	}
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+
+		if (!sep || strncmp(sep, " - cgroup2 ", 11))
+			continue;
+		if (sscanf(line, "%*d %*d %*s %4095s %4095s", root, mp) == 2 &&
+		    !strcmp(root, "/")) {
+			g_strlcpy(mnt, mp, len);
+			found = TRUE;
+		}
+	}
+	fclose(f);
+	if (!found)
+		g_set_error(err, CG_ERROR, ENOENT, "no cgroup2 file system is "
+			    "mounted: guard-cgroup needs cgroup v2");
+	return found;
+}
+
+char *cg_cgroup_rel(const char *dir, GError **err)
+{
+	char real[PATH_MAX], mnt[PATH_MAX];
+	struct statfs sfs;
+	size_t n;
+
+	if (!realpath(dir, real) || statfs(real, &sfs) < 0) {
+		g_set_error(err, CG_ERROR, errno, "cgroup '%s': %s", dir,
+			    g_strerror(errno));
+		return NULL;
+	}
+	if (sfs.f_type != CGROUP2_SUPER_MAGIC) {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not a cgroup v2 "
+			    "directory", dir);
+		return NULL;
+	}
+	if (!cgroup2_mount(mnt, sizeof(mnt), err))
+		return NULL;
+	n = strlen(mnt);
+	if (strncmp(real, mnt, n) || (real[n] && real[n] != '/')) {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not under the "
+			    "cgroup2 mount %s", real, mnt);
+		return NULL;
+	}
+	return g_strdup(real[n] ? real + n : "/");
+}
+
+static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
+{
+	guint i;
+
+	for (i = 0; i < a->len; i++) {
+		struct cg_rule *r = &g_array_index(a, struct cg_rule, i);
+
+		g_string_append(s, key);
+		if (num)
+			g_string_append_printf(s, " %u", i + 1);
+		g_string_append_printf(s, " %u:%u:%" G_GUINT64_FORMAT " %s\n",
+				       r->major, r->minor, r->ino, r->path);
+	}
+}
+
+gboolean cg_status_write(const struct cg_policy *p, const char *file,
+			 gboolean enforcing, const char *why, long pid,
+			 const char *pinned, GError **err)
+{
+	g_autoptr(GString) s = g_string_new("cprx-guard 1\n");
+	g_autofree char *dir = g_path_get_dirname(file);
+	guint i;
+
+	g_string_append_printf(s, "state %s\n", enforcing ? "enforcing" :
+			       "trace-only");
+	if (why)
+		g_string_append_printf(s, "why %s\n", why);
+	g_string_append_printf(s, "mode %s\narmed-only %d\npid %ld\n",
+			       p->trace ? "trace" : "enforce", !!p->armed_only,
+			       pid);
+	if (pinned)
+		g_string_append_printf(s, "pinned %s\n", pinned);
+	g_string_append_printf(s, "policy %s\n", p->source);
+	for (i = 0; i < p->uids->len; i++)
+		g_string_append_printf(s, "guard-uid %u\n",
+				       g_array_index(p->uids, guint32, i));
+	for (i = 0; i < p->cgroups->len; i++) {
+		const char *d = g_ptr_array_index(p->cgroups, i);
+		g_autofree char *rel = cg_cgroup_rel(d, NULL);
+
+		g_string_append_printf(s, "guard-cgroup %s %s\n",
+				       rel ? rel : "/", d);
+	}
+	status_rules(s, "guard-exe", p->exes, FALSE);
+	status_rules(s, "allow", p->allow, TRUE);
+	/* readable by every VMM, so libcprx can explain a refusal */
+	if (g_mkdir_with_parents(dir, 0755) < 0) {
+		g_set_error(err, CG_ERROR, errno, "%s: %s", dir, g_strerror(errno));
+		return FALSE;
+	}
+	if (!g_file_set_contents_full(file, s->str, s->len,
+				      G_FILE_SET_CONTENTS_CONSISTENT, 0644, err))
+		return FALSE;
+	return TRUE;
+}

@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cprx-guard trace: the ring buffer's events, grouped per process into one
+ * timeline per update (arm -> check -> commit -> retrieve -> finish),
+ * printed when the update ends (finished, refused, failed) or has been
+ * quiet for a while.  The BPF side wakes us only at those ends, so we also
+ * poll on a short timer.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/sysmacros.h>
+#include <bpf/libbpf.h>
+#include "guard_tool.h"
+
+#define TL_MAX_EVENTS	24
+
+struct timeline {
+	guint32 pid;
+	char comm[CG_COMM_LEN];
+	struct cg_event ev[TL_MAX_EVENTS];
+	int n;
+	gint64 seen;		/* g_get_monotonic_time of the last event */
+};
+
+struct tracer {
+	const struct cg_trace_opts *o;
+	GHashTable *live;	/* pid -> struct timeline */
+	int printed;
+};
+
+static const char *phase_name(guint32 type)
+{
+	static const char *const names[CG_EV_MAX] = {
+		[CG_EV_SESSION] = "session", [CG_EV_ARM] = "armed",
+		[CG_EV_DISARM] = "disarmed", [CG_EV_CHECK] = "checked",
+		[CG_EV_EXEC_FAIL] = "exec-failed", [CG_EV_COMMIT] = "committed",
+		[CG_EV_RETRIEVE] = "retrieved", [CG_EV_FINISH] = "finished",
+	};
+
+	return type < CG_EV_MAX && names[type] ? names[type] : "?";
+}
+
+static const char *verdict_name(guint32 v)
+{
+	switch (v) {
+	case CG_V_ALLOW: return "allow";
+	case CG_V_DENY: return "deny";
+	case CG_V_WOULD_DENY: return "would-deny";
+	case CG_V_UNGUARDED: return "unguarded";
+	case CG_V_UNCHECKED: return "not-enforced";
+	}
+	return "none";
+}
+
+static const char *reason_name(guint32 r)
+{
+	switch (r) {
+	case CG_R_LISTED: return "allow-listed";
+	case CG_R_NOT_LISTED: return "not on the allow-list";
+	case CG_R_NOT_ARMED: return "armed-only and no armed session";
+	case CG_R_PROBE: return "preflight probe of a session holder";
+	case CG_R_LAUNCH: return "a launcher starting a VMM";
+	}
+	return "";
+}
+
+static const char *rule_path(const struct tracer *tr, guint32 rule)
+{
+	const struct cprx_guard_status *st = tr->o->st;
+	unsigned int i;
+
+	for (i = 0; st && i < st->nr_allow; i++)
+		if (st->allow[i].rule == rule)
+			return st->allow[i].path;
+	return NULL;
+}
+
+static gboolean has(const struct timeline *tl, guint32 type)
+{
+	int i;
+
+	for (i = 0; i < tl->n; i++)
+		if (tl->ev[i].type == type)
+			return TRUE;
+	return FALSE;
+}
+
+/* The check that decided: the LSM's, or in trace-only the commit's. */
+static const struct cg_event *verdict_event(const struct timeline *tl)
+{
+	const struct cg_event *found = NULL;
+	int i;
+
+	for (i = 0; i < tl->n; i++) {
+		const struct cg_event *e = &tl->ev[i];
+
+		if ((e->type == CG_EV_CHECK || e->type == CG_EV_COMMIT) &&
+		    e->verdict != CG_V_NONE && e->verdict != CG_V_UNCHECKED)
+			found = e;
+	}
+	return found;
+}
+
+static const char *outcome(const struct timeline *tl)
+{
+	const struct cg_event *v = verdict_event(tl);
+
+	if (v && v->verdict == CG_V_DENY)
+		return "refused";
+	if (has(tl, CG_EV_EXEC_FAIL) || has(tl, CG_EV_DISARM))
+		return "exec-failed";
+	if (!has(tl, CG_EV_COMMIT))
+		return "incomplete";
+	if (!has(tl, CG_EV_ARM))
+		return "exec";
+	if (has(tl, CG_EV_FINISH) || has(tl, CG_EV_RETRIEVE))
+		return "updated";
+	return "incomplete";
+}
+
+static int by_ts(const void *a, const void *b)
+{
+	const struct cg_event *x = a, *y = b;
+
+	return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+static gboolean is_kmod(const struct timeline *tl)
+{
+	int i;
+
+	for (i = 0; i < tl->n; i++)
+		if (tl->ev[i].flags & CG_F_KMOD)
+			return TRUE;
+	return FALSE;
+}
+
+/* What a phase adds, in words. */
+static void detail(const struct tracer *tr, const struct cg_event *e,
+		   GString *s)
+{
+	const char *rp;
+
+	switch (e->type) {
+	case CG_EV_ARM:
+		if (e->flags & CG_F_KMOD)
+			g_string_append_printf(s, "cprx.ko session armed, %u fds "
+					       "pinned", e->count);
+		else
+			g_string_append_printf(s, "%u fds made inheritable "
+					       "(cloexec backend)", e->count);
+		break;
+	case CG_EV_DISARM:
+		g_string_append(s, "the exec failed: arm undone, fds restored");
+		break;
+	case CG_EV_CHECK:
+	case CG_EV_COMMIT:
+		g_string_append_printf(s, "%s", e->path);
+		if (e->ino)
+			g_string_append_printf(s, " (%u:%u:%llu)", e->dev >> 20,
+					       e->dev & 0xfffff,
+					       (unsigned long long)e->ino);
+		if (e->verdict == CG_V_NONE)
+			break;
+		g_string_append_printf(s, ": %s", verdict_name(e->verdict));
+		if (e->rule) {
+			rp = rule_path(tr, e->rule);
+			g_string_append_printf(s, ", rule %u%s%s%s", e->rule,
+					       rp ? " (allow " : "", rp ? rp : "",
+					       rp ? ")" : "");
+		}
+		if (e->reason && e->reason != CG_R_LISTED)
+			g_string_append_printf(s, ", %s", reason_name(e->reason));
+		if (e->verdict == CG_V_UNCHECKED)
+			g_string_append(s, " (trace-only: decided at commit)");
+		break;
+	case CG_EV_EXEC_FAIL:
+		g_string_append_printf(s, "execve returned %s",
+				       g_strerror(-e->err));
+		break;
+	case CG_EV_RETRIEVE:
+		g_string_append(s, e->flags & CG_F_KMOD ?
+				"the new image took the session back" :
+				"the new image reclaimed its first fd");
+		break;
+	case CG_EV_FINISH:
+		g_string_append_printf(s, "%u fds retrieved, pins released",
+				       e->count);
+		break;
+	}
+}
+
+static void json_str(GString *s, const char *key, const char *val)
+{
+	const char *p;
+
+	g_string_append_printf(s, ",\"%s\":\"", key);
+	for (p = val; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(s, "\\%c", *p);
+		else if ((unsigned char)*p < 0x20)
+			g_string_append_printf(s, "\\u%04x", *p);
+		else
+			g_string_append_c(s, *p);
+	}
+	g_string_append_c(s, '"');
+}
+
+static void print_json(const struct tracer *tr, const struct timeline *tl)
+{
+	g_autoptr(GString) s = g_string_new(NULL);
+	const struct cg_event *v = verdict_event(tl);
+	guint64 t0 = tl->ev[0].ts, prev = t0;
+	int i;
+
+	g_string_append_printf(s, "{\"pid\":%u", tl->pid);
+	json_str(s, "comm", tl->comm);
+	json_str(s, "outcome", outcome(tl));
+	json_str(s, "backend", is_kmod(tl) ? "kmod" :
+		 has(tl, CG_EV_ARM) ? "cloexec" : "none");
+	g_string_append_printf(s, ",\"enforced\":%s",
+			       tr->o->st && tr->o->st->enforcing ? "true" : "false");
+	if (v) {
+		json_str(s, "verdict", verdict_name(v->verdict));
+		json_str(s, "binary", v->path);
+		g_string_append_printf(s, ",\"rule\":%u", v->rule);
+		json_str(s, "reason", reason_name(v->reason));
+	}
+	g_string_append_printf(s, ",\"total_ms\":%.3f,\"phases\":[",
+			       (tl->ev[tl->n - 1].ts - t0) / 1e6);
+	for (i = 0; i < tl->n; i++) {
+		const struct cg_event *e = &tl->ev[i];
+		g_autoptr(GString) d = g_string_new(NULL);
+
+		detail(tr, e, d);
+		g_string_append_printf(s, "%s{\"phase\":\"%s\",\"t_ms\":%.3f,"
+				       "\"dt_ms\":%.3f,\"tid\":%u", i ? "," : "",
+				       phase_name(e->type), (e->ts - t0) / 1e6,
+				       (e->ts - prev) / 1e6, e->tid);
+		if (e->type == CG_EV_ARM || e->type == CG_EV_FINISH)
+			g_string_append_printf(s, ",\"fds\":%u", e->count);
+		if (e->type == CG_EV_CHECK || e->type == CG_EV_COMMIT) {
+			json_str(s, "path", e->path);
+			json_str(s, "verdict", verdict_name(e->verdict));
+			g_string_append_printf(s, ",\"rule\":%u", e->rule);
+		}
+		if (e->type == CG_EV_EXEC_FAIL)
+			g_string_append_printf(s, ",\"errno\":%d", -e->err);
+		json_str(s, "detail", d->str);
+		g_string_append_c(s, '}');
+		prev = e->ts;
+	}
+	g_string_append(s, "]}");
+	printf("%s\n", s->str);
+}
+
+static void print_text(const struct tracer *tr, const struct timeline *tl)
+{
+	const struct cprx_guard_status *st = tr->o->st;
+	guint64 t0 = tl->ev[0].ts, prev = t0;
+	int i;
+
+	printf("%s[%u]: %s", tl->comm, tl->pid, outcome(tl));
+	if (has(tl, CG_EV_ARM) || is_kmod(tl))
+		printf(", %s backend", is_kmod(tl) ? "kmod" : "cloexec");
+	if (tl->n > 1)
+		printf(", %.3f ms from %s to %s", (tl->ev[tl->n - 1].ts - t0) / 1e6,
+		       phase_name(tl->ev[0].type), phase_name(tl->ev[tl->n - 1].type));
+	printf("%s\n", st && !st->enforcing ? " (NOT ENFORCED: trace-only)" : "");
+	printf("    %10s %10s  %-12s\n", "t ms", "+ms", "phase");
+	for (i = 0; i < tl->n; i++) {
+		const struct cg_event *e = &tl->ev[i];
+		g_autoptr(GString) d = g_string_new(NULL);
+
+		detail(tr, e, d);
+		printf("    %10.3f %10.3f  %-12s %s\n", (e->ts - t0) / 1e6,
+		       (e->ts - prev) / 1e6, phase_name(e->type), d->str);
+		prev = e->ts;
+	}
+}
+
+static void emit(struct tracer *tr, struct timeline *tl)
+{
+	qsort(tl->ev, tl->n, sizeof(tl->ev[0]), by_ts);
+	if (tr->o->json)
+		print_json(tr, tl);
+	else
+		print_text(tr, tl);
+	fflush(stdout);
+	tr->printed++;
+}
+
+/* The event that ends an update. */
+static gboolean ends(const struct timeline *tl, const struct cg_event *e)
+{
+	switch (e->type) {
+	case CG_EV_FINISH:
+	case CG_EV_DISARM:
+	case CG_EV_EXEC_FAIL:
+		return TRUE;
+	case CG_EV_RETRIEVE:
+		return !(e->flags & CG_F_KMOD);
+	case CG_EV_CHECK:
+		/* refused, and nothing armed that will be undone */
+		return e->verdict == CG_V_DENY && !has(tl, CG_EV_ARM);
+	case CG_EV_COMMIT:
+		return !has(tl, CG_EV_ARM) && !is_kmod(tl);
+	}
+	return FALSE;
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	const struct cg_event *e = data;
+	struct tracer *tr = ctx;
+	struct timeline *tl;
+
+	if (len < sizeof(*e))
+		return 0;
+	tl = g_hash_table_lookup(tr->live, GUINT_TO_POINTER(e->pid));
+	if (!tl) {
+		tl = g_new0(struct timeline, 1);
+		tl->pid = e->pid;
+		g_hash_table_insert(tr->live, GUINT_TO_POINTER(e->pid), tl);
+	}
+	if (tl->n < TL_MAX_EVENTS)
+		tl->ev[tl->n++] = *e;
+	memcpy(tl->comm, e->comm, sizeof(tl->comm));
+	tl->comm[CG_COMM_LEN - 1] = '\0';
+	tl->seen = g_get_monotonic_time();
+	if (ends(tl, e)) {
+		emit(tr, tl);
+		g_hash_table_remove(tr->live, GUINT_TO_POINTER(e->pid));
+	}
+	return 0;
+}
+
+/* Print what has been quiet for o->idle s (all of it with @all). */
+static void flush(struct tracer *tr, gboolean all)
+{
+	gint64 now = g_get_monotonic_time();
+	GHashTableIter it;
+	gpointer key, val;
+
+	g_hash_table_iter_init(&it, tr->live);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct timeline *tl = val;
+
+		if (!all && now - tl->seen < tr->o->idle * G_USEC_PER_SEC)
+			continue;
+		emit(tr, tl);
+		g_hash_table_iter_remove(&it);
+	}
+}
+
+int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
+		 volatile sig_atomic_t *stop)
+{
+	struct tracer tr = { .o = o };
+	gint64 end = o->timeout > 0 ? g_get_monotonic_time() +
+		     (gint64)(o->timeout * G_USEC_PER_SEC) : 0;
+	struct ring_buffer *rb;
+	int ret = 0;
+
+	tr.live = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	rb = ring_buffer__new(map_fd, on_event, &tr, NULL);
+	if (!rb) {
+		fprintf(stderr, "cprx-guard: cannot read the event ring buffer: "
+			"%s\n", strerror(errno));
+		g_hash_table_destroy(tr.live);
+		return -errno;
+	}
+	fprintf(stderr, "cprx-guard: tracing%s\n", o->st && !o->st->enforcing ?
+		" (NOT ENFORCED: trace-only)" : "");
+	while (!*stop) {
+		ret = ring_buffer__poll(rb, 100);
+		if (ret < 0 && ret != -EINTR)
+			break;
+		ret = 0;
+		flush(&tr, FALSE);
+		if (o->count && tr.printed >= o->count)
+			break;
+		if (end && g_get_monotonic_time() >= end)
+			break;
+	}
+	ring_buffer__consume(rb);
+	if (!o->count || tr.printed < o->count)
+		flush(&tr, TRUE);
+	ring_buffer__free(rb);
+	g_hash_table_destroy(tr.live);
+	return ret;
+}

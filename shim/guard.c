@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * What cprx-guard (bpf/) will say about an exec, learnt from the status file
+ * it keeps world-readable (format in guard.h).  The BPF side decides; this
+ * only predicts and explains, so preflight can refuse before the guest
+ * stops and an EPERM from execve can name the rule behind it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include "guard.h"
+
+const char *cprx_guard_status_path(void)
+{
+	const char *env = getenv(CPRX_GUARD_STATUS_ENV);
+
+	return env && *env ? env : CPRX_GUARD_STATUS_PATH;
+}
+
+void cprx_guard_status_free(struct cprx_guard_status *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < st->nr_cgroups; i++) {
+		free(st->cgroups[i].rel);
+		free(st->cgroups[i].mnt);
+	}
+	for (i = 0; i < st->nr_exes; i++)
+		free(st->exes[i].path);
+	for (i = 0; i < st->nr_allow; i++)
+		free(st->allow[i].path);
+	memset(st, 0, sizeof(*st));
+}
+
+/* "<major>:<minor>:<ino> <path>" */
+static int parse_file(char *s, struct cprx_guard_file *f)
+{
+	unsigned long long ino;
+	unsigned int maj, min;
+	int n = 0;
+
+	if (sscanf(s, "%u:%u:%llu %n", &maj, &min, &ino, &n) != 3 || !n ||
+	    s[n] != '/')
+		return -1;
+	f->major = maj;
+	f->minor = min;
+	f->ino = ino;
+	f->path = strdup(s + n);
+	return f->path ? 0 : -1;
+}
+
+static int parse_cgroup(char *s, struct cprx_guard_cgroup *c)
+{
+	char *sp = strchr(s, ' ');
+
+	if (*s != '/' || !sp || sp[1] != '/')
+		return -1;
+	*sp = '\0';
+	c->rel = strdup(s);
+	c->mnt = strdup(sp + 1);
+	return c->rel && c->mnt ? 0 : -1;
+}
+
+static void copy(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src);
+}
+
+/* One "key value" line; unknown keys are a newer guard's: skipped. */
+static int parse_line(struct cprx_guard_status *st, char *key, char *val)
+{
+	unsigned int rule;
+	int n = 0;
+
+	if (!strcmp(key, "cprx-guard"))
+		return strcmp(val, "1") ? -1 : 0;
+	if (!strcmp(key, "state")) {
+		if (strcmp(val, "enforcing") && strcmp(val, "trace-only"))
+			return -1;
+		st->enforcing = !strcmp(val, "enforcing");
+	} else if (!strcmp(key, "why")) {
+		copy(st->why, sizeof(st->why), val);
+	} else if (!strcmp(key, "mode")) {
+		st->mode_trace = !strcmp(val, "trace");
+	} else if (!strcmp(key, "armed-only")) {
+		st->armed_only = !strcmp(val, "1");
+	} else if (!strcmp(key, "pid")) {
+		st->pid = strtol(val, NULL, 10);
+	} else if (!strcmp(key, "pinned")) {
+		copy(st->pinned, sizeof(st->pinned), val);
+	} else if (!strcmp(key, "policy")) {
+		copy(st->policy, sizeof(st->policy), val);
+	} else if (!strcmp(key, "guard-uid")) {
+		if (st->nr_uids >= CPRX_GUARD_MAX_SEL)
+			return -1;
+		st->uids[st->nr_uids++] = strtoul(val, NULL, 10);
+	} else if (!strcmp(key, "guard-cgroup")) {
+		if (st->nr_cgroups >= CPRX_GUARD_MAX_SEL ||
+		    parse_cgroup(val, &st->cgroups[st->nr_cgroups]))
+			return -1;
+		st->nr_cgroups++;
+	} else if (!strcmp(key, "guard-exe")) {
+		if (st->nr_exes >= CPRX_GUARD_MAX_SEL ||
+		    parse_file(val, &st->exes[st->nr_exes]))
+			return -1;
+		st->nr_exes++;
+	} else if (!strcmp(key, "allow")) {
+		if (st->nr_allow >= CPRX_GUARD_MAX_RULES ||
+		    sscanf(val, "%u %n", &rule, &n) != 1 || !n ||
+		    parse_file(val + n, &st->allow[st->nr_allow]))
+			return -1;
+		st->allow[st->nr_allow++].rule = rule;
+	}
+	return 0;
+}
+
+int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,
+			   char *err, size_t errlen)
+{
+	char line[CPRX_GUARD_PATH_MAX + 64], *val;
+	unsigned int lineno = 0;
+	bool magic = false;
+	FILE *f;
+
+	memset(st, 0, sizeof(*st));
+	f = fopen(file ? file : cprx_guard_status_path(), "re");
+	if (!f)
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (!*line || *line == '#')
+			continue;
+		val = strchr(line, ' ');
+		if (val)
+			*val++ = '\0';
+		if (!val || parse_line(st, line, val)) {
+			if (err)
+				snprintf(err, errlen, "line %u ('%s') is malformed",
+					 lineno, line);
+			goto bad;
+		}
+		magic |= !strcmp(line, "cprx-guard");
+	}
+	fclose(f);
+	if (!magic) {
+		if (err)
+			snprintf(err, errlen, "no 'cprx-guard 1' line");
+		cprx_guard_status_free(st);
+		return -EBADMSG;
+	}
+	/* a loader that died without cleaning up: its programs died too */
+	if (st->pid > 0 && kill(st->pid, 0) < 0 && errno == ESRCH) {
+		if (err)
+			snprintf(err, errlen, "stale: its loader (pid %ld) is gone",
+				 st->pid);
+		cprx_guard_status_free(st);
+		return -ESTALE;
+	}
+	return 0;
+bad:
+	fclose(f);
+	cprx_guard_status_free(st);
+	return -EBADMSG;
+}
+
+/* Our cgroup v2 path, from the "0::" line of /proc/self/cgroup. */
+static bool self_cgroup(char *buf, size_t len)
+{
+	char line[CPRX_GUARD_PATH_MAX];
+	bool found = false;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		copy(buf, len, line + 3);
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+static bool under(const char *path, const char *top)
+{
+	size_t n = strlen(top);
+
+	if (!strcmp(top, "/"))
+		return true;
+	return !strncmp(path, top, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool same_file(const struct cprx_guard_file *f, const struct stat *st)
+{
+	return f->major == major(st->st_dev) && f->minor == minor(st->st_dev) &&
+	       f->ino == (uint64_t)st->st_ino;
+}
+
+/* Same selectors as the BPF side: real uid, cgroup v2, running binary. */
+bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
+			    size_t len)
+{
+	char cg[CPRX_GUARD_PATH_MAX];
+	struct stat exe;
+	unsigned int i;
+	uid_t uid = getuid();
+
+	for (i = 0; i < st->nr_uids; i++) {
+		if (st->uids[i] == uid) {
+			snprintf(how, len, "uid %u", uid);
+			return true;
+		}
+	}
+	if (st->nr_cgroups && self_cgroup(cg, sizeof(cg))) {
+		for (i = 0; i < st->nr_cgroups; i++) {
+			if (under(cg, st->cgroups[i].rel)) {
+				snprintf(how, len, "cgroup %s", st->cgroups[i].mnt);
+				return true;
+			}
+		}
+	}
+	if (st->nr_exes && !stat("/proc/self/exe", &exe)) {
+		for (i = 0; i < st->nr_exes; i++) {
+			if (same_file(&st->exes[i], &exe)) {
+				snprintf(how, len, "its binary %s", st->exes[i].path);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static const struct cprx_guard_file *find_rule(const struct cprx_guard_status *st,
+					       const struct stat *sb)
+{
+	unsigned int i;
+
+	for (i = 0; i < st->nr_allow; i++)
+		if (same_file(&st->allow[i], sb))
+			return &st->allow[i];
+	return NULL;
+}
+
+/* A rule for the same path but another inode: replaced since the load. */
+static const struct cprx_guard_file *find_replaced(const struct cprx_guard_status *st,
+						   const char *path)
+{
+	char real[CPRX_GUARD_PATH_MAX], *r = realpath(path, real);
+	unsigned int i;
+
+	for (i = 0; i < st->nr_allow; i++)
+		if (!strcmp(st->allow[i].path, path) ||
+		    (r && !strcmp(st->allow[i].path, real)))
+			return &st->allow[i];
+	return NULL;
+}
+
+/* Armed-only binds VMMs: processes running an allow-listed binary. */
+static bool self_runs_vmm(const struct cprx_guard_status *st)
+{
+	struct stat exe;
+
+	return !stat("/proc/self/exe", &exe) && find_rule(st, &exe);
+}
+
+struct answer {
+	const struct cprx_guard_status *st;
+	const char *path;
+	const struct stat *sb;
+	const char *how;
+	char *why, *hint;
+	size_t len, hlen;
+};
+
+static const char *guard_name(const struct cprx_guard_status *st)
+{
+	if (st->enforcing)
+		return "cprx-guard (BPF LSM, enforcing)";
+	return st->mode_trace ? "cprx-guard (trace-only by policy)" :
+				"cprx-guard (trace-only fallback, NOT enforced)";
+}
+
+static void say(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void say(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!buf || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+static enum cprx_guard_result refuse(struct answer *a, const char *what)
+{
+	const char *verb = a->st->enforcing ? "refuses" : "would refuse";
+	char tail[600] = "";
+
+	if (!a->st->enforcing)
+		snprintf(tail, sizeof(tail), "; not enforced: %s",
+			 *a->st->why ? a->st->why : "trace-only");
+	say(a->why, a->len, "%s %s exec of '%s' (%u:%u:%llu) by this process "
+	    "(guarded by %s): %s (policy %s)%s", guard_name(a->st), verb,
+	    a->path, major(a->sb->st_dev), minor(a->sb->st_dev),
+	    (unsigned long long)a->sb->st_ino, a->how, what,
+	    *a->st->policy ? a->st->policy : "?", tail);
+	return a->st->enforcing ? CPRX_GUARD_DENY : CPRX_GUARD_WOULD_DENY;
+}
+
+static enum cprx_guard_result decide(struct answer *a, bool armed)
+{
+	const struct cprx_guard_file *r = find_rule(a->st, a->sb);
+	char what[CPRX_GUARD_PATH_MAX + 200];
+
+	if (!r && (r = find_replaced(a->st, a->path))) {
+		snprintf(what, sizeof(what), "rule %u (allow %s) names inode "
+			 "%llu, but the file there has been replaced on disk "
+			 "since the policy was loaded", r->rule, r->path,
+			 (unsigned long long)r->ino);
+		say(a->hint, a->hlen, "reload the guard policy (cprx-guard "
+		    "detach, then load): rules are resolved to inodes at load");
+		return refuse(a, what);
+	}
+	if (!r) {
+		snprintf(what, sizeof(what), "the binary is not on the "
+			 "allow-list (%u rule%s)", a->st->nr_allow,
+			 a->st->nr_allow == 1 ? "" : "s");
+		say(a->hint, a->hlen, "add 'allow %s' to the guard policy and "
+		    "reload it, or exec an allow-listed binary", a->path);
+		return refuse(a, what);
+	}
+	if (a->st->armed_only && !armed && self_runs_vmm(a->st)) {
+		snprintf(what, sizeof(what), "rule %u (allow %s) matches, but "
+			 "the policy is armed-only and no cprx.ko session would "
+			 "be armed at the exec", r->rule, r->path);
+		say(a->hint, a->hlen, "use the kmod backend (load cprx.ko, "
+		    "CPRX_BACKEND=kmod) so a session is armed at the exec, or "
+		    "drop armed-only from the guard policy");
+		return refuse(a, what);
+	}
+	say(a->why, a->len, "%s allows '%s': rule %u (allow %s)%s",
+	    guard_name(a->st), a->path, r->rule, r->path,
+	    a->st->armed_only ? ", with the armed session" : "");
+	return CPRX_GUARD_ALLOW;
+}
+
+enum cprx_guard_result cprx_guard_verdict(const char *path, bool armed,
+					  char *why, size_t len,
+					  char *hint, size_t hlen)
+{
+	struct cprx_guard_status st;
+	struct answer a = { .st = &st, .path = path, .why = why, .len = len,
+			    .hint = hint, .hlen = hlen };
+	enum cprx_guard_result res;
+	char err[256], how[CPRX_GUARD_PATH_MAX + 32];
+	struct stat sb;
+	int ret;
+
+	say(hint, hlen, "%s", "");
+	ret = cprx_guard_status_read(NULL, &st, err, sizeof(err));
+	if (ret) {
+		if (ret == -ENOENT)
+			say(why, len, "no cprx-guard policy is active");
+		else
+			say(why, len, "cprx-guard status %s ignored: %s",
+			    cprx_guard_status_path(), err);
+		return CPRX_GUARD_NONE;
+	}
+	if (!cprx_guard_covers_self(&st, how, sizeof(how))) {
+		say(why, len, "%s is active but does not guard this process",
+		    guard_name(&st));
+		cprx_guard_status_free(&st);
+		return CPRX_GUARD_UNGUARDED;
+	}
+	a.how = how;
+	a.sb = &sb;
+	if (stat(path, &sb) < 0) {
+		say(why, len, "%s guards this process (by %s); '%s' cannot be "
+		    "checked: %s", guard_name(&st), how, path, strerror(errno));
+		cprx_guard_status_free(&st);
+		return CPRX_GUARD_DENY;
+	}
+	res = decide(&a, armed);
+	cprx_guard_status_free(&st);
+	return res;
+}
+
+bool cprx_guard_explain(const char *path, bool armed, char *msg, size_t len,
+			char *hint, size_t hlen)
+{
+	char why[CPRX_GUARD_PATH_MAX + 1024], h[512];
+
+	if (cprx_guard_verdict(path, armed, why, sizeof(why), h,
+			       sizeof(h)) != CPRX_GUARD_DENY)
+		return false;
+	say(msg, len, "exec of '%s' refused (EPERM): %s", path, why);
+	say(hint, hlen, "%s", h);
+	return true;
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libcprx's view of cprx-guard (bpf/), internal.
+ *
+ * The guard keeps a world-readable status file, by default
+ * /run/cprx-guard/status ($CPRX_GUARD_STATUS overrides it), so that an
+ * unprivileged VMM can learn, before its guest stops, whether an exec will
+ * be refused and, after an EPERM, which rule refused it.  One item per line,
+ * the path always last (it may hold spaces):
+ *
+ *   cprx-guard 1
+ *   state enforcing|trace-only
+ *   why <sentence>                     (trace-only: why nothing is enforced)
+ *   mode enforce|trace
+ *   armed-only 0|1
+ *   pid <pid>                          (0: pinned in bpffs, outlives the tool)
+ *   pinned <bpffs dir>
+ *   policy <file or "command line">
+ *   guard-uid <uid>
+ *   guard-cgroup <path in cgroup2> <mount path>
+ *   guard-exe <major>:<minor>:<ino> <path>
+ *   allow <rule> <major>:<minor>:<ino> <path>
+ *
+ * Nothing here needs glib, privileges or BPF: it reads that file, /proc/self
+ * and stat(2).  cprx-guard itself uses the same parser.
+ */
+#ifndef CPRX_GUARD_SHIM_H
+#define CPRX_GUARD_SHIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CPRX_GUARD_STATUS_ENV	"CPRX_GUARD_STATUS"
+#define CPRX_GUARD_STATUS_PATH	"/run/cprx-guard/status"
+#define CPRX_GUARD_MAX_RULES	256
+#define CPRX_GUARD_MAX_SEL	16
+#define CPRX_GUARD_PATH_MAX	4096
+
+enum cprx_guard_result {
+	CPRX_GUARD_NONE = 0,	/* no guard policy is active */
+	CPRX_GUARD_UNGUARDED,	/* a policy is active; it does not cover us */
+	CPRX_GUARD_ALLOW,	/* guarded, the exec is allowed */
+	CPRX_GUARD_DENY,	/* guarded, the exec will get EPERM */
+	CPRX_GUARD_WOULD_DENY,	/* guarded, would be refused, not enforced */
+};
+
+struct cprx_guard_file {
+	uint32_t major, minor;
+	uint64_t ino;
+	unsigned int rule;	/* allow: 1-based rule number */
+	char *path;
+};
+
+struct cprx_guard_cgroup {
+	char *rel;		/* as in /proc/self/cgroup ("/vmm") */
+	char *mnt;		/* on the file system ("/sys/fs/cgroup/vmm") */
+};
+
+struct cprx_guard_status {
+	bool enforcing;		/* BPF LSM attached and mode enforce */
+	bool armed_only;
+	bool mode_trace;	/* the policy asked for trace only */
+	long pid;		/* loader that holds the programs; 0 if pinned */
+	char why[512];		/* trace-only: why */
+	char pinned[256];
+	char policy[256];
+	unsigned int nr_uids, nr_cgroups, nr_exes, nr_allow;
+	uint32_t uids[CPRX_GUARD_MAX_SEL];
+	struct cprx_guard_cgroup cgroups[CPRX_GUARD_MAX_SEL];
+	struct cprx_guard_file exes[CPRX_GUARD_MAX_SEL];
+	struct cprx_guard_file allow[CPRX_GUARD_MAX_RULES];
+};
+
+/* The status file in use: $CPRX_GUARD_STATUS or the default. */
+const char *cprx_guard_status_path(void);
+/*
+ * Reads and checks a status file.  0; -ENOENT when there is none (no
+ * guard); -ESTALE when its loader is gone; -EBADMSG with *err set when it
+ * does not parse (line number and what).
+ */
+int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,
+			   char *err, size_t errlen);
+void cprx_guard_status_free(struct cprx_guard_status *st);
+
+/* Why this process is guarded ("cgroup /vmm"), or false. */
+bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
+			    size_t len);
+
+/*
+ * The guard's verdict on an exec of @path by this process.  @armed: the
+ * exec will happen with an armed cprx.ko session (kmod backend); armed-only
+ * binds processes that run an allow-listed binary (VMMs), not launchers.
+ * @why gets
+ * one sentence naming the guard, the binary and the rule; @hint the fix
+ * (either may be NULL).
+ */
+enum cprx_guard_result cprx_guard_verdict(const char *path, bool armed,
+					  char *why, size_t len,
+					  char *hint, size_t hlen);
+
+/*
+ * After execve failed with EPERM: true, with a message naming the guard,
+ * the binary and the rule, when an enforcing guard policy refuses @path for
+ * this process; false (buffers untouched) when the guard does not explain it.
+ */
+bool cprx_guard_explain(const char *path, bool armed, char *msg, size_t len,
+			char *hint, size_t hlen);
+
+#endif /* CPRX_GUARD_SHIM_H */

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Checks for the guard's tests (vm-guard.sh, host-trace.sh).
+
+  guardtest.py timeline FILE --pid P --outcome O --phases a,b,c
+               [--verdict V] [--reason TEXT] [--wait SEC]
+      FILE holds `cprx-guard trace --json` lines: waits for a timeline of
+      process P with that outcome, and checks its phases are exactly those,
+      in that order, with non-decreasing kernel timestamps.
+  guardtest.py update FILE [key=value ...] [--error-contains TEXT]
+      FILE holds cprx-vmm's JSON lines: checks its first "update" event.
+  guardtest.py overhead BEFORE AFTER
+      Two `cprx-guard status --json` snapshots: per-exec cost of the exec
+      path programs (check + commit), ns, from kernel.bpf_stats_enabled.
+
+Prints what it found; exit 0 when the check holds, 1 otherwise.
+"""
+import argparse
+import json
+import sys
+import time
+
+
+def read_json_lines(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def show(tl):
+    return "%s[%s] %s: %s" % (tl.get("comm"), tl.get("pid"), tl.get("outcome"),
+                               " -> ".join("%s@%.3f" % (p["phase"], p["t_ms"])
+                                           for p in tl.get("phases", [])))
+
+
+def cmd_timeline(a):
+    want = a.phases.split(",")
+    deadline = time.time() + a.wait
+    seen = []
+    while True:
+        seen = [t for t in read_json_lines(a.file) if t.get("pid") == a.pid]
+        match = [t for t in seen if t.get("outcome") == a.outcome]
+        if match or time.time() >= deadline:
+            break
+        time.sleep(0.2)
+    if not match:
+        print("no '%s' timeline for pid %d; seen: %s" %
+              (a.outcome, a.pid, "; ".join(show(t) for t in seen) or "none"))
+        return 1
+    tl = match[-1]
+    got = [p["phase"] for p in tl["phases"]]
+    ts = [p["t_ms"] for p in tl["phases"]]
+    problems = []
+    if got != want:
+        problems.append("phases %s, want %s" % (",".join(got), ",".join(want)))
+    if ts != sorted(ts):
+        problems.append("timestamps not in order: %s" % ts)
+    if a.verdict and tl.get("verdict") != a.verdict:
+        problems.append("verdict %s, want %s" % (tl.get("verdict"), a.verdict))
+    if a.reason and a.reason not in tl.get("reason", ""):
+        problems.append("reason '%s', want '%s'" % (tl.get("reason"), a.reason))
+    print(show(tl) + ("" if not problems else " -- " + "; ".join(problems)))
+    return 1 if problems else 0
+
+
+def cmd_update(a):
+    ups = [e for e in read_json_lines(a.file) if e.get("event") == "update"]
+    if not ups:
+        print("no update event in %s" % a.file)
+        return 1
+    u = ups[0]
+    problems = []
+    for kv in a.expect:
+        k, v = kv.split("=", 1)
+        got = u.get(k)
+        if isinstance(got, bool):
+            got = "true" if got else "false"
+        if str(got) != v:
+            problems.append("%s=%s, want %s" % (k, got, v))
+    if a.error_contains and a.error_contains not in u.get("error", ""):
+        problems.append("error does not name '%s'" % a.error_contains)
+    print("update: ok=%s stage=%s errno=%s verify=%s error=%s" %
+          (u.get("ok"), u.get("stage"), u.get("errno"), u.get("verify"),
+           u.get("error", "")) + ("" if not problems else " -- " + "; ".join(problems)))
+    return 1 if problems else 0
+
+
+def progs(path):
+    with open(path) as f:
+        return {p["name"]: p for p in json.load(f)["programs"]}
+
+
+def cmd_overhead(a):
+    b, e = progs(a.before), progs(a.after)
+    check = "cg_bprm_check" if "cg_bprm_check" in e else "cg_sys_enter"
+    execs = e["cg_exec"]["run_cnt"] - b["cg_exec"]["run_cnt"]
+    if execs <= 0:
+        print("no exec was seen")
+        return 1
+    ns = 0
+    parts = []
+    for name in ("cg_bprm_check", "cg_bench_check", "cg_exec"):
+        if name in e:
+            d = e[name]["run_time_ns"] - b[name]["run_time_ns"]
+            c = e[name]["run_cnt"] - b[name]["run_cnt"]
+            ns += d
+            parts.append("%s %d runs %.0f ns" % (name, c, d / c if c else 0))
+    for name in ("cg_file_fcntl", "cg_file_ioctl", "cg_sys_enter", "cg_sys_exit"):
+        if name in e:
+            d = e[name]["run_time_ns"] - b[name]["run_time_ns"]
+            c = e[name]["run_cnt"] - b[name]["run_cnt"]
+            parts.append("%s %d runs %.0f ns each" % (name, c, d / c if c else 0))
+    per = ns / execs
+    print("%.0f ns per exec over %d execs (%s)" % (per, execs, "; ".join(parts)))
+    print("PER_EXEC_NS=%.0f" % per)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("timeline")
+    t.add_argument("file")
+    t.add_argument("--pid", type=int, required=True)
+    t.add_argument("--outcome", required=True)
+    t.add_argument("--phases", required=True)
+    t.add_argument("--verdict")
+    t.add_argument("--reason")
+    t.add_argument("--wait", type=float, default=20)
+    u = sub.add_parser("update")
+    u.add_argument("file")
+    u.add_argument("expect", nargs="*")
+    u.add_argument("--error-contains")
+    o = sub.add_parser("overhead")
+    o.add_argument("before")
+    o.add_argument("after")
+    a = ap.parse_args()
+    return {"timeline": cmd_timeline, "update": cmd_update,
+            "overhead": cmd_overhead}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

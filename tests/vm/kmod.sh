@@ -1,0 +1,29 @@
+#!/bin/bash
+# VM tier, host side: build cprx.ko for KERNEL (bookworm|sid) without
+# warnings, boot that kernel once, and run in it the module selftests and
+# the host-tier update tests with libcprx's kmod backend
+# (tests/vm/kmod-tests.sh).  Prints TAP; run from the source root:
+#
+#   tests/vm/kmod.sh bookworm BUILD_DIR
+set -uo pipefail
+
+kernel=${1:?usage: $0 bookworm|sid BUILD_DIR}
+build=${2:?usage: $0 bookworm|sid BUILD_DIR}
+out=$build/kmod-$kernel
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+if ! tests/vm/kernels.sh "$kernel" >"$log" 2>&1; then
+	echo "1..0 # SKIP $kernel kernel unavailable: $(tail -n 1 "$log")"
+	exit 0
+fi
+if ! tests/vm/kbuild.sh --werror "$kernel" . "$out" >"$log" 2>&1; then
+	echo "TAP version 13"
+	echo "1..1"
+	sed 's/^/# /' "$log" | tail -n 40
+	echo "not ok 1 build cprx.ko for $kernel without warnings"
+	exit 1
+fi
+exec tests/vm/run.sh --kernel "$kernel" --timeout 900 -- \
+	tests/vm/kmod-tests.sh "$out/cprx.ko" "$build/tests/test_kmod" \
+	"$build/tests/test_exec" "$build/tests/test_vmm"
