@@ -417,7 +417,7 @@ static char *opt_policy, *opt_pin_dir, *opt_status_file;
 static char **opt_allow, **opt_cgroups, **opt_exes, **opt_uids;
 static gboolean opt_armed_only, opt_trace_only, opt_pin, opt_trace;
 static gboolean opt_json, opt_require_enforce, opt_armed, opt_quiet;
-static gboolean opt_bench;
+static gboolean opt_bench, opt_backlog;
 static int opt_count;
 static double opt_timeout, opt_idle = 1.0;
 
@@ -808,7 +808,8 @@ static int events_fd(const struct cprx_guard_status *st)
 static int cmd_trace(void)
 {
 	struct cg_trace_opts o = { .json = opt_json, .count = opt_count,
-				   .timeout = opt_timeout, .idle = opt_idle };
+				   .timeout = opt_timeout, .idle = opt_idle,
+				   .backlog = opt_backlog };
 	struct cprx_guard_status st;
 	gboolean have = !cprx_guard_status_read(status_file(), &st, NULL, 0);
 	int fd, ret;
@@ -942,6 +943,8 @@ static const GOptionEntry trace_opts[] = {
 	  "Exit after SEC seconds", "SEC" },
 	{ "idle", 0, 0, G_OPTION_ARG_DOUBLE, &opt_idle,
 	  "Print an unfinished timeline after SEC quiet seconds (1)", "SEC" },
+	{ "backlog", 'b', 0, G_OPTION_ARG_NONE, &opt_backlog,
+	  "Also the events still in the ring from before the trace began", NULL },
 	{ NULL }
 };
 

@@ -60,6 +60,7 @@ enum cg_reason {
 #define CG_F_ENFORCED	(1u << 1)	/* the verdict was enforced */
 #define CG_F_GUARDED	(1u << 2)	/* the process is guarded */
 #define CG_F_ARMED	(1u << 3)	/* an armed session at the time */
+#define CG_F_LONE	(1u << 4)	/* CHECK: no state, no COMMIT will follow */
 
 struct cg_event {
 	__u64 ts;		/* bpf_ktime_get_ns: CLOCK_MONOTONIC */

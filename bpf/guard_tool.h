@@ -55,6 +55,7 @@ struct cg_trace_opts {
 	int count;		/* stop after this many timelines (0: never) */
 	double timeout;		/* seconds (0: none) */
 	double idle;		/* print an unfinished timeline after this */
+	gboolean backlog;	/* also what happened before the trace began */
 	const struct cprx_guard_status *st;	/* rule names; may be NULL */
 };
 

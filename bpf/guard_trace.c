@@ -27,6 +27,7 @@ struct timeline {
 
 struct tracer {
 	const struct cg_trace_opts *o;
+	guint64 start_ns;	/* CLOCK_MONOTONIC, as bpf_ktime_get_ns */
 	GHashTable *live;	/* pid -> struct timeline */
 	int printed;
 };
@@ -112,6 +113,8 @@ static const char *outcome(const struct timeline *tl)
 		return "refused";
 	if (has(tl, CG_EV_EXEC_FAIL) || has(tl, CG_EV_DISARM))
 		return "exec-failed";
+	if (tl->n == 1 && (tl->ev[0].flags & CG_F_LONE))
+		return "exec";
 	if (!has(tl, CG_EV_COMMIT))
 		return "incomplete";
 	if (!has(tl, CG_EV_ARM))
@@ -304,8 +307,9 @@ static gboolean ends(const struct timeline *tl, const struct cg_event *e)
 	case CG_EV_RETRIEVE:
 		return !(e->flags & CG_F_KMOD);
 	case CG_EV_CHECK:
-		/* refused, and nothing armed that will be undone */
-		return e->verdict == CG_V_DENY && !has(tl, CG_EV_ARM);
+		/* a plain exec; or refused, and nothing armed to undo */
+		return (e->flags & CG_F_LONE) ||
+		       (e->verdict == CG_V_DENY && !has(tl, CG_EV_ARM));
 	case CG_EV_COMMIT:
 		return !has(tl, CG_EV_ARM) && !is_kmod(tl);
 	}
@@ -319,6 +323,9 @@ static int on_event(void *ctx, void *data, size_t len)
 	struct timeline *tl;
 
 	if (len < sizeof(*e))
+		return 0;
+	/* a ring nobody read holds old updates: not ours to report */
+	if (!tr->o->backlog && e->ts < tr->start_ns)
 		return 0;
 	tl = g_hash_table_lookup(tr->live, GUINT_TO_POINTER(e->pid));
 	if (!tl) {
@@ -363,8 +370,11 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 	gint64 end = o->timeout > 0 ? g_get_monotonic_time() +
 		     (gint64)(o->timeout * G_USEC_PER_SEC) : 0;
 	struct ring_buffer *rb;
+	struct timespec now;
 	int ret = 0;
 
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	tr.start_ns = now.tv_sec * 1000000000ull + now.tv_nsec;
 	tr.live = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	rb = ring_buffer__new(map_fd, on_event, &tr, NULL);
 	if (!rb) {
@@ -376,7 +386,10 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 	fprintf(stderr, "cprx-guard: tracing%s\n", o->st && !o->st->enforcing ?
 		" (NOT ENFORCED: trace-only)" : "");
 	while (!*stop) {
+		/* events come without wakeups: read on the timeout too */
 		ret = ring_buffer__poll(rb, 100);
+		if (ret >= 0 || ret == -EINTR)
+			ret = ring_buffer__consume(rb);
 		if (ret < 0 && ret != -EINTR)
 			break;
 		ret = 0;

@@ -121,7 +121,6 @@ def cmd_overhead(a):
             parts.append("%s %d runs %.0f ns each" % (name, c, d / c if c else 0))
     per = ns / execs
     print("%.0f ns per exec over %d execs (%s)" % (per, execs, "; ".join(parts)))
-    print("PER_EXEC_NS=%.0f" % per)
     return 0
 
 

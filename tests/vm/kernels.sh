@@ -109,8 +109,12 @@ for p in "${pkgs[@]}"; do
 	v=$(apt-cache "${APT_OPTS[@]}" show "$p" | sed -n 's/^Version: //p' | head -n1)
 	f=$(ls "$debs/${p}_${v//:/%3a}_"*.deb 2>/dev/null | head -n1) || true
 	if [ -z "$f" ]; then
-		(cd "$debs" && apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User=root -q download "$p=$v" >&2) ||
-			vm_die "apt-get download $p=$v failed"
+		if ! (cd "$debs" && apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User=root -q download "$p=$v" >&2); then
+			d=$(newest_cached) || true
+			[ -n "$d" ] || vm_die "apt-get download $p=$v failed"
+			vm_log "warning: apt-get download $p=$v failed; using cached $(basename "$d")"
+			done_print "$d"
+		fi
 		f=$(ls "$debs/${p}_${v//:/%3a}_"*.deb | head -n1)
 	fi
 	files+=("$f")

@@ -54,6 +54,8 @@ vm_apt_opts() {
 		-o "APT::Architecture=amd64"
 		-o "APT::Architectures=amd64"
 		-o "APT::Sandbox::User=root"
+		-o "Acquire::http::Timeout=30"
+		-o "Acquire::Retries=2"
 	)
 }
 

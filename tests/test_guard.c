@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shim/guard.c: what libcprx predicts and explains from cprx-guard's status
+ * file, with fake status files ($CPRX_GUARD_STATUS): no guard, a stale or
+ * malformed status, each selector, allow-listed or not, a binary replaced
+ * on disk, armed-only for a VMM and for a launcher, trace-only.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include "harness.h"
+#include "guard.h"
+
+struct fake {
+	char dir[64];
+	char status[128];
+	char bin[128];		/* an allow-listed "binary" */
+	char other[128];	/* one that is not */
+	struct stat bin_st;
+};
+
+static void touch(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0755);
+
+	if (fd >= 0) {
+		if (write(fd, "#!/bin/sh\n", 10) != 10)
+			TH_LOG("short write to %s", path);
+		close(fd);
+	}
+}
+
+static void fake_init(struct fake *f)
+{
+	snprintf(f->dir, sizeof(f->dir), "/tmp/cprx-guard-test.XXXXXX");
+	if (!mkdtemp(f->dir))
+		abort();
+	snprintf(f->status, sizeof(f->status), "%s/status", f->dir);
+	snprintf(f->bin, sizeof(f->bin), "%s/vmm-new", f->dir);
+	snprintf(f->other, sizeof(f->other), "%s/other", f->dir);
+	touch(f->bin);
+	touch(f->other);
+	stat(f->bin, &f->bin_st);
+	setenv(CPRX_GUARD_STATUS_ENV, f->status, 1);
+}
+
+static void fake_fini(struct fake *f)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	if (system(cmd))
+		TH_LOG("cannot remove %s", f->dir);
+}
+
+/* A status file: the header, @extra lines, and "allow 1 <bin>". */
+static void write_status(struct fake *f, const char *state, const char *extra)
+{
+	FILE *o = fopen(f->status, "we");
+
+	fprintf(o, "cprx-guard 1\nstate %s\n", state);
+	if (strcmp(state, "enforcing"))
+		fprintf(o, "why the kernel refused the BPF LSM program (EPERM)\n");
+	fprintf(o, "mode enforce\npid 0\npinned /sys/fs/bpf/cprx-guard\n"
+		"policy /etc/cprx/guard.policy\n%s", extra);
+	fprintf(o, "allow 1 %u:%u:%llu %s\n", major(f->bin_st.st_dev),
+		minor(f->bin_st.st_dev), (unsigned long long)f->bin_st.st_ino,
+		f->bin);
+	fclose(o);
+}
+
+static char *uid_line(void)
+{
+	static char line[64];
+
+	snprintf(line, sizeof(line), "guard-uid %u\n", getuid());
+	return line;
+}
+
+static enum cprx_guard_result verdict(const char *path, bool armed,
+				      char *why, char *hint)
+{
+	return cprx_guard_verdict(path, armed, why, 1024, hint, 512);
+}
+
+FIXTURE(g) {
+	struct fake f;
+	char why[1024], hint[512];
+};
+
+FIXTURE_SETUP(g)
+{
+	fake_init(&self->f);
+	self->why[0] = self->hint[0] = '\0';
+}
+
+FIXTURE_TEARDOWN(g)
+{
+	fake_fini(&self->f);
+}
+
+TEST_F(g, no_status_no_guard)
+{
+	EXPECT_EQ(CPRX_GUARD_NONE, verdict(self->f.bin, false, self->why, self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "no cprx-guard policy"));
+	EXPECT_FALSE(cprx_guard_explain(self->f.bin, false, self->why, 1024,
+					self->hint, 512));
+}
+
+TEST_F(g, default_path_and_env)
+{
+	unsetenv(CPRX_GUARD_STATUS_ENV);
+	EXPECT_STREQ(CPRX_GUARD_STATUS_PATH, cprx_guard_status_path());
+	setenv(CPRX_GUARD_STATUS_ENV, self->f.status, 1);
+	EXPECT_STREQ(self->f.status, cprx_guard_status_path());
+}
+
+TEST_F(g, malformed_status_ignored_with_reason)
+{
+	static const char *const bad[] = {
+		"cprx-guard 2\n",			/* a version we do not know */
+		"cprx-guard 1\nstate maybe\n",
+		"cprx-guard 1\nallow 1 8:1 /x\n",	/* no inode */
+		"cprx-guard 1\nallow 1 8:1:2 relative\n",
+		"cprx-guard 1\nguard-cgroup vmm\n",
+		"state enforcing\n",			/* no magic line */
+		"cprx-guard\n",
+	};
+	struct cprx_guard_status st;
+	char err[256];
+	unsigned int i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		FILE *o = fopen(self->f.status, "we");
+
+		fputs(bad[i], o);
+		fclose(o);
+		EXPECT_EQ(-EBADMSG, cprx_guard_status_read(NULL, &st, err, sizeof(err)));
+		EXPECT_EQ(CPRX_GUARD_NONE, verdict(self->f.bin, false, self->why,
+						   self->hint));
+		EXPECT_NE_NULL(strstr(self->why, "ignored"));
+	}
+}
+
+TEST_F(g, unknown_items_and_spaces_in_paths)
+{
+	struct cprx_guard_status st;
+	FILE *o = fopen(self->f.status, "we");
+
+	fprintf(o, "cprx-guard 1\nstate enforcing\nfuture-item 42\n"
+		"guard-exe 8:1:77 /opt/my vmm/qemu\n"
+		"guard-cgroup /machine.slice/vm 1 /sys/fs/cgroup/machine.slice/vm 1\n");
+	fclose(o);
+	ASSERT_EQ(0, cprx_guard_status_read(NULL, &st, NULL, 0));
+	EXPECT_TRUE(st.enforcing);
+	ASSERT_EQ(1, st.nr_exes);
+	EXPECT_STREQ("/opt/my vmm/qemu", st.exes[0].path);
+	EXPECT_EQ(77, st.exes[0].ino);
+	ASSERT_EQ(1, st.nr_cgroups);
+	EXPECT_STREQ("/machine.slice/vm", st.cgroups[0].rel);
+	cprx_guard_status_free(&st);
+}
+
+TEST_F(g, stale_status_of_a_dead_loader)
+{
+	pid_t pid = fork();
+	char line[64];
+
+	if (!pid)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+	snprintf(line, sizeof(line), "%spid %d\n", uid_line(), pid);
+	write_status(&self->f, "enforcing", line);	/* last pid line wins */
+	EXPECT_EQ(CPRX_GUARD_NONE, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "stale"));
+}
+
+TEST_F(g, not_guarded_by_another_uid)
+{
+	char line[64];
+
+	snprintf(line, sizeof(line), "guard-uid %u\n", getuid() + 4242);
+	write_status(&self->f, "enforcing", line);
+	EXPECT_EQ(CPRX_GUARD_UNGUARDED, verdict(self->f.other, false, self->why,
+						self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "does not guard this process"));
+}
+
+TEST_F(g, allow_listed_by_inode)
+{
+	write_status(&self->f, "enforcing", uid_line());
+	EXPECT_EQ(CPRX_GUARD_ALLOW, verdict(self->f.bin, false, self->why,
+					    self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "rule 1"));
+	EXPECT_FALSE(cprx_guard_explain(self->f.bin, false, self->why, 1024,
+					self->hint, 512));
+}
+
+TEST_F(g, not_listed_refused_and_explained)
+{
+	char msg[2048], hint[512];
+
+	write_status(&self->f, "enforcing", uid_line());
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "cprx-guard (BPF LSM, enforcing)"));
+	EXPECT_NE_NULL(strstr(self->why, self->f.other));
+	EXPECT_NE_NULL(strstr(self->why, "not on the allow-list"));
+	EXPECT_NE_NULL(strstr(self->why, "guarded by uid"));
+	EXPECT_NE_NULL(strstr(self->why, "/etc/cprx/guard.policy"));
+	EXPECT_NE_NULL(strstr(self->hint, "allow "));
+	ASSERT_TRUE(cprx_guard_explain(self->f.other, false, msg, sizeof(msg),
+				       hint, sizeof(hint)));
+	EXPECT_EQ(0, strncmp(msg, "exec of '", 9));
+	EXPECT_NE_NULL(strstr(msg, "refused (EPERM): cprx-guard"));
+	EXPECT_STRNE("", hint);
+}
+
+TEST_F(g, replaced_on_disk_names_the_rule)
+{
+	char tmp[160];
+
+	write_status(&self->f, "enforcing", uid_line());
+	/* what package managers do: a new file renamed over the old one */
+	snprintf(tmp, sizeof(tmp), "%s.new", self->f.bin);
+	touch(tmp);
+	ASSERT_EQ(0, rename(tmp, self->f.bin));
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.bin, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "replaced on disk"));
+	EXPECT_NE_NULL(strstr(self->why, "rule 1"));
+	EXPECT_NE_NULL(strstr(self->hint, "reload"));
+}
+
+/* armed-only binds a VMM: here this test binary, allow-listed. */
+TEST_F(g, armed_only_for_a_vmm)
+{
+	struct stat me;
+	char extra[PATH_MAX + 128];
+
+	ASSERT_EQ(0, stat("/proc/self/exe", &me));
+	snprintf(extra, sizeof(extra), "%sarmed-only 1\nallow 2 %u:%u:%llu "
+		 "/proc/self/exe\n", uid_line(), major(me.st_dev),
+		 minor(me.st_dev), (unsigned long long)me.st_ino);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.bin, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "armed-only"));
+	EXPECT_NE_NULL(strstr(self->hint, "kmod"));
+	EXPECT_EQ(CPRX_GUARD_ALLOW, verdict(self->f.bin, true, self->why,
+					    self->hint));
+}
+
+TEST_F(g, armed_only_lets_a_launcher_start_a_vmm)
+{
+	char extra[128];
+
+	snprintf(extra, sizeof(extra), "%sarmed-only 1\n", uid_line());
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_ALLOW, verdict(self->f.bin, false, self->why,
+					    self->hint));
+}
+
+TEST_F(g, trace_only_would_refuse_and_says_why)
+{
+	write_status(&self->f, "trace-only", uid_line());
+	EXPECT_EQ(CPRX_GUARD_WOULD_DENY, verdict(self->f.other, false, self->why,
+						 self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "NOT enforced"));
+	EXPECT_NE_NULL(strstr(self->why, "would refuse"));
+	EXPECT_NE_NULL(strstr(self->why, "EPERM"));	/* the "why" line */
+	/* an EPERM is then not the guard's doing */
+	EXPECT_FALSE(cprx_guard_explain(self->f.other, false, self->why, 1024,
+					self->hint, 512));
+}
+
+TEST_F(g, guarded_by_cgroup)
+{
+	char line[4096], extra[4200] = "";
+	FILE *cg = fopen("/proc/self/cgroup", "re");
+
+	while (cg && fgets(line, sizeof(line), cg))
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(extra, sizeof(extra), "guard-cgroup %s /sys/fs/cgroup%s\n",
+				 line + 3, line + 3);
+		}
+	if (cg)
+		fclose(cg);
+	if (!*extra)
+		SKIP(return, "no cgroup v2 membership in /proc/self/cgroup");
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "guarded by cgroup"));
+	write_status(&self->f, "enforcing",
+		     "guard-cgroup /cprx-elsewhere /sys/fs/cgroup/cprx-elsewhere\n");
+	EXPECT_EQ(CPRX_GUARD_UNGUARDED, verdict(self->f.other, false, self->why,
+						self->hint));
+}
+
+TEST_F(g, guarded_by_running_binary)
+{
+	struct stat me;
+	char extra[256];
+
+	ASSERT_EQ(0, stat("/proc/self/exe", &me));
+	snprintf(extra, sizeof(extra), "guard-exe %u:%u:%llu /proc/self/exe\n",
+		 major(me.st_dev), minor(me.st_dev), (unsigned long long)me.st_ino);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "guarded by its binary"));
+}
+
+TEST_HARNESS_MAIN
