@@ -143,7 +143,12 @@ static gboolean add_cgroup(struct cg_policy *p, const char *val, GError **err)
 	if (!rel)
 		return FALSE;
 	g_free(rel);
-	g_ptr_array_add(p->cgroups, g_strdup(realpath(val, real)));
+	if (!realpath(val, real) || strchr(real, ' ')) {
+		g_set_error(err, CG_ERROR, EINVAL, "cgroup '%s': a path with "
+			    "spaces is not supported", val);
+		return FALSE;
+	}
+	g_ptr_array_add(p->cgroups, g_strdup(real));
 	return TRUE;
 }
 

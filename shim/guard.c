@@ -279,6 +279,7 @@ struct answer {
 	const char *how;
 	char *why, *hint;
 	size_t len, hlen;
+	bool explain;		/* the why is for an EPERM that happened */
 };
 
 static const char *guard_name(const struct cprx_guard_status *st)
@@ -302,19 +303,30 @@ static void say(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * "<guard> refuses exec of 'PATH': <detail>", or for an EPERM that
+ * happened "exec of 'PATH' refused (EPERM) by <guard>: <detail>"; the
+ * detail names the selector, the binary's inode, the rule and the policy.
+ */
 static enum cprx_guard_result refuse(struct answer *a, const char *what)
 {
-	const char *verb = a->st->enforcing ? "refuses" : "would refuse";
-	char tail[600] = "";
+	char detail[CPRX_GUARD_PATH_MAX + 1024], tail[600] = "";
 
 	if (!a->st->enforcing)
-		snprintf(tail, sizeof(tail), "; not enforced: %s",
+		snprintf(tail, sizeof(tail), "; NOT enforced: %s",
 			 *a->st->why ? a->st->why : "trace-only");
-	say(a->why, a->len, "%s %s exec of '%s' (%u:%u:%llu) by this process "
-	    "(guarded by %s): %s (policy %s)%s", guard_name(a->st), verb,
-	    a->path, major(a->sb->st_dev), minor(a->sb->st_dev),
-	    (unsigned long long)a->sb->st_ino, a->how, what,
-	    *a->st->policy ? a->st->policy : "?", tail);
+	snprintf(detail, sizeof(detail), "this process is guarded (by %s) and "
+		 "%s (binary %u:%u:%llu; policy %s)%s", a->how, what,
+		 major(a->sb->st_dev), minor(a->sb->st_dev),
+		 (unsigned long long)a->sb->st_ino,
+		 *a->st->policy ? a->st->policy : "?", tail);
+	if (a->explain)
+		say(a->why, a->len, "exec of '%s' refused (EPERM) by %s: %s",
+		    a->path, guard_name(a->st), detail);
+	else
+		say(a->why, a->len, "%s %s exec of '%s': %s", guard_name(a->st),
+		    a->st->enforcing ? "refuses" : "would refuse", a->path,
+		    detail);
 	return a->st->enforcing ? CPRX_GUARD_DENY : CPRX_GUARD_WOULD_DENY;
 }
 
@@ -355,13 +367,13 @@ static enum cprx_guard_result decide(struct answer *a, bool armed)
 	return CPRX_GUARD_ALLOW;
 }
 
-enum cprx_guard_result cprx_guard_verdict(const char *path, bool armed,
-					  char *why, size_t len,
-					  char *hint, size_t hlen)
+static enum cprx_guard_result verdict(const char *path, bool armed,
+				      bool explain, char *why, size_t len,
+				      char *hint, size_t hlen)
 {
 	struct cprx_guard_status st;
 	struct answer a = { .st = &st, .path = path, .why = why, .len = len,
-			    .hint = hint, .hlen = hlen };
+			    .hint = hint, .hlen = hlen, .explain = explain };
 	enum cprx_guard_result res;
 	char err[256], how[CPRX_GUARD_PATH_MAX + 32];
 	struct stat sb;
@@ -396,15 +408,22 @@ enum cprx_guard_result cprx_guard_verdict(const char *path, bool armed,
 	return res;
 }
 
+enum cprx_guard_result cprx_guard_verdict(const char *path, bool armed,
+					  char *why, size_t len,
+					  char *hint, size_t hlen)
+{
+	return verdict(path, armed, false, why, len, hint, hlen);
+}
+
 bool cprx_guard_explain(const char *path, bool armed, char *msg, size_t len,
 			char *hint, size_t hlen)
 {
-	char why[CPRX_GUARD_PATH_MAX + 1024], h[512];
+	char why[CPRX_GUARD_PATH_MAX + 2048], h[512];
 
-	if (cprx_guard_verdict(path, armed, why, sizeof(why), h,
-			       sizeof(h)) != CPRX_GUARD_DENY)
+	if (verdict(path, armed, true, why, sizeof(why), h,
+		    sizeof(h)) != CPRX_GUARD_DENY)
 		return false;
-	say(msg, len, "exec of '%s' refused (EPERM): %s", path, why);
+	say(msg, len, "%s", why);
 	say(hint, hlen, "%s", h);
 	return true;
 }

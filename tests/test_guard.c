@@ -151,7 +151,7 @@ TEST_F(g, unknown_items_and_spaces_in_paths)
 
 	fprintf(o, "cprx-guard 1\nstate enforcing\nfuture-item 42\n"
 		"guard-exe 8:1:77 /opt/my vmm/qemu\n"
-		"guard-cgroup /machine.slice/vm 1 /sys/fs/cgroup/machine.slice/vm 1\n");
+		"guard-cgroup /machine.slice/vm1 /sys/fs/cgroup/machine.slice/vm1\n");
 	fclose(o);
 	ASSERT_EQ(0, cprx_guard_status_read(NULL, &st, NULL, 0));
 	EXPECT_TRUE(st.enforcing);
@@ -159,14 +159,15 @@ TEST_F(g, unknown_items_and_spaces_in_paths)
 	EXPECT_STREQ("/opt/my vmm/qemu", st.exes[0].path);
 	EXPECT_EQ(77, st.exes[0].ino);
 	ASSERT_EQ(1, st.nr_cgroups);
-	EXPECT_STREQ("/machine.slice/vm", st.cgroups[0].rel);
+	EXPECT_STREQ("/machine.slice/vm1", st.cgroups[0].rel);
+	EXPECT_STREQ("/sys/fs/cgroup/machine.slice/vm1", st.cgroups[0].mnt);
 	cprx_guard_status_free(&st);
 }
 
 TEST_F(g, stale_status_of_a_dead_loader)
 {
 	pid_t pid = fork();
-	char line[64];
+	char line[128];
 
 	if (!pid)
 		_exit(0);
@@ -209,13 +210,14 @@ TEST_F(g, not_listed_refused_and_explained)
 	EXPECT_NE_NULL(strstr(self->why, "cprx-guard (BPF LSM, enforcing)"));
 	EXPECT_NE_NULL(strstr(self->why, self->f.other));
 	EXPECT_NE_NULL(strstr(self->why, "not on the allow-list"));
-	EXPECT_NE_NULL(strstr(self->why, "guarded by uid"));
+	EXPECT_NE_NULL(strstr(self->why, "guarded (by uid"));
 	EXPECT_NE_NULL(strstr(self->why, "/etc/cprx/guard.policy"));
 	EXPECT_NE_NULL(strstr(self->hint, "allow "));
 	ASSERT_TRUE(cprx_guard_explain(self->f.other, false, msg, sizeof(msg),
 				       hint, sizeof(hint)));
 	EXPECT_EQ(0, strncmp(msg, "exec of '", 9));
-	EXPECT_NE_NULL(strstr(msg, "refused (EPERM): cprx-guard"));
+	EXPECT_NE_NULL(strstr(msg, "refused (EPERM) by cprx-guard (BPF LSM"));
+	EXPECT_NE_NULL(strstr(msg, "not on the allow-list"));
 	EXPECT_STRNE("", hint);
 }
 
@@ -279,7 +281,7 @@ TEST_F(g, trace_only_would_refuse_and_says_why)
 
 TEST_F(g, guarded_by_cgroup)
 {
-	char line[4096], extra[4200] = "";
+	char line[4096], extra[8400] = "";
 	FILE *cg = fopen("/proc/self/cgroup", "re");
 
 	while (cg && fgets(line, sizeof(line), cg))
@@ -295,7 +297,7 @@ TEST_F(g, guarded_by_cgroup)
 	write_status(&self->f, "enforcing", extra);
 	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
 					   self->hint));
-	EXPECT_NE_NULL(strstr(self->why, "guarded by cgroup"));
+	EXPECT_NE_NULL(strstr(self->why, "guarded (by cgroup"));
 	write_status(&self->f, "enforcing",
 		     "guard-cgroup /cprx-elsewhere /sys/fs/cgroup/cprx-elsewhere\n");
 	EXPECT_EQ(CPRX_GUARD_UNGUARDED, verdict(self->f.other, false, self->why,
@@ -313,7 +315,7 @@ TEST_F(g, guarded_by_running_binary)
 	write_status(&self->f, "enforcing", extra);
 	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
 					   self->hint));
-	EXPECT_NE_NULL(strstr(self->why, "guarded by its binary"));
+	EXPECT_NE_NULL(strstr(self->why, "guarded (by its binary"));
 }
 
 TEST_HARNESS_MAIN

@@ -48,7 +48,7 @@ for ((i = 0; i < N; i++)); do /usr/bin/true; done
 # the loop's shell joins the cgroup itself: it need not be allow-listed
 bash -c "echo \$\$ >$CG/cgroup.procs; for ((i = 0; i < $N; i++)); do /usr/bin/true; done"
 "$G" status --json >"$T/s2"
-grep -o "\"counters\":{[^}]*}" "$T/s2" >&2
+echo "counters at the end: $(grep -o '"counters":{[^}]*}' "$T/s2")"
 rc=0
 printf 'unguarded: '; python3 "$HERE/guardtest.py" overhead "$T/s0" "$T/s1" | head -n1 || rc=1
 printf 'guarded: '; python3 "$HERE/guardtest.py" overhead "$T/s1" "$T/s2" | head -n1 || rc=1
