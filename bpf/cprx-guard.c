@@ -915,7 +915,8 @@ static const GOptionEntry load_opts[] = {
 	{ "guard-exe", 'e', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_exes,
 	  "Guard processes running this binary", "PATH" },
 	{ "armed-only", 0, 0, G_OPTION_ARG_NONE, &opt_armed_only,
-	  "Allow an exec only while the process holds an armed cprx.ko session", NULL },
+	  "A VMM (a process running an allowed binary) may exec only while it "
+	  "holds an armed cprx.ko session", NULL },
 	{ "trace-only", 0, 0, G_OPTION_ARG_NONE, &opt_trace_only,
 	  "Never refuse; report what would be refused", NULL },
 	{ "require-enforce", 0, 0, G_OPTION_ARG_NONE, &opt_require_enforce,

@@ -31,7 +31,6 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
 #include "cprx_guard.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -133,6 +132,24 @@ static __always_inline __u64 leader_start(struct task_struct *t)
 	return t->group_leader->start_time;
 }
 
+/*
+ * A mark on each task that touched a session or armed an update, kept in
+ * the task itself (task local storage, freed with it): the exec path of
+ * every other task asks only "is there a mark", which reads the task, not
+ * a hash table whose cold buckets cost more than the whole check.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} marks SEC(".maps");
+
+static __always_inline bool marked(struct task_struct *t)
+{
+	return bpf_task_storage_get(&marks, t, NULL, 0) != NULL;
+}
+
 static struct proc *proc_get(struct task_struct *t, __u32 tgid, bool create)
 {
 	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
@@ -140,15 +157,27 @@ static struct proc *proc_get(struct task_struct *t, __u32 tgid, bool create)
 	__u64 start;
 
 	if (!p && !create)
-		return NULL;	/* the common case, kept cheap */
+		return NULL;
 	start = leader_start(t);
 	if (p && p->start == start)
-		return p;
+		goto found;
 	if (!create)
 		return NULL;
 	fresh.start = start;
 	bpf_map_update_elem(&procs, &tgid, &fresh, BPF_ANY);
-	return bpf_map_lookup_elem(&procs, &tgid);
+	p = bpf_map_lookup_elem(&procs, &tgid);
+found:
+	/* the task that creates or arms is the one that execs (libcprx) */
+	if (p && create)
+		bpf_task_storage_get(&marks, t, NULL,
+				     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	return p;
+}
+
+/* The state of a marked task's process; NULL, cheaply, for the others. */
+static __always_inline struct proc *proc_of(struct task_struct *t, __u32 tgid)
+{
+	return marked(t) ? proc_get(t, tgid, false) : NULL;
 }
 
 static __always_inline void file_key(struct file *f, struct cg_file_key *k)
@@ -340,7 +369,7 @@ static __always_inline int check_exec(struct linux_binprm *bprm)
 	 * have state; a guarded process's plain exec gets a verdict and
 	 * one event, without creating any (fresh pids would churn the LRU).
 	 */
-	p = proc_get(t, tgid, false);
+	p = proc_of(t, tgid);
 	if (!p && !guarded)
 		return 0;
 	file_key(bprm->file, &k);
@@ -504,6 +533,8 @@ static void on_setfd(struct task_struct *t, bool cloexec)
 	if (p->flags & P_SESSION)
 		return;
 	if (!cloexec) {
+		/* this thread will exec: mark it */
+		proc_get(t, tgid, true);
 		if (!p->inherit)
 			p->t_arm = bpf_ktime_get_ns();
 		p->inherit++;
@@ -538,7 +569,7 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_event *e;
 	struct proc *p;
 
-	p = proc_get(t, tgid, false);
+	p = proc_of(t, tgid);
 	if (!p || !(p->flags & P_CHECKED))
 		return 0;
 	file_key(bprm->file, &k);
@@ -583,7 +614,7 @@ static void on_exec_enter(struct task_struct *t, const char *upath)
 	struct proc *p;
 
 	stat_inc(CG_ST_EXECS);
-	p = proc_get(t, tgid, guarded);
+	p = guarded ? proc_get(t, tgid, true) : proc_of(t, tgid);
 	if (!p)
 		return;
 	update = p->inherit || (p->flags & P_ARMED);

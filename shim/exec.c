@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include "internal.h"
+#include "guard.h"
 
 extern char **environ;
 
@@ -209,8 +210,8 @@ static size_t vec_bytes(char *const v[])
 static int exec_failure(struct cprx_session *s, const char *path, int err,
 			char *const argv[], char *const envp[])
 {
+	char lsm[256], msg[CPRX_MSG_MAX], hint[CPRX_MSG_MAX];
 	unsigned int nr_filters;
-	char lsm[256];
 	int mode;
 
 	switch (err) {
@@ -252,6 +253,10 @@ static int exec_failure(struct cprx_session *s, const char *path, int err,
 					 "exec of '%s' refused (EPERM): a seccomp filter is "
 					 "active (%u filter%s) and blocks execve; LSMs: %s",
 					 path, nr_filters, nr_filters == 1 ? "" : "s", lsm);
+		/* cprx-guard's status names the rule; kmod arms before exec */
+		if (cprx_guard_explain(path, s->backend == &cprx_backend_kmod,
+				       msg, sizeof(msg), hint, sizeof(hint)))
+			return cprx_fail(s, err, hint, "%s", msg);
 		return cprx_fail(s, err, "check the LSM policy (audit log, "
 				 "dmesg) for a rule that denies this exec",
 				 "exec of '%s' refused (EPERM): no seccomp filter is "

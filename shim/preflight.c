@@ -22,6 +22,7 @@
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include "internal.h"
+#include "guard.h"
 
 #define PROBE_TIMEOUT_MS 10000
 
@@ -255,6 +256,27 @@ static void check_lsm(struct preflight *pf)
 	report(pf, "lsm", CPRX_PASS, 0, "active: %s", lsm);
 }
 
+/* cprx-guard's verdict on the new binary, when a guard policy is active. */
+static void check_guard(struct preflight *pf, const char *path)
+{
+	char why[CPRX_MSG_MAX], h[CPRX_MSG_MAX];
+	bool armed = pf->s->backend == &cprx_backend_kmod;
+
+	switch (cprx_guard_verdict(path, armed, why, sizeof(why), h, sizeof(h))) {
+	case CPRX_GUARD_NONE:
+		return;
+	case CPRX_GUARD_DENY:
+		hint(pf, h);
+		report(pf, "guard", CPRX_FAIL, EPERM, "%s", why);
+		return;
+	case CPRX_GUARD_WOULD_DENY:
+		report(pf, "guard", CPRX_WARN, 0, "%s", why);
+		return;
+	default:
+		report(pf, "guard", CPRX_PASS, 0, "%s", why);
+	}
+}
+
 static void check_backend(struct preflight *pf)
 {
 	if (pf->s->backend == &cprx_backend_kmod)
@@ -366,6 +388,14 @@ static void probe_refused(struct preflight *pf, const char *path, int err)
 	char lsm[256];
 
 	if (err == EPERM) {
+		char msg[CPRX_MSG_MAX], h[CPRX_MSG_MAX];
+
+		if (cprx_guard_explain(path, pf->s->backend == &cprx_backend_kmod,
+				       msg, sizeof(msg), h, sizeof(h))) {
+			hint(pf, h);
+			report(pf, "probe", CPRX_FAIL, EPERM, "%s", msg);
+			return;
+		}
 		cprx_describe_lsm(lsm, sizeof(lsm));
 		if (cprx_seccomp_mode(&nr) == 2) {
 			hint(pf, "allow execve in the VMM's sandbox (e.g. QEMU "
@@ -447,6 +477,7 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	check_backend(&pf);
 	check_seccomp(&pf);
 	check_lsm(&pf);
+	check_guard(&pf, resolved);
 	check_state_target(&pf);
 	if (probe_argv && pf.rep->checks[0].verdict == CPRX_PASS)
 		check_probe(&pf, resolved, probe_argv);

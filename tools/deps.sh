@@ -7,11 +7,13 @@ SUDO=
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
 	build-essential meson ninja-build pkg-config \
-	liburing-dev libglib2.0-dev \
+	liburing-dev libglib2.0-dev libjson-glib-dev \
 	clang libclang-rt-14-dev \
+	llvm bpftool libbpf-dev \
 	procps \
+	gnuplot-nox \
 	qemu-system-x86 busybox-static cpio debootstrap xz-utils zstd kmod \
 	bc flex bison libelf-dev libssl-dev dwarves binutils util-linux
 # (the VM tier, tests/vm: QEMU TCG guests, their initramfs, the sid chroot for
 # sid's headers, out-of-tree module builds; tests/vm/kbuild.sh installs the
-# linux-headers matching the cached kernel itself)
+# linux-headers matching the cached kernel itself; gnuplot-nox: cprx-bench plots)

@@ -163,7 +163,8 @@ if [ "$($GT update "$T/a2.json" stage=exec >/dev/null 2>&1; echo $?)" = 0 ]; the
 		$GT timeline "$T/g2.jsonl" --pid "${pid:-0}" --outcome refused \
 		--phases armed,checked,disarmed --verdict deny --reason "armed-only"
 else
-	ok "armed-only: refused at preflight, before the exec (libcprx asked the guard)"
+	check "armed-only: refused at preflight, the error says armed-only" \
+		$GT update "$T/a2.json" stage=preflight --error-contains "armed-only"
 fi
 check "armed-only: a launcher (not a VMM) may still start the VMM" \
 	in_cg "$VMM" --version
