@@ -25,6 +25,8 @@ fi
 scratch=$(mktemp -d /tmp/cprx-vm-guard.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 shares=(--share "$scratch")
+# a checkout under a path the guest covers with tmpfs must be shared in
+case $REPO/ in /tmp/*|/var/tmp/*|/run/*|/root/*) shares+=(--ro-share "$REPO") ;; esac
 case $B/ in /tmp/*|/var/tmp/*|/run/*|/root/*) shares+=(--share "$B") ;; esac
 
 for k in "${kernels[@]}"; do
