@@ -60,6 +60,10 @@ long cprx_session_retrieve(const char *name, int *fdp);
 
 int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
 		  void __user *uarg, u32 *usizep);
+/* @arg's size prefix checked and its bytes copied up to at least @last. */
+#define CPRX_COPY_ARG(arg, last, uarg, usizep)				\
+	cprx_copy_arg(&(arg), sizeof(arg), offsetofend(typeof(arg), last),	\
+		      uarg, usizep)
 int cprx_copy_back(void __user *uarg, const void *src, size_t ksize,
 		   u32 usize);
 

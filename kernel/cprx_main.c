@@ -66,9 +66,7 @@ static long dev_create(void __user *uarg)
 	int ret, fd;
 
 	/* up to the fd: a session the caller cannot learn of is no use */
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_ioctl_create_session, fd),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, fd, uarg, &usize);
 	if (ret)
 		return ret;
 	if (arg.flags || arg.reserved || check_name(arg.name))
@@ -87,9 +85,7 @@ static long dev_retrieve(void __user *uarg)
 	u32 usize;
 	int ret, fd;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_ioctl_retrieve_session, fd),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, fd, uarg, &usize);
 	if (ret)
 		return ret;
 	if (arg.flags || arg.reserved || check_name(arg.name))

@@ -252,9 +252,7 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 	u32 usize;
 	int ret;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_session_preserve_fd, token),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
 	if (ret)
 		return ret;
 	file = fget(arg.fd);
@@ -302,9 +300,7 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 	u32 usize;
 	int ret;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_session_unpreserve_fd, token),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
 	if (ret)
 		return ret;
 	if (arg.reserved)
@@ -334,9 +330,7 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	u32 usize;
 	int ret;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_session_arm, flags),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, flags, uarg, &usize);
 	if (ret)
 		return ret;
 	if (arg.flags & ~CPRX_ARM_CANCEL)
@@ -373,9 +367,7 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 	u32 usize;
 	int ret, fd;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_session_retrieve_fd, token),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
 	if (ret)
 		return ret;
 	fd = get_unused_fd_flags(O_CLOEXEC);
@@ -411,9 +403,7 @@ static long session_finish(struct cprx_session *s, void __user *uarg)
 	u32 usize;
 	int ret;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_session_finish, reserved),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, reserved, uarg, &usize);
 	if (ret)
 		return ret;
 	if (arg.reserved)
@@ -466,9 +456,7 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 	u32 usize, cap, n = 0;
 	int ret, bkt;
 
-	ret = cprx_copy_arg(&arg, sizeof(arg),
-			    offsetofend(struct cprx_session_query, entries),
-			    uarg, &usize);
+	ret = CPRX_COPY_ARG(arg, entries, uarg, &usize);
 	if (ret)
 		return ret;
 	if (arg.flags || arg.owner_pid)
