@@ -48,8 +48,10 @@ static int read_cmdline(struct cprx_state *st)
 	return 0;
 }
 
-static int fill_origin(struct cprx_session *s, struct cprx_state *st)
+/* This binary and its argv: what a rollback re-runs. */
+static int read_origin(struct cprx_session *s)
 {
+	struct cprx_state *o = &s->origin;
 	char path[PATH_MAX];
 	ssize_t n;
 
@@ -57,17 +59,57 @@ static int fill_origin(struct cprx_session *s, struct cprx_state *st)
 	if (n < 0)
 		return -errno;
 	path[n] = '\0';
-	st->exe_path = strdup(path);
-	if (!st->exe_path)
+	o->exe_path = strdup(path);
+	if (!o->exe_path)
 		return -ENOMEM;
 	if (s->exe_fd < 0)
 		s->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	return read_cmdline(o);
+}
+
+static int create_memfd(struct cprx_session *s)
+{
+	int fd = memfd_create("cprx-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return cprx_fail(s, errno, "use a state file (opts.target)",
+				 "memfd_create for the state failed: %s",
+				 strerror(errno));
+	s->state_fd = fd;
+	s->state_fresh = true;
+	return 0;
+}
+
+/*
+ * Everything the save can get ready while the guest still runs: the origin,
+ * the io_uring ring and the state memfd.  Cold, these cost more than the
+ * save itself.
+ */
+int cprx_prepare(struct cprx_session *s)
+{
+	int ret;
+
+	ret = read_origin(s);
+	if (ret)
+		return cprx_fail(s, -ret, NULL, "cannot read this process's "
+				 "binary and argv: %s", strerror(-ret));
+	s->ring = cprx_io_ring(&s->io_note);
+	if (s->opts.target == CPRX_STATE_MEMFD)
+		return create_memfd(s);
+	return 0;
+}
+
+static void fill_origin(struct cprx_session *s, struct cprx_state *st)
+{
+	/* borrowed from the session: see unfill */
+	st->exe_path = s->origin.exe_path;
+	st->argc = s->origin.argc;
+	st->argv = s->origin.argv;
 	snprintf(st->session, sizeof(st->session), "%s", s->name);
 	st->exe_fd = s->exe_fd;
 	st->pid = getpid();
 	st->backend = s->backend->id;
 	st->generation = s->generation;
-	return read_cmdline(st);
 }
 
 static int fill_records(struct cprx_session *s, struct cprx_state *st)
@@ -101,21 +143,21 @@ static int fill_records(struct cprx_session *s, struct cprx_state *st)
 	return 0;
 }
 
-static void free_origin(struct cprx_state *st)
+/* Frees what fill_records allocated; the rest is the session's. */
+static void unfill(struct cprx_state *st)
 {
-	/* the blob data are borrowed from the session */
-	st->nr_blobs = 0;
 	free(st->blobs);
-	st->blobs = NULL;
-	cprx_state_free(st);
+	free(st->fds);
 }
 
 static int open_target(struct cprx_session *s)
 {
 	int fd;
 
+	if (s->state_fd >= 0 && s->state_fresh)
+		return 0;	/* the memfd made ready at open */
 	if (s->state_fd >= 0) {
-		close(s->state_fd);
+		close(s->state_fd);	/* sealed by an earlier save */
 		s->state_fd = -1;
 	}
 	if (s->opts.target == CPRX_STATE_FILE) {
@@ -127,11 +169,7 @@ static int open_target(struct cprx_session *s)
 					 "cannot create state file '%s': %s",
 					 s->opts.state_path, strerror(errno));
 	} else {
-		fd = memfd_create("cprx-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-		if (fd < 0)
-			return cprx_fail(s, errno, "use a state file (opts.target)",
-					 "memfd_create for the state failed: %s",
-					 strerror(errno));
+		return create_memfd(s);
 	}
 	s->state_fd = fd;
 	return 0;
@@ -148,19 +186,19 @@ CPRX_EXPORT int cprx_save(struct cprx_session *s)
 		return cprx_fail(s, EINVAL, "open a new session for the next update",
 				 "session '%s' is an incoming session", s->name);
 	cprx_mark(s, CPRX_PH_SAVE_START);
-	ret = fill_origin(s, &st);
-	if (!ret)
-		ret = fill_records(s, &st);
+	fill_origin(s, &st);
+	ret = fill_records(s, &st);
 	if (!ret)
 		ret = cprx_state_encode(&st, &buf, &len);
-	free_origin(&st);
+	unfill(&st);
 	if (ret)
 		return cprx_fail(s, -ret, NULL, "cannot build the state: %s",
 				 strerror(-ret));
 	ret = open_target(s);
 	if (!ret) {
-		ret = cprx_io_write(s->state_fd, buf, len,
+		ret = cprx_io_write(s->ring, s->state_fd, buf, len,
 				    s->opts.target == CPRX_STATE_FILE, &s->io_note);
+		s->state_fresh = false;
 		if (ret)
 			cprx_fail(s, -ret, "check free space on the state target",
 				  "writing %zu bytes of state failed: %s", len,

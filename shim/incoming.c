@@ -100,7 +100,7 @@ static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
 	buf = malloc(st.st_size);
 	if (!buf)
 		return cprx_fail(s, ENOMEM, NULL, "out of memory for the state");
-	ret = cprx_io_read(fd, buf, st.st_size, &s->io_note);
+	ret = cprx_io_read(fd, buf, st.st_size);
 	if (ret) {
 		free(buf);
 		return cprx_fail(s, -ret, "the state is damaged; roll back",

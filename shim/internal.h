@@ -59,6 +59,9 @@ struct cprx_session {
 
 	/* old image: the saved state */
 	int state_fd;		/* memfd (or file) holding the state */
+	bool state_fresh;	/* state_fd is an empty memfd, made at open */
+	struct cprx_state origin;	/* this binary and argv, read at open */
+	struct io_uring *ring;	/* the save's, set up at open */
 	int exe_fd;		/* this binary, for the new image's rollback */
 	int kmod_sfd;		/* kmod: the session's fd */
 	bool kmod_internal;	/* kmod: state and binary are pinned */
@@ -127,9 +130,12 @@ void cprx_describe_lsm(char *buf, size_t len);
 int cprx_seccomp_mode(unsigned int *nr_filters);
 
 /* io.c: the state's bytes, through io_uring when the kernel allows it */
-int cprx_io_write(int fd, const void *buf, size_t len, bool sync,
-		  const char **note);
-int cprx_io_read(int fd, void *buf, size_t len, const char **note);
+struct io_uring;
+struct io_uring *cprx_io_ring(const char **note);
+void cprx_io_ring_free(struct io_uring *ring);
+int cprx_io_write(struct io_uring *ring, int fd, const void *buf, size_t len,
+		  bool sync, const char **note);
+int cprx_io_read(int fd, void *buf, size_t len);
 
 /* keeper.c */
 int cprx_keeper_start(struct cprx_keeper *k);
@@ -148,6 +154,7 @@ int cprx_check_token(struct cprx_session *s, const char *what,
 extern unsigned int cprx_process_generation;
 
 /* exec.c */
+int cprx_prepare(struct cprx_session *s);
 int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *extra, int exe_fd);
 int cprx_resolve_path(const char *path, char *out, size_t len);

@@ -165,11 +165,10 @@ static void wait_keepers(void)
 			;
 }
 
+/* Takes over the keepers of the images before us (new image, at once). */
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 {
 	static bool at_exit;
-	pthread_attr_t attr;
-	pthread_t t;
 	unsigned int i;
 
 	pthread_mutex_lock(&pending_lock);
@@ -179,10 +178,22 @@ void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 			pending[nr_pending++] = (struct pending){ pids[i], false };
 	n = nr_pending;
 	pthread_mutex_unlock(&pending_lock);
+	if (n && !at_exit)
+		at_exit = !atexit(wait_keepers);
+}
+
+/* A thread reaps them: started after the pause, not during it. */
+static void reap_later(void)
+{
+	pthread_attr_t attr;
+	unsigned int n;
+	pthread_t t;
+
+	pthread_mutex_lock(&pending_lock);
+	n = nr_pending;
+	pthread_mutex_unlock(&pending_lock);
 	if (!n)
 		return;
-	if (!at_exit)
-		at_exit = !atexit(wait_keepers);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
@@ -217,7 +228,8 @@ void cprx_keepers_handover(char *buf, size_t len)
 
 /*
  * The guest runs again: the teardown no longer competes with a pause, but a
- * busy guest would starve a SCHED_IDLE keeper forever.  Back to normal.
+ * busy guest would starve a SCHED_IDLE keeper forever.  Back to normal,
+ * and a thread reaps them when they are done.
  */
 void cprx_keepers_hurry(void)
 {
@@ -229,4 +241,5 @@ void cprx_keepers_hurry(void)
 		if (!pending[i].done)
 			sched_setscheduler(pending[i].pid, SCHED_OTHER, &param);
 	pthread_mutex_unlock(&pending_lock);
+	reap_later();
 }

@@ -113,6 +113,8 @@ CPRX_EXPORT int cprx_session_open(struct cprx_session **sp, const char *name,
 	ret = cprx_backend_select(s, s->opts.backend);
 	if (!ret)
 		ret = s->backend->open(s);
+	if (!ret)
+		ret = cprx_prepare(s);
 	if (ret) {
 		/* keep the message: it lives in the session */
 		cprx_fail(NULL, -ret, s->hint, "%s", s->msg);
@@ -141,6 +143,8 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 	free(s->ents);
 	free(s->state_path);
 	free(s->why);
+	cprx_io_ring_free(s->ring);
+	cprx_state_free(&s->origin);
 	cprx_state_free(&s->in);
 	free(s);
 }
