@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * QMP over a unix socket, synchronously: a line of JSON per message, events
+ * that arrive while a command is pending are queued for qmp_event(). Every
+ * wait has a deadline so a hung or exec'ing QEMU never hangs the driver.
+ */
+#include "qmp.h"
+
+#include <gio/gio.h>
+#include <gio/gunixsocketaddress.h>
+#include <gio/gunixcredentialsmessage.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+
+struct Qmp {
+	GSocket *sock;
+	GString *buf;		/* bytes received, not yet a whole line */
+	GQueue events;		/* JsonNode *, oldest first */
+	char version[32];
+	pid_t pid;
+};
+
+G_DEFINE_QUARK(cprx-qmp-error-quark, qmp_error)
+
+static gint64 deadline_of(int timeout_ms)
+{
+	return g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+}
+
+/* One whole line out of the buffer, or NULL. */
+static char *take_line(Qmp *q)
+{
+	char *nl = memchr(q->buf->str, '\n', q->buf->len);
+	char *line;
+
+	if (!nl)
+		return NULL;
+	line = g_strndup(q->buf->str, nl - q->buf->str);
+	g_string_erase(q->buf, 0, nl - q->buf->str + 1);
+	return g_strstrip(line);
+}
+
+static gboolean fill(Qmp *q, gint64 deadline, GError **err)
+{
+	char chunk[65536];
+	GError *e = NULL;
+	gssize n;
+	gint64 left = deadline - g_get_monotonic_time();
+
+	if (left <= 0 || !g_socket_condition_timed_wait(q->sock, G_IO_IN, left, NULL, NULL)) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT, "no answer from QEMU in time");
+		return FALSE;
+	}
+	n = g_socket_receive(q->sock, chunk, sizeof(chunk), NULL, &e);
+	if (n < 0) {
+		/* A reset is how an exec'ing QEMU drops a half-accepted client. */
+		g_set_error(err, QMP_ERROR, QMP_ERROR_EOF, "QMP: %s", e->message);
+		g_error_free(e);
+		return FALSE;
+	}
+	if (n == 0) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_EOF, "QEMU closed the QMP connection");
+		return FALSE;
+	}
+	g_string_append_len(q->buf, chunk, n);
+	return TRUE;
+}
+
+/* Next message, parsed. */
+static JsonNode *read_msg(Qmp *q, gint64 deadline, GError **err)
+{
+	g_autofree char *line = NULL;
+	g_autoptr(JsonParser) p = json_parser_new();
+
+	while (!(line = take_line(q)) || !*line) {
+		g_clear_pointer(&line, g_free);
+		if (!fill(q, deadline, err))
+			return NULL;
+	}
+	if (!json_parser_load_from_data(p, line, -1, err))
+		return NULL;
+	if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p))) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_IO, "QMP: not an object: %s", line);
+		return NULL;
+	}
+	return json_node_copy(json_parser_get_root(p));
+}
+
+static gboolean send_msg(Qmp *q, JsonNode *msg, GError **err)
+{
+	g_autofree char *s = json_to_string(msg, FALSE);
+	g_autofree char *line = g_strconcat(s, "\n", NULL);
+	gsize len = strlen(line), off = 0;
+
+	while (off < len) {
+		gssize n = g_socket_send(q->sock, line + off, len - off, NULL, err);
+
+		if (n < 0)
+			return FALSE;
+		off += n;
+	}
+	return TRUE;
+}
+
+static void set_peer(Qmp *q)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	q->pid = -1;
+	if (!getsockopt(g_socket_get_fd(q->sock), SOL_SOCKET, SO_PEERCRED, &cr, &len))
+		q->pid = cr.pid;
+}
+
+static void set_version(Qmp *q, JsonNode *greeting)
+{
+	JsonObject *o = json_node_get_object(greeting);
+	JsonObject *v;
+
+	if (!json_object_has_member(o, "QMP"))
+		return;
+	v = json_object_get_object_member(json_object_get_object_member(o, "QMP"), "version");
+	v = v ? json_object_get_object_member(v, "qemu") : NULL;
+	if (v)
+		g_snprintf(q->version, sizeof(q->version), "%" G_GINT64_FORMAT ".%" G_GINT64_FORMAT
+			   ".%" G_GINT64_FORMAT, json_object_get_int_member(v, "major"),
+			   json_object_get_int_member(v, "minor"),
+			   json_object_get_int_member(v, "micro"));
+}
+
+Qmp *qmp_open(const char *path, GError **err)
+{
+	g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(path);
+	g_autoptr(JsonNode) greeting = NULL, ret = NULL;
+	Qmp *q = g_new0(Qmp, 1);
+
+	q->buf = g_string_new(NULL);
+	g_queue_init(&q->events);
+	q->sock = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, err);
+	if (!q->sock || !g_socket_connect(q->sock, addr, NULL, err))
+		goto fail;
+	set_peer(q);
+	greeting = read_msg(q, deadline_of(10000), err);
+	if (!greeting)
+		goto fail;
+	set_version(q, greeting);
+	ret = qmp_cmd(q, "qmp_capabilities", NULL, 10000, err);
+	if (!ret)
+		goto fail;
+	return q;
+fail:
+	qmp_close(q);
+	return NULL;
+}
+
+void qmp_close(Qmp *q)
+{
+	if (!q)
+		return;
+	if (q->sock)
+		g_socket_close(q->sock, NULL);
+	g_clear_object(&q->sock);
+	g_queue_clear_full(&q->events, (GDestroyNotify)json_node_unref);
+	g_string_free(q->buf, TRUE);
+	g_free(q);
+}
+
+pid_t qmp_pid(Qmp *q)
+{
+	return q->pid;
+}
+
+const char *qmp_version(Qmp *q)
+{
+	return q->version;
+}
+
+static JsonNode *qemu_error(JsonObject *o, GError **err)
+{
+	JsonObject *e = json_object_get_object_member(o, "error");
+
+	g_set_error(err, QMP_ERROR, QMP_ERROR_QEMU, "%s",
+		    e && json_object_has_member(e, "desc") ?
+		    json_object_get_string_member(e, "desc") : "unknown QMP error");
+	return NULL;
+}
+
+JsonNode *qmp_cmd(Qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonNode) msg = NULL;
+	gint64 deadline = deadline_of(timeout_ms);
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "execute");
+	json_builder_add_string_value(b, cmd);
+	if (args) {
+		json_builder_set_member_name(b, "arguments");
+		json_builder_add_value(b, args);
+	}
+	json_builder_end_object(b);
+	msg = json_builder_get_root(b);
+	if (!send_msg(q, msg, err))
+		return NULL;
+	for (;;) {
+		g_autoptr(JsonNode) r = read_msg(q, deadline, err);
+		JsonObject *o;
+
+		if (!r)
+			return NULL;
+		o = json_node_get_object(r);
+		if (json_object_has_member(o, "event")) {
+			g_queue_push_tail(&q->events, g_steal_pointer(&r));
+			continue;
+		}
+		if (json_object_has_member(o, "error"))
+			return qemu_error(o, err);
+		if (json_object_has_member(o, "return"))
+			return json_node_copy(json_object_get_member(o, "return"));
+	}
+}
+
+static gboolean is_event(JsonNode *n, const char *name)
+{
+	return !g_strcmp0(json_object_get_string_member_with_default(
+		json_node_get_object(n), "event", ""), name);
+}
+
+JsonNode *qmp_event(Qmp *q, const char *name, int timeout_ms, GError **err)
+{
+	gint64 deadline = deadline_of(timeout_ms);
+
+	for (GList *l = q->events.head; l; l = l->next) {
+		if (is_event(l->data, name)) {
+			JsonNode *n = l->data;
+
+			g_queue_delete_link(&q->events, l);
+			return n;
+		}
+	}
+	for (;;) {
+		JsonNode *n = read_msg(q, deadline, err);
+
+		if (!n)
+			return NULL;
+		if (is_event(n, name))
+			return n;
+		g_queue_push_tail(&q->events, n);
+	}
+}
+
+gint64 qmp_event_usec(JsonNode *event)
+{
+	JsonObject *t = json_object_get_object_member(json_node_get_object(event), "timestamp");
+
+	if (!t)
+		return 0;
+	return json_object_get_int_member(t, "seconds") * G_USEC_PER_SEC +
+	       json_object_get_int_member(t, "microseconds");
+}
+
+gboolean qmp_wait_eof(Qmp *q, int timeout_ms, GError **err)
+{
+	gint64 deadline = deadline_of(timeout_ms);
+	GError *e = NULL;
+
+	for (;;) {
+		JsonNode *n = read_msg(q, deadline, &e);
+
+		if (n) {
+			g_queue_push_tail(&q->events, n);
+			continue;
+		}
+		if (g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF)) {
+			g_error_free(e);
+			return TRUE;
+		}
+		g_propagate_error(err, e);
+		return FALSE;
+	}
+}
+
+JsonNode *qmp_args(const char *key, ...)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	va_list ap;
+
+	json_builder_begin_object(b);
+	va_start(ap, key);
+	for (; key; key = va_arg(ap, const char *)) {
+		json_builder_set_member_name(b, key);
+		json_builder_add_value(b, va_arg(ap, JsonNode *));
+	}
+	va_end(ap);
+	json_builder_end_object(b);
+	return json_builder_get_root(b);
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A small synchronous QMP client on GIO sockets and json-glib. */
+#pragma once
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <sys/types.h>
+
+#define QMP_ERROR (qmp_error_quark())
+GQuark qmp_error_quark(void);
+
+enum {
+	QMP_ERROR_IO,		/* socket or JSON trouble */
+	QMP_ERROR_EOF,		/* QEMU closed the connection (exit or exec) */
+	QMP_ERROR_TIMEOUT,
+	QMP_ERROR_QEMU,		/* QEMU answered {"error": ...} */
+};
+
+typedef struct Qmp Qmp;
+
+/* Connects, reads the greeting and leaves capability negotiation. */
+Qmp *qmp_open(const char *path, GError **err);
+void qmp_close(Qmp *q);
+/* Peer's PID from SO_PEERCRED, -1 when unknown. */
+pid_t qmp_pid(Qmp *q);
+/* The greeting's QEMU version, "major.minor.micro". */
+const char *qmp_version(Qmp *q);
+/* Runs a command; args is consumed (may be NULL). Returns the "return" node. */
+JsonNode *qmp_cmd(Qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err);
+/* Waits for an event by name (queued ones first); returns the event object. */
+JsonNode *qmp_event(Qmp *q, const char *name, int timeout_ms, GError **err);
+/* Timestamp of an event in microseconds since the epoch (QEMU's wall clock). */
+gint64 qmp_event_usec(JsonNode *event);
+/* Waits until QEMU closes the connection. */
+gboolean qmp_wait_eof(Qmp *q, int timeout_ms, GError **err);
+
+/* Builds {"key": value, ...}: pairs of const char * and JsonNode * (consumed). */
+JsonNode *qmp_args(const char *key, ...) G_GNUC_NULL_TERMINATED;

@@ -1,0 +1,156 @@
+#!/bin/bash
+# QEMU tier (TAP): live updates of a real QEMU 11 (sid chroot, TCG) through
+# cprx-qmp, with a Linux guest that counts ticks and re-checks a RAM pattern.
+#
+#   tests/qemu/update.sh BUILD_DIR
+#
+# SKIPs (1..0 # SKIP reason) when cprx-qmp was not built, without root, or
+# when the chroot or the kernel cannot be had (no network on a cold cache).
+set -uo pipefail
+build=${1:?usage: update.sh BUILD_DIR}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+QMP=$build/qemu-integration/cprx-qmp
+GUEST=$src/qemu-integration/guest.sh
+
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+[ -x "$QMP" ] || skip_all "cprx-qmp not built (needs gio-unix-2.0 and json-glib-1.0)"
+[ "$(id -u)" = 0 ] || skip_all "needs root (chroot, mount namespaces)"
+W=$(mktemp -d /tmp/cprx-qemu-test.XXXXXX)
+cleanup() {
+	local p
+	for p in "$W"/*/pid; do
+		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null
+	done
+	sleep 0.3
+	rm -rf "$W"
+}
+trap cleanup EXIT
+"$src/qemu-integration/qemu-chroot.sh" >/dev/null 2>"$W/chroot.log" ||
+	skip_all "cannot build the QEMU chroot: $(tail -n1 "$W/chroot.log")"
+"$src/tests/vm/kernels.sh" bookworm >/dev/null 2>"$W/kernel.log" ||
+	skip_all "no bookworm kernel: $(tail -n1 "$W/kernel.log")"
+"$GUEST" initramfs >/dev/null 2>"$W/initramfs.log" ||
+	skip_all "cannot build the guest initramfs: $(tail -n1 "$W/initramfs.log")"
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+diag() { sed 's/^/# /'; }
+
+# The console's lines end in \r\n (the guest tty's ONLCR).
+console() { tr -d '\r' <"$1/serial.log"; }
+last_tick() { console "$1" | sed -n 's/^tick \([0-9]*\) .*/\1/p' | tail -n1; }
+# Waits until the guest in DIR printed tick > N (and, with a third argument,
+# "ram ok M" with M > N).
+wait_tick() {
+	local dir=$1 after=$2 ram=${3:-} i t
+	for ((i = 0; i < 600; i++)); do
+		t=$(last_tick "$dir")
+		if [ "${t:-0}" -gt "$after" ]; then
+			[ -z "$ram" ] && return 0
+			console "$dir" | sed -n 's/^ram ok \([0-9]*\)$/\1/p' |
+				awk -v a="$after" '$1 > a { f = 1 } END { exit !f }' && return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+# Ticks consecutive, guest clock steps below 2 s (no gap the guest could see).
+ticks_continuous() {
+	awk '/^tick / { split($3, u, "="); n = $2 + 0
+		if (seen && n != last + 1) { print "# gap: tick " last " -> " n; bad = 1 }
+		if (seen && u[2] - up > 2) { print "# guest clock jumped " up " -> " u[2]; bad = 1 }
+		last = n; up = u[2]; seen = 1 }
+		END { exit bad || !seen }' <(console "$1")
+}
+json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, d))' "$@"; }
+
+# Three guests boot at once (TCG boots take a few seconds each).
+"$GUEST" start "$W/ok" >/dev/null 2>"$W/ok.start" &
+"$GUEST" start "$W/off" --share off >/dev/null 2>"$W/off.start" &
+"$GUEST" start "$W/sb" --sandbox on,spawn=deny >/dev/null 2>"$W/sb.start" &
+# QEMU 10.2.2 when qemu-build.sh has built it (not in CI: ~10 min): a
+# cross-version update to the chroot's 11.x.
+old=/opt/qemu-10.2.2/bin/qemu-system-x86_64
+guests="ok off sb"
+if croot=$("$src/qemu-integration/qemu-chroot.sh" --check) && [ -x "$croot$old" ]; then
+	"$GUEST" start "$W/old" --prog "$old" >/dev/null 2>"$W/old.start" &
+	guests="$guests old"
+fi
+wait
+echo "1..15"
+for g in $guests; do
+	wait_tick "$W/$g" 3 || { cat "$W/$g.start" "$W/$g/qemu.log" 2>/dev/null | diag; }
+done
+pid=$(cat "$W/ok/pid")
+
+# --- a good update --------------------------------------------------------------
+before=$(last_tick "$W/ok")
+"$QMP" update -s "$W/ok/qmp.sock" --json-out "$W/u1.json" >"$W/u1.out" 2>&1
+rc=$?
+diag <"$W/u1.out"
+after=$(last_tick "$W/ok")
+check "update through cprx-qmp succeeds (exit $rc)" [ $rc = 0 ]
+check "same PID after the update ($pid)" \
+	[ "$(json "$W/u1.json" 'new_pid' 2>/dev/null)" = "$pid" -a -d /proc/"$pid" ]
+grep -qz -- '-incoming' /proc/"$pid"/cmdline 2>/dev/null
+check "the process runs the new image (its argv has -incoming)" [ $? = 0 ]
+pause=$(json "$W/u1.json" 'pause_ms' 2>/dev/null)
+echo "# pause ${pause:-?} ms (STOP->RESUME from QMP event timestamps), ticks $before -> $after"
+check "pause reported: ${pause:-none} ms" \
+	awk -v p="${pause:-x}" 'BEGIN { exit !(p + 0 > 0 && p + 0 < 10000) }'
+wait_tick "$W/ok" "$((after + 10))" ram
+rc=$?
+check "guest ticks continue after the update, RAM re-checked (tick $(last_tick "$W/ok") > $after)" [ $rc = 0 ]
+check "ticks without a gap across the update" ticks_continuous "$W/ok"
+check "RAM pattern the guest wrote is intact after the update" \
+	sh -c "grep -q '^ram ok' '$W/ok/serial.log' && ! grep -q '^ram BAD' '$W/ok/serial.log'"
+
+# The updated QEMU can be updated again.
+"$QMP" update -s "$W/ok/qmp.sock" --json-out "$W/u2.json" >"$W/u2.out" 2>&1
+rc=$?
+grep 'pause' "$W/u2.out" | diag
+check "a second update of the updated QEMU (exit $rc, same PID)" \
+	[ $rc = 0 -a "$(json "$W/u2.json" 'new_pid' 2>/dev/null)" = "$pid" ]
+
+# --- refusals: the preflight stops them before the guest does ------------------
+refused() {	# NAME PATTERN DIR -- cprx-qmp args
+	local name=$1 pat=$2 dir=$3 t rc
+	shift 4
+	t=$(last_tick "$dir")
+	"$QMP" update -s "$dir/qmp.sock" "$@" >"$W/$name.out" 2>&1
+	rc=$?
+	diag <"$W/$name.out"
+	[ $rc = 2 ] && grep -q -- "$pat" "$W/$name.out" &&
+		grep -q 'guest: running' "$W/$name.out" && wait_tick "$dir" "${t:-0}"
+}
+check "bad option in the new command line: refused in preflight, guest runs" \
+	refused badopt 'invalid option' "$W/ok" -- -a -no-such-option
+check "missing new binary: refused in preflight, guest runs" \
+	refused nobin 'qemu-no-such-binary: No such file' "$W/ok" -- -b /usr/bin/qemu-no-such-binary
+check "guest RAM share=off: refused in preflight, guest runs" \
+	refused shareoff 'share=off' "$W/off" --
+check "-sandbox on,spawn=deny: refused naming the sandbox, guest runs" \
+	refused sandbox "exec refused by QEMU's sandbox" "$W/sb" --
+all_good() { ticks_continuous "$1" && ! grep -q '^ram BAD' "$1/serial.log"; }
+check "after the refusals the first guest still has no gap and intact RAM" all_good "$W/ok"
+
+# --- another QEMU version: 10.2.2 -> 11.x -------------------------------------
+if [[ " $guests " = *" old "* ]]; then
+	check "10.2.2 -> 11.x with -machine pc: refused, the machine type would change" \
+		refused oldalias 'machine type pc-i440fx-11' "$W/old" -- -b /usr/bin/qemu-system-x86_64
+	t=$(last_tick "$W/old")
+	"$QMP" update -s "$W/old/qmp.sock" -b /usr/bin/qemu-system-x86_64 --pin-machine \
+		--json-out "$W/x.json" >"$W/x.out" 2>&1
+	rc=$?
+	grep -E 'update|pause' "$W/x.out" | diag
+	wait_tick "$W/old" "$((t + 10))" ram && all_good "$W/old" &&
+		[ $rc = 0 ] && [ "$(json "$W/x.json" 'new_qemu_version')" != 10.2.2 ] &&
+		[ "$(json "$W/x.json" 'new_pid')" = "$(cat "$W/old/pid")" ]
+	check "10.2.2 -> 11.x with --pin-machine: same PID, ticks and RAM intact" [ $? = 0 ]
+else
+	n=$((n + 1)); echo "ok $n # SKIP no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
+	n=$((n + 1)); echo "ok $n # SKIP no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
+fi
+exit $((failed > 0))
