@@ -919,6 +919,20 @@ static int parse_all(struct dec *d, const uint32_t *cnt, struct cprx_state *st)
 	return ret;
 }
 
+/* What both decoders do first: a clean error, a zeroed @st, no NULL buf. */
+static int dec_begin(const void *buf, size_t *len, struct cprx_state *st,
+		     char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (!st)
+		return set_err(err, errlen, -EINVAL, "no state to decode into");
+	memset(st, 0, sizeof(*st));
+	if (!buf)
+		*len = 0;
+	return 0;
+}
+
 int cprx_state_decode(const void *buf, size_t len, struct cprx_state *st,
 		      char *err, size_t errlen)
 {
@@ -927,13 +941,9 @@ int cprx_state_decode(const void *buf, size_t len, struct cprx_state *st,
 	uint32_t version;
 	int ret;
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (!st)
-		return set_err(err, errlen, -EINVAL, "no state to decode into");
-	memset(st, 0, sizeof(*st));
-	if (!buf)
-		len = 0;
+	ret = dec_begin(buf, &len, st, err, errlen);
+	if (ret)
+		return ret;
 
 	ret = read_header(&d, buf, len, true, &version);
 	if (!ret)
@@ -958,13 +968,9 @@ int cprx_state_decode_origin(const void *buf, size_t len,
 	struct rd rd;
 	int ret;
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (!st)
-		return set_err(err, errlen, -EINVAL, "no state to decode into");
-	memset(st, 0, sizeof(*st));
-	if (!buf)
-		len = 0;
+	ret = dec_begin(buf, &len, st, err, errlen);
+	if (ret)
+		return ret;
 
 	ret = read_header(&d, buf, len, false, &version);
 	if (ret)
