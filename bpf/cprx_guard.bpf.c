@@ -302,6 +302,26 @@ static bool runs_vmm(struct task_struct *t)
 	return bpf_map_lookup_elem(&allow, &k) != NULL;
 }
 
+/* One exec event: the verdict, the rule behind it and the binary. */
+static __always_inline void send_verdict(__u32 type, struct task_struct *t,
+					 __u32 v, __u32 reason, __u32 rule,
+					 const struct cg_file_key *k, __u32 flags,
+					 struct linux_binprm *bprm, bool last)
+{
+	struct cg_event *e = ev_new(type, t);
+
+	if (!e)
+		return;
+	e->verdict = v;
+	e->reason = reason;
+	e->rule = rule;
+	e->dev = k->dev;
+	e->ino = k->ino;
+	e->flags = flags;
+	bpf_probe_read_kernel_str(e->path, sizeof(e->path), bprm->filename);
+	ev_send(e, last);
+}
+
 /*
  * The policy's answer for @k: verdict and reason, *rule set when listed.
  * Armed-only binds a VMM (a process running an allow-listed binary): it may
@@ -356,7 +376,6 @@ static __always_inline int check_exec(struct linux_binprm *bprm)
 	__u32 tgid = t->tgid, v, rule = 0, reason = CG_R_NONE, flags;
 	bool guarded, update = false;
 	struct cg_file_key k;
-	struct cg_event *e;
 	struct proc *p;
 
 	/* A script's interpreter: the script itself was checked. */
@@ -394,18 +413,9 @@ static __always_inline int check_exec(struct linux_binprm *bprm)
 	} else {
 		flags |= CG_F_LONE;
 	}
-	e = ev_new(CG_EV_CHECK, t);
-	if (e) {
-		e->verdict = v;
-		e->reason = reason;
-		e->rule = rule;
-		e->dev = k.dev;
-		e->ino = k.ino;
-		e->flags = flags | (v == CG_V_DENY ? CG_F_ENFORCED : 0);
-		bpf_probe_read_kernel_str(e->path, sizeof(e->path),
-					  bprm->filename);
-		ev_send(e, v == CG_V_DENY && !update);
-	}
+	send_verdict(CG_EV_CHECK, t, v, reason, rule, &k,
+		     flags | (v == CG_V_DENY ? CG_F_ENFORCED : 0), bprm,
+		     v == CG_V_DENY && !update);
 	if (v != CG_V_DENY)
 		return 0;
 	/* the exec ends here; an update's undo (disarm) ends its timeline */
@@ -566,7 +576,6 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	__u32 tgid = t->tgid, v = CG_V_NONE, rule = 0;
 	__u32 reason = CG_R_NONE, flags = 0;
 	struct cg_file_key k;
-	struct cg_event *e;
 	struct proc *p;
 
 	p = proc_of(t, tgid);
@@ -583,18 +592,7 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	}
 	if (p->flags & P_SESSION)
 		flags |= CG_F_KMOD;
-	e = ev_new(CG_EV_COMMIT, t);
-	if (e) {
-		e->verdict = v;
-		e->reason = reason;
-		e->rule = rule;
-		e->dev = k.dev;
-		e->ino = k.ino;
-		e->flags = flags;
-		bpf_probe_read_kernel_str(e->path, sizeof(e->path),
-					  bprm->filename);
-		ev_send(e, false);
-	}
+	send_verdict(CG_EV_COMMIT, t, v, reason, rule, &k, flags, bprm, false);
 	/* only an update's new image retrieves anything */
 	if (p->flags & P_UPDATE)
 		p->flags |= P_COMMITTED;
