@@ -93,7 +93,7 @@ int cprx_prepare(struct cprx_session *s)
 	if (ret)
 		return cprx_fail(s, -ret, NULL, "cannot read this process's "
 				 "binary and argv: %s", strerror(-ret));
-	s->ring = cprx_io_ring(&s->io_note);
+	s->ring = cprx_io_ring();	/* NULL: pwrite, preflight says so */
 	if (s->opts.target == CPRX_STATE_MEMFD)
 		return create_memfd(s);
 	return 0;
@@ -197,7 +197,7 @@ CPRX_EXPORT int cprx_save(struct cprx_session *s)
 	ret = open_target(s);
 	if (!ret) {
 		ret = cprx_io_write(s->ring, s->state_fd, buf, len,
-				    s->opts.target == CPRX_STATE_FILE, &s->io_note);
+				    s->opts.target == CPRX_STATE_FILE);
 		s->state_fresh = false;
 		if (ret)
 			cprx_fail(s, -ret, "check free space on the state target",

@@ -66,7 +66,6 @@ struct cprx_session {
 	int kmod_sfd;		/* kmod: the session's fd */
 	bool kmod_internal;	/* kmod: state and binary are pinned */
 	bool saved;
-	const char *io_note;	/* set when io_uring was not usable */
 
 	/* new image */
 	bool incoming;
@@ -131,10 +130,10 @@ int cprx_seccomp_mode(unsigned int *nr_filters);
 
 /* io.c: the state's bytes, through io_uring when the kernel allows it */
 struct io_uring;
-struct io_uring *cprx_io_ring(const char **note);
+struct io_uring *cprx_io_ring(void);
 void cprx_io_ring_free(struct io_uring *ring);
 int cprx_io_write(struct io_uring *ring, int fd, const void *buf, size_t len,
-		  bool sync, const char **note);
+		  bool sync);
 int cprx_io_read(int fd, void *buf, size_t len);
 
 /* keeper.c */

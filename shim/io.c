@@ -4,7 +4,7 @@
  * opens (cold, its setup costs more than the save), the write and the fsync
  * linked so they are one submission.  Where io_uring is not allowed (sysctl
  * kernel.io_uring_disabled, a seccomp filter, an old kernel) pwrite does the
- * job and *note says so.  The new image reads the state with pread: one
+ * job and preflight says so.  The new image reads the state with pread: one
  * call, where a new ring would cost ~0.1 ms of the pause.
  */
 #include <errno.h>
@@ -13,10 +13,7 @@
 #include <liburing.h>
 #include "internal.h"
 
-static const char note_fallback[] =
-	"io_uring unavailable; state moved with pwrite/pread";
-
-struct io_uring *cprx_io_ring(const char **note)
+struct io_uring *cprx_io_ring(void)
 {
 	struct io_uring *ring = malloc(sizeof(*ring));
 
@@ -24,8 +21,6 @@ struct io_uring *cprx_io_ring(const char **note)
 		free(ring);
 		ring = NULL;
 	}
-	if (!ring && note)
-		*note = note_fallback;
 	return ring;
 }
 
@@ -79,15 +74,13 @@ static int plain_io(int fd, void *buf, size_t len, bool write)
 }
 
 int cprx_io_write(struct io_uring *ring, int fd, const void *buf, size_t len,
-		  bool sync, const char **note)
+		  bool sync)
 {
 	const char *p = buf;
 	size_t done = 0;
 	int ret = 0, res;
 
 	if (!ring) {
-		if (note)
-			*note = note_fallback;
 		ret = plain_io(fd, (void *)buf, len, true);
 		if (!ret && sync && fsync(fd) < 0)
 			ret = -errno;

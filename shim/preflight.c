@@ -288,12 +288,17 @@ static void check_backend(struct preflight *pf)
 		       " (no /dev/cprx)");
 }
 
+static const char *io_how(const struct cprx_session *s)
+{
+	return s->ring ? ", io_uring" : ", io_uring unavailable: pwrite";
+}
+
 static void check_state_target(struct preflight *pf)
 {
 	char dir[PATH_MAX], *slash;
 
 	if (pf->s->opts.target != CPRX_STATE_FILE) {
-		report(pf, "state", CPRX_PASS, 0, "memfd");
+		report(pf, "state", CPRX_PASS, 0, "memfd%s", io_how(pf->s));
 		return;
 	}
 	snprintf(dir, sizeof(dir), "%s", pf->s->opts.state_path);
@@ -308,7 +313,8 @@ static void check_state_target(struct preflight *pf)
 		       "writable", dir);
 		return;
 	}
-	report(pf, "state", CPRX_PASS, 0, "file %s", pf->s->opts.state_path);
+	report(pf, "state", CPRX_PASS, 0, "file %s%s", pf->s->opts.state_path,
+	       io_how(pf->s));
 }
 
 /* Collects what the probe printed and waits for it, within a deadline. */

@@ -698,6 +698,8 @@ static void preflight_ok(const void *arg)
 	      strstr(find_check(&rep, "probe")->reason, "test_exec 0"),
 	      "probe output missing");
 	CHECK(find_check(&rep, "ram:ram0")->verdict == CPRX_PASS, "ram check");
+	CHECK(strstr(find_check(&rep, "state")->reason, ", io_uring"),
+	      "state check does not say how the state is written");
 	/* preflight changes nothing */
 	CHECK(fcntl(g.ram_fd, F_GETFD) == FD_CLOEXEC, "ram fd flags changed");
 	CHECK(nr_children() == 0, "probe not reaped");
