@@ -1473,6 +1473,29 @@ TEST_F(kmod, other_uid)
 	EXPECT_EQ(1, proc_count(getpid(), SESS, NULL, 0));
 }
 
+/*
+ * This binary where nobody can run it: the build dir may sit under a
+ * directory only root can enter (mktemp -d).  Its path becomes self_exe.
+ */
+static void copy_self_for_nobody(void)
+{
+	char path[64], buf[65536];
+	ssize_t n;
+	int in, out;
+
+	snprintf(path, sizeof(path), "/tmp/cprx-test-kmod-%d", getpid());
+	in = open(self_exe, O_RDONLY | O_CLOEXEC);
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	CHECK(in >= 0 && out >= 0, "copy %s: %m", self_exe);
+	/* read/write: copy_file_range cannot cross file systems on 6.1 */
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		CHECK(write(out, buf, n) == n, "copy %s: %m", self_exe);
+	CHECK(n == 0, "copy %s: %m", self_exe);
+	close(in);
+	close(out);
+	snprintf(self_exe, sizeof(self_exe), "%s", path);
+}
+
 /* Arms as root and execs as euid nobody; exit 4 if nobody may not exec. */
 static void euid_old_image(long unused)
 {
@@ -1480,6 +1503,7 @@ static void euid_old_image(long unused)
 	int efd = eventfd(0, EFD_CLOEXEC), ret;
 
 	(void)unused;
+	copy_self_for_nobody();
 	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
 	      !keep_on_exec(sfd), "setup");
 	CHECK(!setresuid(-1, NOBODY, -1), "seteuid: %m");
@@ -1501,6 +1525,7 @@ static int case_euid(long old, long a1, long a2)
 	CHECK(sfd == -EPERM, "retrieve_session as nobody: %d", sfd);
 	/* the real uid is still root: back to euid 0 */
 	CHECK(!setresuid(-1, 0, -1), "seteuid: %m");
+	unlink(self_exe);	/* the copy made for nobody; root's to remove */
 	sfd = retrieve_session(dev, SESS);
 	CHECK(sfd >= 0, "retrieve_session as root again: %d", sfd);
 	return 0;
