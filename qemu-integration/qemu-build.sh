@@ -1,15 +1,19 @@
 #!/bin/bash
 # Builds QEMU 10.2.2 from Debian's source package inside the QEMU chroot
 # (qemu-chroot.sh), TCG-only x86_64-softmmu, and installs it there under
-# /opt/qemu-VERSION[-FLAVOUR], cached. The stock build is the benchmark's
-# "stock 10.2.2"; FLAVOUR "cprx" (patches/*.patch applied) is still to come.
+# /opt/qemu-VERSION (stock: the benchmark's "stock 10.2.2") or, with
+# --cprx, /opt/qemu-VERSION-cprx: the same build with patches/*.patch
+# applied and --enable-cprx, linked against this checkout's libcprx
+# (built in the chroot with meson -Dlib_only=true, installed in /usr/local).
 #
-#   qemu-integration/qemu-build.sh [--version 10.2.2] [--jobs N]
+#   qemu-integration/qemu-build.sh [--cprx] [--version 10.2.2] [--jobs N]
 #
 # Prints the binary's path inside the chroot (run it with
-# qemu-run.sh --prog PATH). First run: build dependencies and the source
-# (apt-get source qemu=1:VERSION+ds-1, deb-src of sid) into the chroot, then
-# about 4 minutes of build on 2 cores. Needs root and the network once.
+# qemu-run.sh --prog PATH). Cached: rebuilt only when missing, or for
+# --cprx when the patches or libcprx's sources changed (then incrementally).
+# First run: build dependencies and the source (apt-get source
+# qemu=1:VERSION+ds-1, deb-src of sid) into the chroot, then about 4 minutes
+# of build per flavour on 2 cores. Needs root and the network once.
 # The +ds source has no firmware blobs: Debian's patches (applied, as in
 # Debian's build) skip them and, like Debian's build, the binary uses the
 # chroot's firmware (--firmwarepath /usr/share/qemu:/usr/share/seabios).
@@ -17,9 +21,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../tests/vm/lib.sh"
 
-version=10.2.2 jobs=$(nproc)
+version=10.2.2 jobs=$(nproc) flavour=""
 while [ $# -gt 0 ]; do
 	case $1 in
+	--cprx) flavour=cprx ;;
 	--version) version=$2; shift ;;
 	--jobs) jobs=$2; shift ;;
 	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -28,13 +33,25 @@ while [ $# -gt 0 ]; do
 	shift
 done
 croot=$("$here/qemu-chroot.sh")
-prefix=/opt/qemu-$version
+src=$(cd "$here/.." && pwd)
+prefix=/opt/qemu-$version${flavour:+-$flavour}
 bin=$prefix/bin/qemu-system-x86_64
-if [ -x "$croot$bin" ] && [ -f "$croot$prefix/.complete" ]; then
+# What the build is made of: for --cprx the patches and libcprx's sources.
+key=stock
+if [ -n "$flavour" ]; then
+	key=$(cd "$src" && cat qemu-integration/patches/*.patch meson.build meson_options.txt \
+		shim/meson.build shim/*.[ch] kernel/cprx_uapi.h | sha256sum | cut -c1-16)
+fi
+complete() { [ -x "$croot$bin" ] && [ "$(cat "$croot$prefix/.complete" 2>/dev/null)" = "$key" ]; }
+if complete; then
 	echo "$bin"
 	exit 0
 fi
-vm_lock qemu-build
+vm_lock qemu-build${flavour:+-$flavour}
+if complete; then	# built while we waited for the lock
+	echo "$bin"
+	exit 0
+fi
 
 in_chroot() {
 	unshare --mount --propagation private bash -euo pipefail -c '
@@ -70,15 +87,47 @@ if [ ! -f "$croot/usr/src/qemu-$version/configure" ]; then
 		rm -rf /usr/src/qemu-$version && mv /usr/src/qemu-$version.tmp /usr/src/qemu-$version &&
 		apt-get clean" >&2 || vm_die "cannot fetch the qemu $version source"
 fi
-vm_log "building qemu $version (TCG-only x86_64-softmmu, -j$jobs)"
-in_chroot sh -c "cd /usr/src/qemu-$version && rm -rf build-cprx && mkdir build-cprx && cd build-cprx &&
-	../configure --prefix=$prefix --target-list=x86_64-softmmu --without-default-features \
-		--enable-tcg --enable-kvm --enable-seccomp --enable-cap-ng --enable-fdt=system \
-		--enable-pixman --enable-slirp --disable-docs --disable-tools --disable-werror \
-		--disable-install-blobs --firmwarepath=/usr/share/qemu:/usr/share/seabios \
-		>/dev/null &&
+tree=/usr/src/qemu-$version
+configure_extra=""
+if [ -n "$flavour" ]; then
+	vm_log "building libcprx in the chroot (meson -Dlib_only=true, /usr/local)"
+	rm -rf "$croot/usr/src/cprx"
+	mkdir -p "$croot/usr/src/cprx/kernel"
+	cp -r "$src/meson.build" "$src/meson_options.txt" "$src/shim" "$croot/usr/src/cprx/"
+	cp "$src/kernel/cprx_uapi.h" "$croot/usr/src/cprx/kernel/"
+	in_chroot sh -c "cd /usr/src/cprx && meson setup -Dlib_only=true --prefix=/usr/local \
+		--buildtype=release build >/dev/null && ninja -C build install >/dev/null && ldconfig" >&2 ||
+		vm_die "building libcprx in the chroot failed"
+	# A copy of the source with the series applied; files the series touches
+	# are restored first, so a changed series rebuilds only what it changes.
+	ptree=$tree-$flavour
+	if [ ! -f "$croot$ptree/configure" ]; then
+		rm -rf "$croot$ptree.tmp"
+		mkdir -p "$croot$ptree.tmp"
+		(cd "$croot$tree" && tar -c --exclude=./build-cprx .) | tar -x -C "$croot$ptree.tmp"
+		mv "$croot$ptree.tmp" "$croot$ptree"
+	fi
+	for f in $(sed -n 's|^+++ b/||p' "$here"/patches/*.patch | sort -u); do
+		cp -p "$croot$tree/$f" "$croot$ptree/$f"
+	done
+	for p in "$here"/patches/*.patch; do
+		patch -d "$croot$ptree" -p1 -s --no-backup-if-mismatch <"$p" ||
+			vm_die "$(basename "$p") does not apply to qemu $version"
+	done
+	tree=$ptree
+	configure_extra=--enable-cprx
+fi
+vm_log "building qemu $version${flavour:+ with $flavour} (TCG-only x86_64-softmmu, -j$jobs)"
+in_chroot sh -c "cd $tree && mkdir -p build-cprx && cd build-cprx &&
+	if [ ! -f build.ninja ]; then
+		../configure --prefix=$prefix --target-list=x86_64-softmmu --without-default-features \
+			--enable-tcg --enable-kvm --enable-seccomp --enable-cap-ng --enable-fdt=system \
+			--enable-pixman --enable-slirp --disable-docs --disable-tools --disable-werror \
+			--disable-install-blobs --firmwarepath=/usr/share/qemu:/usr/share/seabios \
+			$configure_extra >/dev/null
+	fi &&
 	ninja -j$jobs qemu-system-x86_64 && ninja install >/dev/null &&
-	touch $prefix/.complete" >&2 ||
-	vm_die "building qemu $version failed"
-vm_log "qemu $version built in $(( $(date +%s) - t0 ))s: $("$here/qemu-run.sh" --prog "$bin" -version | head -n1)"
+	echo $key >$prefix/.complete" >&2 ||
+	vm_die "building qemu $version${flavour:+ with $flavour} failed"
+vm_log "qemu $version${flavour:+-$flavour} built in $(( $(date +%s) - t0 ))s: $("$here/qemu-run.sh" --prog "$bin" -version | head -n1)"
 echo "$bin"

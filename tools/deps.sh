@@ -12,7 +12,7 @@ $SUDO apt-get install -y -q --no-install-recommends \
 	llvm bpftool libbpf-dev \
 	procps \
 	gnuplot-nox \
-	qemu-system-x86 busybox-static cpio debootstrap xz-utils zstd kmod \
+	qemu-system-x86 busybox-static cpio debootstrap patch xz-utils zstd kmod \
 	bc flex bison libelf-dev libssl-dev dwarves binutils util-linux
 # (the VM tier, tests/vm: QEMU TCG guests, their initramfs, the sid chroot for
 # sid's headers, out-of-tree module builds; tests/vm/kbuild.sh installs the
