@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <signal.h>
@@ -74,7 +75,9 @@ static const GOptionEntry entries[] = {
 	{ "copy-dir", 0, 0, G_OPTION_ARG_FILENAME, &o_copy_dir,
 	  "Where the copy baseline writes RAM ($TMPDIR or /var/tmp)", "DIR" },
 	{ "qemu", 0, 0, G_OPTION_ARG_NONE, &o_qemu,
-	  "Also real QEMU cpr-exec (issue 6; not available yet)", NULL },
+	  "Real QEMU instead: cpr-exec pause of stock 10.2.2, 10.2.2 patched to "
+	  "use libcprx and stock 11.x side by side, by hand, and migration to a "
+	  "file + restart (qemu-integration/bench.sh; --sizes 256M,1G,4G)", NULL },
 	{ "guard-timeline", 0, 0, G_OPTION_ARG_NONE, &o_guard,
 	  "Kernel timeline from the bpf/ guard (not available yet)", NULL },
 	{ "run-ms", 0, 0, G_OPTION_ARG_INT, &o_run_ms,
@@ -521,22 +524,90 @@ static void sweep(struct bench *b)
 	b->seconds = (g_get_monotonic_time() - t0) / 1e6;
 }
 
-/* Hooks for what has not landed ------------------------------------------ */
+/* Real QEMU ---------------------------------------------------------------- */
+
+struct qemu_build {
+	const char *label, *path;
+};
+
+/* In the chroot of qemu-integration/qemu-chroot.sh; built by qemu-build.sh. */
+static const struct qemu_build qemu_builds[] = {
+	{ "10.2.2", "/opt/qemu-10.2.2/bin/qemu-system-x86_64" },
+	{ "10.2.2+cprx", "/opt/qemu-10.2.2-cprx/bin/qemu-system-x86_64" },
+	{ "11.x", "/usr/bin/qemu-system-x86_64" },
+};
 
 /*
- * Real QEMU cpr-exec belongs to qemu-integration/ (issue 6).  When its QMP
- * driver lands, a KIND_QEMU config runs it per size here, with the same
- * cells and outputs.
+ * --qemu: the QEMU tier's benchmark, with the QEMU builds the chroot has,
+ * first the stock 10.2.2 that the patched one is compared with.
  */
-static void qemu_hook(struct bench *b)
+static int run_qemu(void)
 {
-	if (!o_qemu)
-		return;
-	g_ptr_array_add(b->notes, g_strdup("real QEMU cpr-exec: not available yet "
-		"(qemu-integration/, issue 6); no QEMU baseline in this run"));
-	progress_note("--qemu: real QEMU cpr-exec is not available yet (issue 6); "
-		      "running without it");
+	const char *cache = g_getenv("CPRX_CACHE") ? g_getenv("CPRX_CACHE") : "/var/cache/cprx";
+	g_autofree char *croot = g_build_filename(cache, "qemu-chroot", NULL);
+	g_autofree char *script = g_build_filename(CPRX_SOURCE_ROOT,
+						   "qemu-integration/bench.sh", NULL);
+	g_autofree char *out = g_build_filename(o_out, "qemu", NULL);
+	g_autofree char *runs = g_strdup_printf("%d", o_reps);
+	g_autoptr(GPtrArray) cmd = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GString) mib = g_string_new(NULL);
+	g_auto(GStrv) v = split(strcmp(o_sizes, "256M,1G,4G,16G") ? o_sizes : "256M,1G,4G");
+	unsigned int i, found = 0;
+	int status = 0;
+	uint64_t n;
+
+	for (i = 0; v[i]; i++) {
+		if (parse_size(v[i], &n) < 0 || n % (1 << 20) || n < (128 << 20)) {
+			g_printerr("cprx-bench: --qemu --sizes: '%s' is not a guest RAM "
+				   "size of at least 128M in whole MiB\n", v[i]);
+			return 1;
+		}
+		g_string_append_printf(mib, "%s%" PRIu64, i ? " " : "", n >> 20);
+	}
+	g_ptr_array_add(cmd, g_strdup(script));
+	g_ptr_array_add(cmd, g_strdup("--sizes"));
+	g_ptr_array_add(cmd, g_strdup(mib->str));
+	g_ptr_array_add(cmd, g_strdup("--runs"));
+	g_ptr_array_add(cmd, g_strdup(runs));
+	g_ptr_array_add(cmd, g_strdup("--out"));
+	g_ptr_array_add(cmd, g_strdup(out));
+	if (!strstr(o_baselines, "copy"))
+		g_ptr_array_add(cmd, g_strdup("--no-baseline"));
+	for (i = 0; i < G_N_ELEMENTS(qemu_builds); i++) {
+		g_autofree char *host = g_strconcat(croot, qemu_builds[i].path, NULL);
+
+		if (access(host, X_OK)) {
+			g_printerr("cprx-bench: --qemu: no QEMU %s in %s (%s)\n",
+				   qemu_builds[i].label, croot, i == 2 ?
+				   "qemu-integration/qemu-chroot.sh builds it" : i == 1 ?
+				   "qemu-integration/qemu-build.sh --cprx builds it" :
+				   "qemu-integration/qemu-build.sh builds it");
+			continue;
+		}
+		g_ptr_array_add(cmd, g_strdup("--qemu"));
+		g_ptr_array_add(cmd, g_strdup_printf("%s=%s", qemu_builds[i].label,
+						     qemu_builds[i].path));
+		found++;
+	}
+	if (!found) {
+		g_printerr("cprx-bench: --qemu: no QEMU to measure: run "
+			   "qemu-integration/qemu-chroot.sh (and qemu-build.sh [--cprx])\n");
+		return 1;
+	}
+	g_ptr_array_add(cmd, g_strdup(CPRX_BUILD_ROOT));
+	g_ptr_array_add(cmd, NULL);
+	if (!g_spawn_sync(CPRX_SOURCE_ROOT, (char **)cmd->pdata, NULL,
+			  G_SPAWN_CHILD_INHERITS_STDIN, NULL, NULL, NULL, NULL, &status, NULL))
+		return 1;
+	if (!g_spawn_check_wait_status(status, NULL)) {
+		g_printerr("cprx-bench: --qemu: qemu-integration/bench.sh failed (status %d)\n",
+			   status);
+		return 1;
+	}
+	return 0;
 }
+
+/* Hooks for what has not landed ------------------------------------------ */
 
 /*
  * The guard's kernel timeline (bpf/, `cprx-guard trace --json`: exec check
@@ -709,12 +780,13 @@ int main(int argc, char **argv)
 	}
 	if (o_vm)
 		return run_vm(g_strv_length(args), args);
+	if (o_qemu)
+		return run_qemu();
 	if (!setup(&b, g_strv_length(args), args))
 		return 1;
 	g_strlcpy(b.started, g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ"),
 		  sizeof(b.started));
 	g_date_time_unref(now);
-	qemu_hook(&b);
 	guard_hook(&b);
 	sweep(&b);
 	report_terminal(&b);

@@ -716,9 +716,14 @@ static int migrate(Ctx *c)
 	if (!r && !g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF))
 		return fail(c, EXIT_FAILED, "migrate", e->message,
 			    "QEMU refused before stopping the guest (a migration blocker?)");
-	if (!wait_exec(c, deadline, &why))
-		return fail(c, EXIT_FAILED, "cpr-exec", why,
-			    "QEMU's own error; a failed exec leaves the old QEMU running");
+	if (!wait_exec(c, deadline, &why)) {
+		g_autoptr(JsonNode) stopped = qmp_event(c->q, "STOP", 0, NULL);
+
+		return fail(c, EXIT_FAILED, "cpr-exec", why, stopped ?
+			    "QEMU's own error; a failed exec leaves the old QEMU running" :
+			    "QEMU's own error, before the guest stopped (a QEMU built "
+			    "with --enable-cprx runs libcprx's preflight there)");
+	}
 	t_exec = g_get_monotonic_time();
 	usec_exec = g_get_real_time();
 	stop = qmp_event(c->q, "STOP", 0, NULL);

@@ -1,6 +1,9 @@
 #!/bin/bash
 # QEMU tier (TAP): live updates of a real QEMU 11 (sid chroot, TCG) through
-# cprx-qmp, with a Linux guest that counts ticks and re-checks a RAM pattern.
+# cprx-qmp, with a Linux guest that counts ticks and re-checks a RAM pattern;
+# then the same for QEMU 10.2.2 patched to use libcprx, and updates between
+# stock and patched QEMUs (qemu-build.sh and qemu-build.sh --cprx, run by
+# .ci/run, build them; their tests SKIP when they are not built).
 #
 #   tests/qemu/update.sh BUILD_DIR
 #
@@ -37,6 +40,7 @@ ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
 diag() { sed 's/^/# /'; }
+skip() { local i; for ((i = 0; i < $1; i++)); do n=$((n + 1)); echo "ok $n # SKIP $2"; done; }
 
 # The console's lines end in \r\n (the guest tty's ONLCR).
 console() { tr -d '\r' <"$1/serial.log"; }
@@ -70,16 +74,25 @@ json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval
 "$GUEST" start "$W/ok" >/dev/null 2>"$W/ok.start" &
 "$GUEST" start "$W/off" --share off >/dev/null 2>"$W/off.start" &
 "$GUEST" start "$W/sb" --sandbox on,spawn=deny >/dev/null 2>"$W/sb.start" &
-# QEMU 10.2.2 when qemu-build.sh has built it (not in CI: ~10 min): a
-# cross-version update to the chroot's 11.x.
+# QEMU 10.2.2, stock and patched, when qemu-build.sh has built them.
 old=/opt/qemu-10.2.2/bin/qemu-system-x86_64
+px=/opt/qemu-10.2.2-cprx/bin/qemu-system-x86_64
 guests="ok off sb"
-if croot=$("$src/qemu-integration/qemu-chroot.sh" --check) && [ -x "$croot$old" ]; then
+croot=$("$src/qemu-integration/qemu-chroot.sh" --check)
+if [ -x "$croot$old" ]; then
 	"$GUEST" start "$W/old" --prog "$old" >/dev/null 2>"$W/old.start" &
 	guests="$guests old"
 fi
+if [ -x "$croot$px" ]; then
+	"$GUEST" start "$W/px" --prog "$px" >/dev/null 2>"$W/px.start" &
+	guests="$guests px"
+	if [ -x "$croot$old" ]; then
+		"$GUEST" start "$W/mix" --prog "$old" >/dev/null 2>"$W/mix.start" &
+		guests="$guests mix"
+	fi
+fi
 wait
-echo "1..15"
+echo "1..25"
 for g in $guests; do
 	wait_tick "$W/$g" 3 || { cat "$W/$g.start" "$W/$g/qemu.log" 2>/dev/null | diag; }
 done
@@ -150,7 +163,70 @@ if [[ " $guests " = *" old "* ]]; then
 		[ "$(json "$W/x.json" 'new_pid')" = "$(cat "$W/old/pid")" ]
 	check "10.2.2 -> 11.x with --pin-machine: same PID, ticks and RAM intact" [ $? = 0 ]
 else
-	n=$((n + 1)); echo "ok $n # SKIP no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
-	n=$((n + 1)); echo "ok $n # SKIP no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
+	skip 2 "no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
+fi
+
+# --- QEMU 10.2.2 patched to use libcprx ---------------------------------------
+# Children of QEMU: the old image's teardown helper (libcprx's keeper) until
+# the new image has committed and reaped it.
+children() { ps -o pid= --ppid "$1" | wc -l; }
+if [[ " $guests " = *" px "* ]]; then
+	pid=$(cat "$W/px/pid")
+	t=$(last_tick "$W/px")
+	"$QMP" update -s "$W/px/qmp.sock" --json-out "$W/p1.json" >"$W/p1.out" 2>&1
+	rc=$?
+	diag <"$W/p1.out"
+	check "patched: update through cprx-qmp succeeds, same PID (exit $rc)" \
+		[ $rc = 0 -a "$(json "$W/p1.json" 'new_pid' 2>/dev/null)" = "$pid" ]
+	# The environment the new image was exec'd with stays in /proc.
+	check "patched: the new QEMU was started by cprx_exec (CPRX_INCOMING, no QEMU_CPR_EXEC_STATE)" \
+		sh -c "tr '\\0' '\\n' </proc/$pid/environ | grep -q '^CPRX_INCOMING=' &&
+			! tr '\\0' '\\n' </proc/$pid/environ | grep -q '^QEMU_CPR_EXEC_STATE='"
+	wait_tick "$W/px" "$((t + 10))" ram && all_good "$W/px"
+	check "patched: ticks without a gap and RAM intact after the update" [ $? = 0 ]
+	sleep 1
+	check "patched: the old image's teardown helper was reaped ($(children "$pid") children left)" \
+		[ "$(children "$pid")" = 0 ]
+	"$QMP" update -s "$W/px/qmp.sock" --json-out "$W/p2.json" >"$W/p2.out" 2>&1
+	rc=$?
+	grep 'pause' "$W/p2.out" | diag
+	check "patched: a second update (exit $rc, same PID)" \
+		[ $rc = 0 -a "$(json "$W/p2.json" 'new_pid' 2>/dev/null)" = "$pid" ]
+	# QEMU's own libcprx preflight, behind cprx-qmp's: a stock target would
+	# boot without the VM's state.
+	t=$(last_tick "$W/px")
+	"$QMP" update -s "$W/px/qmp.sock" -b /usr/bin/qemu-system-x86_64 --pin-machine \
+		--no-trial >"$W/p3.out" 2>&1
+	rc=$?
+	diag <"$W/p3.out"
+	[ $rc = 3 ] && grep -q 'built without --enable-cprx' "$W/p3.out" &&
+		grep -q 'before the guest stopped' "$W/p3.out" &&
+		grep -q 'guest: running' "$W/p3.out" && wait_tick "$W/px" "${t:-0}" && all_good "$W/px"
+	check "patched -> stock 11.x: refused by QEMU's libcprx preflight before the guest stopped" [ $? = 0 ]
+else
+	skip 6 "no patched QEMU 10.2.2 (qemu-integration/qemu-build.sh --cprx)"
+fi
+if [[ " $guests " = *" mix "* ]]; then
+	pid=$(cat "$W/mix/pid")
+	t=$(last_tick "$W/mix")
+	"$QMP" update -s "$W/mix/qmp.sock" -b "$px" --json-out "$W/m1.json" >"$W/m1.out" 2>&1
+	rc=$?
+	grep -E 'update|pause' "$W/m1.out" | diag
+	wait_tick "$W/mix" "$((t + 10))" ram && all_good "$W/mix" && [ $rc = 0 ] &&
+		[ "$(json "$W/m1.json" 'new_pid')" = "$pid" ]
+	check "stock 10.2.2 -> patched: the patched QEMU takes the state the stock way" [ $? = 0 ]
+	t=$(last_tick "$W/mix")
+	"$QMP" update -s "$W/mix/qmp.sock" --json-out "$W/m2.json" >"$W/m2.out" 2>&1
+	rc=$?
+	grep -E 'update|pause' "$W/m2.out" | diag
+	wait_tick "$W/mix" "$((t + 10))" ram && all_good "$W/mix" && [ $rc = 0 ] &&
+		tr '\0' '\n' </proc/"$pid"/environ | grep -q '^CPRX_INCOMING='
+	check "then patched -> patched through libcprx: ticks and RAM intact" [ $? = 0 ]
+	check "no QEMU error on the mixed guest's stderr" \
+		sh -c "! tr -d '\\0' <'$W/mix/qemu.log' | grep -i 'error'"
+	sleep 1
+	check "no teardown helper left after the mixed updates" [ "$(children "$pid")" = 0 ]
+else
+	skip 4 "no stock and patched QEMU 10.2.2 (qemu-integration/qemu-build.sh [--cprx])"
 fi
 exit $((failed > 0))
