@@ -170,12 +170,12 @@ bad:
 	return -EBADMSG;
 }
 
-/* Our cgroup v2 path, from the "0::" line of /proc/self/cgroup. */
-static bool self_cgroup(char *buf, size_t len)
+/* A cgroup v2 path, from the "0::" line of @file (/proc/self/cgroup). */
+static bool proc_cgroup(const char *file, char *buf, size_t len)
 {
 	char line[CPRX_GUARD_PATH_MAX];
 	bool found = false;
-	FILE *f = fopen("/proc/self/cgroup", "re");
+	FILE *f = fopen(file, "re");
 
 	if (!f)
 		return false;
@@ -206,13 +206,13 @@ static bool same_file(const struct cprx_guard_file *f, const struct stat *st)
 }
 
 /* Same selectors as the BPF side: real uid, cgroup v2, running binary. */
-bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
-			    size_t len)
+bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
+		       const char *cgroup_file, const char *exe_file,
+		       char *how, size_t len)
 {
 	char cg[CPRX_GUARD_PATH_MAX];
 	struct stat exe;
 	unsigned int i;
-	uid_t uid = getuid();
 
 	for (i = 0; i < st->nr_uids; i++) {
 		if (st->uids[i] == uid) {
@@ -220,7 +220,7 @@ bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
 			return true;
 		}
 	}
-	if (st->nr_cgroups && self_cgroup(cg, sizeof(cg))) {
+	if (st->nr_cgroups && proc_cgroup(cgroup_file, cg, sizeof(cg))) {
 		for (i = 0; i < st->nr_cgroups; i++) {
 			if (under(cg, st->cgroups[i].rel)) {
 				snprintf(how, len, "cgroup %s", st->cgroups[i].mnt);
@@ -228,7 +228,7 @@ bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
 			}
 		}
 	}
-	if (st->nr_exes && !stat("/proc/self/exe", &exe)) {
+	if (st->nr_exes && !stat(exe_file, &exe)) {
 		for (i = 0; i < st->nr_exes; i++) {
 			if (same_file(&st->exes[i], &exe)) {
 				snprintf(how, len, "its binary %s", st->exes[i].path);
@@ -239,8 +239,15 @@ bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
 	return false;
 }
 
-static const struct cprx_guard_file *find_rule(const struct cprx_guard_status *st,
-					       const struct stat *sb)
+bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
+			    size_t len)
+{
+	return cprx_guard_covers(st, getuid(), "/proc/self/cgroup",
+				 "/proc/self/exe", how, len);
+}
+
+const struct cprx_guard_file *
+cprx_guard_find_rule(const struct cprx_guard_status *st, const struct stat *sb)
 {
 	unsigned int i;
 
@@ -251,8 +258,8 @@ static const struct cprx_guard_file *find_rule(const struct cprx_guard_status *s
 }
 
 /* A rule for the same path but another inode: replaced since the load. */
-static const struct cprx_guard_file *find_replaced(const struct cprx_guard_status *st,
-						   const char *path)
+const struct cprx_guard_file *
+cprx_guard_find_replaced(const struct cprx_guard_status *st, const char *path)
 {
 	char real[CPRX_GUARD_PATH_MAX], *r = realpath(path, real);
 	unsigned int i;
@@ -269,7 +276,7 @@ static bool self_runs_vmm(const struct cprx_guard_status *st)
 {
 	struct stat exe;
 
-	return !stat("/proc/self/exe", &exe) && find_rule(st, &exe);
+	return !stat("/proc/self/exe", &exe) && cprx_guard_find_rule(st, &exe);
 }
 
 struct answer {
@@ -282,7 +289,7 @@ struct answer {
 	bool explain;		/* the why is for an EPERM that happened */
 };
 
-static const char *guard_name(const struct cprx_guard_status *st)
+const char *cprx_guard_name(const struct cprx_guard_status *st)
 {
 	if (st->enforcing)
 		return "cprx-guard (BPF LSM, enforcing)";
@@ -322,9 +329,10 @@ static enum cprx_guard_result refuse(struct answer *a, const char *what)
 		 *a->st->policy ? a->st->policy : "?", tail);
 	if (a->explain)
 		say(a->why, a->len, "exec of '%s' refused (EPERM) by %s: %s",
-		    a->path, guard_name(a->st), detail);
+		    a->path, cprx_guard_name(a->st), detail);
 	else
-		say(a->why, a->len, "%s %s exec of '%s': %s", guard_name(a->st),
+		say(a->why, a->len, "%s %s exec of '%s': %s",
+		    cprx_guard_name(a->st),
 		    a->st->enforcing ? "refuses" : "would refuse", a->path,
 		    detail);
 	return a->st->enforcing ? CPRX_GUARD_DENY : CPRX_GUARD_WOULD_DENY;
@@ -332,10 +340,10 @@ static enum cprx_guard_result refuse(struct answer *a, const char *what)
 
 static enum cprx_guard_result decide(struct answer *a, bool armed)
 {
-	const struct cprx_guard_file *r = find_rule(a->st, a->sb);
+	const struct cprx_guard_file *r = cprx_guard_find_rule(a->st, a->sb);
 	char what[CPRX_GUARD_PATH_MAX + 200];
 
-	if (!r && (r = find_replaced(a->st, a->path))) {
+	if (!r && (r = cprx_guard_find_replaced(a->st, a->path))) {
 		snprintf(what, sizeof(what), "rule %u (allow %s) names inode "
 			 "%llu, but the file there has been replaced on disk "
 			 "since the policy was loaded", r->rule, r->path,
@@ -362,7 +370,7 @@ static enum cprx_guard_result decide(struct answer *a, bool armed)
 		return refuse(a, what);
 	}
 	say(a->why, a->len, "%s allows '%s': rule %u (allow %s)%s",
-	    guard_name(a->st), a->path, r->rule, r->path,
+	    cprx_guard_name(a->st), a->path, r->rule, r->path,
 	    a->st->armed_only ? ", with the armed session" : "");
 	return CPRX_GUARD_ALLOW;
 }
@@ -391,7 +399,7 @@ static enum cprx_guard_result verdict(const char *path, bool armed,
 	}
 	if (!cprx_guard_covers_self(&st, how, sizeof(how))) {
 		say(why, len, "%s is active but does not guard this process",
-		    guard_name(&st));
+		    cprx_guard_name(&st));
 		cprx_guard_status_free(&st);
 		return CPRX_GUARD_UNGUARDED;
 	}
@@ -399,7 +407,8 @@ static enum cprx_guard_result verdict(const char *path, bool armed,
 	a.sb = &sb;
 	if (stat(path, &sb) < 0) {
 		say(why, len, "%s guards this process (by %s); '%s' cannot be "
-		    "checked: %s", guard_name(&st), how, path, strerror(errno));
+		    "checked: %s", cprx_guard_name(&st), how, path,
+		    strerror(errno));
 		cprx_guard_status_free(&st);
 		return CPRX_GUARD_DENY;
 	}

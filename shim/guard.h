@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #define CPRX_GUARD_STATUS_ENV	"CPRX_GUARD_STATUS"
 #define CPRX_GUARD_STATUS_PATH	"/run/cprx-guard/status"
@@ -86,6 +88,22 @@ void cprx_guard_status_free(struct cprx_guard_status *st);
 /* Why this process is guarded ("cgroup /vmm"), or false. */
 bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
 			    size_t len);
+/*
+ * The same for another process, given its real @uid, its cgroup file
+ * (/proc/PID/cgroup) and its running binary (/proc/PID/exe); the files
+ * are read only when the policy has cgroup or binary selectors.
+ */
+bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
+		       const char *cgroup_file, const char *exe_file,
+		       char *how, size_t len);
+/* The allow rule naming the file @sb (its device and inode), or NULL. */
+const struct cprx_guard_file *
+cprx_guard_find_rule(const struct cprx_guard_status *st, const struct stat *sb);
+/* A rule naming @path (or its realpath) whatever its inode, or NULL. */
+const struct cprx_guard_file *
+cprx_guard_find_replaced(const struct cprx_guard_status *st, const char *path);
+/* "cprx-guard (BPF LSM, enforcing)", or which trace-only it is. */
+const char *cprx_guard_name(const struct cprx_guard_status *st);
 
 /*
  * The guard's verdict on an exec of @path by this process.  @armed: the

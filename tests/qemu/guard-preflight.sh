@@ -1,0 +1,197 @@
+#!/bin/bash
+# QEMU tier (TAP): cprx-guard's verdict in cprx-qmp's preflight (check
+# "guard"). One guest under the sid chroot's stock QEMU; `cprx-qmp update
+# --preflight-only` with $CPRX_GUARD_STATUS pointing at hand-written guard
+# status files (format in shim/guard.h; no BPF is loaded): no policy, QEMU
+# not guarded, guarded by uid / cgroup / binary without an allow rule for
+# the new binary (refused, the guest keeps running), allowed by the rule
+# naming the binary's device and inode in QEMU's root, trace-only (a
+# warning), malformed and stale status files (warnings), armed-only with a
+# stock QEMU (refused).
+#
+#   tests/qemu/guard-preflight.sh BUILD_DIR
+#
+# SKIPs (1..0 # SKIP reason) when cprx-qmp was not built, without root, or
+# when the chroot or the kernel cannot be had (no network on a cold cache).
+set -uo pipefail
+build=${1:?usage: guard-preflight.sh BUILD_DIR}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+QMP=$build/qemu-integration/cprx-qmp
+GUEST=$src/qemu-integration/guest.sh
+
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+[ -x "$QMP" ] || skip_all "cprx-qmp not built (needs gio-unix-2.0 and json-glib-1.0)"
+[ "$(id -u)" = 0 ] || skip_all "needs root (chroot, mount namespaces)"
+W=$(mktemp -d /tmp/cprx-qemu-guard.XXXXXX)
+cleanup() {
+	local p
+	for p in "$W"/*/pid; do
+		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null
+	done
+	sleep 0.3
+	rm -rf "$W"
+}
+trap cleanup EXIT
+"$src/qemu-integration/qemu-chroot.sh" >/dev/null 2>"$W/chroot.log" ||
+	skip_all "cannot build the QEMU chroot: $(tail -n1 "$W/chroot.log")"
+"$src/tests/vm/kernels.sh" bookworm >/dev/null 2>"$W/kernel.log" ||
+	skip_all "no bookworm kernel: $(tail -n1 "$W/kernel.log")"
+"$GUEST" initramfs >/dev/null 2>"$W/initramfs.log" ||
+	skip_all "cannot build the guest initramfs: $(tail -n1 "$W/initramfs.log")"
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+diag() { sed 's/^/# /'; }
+
+# The console's lines end in \r\n (the guest tty's ONLCR).
+console() { tr -d '\r' <"$1/serial.log"; }
+last_tick() { console "$1" | sed -n 's/^tick \([0-9]*\) .*/\1/p' | tail -n1; }
+# Waits until the guest in DIR printed tick > N.
+wait_tick() {
+	local dir=$1 after=$2 i t
+	for ((i = 0; i < 600; i++)); do
+		t=$(last_tick "$dir")
+		[ "${t:-0}" -gt "$after" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+"$GUEST" start "$W/g" >/dev/null 2>"$W/g.start"
+echo "1..13"
+wait_tick "$W/g" 3 || cat "$W/g.start" "$W/g/qemu.log" 2>/dev/null | diag
+check "the guest boots under the chroot's stock QEMU and ticks" [ -n "$(last_tick "$W/g")" ]
+pid=$(cat "$W/g/pid" 2>/dev/null)
+bin=/usr/bin/qemu-system-x86_64
+# The new binary (the running one) as the guard sees it: device and inode
+# through QEMU's root, as cprx-guard load resolves its allow rules.
+binid=$(stat -L -c '%Hd:%Ld:%i' "/proc/$pid/root$bin" 2>/dev/null)
+touch "$W/other"
+otherid=$(stat -c '%Hd:%Ld:%i' "$W/other")
+qcg=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
+echo "# QEMU pid $pid, $bin is $binid in its root, its cgroup ${qcg:-?}"
+mkdir -p "$W/bpffs"
+
+# A status file as cprx-guard writes it: STATE (enforcing|trace-only), then
+# the selector and rule lines given. "pid 0": pinned in bpffs, no loader to
+# outlive.
+status() {	# FILE STATE [LINE...]
+	local f=$1 state=$2
+	shift 2
+	{
+		echo "cprx-guard 1"
+		echo "state $state"
+		[ "$state" = enforcing ] ||
+			echo "why the kernel refused the BPF LSM program (EPERM)"
+		echo "mode enforce"
+		echo "pid 0"
+		echo "pinned $W/bpffs"
+		echo "policy $W/guard.policy"
+		printf '%s\n' "$@"
+	} >"$f"
+}
+
+# cprx-qmp update --preflight-only with the status file; output in
+# $W/NAME.out, report in $W/NAME.json, exit status in $rc, the guard's
+# line in $line.
+pre() {	# NAME STATUS-FILE [cprx-qmp args]
+	local name=$1 st=$2
+	shift 2
+	CPRX_GUARD_STATUS=$st "$QMP" update -s "$W/g/qmp.sock" --preflight-only --no-trial \
+		--json-out "$W/$name.json" "$@" >"$W/$name.out" 2>&1
+	rc=$?
+	diag <"$W/$name.out"
+	line=$(grep '^  preflight guard ' "$W/$name.out")
+}
+# The guard check in the JSON report: "ok warn" (True/False).
+guard_json() {
+	python3 -c 'import json, sys
+c = [c for c in json.load(open(sys.argv[1]))["preflight"] if c["check"] == "guard"][0]
+print(c["ok"], c["warn"])' "$1" 2>/dev/null
+}
+# Passed (exit 0), the guard's line says LEVEL (ok|warn) and matches PATTERN.
+passed() {	# NAME LEVEL PATTERN
+	local want
+	want=$([ "$2" = warn ] && echo "True True" || echo "True False")
+	[ $rc = 0 ] && [[ $line = "  preflight guard     $2 "* ]] &&
+		grep -q -- "$3" <<<"$line" && [ "$(guard_json "$W/$1.json")" = "$want" ]
+}
+# Refused (exit 2) on the guard's FAIL matching PATTERN, nothing stopped,
+# the guest still ticks.
+refused() {	# NAME PATTERN
+	[ $rc = 2 ] && [[ $line = "  preflight guard     FAIL "* ]] &&
+		grep -q -- "$2" <<<"$line" && grep -q 'update refused: preflight' "$W/$1.out" &&
+		grep -q 'guest: running' "$W/$1.out" &&
+		[ "$(guard_json "$W/$1.json")" = "False False" ] && wait_tick "$W/g" "${t:-0}"
+}
+
+# (1) no status file: no policy.
+pre none "$W/no-such-status"
+check "no status file: guard ok, no policy active (exit $rc)" \
+	passed none ok 'no cprx-guard policy active'
+
+# (2) enforcing, QEMU guarded by uid 0, no allow rule for its binary.
+status "$W/deny" enforcing "guard-uid 0" "allow 1 $otherid $W/other"
+t=$(last_tick "$W/g")
+pre deny "$W/deny"
+check "enforcing, guarded by uid 0, binary not allowed: refused naming the guard and $bin, guest runs (exit $rc)" \
+	refused deny "cprx-guard (BPF LSM, enforcing) refuses exec of $bin (binary $binid) by QEMU (pid $pid, guarded by uid 0): no allow rule matches"
+check "the refusal's hint says how to allow-list the binary in cprx-guard's policy" \
+	grep -q "hint: add 'allow .*qemu-system-x86_64' to the cprx-guard policy" "$W/deny.out"
+
+# (3) the same with the rule for the binary's device and inode in QEMU's root.
+status "$W/allow" enforcing "guard-uid 0" "allow 1 $otherid $W/other" \
+	"allow 2 $binid /proc/$pid/root$bin"
+pre allow "$W/allow"
+check "enforcing, guarded by uid 0, binary allowed: guard ok naming rule 2 (exit $rc)" \
+	passed allow ok "allows exec of $bin (binary $binid) by QEMU (pid $pid, guarded by uid 0): rule 2 "
+
+# (4) trace-only, binary not allowed: a warning, not a refusal.
+status "$W/trace" trace-only "guard-uid 0" "allow 1 $otherid $W/other"
+pre trace "$W/trace"
+check "trace-only, binary not allowed: warn, would be refused if enforced, not refused (exit $rc)" \
+	passed trace warn 'would refuse exec.*would be refused if enforced'
+
+# (5) a malformed status file: a warning naming the line.
+status "$W/bad" enforcing "guard-uid 0" "allow 1 not-an-inode $bin"
+pre bad "$W/bad"
+check "malformed status file: warn naming the line, not refused (exit $rc)" \
+	passed bad warn "ignored: line 8 ('allow') is malformed"
+
+# (6) armed-only, enforcing, binary allowed: a stock QEMU arms no session.
+status "$W/armed" enforcing "armed-only 1" "guard-uid 0" "allow 1 $binid /proc/$pid/root$bin"
+t=$(last_tick "$W/g")
+pre armed "$W/armed"
+check "armed-only, enforcing, binary allowed, stock QEMU: refused naming armed-only, guest runs (exit $rc)" \
+	refused armed 'rule 1 .* matches, but the policy is armed-only .*no libcprx in its maps'
+check "the armed-only hint names --enable-cprx and /dev/cprx" \
+	grep -q 'hint: use a QEMU built with --enable-cprx.*/dev/cprx.*drop armed-only' "$W/armed.out"
+
+# Other selectors and states.
+status "$W/unguarded" enforcing "guard-uid 4242" "allow 1 $otherid $W/other"
+pre unguarded "$W/unguarded"
+check "policy guarding another uid: guard ok, QEMU not guarded (exit $rc)" \
+	passed unguarded ok "QEMU (pid $pid) is not guarded by the policy"
+status "$W/cgroup" enforcing "guard-cgroup ${qcg:-/} /sys/fs/cgroup${qcg%/}" \
+	"allow 1 $otherid $W/other"
+t=$(last_tick "$W/g")
+pre cgroup "$W/cgroup"
+check "guarded by QEMU's cgroup (${qcg:-?}), binary not allowed: refused naming the cgroup (exit $rc)" \
+	refused cgroup "guarded by cgroup /sys/fs/cgroup"
+status "$W/exe" enforcing "guard-exe $binid /proc/$pid/root$bin" "allow 1 $otherid $W/other"
+t=$(last_tick "$W/g")
+pre exe "$W/exe"
+check "guarded by QEMU's running binary, binary not allowed: refused naming it (exit $rc)" \
+	refused exe "guarded by its binary /proc/$pid/root$bin"
+# A loader that is gone: a pid that was just reaped.
+sleep 0 &
+dead=$!
+wait $dead
+status "$W/stale" enforcing "guard-uid 0"
+sed -i "s/^pid 0$/pid $dead/" "$W/stale"
+pre stale "$W/stale"
+check "stale status file (loader pid $dead gone): warn, not refused (exit $rc)" \
+	passed stale warn "stale: its loader (pid $dead) is gone"
+exit $((failed > 0))
