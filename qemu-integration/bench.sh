@@ -14,7 +14,8 @@
 # the chroot's stock 11.x, /usr/bin/qemu-system-x86_64; qemu-build.sh
 # [--cprx] prints the others). Prints a Markdown table and writes
 # DIR/bench.json (one report of cprx-qmp per line, with "mode", "size_mib"
-# and "qemu" added) and DIR/table.md. Needs the chroot and root.
+# and "qemu" added), DIR/table.md and the plot DIR/qemu-pause.{svg,png}.
+# Needs the chroot and root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../tests/vm/lib.sh"
@@ -96,5 +97,5 @@ for q in "${qemus[@]}"; do
 done
 done
 
-python3 "$here/bench-table.py" "$out/bench.json" | tee "$out/table.md"
+python3 "$here/bench-table.py" "$out/bench.json" --plot "$out" | tee "$out/table.md"
 echo "(JSON: $out/bench.json)"

@@ -25,7 +25,7 @@ def connect(path, deadline):
             s.close()
             if time.time() > deadline:
                 raise
-            time.sleep(0.0002)
+            time.sleep(0.001)   # as cprx-qmp polls
 
 
 def command(f, events, name, **args):

@@ -94,10 +94,16 @@ static gboolean send_msg(Qmp *q, JsonNode *msg, GError **err)
 	gsize len = strlen(line), off = 0;
 
 	while (off < len) {
-		gssize n = g_socket_send(q->sock, line + off, len - off, NULL, err);
+		GError *e = NULL;
+		gssize n = g_socket_send(q->sock, line + off, len - off, NULL, &e);
 
-		if (n < 0)
+		if (n < 0) {
+			/* The peer is gone (an exec closes QEMU's end): as a
+			 * receive would see it, end of file. */
+			g_set_error(err, QMP_ERROR, QMP_ERROR_EOF, "QMP: %s", e->message);
+			g_error_free(e);
 			return FALSE;
+		}
 		off += n;
 	}
 	return TRUE;
