@@ -11,55 +11,9 @@
 # when the chroot or the kernel cannot be had (no network on a cold cache).
 set -uo pipefail
 build=${1:?usage: update.sh BUILD_DIR}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-QMP=$build/qemu-integration/cprx-qmp
-GUEST=$src/qemu-integration/guest.sh
+. "$(dirname "$0")/lib.sh"
+qemu_tier_setup test
 
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
-[ -x "$QMP" ] || skip_all "cprx-qmp not built (needs gio-unix-2.0 and json-glib-1.0)"
-[ "$(id -u)" = 0 ] || skip_all "needs root (chroot, mount namespaces)"
-W=$(mktemp -d /tmp/cprx-qemu-test.XXXXXX)
-cleanup() {
-	local p
-	for p in "$W"/*/pid; do
-		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null
-	done
-	sleep 0.3
-	rm -rf "$W"
-}
-trap cleanup EXIT
-"$src/qemu-integration/qemu-chroot.sh" >/dev/null 2>"$W/chroot.log" ||
-	skip_all "cannot build the QEMU chroot: $(tail -n1 "$W/chroot.log")"
-"$src/tests/vm/kernels.sh" bookworm >/dev/null 2>"$W/kernel.log" ||
-	skip_all "no bookworm kernel: $(tail -n1 "$W/kernel.log")"
-"$GUEST" initramfs >/dev/null 2>"$W/initramfs.log" ||
-	skip_all "cannot build the guest initramfs: $(tail -n1 "$W/initramfs.log")"
-
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-diag() { sed 's/^/# /'; }
-skip() { local i; for ((i = 0; i < $1; i++)); do n=$((n + 1)); echo "ok $n # SKIP $2"; done; }
-
-# The console's lines end in \r\n (the guest tty's ONLCR).
-console() { tr -d '\r' <"$1/serial.log"; }
-last_tick() { console "$1" | sed -n 's/^tick \([0-9]*\) .*/\1/p' | tail -n1; }
-# Waits until the guest in DIR printed tick > N (and, with a third argument,
-# "ram ok M" with M > N).
-wait_tick() {
-	local dir=$1 after=$2 ram=${3:-} i t
-	for ((i = 0; i < 600; i++)); do
-		t=$(last_tick "$dir")
-		if [ "${t:-0}" -gt "$after" ]; then
-			[ -z "$ram" ] && return 0
-			console "$dir" | sed -n 's/^ram ok \([0-9]*\)$/\1/p' |
-				awk -v a="$after" '$1 > a { f = 1 } END { exit !f }' && return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
 # Ticks consecutive, guest clock steps below 2 s (no gap the guest could see).
 ticks_continuous() {
 	awk '/^tick / { split($3, u, "="); n = $2 + 0
@@ -68,7 +22,6 @@ ticks_continuous() {
 		last = n; up = u[2]; seen = 1 }
 		END { exit bad || !seen }' <(console "$1")
 }
-json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, d))' "$@"; }
 
 # Three guests boot at once (TCG boots take a few seconds each).
 "$GUEST" start "$W/ok" >/dev/null 2>"$W/ok.start" &

@@ -33,12 +33,7 @@ export CPRX_BACKEND=kmod
 # under TCG a test takes ~20x longer than on the host
 export CPRX_TEST_TIMEOUT=${CPRX_TEST_TIMEOUT:-1200}
 
-# Taint bits that mean trouble: M (machine check), B (bad page), D (oops),
-# W (warning), L (soft lockup).  O and E, for our out-of-tree unsigned
-# module, are expected.
-BAD_TAINT=$(( (1 << 4) | (1 << 5) | (1 << 7) | (1 << 9) | (1 << 14) ))
-PATTERN='BUG|WARNING|Oops|leak|kmemleak|general protection|refcount_t'
-KMEMLEAK=/sys/kernel/debug/kmemleak
+. "$(dirname "$0")/kernel-log.sh"
 
 fail=0
 ok() { echo "ok $1 $2${3:+ # $3}"; }
@@ -54,10 +49,7 @@ echo "TAP version 13"
 echo "1..$((ntests + 4))"
 echo "# kernel $(uname -r), module $ko"
 
-marker="cprx-kmod-tests: start $$.$RANDOM"
-echo "$marker" >/dev/kmsg
-taint0=$(cat /proc/sys/kernel/tainted)
-[ -w "$KMEMLEAK" ] && echo clear >"$KMEMLEAK"
+klog_mark cprx-kmod-tests
 
 if [ -d /sys/module/cprx ]; then
 	echo "Bail out! cprx is loaded already"
@@ -110,23 +102,10 @@ else
 fi
 
 n=$((n + 1))
-if [ -w "$KMEMLEAK" ]; then
-	echo scan >"$KMEMLEAK"
-	sleep 1
-	echo scan >"$KMEMLEAK"
-	leaks=$(cat "$KMEMLEAK")
-fi
-log=$(dmesg | awk -v m="$marker" 'found; index($0, m) { found = 1 }')
-bad=$(printf '%s\n' "$log" | grep -E "$PATTERN")
-taint=$(cat /proc/sys/kernel/tainted)
-new_taint=$(( taint & ~taint0 & BAD_TAINT ))
-if [ -z "$bad" ] && [ -z "${leaks:-}" ] && [ $new_taint = 0 ]; then
+if trouble=$(klog_trouble); then
 	ok $n dmesg-clean
 else
-	[ -n "$bad" ] && printf '%s\n' "$bad" | diag
-	[ -n "${leaks:-}" ] && printf '%s\n' "$leaks" | head -n 40 | diag
-	echo "taint $taint0 -> $taint" | diag
-	printf '%s\n' "$log" | tail -n 60 | diag
+	printf '%s\n' "$trouble" | diag
 	not_ok $n dmesg-clean
 fi
 exit $fail

@@ -21,9 +21,7 @@ QMP=$(realpath "$2")
 src=$(cd "$(dirname "$0")/../.." && pwd)
 PX=/opt/qemu-10.2.2-cprx/bin/qemu-system-x86_64
 PATTERN_ADDR=$((0x100000)) PATTERN_SIZE=$((1 << 20))
-# See tests/vm/kmod-tests.sh: M, B, D, W, L.
-BAD_TAINT=$(( (1 << 4) | (1 << 5) | (1 << 7) | (1 << 9) | (1 << 14) ))
-BAD_LOG='BUG|WARNING|Oops|leak|kmemleak|general protection|refcount_t'
+. "$src/tests/vm/kernel-log.sh"
 
 W=$(mktemp -d /tmp/cprx-qemu-kmod.XXXXXX)
 pid=
@@ -35,13 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-diag() { sed 's/^/# /'; }
+. "$src/tests/tap.sh"
 qmp() { python3 "$src/tests/vm/qmp.py" "$W/qmp.sock" "$@"; }
-json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, d))' "$@"; }
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc | xargs printf '%.1f'; }
 
@@ -113,9 +106,7 @@ update() {	# NAME [cprx-qmp args]: the update's exit status; output diag'ed
 echo "TAP version 13"
 echo "1..19"
 echo "# kernel $(uname -r), module $ko, QEMU $PX"
-marker="cprx-qemu-kmod: start $$.$RANDOM"
-echo "$marker" >/dev/kmsg
-taint0=$(cat /proc/sys/kernel/tainted)
+klog_mark cprx-qemu-kmod
 
 # --- QEMU up, no module yet --------------------------------------------------
 check "cprx.ko not loaded yet, no /dev/cprx" \
@@ -231,16 +222,10 @@ else
 	echo "$out" | diag
 	not_ok "rmmod cprx"
 fi
-log=$(dmesg | awk -v m="$marker" 'found; index($0, m) { found = 1 }')
-bad=$(printf '%s\n' "$log" | grep -E "$BAD_LOG")
-taint=$(cat /proc/sys/kernel/tainted)
-new_taint=$(( taint & ~taint0 & BAD_TAINT ))
-if [ -z "$bad" ] && [ $new_taint = 0 ]; then
+if trouble=$(klog_trouble); then
 	ok "dmesg clean (no BUG/WARNING/Oops/leak, no new bad taint)"
 else
-	printf '%s\n' "$bad" | diag
-	echo "taint $taint0 -> $taint" | diag
-	printf '%s\n' "$log" | tail -n 60 | diag
+	printf '%s\n' "$trouble" | diag
 	not_ok "dmesg clean (no BUG/WARNING/Oops/leak, no new bad taint)"
 fi
 echo "# $n test points, $failed failed"

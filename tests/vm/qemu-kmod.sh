@@ -23,7 +23,7 @@ out=$build/kmod-bookworm
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+. "$src/tests/tap.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (VM tier, chroot, mount namespaces)"
 [ -x "$QMP" ] || skip_all "cprx-qmp not built (needs gio-unix-2.0 and json-glib-1.0)"
 croot=$("$src/qemu-integration/qemu-chroot.sh" --check) ||
