@@ -1036,18 +1036,30 @@ static void summary(Ctx *c)
 		       json_object_get_double_member(r, "pause_ms_at_most"));
 }
 
-static int do_update(Opts *o)
+/* Connects, and settles what update and restart both need: the migration
+ * file, the new QMP socket (the same path by default) and the new argv. */
+static int prepare_update(Ctx *c)
 {
-	Ctx c = { .o = o };
-	int ret = connect_qemu(&c);
+	Opts *o = c->o;
+	int ret = connect_qemu(c);
 
 	if (ret)
 		return ret;
 	if (!o->state)
-		o->state = g_strdup_printf("/tmp/cprx-qmp-%d.state", c.pid);
+		o->state = g_strdup_printf("/tmp/cprx-qmp-%d.state", c->pid);
 	if (!o->new_qmp)
-		o->new_qmp = g_strdup(o->socket);	/* same path by default */
-	c.new_argv = make_new_argv(&c);
+		o->new_qmp = g_strdup(o->socket);
+	c->new_argv = make_new_argv(c);
+	return 0;
+}
+
+static int do_update(Opts *o)
+{
+	Ctx c = { .o = o };
+	int ret = prepare_update(&c);
+
+	if (ret)
+		return ret;
 	json_object_set_array_member(c.report, "new_argv", strv_array(c.new_argv));
 	json_object_set_array_member(c.report, "preflight", c.checks);
 	if (!o->json)
@@ -1173,15 +1185,10 @@ static int do_restart(Opts *o)
 	Ctx c = { .o = o };
 	RootFds rf = { -1, -1, -1 };
 	g_autofree char *ns = NULL, *root = NULL, *hs = NULL, *log = NULL, *hlog = NULL;
-	int ret = connect_qemu(&c);
+	int ret = prepare_update(&c);
 
 	if (ret)
 		return ret;
-	if (!o->state)
-		o->state = g_strdup_printf("/tmp/cprx-qmp-%d.state", c.pid);
-	if (!o->new_qmp)
-		o->new_qmp = g_strdup(o->socket);
-	c.new_argv = make_new_argv(&c);
 	json_object_set_string_member(c.report, "mode", "restart");
 	ns = g_strdup_printf("/proc/%d/ns/mnt", c.pid);
 	root = g_strdup_printf("/proc/%d/root", c.pid);
