@@ -39,7 +39,10 @@ static const char *const seg_to[NR_SEGS] = {
 
 /* Options ------------------------------------------------------------------ */
 
-static char *o_sizes = "256M,1G,4G,16G", *o_pages = "4k", *o_backends = "cloexec";
+/* --sizes; unset: SIZES_DEFAULT, or QEMU_SIZES_DEFAULT with --qemu */
+#define SIZES_DEFAULT "256M,1G,4G,16G"
+#define QEMU_SIZES_DEFAULT "256M,1G,4G"
+static char *o_sizes, *o_pages = "4k", *o_backends = "cloexec";
 static char *o_teardowns = "deferred", *o_states = "memfd", *o_vcpus = "2";
 static char *o_devices = "0", *o_baselines = "floor,naive,copy";
 static char *o_vmm, *o_out = "bench-out", *o_copy_dir, *o_copy_max;
@@ -49,7 +52,7 @@ static gboolean o_no_progress, o_no_plots, o_qemu, o_vm, o_guard;
 
 static const GOptionEntry entries[] = {
 	{ "sizes", 's', 0, G_OPTION_ARG_STRING, &o_sizes,
-	  "RAM sizes (256M,1G,4G,16G)", "LIST" },
+	  "RAM sizes (256M,1G,4G,16G; with --qemu 256M,1G,4G)", "LIST" },
 	{ "pages", 'p', 0, G_OPTION_ARG_STRING, &o_pages,
 	  "Page kinds: 4k, thp, hugetlb (4k)", "LIST" },
 	{ "backends", 'b', 0, G_OPTION_ARG_STRING, &o_backends,
@@ -172,7 +175,7 @@ static int cmp_u64(gconstpointer a, gconstpointer b)
 
 static bool parse_sizes(struct bench *b)
 {
-	g_auto(GStrv) v = split(o_sizes);
+	g_auto(GStrv) v = split(o_sizes ? o_sizes : SIZES_DEFAULT);
 	unsigned int i;
 	uint64_t n;
 
@@ -551,7 +554,7 @@ static int run_qemu(void)
 	g_autofree char *runs = g_strdup_printf("%d", o_reps);
 	g_autoptr(GPtrArray) cmd = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GString) mib = g_string_new(NULL);
-	g_auto(GStrv) v = split(strcmp(o_sizes, "256M,1G,4G,16G") ? o_sizes : "256M,1G,4G");
+	g_auto(GStrv) v = split(o_sizes ? o_sizes : QEMU_SIZES_DEFAULT);
 	unsigned int i, found = 0;
 	int status = 0;
 	uint64_t n;
