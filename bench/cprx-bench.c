@@ -29,7 +29,7 @@ const char *const seg_names[NR_SEGS] = {
 };
 const char *const kind_names[] = { "cprx", "floor", "naive", "copy" };
 
-/* timeline_ms keys of cprx-vmm (tools/cprx-vmm.c, json_timeline) per span */
+/* timeline_ms keys (tools/cprx-vmm/report.c, json_timeline) per span */
 static const char *const seg_from[NR_SEGS] = {
 	"stop", "stopped", "save_end", "exec", "incoming", "reclaim_end", "verify_end",
 };

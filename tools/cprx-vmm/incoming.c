@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The new image's side of an update: take the configuration from the blob,
+ * reclaim devices and RAM, verify, resume; or hand the guest back to the
+ * previous binary (rollback) when any of that fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm.h"
+
+/*
+ * Hands the guest back to the previous binary; returns only if that failed.
+ * @hint only when the failure is libcprx's.
+ */
+static void __attribute__((noreturn))
+reject(struct vm *vm, struct cprx_session *s, const char *stage, int err,
+       const char *why, const char *hint)
+{
+	char msg[CPRX_MSG_MAX];
+	int r;
+
+	snprintf(msg, sizeof(msg), "%s", why);
+	print_event(vm, "rollback", stage, err, msg, hint);
+	fflush(NULL);
+	r = s ? cprx_rollback(s, msg) : -EINVAL;
+	print_event(vm, "error", "rollback", r, sess_msg(s, r), sess_hint(s));
+	exit(EXIT_LOST);
+}
+
+static int blob_check(const struct vm_blob *b, size_t len, char *why, size_t wlen)
+{
+	if (len != sizeof(*b) || b->magic != BLOB_MAGIC || b->version != BLOB_VERSION ||
+	    b->size != sizeof(*b)) {
+		snprintf(why, wlen, "blob '" BLOB_TOKEN "': %zu bytes, not a version %d "
+			 "cprx-vmm blob of %zu", len, BLOB_VERSION, sizeof(*b));
+		return -1;
+	}
+	if (!b->cfg.vcpus || b->cfg.vcpus > MAX_VCPUS || b->cfg.page_kind > 2 ||
+	    !b->cfg.ram_bytes || b->cfg.ram_bytes % GPAGE ||
+	    b->cfg.devices > MAX_XDEVS ||
+	    b->cfg.ram_bytes / GPAGE < b->cfg.vcpus ||
+	    !memchr(b->cfg.exec_path, 0, PATH_MAX) ||
+	    !memchr(b->cfg.state_path, 0, PATH_MAX) ||
+	    !memchr(b->dev.pipe_msg, 0, sizeof(b->dev.pipe_msg)) ||
+	    !memchr(b->dev.sock_msg, 0, sizeof(b->dev.sock_msg))) {
+		snprintf(why, wlen, "blob '" BLOB_TOKEN "': inconsistent configuration");
+		return -1;
+	}
+	return 0;
+}
+
+/* A rollback image takes the state back as it was: no update happened. */
+static void blob_load(struct vm *vm, struct cprx_session *s, bool rollback)
+{
+	static struct vm_blob blob;
+	const struct vm_blob *b = &blob;
+	const void *data;
+	char why[256];
+	size_t len;
+	int r;
+
+	r = cprx_get_blob(s, BLOB_TOKEN, &data, &len);
+	if (r < 0)
+		reject(vm, s, "blob", r, sess_msg(s, r), sess_hint(s));
+	/* a copy: nothing promises the session's bytes are 8-byte aligned */
+	memcpy(&blob, data, len < sizeof(blob) ? len : sizeof(blob));
+	if (blob_check(b, len, why, sizeof(why)) < 0)
+		reject(vm, s, "blob", -EBADMSG, why, NULL);
+	vm->cfg = b->cfg;
+	vm->generation = b->generation + !rollback;
+	vm->updates_ok = b->updates_ok + !rollback;
+	vm->refused = b->refused + rollback;
+	vm->verify_failed = b->verify_failed;
+	vm->t_start_ns = b->t_start_ns;
+	memcpy(vm->stripe_sum, b->stripe_sum, sizeof(vm->stripe_sum));
+	vm->dev = b->dev;
+	if (rollback)
+		vm->cfg.updates = 0;
+	if (!rollback && cprx_generation(s) != vm->generation)
+		warn_msg("libcprx says generation %u, the blob says %u",
+		      cprx_generation(s), vm->generation);
+}
+
+static void reclaim_fd(struct vm *vm, struct cprx_session *s, const char *token,
+		       int *fd)
+{
+	char why[CPRX_MSG_MAX];
+	int r, fl;
+
+	r = cprx_reclaim_fd(s, token, fd);
+	if (r < 0) {
+		snprintf(why, sizeof(why), "reclaiming %s: %s", token, sess_msg(s, r));
+		reject(vm, s, "reclaim", r, why, sess_hint(s));
+	}
+	fl = fcntl(*fd, F_GETFD);
+	if (fl >= 0 && !(fl & FD_CLOEXEC))
+		warn_msg("reclaimed %s (fd %d) without FD_CLOEXEC", token, *fd);
+}
+
+static void reclaim_devs(struct vm *vm, struct cprx_session *s, bool rollback)
+{
+	unsigned int i;
+	int extra;
+
+	for (i = 0; i < NR_DEV_FDS; i++)
+		reclaim_fd(vm, s, dev_token[i], &vm->dev_fd[i]);
+	for (i = 0; i < vm->cfg.devices; i++) {
+		char tok[32];
+
+		xdev_token(tok, sizeof(tok), i);
+		reclaim_fd(vm, s, tok, &vm->xdev_fd[i]);
+	}
+	if (!(vm->cfg.faults & F_REQUIRE_TOKEN) || rollback)
+		return;
+	/* a device the old image never had: this must send us back */
+	reclaim_fd(vm, s, EXTRA_TOKEN, &extra);
+	close(extra);
+	reject(vm, s, "reclaim", -EEXIST, "require-token: " EXTRA_TOKEN
+	       " was reclaimed although the old image never preserved it", NULL);
+}
+
+static void reclaim_ram(struct vm *vm, struct cprx_session *s)
+{
+	char why[CPRX_MSG_MAX];
+	uint64_t size = 0;
+	void *addr = NULL;
+	int r;
+
+	r = cprx_reclaim_ram(s, RAM_TOKEN, &addr, &size, &vm->ram_fd);
+	if (r < 0) {
+		snprintf(why, sizeof(why), "reclaiming " RAM_TOKEN ": %s", sess_msg(s, r));
+		reject(vm, s, "remap", r, why, sess_hint(s));
+	}
+	if (size != vm->cfg.ram_bytes) {
+		snprintf(why, sizeof(why), RAM_TOKEN " is %" PRIu64 " bytes, the blob says %"
+			 PRIu64, size, vm->cfg.ram_bytes);
+		reject(vm, s, "remap", -EBADMSG, why, NULL);
+	}
+	vm->ram = addr;
+	vm->npages = size / GPAGE;
+	ram_advise(vm);
+}
+
+/* Injected refusals; before verify, which drains the devices. */
+static void maybe_reject(struct vm *vm, struct cprx_session *s, bool rollback)
+{
+	if (vm->cfg.faults & F_REJECT_ALWAYS)
+		reject(vm, s, "start", -ECANCELED,
+		       "injected fault reject-always: this image refuses to run the guest",
+		       NULL);
+	if ((vm->cfg.faults & F_REJECT) && !rollback)
+		reject(vm, s, "start", -ECANCELED,
+		       "injected fault reject-state: the new image refuses the state",
+		       NULL);
+}
+
+void new_image(struct vm *vm, struct cprx_session *s)
+{
+	bool rollback = cprx_is_rollback(s);
+	struct report rep;
+	int r;
+
+	vm->generation = cprx_generation(s);	/* until the blob says */
+	blob_load(vm, s, rollback);
+	reclaim_devs(vm, s, rollback);
+	cprx_mark(s, CPRX_PH_RECLAIM_END);
+	reclaim_ram(vm, s);
+	cprx_mark(s, CPRX_PH_REMAP_END);
+	maybe_reject(vm, s, rollback);
+
+	report_init(&rep, s);
+	rep.rollback = rollback;
+	rep.verified = vm_verify(vm, rep.verify, sizeof(rep.verify));
+	vm->verify_failed |= !rep.verified;
+	cprx_mark(s, CPRX_PH_VERIFY_END);
+	vcpus_start(vm);
+	cprx_mark(s, CPRX_PH_RESUMED);
+	r = cprx_commit(s);
+	if (r < 0)
+		warn_msg("cprx_commit: %s", sess_msg(s, r));
+	cprx_timeline(s, rep.ts);
+	rep.pause_ms = pause_ms(rep.ts);
+	print_update(vm, &rep);
+	cprx_session_close(s);
+}
+
+/* The incoming state is unusable: the previous binary may still read it. */
+void __attribute__((noreturn))
+incoming_failed(struct vm *vm, struct cprx_session *s, int err)
+{
+	char why[CPRX_MSG_MAX];
+
+	snprintf(why, sizeof(why), "incoming state unusable: %s", sess_msg(s, err));
+	if (!s) {
+		print_event(vm, "error", "incoming", err, why, NULL);
+		exit(EXIT_LOST);
+	}
+	vm->generation = cprx_generation(s);
+	reject(vm, s, "incoming", err, why, sess_hint(s));
+}

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Output: one JSON line per event (update, preflight, rollback, error,
+ * exit) or a short human-readable line, with the tool's own JSON writer.
+ */
+#include <dirent.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm.h"
+
+static const char *errname(int err)
+{
+	const char *n = strerrorname_np(err < 0 ? -err : err);
+
+	return n ? n : "EUNKNOWN";
+}
+
+static const char *const baseline_names[] = { "none", "floor", "naive", "copy" };
+
+/* JSON output: one object per line, keys in a fixed order. */
+struct jw {
+	FILE *f;
+	bool first;
+};
+
+static void json_string(FILE *f, const char *s)
+{
+	const unsigned char *p;
+
+	fputc('"', f);
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", f);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+/* A key (NULL inside an array), with the comma the previous item needs. */
+static void jw_key(struct jw *w, const char *k)
+{
+	if (!w->first)
+		fputc(',', w->f);
+	w->first = false;
+	if (k) {
+		json_string(w->f, k);
+		fputc(':', w->f);
+	}
+}
+
+static void jw_str(struct jw *w, const char *k, const char *v)
+{
+	jw_key(w, k);
+	if (v)
+		json_string(w->f, v);
+	else
+		fputs("null", w->f);
+}
+
+static void jw_u64(struct jw *w, const char *k, uint64_t v)
+{
+	jw_key(w, k);
+	fprintf(w->f, "%" PRIu64, v);
+}
+
+static void jw_bool(struct jw *w, const char *k, bool v)
+{
+	jw_key(w, k);
+	fputs(v ? "true" : "false", w->f);
+}
+
+static void jw_ms(struct jw *w, const char *k, double ms)
+{
+	jw_key(w, k);
+	if (isnan(ms))
+		fputs("null", w->f);
+	else
+		fprintf(w->f, "%.3f", ms);
+}
+
+static void jw_open(struct jw *w, const char *k, char c)
+{
+	jw_key(w, k);
+	fputc(c, w->f);
+	w->first = true;
+}
+
+static void jw_close(struct jw *w, char c)
+{
+	fputc(c, w->f);
+	w->first = false;
+}
+
+static void jw_begin(struct jw *w, const char *event)
+{
+	w->f = stdout;
+	w->first = true;
+	fputc('{', w->f);
+	jw_str(w, "event", event);
+}
+
+static void jw_end(struct jw *w)
+{
+	fputs("}\n", w->f);
+	fflush(w->f);
+}
+
+static const struct phase_span {
+	const char *name;
+	enum cprx_phase from, to;
+} spans[] = {
+	{ "preflight",	CPRX_PH_PREFLIGHT_START, CPRX_PH_PREFLIGHT_END },
+	{ "stop",	CPRX_PH_STOP,		CPRX_PH_STOPPED },
+	{ "save",	CPRX_PH_SAVE_START,	CPRX_PH_SAVE_END },
+	{ "exec",	CPRX_PH_EXEC,		CPRX_PH_INCOMING },
+	{ "reclaim",	CPRX_PH_INCOMING,	CPRX_PH_RECLAIM_END },
+	{ "remap",	CPRX_PH_RECLAIM_END,	CPRX_PH_REMAP_END },
+	{ "verify",	CPRX_PH_REMAP_END,	CPRX_PH_VERIFY_END },
+	{ "resume",	CPRX_PH_VERIFY_END,	CPRX_PH_RESUMED },
+};
+
+static double span_ms(const uint64_t *ts, enum cprx_phase a, enum cprx_phase b)
+{
+	if (!ts[a] || !ts[b] || ts[b] < ts[a])
+		return NAN;
+	return (double)(ts[b] - ts[a]) / 1e6;
+}
+
+/* Guest downtime without our own RAM check, which a real VMM does not do. */
+double pause_ms(const uint64_t *ts)
+{
+	double all = span_ms(ts, CPRX_PH_STOP, CPRX_PH_RESUMED);
+	double verify = span_ms(ts, CPRX_PH_REMAP_END, CPRX_PH_VERIFY_END);
+
+	return isnan(verify) ? all : all - verify;
+}
+
+static const char *verdict_name(enum cprx_verdict v)
+{
+	return v == CPRX_PASS ? "pass" : v == CPRX_WARN ? "warn" : "fail";
+}
+
+static void json_checks(struct jw *w, const struct cprx_preflight_report *pf)
+{
+	unsigned int i, n = pf->nr_checks < CPRX_MAX_CHECKS ? pf->nr_checks :
+			    CPRX_MAX_CHECKS;
+
+	jw_open(w, "checks", '[');
+	for (i = 0; i < n; i++) {
+		jw_open(w, NULL, '{');
+		jw_str(w, "name", pf->checks[i].name);
+		jw_str(w, "verdict", verdict_name(pf->checks[i].verdict));
+		jw_str(w, "reason", pf->checks[i].reason);
+		jw_close(w, '}');
+	}
+	jw_close(w, ']');
+}
+
+/* Raw stamps from STOP on, so that a breakdown can cover every gap. */
+static void json_timeline(struct jw *w, const uint64_t *ts)
+{
+	static const char *const names[CPRX_PH_MAX] = {
+		[CPRX_PH_STOP] = "stop", [CPRX_PH_STOPPED] = "stopped",
+		[CPRX_PH_SAVE_START] = "save_start", [CPRX_PH_SAVE_END] = "save_end",
+		[CPRX_PH_EXEC] = "exec", [CPRX_PH_INCOMING] = "incoming",
+		[CPRX_PH_RECLAIM_END] = "reclaim_end", [CPRX_PH_REMAP_END] = "remap_end",
+		[CPRX_PH_VERIFY_END] = "verify_end", [CPRX_PH_RESUMED] = "resumed",
+	};
+	unsigned int i;
+
+	if (!ts[CPRX_PH_STOP])
+		return;
+	jw_open(w, "timeline_ms", '{');
+	for (i = CPRX_PH_STOP; i <= CPRX_PH_RESUMED; i++)
+		if (ts[i] >= ts[CPRX_PH_STOP])
+			jw_ms(w, names[i], (double)(ts[i] - ts[CPRX_PH_STOP]) / 1e6);
+	jw_close(w, '}');
+}
+
+static void json_update(const struct vm *vm, const struct report *rep)
+{
+	const struct vm_config *c = &vm->cfg;
+	struct jw w;
+	unsigned int i;
+
+	jw_begin(&w, "update");
+	jw_bool(&w, "ok", !rep->stage && !rep->rollback);
+	jw_u64(&w, "generation", vm->generation);
+	jw_u64(&w, "pid", (uint64_t)getpid());
+	jw_str(&w, "backend", rep->backend);
+	jw_bool(&w, "rollback", rep->rollback);
+	jw_u64(&w, "ram_bytes", c->ram_bytes);
+	jw_str(&w, "pages", page_kind_name(c->page_kind));
+	jw_u64(&w, "vcpus", c->vcpus);
+	jw_str(&w, "teardown", c->flags & CFG_INLINE ? "inline" : "deferred");
+	jw_str(&w, "state", c->state_path[0] || cfg_baseline(c) == BASE_COPY ?
+	       "file" : "memfd");
+	jw_ms(&w, "pause_ms", rep->pause_ms);
+	jw_open(&w, "phases_ms", '{');
+	for (i = 0; i < ARRAY_SIZE(spans); i++)
+		jw_ms(&w, spans[i].name, span_ms(rep->ts, spans[i].from, spans[i].to));
+	jw_close(&w, '}');
+	json_timeline(&w, rep->ts);
+	if (cfg_baseline(c))
+		jw_str(&w, "baseline", baseline_names[cfg_baseline(c)]);
+	jw_str(&w, "verify", rep->verify);
+	if (rep->stage) {
+		jw_str(&w, "stage", rep->stage);
+		jw_str(&w, "errno", errname(rep->err));
+		jw_str(&w, "error", rep->error);
+		jw_str(&w, "hint", rep->hint);
+		jw_bool(&w, "resumed", rep->resumed);
+	}
+	if (rep->pf)
+		json_checks(&w, rep->pf);
+	jw_end(&w);
+}
+
+static void human_checks(const struct cprx_preflight_report *pf)
+{
+	unsigned int i;
+
+	for (i = 0; i < pf->nr_checks && i < CPRX_MAX_CHECKS; i++)
+		if (pf->checks[i].verdict != CPRX_PASS)
+			printf("  preflight %s %s: %s\n", verdict_name(pf->checks[i].verdict),
+			       pf->checks[i].name, pf->checks[i].reason);
+}
+
+static void human_update(const struct vm *vm, const struct report *rep)
+{
+	const uint64_t *ts = rep->ts;
+	char sz[32];
+
+	fmt_bytes(sz, sizeof(sz), vm->cfg.ram_bytes);
+	if (rep->stage) {
+		printf("update %u refused at %s: %s: %s%s%s%s; guest %s, verify %s\n",
+		       vm->generation + 1, rep->stage, errname(rep->err), rep->error,
+		       rep->hint[0] ? " (hint: " : "", rep->hint, rep->hint[0] ? ")" : "",
+		       rep->resumed ? "resumed" : "NOT resumed", rep->verify);
+	} else {
+		printf("update %u%s: pause %.3f ms (stop %.3f, save %.3f, exec %.3f, "
+		       "reclaim %.3f, remap %.3f, resume %.3f), RAM %s %s, %d devices %s\n",
+		       rep->rollback ? vm->generation + 1 : vm->generation,
+		       rep->rollback ? " rolled back, guest resumed on the previous binary" : "",
+		       rep->pause_ms,
+		       span_ms(ts, CPRX_PH_STOP, CPRX_PH_STOPPED),
+		       span_ms(ts, CPRX_PH_SAVE_START, CPRX_PH_SAVE_END),
+		       span_ms(ts, CPRX_PH_EXEC, CPRX_PH_INCOMING),
+		       span_ms(ts, CPRX_PH_INCOMING, CPRX_PH_RECLAIM_END),
+		       span_ms(ts, CPRX_PH_RECLAIM_END, CPRX_PH_REMAP_END),
+		       span_ms(ts, CPRX_PH_VERIFY_END, CPRX_PH_RESUMED),
+		       sz, rep->verified ? "verified" : rep->verify, NR_DEVICES,
+		       rep->verified ? "verified" : "not verified");
+	}
+	if (rep->pf)
+		human_checks(rep->pf);
+	fflush(stdout);
+}
+
+void print_update(const struct vm *vm, const struct report *rep)
+{
+	if (vm->human)
+		human_update(vm, rep);
+	else
+		json_update(vm, rep);
+}
+
+/* A forced update goes on despite preflight: say what preflight thought. */
+void print_preflight(const struct vm *vm, const struct cprx_session *s,
+			    int err, const struct cprx_preflight_report *pf)
+{
+	struct jw w;
+
+	if (vm->human) {
+		printf("preflight failed (%s: %s), forcing the update\n", errname(err),
+		       sess_msg(s, err));
+		human_checks(pf);
+		fflush(stdout);
+		return;
+	}
+	jw_begin(&w, "preflight");
+	jw_bool(&w, "ok", false);
+	jw_bool(&w, "forced", true);
+	jw_str(&w, "errno", errname(err));
+	jw_str(&w, "error", sess_msg(s, err));
+	jw_str(&w, "hint", sess_hint(s));
+	json_checks(&w, pf);
+	jw_end(&w);
+}
+
+void print_warnings(const struct cprx_preflight_report *pf)
+{
+	unsigned int i;
+
+	for (i = 0; i < pf->nr_checks && i < CPRX_MAX_CHECKS; i++)
+		if (pf->checks[i].verdict == CPRX_WARN)
+			warn_msg("preflight %s: %s", pf->checks[i].name, pf->checks[i].reason);
+}
+
+/* A new image gives up: "rollback", or "error" when even that failed. */
+void print_event(const struct vm *vm, const char *event, const char *stage,
+			int err, const char *error, const char *hint)
+{
+	struct jw w;
+
+	if (vm->human) {
+		printf("%s at %s: %s: %s%s%s%s\n", !strcmp(event, "rollback") ?
+		       "rolling back" : "VM LOST", stage, errname(err), error,
+		       hint && *hint ? " (hint: " : "", hint ? hint : "",
+		       hint && *hint ? ")" : "");
+		fflush(stdout);
+		return;
+	}
+	jw_begin(&w, event);
+	if (!strcmp(event, "error"))
+		jw_bool(&w, "fatal", true);
+	jw_u64(&w, "generation", vm->generation);
+	jw_u64(&w, "pid", (uint64_t)getpid());
+	jw_str(&w, "stage", stage);
+	jw_str(&w, "errno", errname(err));
+	jw_str(&w, "error", error);
+	jw_str(&w, "hint", hint);
+	jw_end(&w);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Our fds beyond stdio, without the directory fd that lists them. */
+static unsigned int list_fds(int *fds, unsigned int max)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned int n = 0;
+	int fd;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			fd = atoi(e->d_name);
+			if (fd > 2 && fd != dirfd(d) && n < max)
+				fds[n++] = fd;
+		}
+	closedir(d);
+	qsort(fds, n, sizeof(*fds), cmp_int);
+	return n;
+}
+
+static const char *fd_token(const struct vm *vm, int fd)
+{
+	unsigned int i;
+
+	if (fd == vm->ram_fd)
+		return RAM_TOKEN;
+	for (i = 0; i < NR_DEV_FDS; i++)
+		if (fd == vm->dev_fd[i])
+			return dev_token[i];
+	for (i = 0; i < vm->cfg.devices; i++)
+		if (fd == vm->xdev_fd[i])
+			return XDEV_TOKEN;
+	return NULL;
+}
+
+static void json_fds(struct jw *w, const struct vm *vm, const int *fds,
+		     unsigned int n)
+{
+	char path[64], target[PATH_MAX];
+	unsigned int i;
+	ssize_t len;
+
+	jw_open(w, "fds", '[');
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[i]);
+		len = readlink(path, target, sizeof(target) - 1);
+		target[len < 0 ? 0 : len] = '\0';
+		jw_open(w, NULL, '{');
+		jw_u64(w, "fd", (uint64_t)fds[i]);
+		jw_str(w, "target", target);
+		jw_str(w, "token", fd_token(vm, fds[i]));
+		jw_close(w, '}');
+	}
+	jw_close(w, ']');
+}
+
+void print_exit(const struct vm *vm, const char *verify, int code)
+{
+	long long rss = proc_kb("/proc/self/status", "VmRSS");
+	uint64_t up = (now_ns() - vm->t_start_ns) / 1000000;
+	unsigned int n, i, stray = 0;
+	int fds[1024];
+	struct jw w;
+
+	n = list_fds(fds, ARRAY_SIZE(fds));
+	if (vm->human) {
+		for (i = 0; i < n; i++)
+			stray += !fd_token(vm, fds[i]);
+		printf("exit: generation %u, %u updates ok, %u refused, verify %s, "
+		       "%" PRIu64 " guest writes, RSS %lld KiB, %u fds (%u stray), exit %d\n",
+		       vm->generation, vm->updates_ok, vm->refused, verify,
+		       guest_writes(vm), rss, n, stray, code);
+		fflush(stdout);
+		return;
+	}
+	jw_begin(&w, "exit");
+	jw_u64(&w, "generation", vm->generation);
+	jw_u64(&w, "pid", (uint64_t)getpid());
+	jw_u64(&w, "updates_ok", vm->updates_ok);
+	jw_u64(&w, "refused", vm->refused);
+	jw_str(&w, "verify", verify);
+	jw_u64(&w, "guest_writes", guest_writes(vm));
+	jw_u64(&w, "uptime_ms", up);
+	jw_key(&w, "vm_rss_kb");
+	fprintf(w.f, "%lld", rss);
+	json_fds(&w, vm, fds, n);
+	jw_u64(&w, "exit_code", (uint64_t)code);
+	jw_end(&w);
+}
+
+/* An update line with nothing measured yet: pause_ms stays null if so. */
+void report_init(struct report *rep, const struct cprx_session *s)
+{
+	const char *b = s ? cprx_backend_name(s) : NULL;
+
+	memset(rep, 0, sizeof(*rep));
+	snprintf(rep->backend, sizeof(rep->backend), "%s", b ? b : "none");
+	rep->pause_ms = NAN;
+}
