@@ -93,9 +93,9 @@ if [ "$suite" = bookworm ]; then
 	if [ ! -f "$hdir/Makefile" ]; then
 		vm_log "installing $hdrpkg"
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y -q --no-install-recommends "$hdrpkg" >&2 || {
-			apt-get update -q >&2
-			apt-get install -y -q --no-install-recommends "$hdrpkg" >&2
+		apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$hdrpkg" >&2 || {
+			apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+			apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$hdrpkg" >&2
 		} || vm_die "cannot install $hdrpkg"
 	fi
 	extra=()
