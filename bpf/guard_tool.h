@@ -7,7 +7,7 @@
 #include <glib.h>
 #include <linux/types.h>
 #include "cprx_guard.h"
-#include "guard.h"
+#include "guard_reader.h"
 
 #define CG_DEFAULT_PIN	"/sys/fs/bpf/cprx-guard"
 

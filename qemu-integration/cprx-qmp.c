@@ -14,7 +14,7 @@
  * (bpf/) on QEMU's exec from the status file it keeps (shim/guard.c).
  */
 #include "qmp.h"
-#include "guard.h"
+#include "guard_reader.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -34,30 +34,6 @@ CPRX_EXPORT const char *cprx_errhint(const struct cprx_session *s)
 	return s ? s->hint : tls_hint;
 }
 
-const char *cprx_errno_name(int err)
-{
-	static const struct { int err; const char *name; } names[] = {
-		{ EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EACCES, "EACCES" },
-		{ ENOEXEC, "ENOEXEC" }, { E2BIG, "E2BIG" }, { ENOMEM, "ENOMEM" },
-		{ EBADF, "EBADF" }, { EINVAL, "EINVAL" }, { EEXIST, "EEXIST" },
-		{ ENOSPC, "ENOSPC" }, { EBADMSG, "EBADMSG" }, { EPROTO, "EPROTO" },
-		{ ELOOP, "ELOOP" }, { ETXTBSY, "ETXTBSY" }, { ENOTDIR, "ENOTDIR" },
-		{ EISDIR, "EISDIR" }, { ENAMETOOLONG, "ENAMETOOLONG" },
-		{ ENODEV, "ENODEV" }, { EIO, "EIO" }, { EBUSY, "EBUSY" },
-		{ ESRCH, "ESRCH" }, { ENOTSUP, "ENOTSUP" }, { EFAULT, "EFAULT" },
-		{ ELIBBAD, "ELIBBAD" }, { EMFILE, "EMFILE" }, { ENFILE, "ENFILE" },
-		{ ECHILD, "ECHILD" }, { ETIMEDOUT, "ETIMEDOUT" },
-	};
-	size_t i;
-
-	if (err < 0)
-		err = -err;
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (names[i].err == err)
-			return names[i].name;
-	return "EUNKNOWN";
-}
-
 /* The active LSMs, comma separated, or why they could not be read. */
 void cprx_describe_lsm(char *buf, size_t len)
 {

@@ -15,7 +15,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include "internal.h"
-#include "guard.h"
+#include "errname.h"
+#include "guard_reader.h"
 
 extern char **environ;
 
@@ -302,7 +303,7 @@ static int exec_failure(struct cprx_session *s, const char *path, int err,
 	}
 	return cprx_fail(s, err, "run cprx_preflight to see which check fails",
 			 "exec of '%s' failed (%s): %s", path,
-			 cprx_errno_name(err), strerror(err));
+			 cprx_errname(err), strerror(err));
 }
 
 /* environ without a stale CPRX_INCOMING, plus ours. */

@@ -124,7 +124,6 @@ int cprx_backend_select(struct cprx_session *s, enum cprx_backend want);
 /* error.c */
 int cprx_fail(struct cprx_session *s, int err, const char *hint,
 	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-const char *cprx_errno_name(int err);
 void cprx_describe_lsm(char *buf, size_t len);
 int cprx_seccomp_mode(unsigned int *nr_filters);
 

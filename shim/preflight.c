@@ -22,7 +22,8 @@
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include "internal.h"
-#include "guard.h"
+#include "errname.h"
+#include "guard_reader.h"
 
 #define PROBE_TIMEOUT_MS 10000
 
@@ -417,7 +418,7 @@ static void probe_refused(struct preflight *pf, const char *path, int err)
 	}
 	hint(pf, "fix the new binary; the binary check above says more");
 	report(pf, "probe", CPRX_FAIL, err, "exec of '%s' failed: %s (%s)", path,
-	       strerror(err), cprx_errno_name(err));
+	       strerror(err), cprx_errname(err));
 }
 
 /* vfork-style spawn: a large guest address space is not copied. */

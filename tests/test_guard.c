@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * shim/guard.c: what libcprx predicts and explains from cprx-guard's status
- * file, with fake status files ($CPRX_GUARD_STATUS): no guard, a stale or
- * malformed status, each selector, allow-listed or not, a binary replaced
- * on disk, armed-only for a VMM and for a launcher, trace-only.
+ * common/guard_reader.c: what libcprx predicts and explains from
+ * cprx-guard's status file, with fake status files ($CPRX_GUARD_STATUS):
+ * no guard, a stale or malformed status, each selector, allow-listed or
+ * not, a binary replaced on disk, armed-only for a VMM and for a launcher,
+ * trace-only.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -11,7 +12,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include "harness.h"
-#include "guard.h"
+#include "guard_reader.h"
 
 struct fake {
 	char dir[64];

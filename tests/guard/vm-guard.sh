@@ -24,7 +24,7 @@ export CPRX_GUARD_STATUS=/run/cprx-guard/status
 
 ok() { echo "ok - $K: $*"; }
 notok() { echo "not ok - $K: $*"; }
-todo() { echo "not ok - $K: $* # TODO libcprx does not call shim/guard.c yet"; }
+todo() { echo "not ok - $K: $* # TODO libcprx does not call common/guard_reader.c yet"; }
 skip() { echo "ok - $K: $1 # SKIP $2"; }
 diag() { sed 's/^/#   /' "$@"; }
 check() { # NAME COMMAND...: ok/not ok from the status, output as a diagnostic
@@ -69,7 +69,7 @@ for l in open(sys.argv[1]):
     if l.startswith("{") and "\"pid\"" in l:
         print(json.loads(l)["pid"]); break' "$1"; }
 
-# The libcprx in this build explains guard refusals (shim/guard.c linked)?
+# The libcprx in this build explains guard refusals (common/guard_reader.c linked)?
 shim_guard=0
 grep -qa 'cprx-guard (BPF LSM' "$VMM" && shim_guard=1
 
@@ -197,12 +197,12 @@ kill $tpid 2>/dev/null
 wait $tpid 2>/dev/null
 out=$(in_cg "$G" check "$VMM" "$OTHER" 2>&1)
 if [[ $out == *"$VMM: allow: "* && $out == *"$OTHER: deny: "*"not on the allow-list"* ]]; then
-	ok "libcprx's view (shim/guard.c via cprx-guard check) matches the kernel's"
+	ok "libcprx's view (common/guard_reader.c via cprx-guard check) matches the kernel's"
 else
-	notok "libcprx's view (shim/guard.c via cprx-guard check) matches the kernel's"
+	notok "libcprx's view (common/guard_reader.c via cprx-guard check) matches the kernel's"
 	echo "$out" | diag
 fi
-check "outside the guarded cgroup, shim/guard.c says unguarded" \
+check "outside the guarded cgroup, common/guard_reader.c says unguarded" \
 	bash -c "'$G' check '$OTHER' | grep -q ': unguarded: '"
 
 # --- overhead: per-exec cost from the kernel's BPF run-time statistics -------------

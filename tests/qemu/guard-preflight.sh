@@ -2,7 +2,7 @@
 # QEMU tier (TAP): cprx-guard's verdict in cprx-qmp's preflight (check
 # "guard"). One guest under the sid chroot's stock QEMU; `cprx-qmp update
 # --preflight-only` with $CPRX_GUARD_STATUS pointing at hand-written guard
-# status files (format in shim/guard.h; no BPF is loaded): no policy, QEMU
+# status files (format in common/guard_reader.h; no BPF is loaded): no policy, QEMU
 # not guarded, guarded by uid / cgroup / binary without an allow rule for
 # the new binary (refused, the guest keeps running), allowed by the rule
 # naming the binary's device and inode in QEMU's root, trace-only (a

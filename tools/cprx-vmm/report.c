@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Output: one JSON line per event (update, preflight, rollback, error,
- * exit) or a short human-readable line, with the tool's own JSON writer.
+ * exit) or a short human-readable line; JSON by common/jsonl.c.
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -10,108 +10,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errname.h"
+#include "jsonl.h"
 #include "vmm.h"
-
-static const char *errname(int err)
-{
-	const char *n = strerrorname_np(err < 0 ? -err : err);
-
-	return n ? n : "EUNKNOWN";
-}
 
 static const char *const baseline_names[] = { "none", "floor", "naive", "copy" };
 
-/* JSON output: one object per line, keys in a fixed order. */
-struct jw {
-	FILE *f;
-	bool first;
-};
-
-static void json_string(FILE *f, const char *s)
+/* JSON output: one object per line, its event first, keys in a fixed order. */
+static void json_event(struct jsonl *w, const char *event)
 {
-	const unsigned char *p;
-
-	fputc('"', f);
-	for (p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
-
-/* A key (NULL inside an array), with the comma the previous item needs. */
-static void jw_key(struct jw *w, const char *k)
-{
-	if (!w->first)
-		fputc(',', w->f);
-	w->first = false;
-	if (k) {
-		json_string(w->f, k);
-		fputc(':', w->f);
-	}
-}
-
-static void jw_str(struct jw *w, const char *k, const char *v)
-{
-	jw_key(w, k);
-	if (v)
-		json_string(w->f, v);
-	else
-		fputs("null", w->f);
-}
-
-static void jw_u64(struct jw *w, const char *k, uint64_t v)
-{
-	jw_key(w, k);
-	fprintf(w->f, "%" PRIu64, v);
-}
-
-static void jw_bool(struct jw *w, const char *k, bool v)
-{
-	jw_key(w, k);
-	fputs(v ? "true" : "false", w->f);
-}
-
-static void jw_ms(struct jw *w, const char *k, double ms)
-{
-	jw_key(w, k);
-	if (isnan(ms))
-		fputs("null", w->f);
-	else
-		fprintf(w->f, "%.3f", ms);
-}
-
-static void jw_open(struct jw *w, const char *k, char c)
-{
-	jw_key(w, k);
-	fputc(c, w->f);
-	w->first = true;
-}
-
-static void jw_close(struct jw *w, char c)
-{
-	fputc(c, w->f);
-	w->first = false;
-}
-
-static void jw_begin(struct jw *w, const char *event)
-{
-	w->f = stdout;
-	w->first = true;
-	fputc('{', w->f);
-	jw_str(w, "event", event);
-}
-
-static void jw_end(struct jw *w)
-{
-	fputs("}\n", w->f);
-	fflush(w->f);
+	jsonl_begin(w, stdout);
+	jsonl_str(w, "event", event);
 }
 
 static const struct phase_span {
@@ -149,24 +58,24 @@ static const char *verdict_name(enum cprx_verdict v)
 	return v == CPRX_PASS ? "pass" : v == CPRX_WARN ? "warn" : "fail";
 }
 
-static void json_checks(struct jw *w, const struct cprx_preflight_report *pf)
+static void json_checks(struct jsonl *w, const struct cprx_preflight_report *pf)
 {
 	unsigned int i, n = pf->nr_checks < CPRX_MAX_CHECKS ? pf->nr_checks :
 			    CPRX_MAX_CHECKS;
 
-	jw_open(w, "checks", '[');
+	jsonl_array_begin(w, "checks");
 	for (i = 0; i < n; i++) {
-		jw_open(w, NULL, '{');
-		jw_str(w, "name", pf->checks[i].name);
-		jw_str(w, "verdict", verdict_name(pf->checks[i].verdict));
-		jw_str(w, "reason", pf->checks[i].reason);
-		jw_close(w, '}');
+		jsonl_object_begin(w, NULL);
+		jsonl_str(w, "name", pf->checks[i].name);
+		jsonl_str(w, "verdict", verdict_name(pf->checks[i].verdict));
+		jsonl_str(w, "reason", pf->checks[i].reason);
+		jsonl_object_end(w);
 	}
-	jw_close(w, ']');
+	jsonl_array_end(w);
 }
 
 /* Raw stamps from STOP on, so that a breakdown can cover every gap. */
-static void json_timeline(struct jw *w, const uint64_t *ts)
+static void json_timeline(struct jsonl *w, const uint64_t *ts)
 {
 	static const char *const names[CPRX_PH_MAX] = {
 		[CPRX_PH_STOP] = "stop", [CPRX_PH_STOPPED] = "stopped",
@@ -179,50 +88,50 @@ static void json_timeline(struct jw *w, const uint64_t *ts)
 
 	if (!ts[CPRX_PH_STOP])
 		return;
-	jw_open(w, "timeline_ms", '{');
+	jsonl_object_begin(w, "timeline_ms");
 	for (i = CPRX_PH_STOP; i <= CPRX_PH_RESUMED; i++)
 		if (ts[i] >= ts[CPRX_PH_STOP])
-			jw_ms(w, names[i], (double)(ts[i] - ts[CPRX_PH_STOP]) / 1e6);
-	jw_close(w, '}');
+			jsonl_ms(w, names[i], (double)(ts[i] - ts[CPRX_PH_STOP]) / 1e6);
+	jsonl_object_end(w);
 }
 
 static void json_update(const struct vm *vm, const struct report *rep)
 {
 	const struct vm_config *c = &vm->cfg;
-	struct jw w;
+	struct jsonl w;
 	unsigned int i;
 
-	jw_begin(&w, "update");
-	jw_bool(&w, "ok", !rep->stage && !rep->rollback);
-	jw_u64(&w, "generation", vm->generation);
-	jw_u64(&w, "pid", (uint64_t)getpid());
-	jw_str(&w, "backend", rep->backend);
-	jw_bool(&w, "rollback", rep->rollback);
-	jw_u64(&w, "ram_bytes", c->ram_bytes);
-	jw_str(&w, "pages", page_kind_name(c->page_kind));
-	jw_u64(&w, "vcpus", c->vcpus);
-	jw_str(&w, "teardown", c->flags & CFG_INLINE ? "inline" : "deferred");
-	jw_str(&w, "state", c->state_path[0] || cfg_baseline(c) == BASE_COPY ?
+	json_event(&w, "update");
+	jsonl_bool(&w, "ok", !rep->stage && !rep->rollback);
+	jsonl_u64(&w, "generation", vm->generation);
+	jsonl_u64(&w, "pid", (uint64_t)getpid());
+	jsonl_str(&w, "backend", rep->backend);
+	jsonl_bool(&w, "rollback", rep->rollback);
+	jsonl_u64(&w, "ram_bytes", c->ram_bytes);
+	jsonl_str(&w, "pages", page_kind_name(c->page_kind));
+	jsonl_u64(&w, "vcpus", c->vcpus);
+	jsonl_str(&w, "teardown", c->flags & CFG_INLINE ? "inline" : "deferred");
+	jsonl_str(&w, "state", c->state_path[0] || cfg_baseline(c) == BASE_COPY ?
 	       "file" : "memfd");
-	jw_ms(&w, "pause_ms", rep->pause_ms);
-	jw_open(&w, "phases_ms", '{');
+	jsonl_ms(&w, "pause_ms", rep->pause_ms);
+	jsonl_object_begin(&w, "phases_ms");
 	for (i = 0; i < ARRAY_SIZE(spans); i++)
-		jw_ms(&w, spans[i].name, span_ms(rep->ts, spans[i].from, spans[i].to));
-	jw_close(&w, '}');
+		jsonl_ms(&w, spans[i].name, span_ms(rep->ts, spans[i].from, spans[i].to));
+	jsonl_object_end(&w);
 	json_timeline(&w, rep->ts);
 	if (cfg_baseline(c))
-		jw_str(&w, "baseline", baseline_names[cfg_baseline(c)]);
-	jw_str(&w, "verify", rep->verify);
+		jsonl_str(&w, "baseline", baseline_names[cfg_baseline(c)]);
+	jsonl_str(&w, "verify", rep->verify);
 	if (rep->stage) {
-		jw_str(&w, "stage", rep->stage);
-		jw_str(&w, "errno", errname(rep->err));
-		jw_str(&w, "error", rep->error);
-		jw_str(&w, "hint", rep->hint);
-		jw_bool(&w, "resumed", rep->resumed);
+		jsonl_str(&w, "stage", rep->stage);
+		jsonl_str(&w, "errno", cprx_errname(rep->err));
+		jsonl_str(&w, "error", rep->error);
+		jsonl_str(&w, "hint", rep->hint);
+		jsonl_bool(&w, "resumed", rep->resumed);
 	}
 	if (rep->pf)
 		json_checks(&w, rep->pf);
-	jw_end(&w);
+	jsonl_end(&w);
 }
 
 static void human_checks(const struct cprx_preflight_report *pf)
@@ -243,7 +152,7 @@ static void human_update(const struct vm *vm, const struct report *rep)
 	fmt_bytes(sz, sizeof(sz), vm->cfg.ram_bytes);
 	if (rep->stage) {
 		printf("update %u refused at %s: %s: %s%s%s%s; guest %s, verify %s\n",
-		       vm->generation + 1, rep->stage, errname(rep->err), rep->error,
+		       vm->generation + 1, rep->stage, cprx_errname(rep->err), rep->error,
 		       rep->hint[0] ? " (hint: " : "", rep->hint, rep->hint[0] ? ")" : "",
 		       rep->resumed ? "resumed" : "NOT resumed", rep->verify);
 	} else {
@@ -278,23 +187,23 @@ void print_update(const struct vm *vm, const struct report *rep)
 void print_preflight(const struct vm *vm, const struct cprx_session *s,
 			    int err, const struct cprx_preflight_report *pf)
 {
-	struct jw w;
+	struct jsonl w;
 
 	if (vm->human) {
-		printf("preflight failed (%s: %s), forcing the update\n", errname(err),
+		printf("preflight failed (%s: %s), forcing the update\n", cprx_errname(err),
 		       sess_msg(s, err));
 		human_checks(pf);
 		fflush(stdout);
 		return;
 	}
-	jw_begin(&w, "preflight");
-	jw_bool(&w, "ok", false);
-	jw_bool(&w, "forced", true);
-	jw_str(&w, "errno", errname(err));
-	jw_str(&w, "error", sess_msg(s, err));
-	jw_str(&w, "hint", sess_hint(s));
+	json_event(&w, "preflight");
+	jsonl_bool(&w, "ok", false);
+	jsonl_bool(&w, "forced", true);
+	jsonl_str(&w, "errno", cprx_errname(err));
+	jsonl_str(&w, "error", sess_msg(s, err));
+	jsonl_str(&w, "hint", sess_hint(s));
 	json_checks(&w, pf);
-	jw_end(&w);
+	jsonl_end(&w);
 }
 
 void print_warnings(const struct cprx_preflight_report *pf)
@@ -310,26 +219,26 @@ void print_warnings(const struct cprx_preflight_report *pf)
 void print_event(const struct vm *vm, const char *event, const char *stage,
 			int err, const char *error, const char *hint)
 {
-	struct jw w;
+	struct jsonl w;
 
 	if (vm->human) {
 		printf("%s at %s: %s: %s%s%s%s\n", !strcmp(event, "rollback") ?
-		       "rolling back" : "VM LOST", stage, errname(err), error,
+		       "rolling back" : "VM LOST", stage, cprx_errname(err), error,
 		       hint && *hint ? " (hint: " : "", hint ? hint : "",
 		       hint && *hint ? ")" : "");
 		fflush(stdout);
 		return;
 	}
-	jw_begin(&w, event);
+	json_event(&w, event);
 	if (!strcmp(event, "error"))
-		jw_bool(&w, "fatal", true);
-	jw_u64(&w, "generation", vm->generation);
-	jw_u64(&w, "pid", (uint64_t)getpid());
-	jw_str(&w, "stage", stage);
-	jw_str(&w, "errno", errname(err));
-	jw_str(&w, "error", error);
-	jw_str(&w, "hint", hint);
-	jw_end(&w);
+		jsonl_bool(&w, "fatal", true);
+	jsonl_u64(&w, "generation", vm->generation);
+	jsonl_u64(&w, "pid", (uint64_t)getpid());
+	jsonl_str(&w, "stage", stage);
+	jsonl_str(&w, "errno", cprx_errname(err));
+	jsonl_str(&w, "error", error);
+	jsonl_str(&w, "hint", hint);
+	jsonl_end(&w);
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -373,25 +282,25 @@ static const char *fd_token(const struct vm *vm, int fd)
 	return NULL;
 }
 
-static void json_fds(struct jw *w, const struct vm *vm, const int *fds,
+static void json_fds(struct jsonl *w, const struct vm *vm, const int *fds,
 		     unsigned int n)
 {
 	char path[64], target[PATH_MAX];
 	unsigned int i;
 	ssize_t len;
 
-	jw_open(w, "fds", '[');
+	jsonl_array_begin(w, "fds");
 	for (i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[i]);
 		len = readlink(path, target, sizeof(target) - 1);
 		target[len < 0 ? 0 : len] = '\0';
-		jw_open(w, NULL, '{');
-		jw_u64(w, "fd", (uint64_t)fds[i]);
-		jw_str(w, "target", target);
-		jw_str(w, "token", fd_token(vm, fds[i]));
-		jw_close(w, '}');
+		jsonl_object_begin(w, NULL);
+		jsonl_u64(w, "fd", (uint64_t)fds[i]);
+		jsonl_str(w, "target", target);
+		jsonl_str(w, "token", fd_token(vm, fds[i]));
+		jsonl_object_end(w);
 	}
-	jw_close(w, ']');
+	jsonl_array_end(w);
 }
 
 void print_exit(const struct vm *vm, const char *verify, int code)
@@ -400,7 +309,7 @@ void print_exit(const struct vm *vm, const char *verify, int code)
 	uint64_t up = (now_ns() - vm->t_start_ns) / 1000000;
 	unsigned int n, i, stray = 0;
 	int fds[1024];
-	struct jw w;
+	struct jsonl w;
 
 	n = list_fds(fds, ARRAY_SIZE(fds));
 	if (vm->human) {
@@ -413,19 +322,18 @@ void print_exit(const struct vm *vm, const char *verify, int code)
 		fflush(stdout);
 		return;
 	}
-	jw_begin(&w, "exit");
-	jw_u64(&w, "generation", vm->generation);
-	jw_u64(&w, "pid", (uint64_t)getpid());
-	jw_u64(&w, "updates_ok", vm->updates_ok);
-	jw_u64(&w, "refused", vm->refused);
-	jw_str(&w, "verify", verify);
-	jw_u64(&w, "guest_writes", guest_writes(vm));
-	jw_u64(&w, "uptime_ms", up);
-	jw_key(&w, "vm_rss_kb");
-	fprintf(w.f, "%lld", rss);
+	json_event(&w, "exit");
+	jsonl_u64(&w, "generation", vm->generation);
+	jsonl_u64(&w, "pid", (uint64_t)getpid());
+	jsonl_u64(&w, "updates_ok", vm->updates_ok);
+	jsonl_u64(&w, "refused", vm->refused);
+	jsonl_str(&w, "verify", verify);
+	jsonl_u64(&w, "guest_writes", guest_writes(vm));
+	jsonl_u64(&w, "uptime_ms", up);
+	jsonl_int(&w, "vm_rss_kb", rss);
 	json_fds(&w, vm, fds, n);
-	jw_u64(&w, "exit_code", (uint64_t)code);
-	jw_end(&w);
+	jsonl_u64(&w, "exit_code", (uint64_t)code);
+	jsonl_end(&w);
 }
 
 /* An update line with nothing measured yet: pause_ms stays null if so. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libcprx's view of cprx-guard (bpf/), internal.
+ * libcprx's view of cprx-guard (bpf/), internal: the reader of its status
+ * file, shared with cprx-guard and cprx-qmp.
  *
  * The guard keeps a world-readable status file, by default
  * /run/cprx-guard/status ($CPRX_GUARD_STATUS overrides it), so that an
@@ -24,8 +25,8 @@
  * Nothing here needs glib, privileges or BPF: it reads that file, /proc/self
  * and stat(2).  cprx-guard itself uses the same parser.
  */
-#ifndef CPRX_GUARD_SHIM_H
-#define CPRX_GUARD_SHIM_H
+#ifndef CPRX_GUARD_READER_H
+#define CPRX_GUARD_READER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -125,4 +126,4 @@ enum cprx_guard_result cprx_guard_verdict(const char *path, bool armed,
 bool cprx_guard_explain(const char *path, bool armed, char *msg, size_t len,
 			char *hint, size_t hlen);
 
-#endif /* CPRX_GUARD_SHIM_H */
+#endif /* CPRX_GUARD_READER_H */

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * What cprx-guard (bpf/) will say about an exec, learnt from the status file
- * it keeps world-readable (format in guard.h).  The BPF side decides; this
- * only predicts and explains, so preflight can refuse before the guest
- * stops and an EPERM from execve can name the rule behind it.
+ * What cprx-guard (bpf/) will say about an exec, learnt from the status
+ * file it keeps world-readable (format in guard_reader.h).  The BPF side
+ * decides; this only predicts and explains, so preflight can refuse before
+ * the guest stops and an EPERM from execve can name the rule behind it.
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include "guard.h"
+#include "guard_reader.h"
 
 const char *cprx_guard_status_path(void)
 {
