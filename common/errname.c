@@ -29,6 +29,7 @@ const char *cprx_errname(int err)
 		name = kernel_names[err - KERNEL_FIRST];
 		return name ? name : "EUNKNOWN";
 	}
+	/* glibc names 0 "0": not an error */
 	name = strerrorname_np(err);
-	return name ? name : "EUNKNOWN";
+	return name && name[0] == 'E' ? name : "EUNKNOWN";
 }

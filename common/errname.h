@@ -9,7 +9,7 @@
 /*
  * The name of @err (its sign is ignored): glibc's name for it, or the
  * kernel-internal one (524 "ENOTSUPP", which BPF program loading returns
- * to user space), else "EUNKNOWN".  Never NULL.
+ * to user space), else (0 too) "EUNKNOWN".  Never NULL.
  */
 const char *cprx_errname(int err);
 

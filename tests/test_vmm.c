@@ -4,10 +4,9 @@
  * live updates and injected faults and check what it reports.
  *
  * Each test spawns $CPRX_VMM with its stdout and stderr on pipes, waits for
- * it, and reads the JSON lines it printed, one per event.  The lines are
- * flat objects from one writer, so a few lines of walking (skip a value,
- * find a top-level key) stand in for a JSON library.  When a test fails,
- * the fixture's teardown logs every run's command line, status and output.
+ * it, and reads the JSON lines it printed, one per event (json_util.h).
+ * When a test fails, the fixture's teardown logs every run's command line,
+ * status and output.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +24,7 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "json_util.h"
 
 /* One VMM run: below the harness's 120 s; an emulated guest is far slower. */
 #define RUN_SECS	(getenv("CPRX_IN_VM") ? 900 : 60)
@@ -39,6 +39,8 @@ struct run {
 	long long ms;		/* wall time of the run */
 	char *out, *err;	/* NUL-terminated */
 	size_t out_len, err_len;
+	JsonNode **lines;	/* stdout parsed, a line each; NULL: not JSON */
+	int nr_lines;
 };
 
 static const char *vmm_path(void)
@@ -71,6 +73,21 @@ static void buf_add(char **buf, size_t *len, const char *d, size_t n)
 	*len += n;
 	b[*len] = '\0';
 	*buf = b;
+}
+
+/* Parses the run's stdout, a JSON value per line (NULL where it is not). */
+static void parse_lines(struct run *r)
+{
+	const char *l, *nl;
+	int n = 0;
+
+	for (l = r->out; (nl = strchr(l, '\n')); l = nl + 1)
+		n++;
+	r->lines = calloc(n ? n : 1, sizeof(*r->lines));
+	if (!r->lines)
+		abort();
+	for (l = r->out; (nl = strchr(l, '\n')); l = nl + 1)
+		r->lines[r->nr_lines++] = ju_parse(l, nl - l);
 }
 
 /* The child: pipes on 1 and 2, nothing else but stdin inherited. */
@@ -195,6 +212,7 @@ static struct run *vmm_run(FIXTURE_DATA(vmm) *self, const char *const *args)
 	r->ms = th_now_ms() - start;
 	r->code = WIFEXITED(status) ? WEXITSTATUS(status) :
 		  -WTERMSIG(status);
+	parse_lines(r);
 	TH_CHECK(ret != -ETIMEDOUT, 1, "'%s' to finish within %d s",
 		 r->cmd, RUN_SECS);
 	ASSERT_EQ(0, ret);
@@ -235,7 +253,7 @@ FIXTURE_SETUP(vmm)
 
 FIXTURE_TEARDOWN(vmm)
 {
-	int i;
+	int i, j;
 
 	/* th_res: the harness's verdict so far; only a failure is logged */
 	for (i = 0; i < self->nr; i++) {
@@ -250,6 +268,10 @@ FIXTURE_TEARDOWN(vmm)
 		}
 		free(r->out);
 		free(r->err);
+		for (j = 0; j < r->nr_lines; j++)
+			if (r->lines[j])
+				json_node_unref(r->lines[j]);
+		free(r->lines);
 	}
 	unlink(self->state);
 	rmdir(self->dir);
@@ -257,150 +279,26 @@ FIXTURE_TEARDOWN(vmm)
 
 /* Reading the JSON lines ------------------------------------------------------ */
 
-/* Past one JSON value at @p, or NULL when it is malformed or not on the line. */
-static const char *jskip(const char *p)
+/* The @nth (from 0) line whose "event" is @ev: its index, or -1. */
+static int event_at(const struct run *r, const char *ev, int nth)
 {
-	int depth = 0;
+	const char *e;
+	int i;
 
-	do {
-		switch (*p) {
-		case '"':
-			for (p++; *p != '"'; p++) {
-				if (!*p || *p == '\n')
-					return NULL;
-				if (*p == '\\')
-					p++;
-			}
-			p++;
-			break;
-		case '{':
-		case '[':
-			depth++;
-			p++;
-			break;
-		case '}':
-		case ']':
-			if (--depth < 0)
-				return NULL;
-			p++;
-			break;
-		case '\0':
-		case '\n':
-			return NULL;
-		default:
-			if (!depth)	/* a bare number, true, false, null */
-				return p + strcspn(p, ",}]\n");
-			p++;
-		}
-	} while (depth);
-	return p;
-}
-
-/* The value of top-level @key in the object at @obj, or NULL. */
-static const char *jfield(const char *obj, const char *key)
-{
-	size_t klen = strlen(key);
-	const char *p = obj, *k;
-
-	if (!p || *p++ != '{')
-		return NULL;
-	while (*p == '"') {
-		k = p + 1;
-		p = jskip(p);
-		if (!p || *p != ':')
-			return NULL;
-		if ((size_t)(p - 1 - k) == klen && !memcmp(k, key, klen))
-			return p + 1;
-		p = jskip(p + 1);
-		if (!p)
-			return NULL;
-		if (*p == ',')
-			p++;
+	for (i = 0; i < r->nr_lines; i++) {
+		e = ju_str(r->lines[i], "event");
+		if (e && !strcmp(e, ev) && nth-- == 0)
+			return i;
 	}
-	return NULL;
-}
-
-/*
- * A string field, unescaped, or NULL when absent or not a string (null).
- * Rotating buffers: a few may be in use at once, as in one EXPECT.
- */
-static const char *js(const char *obj, const char *key)
-{
-	static char bufs[8][4096];
-	static unsigned int next;
-	const char *v = jfield(obj, key);
-	char *b = bufs[next++ % 8], *o = b;
-
-	if (!v || *v != '"')
-		return NULL;
-	for (v++; *v && *v != '"' && o < b + sizeof(bufs[0]) - 1; v++) {
-		if (*v == '\\') {
-			v++;
-			*o++ = *v == 'n' ? '\n' : *v == 'u' ? '?' : *v;
-			if (*v == 'u')
-				v += strnlen(v, 5) > 4 ? 4 : 0;
-		} else {
-			*o++ = *v;
-		}
-	}
-	*o = '\0';
-	return b;
-}
-
-/* An integer field: every one here is unsigned, so -1 means absent. */
-static long long jint(const char *obj, const char *key)
-{
-	const char *v = jfield(obj, key);
-	char *end;
-	long long n;
-
-	if (!v || *v < '0' || *v > '9')
-		return -1;
-	n = strtoll(v, &end, 10);
-	return end == v ? -1 : n;
-}
-
-static double jnum(const char *obj, const char *key)
-{
-	const char *v = jfield(obj, key);
-	char *end;
-	double d;
-
-	if (!v || (*v != '-' && (*v < '0' || *v > '9')))
-		return NAN;
-	d = strtod(v, &end);
-	return end == v ? NAN : d;
-}
-
-/* 1, 0, or -1 when absent or not a bool. */
-static int jbool(const char *obj, const char *key)
-{
-	const char *v = jfield(obj, key);
-
-	if (v && !strncmp(v, "true", 4))
-		return 1;
-	if (v && !strncmp(v, "false", 5))
-		return 0;
 	return -1;
 }
 
-static const char *next_line(const char *p)
-{
-	p = strchr(p, '\n');
-	return p ? p + 1 : NULL;
-}
-
 /* The @nth (from 0) line whose "event" is @ev, or NULL. */
-static const char *event(const struct run *r, const char *ev, int nth)
+static JsonNode *event(const struct run *r, const char *ev, int nth)
 {
-	const char *l, *e;
+	int i = event_at(r, ev, nth);
 
-	for (l = r->out; l && *l; l = next_line(l)) {
-		e = js(l, "event");
-		if (e && !strcmp(e, ev) && nth-- == 0)
-			return l;
-	}
-	return NULL;
+	return i < 0 ? NULL : r->lines[i];
 }
 
 static int count_events(const struct run *r, const char *ev)
@@ -415,13 +313,15 @@ static int count_events(const struct run *r, const char *ev)
 /* Every stdout line is one whole object, as --help promises. */
 static void check_lines(const struct run *r)
 {
-	const char *l, *end;
+	const char *l = r->out, *nl;
+	int i;
 
-	for (l = r->out; l && *l; l = next_line(l)) {
-		end = *l == '{' ? jskip(l) : NULL;
-		TH_CHECK(end && *end == '\n', 0, "one JSON object on the line '%.80s'",
-			 l);
+	for (i = 0; i < r->nr_lines; i++, l = nl + 1) {
+		nl = strchr(l, '\n');
+		TH_CHECK(r->lines[i] && JSON_NODE_HOLDS_OBJECT(r->lines[i]), 0,
+			 "one JSON object on the line '%.80s'", l);
 	}
+	TH_CHECK(!*l, 0, "a newline at the end of the output '%.80s'", l);
 }
 
 struct fd_list {
@@ -431,28 +331,27 @@ struct fd_list {
 };
 
 /* Reads the "fds" array of the exit line; -1 entries when malformed. */
-static struct fd_list fds_of(const char *exit_line)
+static struct fd_list fds_of(JsonNode *exit_line)
 {
 	struct fd_list f = { 0, 0, 0 };
-	const char *p = jfield(exit_line, "fds"), *tok;
+	JsonArray *fds = ju_array(exit_line, "fds");
+	const char *tok;
+	JsonNode *fd;
+	guint i;
 
-	if (!p || *p++ != '[')
+	if (!fds)
 		return (struct fd_list){ -1, -1, -1 };
-	while (*p == '{') {
+	for (i = 0; i < json_array_get_length(fds); i++) {
+		fd = json_array_get_element(fds, i);
+		if (!JSON_NODE_HOLDS_OBJECT(fd))
+			return (struct fd_list){ -1, -1, -1 };
 		f.nr++;
-		tok = js(p, "token");
+		tok = ju_str(fd, "token");
 		if (!tok)
 			f.untokened++;
 		else if (!strcmp(tok, "ram0"))
 			f.ram = 1;
-		p = jskip(p);
-		if (!p)
-			return (struct fd_list){ -1, -1, -1 };
-		if (*p == ',')
-			p++;
 	}
-	if (*p != ']')
-		return (struct fd_list){ -1, -1, -1 };
 	return f;
 }
 
@@ -468,9 +367,9 @@ static int contains(const char *s, const char *what)
  * one we spawned (the updates exec in place), guest verified, and no fd but
  * the ones the VMM preserves on purpose.
  */
-static const char *check_exit(const struct run *r, int code, long long gen)
+static JsonNode *check_exit(const struct run *r, int code, long long gen)
 {
-	const char *l;
+	JsonNode *l;
 	struct fd_list f;
 
 	check_lines(r);
@@ -478,10 +377,10 @@ static const char *check_exit(const struct run *r, int code, long long gen)
 	l = event(r, "exit", 0);
 	ASSERT_NE_NULL(l);
 	EXPECT_EQ(1, count_events(r, "exit"));
-	EXPECT_EQ(r->pid, jint(l, "pid"));
-	EXPECT_EQ(code, jint(l, "exit_code"));
-	EXPECT_EQ(gen, jint(l, "generation"));
-	EXPECT_STREQ("ok", js(l, "verify"));
+	EXPECT_EQ(r->pid, ju_int(l, "pid"));
+	EXPECT_EQ(code, ju_int(l, "exit_code"));
+	EXPECT_EQ(gen, ju_int(l, "generation"));
+	EXPECT_STREQ("ok", ju_str(l, "verify"));
 	f = fds_of(l);
 	EXPECT_GT(f.nr, 0);
 	EXPECT_EQ(0, f.untokened);
@@ -490,18 +389,18 @@ static const char *check_exit(const struct run *r, int code, long long gen)
 }
 
 /* Update @nth succeeded: generation @nth + 1, in the spawned pid. */
-static const char *check_update_ok(const struct run *r, int nth)
+static JsonNode *check_update_ok(const struct run *r, int nth)
 {
-	const char *l = event(r, "update", nth);
+	JsonNode *l = event(r, "update", nth);
 	double pause;
 
 	ASSERT_NE_NULL(l);
-	EXPECT_EQ(1, jbool(l, "ok"));
-	EXPECT_EQ(0, jbool(l, "rollback"));
-	EXPECT_EQ(nth + 1, jint(l, "generation"));
-	EXPECT_EQ(r->pid, jint(l, "pid"));
-	EXPECT_STREQ("ok", js(l, "verify"));
-	pause = jnum(l, "pause_ms");
+	EXPECT_EQ(1, ju_bool(l, "ok"));
+	EXPECT_EQ(0, ju_bool(l, "rollback"));
+	EXPECT_EQ(nth + 1, ju_int(l, "generation"));
+	EXPECT_EQ(r->pid, ju_int(l, "pid"));
+	EXPECT_STREQ("ok", ju_str(l, "verify"));
+	pause = ju_num(l, "pause_ms");
 	EXPECT_TRUE(pause > 0);		/* false for NAN (null) too */
 	return l;
 }
@@ -510,26 +409,26 @@ static const char *check_update_ok(const struct run *r, int nth)
  * The update was refused in the old image at @stage with @err: the guest
  * came back verified and running, and the VMM exits 3 at generation 0.
  */
-static const char *check_refused(const struct run *r, const char *stage,
+static JsonNode *check_refused(const struct run *r, const char *stage,
 				 const char *err)
 {
-	const char *l;
+	JsonNode *l;
 
 	check_exit(r, 3, 0);
 	EXPECT_EQ(0, count_events(r, "rollback"));
 	EXPECT_EQ(1, count_events(r, "update"));
 	l = event(r, "update", 0);
 	ASSERT_NE_NULL(l);
-	EXPECT_EQ(0, jbool(l, "ok"));
-	EXPECT_EQ(0, jbool(l, "rollback"));
-	EXPECT_EQ(0, jint(l, "generation"));
-	EXPECT_EQ(r->pid, jint(l, "pid"));
-	EXPECT_STREQ(stage, js(l, "stage"));
-	EXPECT_STREQ(err, js(l, "errno"));
-	EXPECT_EQ(1, jbool(l, "resumed"));
-	EXPECT_STREQ("ok", js(l, "verify"));
-	EXPECT_EQ(1, jint(event(r, "exit", 0), "refused"));
-	EXPECT_EQ(0, jint(event(r, "exit", 0), "updates_ok"));
+	EXPECT_EQ(0, ju_bool(l, "ok"));
+	EXPECT_EQ(0, ju_bool(l, "rollback"));
+	EXPECT_EQ(0, ju_int(l, "generation"));
+	EXPECT_EQ(r->pid, ju_int(l, "pid"));
+	EXPECT_STREQ(stage, ju_str(l, "stage"));
+	EXPECT_STREQ(err, ju_str(l, "errno"));
+	EXPECT_EQ(1, ju_bool(l, "resumed"));
+	EXPECT_STREQ("ok", ju_str(l, "verify"));
+	EXPECT_EQ(1, ju_int(event(r, "exit", 0), "refused"));
+	EXPECT_EQ(0, ju_int(event(r, "exit", 0), "updates_ok"));
 	return l;
 }
 
@@ -538,26 +437,27 @@ static const char *check_refused(const struct run *r, const char *stage,
  * guest verified and exits 3: one "rollback" line from the new image, then
  * the old image's update line saying so.  Returns the rollback line.
  */
-static const char *check_rolled_back(const struct run *r)
+static JsonNode *check_rolled_back(const struct run *r)
 {
-	const char *rb, *up;
+	JsonNode *rb, *up;
 
 	check_exit(r, 3, 0);
 	EXPECT_EQ(1, count_events(r, "rollback"));
 	EXPECT_EQ(0, count_events(r, "error"));
 	rb = event(r, "rollback", 0);
 	ASSERT_NE_NULL(rb);
-	EXPECT_EQ(r->pid, jint(rb, "pid"));
+	EXPECT_EQ(r->pid, ju_int(rb, "pid"));
 	up = event(r, "update", 0);
 	ASSERT_NE_NULL(up);
 	EXPECT_EQ(1, count_events(r, "update"));
-	EXPECT_TRUE(rb < up);		/* the new image spoke first */
-	EXPECT_EQ(1, jbool(up, "rollback"));
-	EXPECT_EQ(0, jbool(up, "ok"));
-	EXPECT_EQ(0, jint(up, "generation"));
-	EXPECT_EQ(r->pid, jint(up, "pid"));
-	EXPECT_STREQ("ok", js(up, "verify"));
-	EXPECT_EQ(1, jint(event(r, "exit", 0), "refused"));
+	/* the new image spoke first */
+	EXPECT_LT(event_at(r, "rollback", 0), event_at(r, "update", 0));
+	EXPECT_EQ(1, ju_bool(up, "rollback"));
+	EXPECT_EQ(0, ju_bool(up, "ok"));
+	EXPECT_EQ(0, ju_int(up, "generation"));
+	EXPECT_EQ(r->pid, ju_int(up, "pid"));
+	EXPECT_STREQ("ok", ju_str(up, "verify"));
+	EXPECT_EQ(1, ju_int(event(r, "exit", 0), "refused"));
 	return rb;
 }
 
@@ -565,9 +465,9 @@ static const char *check_rolled_back(const struct run *r)
  * Both the new image and the rollback image refused: exit 4, two rollback
  * lines and the fatal error of the second, refused rollback.
  */
-static const char *check_lost(const struct run *r)
+static JsonNode *check_lost(const struct run *r)
 {
-	const char *l;
+	JsonNode *l;
 
 	check_lines(r);
 	ASSERT_EQ(4, r->code);
@@ -576,11 +476,11 @@ static const char *check_lost(const struct run *r)
 	EXPECT_EQ(0, count_events(r, "update"));
 	l = event(r, "error", 0);
 	ASSERT_NE_NULL(l);
-	EXPECT_EQ(1, jbool(l, "fatal"));
-	EXPECT_EQ(r->pid, jint(l, "pid"));
-	EXPECT_STREQ("rollback", js(l, "stage"));
-	EXPECT_STREQ("ELOOP", js(l, "errno"));
-	EXPECT_TRUE(contains(js(l, "error"), "second rollback"));
+	EXPECT_EQ(1, ju_bool(l, "fatal"));
+	EXPECT_EQ(r->pid, ju_int(l, "pid"));
+	EXPECT_STREQ("rollback", ju_str(l, "stage"));
+	EXPECT_STREQ("ELOOP", ju_str(l, "errno"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "second rollback"));
 	return l;
 }
 
@@ -616,7 +516,7 @@ static int strays(void)
 TEST_F(vmm, update_64m)
 {
 	const struct run *r;
-	const char *up;
+	JsonNode *up;
 
 	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1));
 	r = VMM("--ram", "64M", "--updates", "1", "--json");
@@ -625,11 +525,11 @@ TEST_F(vmm, update_64m)
 	EXPECT_EQ(0, count_events(r, "rollback") + count_events(r, "error") +
 		     count_events(r, "preflight"));
 	up = check_update_ok(r, 0);
-	EXPECT_EQ(64ll << 20, jint(up, "ram_bytes"));
-	EXPECT_STREQ("deferred", js(up, "teardown"));
-	EXPECT_STREQ("memfd", js(up, "state"));
-	EXPECT_EQ(1, jint(event(r, "exit", 0), "updates_ok"));
-	EXPECT_EQ(0, jint(event(r, "exit", 0), "refused"));
+	EXPECT_EQ(64ll << 20, ju_int(up, "ram_bytes"));
+	EXPECT_STREQ("deferred", ju_str(up, "teardown"));
+	EXPECT_STREQ("memfd", ju_str(up, "state"));
+	EXPECT_EQ(1, ju_int(event(r, "exit", 0), "updates_ok"));
+	EXPECT_EQ(0, ju_int(event(r, "exit", 0), "refused"));
 	EXPECT_EQ(0, strays());
 }
 
@@ -643,8 +543,8 @@ TEST_F(vmm, three_updates_file_state)
 	check_exit(r, 0, 3);
 	EXPECT_EQ(3, count_events(r, "update"));
 	for (i = 0; i < 3; i++)
-		EXPECT_STREQ("file", js(check_update_ok(r, i), "state"));
-	EXPECT_EQ(3, jint(event(r, "exit", 0), "updates_ok"));
+		EXPECT_STREQ("file", ju_str(check_update_ok(r, i), "state"));
+	EXPECT_EQ(3, ju_int(event(r, "exit", 0), "updates_ok"));
 }
 
 #define THP_KNOB	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
@@ -664,7 +564,7 @@ TEST_F(vmm, thp_pages)
 	TH_LOG("shmem_enabled: %.*s", (int)strcspn(knob, "\n"), knob);
 	r = VMM("--pages", "thp", "--ram", "64M", "--run-ms", "20");
 	check_exit(r, 0, 1);
-	EXPECT_STREQ("thp", js(check_update_ok(r, 0), "pages"));
+	EXPECT_STREQ("thp", ju_str(check_update_ok(r, 0), "pages"));
 }
 
 TEST_F(vmm, inline_teardown)
@@ -673,7 +573,7 @@ TEST_F(vmm, inline_teardown)
 
 	r = VMM("--teardown", "inline", "--ram", "16M", "--run-ms", "20");
 	check_exit(r, 0, 1);
-	EXPECT_STREQ("inline", js(check_update_ok(r, 0), "teardown"));
+	EXPECT_STREQ("inline", ju_str(check_update_ok(r, 0), "teardown"));
 }
 
 /* Exec refused: the old image keeps the guest ------------------------------------ */
@@ -681,28 +581,28 @@ TEST_F(vmm, inline_teardown)
 TEST_F(vmm, exec_refused_seccomp)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "seccomp-deny-exec", "--ram", "16M",
 		"--run-ms", "20");
 	l = check_refused(r, "exec", "EPERM");
-	EXPECT_TRUE(contains(js(l, "error"), "seccomp"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "seccomp"));
 	/* --help: the fault implies --force; preflight's probe saw it */
 	l = event(r, "preflight", 0);
 	ASSERT_NE_NULL(l);
-	EXPECT_EQ(1, jbool(l, "forced"));
-	EXPECT_STREQ("EPERM", js(l, "errno"));
+	EXPECT_EQ(1, ju_bool(l, "forced"));
+	EXPECT_STREQ("EPERM", ju_str(l, "errno"));
 }
 
 /* --help does not ask --force for it: preflight cannot see argv's size. */
 TEST_F(vmm, exec_refused_e2big)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "e2big", "--ram", "16M", "--run-ms", "20");
 	l = check_refused(r, "exec", "E2BIG");
-	EXPECT_TRUE(contains(js(l, "error"), "E2BIG"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "E2BIG"));
 	EXPECT_EQ(0, count_events(r, "preflight"));
 }
 
@@ -710,42 +610,42 @@ TEST_F(vmm, exec_refused_e2big)
 TEST_F(vmm, exec_refused_enoent_preflight)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--exec", "/nonexistent/cprx-vmm", "--ram", "16M",
 		"--run-ms", "20");
 	l = check_refused(r, "preflight", "ENOENT");
-	EXPECT_TRUE(contains(js(l, "error"), "binary"));
-	EXPECT_TRUE(contains(js(l, "error"), "/nonexistent/cprx-vmm"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "binary"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "/nonexistent/cprx-vmm"));
 	/* not stopped at all: no downtime to report */
-	EXPECT_TRUE(isnan(jnum(l, "pause_ms")));
+	EXPECT_TRUE(isnan(ju_num(l, "pause_ms")));
 }
 
 /* With --force the exec itself fails, and the guest must still come back. */
 TEST_F(vmm, exec_refused_enoent_forced)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--exec", "/nonexistent/cprx-vmm", "--force", "--ram", "16M",
 		"--run-ms", "20");
 	l = check_refused(r, "exec", "ENOENT");
-	EXPECT_TRUE(jnum(l, "pause_ms") > 0);
+	EXPECT_TRUE(ju_num(l, "pause_ms") > 0);
 	l = event(r, "preflight", 0);
 	ASSERT_NE_NULL(l);
-	EXPECT_EQ(1, jbool(l, "forced"));
-	EXPECT_STREQ("ENOENT", js(l, "errno"));
+	EXPECT_EQ(1, ju_bool(l, "forced"));
+	EXPECT_STREQ("ENOENT", ju_str(l, "errno"));
 }
 
 TEST_F(vmm, private_ram_refused)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "private-ram", "--ram", "16M", "--run-ms", "20");
 	l = check_refused(r, "preflight", "EINVAL");
-	EXPECT_TRUE(contains(js(l, "error"), "MAP_PRIVATE"));
-	EXPECT_TRUE(contains(js(l, "error"), "ram0"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "MAP_PRIVATE"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "ram0"));
 }
 
 /* The new image refuses: rollback -------------------------------------------------- */
@@ -753,22 +653,22 @@ TEST_F(vmm, private_ram_refused)
 TEST_F(vmm, rollback_reject_state)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "reject-state", "--ram", "16M", "--run-ms", "20");
 	l = check_rolled_back(r);
-	EXPECT_TRUE(contains(js(l, "error"), "reject-state"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "reject-state"));
 }
 
 TEST_F(vmm, rollback_require_token)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "require-token", "--ram", "16M", "--run-ms", "20");
 	l = check_rolled_back(r);
-	EXPECT_STREQ("ENOENT", js(l, "errno"));
-	EXPECT_TRUE(contains(js(l, "error"), "dev.extra"));
+	EXPECT_STREQ("ENOENT", ju_str(l, "errno"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "dev.extra"));
 }
 
 /* cprx-vmm-next reads state version 2 only: it must hand the guest back. */
@@ -777,26 +677,26 @@ TEST_F(vmm, rollback_newer_state_version)
 	const char *next = vmm_next_path();
 	char abs[PATH_MAX];
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	if (!next || !realpath(next, abs))
 		SKIP(return, "no cprx-vmm-next (%s)", next ? next : "not built");
 	r = VMM("--exec", abs, "--ram", "16M", "--run-ms", "20");
 	l = check_rolled_back(r);
-	EXPECT_TRUE(contains(js(l, "error"), "version"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "version"));
 }
 
 /* A rollback image that refuses too must not roll back again: no loop. */
 TEST_F(vmm, rollback_refused_twice)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "reject-always", "--ram", "16M", "--run-ms", "20");
 	check_lost(r);
 	l = event(r, "rollback", 1);
 	ASSERT_NE_NULL(l);
-	EXPECT_TRUE(contains(js(l, "error"), "reject-always"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "reject-always"));
 	/* a handful of execs, not a loop cut short by the deadline */
 	EXPECT_LT(r->ms, 20000);
 }
@@ -808,16 +708,16 @@ TEST_F(vmm, rollback_refused_twice)
 TEST_F(vmm, corrupt_state)
 {
 	const struct run *r;
-	const char *l;
+	JsonNode *l;
 
 	r = VMM("--inject", "corrupt-state", "--state", self->state,
 		"--ram", "16M", "--run-ms", "20");
 	check_lost(r);
 	l = event(r, "rollback", 0);
 	ASSERT_NE_NULL(l);
-	EXPECT_STREQ("EBADMSG", js(l, "errno"));
-	EXPECT_TRUE(contains(js(l, "error"), "checksum"));
-	EXPECT_TRUE(contains(js(event(r, "error", 0), "error"), "checksum"));
+	EXPECT_STREQ("EBADMSG", ju_str(l, "errno"));
+	EXPECT_TRUE(contains(ju_str(l, "error"), "checksum"));
+	EXPECT_TRUE(contains(ju_str(event(r, "error", 0), "error"), "checksum"));
 }
 
 /* Soak ------------------------------------------------------------------------------ */
@@ -833,7 +733,7 @@ TEST_F(vmm, corrupt_state)
 
 TEST_F(vmm, no_growth_200_updates)
 {
-	const char *one, *many;
+	JsonNode *one, *many;
 	const struct run *r1, *r;
 	struct fd_list f1, f;
 	int i, ok = 0;
@@ -847,21 +747,21 @@ TEST_F(vmm, no_growth_200_updates)
 	many = check_exit(r, 0, 200);
 	EXPECT_EQ(200, count_events(r, "update"));
 	for (i = 0; i < 200; i++) {
-		const char *l = event(r, "update", i);
+		JsonNode *l = event(r, "update", i);
 
-		ok += jbool(l, "ok") == 1 && jint(l, "generation") == i + 1 &&
-		      jint(l, "pid") == r->pid && contains(js(l, "verify"), "ok");
+		ok += ju_bool(l, "ok") == 1 && ju_int(l, "generation") == i + 1 &&
+		      ju_int(l, "pid") == r->pid && contains(ju_str(l, "verify"), "ok");
 	}
 	EXPECT_EQ(200, ok);
-	EXPECT_EQ(200, jint(many, "updates_ok"));
+	EXPECT_EQ(200, ju_int(many, "updates_ok"));
 
 	f1 = fds_of(one);
 	f = fds_of(many);
 	EXPECT_EQ(f1.nr, f.nr);
 	TH_LOG("VmRSS after 1 update %lld KiB, after 200 %lld KiB",
-	       jint(one, "vm_rss_kb"), jint(many, "vm_rss_kb"));
-	EXPECT_GT(jint(one, "vm_rss_kb"), 0);
-	EXPECT_LE(jint(many, "vm_rss_kb"), jint(one, "vm_rss_kb") + RSS_SLACK_KB);
+	       ju_int(one, "vm_rss_kb"), ju_int(many, "vm_rss_kb"));
+	EXPECT_GT(ju_int(one, "vm_rss_kb"), 0);
+	EXPECT_LE(ju_int(many, "vm_rss_kb"), ju_int(one, "vm_rss_kb") + RSS_SLACK_KB);
 	EXPECT_EQ(0, strays());
 }
 
