@@ -10,6 +10,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /*
  * Contiguous spans of the update's timeline, STOP to RESUMED; the verify
@@ -85,6 +86,34 @@ struct bench {
 	double seconds;
 };
 
+/*
+ * The command line (cprx-bench.c); the sweep's lists are parsed by
+ * configs.c.  sizes unset: SIZES_DEFAULT, or QEMU_SIZES_DEFAULT with --qemu.
+ */
+#define SIZES_DEFAULT "256M,1G,4G,16G"
+#define QEMU_SIZES_DEFAULT "256M,1G,4G"
+
+struct options {
+	char *sizes, *pages, *backends, *teardowns, *states, *vcpus, *devices;
+	char *baselines;
+	char *vmm, *out, *copy_dir, *copy_max, *vm_kernel, *vm_mem;
+	int reps, copy_reps, run_ms, rounds;
+	gboolean no_progress, no_plots, qemu, vm, guard;
+};
+
+/* configs.c */
+char **split(const char *list);
+bool build_configs(struct bench *b, const struct options *o);
+
+/* sweep.c */
+void sweep(struct bench *b);
+
+/* qemu.c */
+int run_qemu(const struct options *o);
+
+/* vm.c */
+int run_vm(const struct options *o, int argc, char **argv);
+
 /* sysinfo.c */
 void machine_read(struct machine *m);
 char *machine_line(const struct machine *m);
@@ -94,10 +123,31 @@ bool thp_shmem_usable(char *why, size_t len);
 int parse_size(const char *s, uint64_t *out);
 void size_label(uint64_t n, char *buf, size_t len);
 
-/* report.c */
+/* stats.c */
 void cell_stats(struct cell *c);
-void report_terminal(const struct bench *b);
+/* pause over the floor's at the same size, pages and vCPUs; NAN if none */
+double vs_floor(const struct bench *b, const struct cell *c);
+/* the smallest and largest sizes at which @cfg ran */
+void size_span(const struct bench *b, const struct config *cfg,
+	       const struct cell **lo, const struct cell **hi);
+
+/* report.c: every file in --out; 0 or 1 */
 int report_files(const struct bench *b);
+FILE *out_open(const struct bench *b, const char *name);
+int out_close(FILE *f);
+
+/* report_text.c */
+void report_terminal(const struct bench *b);
+int write_table_md(const struct bench *b);
+
+/* report_csv.c */
+int write_samples_csv(const struct bench *b);
+int write_summary_csv(const struct bench *b);
+
+/* report_json.c */
+int write_json(const struct bench *b);
+
+/* report_plots.c */
 int report_plots(const struct bench *b);
 
 /* progress.c */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * libFuzzer target for the state decoder (shim/state.c).
+ * libFuzzer target for the state decoder (shim/state_decode.c and
+ * state_records.c).
  *
  * Every input goes through the decoders twice: as it is, and with its
  * magic, version and checksums made right, since random bytes almost never

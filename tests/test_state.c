@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Unit tests of the state format (shim/state.c): round trips, and that
+ * Unit tests of the state format (shim/state_*.c): round trips, and that
  * truncated, bit-flipped or malformed states are refused with a message
  * naming the problem, without leaks (run under valgrind or ASan).
  */
