@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* Error messages that name the problem and the fix. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
