@@ -90,7 +90,7 @@ extern struct th_result *th_res;
 extern jmp_buf *th_jmp;			/* where a failed ASSERT goes */
 extern struct th_exec_case *th_exec_cases;
 extern void (*th_setup_fn)(int argc, char **argv);
-extern char th_self[PATH_MAX];		/* this binary, the exec cases' */
+extern char th_self[PATH_MAX];		/* this binary, for exec cases */
 
 /*
  * Kept in source order whatever order constructors run in: the harness
@@ -475,18 +475,18 @@ static inline int th_main(int argc, char **argv)
 }
 
 /* "--exec-case NAME ARG...": runs that case, in a new image. */
-static inline int th_exec_case(int argc, char **argv)
+static inline int th_exec_case(const char *prog, int argc, char **argv)
 {
 	struct th_exec_case *c;
 
 	for (c = th_exec_cases; argc >= 1 && c; c = c->next)
 		if (!strcmp(c->name, argv[0]))
 			return c->run(argc - 1, argv + 1);
-	fprintf(stderr, "%s: no exec case '%s'; there are:", th_self,
+	fprintf(stderr, "%s: no exec case '%s'; there are:", prog,
 		argc >= 1 ? argv[0] : "");
 	for (c = th_exec_cases; c; c = c->next)
 		fprintf(stderr, " %s", c->name);
-	fputc('\n', stderr);
+	fputs(th_exec_cases ? "\n" : " none\n", stderr);
 	return 2;
 }
 
@@ -494,16 +494,15 @@ static inline int th_harness_main(int argc, char **argv)
 {
 	ssize_t n;
 
-	if (th_exec_cases) {
-		n = readlink("/proc/self/exe", th_self, sizeof(th_self) - 1);
-		if (n <= 0) {
-			perror("/proc/self/exe");
-			return 1;
-		}
+	n = readlink("/proc/self/exe", th_self, sizeof(th_self) - 1);
+	if (n > 0) {
 		th_self[n] = '\0';
+	} else if (th_exec_cases) {
+		perror("/proc/self/exe");
+		return 1;
 	}
 	if (argc >= 2 && !strcmp(argv[1], "--exec-case"))
-		return th_exec_case(argc - 2, argv + 2);
+		return th_exec_case(argv[0], argc - 2, argv + 2);
 	if (th_setup_fn)
 		th_setup_fn(argc, argv);
 	/* fds a runner leaked to us would cross every exec into a case */
