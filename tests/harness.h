@@ -30,11 +30,12 @@
  *   execv(th_self, EXEC_CASE_ARGV("name", "x"));
  *
  * which runs "./test --exec-case name x".  An unknown name exits 2, saying
- * so on stderr.  A binary with exec cases closes the fds 3 and up it was
- * started with before its tests: they would cross every exec.
- * HARNESS_SETUP(argc, argv) { ... } runs before the tests (not in an exec
- * case): to record what the tests must put back, or take an option of the
- * binary's own and exit.
+ * so on stderr.  th_self is this binary's path; a test may point it at a
+ * copy.  A binary with exec cases closes the fds 3 and up it was started
+ * with before its tests: they would cross every exec.
+ * HARNESS_SETUP(argc, argv) { ... }, one per binary, runs before the tests
+ * (not in an exec case): to record what the tests must put back, or take
+ * an option of the binary's own and exit.
  *
  * A test binary may have several source files: one of them has
  * TEST_HARNESS_MAIN, and its tests are listed in source order as long as
