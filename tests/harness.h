@@ -21,11 +21,31 @@
  *
  *   ./test -l          list the tests
  *   ./test -t name     run only these ("name" or "fx.name"), repeatable
+ *
+ * Exec cases, for what must be seen from the image after an execve: a test
+ * forks a child that execs this binary into a named case; the new image
+ * (same pid) runs it, and its return value is the child's exit status.
+ *
+ *   EXEC_CASE(name) { return strcmp(argv[0], "x"); }  argc, argv: its args
+ *   execv(th_self, EXEC_CASE_ARGV("name", "x"));
+ *
+ * which runs "./test --exec-case name x".  An unknown name exits 2, saying
+ * so on stderr.  th_self is this binary's path; a test may point it at a
+ * copy.  A binary with exec cases closes the fds 3 and up it was started
+ * with before its tests: they would cross every exec.
+ * HARNESS_SETUP(argc, argv) { ... }, one per binary, runs before the tests
+ * (not in an exec case): to record what the tests must put back, or take
+ * an option of the binary's own and exit.
+ *
+ * A test binary may have several source files: one of them has
+ * TEST_HARNESS_MAIN, and its tests are listed in source order as long as
+ * they are all in one file.
  */
 #ifndef CPRX_HARNESS_H
 #define CPRX_HARNESS_H
 
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -59,9 +79,19 @@ struct th_result {
 	char reason[200];		/* of a skip */
 };
 
-static struct th_test *th_tests;
-static struct th_result *th_res;
-static jmp_buf *th_jmp;			/* where a failed ASSERT goes */
+struct th_exec_case {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	struct th_exec_case *next;
+};
+
+/* Shared by the binary's files; TEST_HARNESS_MAIN defines them. */
+extern struct th_test *th_tests;
+extern struct th_result *th_res;
+extern jmp_buf *th_jmp;			/* where a failed ASSERT goes */
+extern struct th_exec_case *th_exec_cases;
+extern void (*th_setup_fn)(int argc, char **argv);
+extern char th_self[PATH_MAX];		/* this binary, for exec cases */
 
 /*
  * Kept in source order whatever order constructors run in: the harness
@@ -93,10 +123,11 @@ static inline void th_register(struct th_test *t)
 
 #define TH_UNUSED		__attribute__((unused))
 #define FIXTURE_DATA(fx)	struct th_fx_##fx
+/* Unused where a shared header declares a fixture for several files. */
 #define FIXTURE(fx)							\
 	FIXTURE_DATA(fx);						\
-	static void th_setup_##fx(FIXTURE_DATA(fx) *self);		\
-	static void th_teardown_##fx(FIXTURE_DATA(fx) *self);		\
+	static void th_setup_##fx(FIXTURE_DATA(fx) *self) TH_UNUSED;	\
+	static void th_teardown_##fx(FIXTURE_DATA(fx) *self) TH_UNUSED;	\
 	FIXTURE_DATA(fx)
 #define FIXTURE_SETUP(fx)						\
 	static void th_setup_##fx(FIXTURE_DATA(fx) *self TH_UNUSED)
@@ -125,6 +156,32 @@ static inline void th_register(struct th_test *t)
 		th_teardown_##fx(&self);				\
 	}								\
 	static void th_body_##fx##__##name(FIXTURE_DATA(fx) *self TH_UNUSED)
+
+/* Exec cases ----------------------------------------------------------- */
+
+#define EXEC_CASE(name)							\
+	static int th_case_##name(int argc, char **argv);		\
+	static struct th_exec_case th_c_##name = {			\
+		#name, th_case_##name, NULL };				\
+	__attribute__((constructor)) static void th_creg_##name(void)	\
+	{								\
+		th_c_##name.next = th_exec_cases;			\
+		th_exec_cases = &th_c_##name;				\
+	}								\
+	static int th_case_##name(int argc TH_UNUSED, char **argv TH_UNUSED)
+
+/* The argv of th_self running case @name with the arguments that follow. */
+#define EXEC_CASE_ARGV(name, ...)					\
+	((char *[]){ th_self, "--exec-case", (char *)(name),		\
+		     ##__VA_ARGS__, NULL })
+
+#define HARNESS_SETUP(argc, argv)					\
+	static void th_setup_main(int argc, char **argv);		\
+	__attribute__((constructor)) static void th_sreg_main(void)	\
+	{								\
+		th_setup_fn = th_setup_main;				\
+	}								\
+	static void th_setup_main(int argc TH_UNUSED, char **argv TH_UNUSED)
 
 /* Reporting ------------------------------------------------------------ */
 
@@ -418,10 +475,54 @@ static inline int th_main(int argc, char **argv)
 	return counts[TH_FAIL] ? 1 : 0;
 }
 
+/* "--exec-case NAME ARG...": runs that case, in a new image. */
+static inline int th_exec_case(const char *prog, int argc, char **argv)
+{
+	struct th_exec_case *c;
+
+	for (c = th_exec_cases; argc >= 1 && c; c = c->next)
+		if (!strcmp(c->name, argv[0]))
+			return c->run(argc - 1, argv + 1);
+	fprintf(stderr, "%s: no exec case '%s'; there are:", prog,
+		argc >= 1 ? argv[0] : "");
+	for (c = th_exec_cases; c; c = c->next)
+		fprintf(stderr, " %s", c->name);
+	fputs(th_exec_cases ? "\n" : " none\n", stderr);
+	return 2;
+}
+
+static inline int th_harness_main(int argc, char **argv)
+{
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", th_self, sizeof(th_self) - 1);
+	if (n > 0) {
+		th_self[n] = '\0';
+	} else if (th_exec_cases) {
+		perror("/proc/self/exe");
+		return 1;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--exec-case"))
+		return th_exec_case(argv[0], argc - 2, argv + 2);
+	if (th_setup_fn)
+		th_setup_fn(argc, argv);
+	/* fds a runner leaked to us would cross every exec into a case */
+	if (th_exec_cases)
+		close_range(3, ~0U, 0);
+	return th_main(argc, argv);
+}
+
 #define TEST_HARNESS_MAIN						\
+	struct th_test *th_tests;					\
+	struct th_result *th_res;					\
+	jmp_buf *th_jmp;						\
+	struct th_exec_case *th_exec_cases;				\
+	void (*th_setup_fn)(int argc, char **argv);			\
+	char th_self[PATH_MAX];						\
+									\
 	int main(int argc, char **argv)					\
 	{								\
-		return th_main(argc, argv);				\
+		return th_harness_main(argc, argv);			\
 	}
 
 #endif /* CPRX_HARNESS_H */

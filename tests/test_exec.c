@@ -3,9 +3,9 @@
  * Host tier: live updates of this very test binary through libcprx.
  *
  * A test forks a child that sets up "guest" RAM and devices and calls
- * cprx_exec() on this binary with "--case NAME": the new image runs the
- * case's second half (new_image_cases[] below) and its exit status, in the
- * same PID, is what the test checks.  Exec refusals are checked in the child
+ * cprx_exec() on this binary into the harness's exec case NAME: the new image
+ * runs the case's second half (the EXEC_CASE()s below) and its exit status,
+ * in the same PID, is what the test checks.  Exec refusals are checked in the child
  * itself: it must come back with the guest intact.
  */
 #include <errno.h>
@@ -56,8 +56,6 @@ struct guest {
 	int pipe[2];
 	int file_fd;
 };
-
-static char self[PATH_MAX];
 
 static void install_filter(int a, int b);
 
@@ -224,8 +222,7 @@ static void wait_no_children(void)
 
 static void exec_case(struct cprx_session *s, const char *name)
 {
-	char *argv[] = { self, "--case", (char *)name, NULL };
-	int ret = cprx_exec(s, self, argv);
+	int ret = cprx_exec(s, th_self, EXEC_CASE_ARGV(name));
 
 	CHECK(0, "exec of case %s failed (%d): %s; %s", name, ret,
 	      cprx_errmsg(s), cprx_errhint(s));
@@ -278,12 +275,10 @@ static void update_inline_teardown(const void *arg)
 	exec_case(preserve_guest(&g, &opts), "devices");
 }
 
-/* The child first becomes "--case NAME" itself, so rollback returns there. */
+/* The child first becomes exec case NAME itself, so rollback returns there. */
 static void become_case(const void *arg)
 {
-	char *argv[] = { self, "--case", (char *)arg, NULL };
-
-	execv(self, argv);
+	execv(th_self, EXEC_CASE_ARGV(arg));
 	_exit(97);
 }
 
@@ -333,7 +328,7 @@ static struct cprx_session *incoming(void)
 	return s;
 }
 
-static void case_devices(void)
+EXEC_CASE(devices)
 {
 	struct cprx_session *s = incoming();
 	uint64_t ts[CPRX_PH_MAX];
@@ -356,6 +351,7 @@ static void case_devices(void)
 }
 
 /* Old image of the rollback cases: first a fresh start, then the rollback. */
+__attribute__((noreturn))
 static void case_rollback_old(const char *next)
 {
 	struct cprx_options opts = { .size = sizeof(opts) };
@@ -376,7 +372,7 @@ static void case_rollback_old(const char *next)
 	      "rollback reason: %s", cprx_rollback_reason(s));
 	reclaim_guest(s, &g);
 	check_guest(&g);
-	if (!strcmp(next, "rb-twice-new")) {
+	if (!strcmp(next, "rb_twice_new")) {
 		ret = cprx_rollback(s, "second failure");
 		CHECK(ret == -ELOOP, "second rollback returned %d", ret);
 		CHECK(strstr(cprx_errmsg(s), "second rollback"), "message: %s",
@@ -389,6 +385,7 @@ static void case_rollback_old(const char *next)
 }
 
 /* New image that cannot start: it rolls back to the previous binary. */
+__attribute__((noreturn))
 static void case_rollback_new(bool missing_token)
 {
 	struct cprx_session *s = incoming();
@@ -405,7 +402,7 @@ static void case_rollback_new(bool missing_token)
 }
 
 /* The state was damaged on disk: refused, by name, never a crash. */
-static void case_damaged(void)
+EXEC_CASE(damaged)
 {
 	struct cprx_session *s;
 	int ret = cprx_incoming(&s, NULL);
@@ -419,26 +416,34 @@ static void case_damaged(void)
 	_exit(0);
 }
 
-static int run_case(const char *name)
+EXEC_CASE(rb_old)
 {
-	if (!strcmp(name, "devices"))
-		case_devices();
-	else if (!strcmp(name, "rb-old"))
-		case_rollback_old("rb-new");
-	else if (!strcmp(name, "rb-new"))
-		case_rollback_new(false);
-	else if (!strcmp(name, "rb-twice-old"))
-		case_rollback_old("rb-twice-new");
-	else if (!strcmp(name, "rb-twice-new"))
-		case_rollback_new(false);
-	else if (!strcmp(name, "rb-token-old"))
-		case_rollback_old("rb-token-new");
-	else if (!strcmp(name, "rb-token-new"))
-		case_rollback_new(true);
-	else if (!strcmp(name, "damaged"))
-		case_damaged();
-	printf("# unknown case %s\n", name);
-	return 2;
+	case_rollback_old("rb_new");
+}
+
+EXEC_CASE(rb_new)
+{
+	case_rollback_new(false);
+}
+
+EXEC_CASE(rb_twice_old)
+{
+	case_rollback_old("rb_twice_new");
+}
+
+EXEC_CASE(rb_twice_new)
+{
+	case_rollback_new(false);
+}
+
+EXEC_CASE(rb_token_old)
+{
+	case_rollback_old("rb_token_new");
+}
+
+EXEC_CASE(rb_token_new)
+{
+	case_rollback_new(true);
 }
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -460,17 +465,17 @@ TEST(update_without_io_uring)
 
 TEST(rollback_resumes_previous_binary)
 {
-	ASSERT_EQ(0, in_child(become_case, "rb-old"));
+	ASSERT_EQ(0, in_child(become_case, "rb_old"));
 }
 
 TEST(rollback_on_missing_token)
 {
-	ASSERT_EQ(0, in_child(become_case, "rb-token-old"));
+	ASSERT_EQ(0, in_child(become_case, "rb_token_old"));
 }
 
 TEST(second_rollback_refused)
 {
-	ASSERT_EQ(0, in_child(become_case, "rb-twice-old"));
+	ASSERT_EQ(0, in_child(become_case, "rb_twice_old"));
 }
 
 TEST(corrupted_state_rejected)
@@ -531,7 +536,7 @@ static char **huge_argv(void)
 	/* 64 x 128 KiB: past the 6 MiB the kernel allows even with no stack limit */
 	char **argv = calloc(66, sizeof(char *));
 
-	argv[0] = self;
+	argv[0] = th_self;
 	for (int i = 1; i <= 64; i++) {
 		argv[i] = malloc(128 * 1024);
 		memset(argv[i], 'x', 128 * 1024 - 1);
@@ -612,7 +617,7 @@ TEST(refused_enoexec)
 
 TEST(refused_e2big)
 {
-	struct refusal r = { .path = self, .err = E2BIG, .word = "E2BIG",
+	struct refusal r = { .path = th_self, .err = E2BIG, .word = "E2BIG",
 			     .huge_argv = true };
 
 	ASSERT_EQ(0, in_child(refused_exec, &r));
@@ -620,7 +625,7 @@ TEST(refused_e2big)
 
 TEST(refused_eperm_seccomp)
 {
-	struct refusal r = { .path = self, .err = EPERM, .word = "seccomp",
+	struct refusal r = { .path = th_self, .err = EPERM, .word = "seccomp",
 			     .seccomp = true };
 
 	ASSERT_EQ(0, in_child(refused_exec, &r));
@@ -628,7 +633,7 @@ TEST(refused_eperm_seccomp)
 
 TEST(refused_eperm_inline_teardown)
 {
-	struct refusal r = { .path = self, .err = EPERM, .word = "seccomp",
+	struct refusal r = { .path = th_self, .err = EPERM, .word = "seccomp",
 			     .seccomp = true, .inline_teardown = true };
 
 	ASSERT_EQ(0, in_child(refused_exec, &r));
@@ -649,7 +654,7 @@ static void preflight_private(const void *arg)
 {
 	struct cprx_options opts = { .size = sizeof(opts) };
 	struct cprx_preflight_report rep = { .size = sizeof(rep) };
-	char *probe[] = { self, "--version", NULL };
+	char *probe[] = { th_self, "--version", NULL };
 	const struct cprx_check *c;
 	struct cprx_session *s;
 	struct guest g;
@@ -658,7 +663,7 @@ static void preflight_private(const void *arg)
 	(void)arg;
 	make_guest(&g, 1 << 20, MAP_PRIVATE);
 	s = preserve_guest(&g, &opts);
-	ret = cprx_preflight(s, self, probe, &rep);
+	ret = cprx_preflight(s, th_self, probe, &rep);
 	CHECK(ret == -EINVAL, "preflight returned %d", ret);
 	c = find_check(&rep, "ram:ram0");
 	CHECK(c && c->verdict == CPRX_FAIL, "ram check did not fail");
@@ -679,7 +684,7 @@ static void preflight_ok(const void *arg)
 {
 	struct cprx_options opts = { .size = sizeof(opts) };
 	struct cprx_preflight_report rep = { .size = sizeof(rep) };
-	char *probe[] = { self, "--version", NULL };
+	char *probe[] = { th_self, "--version", NULL };
 	struct cprx_session *s;
 	struct guest g;
 	int ret;
@@ -687,7 +692,7 @@ static void preflight_ok(const void *arg)
 	(void)arg;
 	make_guest(&g, 1 << 20, MAP_SHARED);
 	s = preserve_guest(&g, &opts);
-	ret = cprx_preflight(s, self, probe, &rep);
+	ret = cprx_preflight(s, th_self, probe, &rep);
 	for (unsigned int i = 0; i < rep.nr_checks; i++)
 		printf("# %-10s %s %s\n", rep.checks[i].name,
 		       rep.checks[i].verdict == CPRX_PASS ? "pass" :
@@ -762,7 +767,7 @@ TEST(preflight_refuses_missing_binary)
 
 TEST(preflight_probe_sees_seccomp)
 {
-	struct pf_bad b = { .path = self, .err = EPERM, .check = "probe",
+	struct pf_bad b = { .path = th_self, .err = EPERM, .check = "probe",
 			    .word = "seccomp", .seccomp = true };
 
 	ASSERT_EQ(0, in_child(preflight_bad, &b));
@@ -838,24 +843,13 @@ TEST(backend_env_forcing)
 	unsetenv(CPRX_ENV_BACKEND);
 }
 
-#define main harness_main
-TEST_HARNESS_MAIN
-#undef main
-
-int main(int argc, char **argv)
+/* The preflight probe runs "test_exec --version", as it would a VMM. */
+HARNESS_SETUP(argc, argv)
 {
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return 1;
-	self[n] = '\0';
 	if (argc >= 2 && !strcmp(argv[1], "--version")) {
 		printf("test_exec 0\n");
-		return 0;
+		exit(0);
 	}
-	if (argc >= 3 && !strcmp(argv[1], "--case"))
-		return run_case(argv[2]);
-	/* fds a runner leaked to us would cross every exec and blur the count */
-	close_range(3, ~0U, 0);
-	return harness_main(argc, argv);
 }
+
+TEST_HARNESS_MAIN

@@ -25,5 +25,6 @@ if ! tests/vm/kbuild.sh --werror "$kernel" . "$out" >"$log" 2>&1; then
 	exit 1
 fi
 exec tests/vm/run.sh --kernel "$kernel" --timeout 900 -- \
-	tests/vm/kmod-tests.sh "$out/cprx.ko" "$build/tests/test_kmod" \
+	tests/vm/kmod-tests.sh "$out/cprx.ko" \
+	"$build"/tests/kmod_{abi,exec,limits,lifetime,fuzz,perf} \
 	"$build/tests/test_exec" "$build/tests/test_vmm"
