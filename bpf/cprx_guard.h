@@ -13,7 +13,11 @@
 #define CG_PATH_LEN	128
 #define CG_COMM_LEN	16
 
-/* cprx.ko's ioctl numbers (kernel/cprx_uapi.h): _IO(0xCE, nr). */
+/*
+ * cprx.ko's ioctl numbers (kernel/cprx_uapi.h): _IO(0xCE, nr).  Copied,
+ * as the BPF side cannot include the uAPI header; cprx_guard.c asserts at
+ * compile time that the copies match it.
+ */
 #define CG_IOC_TYPE		0xCE
 #define CG_IOC_CREATE		0xCE00
 #define CG_IOC_RETRIEVE		0xCE01

@@ -1,15 +1,57 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* cprx-guard's parts: the policy (guard_policy.c), the trace (guard_trace.c). */
+/*
+ * What cprx-guard's userspace files share: guard_main.c (the verb table),
+ * guard_options.c (the command line), cprx_guard.c (the loader: the `load`
+ * verb), guard_pin.c (bpffs pins, finding a loaded guard, `detach`),
+ * guard_status.c (the status file, `status`, `check`), guard_policy.c (the
+ * policy) and guard_trace.c (timelines, `trace`).
+ */
 #ifndef CPRX_GUARD_TOOL_H
 #define CPRX_GUARD_TOOL_H
 
 #include <signal.h>
 #include <glib.h>
+#include <linux/bpf.h>
 #include <linux/types.h>
 #include "cprx_guard.h"
 #include "guard_reader.h"
 
 #define CG_DEFAULT_PIN	"/sys/fs/bpf/cprx-guard"
+
+struct bpf_link;
+struct bpf_object;
+
+/* guard_main.c: set by SIGINT, SIGTERM and SIGHUP once caught. */
+extern volatile sig_atomic_t cg_stop;
+void cg_catch_signals(void);
+
+/* guard_options.c: every verb's options, parsed into one place. */
+struct cg_options {
+	char *policy, *pin_dir, *status_file;
+	char **allow, **cgroups, **exes, **uids;
+	gboolean armed_only, trace_only, pin, trace, require_enforce, bench;
+	gboolean json, backlog, quiet, armed, verbose;
+	int count;
+	double timeout, idle;
+};
+
+extern struct cg_options cg_opt;
+extern const GOptionEntry cg_common_entries[], cg_load_entries[],
+	cg_status_entries[], cg_trace_entries[], cg_detach_entries[],
+	cg_check_entries[];
+
+const char *cg_status_file(void);
+const char *cg_pin_dir(void);
+
+/* The verbs; @args are the words after the verb, options removed. */
+int cg_cmd_load(char **args);
+int cg_cmd_status(char **args);
+int cg_cmd_trace(char **args);
+int cg_cmd_detach(char **args);
+int cg_cmd_check(char **args);
+
+/* cprx_guard.c: libbpf's messages, quiet where a failure is expected. */
+void cg_libbpf_log(void);
 
 /* A binary named by the policy, resolved to its inode at load. */
 struct cg_rule {
@@ -45,7 +87,33 @@ guint32 cg_rule_kdev(const struct cg_rule *r);
 /* A cgroup v2 directory's path inside the hierarchy ("/vmm"). */
 char *cg_cgroup_rel(const char *dir, GError **err);
 
-/* The world-readable status (format in shim/guard.h), written atomically. */
+/* guard_options.c: the policy from --policy and the other load options. */
+struct cg_policy *cg_policy_from_options(GError **err);
+
+/* guard_pin.c: pin a loaded guard's links and maps in bpffs @dir. */
+gboolean cg_pin(struct bpf_object *obj, struct bpf_link *const *links,
+		const char *const *names, int nr_links, const char *dir,
+		GError **err);
+void cg_unpin(const char *dir);
+
+/* One of the guard's programs among those loaded in the kernel. */
+struct cg_loaded_prog {
+	__u32 id;
+	char name[BPF_OBJ_NAME_LEN];
+	__u64 run_cnt, run_time_ns;
+	__u32 map_ids[16];
+	__u32 nr_maps;
+};
+
+/* The guard's programs in the kernel (needs CAP_SYS_ADMIN). */
+int cg_find_progs(struct cg_loaded_prog *out, int max);
+/* A map of a loaded guard program, by name: an fd, or -1. */
+int cg_find_map(const struct cg_loaded_prog *progs, int n, const char *name);
+
+/*
+ * guard_status.c: the world-readable status (format in shim/guard.h),
+ * written atomically.
+ */
 gboolean cg_status_write(const struct cg_policy *p, const char *file,
 			 gboolean enforcing, const char *why, long pid,
 			 const char *pinned, GError **err);

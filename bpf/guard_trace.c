@@ -4,14 +4,17 @@
  * timeline per update (arm -> check -> commit -> retrieve -> finish),
  * printed when the update ends (finished, refused, failed) or has been
  * quiet for a while.  The BPF side wakes us only at those ends, so we also
- * poll on a short timer.
+ * poll on a short timer.  Used by `load --trace` and by the `trace` verb,
+ * which finds a loaded guard's ring.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/sysmacros.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "guard_tool.h"
 
@@ -405,4 +408,49 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 	ring_buffer__free(rb);
 	g_hash_table_destroy(tr.live);
 	return ret;
+}
+
+/* --- the `trace` verb -------------------------------------------------- */
+
+/* The events ring of the loaded guard: from its pins, else by name. */
+static int events_fd(const struct cprx_guard_status *st)
+{
+	struct cg_loaded_prog progs[8];
+	g_autofree char *pin = NULL;
+	int fd;
+
+	if (st && *st->pinned) {
+		pin = g_build_filename(st->pinned, "events", NULL);
+		fd = bpf_obj_get(pin);
+		if (fd >= 0)
+			return fd;
+	}
+	return cg_find_map(progs, cg_find_progs(progs, G_N_ELEMENTS(progs)),
+			   "events");
+}
+
+int cg_cmd_trace(char **args)
+{
+	struct cg_trace_opts o = { .json = cg_opt.json, .count = cg_opt.count,
+				   .timeout = cg_opt.timeout, .idle = cg_opt.idle,
+				   .backlog = cg_opt.backlog };
+	struct cprx_guard_status st;
+	gboolean have = !cprx_guard_status_read(cg_status_file(), &st, NULL, 0);
+	int fd, ret;
+
+	(void)args;
+	fd = events_fd(have ? &st : NULL);
+	if (fd < 0) {
+		fprintf(stderr, "cprx-guard: no guard is loaded (cprx-guard load)\n");
+		return 3;
+	}
+	if (have && !st.enforcing)
+		fprintf(stderr, "cprx-guard: NOT ENFORCED: %s\n", st.why);
+	o.st = have ? &st : NULL;
+	cg_catch_signals();
+	ret = cg_trace_run(fd, &o, &cg_stop);
+	close(fd);
+	if (have)
+		cprx_guard_status_free(&st);
+	return ret ? 1 : 0;
 }

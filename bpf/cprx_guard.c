@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The loader (the `load` verb): loads the guard (cprx_guard.bpf.c) with a
+ * policy and holds it, or pins it and exits.  It reads top to bottom in
+ * the order it runs: open the skeleton and set the policy in .rodata, pick
+ * the programs (the LSM set, or the trace-only set), load, fill the maps,
+ * attach; then pin, write the status file, poll (or wait) in the
+ * foreground, and clean up.  When the BPF LSM is unavailable, or the kernel
+ * refuses LSM programs, the trace-only set is loaded instead, and that is
+ * said at load, in the status file and by `status`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "guard_tool.h"
+#include "cprx_guard.skel.h"
+#include "../kernel/cprx_uapi.h"
+
+/*
+ * cprx_guard.h copies cprx.ko's ioctl numbers because the BPF side cannot
+ * include the uAPI header; here, where both can be seen, the copies are
+ * held to it.
+ */
+#define CG_SAME_AS_UAPI(copy, uapi) \
+	_Static_assert((copy) == (uapi), \
+		       #copy " != " #uapi " of kernel/cprx_uapi.h")
+CG_SAME_AS_UAPI(CG_IOC_TYPE, CPRX_IOCTL_TYPE);
+CG_SAME_AS_UAPI(CG_IOC_CREATE, CPRX_IOCTL_CREATE_SESSION);
+CG_SAME_AS_UAPI(CG_IOC_RETRIEVE, CPRX_IOCTL_RETRIEVE_SESSION);
+CG_SAME_AS_UAPI(CG_IOC_PRESERVE, CPRX_SESSION_PRESERVE_FD);
+CG_SAME_AS_UAPI(CG_IOC_UNPRESERVE, CPRX_SESSION_UNPRESERVE_FD);
+CG_SAME_AS_UAPI(CG_IOC_ARM, CPRX_SESSION_ARM);
+CG_SAME_AS_UAPI(CG_IOC_RETRIEVE_FD, CPRX_SESSION_RETRIEVE_FD);
+CG_SAME_AS_UAPI(CG_IOC_FINISH, CPRX_SESSION_FINISH);
+CG_SAME_AS_UAPI(CG_ARM_CANCEL, CPRX_ARM_CANCEL);
+/* the BPF side reads struct cprx_session_arm as __u32[2]: size, flags */
+CG_SAME_AS_UAPI(sizeof(struct cprx_session_arm), 2 * sizeof(__u32));
+CG_SAME_AS_UAPI(offsetof(struct cprx_session_arm, flags), sizeof(__u32));
+
+#define LSM_LIST	"/sys/kernel/security/lsm"
+
+static gboolean trying;		/* a failure here is expected: keep quiet */
+static char refused_prog[64];	/* the first program the kernel refused */
+
+static int on_libbpf(enum libbpf_print_level level, const char *fmt,
+		     va_list ap)
+{
+	char line[512];
+	const char *p;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	p = strstr(line, "prog '");
+	if (p && !*refused_prog && strstr(line, "load failed"))
+		sscanf(p, "prog '%63[^']'", refused_prog);
+	if (cg_opt.verbose || (level == LIBBPF_WARN && !trying))
+		fputs(line, stderr);
+	return 0;
+}
+
+void cg_libbpf_log(void)
+{
+	libbpf_set_print(on_libbpf);
+}
+
+static const char *errno_name(int err)
+{
+	switch (err) {
+	case EPERM: return "EPERM";
+	case EACCES: return "EACCES";
+	case EINVAL: return "EINVAL";
+	case E2BIG: return "E2BIG";
+	case ENOENT: return "ENOENT";
+	case ENOTSUP: return "EOPNOTSUPP";
+	case 524: return "ENOTSUPP";
+	}
+	return "error";
+}
+
+/* The errno of a refused LSM program, in words. */
+static const char *why_refused(int err)
+{
+	switch (err) {
+	case EPERM:
+	case EACCES:
+		return "BPF trampolines (LSM and fentry programs) are blocked "
+		       "on this kernel";
+	case EINVAL:
+	case ENOTSUP:
+	case 524:	/* ENOTSUPP */
+		return "this kernel has no BPF LSM support";
+	}
+	return "see cprx-guard load --verbose";
+}
+
+/* Which programs: the LSM, its trace-only fallback, or the benchmark. */
+enum guard_mode { GM_LSM, GM_FALLBACK, GM_BENCH };
+
+struct guard {
+	struct cprx_guard_bpf *skel;
+	struct bpf_link *links[8];
+	const char *names[8];
+	int nr_links;
+	enum guard_mode mode;
+	gboolean fallback;	/* anything but the LSM: nothing enforced */
+};
+
+/* --- open, load, attach -------------------------------------------------- */
+
+static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
+		       enum guard_mode mode)
+{
+	guint i;
+
+	skel->rodata->cfg_enforce = !p->trace && mode == GM_LSM;
+	skel->rodata->cfg_armed_only = p->armed_only;
+	skel->rodata->cfg_fallback = mode == GM_FALLBACK;
+	skel->rodata->cfg_nr_uids = p->uids->len;
+	for (i = 0; i < p->uids->len; i++)
+		skel->rodata->cfg_uids[i] = g_array_index(p->uids, guint32, i);
+	skel->rodata->cfg_nr_cgroups = p->cgroups->len;
+	skel->rodata->cfg_nr_exes = p->exes->len;
+}
+
+static gboolean fill_rules(int fd, GArray *rules, GError **err)
+{
+	guint i;
+
+	for (i = 0; i < rules->len; i++) {
+		struct cg_rule *r = &g_array_index(rules, struct cg_rule, i);
+		struct cg_file_key k = { .ino = r->ino, .dev = cg_rule_kdev(r) };
+		__u32 rule = i + 1;
+
+		if (bpf_map_update_elem(fd, &k, &rule, BPF_ANY) < 0) {
+			g_set_error(err, CG_ERROR, errno, "rule '%s': %s",
+				    r->path, g_strerror(errno));
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
+			  GError **err)
+{
+	int cg_fd = bpf_map__fd(g->skel->maps.cgroups);
+	guint i;
+
+	if (!fill_rules(bpf_map__fd(g->skel->maps.allow), p->allow, err) ||
+	    !fill_rules(bpf_map__fd(g->skel->maps.guard_exes), p->exes, err))
+		return FALSE;
+	for (i = 0; i < p->cgroups->len; i++) {
+		const char *dir = g_ptr_array_index(p->cgroups, i);
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		__u32 key = i;
+
+		if (fd < 0 || bpf_map_update_elem(cg_fd, &key, &fd, BPF_ANY) < 0) {
+			g_set_error(err, CG_ERROR, errno, "cgroup %s: %s", dir,
+				    g_strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return FALSE;
+		}
+		close(fd);
+	}
+	return TRUE;
+}
+
+static void guard_close(struct guard *g)
+{
+	int i;
+
+	for (i = 0; i < g->nr_links; i++)
+		bpf_link__destroy(g->links[i]);
+	g->nr_links = 0;
+	cprx_guard_bpf__destroy(g->skel);
+	g->skel = NULL;
+}
+
+static gboolean attach_one(struct guard *g, struct bpf_program *prog,
+			   GError **err)
+{
+	struct bpf_link *l = bpf_program__attach(prog);
+
+	if (!l) {
+		int e = errno;
+
+		g_set_error(err, CG_ERROR, e, "the kernel refused to attach %s "
+			    "(%s): %s (%s): %s", bpf_program__name(prog),
+			    bpf_program__section_name(prog), g_strerror(e),
+			    errno_name(e), why_refused(e));
+		return FALSE;
+	}
+	g->names[g->nr_links] = bpf_program__name(prog);
+	g->links[g->nr_links++] = l;
+	return TRUE;
+}
+
+static gboolean guard_open(struct guard *g, const struct cg_policy *p,
+			   enum guard_mode mode, GError **err)
+{
+	gboolean fallback = mode != GM_LSM;
+	struct cprx_guard_bpf *s;
+	struct bpf_program *prog;
+	int ret;
+
+	g->mode = mode;
+	g->fallback = fallback;
+	g->skel = s = cprx_guard_bpf__open();
+	if (!s) {
+		g_set_error(err, CG_ERROR, errno, "cannot open the BPF object: %s",
+			    g_strerror(errno));
+		return FALSE;
+	}
+	set_policy(s, p, mode);
+	bpf_program__set_autoload(s->progs.cg_bprm_check, mode == GM_LSM);
+	bpf_program__set_autoload(s->progs.cg_file_ioctl, mode == GM_LSM);
+	bpf_program__set_autoload(s->progs.cg_file_fcntl, mode == GM_LSM);
+	bpf_program__set_autoload(s->progs.cg_sys_enter, mode == GM_FALLBACK);
+	bpf_program__set_autoload(s->progs.cg_sys_exit, mode == GM_FALLBACK);
+	bpf_program__set_autoload(s->progs.cg_bench_check, mode == GM_BENCH);
+	refused_prog[0] = '\0';
+	trying = !fallback;
+	ret = cprx_guard_bpf__load(s);
+	trying = FALSE;
+	if (ret) {
+		prog = *refused_prog ?
+		       bpf_object__find_program_by_name(s->obj, refused_prog) : NULL;
+		g_set_error(err, CG_ERROR, -ret, "the kernel refused to load the "
+			    "%s program %s%s%s%s: %s (%s): %s",
+			    fallback ? "tp_btf" : "BPF LSM",
+			    prog ? bpf_program__name(prog) : "set",
+			    prog ? " (" : "", prog ? bpf_program__section_name(prog) : "",
+			    prog ? ")" : "", g_strerror(-ret), errno_name(-ret),
+			    why_refused(-ret));
+		goto fail;
+	}
+	if (!fill_maps(g, p, err))
+		goto fail;
+	trying = !fallback;
+	bpf_object__for_each_program(prog, s->obj) {
+		if (bpf_program__autoload(prog) && !attach_one(g, prog, err)) {
+			trying = FALSE;
+			goto fail;
+		}
+	}
+	trying = FALSE;
+	return TRUE;
+fail:
+	guard_close(g);
+	return FALSE;
+}
+
+/* --- the LSM, or trace-only ---------------------------------------------- */
+
+/* NULL when "bpf" is an active LSM (or we cannot tell), else why not. */
+static char *lsm_missing(void)
+{
+	g_autofree char *list = NULL;
+	g_auto(GStrv) names = NULL;
+
+	if (!g_file_get_contents(LSM_LIST, &list, NULL, NULL))
+		return NULL;	/* no securityfs: let the kernel answer */
+	g_strstrip(list);
+	names = g_strsplit(list, ",", -1);
+	if (g_strv_contains((const char *const *)names, "bpf"))
+		return NULL;
+	return g_strdup_printf("'bpf' is not an active LSM (%s is '%s'): boot "
+			       "with lsm=%s,bpf", LSM_LIST, list, list);
+}
+
+static void shout_fallback(const char *why)
+{
+	fprintf(stderr,
+		"cprx-guard: ******************************************************\n"
+		"cprx-guard: NOT ENFORCED: trace-only mode.\n"
+		"cprx-guard: why: %s.\n"
+		"cprx-guard: guarded processes may exec any binary; the trace shows\n"
+		"cprx-guard: what the policy would have refused.\n"
+		"cprx-guard: ******************************************************\n",
+		why);
+}
+
+/* LSM programs if we can, else the trace-only set, saying why. */
+static gboolean attach_best(struct guard *g, const struct cg_policy *p,
+			    char **why, GError **err)
+{
+	GError *e = NULL;
+
+	if (cg_opt.bench) {
+		*why = g_strdup("benchmark mode (--bench): the exec check runs "
+				"from tp_btf/sched_prepare_exec and enforces nothing");
+		return guard_open(g, p, GM_BENCH, err);
+	}
+	*why = lsm_missing();
+	if (!*why) {
+		if (guard_open(g, p, GM_LSM, &e))
+			return TRUE;
+		*why = g_strdup(e->message);
+		g_clear_error(&e);
+	}
+	if (cg_opt.require_enforce) {
+		g_set_error(err, CG_ERROR, EPERM, "cannot enforce: %s", *why);
+		return FALSE;
+	}
+	if (!guard_open(g, p, GM_FALLBACK, &e)) {
+		g_set_error(err, CG_ERROR, e->code, "BPF is unavailable: no LSM "
+			    "(%s), and no trace-only fallback either: %s", *why,
+			    e->message);
+		g_error_free(e);
+		return FALSE;
+	}
+	shout_fallback(*why);
+	return TRUE;
+}
+
+/* --- the `load` verb ----------------------------------------------------- */
+
+/* Refuses a second guard: the status file and the pins are one each. */
+static gboolean already_loaded(GError **err)
+{
+	struct cprx_guard_status st;
+
+	if (!cprx_guard_status_read(cg_status_file(), &st, NULL, 0)) {
+		g_set_error(err, CG_ERROR, EEXIST, "a guard is loaded already "
+			    "(%s: %s): cprx-guard detach first", cg_status_file(),
+			    st.pid ? "running in the foreground" : "pinned");
+		cprx_guard_status_free(&st);
+		return TRUE;
+	}
+	if (g_file_test(cg_pin_dir(), G_FILE_TEST_EXISTS)) {
+		g_set_error(err, CG_ERROR, EEXIST, "%s exists: cprx-guard detach "
+			    "first", cg_pin_dir());
+		return TRUE;
+	}
+	return FALSE;
+}
+
+static void print_loaded(const struct guard *g, const struct cg_policy *p,
+			 const char *pinned)
+{
+	int i;
+
+	printf("cprx-guard: %s; policy %s: %u allowed, guarding %u uid%s, "
+	       "%u cgroup%s, %u binar%s%s\n",
+	       g->fallback ? "trace-only (NOT ENFORCED)" :
+	       p->trace ? "BPF LSM attached, mode trace (NOT ENFORCED)" :
+	       "enforcing (BPF LSM)", p->source, p->allow->len,
+	       p->uids->len, p->uids->len == 1 ? "" : "s",
+	       p->cgroups->len, p->cgroups->len == 1 ? "" : "s",
+	       p->exes->len, p->exes->len == 1 ? "y" : "ies",
+	       p->armed_only ? ", armed-only" : "");
+	for (i = 0; i < g->nr_links; i++)
+		printf("cprx-guard:   %s attached\n", g->names[i]);
+	if (pinned)
+		printf("cprx-guard: pinned in %s; status in %s; the policy stays "
+		       "until cprx-guard detach\n", pinned, cg_status_file());
+	fflush(stdout);
+}
+
+/* Holds the guard until a signal, printing timelines with --trace. */
+static int foreground(struct guard *g)
+{
+	struct cprx_guard_status st;
+	struct cg_trace_opts o = { .json = cg_opt.json, .idle = cg_opt.idle };
+	int ret = 0;
+
+	cg_catch_signals();
+	if (cg_opt.trace) {
+		o.st = cprx_guard_status_read(cg_status_file(), &st, NULL, 0) ?
+		       NULL : &st;
+		ret = cg_trace_run(bpf_map__fd(g->skel->maps.events), &o,
+				   &cg_stop);
+		if (o.st)
+			cprx_guard_status_free(&st);
+	} else {
+		while (!cg_stop)
+			pause();
+	}
+	return ret ? 1 : 0;
+}
+
+int cg_cmd_load(char **args)
+{
+	g_autofree char *why = NULL;
+	struct cg_policy *p;
+	struct guard g = { 0 };
+	GError *err = NULL;
+	gboolean enforcing;
+	int ret = 0;
+
+	(void)args;
+	p = cg_policy_from_options(&err);
+	if (!p || already_loaded(&err) || !attach_best(&g, p, &why, &err))
+		goto fail;
+	enforcing = !g.fallback && !p->trace;
+	if (!g.fallback && p->trace)
+		why = g_strdup("the policy's mode is trace");
+	if (cg_opt.pin && !cg_pin(g.skel->obj, g.links, g.names, g.nr_links,
+				  cg_pin_dir(), &err))
+		goto fail;
+	if (!cg_status_write(p, cg_status_file(), enforcing, why,
+			     cg_opt.pin ? 0 : (long)getpid(),
+			     cg_opt.pin ? cg_pin_dir() : NULL, &err)) {
+		if (cg_opt.pin)
+			cg_unpin(cg_pin_dir());
+		goto fail;
+	}
+	print_loaded(&g, p, cg_opt.pin ? cg_pin_dir() : NULL);
+	if (!cg_opt.pin) {
+		ret = foreground(&g);
+		unlink(cg_status_file());
+	}
+	guard_close(&g);
+	cg_policy_free(p);
+	return ret;
+fail:
+	fprintf(stderr, "cprx-guard: %s\n", err->message);
+	g_error_free(err);
+	if (g.skel)
+		guard_close(&g);
+	cg_policy_free(p);
+	return 1;
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * A loaded guard outside the loader: its links and maps pinned in bpffs
+ * (so the policy outlives the tool), its programs and maps found among
+ * those in the kernel, and the `detach` verb, which removes it either way.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "guard_tool.h"
+
+/* --- pinning ----------------------------------------------------------- */
+
+static gboolean ensure_bpffs(const char *dir, GError **err)
+{
+	g_autofree char *parent = g_path_get_dirname(dir);
+	struct statfs sfs;
+
+	if (statfs(parent, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
+		return TRUE;
+	if (strcmp(parent, "/sys/fs/bpf") ||
+	    mount("bpf", parent, "bpf", 0, "mode=0700") < 0) {
+		g_set_error(err, CG_ERROR, ENOTDIR, "%s is not on a bpf file "
+			    "system (mount -t bpf bpf /sys/fs/bpf)", dir);
+		return FALSE;
+	}
+	fprintf(stderr, "cprx-guard: mounted bpffs on %s\n", parent);
+	return TRUE;
+}
+
+void cg_unpin(const char *dir)
+{
+	struct dirent *d;
+	DIR *dd = opendir(dir);
+
+	while (dd && (d = readdir(dd))) {
+		g_autofree char *f = NULL;
+
+		if (d->d_name[0] == '.')
+			continue;
+		f = g_build_filename(dir, d->d_name, NULL);
+		unlink(f);
+	}
+	if (dd)
+		closedir(dd);
+	rmdir(dir);
+}
+
+gboolean cg_pin(struct bpf_object *obj, struct bpf_link *const *links,
+		const char *const *names, int nr_links, const char *dir,
+		GError **err)
+{
+	struct bpf_map *map;
+	int i;
+
+	if (!ensure_bpffs(dir, err))
+		return FALSE;
+	if (mkdir(dir, 0700) < 0) {
+		g_set_error(err, CG_ERROR, errno, "%s: %s", dir, g_strerror(errno));
+		return FALSE;
+	}
+	for (i = 0; i < nr_links; i++) {
+		g_autofree char *f = g_strdup_printf("%s/link_%s", dir, names[i]);
+
+		if (bpf_link__pin(links[i], f))
+			goto fail;
+	}
+	bpf_object__for_each_map(map, obj) {
+		g_autofree char *f = NULL;
+
+		if (bpf_map__type(map) == BPF_MAP_TYPE_ARRAY)
+			continue;	/* .rodata: read from the status file */
+		f = g_strdup_printf("%s/%s", dir, bpf_map__name(map));
+		if (bpf_map__pin(map, f))
+			goto fail;
+	}
+	return TRUE;
+fail:
+	g_set_error(err, CG_ERROR, errno, "pinning in %s: %s", dir,
+		    g_strerror(errno));
+	cg_unpin(dir);
+	return FALSE;
+}
+
+/* --- finding a loaded guard ------------------------------------------- */
+
+static const char *const prog_names[] = {
+	"cg_bprm_check", "cg_file_ioctl", "cg_file_fcntl", "cg_exec",
+	"cg_sys_enter", "cg_sys_exit", "cg_bench_check", NULL,
+};
+
+int cg_find_progs(struct cg_loaded_prog *out, int max)
+{
+	__u32 id = 0;
+	int n = 0;
+
+	while (n < max && !bpf_prog_get_next_id(id, &id)) {
+		struct bpf_prog_info info = { 0 };
+		__u32 len = sizeof(info);
+		struct cg_loaded_prog *lp = &out[n];
+		int fd = bpf_prog_get_fd_by_id(id);
+
+		if (fd < 0)
+			continue;
+		memset(lp, 0, sizeof(*lp));
+		info.nr_map_ids = G_N_ELEMENTS(lp->map_ids);
+		info.map_ids = (__u64)(unsigned long)lp->map_ids;
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
+		    g_strv_contains((const char *const *)prog_names, info.name)) {
+			lp->id = info.id;
+			g_strlcpy(lp->name, info.name, sizeof(lp->name));
+			lp->run_cnt = info.run_cnt;
+			lp->run_time_ns = info.run_time_ns;
+			lp->nr_maps = MIN(info.nr_map_ids, G_N_ELEMENTS(lp->map_ids));
+			n++;
+		}
+		close(fd);
+	}
+	return n;
+}
+
+int cg_find_map(const struct cg_loaded_prog *progs, int n, const char *name)
+{
+	int i, fd;
+	__u32 j;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < progs[i].nr_maps; j++) {
+			struct bpf_map_info info = { 0 };
+			__u32 len = sizeof(info);
+
+			fd = bpf_map_get_fd_by_id(progs[i].map_ids[j]);
+			if (fd < 0)
+				continue;
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
+			    !strcmp(info.name, name))
+				return fd;
+			close(fd);
+		}
+	}
+	return -1;
+}
+
+/* --- the `detach` verb ------------------------------------------------- */
+
+static gboolean progs_gone(void)
+{
+	struct cg_loaded_prog progs[8];
+	int tries;
+
+	/* links are released asynchronously (RCU) */
+	for (tries = 0; tries < 50; tries++) {
+		if (!cg_find_progs(progs, G_N_ELEMENTS(progs)))
+			return TRUE;
+		g_usleep(100 * 1000);
+	}
+	return FALSE;
+}
+
+int cg_cmd_detach(char **args)
+{
+	struct cprx_guard_status st;
+	gboolean found = FALSE;
+	int tries;
+
+	(void)args;
+	if (!cprx_guard_status_read(cg_status_file(), &st, NULL, 0)) {
+		found = TRUE;
+		if (st.pid > 0 && kill(st.pid, SIGTERM) == 0) {
+			for (tries = 0; tries < 100 && !kill(st.pid, 0); tries++)
+				g_usleep(50 * 1000);
+			printf("cprx-guard: stopped the foreground guard (pid %ld)\n",
+			       st.pid);
+		}
+		cprx_guard_status_free(&st);
+	}
+	if (g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR)) {
+		found = TRUE;
+		cg_unpin(cg_pin_dir());
+		printf("cprx-guard: unpinned %s\n", cg_pin_dir());
+	}
+	unlink(cg_status_file());
+	if (!progs_gone()) {
+		fprintf(stderr, "cprx-guard: guard programs are still loaded "
+			"(another loader, or a pin outside %s)\n", cg_pin_dir());
+		return 1;
+	}
+	if (!found && !cg_opt.quiet)
+		printf("cprx-guard: nothing was loaded\n");
+	else if (found)
+		printf("cprx-guard: detached; no guard program left in the kernel\n");
+	return 0;
+}

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The guard's status: the world-readable file the loader writes (format in
+ * shim/guard.h; libcprx reads it to explain a refusal), and what is read
+ * back from it and from the kernel: the `status` verb (rules, counters,
+ * programs' run time; text or JSON) and the `check` verb (libcprx's
+ * verdict on an exec).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "guard_tool.h"
+
+/* --- writing ----------------------------------------------------------- */
+
+static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
+{
+	guint i;
+
+	for (i = 0; i < a->len; i++) {
+		struct cg_rule *r = &g_array_index(a, struct cg_rule, i);
+
+		g_string_append(s, key);
+		if (num)
+			g_string_append_printf(s, " %u", i + 1);
+		g_string_append_printf(s, " %u:%u:%" G_GUINT64_FORMAT " %s\n",
+				       r->major, r->minor, r->ino, r->path);
+	}
+}
+
+gboolean cg_status_write(const struct cg_policy *p, const char *file,
+			 gboolean enforcing, const char *why, long pid,
+			 const char *pinned, GError **err)
+{
+	g_autoptr(GString) s = g_string_new("cprx-guard 1\n");
+	g_autofree char *dir = g_path_get_dirname(file);
+	guint i;
+
+	g_string_append_printf(s, "state %s\n", enforcing ? "enforcing" :
+			       "trace-only");
+	if (why)
+		g_string_append_printf(s, "why %s\n", why);
+	g_string_append_printf(s, "mode %s\narmed-only %d\npid %ld\n",
+			       p->trace ? "trace" : "enforce", !!p->armed_only,
+			       pid);
+	if (pinned)
+		g_string_append_printf(s, "pinned %s\n", pinned);
+	g_string_append_printf(s, "policy %s\n", p->source);
+	for (i = 0; i < p->uids->len; i++)
+		g_string_append_printf(s, "guard-uid %u\n",
+				       g_array_index(p->uids, guint32, i));
+	for (i = 0; i < p->cgroups->len; i++) {
+		const char *d = g_ptr_array_index(p->cgroups, i);
+		g_autofree char *rel = cg_cgroup_rel(d, NULL);
+
+		g_string_append_printf(s, "guard-cgroup %s %s\n",
+				       rel ? rel : "/", d);
+	}
+	status_rules(s, "guard-exe", p->exes, FALSE);
+	status_rules(s, "allow", p->allow, TRUE);
+	/* readable by every VMM, so libcprx can explain a refusal */
+	if (g_mkdir_with_parents(dir, 0755) < 0) {
+		g_set_error(err, CG_ERROR, errno, "%s: %s", dir, g_strerror(errno));
+		return FALSE;
+	}
+	if (!g_file_set_contents_full(file, s->str, s->len,
+				      G_FILE_SET_CONTENTS_CONSISTENT, 0644, err))
+		return FALSE;
+	return TRUE;
+}
+
+/* --- the `status` verb ------------------------------------------------- */
+
+static void print_rules(const struct cprx_guard_status *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < st->nr_uids; i++)
+		printf("  guard  uid %u\n", st->uids[i]);
+	for (i = 0; i < st->nr_cgroups; i++)
+		printf("  guard  cgroup %s\n", st->cgroups[i].mnt);
+	for (i = 0; i < st->nr_exes; i++)
+		printf("  guard  processes running %s\n", st->exes[i].path);
+	for (i = 0; i < st->nr_allow; i++) {
+		const struct cprx_guard_file *r = &st->allow[i];
+		struct stat sb;
+		const char *note = "";
+
+		if (stat(r->path, &sb) < 0)
+			note = "  [gone from disk: reload the policy]";
+		else if (major(sb.st_dev) != r->major || minor(sb.st_dev) != r->minor ||
+			 sb.st_ino != r->ino)
+			note = "  [replaced on disk since load: the new file is NOT allowed]";
+		printf("  allow  rule %u: %s (%u:%u:%llu)%s\n", r->rule, r->path,
+		       r->major, r->minor, (unsigned long long)r->ino, note);
+	}
+}
+
+static const char *const stat_names[CG_ST_MAX] = {
+	"execs", "guarded", "allowed", "denied", "would-deny", "events",
+	"dropped",
+};
+
+/* Sums of the per-CPU counters; false when the map cannot be read. */
+static gboolean read_counters(const struct cg_loaded_prog *progs, int n,
+			      __u64 sums[CG_ST_MAX])
+{
+	int fd = cg_find_map(progs, n, "stats"), ncpu = libbpf_num_possible_cpus();
+	g_autofree __u64 *vals = g_new0(__u64, ncpu > 0 ? ncpu : 1);
+	__u32 k;
+	int c;
+
+	memset(sums, 0, CG_ST_MAX * sizeof(sums[0]));
+	if (fd < 0 || ncpu <= 0)
+		return FALSE;
+	for (k = 0; k < CG_ST_MAX; k++) {
+		if (bpf_map_lookup_elem(fd, &k, vals))
+			continue;
+		for (c = 0; c < ncpu; c++)
+			sums[k] += vals[c];
+	}
+	close(fd);
+	return TRUE;
+}
+
+static char *stats_enabled(void)
+{
+	char *en = NULL;
+
+	if (!g_file_get_contents("/proc/sys/kernel/bpf_stats_enabled", &en,
+				 NULL, NULL))
+		return g_strdup("?");
+	return g_strstrip(en);
+}
+
+static void print_counters(const struct cg_loaded_prog *progs, int n)
+{
+	g_autofree char *en = stats_enabled();
+	__u64 sums[CG_ST_MAX];
+	int i;
+
+	if (read_counters(progs, n, sums)) {
+		printf("counters:");
+		for (i = 0; i < CG_ST_MAX; i++)
+			printf(" %s %llu", stat_names[i], (unsigned long long)sums[i]);
+		printf("\n");
+	}
+	printf("programs (run time from kernel.bpf_stats_enabled=%s):\n", en);
+	for (i = 0; i < n; i++)
+		printf("  %-14s id %-6u runs %-10llu avg %llu ns\n", progs[i].name,
+		       progs[i].id, (unsigned long long)progs[i].run_cnt,
+		       progs[i].run_cnt ? (unsigned long long)(progs[i].run_time_ns /
+							       progs[i].run_cnt) : 0ULL);
+}
+
+static void json_kv(GString *s, const char *key, const char *val)
+{
+	const char *p;
+
+	g_string_append_printf(s, "\"%s\":\"", key);
+	for (p = val; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_c(s, '\\');
+		if ((unsigned char)*p >= 0x20)
+			g_string_append_c(s, *p);
+	}
+	g_string_append(s, "\",");
+}
+
+/* One object: what scripts (tests, benchmarks) need. */
+static void status_json(const struct cprx_guard_status *st, int ret,
+			const struct cg_loaded_prog *progs, int n)
+{
+	g_autoptr(GString) s = g_string_new("{");
+	g_autofree char *en = stats_enabled();
+	__u64 sums[CG_ST_MAX];
+	int i;
+
+	g_string_append_printf(s, "\"loaded\":%s,", ret ? "false" : "true");
+	if (!ret) {
+		g_string_append_printf(s, "\"enforcing\":%s,\"armed_only\":%s,"
+				       "\"pid\":%ld,", st->enforcing ? "true" :
+				       "false", st->armed_only ? "true" : "false",
+				       st->pid);
+		json_kv(s, "why", st->why);
+		json_kv(s, "policy", st->policy);
+		json_kv(s, "pinned", st->pinned);
+	}
+	json_kv(s, "bpf_stats_enabled", en);
+	g_string_append(s, "\"counters\":{");
+	if (read_counters(progs, n, sums))
+		for (i = 0; i < CG_ST_MAX; i++)
+			g_string_append_printf(s, "%s\"%s\":%llu", i ? "," : "",
+					       stat_names[i],
+					       (unsigned long long)sums[i]);
+	g_string_append(s, "},\"programs\":[");
+	for (i = 0; i < n; i++)
+		g_string_append_printf(s, "%s{\"name\":\"%s\",\"id\":%u,"
+				       "\"run_cnt\":%llu,\"run_time_ns\":%llu}",
+				       i ? "," : "", progs[i].name, progs[i].id,
+				       (unsigned long long)progs[i].run_cnt,
+				       (unsigned long long)progs[i].run_time_ns);
+	g_string_append(s, "]}");
+	printf("%s\n", s->str);
+}
+
+int cg_cmd_status(char **args)
+{
+	struct cg_loaded_prog progs[8];
+	struct cprx_guard_status st;
+	char err[256] = "";
+	int ret, n;
+
+	(void)args;
+	ret = cprx_guard_status_read(cg_status_file(), &st, err, sizeof(err));
+	n = geteuid() == 0 ? cg_find_progs(progs, G_N_ELEMENTS(progs)) : 0;
+	if (cg_opt.json) {
+		status_json(&st, ret, progs, n);
+		if (!ret)
+			cprx_guard_status_free(&st);
+		return ret ? 3 : 0;
+	}
+	if (ret) {
+		printf("cprx-guard: not loaded (%s: %s)\n", cg_status_file(),
+		       ret == -ENOENT ? "no such file" : err);
+		if (n)
+			printf("cprx-guard: but %d guard program%s loaded: "
+			       "cprx-guard detach\n", n, n == 1 ? " is" : "s are");
+		return 3;
+	}
+	if (st.enforcing)
+		printf("cprx-guard: ENFORCING (BPF LSM)\n");
+	else
+		printf("cprx-guard: NOT ENFORCED: trace-only: %s\n", st.why);
+	printf("policy %s, mode %s%s; %s\n", st.policy,
+	       st.mode_trace ? "trace" : "enforce",
+	       st.armed_only ? ", armed-only" : "",
+	       st.pid ? "held by a foreground cprx-guard" : "pinned");
+	if (st.pid)
+		printf("loader pid %ld\n", st.pid);
+	else
+		printf("pinned in %s\n", st.pinned);
+	print_rules(&st);
+	if (n) {
+		print_counters(progs, n);
+	} else if (geteuid()) {
+		printf("(counters and programs: run as root)\n");
+	} else {
+		printf("cprx-guard: WARNING: the status file says loaded, but no "
+		       "guard program is in the kernel\n");
+	}
+	cprx_guard_status_free(&st);
+	return 0;
+}
+
+/* --- the `check` verb -------------------------------------------------- */
+
+int cg_cmd_check(char **paths)
+{
+	static const char *const names[] = {
+		"no-guard", "unguarded", "allow", "deny", "would-deny",
+	};
+	char why[8192], hint[1024];
+	int ret = 0;
+
+	for (; paths && *paths; paths++) {
+		enum cprx_guard_result r;
+
+		r = cprx_guard_verdict(*paths, cg_opt.armed, why, sizeof(why),
+				       hint, sizeof(hint));
+		printf("%s: %s: %s\n", *paths, names[r], why);
+		if (*hint)
+			printf("  hint: %s\n", hint);
+		if (r == CPRX_GUARD_DENY || r == CPRX_GUARD_WOULD_DENY)
+			ret = 1;
+	}
+	return ret;
+}
