@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "errname.h"
 #include "guard_tool.h"
 #include "cprx_guard.skel.h"
 #include "../kernel/cprx_uapi.h"
@@ -66,20 +67,6 @@ static int on_libbpf(enum libbpf_print_level level, const char *fmt,
 void cg_libbpf_log(void)
 {
 	libbpf_set_print(on_libbpf);
-}
-
-static const char *errno_name(int err)
-{
-	switch (err) {
-	case EPERM: return "EPERM";
-	case EACCES: return "EACCES";
-	case EINVAL: return "EINVAL";
-	case E2BIG: return "E2BIG";
-	case ENOENT: return "ENOENT";
-	case ENOTSUP: return "EOPNOTSUPP";
-	case 524: return "ENOTSUPP";
-	}
-	return "error";
 }
 
 /* The errno of a refused LSM program, in words. */
@@ -193,7 +180,7 @@ static gboolean attach_one(struct guard *g, struct bpf_program *prog,
 		g_set_error(err, CG_ERROR, e, "the kernel refused to attach %s "
 			    "(%s): %s (%s): %s", bpf_program__name(prog),
 			    bpf_program__section_name(prog), g_strerror(e),
-			    errno_name(e), why_refused(e));
+			    cprx_errname(e), why_refused(e));
 		return FALSE;
 	}
 	g->names[g->nr_links] = bpf_program__name(prog);
@@ -236,7 +223,7 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 			    fallback ? "tp_btf" : "BPF LSM",
 			    prog ? bpf_program__name(prog) : "set",
 			    prog ? " (" : "", prog ? bpf_program__section_name(prog) : "",
-			    prog ? ")" : "", g_strerror(-ret), errno_name(-ret),
+			    prog ? ")" : "", g_strerror(-ret), cprx_errname(-ret),
 			    why_refused(-ret));
 		goto fail;
 	}

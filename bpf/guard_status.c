@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The guard's status: the world-readable file the loader writes (format in
- * shim/guard.h; libcprx reads it to explain a refusal), and what is read
- * back from it and from the kernel: the `status` verb (rules, counters,
- * programs' run time; text or JSON) and the `check` verb (libcprx's
- * verdict on an exec).
+ * common/guard_reader.h; libcprx reads it to explain a refusal), and what
+ * is read back from it and from the kernel: the `status` verb (rules,
+ * counters, programs' run time; text or JSON by common/jsonl.c) and the
+ * `check` verb (libcprx's verdict on an exec).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "guard_tool.h"
+#include "jsonl.h"
 
 /* --- writing ----------------------------------------------------------- */
 
@@ -158,55 +159,42 @@ static void print_counters(const struct cg_loaded_prog *progs, int n)
 							       progs[i].run_cnt) : 0ULL);
 }
 
-static void json_kv(GString *s, const char *key, const char *val)
-{
-	const char *p;
-
-	g_string_append_printf(s, "\"%s\":\"", key);
-	for (p = val; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_c(s, '\\');
-		if ((unsigned char)*p >= 0x20)
-			g_string_append_c(s, *p);
-	}
-	g_string_append(s, "\",");
-}
-
 /* One object: what scripts (tests, benchmarks) need. */
 static void status_json(const struct cprx_guard_status *st, int ret,
 			const struct cg_loaded_prog *progs, int n)
 {
-	g_autoptr(GString) s = g_string_new("{");
 	g_autofree char *en = stats_enabled();
 	__u64 sums[CG_ST_MAX];
+	struct jsonl w;
 	int i;
 
-	g_string_append_printf(s, "\"loaded\":%s,", ret ? "false" : "true");
+	jsonl_begin(&w, stdout);
+	jsonl_bool(&w, "loaded", !ret);
 	if (!ret) {
-		g_string_append_printf(s, "\"enforcing\":%s,\"armed_only\":%s,"
-				       "\"pid\":%ld,", st->enforcing ? "true" :
-				       "false", st->armed_only ? "true" : "false",
-				       st->pid);
-		json_kv(s, "why", st->why);
-		json_kv(s, "policy", st->policy);
-		json_kv(s, "pinned", st->pinned);
+		jsonl_bool(&w, "enforcing", st->enforcing);
+		jsonl_bool(&w, "armed_only", st->armed_only);
+		jsonl_int(&w, "pid", st->pid);
+		jsonl_str(&w, "why", st->why);
+		jsonl_str(&w, "policy", st->policy);
+		jsonl_str(&w, "pinned", st->pinned);
 	}
-	json_kv(s, "bpf_stats_enabled", en);
-	g_string_append(s, "\"counters\":{");
+	jsonl_str(&w, "bpf_stats_enabled", en);
+	jsonl_object_begin(&w, "counters");
 	if (read_counters(progs, n, sums))
 		for (i = 0; i < CG_ST_MAX; i++)
-			g_string_append_printf(s, "%s\"%s\":%llu", i ? "," : "",
-					       stat_names[i],
-					       (unsigned long long)sums[i]);
-	g_string_append(s, "},\"programs\":[");
-	for (i = 0; i < n; i++)
-		g_string_append_printf(s, "%s{\"name\":\"%s\",\"id\":%u,"
-				       "\"run_cnt\":%llu,\"run_time_ns\":%llu}",
-				       i ? "," : "", progs[i].name, progs[i].id,
-				       (unsigned long long)progs[i].run_cnt,
-				       (unsigned long long)progs[i].run_time_ns);
-	g_string_append(s, "]}");
-	printf("%s\n", s->str);
+			jsonl_u64(&w, stat_names[i], sums[i]);
+	jsonl_object_end(&w);
+	jsonl_array_begin(&w, "programs");
+	for (i = 0; i < n; i++) {
+		jsonl_object_begin(&w, NULL);
+		jsonl_str(&w, "name", progs[i].name);
+		jsonl_u64(&w, "id", progs[i].id);
+		jsonl_u64(&w, "run_cnt", progs[i].run_cnt);
+		jsonl_u64(&w, "run_time_ns", progs[i].run_time_ns);
+		jsonl_object_end(&w);
+	}
+	jsonl_array_end(&w);
+	jsonl_end(&w);
 }
 
 int cg_cmd_status(char **args)

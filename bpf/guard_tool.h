@@ -111,8 +111,8 @@ int cg_find_progs(struct cg_loaded_prog *out, int max);
 int cg_find_map(const struct cg_loaded_prog *progs, int n, const char *name);
 
 /*
- * guard_status.c: the world-readable status (format in shim/guard.h),
- * written atomically.
+ * guard_status.c: the world-readable status (format in
+ * common/guard_reader.h), written atomically.
  */
 gboolean cg_status_write(const struct cg_policy *p, const char *file,
 			 gboolean enforcing, const char *why, long pid,

@@ -5,7 +5,7 @@
  * printed when the update ends (finished, refused, failed) or has been
  * quiet for a while.  The BPF side wakes us only at those ends, so we also
  * poll on a short timer.  Used by `load --trace` and by the `trace` verb,
- * which finds a loaded guard's ring.
+ * which finds a loaded guard's ring.  JSON lines by common/jsonl.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "guard_tool.h"
+#include "jsonl.h"
 
 #define TL_MAX_EVENTS	24
 
@@ -199,68 +200,53 @@ static void detail(const struct tracer *tr, const struct cg_event *e,
 	}
 }
 
-static void json_str(GString *s, const char *key, const char *val)
-{
-	const char *p;
-
-	g_string_append_printf(s, ",\"%s\":\"", key);
-	for (p = val; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_printf(s, "\\%c", *p);
-		else if ((unsigned char)*p < 0x20)
-			g_string_append_printf(s, "\\u%04x", *p);
-		else
-			g_string_append_c(s, *p);
-	}
-	g_string_append_c(s, '"');
-}
-
 static void print_json(const struct tracer *tr, const struct timeline *tl)
 {
-	g_autoptr(GString) s = g_string_new(NULL);
 	const struct cg_event *v = verdict_event(tl);
 	guint64 t0 = tl->ev[0].ts, prev = t0;
+	struct jsonl w;
 	int i;
 
-	g_string_append_printf(s, "{\"pid\":%u", tl->pid);
-	json_str(s, "comm", tl->comm);
-	json_str(s, "outcome", outcome(tl));
-	json_str(s, "backend", is_kmod(tl) ? "kmod" :
-		 has(tl, CG_EV_ARM) ? "cloexec" : "none");
-	g_string_append_printf(s, ",\"enforced\":%s",
-			       tr->o->st && tr->o->st->enforcing ? "true" : "false");
+	jsonl_begin(&w, stdout);
+	jsonl_u64(&w, "pid", tl->pid);
+	jsonl_str(&w, "comm", tl->comm);
+	jsonl_str(&w, "outcome", outcome(tl));
+	jsonl_str(&w, "backend", is_kmod(tl) ? "kmod" :
+		  has(tl, CG_EV_ARM) ? "cloexec" : "none");
+	jsonl_bool(&w, "enforced", tr->o->st && tr->o->st->enforcing);
 	if (v) {
-		json_str(s, "verdict", verdict_name(v->verdict));
-		json_str(s, "binary", v->path);
-		g_string_append_printf(s, ",\"rule\":%u", v->rule);
-		json_str(s, "reason", reason_name(v->reason));
+		jsonl_str(&w, "verdict", verdict_name(v->verdict));
+		jsonl_str(&w, "binary", v->path);
+		jsonl_u64(&w, "rule", v->rule);
+		jsonl_str(&w, "reason", reason_name(v->reason));
 	}
-	g_string_append_printf(s, ",\"total_ms\":%.3f,\"phases\":[",
-			       (tl->ev[tl->n - 1].ts - t0) / 1e6);
+	jsonl_ms(&w, "total_ms", (tl->ev[tl->n - 1].ts - t0) / 1e6);
+	jsonl_array_begin(&w, "phases");
 	for (i = 0; i < tl->n; i++) {
 		const struct cg_event *e = &tl->ev[i];
 		g_autoptr(GString) d = g_string_new(NULL);
 
 		detail(tr, e, d);
-		g_string_append_printf(s, "%s{\"phase\":\"%s\",\"t_ms\":%.3f,"
-				       "\"dt_ms\":%.3f,\"tid\":%u", i ? "," : "",
-				       phase_name(e->type), (e->ts - t0) / 1e6,
-				       (e->ts - prev) / 1e6, e->tid);
+		jsonl_object_begin(&w, NULL);
+		jsonl_str(&w, "phase", phase_name(e->type));
+		jsonl_ms(&w, "t_ms", (e->ts - t0) / 1e6);
+		jsonl_ms(&w, "dt_ms", (e->ts - prev) / 1e6);
+		jsonl_u64(&w, "tid", e->tid);
 		if (e->type == CG_EV_ARM || e->type == CG_EV_FINISH)
-			g_string_append_printf(s, ",\"fds\":%u", e->count);
+			jsonl_u64(&w, "fds", e->count);
 		if (e->type == CG_EV_CHECK || e->type == CG_EV_COMMIT) {
-			json_str(s, "path", e->path);
-			json_str(s, "verdict", verdict_name(e->verdict));
-			g_string_append_printf(s, ",\"rule\":%u", e->rule);
+			jsonl_str(&w, "path", e->path);
+			jsonl_str(&w, "verdict", verdict_name(e->verdict));
+			jsonl_u64(&w, "rule", e->rule);
 		}
 		if (e->type == CG_EV_EXEC_FAIL)
-			g_string_append_printf(s, ",\"errno\":%d", -e->err);
-		json_str(s, "detail", d->str);
-		g_string_append_c(s, '}');
+			jsonl_int(&w, "errno", -e->err);
+		jsonl_str(&w, "detail", d->str);
+		jsonl_object_end(&w);
 		prev = e->ts;
 	}
-	g_string_append(s, "]}");
-	printf("%s\n", s->str);
+	jsonl_array_end(&w);
+	jsonl_end(&w);
 }
 
 static void print_text(const struct tracer *tr, const struct timeline *tl)
