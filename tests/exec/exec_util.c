@@ -15,7 +15,7 @@
 
 #include "exec_util.h"
 
-/* ---- the guest ------------------------------------------------------------ */
+/* ---- the guest ----------------------------------------------------------- */
 
 static uint64_t pattern(uint64_t i, uint64_t seed)
 {
@@ -117,7 +117,7 @@ void reclaim_guest(struct cprx_session *s, struct guest *g)
 	CHECK(!cprx_get_blob(s, "vmm", &blob, &len), "%s", cprx_errmsg(s));
 	CHECK(len == 12 && !memcmp(blob, "blob-payload", 12), "blob differs");
 }
-/* ---- processes and fds ---------------------------------------------------- */
+/* ---- processes and fds --------------------------------------------------- */
 
 static int fd_count(void)
 {
@@ -231,7 +231,7 @@ void write_file(const char *path, const void *data, size_t len, mode_t mode)
 	chmod(path, mode);
 }
 
-/* ---- both halves: out of the old image, into the new one ------------------- */
+/* ---- both halves: out of the old image, into the new one ----------------- */
 
 /* Never returns: the new image runs case @name, or this child fails. */
 void exec_case(struct cprx_session *s, const char *name)
