@@ -28,7 +28,7 @@
  * vmlinux.h's preserve_access_index): the JIT makes those plain loads with
  * a fault handler, far cheaper than a bpf_probe_read_kernel call each.
  *
- * One file, although long: it is one BPF object (one skeleton for the
+ * Kept in one file: it is one BPF object (one skeleton for the
  * loader), and the hooks of both modes share its maps, the per-process
  * state and the event helpers.  Split sources would need bpftool's static
  * linking of several objects for no gain in reading.

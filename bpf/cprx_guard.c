@@ -21,7 +21,7 @@
 #include "errname.h"
 #include "guard_tool.h"
 #include "cprx_guard.skel.h"
-#include "../kernel/cprx_uapi.h"
+#include <linux/cprx.h>
 
 /*
  * cprx_guard.h copies cprx.ko's ioctl numbers because the BPF side cannot
@@ -30,7 +30,7 @@
  */
 #define CG_SAME_AS_UAPI(copy, uapi) \
 	_Static_assert((copy) == (uapi), \
-		       #copy " != " #uapi " of kernel/cprx_uapi.h")
+		       #copy " != " #uapi " of <linux/cprx.h>")
 CG_SAME_AS_UAPI(CG_IOC_TYPE, CPRX_IOCTL_TYPE);
 CG_SAME_AS_UAPI(CG_IOC_CREATE, CPRX_IOCTL_CREATE_SESSION);
 CG_SAME_AS_UAPI(CG_IOC_RETRIEVE, CPRX_IOCTL_RETRIEVE_SESSION);

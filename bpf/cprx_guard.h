@@ -14,7 +14,7 @@
 #define CG_COMM_LEN	16
 
 /*
- * cprx.ko's ioctl numbers (kernel/cprx_uapi.h): _IO(0xCE, nr).  Copied,
+ * cprx.ko's ioctl numbers (include/uapi/linux/cprx.h): _IO(0xCE, nr).  Copied,
  * as the BPF side cannot include the uAPI header; cprx_guard.c asserts at
  * compile time that the copies match it.
  */

@@ -13,7 +13,7 @@
 #include <linux/seq_file.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include "cprx.h"
+#include "cprx_internal.h"
 
 LIST_HEAD(cprx_sessions);
 DEFINE_MUTEX(cprx_sessions_lock);

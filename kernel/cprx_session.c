@@ -13,7 +13,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include "cprx.h"
+#include "cprx_internal.h"
 
 static const struct file_operations cprx_session_fops;
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include "internal.h"
-#include "cprx_uapi.h"
+#include <linux/cprx.h>
 
 #define TOKEN_STATE	(~0ull)
 #define TOKEN_EXE	(~0ull - 1)

@@ -45,7 +45,7 @@
 #include <sys/wait.h>
 
 
-#include "cprx_uapi.h"
+#include <linux/cprx.h>
 #include "harness.h"
 
 #define SESS		"kmod-test"

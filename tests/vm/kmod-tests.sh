@@ -4,8 +4,8 @@
 #   tests/vm/run.sh -- tests/vm/kmod-tests.sh CPRX_KO TEST [TEST...]
 #
 # Each TEST is a KTAP test binary (the module selftests tests/kmod/kmod_*,
-# then e.g. test_exec and test_vmm, which then run with libcprx's kmod
-# backend: CPRX_BACKEND=kmod).
+# then e.g. the update tests tests/exec/exec_* and test_vmm, which then run
+# with libcprx's kmod backend: CPRX_BACKEND=kmod).
 # Prints one flat TAP 13 stream, for meson's 'tap' protocol:
 #
 #   ok 1 insmod                 the module loads (else "Bail out!")

@@ -27,4 +27,5 @@ fi
 exec tests/vm/run.sh --kernel "$kernel" --timeout 900 -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
 	"$build"/tests/kmod_{abi,exec,limits,lifetime,fuzz,perf} \
-	"$build/tests/test_exec" "$build/tests/test_vmm"
+	"$build"/tests/exec_{update,refused,preflight,api} \
+	"$build/tests/test_vmm"

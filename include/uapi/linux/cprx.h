@@ -12,8 +12,8 @@
  * (older) struct, and a larger one only if the bytes it does not know are
  * zero (E2BIG otherwise), so the structs can grow.
  */
-#ifndef _UAPI_CPRX_H
-#define _UAPI_CPRX_H
+#ifndef _UAPI_LINUX_CPRX_H
+#define _UAPI_LINUX_CPRX_H
 
 #include <linux/ioctl.h>
 #include <linux/types.h>
@@ -148,4 +148,4 @@ struct cprx_session_query {
 };
 #define CPRX_SESSION_QUERY _IO(CPRX_IOCTL_TYPE, CPRX_CMD_QUERY)
 
-#endif /* _UAPI_CPRX_H */
+#endif /* _UAPI_LINUX_CPRX_H */

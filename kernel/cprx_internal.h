@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* cprx.ko internals: sessions and the pins they hold. */
-#ifndef _CPRX_H
-#define _CPRX_H
+#ifndef _CPRX_INTERNAL_H
+#define _CPRX_INTERNAL_H
 
 #include <linux/hashtable.h>
 #include <linux/kref.h>
@@ -12,7 +12,7 @@
 #include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
-#include "cprx_uapi.h"
+#include <linux/cprx.h>
 
 struct cprx_pin {
 	struct hlist_node node;
@@ -67,4 +67,4 @@ int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
 int cprx_copy_back(void __user *uarg, const void *src, size_t ksize,
 		   u32 usize);
 
-#endif /* _CPRX_H */
+#endif /* _CPRX_INTERNAL_H */

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cprx_preflight(): refuses MAP_PRIVATE RAM, a missing or garbage binary, a
+ * seccomp policy that denies the exec and a probe that fails, each by the
+ * check that failed and why; passes a good setup and changes nothing.  The
+ * probe runs this binary with --version, as it would a VMM.
+ */
+#include "exec_util.h"
+
+static const struct cprx_check *find_check(const struct cprx_preflight_report *r,
+					   const char *name)
+{
+	for (unsigned int i = 0; i < r->nr_checks; i++)
+		if (!strcmp(r->checks[i].name, name))
+			return &r->checks[i];
+	return NULL;
+}
+
+static void preflight_private(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	char *probe[] = { th_self, "--version", NULL };
+	const struct cprx_check *c;
+	struct cprx_session *s;
+	struct guest g;
+	int ret;
+
+	(void)arg;
+	make_guest(&g, 1 << 20, MAP_PRIVATE);
+	s = preserve_guest(&g, &opts);
+	ret = cprx_preflight(s, th_self, probe, &rep);
+	CHECK(ret == -EINVAL, "preflight returned %d", ret);
+	c = find_check(&rep, "ram:ram0");
+	CHECK(c && c->verdict == CPRX_FAIL, "ram check did not fail");
+	CHECK(strstr(c->reason, "MAP_PRIVATE"), "reason: %s", c->reason);
+	CHECK(strstr(cprx_errmsg(s), "ram0"), "message: %s", cprx_errmsg(s));
+	CHECK(strstr(cprx_errhint(s), "MAP_SHARED"), "hint: %s", cprx_errhint(s));
+	c = find_check(&rep, "probe");
+	CHECK(c && c->verdict == CPRX_PASS, "probe: %s", c ? c->reason : "none");
+	check_guest(&g);
+}
+
+/*
+ * Test Case: preflight_refuses_private_ram
+ * Guest RAM mapped MAP_PRIVATE: -EINVAL, the ram0 check fails naming
+ * MAP_PRIVATE, the hint says MAP_SHARED; the probe still passes.
+ */
+TEST(preflight_refuses_private_ram)
+{
+	ASSERT_EQ(0, in_child(preflight_private, NULL));
+}
+
+static void preflight_ok(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	char *probe[] = { th_self, "--version", NULL };
+	struct cprx_session *s;
+	struct guest g;
+	int ret;
+
+	(void)arg;
+	make_guest(&g, 1 << 20, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	ret = cprx_preflight(s, th_self, probe, &rep);
+	for (unsigned int i = 0; i < rep.nr_checks; i++)
+		printf("# %-10s %s %s\n", rep.checks[i].name,
+		       rep.checks[i].verdict == CPRX_PASS ? "pass" :
+		       rep.checks[i].verdict == CPRX_WARN ? "warn" : "FAIL",
+		       rep.checks[i].reason);
+	CHECK(ret == 0, "preflight failed: %s", cprx_errmsg(s));
+	CHECK(find_check(&rep, "probe") &&
+	      strstr(find_check(&rep, "probe")->reason, "exec_preflight 0"),
+	      "probe output missing");
+	CHECK(find_check(&rep, "ram:ram0")->verdict == CPRX_PASS, "ram check");
+	CHECK(strstr(find_check(&rep, "state")->reason, ", io_uring"),
+	      "state check does not say how the state is written");
+	/* preflight changes nothing */
+	CHECK(fcntl(g.ram_fd, F_GETFD) == FD_CLOEXEC, "ram fd flags changed");
+	CHECK(nr_children() == 0, "probe not reaped");
+	check_guest(&g);
+}
+
+/*
+ * Test Case: preflight_passes_good_setup
+ * A good setup passes every check: the probe's output is seen, the state
+ * says it goes by io_uring, and no fd flag or child is left changed.
+ */
+TEST(preflight_passes_good_setup)
+{
+	ASSERT_EQ(0, in_child(preflight_ok, NULL));
+}
+
+struct pf_bad {
+	const char *path;
+	int err;
+	const char *check;
+	const char *word;
+	bool seccomp;
+};
+
+static void preflight_bad(const void *arg)
+{
+	const struct pf_bad *b = arg;
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	char *probe[] = { (char *)b->path, "--version", NULL };
+	const struct cprx_check *c;
+	struct cprx_session *s;
+	struct guest g;
+	int ret;
+
+	make_guest(&g, 1 << 20, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	if (b->seccomp)
+		install_exec_filter();
+	ret = cprx_preflight(s, b->path, probe, &rep);
+	printf("# %s\n", cprx_errmsg(s));
+	CHECK(ret == -b->err, "preflight returned %d, expected %d", ret, -b->err);
+	c = find_check(&rep, b->check);
+	CHECK(c && c->verdict == CPRX_FAIL, "check %s did not fail", b->check);
+	CHECK(strstr(c->reason, b->word), "reason: %s", c->reason);
+}
+
+/*
+ * Test Case: preflight_refuses_garbage_binary
+ * A binary that is not ELF: -ENOEXEC from the binary check.
+ */
+TEST(preflight_refuses_garbage_binary)
+{
+	struct pf_bad b = { .path = "/tmp/cprx-test-pf-garbage", .err = ENOEXEC,
+			    .check = "binary", .word = "ELF" };
+
+	write_file(b.path, "garbage!", 8, 0755);
+	ASSERT_EQ(0, in_child(preflight_bad, &b));
+	unlink(b.path);
+}
+
+/*
+ * Test Case: preflight_refuses_missing_binary
+ * A binary that does not exist: -ENOENT from the binary check.
+ */
+TEST(preflight_refuses_missing_binary)
+{
+	struct pf_bad b = { .path = "/nonexistent/qemu", .err = ENOENT,
+			    .check = "binary", .word = "not exist" };
+
+	ASSERT_EQ(0, in_child(preflight_bad, &b));
+}
+
+/*
+ * Test Case: preflight_probe_sees_seccomp
+ * A seccomp filter denying exec: -EPERM from the probe, naming seccomp.
+ */
+TEST(preflight_probe_sees_seccomp)
+{
+	struct pf_bad b = { .path = th_self, .err = EPERM, .check = "probe",
+			    .word = "seccomp", .seccomp = true };
+
+	ASSERT_EQ(0, in_child(preflight_bad, &b));
+}
+
+/*
+ * Test Case: preflight_probe_failing_binary
+ * A probe that exits 1 (/bin/false): -ELIBBAD from the probe check.
+ */
+TEST(preflight_probe_failing_binary)
+{
+	struct pf_bad b = { .path = "/bin/false", .err = ELIBBAD,
+			    .check = "probe", .word = "exited with 1" };
+
+	ASSERT_EQ(0, in_child(preflight_bad, &b));
+}
+
+/* What the preflight probe runs: "exec_preflight --version". */
+HARNESS_SETUP(argc, argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("exec_preflight 0\n");
+		exit(0);
+	}
+}
+
+TEST_HARNESS_MAIN

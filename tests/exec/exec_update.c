@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Live updates of this binary that go through: RAM and devices survive
+ * (also with inline teardown and without io_uring); rollbacks to the
+ * previous image; and states damaged on disk, refused by the new image.
+ * Both halves of each are here, the new images as the exec cases the tests
+ * exec into.
+ */
+#include <sys/syscall.h>
+
+#include "exec_util.h"
+
+/* ---- old-image halves ---------------------------------------------------- */
+
+static void update_to(const void *arg)
+{
+	const char *name = arg;
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct guest g;
+
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	exec_case(preserve_guest(&g, &opts), name);
+}
+
+/* io_uring refused (as some sandboxes do): the state moves with pwrite. */
+static void update_without_io_uring(const void *arg)
+{
+	install_filter(__NR_io_uring_setup, __NR_io_uring_enter);
+	update_to(arg);
+}
+
+static void update_inline_teardown(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts),
+				     .no_deferred_teardown = true };
+	struct guest g;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	exec_case(preserve_guest(&g, &opts), "devices");
+}
+
+/* The child first becomes exec case NAME itself, so rollback returns there. */
+static void become_case(const void *arg)
+{
+	execv(th_self, EXEC_CASE_ARGV(arg));
+	_exit(97);
+}
+
+struct damage {
+	const char *path;
+	bool truncate;
+};
+
+static void update_damaged(const void *arg)
+{
+	const struct damage *d = arg;
+	struct cprx_options opts = { .size = sizeof(opts),
+				     .target = CPRX_STATE_FILE,
+				     .state_path = d->path };
+	struct cprx_session *s;
+	struct guest g;
+	struct stat st;
+	char c;
+	int fd;
+
+	make_guest(&g, 1 << 20, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	CHECK(!cprx_save(s), "%s", cprx_errmsg(s));
+	fd = open(d->path, O_RDWR);
+	CHECK(fd >= 0 && !fstat(fd, &st), "state file: %m");
+	if (d->truncate) {
+		CHECK(!ftruncate(fd, st.st_size / 2), "truncate: %m");
+	} else {
+		CHECK(pread(fd, &c, 1, st.st_size / 2) == 1, "read");
+		c ^= 0x40;
+		CHECK(pwrite(fd, &c, 1, st.st_size / 2) == 1, "write");
+	}
+	close(fd);
+	exec_case(s, "damaged");
+}
+
+/* ---- new-image halves ---------------------------------------------------- */
+
+EXEC_CASE(devices)
+{
+	struct cprx_session *s = incoming();
+	uint64_t ts[CPRX_PH_MAX];
+	struct guest g;
+
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	check_fd_set(&g);
+	CHECK(cprx_generation(s) == 1, "generation %u", cprx_generation(s));
+	CHECK(!cprx_is_rollback(s), "marked as rollback");
+	cprx_timeline(s, ts);
+	CHECK(ts[CPRX_PH_SAVE_START] && ts[CPRX_PH_SAVE_END] >= ts[CPRX_PH_SAVE_START] &&
+	      ts[CPRX_PH_EXEC] >= ts[CPRX_PH_SAVE_END] &&
+	      ts[CPRX_PH_INCOMING] >= ts[CPRX_PH_EXEC] &&
+	      ts[CPRX_PH_COMMIT] >= ts[CPRX_PH_INCOMING], "timeline out of order");
+	wait_no_children();
+	cprx_session_close(s);
+	_exit(0);
+}
+
+/* Old image of the rollback cases: first a fresh start, then the rollback. */
+__attribute__((noreturn))
+static void case_rollback_old(const char *next)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	struct guest g;
+	int ret = cprx_incoming(&s, NULL);
+
+	if (ret == 0) {
+		make_guest(&g, RAM_SIZE, MAP_SHARED);
+		exec_case(preserve_guest(&g, &opts), next);
+	}
+	CHECK(ret == 1, "rollback image rejected the state: %s", cprx_errmsg(s));
+	CHECK(cprx_is_rollback(s), "not marked as rollback");
+	CHECK(cprx_generation(s) == 0, "generation %u after rollback",
+	      cprx_generation(s));
+	CHECK(cprx_rollback_reason(s) &&
+	      !strcmp(cprx_rollback_reason(s), "simulated start failure, 100%"),
+	      "rollback reason: %s", cprx_rollback_reason(s));
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	if (!strcmp(next, "rb_twice_new")) {
+		ret = cprx_rollback(s, "second failure");
+		CHECK(ret == -ELOOP, "second rollback returned %d", ret);
+		CHECK(strstr(cprx_errmsg(s), "second rollback"), "message: %s",
+		      cprx_errmsg(s));
+	}
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	check_fd_set(&g);
+	wait_no_children();
+	_exit(0);
+}
+
+/* New image that cannot start: it rolls back to the previous binary. */
+__attribute__((noreturn))
+static void case_rollback_new(bool missing_token)
+{
+	struct cprx_session *s = incoming();
+	int fd, ret;
+
+	if (missing_token) {
+		ret = cprx_reclaim_fd(s, "dev.extra", &fd);
+		CHECK(ret == -ENOENT, "reclaim of a missing token: %d", ret);
+		CHECK(strstr(cprx_errmsg(s), "dev.extra"), "message: %s",
+		      cprx_errmsg(s));
+	}
+	ret = cprx_rollback(s, "simulated start failure, 100%");
+	CHECK(0, "rollback returned %d: %s", ret, cprx_errmsg(s));
+}
+
+/* The state was damaged on disk: refused, by name, never a crash. */
+EXEC_CASE(damaged)
+{
+	struct cprx_session *s;
+	int ret = cprx_incoming(&s, NULL);
+
+	CHECK(ret == -EBADMSG, "damaged state gave %d: %s", ret, cprx_errmsg(s));
+	CHECK(strstr(cprx_errmsg(s), "checksum") ||
+	      strstr(cprx_errmsg(s), "truncated"), "message: %s", cprx_errmsg(s));
+	CHECK(strstr(cprx_errhint(s), "cprx_rollback"), "hint: %s",
+	      cprx_errhint(s));
+	printf("# new image: %s\n", cprx_errmsg(s));
+	_exit(0);
+}
+
+EXEC_CASE(rb_old)
+{
+	case_rollback_old("rb_new");
+}
+
+EXEC_CASE(rb_new)
+{
+	case_rollback_new(false);
+}
+
+EXEC_CASE(rb_twice_old)
+{
+	case_rollback_old("rb_twice_new");
+}
+
+EXEC_CASE(rb_twice_new)
+{
+	case_rollback_new(false);
+}
+
+EXEC_CASE(rb_token_old)
+{
+	case_rollback_old("rb_token_new");
+}
+
+EXEC_CASE(rb_token_new)
+{
+	case_rollback_new(true);
+}
+
+
+/* ---- tests --------------------------------------------------------------- */
+
+/*
+ * Test Case: ram_and_devices_survive
+ * 64 MiB of RAM, an eventfd's count, unread pipe bytes and a file offset
+ * cross the exec; the new image holds exactly stdio and those fds, is
+ * generation 1 with its timeline in order, and the keeper is reaped.
+ */
+TEST(ram_and_devices_survive)
+{
+	ASSERT_EQ(0, in_child(update_to, "devices"));
+}
+
+/*
+ * Test Case: inline_teardown_update
+ * The same update with the old mm torn down inside the exec
+ * (no_deferred_teardown).
+ */
+TEST(inline_teardown_update)
+{
+	ASSERT_EQ(0, in_child(update_inline_teardown, NULL));
+}
+
+/*
+ * Test Case: update_without_io_uring
+ * The same update with io_uring refused by seccomp: the state is written
+ * with pwrite.
+ */
+TEST(update_without_io_uring)
+{
+	ASSERT_EQ(0, in_child(update_without_io_uring, "devices"));
+}
+
+/*
+ * Test Case: rollback_resumes_previous_binary
+ * A new image that cannot start rolls back: the previous image gets the
+ * guest intact, marked as a rollback, generation 0, with the reason given.
+ */
+TEST(rollback_resumes_previous_binary)
+{
+	ASSERT_EQ(0, in_child(become_case, "rb_old"));
+}
+
+/*
+ * Test Case: rollback_on_missing_token
+ * The new image asks for a token the old one never preserved: -ENOENT
+ * naming it, then the rollback.
+ */
+TEST(rollback_on_missing_token)
+{
+	ASSERT_EQ(0, in_child(become_case, "rb_token_old"));
+}
+
+/*
+ * Test Case: second_rollback_refused
+ * An image that was rolled back to cannot roll back again: -ELOOP.
+ */
+TEST(second_rollback_refused)
+{
+	ASSERT_EQ(0, in_child(become_case, "rb_twice_old"));
+}
+
+/*
+ * Test Case: corrupted_state_rejected
+ * A state file with one bit flipped: the new image's cprx_incoming() says
+ * -EBADMSG, "checksum", and hints at cprx_rollback.
+ */
+TEST(corrupted_state_rejected)
+{
+	struct damage d = { .path = "/tmp/cprx-test-corrupt.state" };
+
+	ASSERT_EQ(0, in_child(update_damaged, &d));
+	unlink(d.path);
+}
+
+/*
+ * Test Case: truncated_state_rejected
+ * A state file cut in half: -EBADMSG, "truncated".
+ */
+TEST(truncated_state_rejected)
+{
+	struct damage d = { .path = "/tmp/cprx-test-trunc.state",
+			    .truncate = true };
+
+	ASSERT_EQ(0, in_child(update_damaged, &d));
+	unlink(d.path);
+}
+
+TEST_HARNESS_MAIN
