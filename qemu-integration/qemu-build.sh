@@ -41,7 +41,7 @@ key=stock
 if [ -n "$flavour" ]; then
 	key=$(cd "$src" && cat qemu-integration/patches/*.patch meson.build meson_options.txt \
 		common/meson.build common/*.[ch] shim/meson.build shim/*.[ch] \
-		kernel/cprx_uapi.h | sha256sum | cut -c1-16)
+		include/cprx.h include/uapi/linux/cprx.h | sha256sum | cut -c1-16)
 fi
 complete() { [ -x "$croot$bin" ] && [ "$(cat "$croot$prefix/.complete" 2>/dev/null)" = "$key" ]; }
 if complete; then
@@ -93,10 +93,9 @@ configure_extra=""
 if [ -n "$flavour" ]; then
 	vm_log "building libcprx in the chroot (meson -Dlib_only=true, /usr/local)"
 	rm -rf "$croot/usr/src/cprx"
-	mkdir -p "$croot/usr/src/cprx/kernel"
+	mkdir -p "$croot/usr/src/cprx"
 	cp -r "$src/meson.build" "$src/meson_options.txt" "$src/common" "$src/shim" \
-		"$croot/usr/src/cprx/"
-	cp "$src/kernel/cprx_uapi.h" "$croot/usr/src/cprx/kernel/"
+		"$src/include" "$croot/usr/src/cprx/"
 	in_chroot sh -c "cd /usr/src/cprx && meson setup -Dlib_only=true --prefix=/usr/local \
 		--buildtype=release build >/dev/null && ninja -C build install >/dev/null && ldconfig" >&2 ||
 		vm_die "building libcprx in the chroot failed"
