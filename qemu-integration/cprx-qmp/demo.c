@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Where guest.sh is: the source tree, unless $CPRX_QEMU_SCRIPTS says. */
 static char *scripts_dir(void)
 {
 	const char *e = g_getenv("CPRX_QEMU_SCRIPTS");
@@ -96,6 +97,7 @@ static int demo_guest(struct qmp_opts *o, const char *dir)
 	return ret;
 }
 
+/* cprx-qmp demo: the guest in a temporary directory, killed at the end. */
 int do_demo(struct qmp_opts *o)
 {
 	g_autofree char *dir = g_dir_make_tmp("cprx-demo-XXXXXX", NULL);

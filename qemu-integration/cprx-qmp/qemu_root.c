@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Whether PID has our root (also when its /proc/PID/root cannot be read). */
 gboolean same_root(pid_t pid)
 {
 	g_autofree char *p = g_strdup_printf("/proc/%d/root", pid);
@@ -129,6 +130,7 @@ char *qemu_exec_path(struct qmp_ctx *c, const char *bin)
 	return NULL;
 }
 
+/* Removes a flat directory we made (a trial's in QEMU's /tmp, the demo's). */
 void rm_dir(const char *dir)
 {
 	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);

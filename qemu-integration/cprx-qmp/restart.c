@@ -55,6 +55,8 @@ static const char *migration_status(struct qmp_ctx *c)
 	return st;
 }
 
+/* Migrates to the file, quits QEMU and starts the new argv in its root;
+ * the pause from QEMU's STOP to the new QEMU's RESUME. */
 static int restart(struct qmp_ctx *c, struct root_fds *rf)
 {
 	gint64 deadline = g_get_monotonic_time() + (gint64)c->o->timeout * G_USEC_PER_SEC;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A NULL-terminated argv as a JSON array (the report's "new_argv"). */
 static JsonArray *strv_array(GPtrArray *a)
 {
 	JsonArray *j = json_array_new();
@@ -48,6 +49,8 @@ static gboolean wait_exec(struct qmp_ctx *c, gint64 deadline, char **why)
 	return FALSE;
 }
 
+/* cpr-exec itself: from the migrate command to the guest running again in
+ * the new QEMU, with the pause's phases in the report. */
 static int migrate(struct qmp_ctx *c)
 {
 	struct qmp_opts *o = c->o;
@@ -128,6 +131,7 @@ static int migrate(struct qmp_ctx *c)
 	return 0;
 }
 
+/* The text report of an update that went through. */
 static void summary(struct qmp_ctx *c)
 {
 	JsonObject *r = c->report, *ph = json_object_get_object_member(r, "phases");
@@ -153,6 +157,7 @@ static void summary(struct qmp_ctx *c)
 		       json_object_get_double_member(r, "pause_ms_at_most"));
 }
 
+/* cprx-qmp update: also each round of the demo. */
 int do_update(struct qmp_opts *o)
 {
 	struct qmp_ctx c = { .o = o };
