@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-struct Qmp {
+struct qmp {
 	GSocket *sock;
 	GString *buf;		/* bytes received, not yet a whole line */
 	GQueue events;		/* JsonNode *, oldest first */
@@ -29,7 +29,7 @@ static gint64 deadline_of(int timeout_ms)
 }
 
 /* One whole line out of the buffer, or NULL. */
-static char *take_line(Qmp *q)
+static char *take_line(struct qmp *q)
 {
 	char *nl = memchr(q->buf->str, '\n', q->buf->len);
 	char *line;
@@ -41,7 +41,7 @@ static char *take_line(Qmp *q)
 	return g_strstrip(line);
 }
 
-static gboolean fill(Qmp *q, gint64 deadline, GError **err)
+static gboolean fill(struct qmp *q, gint64 deadline, GError **err)
 {
 	char chunk[65536];
 	GError *e = NULL;
@@ -68,7 +68,7 @@ static gboolean fill(Qmp *q, gint64 deadline, GError **err)
 }
 
 /* Next message, parsed. */
-static JsonNode *read_msg(Qmp *q, gint64 deadline, GError **err)
+static JsonNode *read_msg(struct qmp *q, gint64 deadline, GError **err)
 {
 	g_autofree char *line = NULL;
 	g_autoptr(JsonParser) p = json_parser_new();
@@ -87,7 +87,7 @@ static JsonNode *read_msg(Qmp *q, gint64 deadline, GError **err)
 	return json_node_copy(json_parser_get_root(p));
 }
 
-static gboolean send_msg(Qmp *q, JsonNode *msg, GError **err)
+static gboolean send_msg(struct qmp *q, JsonNode *msg, GError **err)
 {
 	g_autofree char *s = json_to_string(msg, FALSE);
 	g_autofree char *line = g_strconcat(s, "\n", NULL);
@@ -109,7 +109,7 @@ static gboolean send_msg(Qmp *q, JsonNode *msg, GError **err)
 	return TRUE;
 }
 
-static void set_peer(Qmp *q)
+static void set_peer(struct qmp *q)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
@@ -119,7 +119,7 @@ static void set_peer(Qmp *q)
 		q->pid = cr.pid;
 }
 
-static void set_version(Qmp *q, JsonNode *greeting)
+static void set_version(struct qmp *q, JsonNode *greeting)
 {
 	JsonObject *o = json_node_get_object(greeting);
 	JsonObject *v;
@@ -135,11 +135,11 @@ static void set_version(Qmp *q, JsonNode *greeting)
 			   json_object_get_int_member(v, "micro"));
 }
 
-Qmp *qmp_open(const char *path, GError **err)
+struct qmp *qmp_open(const char *path, GError **err)
 {
 	g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(path);
 	g_autoptr(JsonNode) greeting = NULL, ret = NULL;
-	Qmp *q = g_new0(Qmp, 1);
+	struct qmp *q = g_new0(struct qmp, 1);
 
 	q->buf = g_string_new(NULL);
 	g_queue_init(&q->events);
@@ -160,7 +160,7 @@ fail:
 	return NULL;
 }
 
-void qmp_close(Qmp *q)
+void qmp_close(struct qmp *q)
 {
 	if (!q)
 		return;
@@ -172,12 +172,12 @@ void qmp_close(Qmp *q)
 	g_free(q);
 }
 
-pid_t qmp_pid(Qmp *q)
+pid_t qmp_pid(struct qmp *q)
 {
 	return q->pid;
 }
 
-const char *qmp_version(Qmp *q)
+const char *qmp_version(struct qmp *q)
 {
 	return q->version;
 }
@@ -192,7 +192,7 @@ static JsonNode *qemu_error(JsonObject *o, GError **err)
 	return NULL;
 }
 
-JsonNode *qmp_cmd(Qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err)
+JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonNode) msg = NULL;
@@ -233,7 +233,7 @@ static gboolean is_event(JsonNode *n, const char *name)
 		json_node_get_object(n), "event", ""), name);
 }
 
-JsonNode *qmp_event(Qmp *q, const char *name, int timeout_ms, GError **err)
+JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **err)
 {
 	gint64 deadline = deadline_of(timeout_ms);
 
@@ -266,7 +266,7 @@ gint64 qmp_event_usec(JsonNode *event)
 	       json_object_get_int_member(t, "microseconds");
 }
 
-gboolean qmp_wait_eof(Qmp *q, int timeout_ms, GError **err)
+gboolean qmp_wait_eof(struct qmp *q, int timeout_ms, GError **err)
 {
 	gint64 deadline = deadline_of(timeout_ms);
 	GError *e = NULL;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A small synchronous QMP client on GIO sockets and json-glib. */
-#pragma once
+#ifndef CPRX_QMP_QMP_H
+#define CPRX_QMP_QMP_H
+
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <sys/types.h>
@@ -15,23 +17,25 @@ enum {
 	QMP_ERROR_QEMU,		/* QEMU answered {"error": ...} */
 };
 
-typedef struct Qmp Qmp;
+struct qmp;
 
 /* Connects, reads the greeting and leaves capability negotiation. */
-Qmp *qmp_open(const char *path, GError **err);
-void qmp_close(Qmp *q);
+struct qmp *qmp_open(const char *path, GError **err);
+void qmp_close(struct qmp *q);
 /* Peer's PID from SO_PEERCRED, -1 when unknown. */
-pid_t qmp_pid(Qmp *q);
+pid_t qmp_pid(struct qmp *q);
 /* The greeting's QEMU version, "major.minor.micro". */
-const char *qmp_version(Qmp *q);
+const char *qmp_version(struct qmp *q);
 /* Runs a command; args is consumed (may be NULL). Returns the "return" node. */
-JsonNode *qmp_cmd(Qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err);
+JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err);
 /* Waits for an event by name (queued ones first); returns the event object. */
-JsonNode *qmp_event(Qmp *q, const char *name, int timeout_ms, GError **err);
+JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **err);
 /* Timestamp of an event in microseconds since the epoch (QEMU's wall clock). */
 gint64 qmp_event_usec(JsonNode *event);
 /* Waits until QEMU closes the connection. */
-gboolean qmp_wait_eof(Qmp *q, int timeout_ms, GError **err);
+gboolean qmp_wait_eof(struct qmp *q, int timeout_ms, GError **err);
 
 /* Builds {"key": value, ...}: pairs of const char * and JsonNode * (consumed). */
 JsonNode *qmp_args(const char *key, ...) G_GNUC_NULL_TERMINATED;
+
+#endif

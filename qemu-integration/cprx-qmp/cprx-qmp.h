@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cprx-qmp's private header: the options, one run against a running QEMU,
+ * and what each file of the tool offers the others.
+ *
+ * QEMU may run in another root (a chroot, qemu-integration/qemu-run.sh):
+ * paths in its command line are resolved through /proc/PID/root, and the
+ * preflight runs the new binary in QEMU's mount namespace and root, where
+ * cpr-exec will run it.
+ */
+#ifndef CPRX_QMP_H
+#define CPRX_QMP_H
+
+#include "qmp.h"
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <sys/types.h>
+
+/* Exit status, as --help lists it. */
+enum { EXIT_USAGE = 1, EXIT_REFUSED = 2, EXIT_FAILED = 3, EXIT_LOST = 4 };
+
+/* The command line. */
+struct qmp_opts {
+	char *socket;		/* QMP socket of the running QEMU (host path) */
+	char *new_qmp;		/* QMP socket the new QEMU serves (QEMU's path) */
+	char *new_binary;
+	char *state;		/* migration file (QEMU's path) */
+	char **add_args;
+	char **argv;		/* explicit new argv (after --) */
+	char *json_out;
+	gboolean json;
+	gboolean no_trial;
+	gboolean preflight_only;
+	gboolean pin_machine;	/* -machine ALIAS -> the running machine type */
+	gboolean keep;		/* demo: keep the guest's directory */
+	int timeout;		/* seconds */
+};
+
+/* One run against a running QEMU: its connection, and the report. */
+struct qmp_ctx {
+	struct qmp_opts *o;
+	struct qmp *q;
+	pid_t pid;
+	gboolean other_root;	/* QEMU's / is not ours */
+	GPtrArray *old_argv;
+	GPtrArray *new_argv;
+	JsonObject *report;
+	JsonArray *checks;
+	gboolean warn;		/* set by a check that passes with a warning */
+};
+
+/* qemu_root.c: QEMU's view of the file system */
+gboolean same_root(pid_t pid);
+char *host_path(struct qmp_ctx *c, const char *path);
+char *qemu_path(struct qmp_ctx *c, const char *path);
+char *qemu_exec_path(struct qmp_ctx *c, const char *bin);
+char *qemu_getenv(struct qmp_ctx *c, const char *name);
+GPtrArray *read_cmdline(pid_t pid, GError **err);
+GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err);
+char *communicate_text(GSubprocess *p);
+void rm_dir(const char *dir);
+
+/* report.c: messages, the preflight's lines and the JSON report */
+void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+void add_check(struct qmp_ctx *c, const char *name, gboolean ok, gboolean warn, double ms,
+	       const char *detail, const char *hint);
+void write_report(struct qmp_ctx *c);
+const char *guest_status(struct qmp_ctx *c);
+int fail(struct qmp_ctx *c, int code, const char *what, const char *msg, const char *hint);
+
+/* setup.c: connecting, the new command line */
+JsonNode *str_node(const char *s);
+char *machine_type(struct qmp *q);
+int connect_qemu(struct qmp_ctx *c);
+int prepare_update(struct qmp_ctx *c);
+struct qmp *follow(struct qmp_ctx *c, gint64 deadline, int *attempts);
+void ctx_free(struct qmp_ctx *c);
+
+/* preflight.c, guard_check.c: each check returns ok, fills detail and hint */
+gboolean check_ram(struct qmp_ctx *c, GString *d, const char **hint);
+gboolean check_sandbox(struct qmp_ctx *c, GString *d, const char **hint);
+gboolean check_guard(struct qmp_ctx *c, GString *d, const char **hint);
+gboolean preflight(struct qmp_ctx *c);
+
+/* The commands (main.c's verb table). */
+int do_status(struct qmp_opts *o);
+int do_update(struct qmp_opts *o);
+int do_restart(struct qmp_opts *o);
+int do_demo(struct qmp_opts *o);
+
+#endif

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The preflight: checks that refuse an update before the guest stops
+ * (cpr-exec support, shared RAM, QEMU's sandbox, the guard, the state
+ * file, the new binary, and a paused trial instance of the new command
+ * line). The guard's check is in guard_check.c.
+ */
+#include "cprx-qmp.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static double ms_since(gint64 t0)
+{
+	return (g_get_monotonic_time() - t0) / 1000.0;
+}
+
+gboolean check_ram(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_autoptr(GError) e = NULL;
+	g_autoptr(JsonNode) mem = qmp_cmd(c->q, "query-memdev", NULL, 5000, &e);
+	g_autoptr(JsonNode) be = NULL, aux = NULL;
+	gboolean ok = TRUE;
+	JsonArray *a;
+
+	if (!mem) {
+		g_string_printf(d, "query-memdev: %s", e->message);
+		return FALSE;
+	}
+	a = json_node_get_array(mem);
+	for (guint i = 0; i < json_array_get_length(a); i++) {
+		JsonObject *m = json_array_get_object_element(a, i);
+		gboolean share = json_object_get_boolean_member_with_default(m, "share", FALSE);
+
+		g_autofree char *size = g_format_size_full(json_object_get_int_member(m, "size"),
+							   G_FORMAT_SIZE_IEC_UNITS);
+
+		g_string_append_printf(d, "%s%s %s share=%s", d->len ? ", " : "",
+				       json_object_get_string_member_with_default(m, "id", "?"),
+				       size, share ? "on" : "off");
+		ok &= share;
+	}
+	if (!ok) {
+		*hint = "cpr-exec keeps guest RAM only when it is shared: use "
+			"memory-backend-memfd (or -file) with share=on; QEMU itself "
+			"would exec and lose the VM";
+		return FALSE;
+	}
+	be = qmp_cmd(c->q, "qom-get", qmp_args("path", str_node("/machine"),
+		"property", str_node("memory-backend"), NULL), 5000, NULL);
+	if (!be || !*json_node_get_string(be)) {
+		g_string_append(d, d->len ? "; " : "");
+		g_string_append(d, "main RAM is not a memory backend");
+		*hint = "add -machine memory-backend=ID with a share=on backend";
+		return FALSE;
+	}
+	aux = qmp_cmd(c->q, "qom-get", qmp_args("path", str_node("/machine"),
+		"property", str_node("aux-ram-share"), NULL), 5000, NULL);
+	if (aux && !json_node_get_boolean(aux)) {
+		g_string_append(d, "; aux-ram-share=off");
+		*hint = "add -machine aux-ram-share=on so ROMs and device RAM are shared too";
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* cpr-exec came with QEMU 10.2: older ones lack the parameter. */
+static gboolean check_cpr(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_autoptr(GError) e = NULL;
+	g_autoptr(JsonNode) r = qmp_cmd(c->q, "query-migrate-parameters", NULL, 5000, &e);
+
+	if (!r) {
+		g_string_printf(d, "query-migrate-parameters: %s", e->message);
+		return FALSE;
+	}
+	if (!json_object_has_member(json_node_get_object(r), "cpr-exec-command")) {
+		g_string_printf(d, "QEMU %s has no cpr-exec migration mode", qmp_version(c->q));
+		*hint = "cpr-exec needs QEMU 10.2 or later (qemu-integration/qemu-chroot.sh has 11.x)";
+		return FALSE;
+	}
+	g_string_printf(d, "QEMU %s has cpr-exec", qmp_version(c->q));
+	return TRUE;
+}
+
+/* -sandbox on,spawn=deny makes QEMU's seccomp filter kill execve. */
+gboolean check_sandbox(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_autofree char *p = g_strdup_printf("/proc/%d/status", c->pid), *st = NULL;
+	const char *sandbox = NULL, *sc;
+	int seccomp = -1;
+
+	for (guint i = 0; i + 1 < c->old_argv->len - 1; i++)
+		if (!strcmp(c->old_argv->pdata[i], "-sandbox"))
+			sandbox = c->old_argv->pdata[i + 1];
+	if (g_file_get_contents(p, &st, NULL, NULL) && (sc = strstr(st, "\nSeccomp:")))
+		seccomp = atoi(sc + 9);
+	g_string_printf(d, "-sandbox %s, Seccomp %d", sandbox ? sandbox : "(none)", seccomp);
+	if (sandbox && strstr(sandbox, "spawn=deny") && !g_str_has_prefix(sandbox, "off")) {
+		g_string_prepend(d, "exec refused by QEMU's sandbox: ");
+		*hint = "QEMU was started with -sandbox ...,spawn=deny: its seccomp filter "
+			"refuses execve, so cpr-exec would fail with only \"execvp failed: "
+			"Operation not permitted\"; restart it without spawn=deny";
+		return FALSE;
+	}
+	if (seccomp == 2 && !sandbox)
+		g_string_append(d, " (a seccomp filter not from -sandbox: exec may be refused)");
+	return TRUE;
+}
+
+static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	const char *bin = c->new_argv->pdata[0];
+	g_autofree char *hp = host_path(c, bin), *out = NULL;
+	g_autoptr(GPtrArray) argv = g_ptr_array_new();
+	g_autoptr(GSubprocess) p = NULL;
+	g_autoptr(GError) e = NULL;
+
+	if (bin[0] == '/' && access(hp, X_OK)) {
+		g_string_printf(d, "%s: %s%s", bin, g_strerror(errno),
+				c->other_root ? " (in QEMU's root)" : "");
+		*hint = "install the new QEMU, or give its path inside QEMU's root with --new-binary";
+		return FALSE;
+	}
+	g_ptr_array_add(argv, (char *)bin);
+	g_ptr_array_add(argv, "-version");
+	g_ptr_array_add(argv, NULL);
+	p = spawn_in_root(c, argv, &e);
+	if (!p) {
+		g_string_printf(d, "%s -version: %s", bin, e->message);
+		return FALSE;
+	}
+	out = communicate_text(p);
+	if (!g_subprocess_get_successful(p) || !g_str_has_prefix(out, "QEMU emulator version")) {
+		g_string_printf(d, "%s -version failed: %s", bin, g_strstrip(out));
+		*hint = "the new binary does not run (missing libraries? wrong architecture?)";
+		return FALSE;
+	}
+	g_string_printf(d, "%s: %.*s", bin, (int)strcspn(out, "\n"), out);
+	json_object_set_string_member(c->report, "new_version", d->str + strlen(bin) + 2);
+	return TRUE;
+}
+
+/* Points file and socket paths of a chardev-like option into dir. */
+static char *redirect_paths(const char *opt, const char *dir, guint n)
+{
+	g_auto(GStrv) parts = g_strsplit(opt, ",", -1);
+
+	for (guint i = 0; parts[i]; i++) {
+		static const char *keys[] = { "unix:", "file:", "path=", "logfile=" };
+
+		for (guint k = 0; k < G_N_ELEMENTS(keys); k++) {
+			if ((k < 2 && i > 0) || !g_str_has_prefix(parts[i], keys[k]))
+				continue;
+			g_free(parts[i]);
+			parts[i] = g_strdup_printf("%s%s/a%u-%u", keys[k], dir, n, i);
+		}
+	}
+	return g_strjoinv(",", parts);
+}
+
+/* The new argv, made harmless: paused, waiting for an incoming migration
+ * that never comes, every socket and file elsewhere, our own QMP. */
+static GPtrArray *trial_argv(struct qmp_ctx *c, const char *dir)
+{
+	static const char *drop2[] = { "-incoming", "-pidfile", "-D", "-qmp", "-qmp-pretty", NULL };
+	static const char *redirect[] = { "-monitor", "-serial", "-parallel", "-chardev", NULL };
+	GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+	guint n = c->new_argv->len - 1;
+
+	g_ptr_array_add(a, g_strdup(c->new_argv->pdata[0]));
+	for (guint i = 1; i < n; i++) {
+		const char *arg = c->new_argv->pdata[i];
+
+		if (i + 1 < n && g_strv_contains(drop2, arg)) {
+			i++;
+			continue;
+		}
+		if (!strcmp(arg, "-daemonize"))
+			continue;
+		g_ptr_array_add(a, g_strdup(arg));
+		if (i + 1 < n && g_strv_contains(redirect, arg)) {
+			i++;
+			g_ptr_array_add(a, redirect_paths(c->new_argv->pdata[i], dir, i));
+		}
+	}
+	g_ptr_array_add(a, g_strdup("-S"));
+	g_ptr_array_add(a, g_strdup("-incoming"));
+	g_ptr_array_add(a, g_strdup("defer"));
+	g_ptr_array_add(a, g_strdup("-qmp"));
+	g_ptr_array_add(a, g_strdup_printf("unix:%s/trial.sock,server=on,wait=off", dir));
+	g_ptr_array_add(a, NULL);
+	return a;
+}
+
+/* Waits for the trial instance's QMP, asks its machine type, quits it.
+ * Returns FALSE when it never answered (it refused the command line). */
+static gboolean trial_run(GSubprocess *p, const char *sock, char **mtype)
+{
+	gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+	while (g_get_monotonic_time() < deadline && g_subprocess_get_identifier(p)) {
+		struct qmp *t = g_file_test(sock, G_FILE_TEST_EXISTS) ? qmp_open(sock, NULL) : NULL;
+
+		if (t) {
+			/* It may exit before it answers. */
+			JsonNode *r;
+
+			*mtype = machine_type(t);
+			r = qmp_cmd(t, "quit", NULL, 5000, NULL);
+			if (r)
+				json_node_unref(r);
+			qmp_close(t);
+			return TRUE;
+		}
+		g_usleep(20000);
+	}
+	g_subprocess_force_exit(p);
+	return FALSE;
+}
+
+static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_autofree char *tmpl = host_path(c, "/tmp/cprx-trial-XXXXXX");
+	g_autofree char *out = NULL, *dir = NULL, *hsock = NULL, *mnew = NULL, *mold = NULL;
+	g_autoptr(GPtrArray) argv = NULL;
+	g_autoptr(GSubprocess) p = NULL;
+	g_autoptr(GError) e = NULL;
+	gboolean up;
+
+	if (!g_mkdtemp(tmpl)) {
+		g_string_printf(d, "cannot create a trial directory in QEMU's /tmp: %s", g_strerror(errno));
+		return FALSE;
+	}
+	dir = g_strdup(tmpl + (strlen(tmpl) - strlen("/tmp/cprx-trial-XXXXXX")));
+	hsock = g_build_filename(tmpl, "trial.sock", NULL);
+	argv = trial_argv(c, dir);
+	p = spawn_in_root(c, argv, &e);
+	if (!p) {
+		g_string_printf(d, "cannot start %s: %s", (char *)argv->pdata[0], e->message);
+		rm_dir(tmpl);
+		return FALSE;
+	}
+	up = trial_run(p, hsock, &mnew);
+	out = communicate_text(p);
+	rm_dir(tmpl);
+	if (!up) {
+		g_string_printf(d, "QEMU refuses the new command line: %s",
+				out && *out ? g_strstrip(out) : "it exited without a message");
+		*hint = "fix the new command line (cpr-exec would exec it and lose the VM); "
+			"it was tried paused, with -incoming defer, RAM untouched";
+		return FALSE;
+	}
+	mold = machine_type(c->q);
+	if (mold && mnew && strcmp(mold, mnew)) {
+		g_string_printf(d, "machine type %s in the new QEMU, %s in the running one: "
+				"its state would not load", mnew, mold);
+		g_autofree char *h = g_strdup_printf("pin the running machine type in the new "
+			"command line: -machine %s,... (--pin-machine does it)", mold);
+
+		*hint = g_intern_string(h);
+		return FALSE;
+	}
+	g_string_printf(d, "a paused trial instance accepted all %u arguments (machine %s)",
+			c->new_argv->len - 2, mnew ? mnew : "?");
+	return TRUE;
+}
+
+static gboolean check_state(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_autofree char *dn = g_path_get_dirname(c->o->state);
+	g_autofree char *hd = host_path(c, dn);
+
+	g_string_printf(d, "file:%s", c->o->state);
+	if (access(hd, W_OK)) {
+		g_string_append_printf(d, ": %s: %s", dn, g_strerror(errno));
+		*hint = "give --state a file in a directory QEMU can write";
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean run_check(struct qmp_ctx *c, const char *name,
+			  gboolean (*fn)(struct qmp_ctx *, GString *, const char **))
+{
+	g_autoptr(GString) d = g_string_new(NULL);
+	const char *hint = NULL;
+	gint64 t0 = g_get_monotonic_time();
+	gboolean ok;
+
+	c->warn = FALSE;
+	ok = fn(c, d, &hint);
+	add_check(c, name, ok, c->warn, ms_since(t0), d->str, hint);
+	return ok;
+}
+
+gboolean preflight(struct qmp_ctx *c)
+{
+	gint64 t0 = g_get_monotonic_time();
+	gboolean ok = TRUE;
+
+	ok &= run_check(c, "cpr", check_cpr);
+	ok &= run_check(c, "ram", check_ram);
+	ok &= run_check(c, "sandbox", check_sandbox);
+	ok &= run_check(c, "guard", check_guard);
+	ok &= run_check(c, "state", check_state);
+	if (run_check(c, "binary", check_binary)) {
+		if (!c->o->no_trial)
+			ok &= run_check(c, "cmdline", check_cmdline);
+	} else {
+		ok = FALSE;
+	}
+	json_object_set_double_member(c->report, "preflight_ms", ms_since(t0));
+	return ok;
+}

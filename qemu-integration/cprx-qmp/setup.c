@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Setting up a run: connecting to the running QEMU (its PID, root and
+ * command line), the new command line, and following QEMU to the new
+ * QMP socket once it has exec'd or restarted.
+ */
+#include "cprx-qmp.h"
+
+#include <string.h>
+
+JsonNode *str_node(const char *s)
+{
+	return json_node_init_string(json_node_alloc(), s);
+}
+
+/* The machine type QEMU really runs ("pc" is an alias that every version
+ * resolves to its own newest type; the state only loads into the same). */
+char *machine_type(struct qmp *q)
+{
+	g_autoptr(JsonNode) r = qmp_cmd(q, "qom-get", qmp_args(
+		"path", str_node("/machine"), "property", str_node("type"), NULL), 5000, NULL);
+	const char *t = r && JSON_NODE_HOLDS_VALUE(r) ? json_node_get_string(r) : NULL;
+
+	return t ? g_strndup(t, strlen(t) - (g_str_has_suffix(t, "-machine") ? 8 : 0)) : NULL;
+}
+
+/* -machine pc,opts -> -machine pc-i440fx-10.2,opts (the running type). */
+static void pin_machine(struct qmp_ctx *c, GPtrArray *a)
+{
+	g_autofree char *type = machine_type(c->q);
+
+	for (guint i = 1; type && i + 1 < a->len; i++) {
+		const char *arg = a->pdata[i], *v = a->pdata[i + 1];
+		const char *end = v + strcspn(v, ","), *eq = strchr(v, '=');
+
+		if (strcmp(arg, "-machine") && strcmp(arg, "-M"))
+			continue;
+		if (end == v || (eq && eq < end))
+			continue;	/* only the positional form is rewritten */
+		a->pdata[i + 1] = g_strconcat(type, end, NULL);
+		g_free((char *)v);
+	}
+}
+
+/* Old argv with -incoming replaced, or the one after --. */
+static GPtrArray *make_new_argv(struct qmp_ctx *c)
+{
+	struct qmp_opts *o = c->o;
+	GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+	guint n = c->old_argv->len - 1;
+
+	if (o->argv && o->argv[0]) {
+		for (guint i = 0; o->argv[i]; i++)
+			g_ptr_array_add(a, g_strdup(o->argv[i]));
+	} else {
+		for (guint i = 0; i < n; i++) {
+			if (!strcmp(c->old_argv->pdata[i], "-incoming") && i + 1 < n) {
+				i++;
+				continue;
+			}
+			g_ptr_array_add(a, g_strdup(c->old_argv->pdata[i]));
+		}
+		for (guint i = 0; o->add_args && o->add_args[i]; i++)
+			g_ptr_array_add(a, g_strdup(o->add_args[i]));
+		g_ptr_array_add(a, g_strdup("-incoming"));
+		g_ptr_array_add(a, g_strdup_printf("file:%s", o->state));
+	}
+	if (o->new_binary) {
+		g_free(a->pdata[0]);
+		a->pdata[0] = g_strdup(o->new_binary);
+	}
+	if (o->pin_machine)
+		pin_machine(c, a);
+	g_ptr_array_add(a, NULL);
+	return a;
+}
+
+/* Connects to the running QEMU: its PID, its root, its command line; starts
+ * the report. */
+int connect_qemu(struct qmp_ctx *c)
+{
+	g_autoptr(GError) e = NULL;
+
+	c->q = qmp_open(c->o->socket, &e);
+	if (!c->q) {
+		say("cannot talk QMP on %s: %s", c->o->socket, e->message);
+		return EXIT_USAGE;
+	}
+	c->pid = qmp_pid(c->q);
+	c->other_root = !same_root(c->pid);
+	c->old_argv = read_cmdline(c->pid, &e);
+	if (!c->old_argv) {
+		say("cannot read QEMU's command line (pid %d): %s", c->pid, e->message);
+		return EXIT_USAGE;
+	}
+	c->report = json_object_new();
+	c->checks = json_array_new();
+	json_object_set_int_member(c->report, "pid", c->pid);
+	json_object_set_string_member(c->report, "old_version", qmp_version(c->q));
+	json_object_set_boolean_member(c->report, "chroot", c->other_root);
+	return 0;
+}
+
+/* Connects, and settles what update and restart both need: the migration
+ * file, the new QMP socket (the same path by default) and the new argv. */
+int prepare_update(struct qmp_ctx *c)
+{
+	struct qmp_opts *o = c->o;
+	int ret = connect_qemu(c);
+
+	if (ret)
+		return ret;
+	if (!o->state)
+		o->state = g_strdup_printf("/tmp/cprx-qmp-%d.state", c->pid);
+	if (!o->new_qmp)
+		o->new_qmp = g_strdup(o->socket);
+	c->new_argv = make_new_argv(c);
+	return 0;
+}
+
+/* Connects to the new QEMU's QMP socket as soon as it listens. */
+struct qmp *follow(struct qmp_ctx *c, gint64 deadline, int *attempts)
+{
+	g_autofree char *hp = host_path(c, c->o->new_qmp);
+	g_autofree char *proc = g_strdup_printf("/proc/%d", c->pid);
+
+	for (*attempts = 1; g_get_monotonic_time() < deadline; (*attempts)++) {
+		struct qmp *q = qmp_open(hp, NULL);
+
+		if (q)
+			return q;
+		if (!g_file_test(proc, G_FILE_TEST_EXISTS))
+			return NULL;
+		g_usleep(1000);
+	}
+	return NULL;
+}
+
+/* What a run holds (not its options). */
+void ctx_free(struct qmp_ctx *c)
+{
+	qmp_close(c->q);
+	if (c->old_argv)
+		g_ptr_array_unref(c->old_argv);
+	if (c->new_argv)
+		g_ptr_array_unref(c->new_argv);
+	if (c->report)
+		json_object_unref(c->report);
+}
