@@ -2,7 +2,8 @@
 /*
  * The preflight's guard check: predicts cprx-guard's verdict (bpf/) on
  * QEMU's exec of the new binary from the status file the guard keeps
- * (shim/guard.c), with the same selectors and rules as the BPF side.
+ * (read by common/guard_reader.c, as libcprx reads it), with the same
+ * selectors and rules as the BPF side.
  */
 #include "cprx-qmp.h"
 #include "guard_reader.h"
