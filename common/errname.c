@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * Errno names: glibc's (strerrorname_np) and the kernel-internal ones that
- * leak to user space (include/linux/errno.h), which glibc does not know.
+ * leak to user space (the kernel's include/linux/errno.h), which glibc
+ * does not know.
  */
 #include <string.h>
 
