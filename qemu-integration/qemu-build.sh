@@ -101,7 +101,9 @@ if [ -n "$flavour" ]; then
 		--buildtype=release build >/dev/null && ninja -C build install >/dev/null && ldconfig" >&2 ||
 		vm_die "building libcprx in the chroot failed"
 	# A copy of the source with the series applied; files the series touches
+	# (and those the series applied last time touched, listed in the copy)
 	# are restored first, so a changed series rebuilds only what it changes.
+	# A file the series adds is removed, for the series to add it again.
 	ptree=$tree-$flavour
 	if [ ! -f "$croot$ptree/configure" ]; then
 		rm -rf "$croot$ptree.tmp"
@@ -109,9 +111,16 @@ if [ -n "$flavour" ]; then
 		(cd "$croot$tree" && tar -c --exclude=./build-cprx .) | tar -x -C "$croot$ptree.tmp"
 		mv "$croot$ptree.tmp" "$croot$ptree"
 	fi
-	for f in $(sed -n 's|^+++ b/||p' "$here"/patches/*.patch | sort -u); do
-		cp -p "$croot$tree/$f" "$croot$ptree/$f"
+	applied=$croot$ptree/.cprx-series-files
+	touched=$(sed -n 's|^+++ b/||p' "$here"/patches/*.patch | sort -u)
+	for f in $( (echo "$touched"; cat "$applied" 2>/dev/null) | sort -u); do
+		if [ -e "$croot$tree/$f" ]; then
+			cp -p "$croot$tree/$f" "$croot$ptree/$f"
+		else
+			rm -f "$croot$ptree/$f"
+		fi
 	done
+	echo "$touched" >"$applied"
 	for p in "$here"/patches/*.patch; do
 		patch -d "$croot$ptree" -p1 -s --no-backup-if-mismatch <"$p" ||
 			vm_die "$(basename "$p") does not apply to qemu $version"
