@@ -49,27 +49,11 @@ mirror=$(vm_mirror)
 vm_lock deb-chroot
 mkdir -p "$archives/partial"
 
-# Runs COMMAND... in chroot ROOT, in a private mount namespace, with /proc,
-# a minimal /dev, apt's cached downloads and $BIND_DEBS at /debs.
+# Runs COMMAND... in the chroot $croot (vm_chroot: private mounts, /proc, a
+# minimal /dev) with apt's cached downloads and $BIND_DEBS at /debs.
 in_chroot() {
-	unshare --mount --propagation private bash -euo pipefail -c '
-		r=$1 archives=$2; shift 2
-		mount -t proc proc "$r/proc"
-		mount -t tmpfs -o mode=755 dev "$r/dev"
-		for n in null zero full random urandom tty; do
-			touch "$r/dev/$n"; mount --bind "/dev/$n" "$r/dev/$n"
-		done
-		ln -s /proc/self/fd "$r/dev/fd"
-		mkdir -p "$r/dev/pts" "$r/dev/shm"
-		mount -t tmpfs -o mode=1777 shm "$r/dev/shm"
-		mount --bind "$archives" "$r/var/cache/apt/archives"
-		if [ -n "${BIND_DEBS:-}" ]; then
-			mkdir -p "$r/debs"
-			mount --bind "$BIND_DEBS" "$r/debs"
-		fi
-		exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-			HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
-	' in_chroot "$croot" "$archives" "$@"
+	vm_chroot "$croot" "$archives:/var/cache/apt/archives" \
+		${BIND_DEBS:+"$BIND_DEBS:/debs"} -- "$@"
 }
 
 if [ ! -f "$tarball" ]; then

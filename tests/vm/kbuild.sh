@@ -130,26 +130,8 @@ croot="$CACHE/$suite-chroot"
 mirror=$(vm_mirror)
 vm_lock "$suite-chroot"
 
-# Runs a script in the chroot, inside a private mount namespace.
-in_chroot() {
-	unshare --mount --propagation private bash -euo pipefail -c '
-		r=$1; shift
-		mount -t proc proc "$r/proc"
-		mount -t tmpfs -o mode=755 dev "$r/dev"
-		for n in null zero full random urandom tty; do
-			touch "$r/dev/$n"; mount --bind "/dev/$n" "$r/dev/$n"
-		done
-		ln -s /proc/self/fd "$r/dev/fd"
-		mkdir -p "$r/dev/pts" "$r/dev/shm"
-		mount -t tmpfs -o mode=1777 shm "$r/dev/shm"
-		if [ -n "${BIND_OUT:-}" ]; then
-			mkdir -p "$r/build"
-			mount --bind "$BIND_OUT" "$r/build"
-		fi
-		exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-			HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
-	' in_chroot "$croot" "$@"
-}
+# Runs a script in the chroot; $BIND_OUT, if set, at /build.
+in_chroot() { vm_chroot "$croot" ${BIND_OUT:+"$BIND_OUT:/build"} -- "$@"; }
 
 if [ ! -f "$croot/.complete" ]; then
 	command -v debootstrap >/dev/null || vm_die "debootstrap missing (tools/deps.sh)"

@@ -61,3 +61,28 @@ vm_apt_opts() {
 
 # Key=value file reader: vm_info FILE KEY
 vm_info() { sed -n "s/^$2=//p" "$1" | head -n1; }
+
+# vm_chroot ROOT [HOSTDIR:DIR]... -- COMMAND...: runs COMMAND in the chroot
+# ROOT with a clean environment, in a private mount namespace (nothing stays
+# mounted), with /proc, a minimal /dev and each HOSTDIR bind-mounted at DIR.
+vm_chroot() {
+	unshare --mount --propagation private bash -euo pipefail -c '
+		r=$1; shift
+		mount -t proc proc "$r/proc"
+		mount -t tmpfs -o mode=755 dev "$r/dev"
+		for n in null zero full random urandom tty; do
+			touch "$r/dev/$n"; mount --bind "/dev/$n" "$r/dev/$n"
+		done
+		ln -s /proc/self/fd "$r/dev/fd"
+		mkdir -p "$r/dev/pts" "$r/dev/shm"
+		mount -t tmpfs -o mode=1777 shm "$r/dev/shm"
+		while [ "$1" != -- ]; do
+			mkdir -p "$r${1#*:}"
+			mount --bind "${1%%:*}" "$r${1#*:}"
+			shift
+		done
+		shift
+		exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
+	' vm-chroot "$@"
+}
