@@ -506,9 +506,12 @@ static inline int th_harness_main(int argc, char **argv)
 		return th_exec_case(argv[0], argc - 2, argv + 2);
 	if (th_setup_fn)
 		th_setup_fn(argc, argv);
-	/* fds a runner leaked to us would cross every exec into a case */
-	if (th_exec_cases)
-		close_range(3, ~0U, 0);
+	/*
+	 * Every test starts with stdin, stdout and stderr only: fds a runner
+	 * leaked to us would cross every exec into a case, and would count
+	 * in the tests that look for stray fds.
+	 */
+	close_range(3, ~0U, 0);
 	return th_main(argc, argv);
 }
 
