@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include "internal.h"
 
@@ -31,12 +32,29 @@ static int set_cloexec(int fd, bool on)
 	return fcntl(fd, F_SETFD, flags) < 0 ? -errno : 0;
 }
 
+/*
+ * In the new image (arming a rollback) an entry's fd number is the
+ * preserved file only while it holds its dev:ino (the inode alone for a
+ * state from before dev was recorded).
+ */
+static bool still_ours(struct cprx_session *s, struct cprx_entry *e)
+{
+	struct stat st;
+
+	if (!s->incoming)
+		return true;
+	if (e->dev)
+		return cprx_same_file(e->fd, e->dev, e->ino);
+	return e->fd >= 0 && !fstat(e->fd, &st) && (uint64_t)st.st_ino == e->ino;
+}
+
 static void cloexec_disarm(struct cprx_session *s)
 {
 	unsigned int i;
 
 	for (i = 0; i < s->nr_ents; i++)
-		fcntl(s->ents[i].fd, F_SETFD, s->ents[i].saved_fdflags);
+		if (still_ours(s, &s->ents[i]))
+			fcntl(s->ents[i].fd, F_SETFD, s->ents[i].saved_fdflags);
 	if (s->state_fd >= 0)
 		set_cloexec(s->state_fd, true);
 	if (s->exe_fd >= 0)
@@ -50,8 +68,14 @@ static int cloexec_arm(struct cprx_session *s, char *field, size_t len)
 
 	for (i = 0; i < s->nr_ents; i++) {
 		struct cprx_entry *e = &s->ents[i];
-		int flags = fcntl(e->fd, F_GETFD);
+		int flags;
 
+		/* rollback: hand back the preserved files, not what is there now */
+		if (!still_ours(s, e)) {
+			ret = -EBADF;
+			goto err;
+		}
+		flags = fcntl(e->fd, F_GETFD);
 		if (flags < 0) {
 			ret = -errno;
 			goto err;
@@ -86,14 +110,52 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 				 "the previous image must not close preserved fds",
 				 "fd %d of token '%s' did not survive the exec",
 				 r->fd, r->token);
-	if ((uint64_t)st.st_ino != r->handle)
+	/* dev 0: a state from before dev was recorded, the inode alone */
+	if ((uint64_t)st.st_ino != r->handle ||
+	    (r->dev && (uint64_t)st.st_dev != r->dev))
 		return cprx_fail(s, EBADF,
 				 "something reused the fd number before reclaim",
 				 "fd %d of token '%s' is not the preserved file "
-				 "(inode %llu, expected %llu)", r->fd, r->token,
+				 "(dev:inode %llx:%llu, expected %llx:%llu)", r->fd,
+				 r->token, (unsigned long long)st.st_dev,
 				 (unsigned long long)st.st_ino,
+				 (unsigned long long)r->dev,
 				 (unsigned long long)r->handle);
+	set_cloexec(r->fd, true);	/* the caller's now, and only theirs */
 	*fdp = r->fd;
+	return 0;
+}
+
+#define STATE_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
+#define STATE_LINK	"/memfd:cprx-state (deleted)"
+#define NOT_OURS	"unset " CPRX_ENV " unless a live update sets it"
+
+/*
+ * The state crosses the exec in the memfd cprx_save sealed, nothing else:
+ * proven from /proc, fstat and its seals before anything changes the fd.
+ */
+static int check_state_fd(struct cprx_session *s, int fd)
+{
+	char link[PATH_MAX];
+	struct stat st;
+	int seals;
+
+	if (cprx_fd_link(fd, link, sizeof(link)))
+		return cprx_fail(s, EBADF, "the previous image must keep its "
+				 "state fd; " NOT_OURS, "state fd %d named by "
+				 CPRX_ENV " is not open", fd);
+	if (strcmp(link, STATE_LINK))
+		return cprx_fail(s, EPERM, NOT_OURS, "state fd %d is %s, not the "
+				 "sealed memfd cprx_save makes", fd, link);
+	if (fstat(fd, &st) || st.st_uid != geteuid())
+		return cprx_fail(s, EPERM, NOT_OURS, "state fd %d is a memfd of "
+				 "uid %u, not of this process (uid %u)", fd,
+				 (unsigned int)st.st_uid, (unsigned int)geteuid());
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals != STATE_SEALS)
+		return cprx_fail(s, EPERM, NOT_OURS, "state fd %d is a memfd "
+				 "with seals 0x%x, not cprx_save's 0x%x (shrink, "
+				 "grow, write, seal)", fd, seals, STATE_SEALS);
 	return 0;
 }
 
@@ -101,22 +163,33 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 static int cloexec_incoming(struct cprx_session *s,
 			    const struct cprx_handover *h)
 {
+	int ret;
+
 	if (h->fd < 0)
 		return cprx_fail(s, EINVAL, "the previous image used another "
 				 "backend: rebuild with kmod support",
 				 "no state fd in " CPRX_ENV);
-	s->state_fd = h->fd;
-	return set_cloexec(s->state_fd, true);
+	ret = check_state_fd(s, h->fd);
+	if (!ret)	/* close-on-exec once ORIGIN.pid is ours too */
+		s->state_fd = h->fd;
+	return ret;
 }
 
-/* What this image did not take back would leak: close it. */
+/*
+ * What this image did not take back would leak: close it, if its number
+ * still holds the preserved file (the image may have closed it and opened
+ * another there).  Unknown dev: not ours to judge, left open.
+ */
 static void cloexec_commit(struct cprx_session *s)
 {
 	unsigned int i;
 
-	for (i = 0; i < s->nr_ents; i++)
-		if (!s->ents[i].reclaimed)
-			close(s->ents[i].fd);
+	for (i = 0; i < s->nr_ents; i++) {
+		struct cprx_entry *e = &s->ents[i];
+
+		if (!e->reclaimed && cprx_same_file(e->fd, e->dev, e->ino))
+			close(e->fd);
+	}
 }
 
 static int cloexec_nothing(struct cprx_session *s)

@@ -180,8 +180,16 @@ static int retrieve_session(struct cprx_session *s, int old)
 {
 	struct cprx_session_query q = { .size = sizeof(q) };
 	struct cprx_ioctl_retrieve_session arg = { .size = sizeof(arg) };
+	char link[64];
 	int dev, ret;
 
+	/* proven from /proc before any fcntl or ioctl reaches the fd */
+	if (old < 0 || cprx_fd_link(old, link, sizeof(link)) ||
+	    strcmp(link, "anon_inode:[cprx-session]"))
+		return cprx_fail(s, EBADF, "the previous image must keep the "
+				 "session fd; unset " CPRX_ENV " unless a live "
+				 "update sets it", "fd %d is not a cprx session "
+				 "(it is %s)", old, old < 0 ? "absent" : link);
 	fcntl(old, F_SETFD, FD_CLOEXEC);
 	if (ioctl(old, CPRX_SESSION_QUERY, &q) < 0)
 		return cprx_fail(s, errno, "the previous image must keep the "

@@ -14,12 +14,16 @@ int cprx_fail(struct cprx_session *s, int err, const char *hint,
 {
 	char *msg = s ? s->msg : tls_msg;
 	char *h = s ? s->hint : tls_hint;
+	char m[CPRX_MSG_MAX], t[CPRX_MSG_MAX];
 	va_list ap;
 
+	/* an argument may be the old message or hint (cprx_errmsg(s)) */
 	va_start(ap, fmt);
-	vsnprintf(msg, CPRX_MSG_MAX, fmt, ap);
+	vsnprintf(m, sizeof(m), fmt, ap);
 	va_end(ap);
-	snprintf(h, CPRX_MSG_MAX, "%s", hint ? hint : "");
+	snprintf(t, sizeof(t), "%s", hint ? hint : "");
+	memcpy(msg, m, sizeof(m));
+	memcpy(h, t, sizeof(t));
 	return -err;
 }
 

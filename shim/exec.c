@@ -131,6 +131,7 @@ static int fill_records(struct cprx_session *s, struct cprx_state *st)
 		r->fd = e->fd;
 		r->size = e->size;
 		r->handle = e->handle;
+		r->dev = e->dev;
 	}
 	st->nr_fds = s->nr_ents;
 	for (i = 0; i < s->nr_blobs; i++) {

@@ -14,74 +14,29 @@
 #include <sys/wait.h>
 #include "internal.h"
 
-/* The rollback reason travels in the variable: no ',' and no '%' raw. */
-static void escape(char *out, size_t len, const char *in)
+/* What /proc says @fd is: a path, "pipe:[..]", "anon_inode:[..]". */
+int cprx_fd_link(int fd, char *buf, size_t len)
 {
-	size_t o = 0;
+	char proc[32];
+	ssize_t n;
 
-	for (; *in && o + 4 < len; in++) {
-		if (*in == ',' || *in == '%' || (unsigned char)*in < ' ')
-			o += snprintf(out + o, len - o, "%%%02X", (unsigned char)*in);
-		else
-			out[o++] = *in;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, buf, len - 1);
+	if (n < 0) {
+		snprintf(buf, len, "not open");
+		return -errno;
 	}
-	out[o] = '\0';
+	buf[n] = '\0';
+	return 0;
 }
 
-static void unescape(char *out, size_t len, const char *in)
+/* @fd holds the file @dev:@ino; never with dev 0 (unknown: older state). */
+bool cprx_same_file(int fd, uint64_t dev, uint64_t ino)
 {
-	size_t o = 0;
-	unsigned int c;
+	struct stat st;
 
-	for (; *in && o + 1 < len; in++) {
-		if (*in == '%' && sscanf(in + 1, "%2X", &c) == 1) {
-			out[o++] = c ? c : '?';
-			in += 2;
-		} else {
-			out[o++] = *in;
-		}
-	}
-	out[o] = '\0';
-}
-
-static void add_keepers(struct cprx_handover *h, const char *list)
-{
-	char *end;
-	long pid;
-
-	while (*list && h->nr_keepers < CPRX_MAX_KEEPERS) {
-		pid = strtol(list, &end, 10);
-		if (end == list)
-			break;
-		if (pid > 0)
-			h->keepers[h->nr_keepers++] = pid;
-		list = *end == ':' ? end + 1 : end;
-	}
-}
-
-static int parse_handover(const char *value, struct cprx_handover *h)
-{
-	char buf[1024], *tok, *save = NULL;
-
-	memset(h, 0, sizeof(*h));
-	h->fd = -1;
-	h->kmod = -1;
-	snprintf(buf, sizeof(buf), "%s", value);
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (sscanf(tok, "v=%d", &h->version) == 1 ||
-		    sscanf(tok, "fd=%d", &h->fd) == 1 ||
-		    sscanf(tok, "kmod=%d", &h->kmod) == 1 ||
-		    sscanf(tok, "rb=%d", &h->rollback) == 1 ||
-		    sscanf(tok, "save=%llu", &h->save_ns) == 1 ||
-		    sscanf(tok, "exec=%llu", &h->exec_ns) == 1)
-			continue;
-		if (!strncmp(tok, "why=", 4))
-			unescape(h->why, sizeof(h->why), tok + 4);
-		if (!strncmp(tok, "keeper=", 7) || !strncmp(tok, "reap=", 5))
-			add_keepers(h, strchr(tok, '=') + 1);
-		/* unknown keys from a newer library are ignored */
-	}
-	return h->version == 1 && (h->fd >= 0 || h->kmod >= 0) ? 0 : -EINVAL;
+	return dev && fd >= 0 && !fstat(fd, &st) && (uint64_t)st.st_dev == dev &&
+	       (uint64_t)st.st_ino == ino;
 }
 
 static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
@@ -111,9 +66,14 @@ static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
 	return 0;
 }
 
-/* Entries mirror the state's records so arm/disarm work for a rollback. */
+/*
+ * Entries mirror the state's records so arm/disarm work for a rollback.
+ * An fd number is ours only while it holds the recorded dev:ino: only then
+ * is it made close-on-exec (nothing we spawn may inherit guest RAM).
+ */
 static int take_entries(struct cprx_session *s)
 {
+	bool cloexec = s->backend == &cprx_backend_cloexec;
 	unsigned int i;
 
 	s->ents = calloc(s->in.nr_fds + 1, sizeof(*s->ents));
@@ -126,41 +86,90 @@ static int take_entries(struct cprx_session *s)
 		memcpy(e->token, r->token, sizeof(e->token));
 		e->kind = r->kind;
 		e->page_kind = r->page_kind;
-		e->fd = r->fd;
+		e->fd = cloexec ? r->fd : -1;	/* kmod: new fds at reclaim */
 		e->size = r->size;
 		e->handle = r->handle;
+		e->ino = cloexec ? r->handle : 0;
+		e->dev = cloexec ? r->dev : 0;
 		e->saved_fdflags = FD_CLOEXEC;
-		if (s->backend != &cprx_backend_cloexec)
-			e->fd = -1;	/* the kernel hands out new fds */
-		else	/* nothing we spawn may inherit guest RAM */
+		if (cprx_same_file(e->fd, e->dev, e->ino))
 			fcntl(e->fd, F_SETFD, FD_CLOEXEC);
 	}
 	s->nr_ents = s->cap_ents = s->in.nr_fds;
 	return 0;
 }
 
+/*
+ * An exec keeps the pid: a state another process saved is not this
+ * process's update, whoever set CPRX_INCOMING.  Nor is one whose backend
+ * is not the one the handover came through.
+ */
+static int check_origin(struct cprx_session *s)
+{
+	int pid = s->in.pid, backend = s->in.backend;
+
+	if (pid == getpid() && backend == (int)s->backend->id) {
+		s->verified = true;
+		return 0;
+	}
+	cprx_state_free(&s->in);
+	if (pid != getpid())
+		return cprx_fail(s, EPERM, "unset " CPRX_ENV ": only the process "
+				 "that called cprx_exec may take its state",
+				 "the state was saved by pid %d, this is pid %d: "
+				 "not this process's update", pid, (int)getpid());
+	return cprx_fail(s, EBADMSG, "unset " CPRX_ENV " unless a live update "
+			 "sets it", "the state was saved by backend %d, but "
+			 CPRX_ENV " names the %s backend", backend,
+			 s->backend->name);
+}
+
 static int decode(struct cprx_session *s, const void *buf, size_t len)
 {
 	char err[CPRX_MSG_MAX];
-	int ret;
+	int ret, ret2;
 
 	ret = cprx_state_decode(buf, len, &s->in, err, sizeof(err));
 	if (!ret)
-		return 0;
+		return check_origin(s);
 	cprx_state_free(&s->in);
 	/* The previous binary can still be found: say so. */
 	if (cprx_state_decode_origin(buf, len, &s->in, NULL, 0))
 		cprx_state_free(&s->in);
+	else if ((ret2 = check_origin(s)))
+		return ret2;	/* not ours: that it is damaged is moot */
 	return cprx_fail(s, -ret, s->in.exe_path ?
 			 "call cprx_rollback() to resume in the previous binary" :
 			 "the previous binary cannot be found either",
 			 "state rejected: %s", err);
 }
 
+/* The previous binary's fd, if it is the file the state names. */
+static void take_exe_fd(struct cprx_session *s)
+{
+	char link[PATH_MAX + 16];
+	const char *path = s->in.exe_path;
+	size_t n = path ? strlen(path) : 0;
+	struct stat st;
+	int fd = s->in.exe_fd;
+
+	if (s->backend != &cprx_backend_cloexec || !path || fd < 0 ||
+	    cprx_fd_link(fd, link, sizeof(link)))
+		return;
+	/* replaced by a rename since: "(deleted)" */
+	if (strncmp(link, path, n) || (link[n] && strcmp(link + n, " (deleted)")))
+		return;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		return;
+	s->exe_fd = fd;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 			      const struct cprx_options *opts)
 {
 	uint64_t t0 = cprx_now_ns();
+	char err[CPRX_MSG_MAX];
 	struct cprx_session *s;
 	struct cprx_handover h;
 	const char *env;
@@ -169,7 +178,8 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	int ret;
 
 	*sp = NULL;
-	env = getenv(CPRX_ENV);
+	/* a privileged image must not believe whoever started it */
+	env = secure_getenv(CPRX_ENV);
 	if (!env)
 		return 0;
 	s = cprx_session_alloc("incoming", opts);
@@ -178,18 +188,15 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	s->incoming = true;
 	s->backend = &cprx_backend_cloexec;	/* until the state names one */
 	*sp = s;
-	ret = parse_handover(env, &h);
-	if (ret) {
-		cprx_fail(s, EINVAL, "unset " CPRX_ENV " unless a live update sets it",
-			  CPRX_ENV "='%s' is malformed", env);
-		unsetenv(CPRX_ENV);
-		return -EINVAL;
-	}
+	ret = cprx_handover_parse(env, &h, err, sizeof(err));
 	unsetenv(CPRX_ENV);	/* nothing this image spawns may see it */
+	if (ret)
+		return cprx_fail(s, EINVAL, "unset " CPRX_ENV " unless a live "
+				 "update sets it", CPRX_ENV " is malformed: %s",
+				 err);
 	s->rollback = h.rollback;
 	if (h.rollback && h.why[0])
 		s->why = strdup(h.why);
-	cprx_keepers_adopt(h.keepers, h.nr_keepers);
 	/* the handover, not this machine, says how the fds came through */
 	s->backend = h.kmod >= 0 ? &cprx_backend_kmod : &cprx_backend_cloexec;
 	ret = s->backend->incoming(s, &h);
@@ -200,11 +207,16 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	if (!ret)
 		ret = decode(s, buf, len);
 	free(buf);
-	if (s->backend == &cprx_backend_cloexec && s->in.exe_path &&
-	    s->in.exe_fd >= 0) {
-		s->exe_fd = s->in.exe_fd;
-		fcntl(s->exe_fd, F_SETFD, FD_CLOEXEC);
+	if (!s->verified) {
+		if (s->backend == &cprx_backend_cloexec)
+			s->state_fd = -1;	/* not known to be ours: untouched */
+		return ret;
 	}
+	if (s->backend == &cprx_backend_cloexec)
+		fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
+	/* ORIGIN is ours: its keepers and binary are the previous image's */
+	cprx_keepers_adopt(h.keepers, h.nr_keepers);
+	take_exe_fd(s);
 	if (ret)
 		return ret;
 
@@ -217,6 +229,7 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	cprx_process_generation = s->generation;
 	if (take_entries(s))
 		return cprx_fail(s, ENOMEM, NULL, "out of memory");
+	s->accepted = true;
 	return 1;
 }
 
@@ -257,7 +270,7 @@ static int reclaim(struct cprx_session *s, const char *token,
 	unsigned int idx;
 	int ret;
 
-	if (!s->incoming || s->committed)
+	if (!s->accepted || s->committed)
 		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
 				 "session '%s' has nothing to reclaim", s->name);
 	ret = cprx_check_token(s, "token", token);
@@ -339,8 +352,9 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 {
 
-	if (!s->incoming || s->committed)
-		return cprx_fail(s, EINVAL, "commit once, in the new image",
+	if (!s->accepted || s->committed)
+		return cprx_fail(s, EINVAL, "commit once, in the new image, "
+				 "after cprx_incoming() returned 1",
 				 "session '%s' has no update to commit", s->name);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
@@ -362,23 +376,29 @@ CPRX_EXPORT const char *cprx_rollback_reason(const struct cprx_session *s)
 
 CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 {
-	char extra[512], esc[400];
+	char reason[CPRX_MSG_MAX], extra[512], esc[400];
 
+	/* @why may be cprx_errmsg(s), which every refusal below rewrites */
+	snprintf(reason, sizeof(reason), "%s", why && *why ? why :
+		 "no reason given");
 	if (!s || !s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
-				 "new image", "nothing to roll back");
+				 "new image", "nothing to roll back (%s)", reason);
+	if (!s->verified)
+		return cprx_fail(s, EPERM, "nothing is known of the previous "
+				 "image: restart the VMM", "cannot roll back "
+				 "(%s): the handover was refused", reason);
 	if (s->rollback)
 		return cprx_fail(s, ELOOP, "the previous binary cannot resume this "
 				 "state either; inspect the state and the logs",
 				 "refusing a second rollback: this image is already "
-				 "the rollback of a failed update (%s)",
-				 why ? why : "no reason given");
+				 "the rollback of a failed update (%s)", reason);
 	if (!s->in.exe_path || !s->in.argv || !s->in.argc)
 		return cprx_fail(s, EBADMSG, "the state is unreadable; the guest "
 				 "cannot be resumed", "cannot roll back (%s): the "
-				 "state does not name the previous binary",
-				 why ? why : "no reason given");
-	escape(esc, sizeof(esc), why ? why : "");
+				 "state does not name the previous binary", reason);
+	/* a reason cut short still says why */
+	cprx_handover_escape(esc, sizeof(esc), why && *why ? reason : "");
 	snprintf(extra, sizeof(extra), "rb=1,why=%s", esc);
 	/* Same fds, same state, previous binary; ts tell the story. */
 	return cprx_do_exec(s, s->in.exe_path, s->in.argv, extra, s->exe_fd);

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include "cprx.h"
 #include "state.h"
+#include "handover.h"
 
 #define CPRX_EXPORT __attribute__((visibility("default")))
 
@@ -21,6 +22,7 @@ struct cprx_entry {
 	uint64_t size;
 	void *addr;		/* old image: caller's mapping, for preflight */
 	uint64_t ino;		/* the file's inode, to spot a replaced fd */
+	uint64_t dev;		/* and its device; 0: unknown (older state) */
 	uint64_t handle;	/* backend's key: cloexec the inode, kmod a token */
 	bool reclaimed;
 };
@@ -41,8 +43,6 @@ struct cprx_keeper {
 };
 
 struct cprx_backend_ops;
-
-#define CPRX_MAX_KEEPERS 8
 
 struct cprx_session {
 	char name[CPRX_NAME_MAX + 1];
@@ -71,23 +71,13 @@ struct cprx_session {
 	bool incoming;
 	bool rollback;
 	bool committed;
+	bool verified;		/* handover and ORIGIN are this process's */
+	bool accepted;		/* cprx_incoming returned 1 */
 	char *why;		/* rollback image: why the new image gave up */
 	struct cprx_state in;
 
 	char msg[CPRX_MSG_MAX];
 	char hint[CPRX_MSG_MAX];
-};
-
-/* What the old image put in CPRX_INCOMING. */
-struct cprx_handover {
-	int version;
-	int fd;			/* cloexec: the state's fd */
-	int kmod;		/* kmod: the session's fd */
-	pid_t keepers[CPRX_MAX_KEEPERS];	/* the last one's, then older */
-	unsigned int nr_keepers;
-	int rollback;
-	unsigned long long save_ns, exec_ns;
-	char why[CPRX_MSG_MAX];
 };
 
 /* How preserved files cross the exec. */
@@ -150,6 +140,10 @@ struct cprx_entry *cprx_find_entry(struct cprx_session *s, const char *token);
 int cprx_check_token(struct cprx_session *s, const char *what,
 		     const char *token);
 extern unsigned int cprx_process_generation;
+
+/* incoming.c */
+int cprx_fd_link(int fd, char *buf, size_t len);
+bool cprx_same_file(int fd, uint64_t dev, uint64_t ino);
 
 /* exec.c */
 int cprx_prepare(struct cprx_session *s);

@@ -199,6 +199,7 @@ static int add_entry(struct cprx_session *s, const char *token, int fd,
 	e->fd = fd;
 	e->saved_fdflags = flags;
 	e->ino = st.st_ino;
+	e->dev = st.st_dev;
 	ret = s->backend->preserve(s, e);
 	if (ret)
 		return ret;

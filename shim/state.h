@@ -41,6 +41,7 @@ struct cprx_rec_fd {
 	int32_t fd;		/* fd number in the old image (cloexec backend) */
 	uint64_t size;		/* RAM only */
 	uint64_t handle;	/* backend's key (kmod: 64-bit token) */
+	uint64_t dev;		/* st_dev of the file, 0 if unknown */
 };
 
 struct cprx_rec_blob {

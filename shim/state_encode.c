@@ -107,6 +107,7 @@ static void encode_into(const struct cprx_state *st, struct wr *w)
 		wr_u32(w, 0);
 		wr_u64(w, f->size);
 		wr_u64(w, f->handle);
+		wr_u64(w, f->dev);
 		rec_end(w, at);
 	}
 	for (i = 0; i < st->nr_blobs; i++) {

@@ -214,6 +214,8 @@ int cprx_parse_fd(struct dec *d, struct rd *r, struct cprx_rec_fd *f)
 	zero = rd_u32(r, "reserved");
 	f->size = rd_u64(r, "size");
 	f->handle = rd_u64(r, "handle");
+	/* absent in records from before it was added */
+	f->dev = r->len - r->pos >= 8 ? rd_u64(r, "dev") : 0;
 	if (r->why[0])
 		return rd_end(d, r, true);
 	if (f->kind > CPRX_FD_INTERNAL)

@@ -12,6 +12,8 @@
  *   BLOB    str token, u32 len, u8 data[len]
  *
  * where str is { u32 len; char bytes[len]; zero pad to 4 } without a NUL.
+ * FD's dev came later: a record without it decodes as dev 0 (unknown), and
+ * the encoder always writes it.
  * Every payload must be consumed exactly and every pad and reserved field
  * must be zero, so one state has exactly one encoding and a flipped bit
  * anywhere is caught: the header CRC covers the header, the record CRC the

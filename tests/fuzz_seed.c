@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 		fds[i].fd = 10 + i;
 		fds[i].size = (uint64_t)i << 21;
 		fds[i].handle = i * 0x9e3779b97f4a7c15ull;
+		fds[i].dev = i ? 0x10300 + i : 0;
 	}
 	for (i = 0; i < 4; i++) {
 		snprintf(blobs[i].token, sizeof(blobs[i].token), "blob%d", i);

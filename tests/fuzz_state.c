@@ -78,6 +78,7 @@ static void same(const struct cprx_state *a, const struct cprx_state *b)
 		check(x->kind == y->kind && x->page_kind == y->page_kind);
 		check(x->fd == y->fd && x->size == y->size);
 		check(x->handle == y->handle);
+		check(x->dev == y->dev);
 	}
 	for (uint32_t i = 0; i < a->nr_blobs; i++) {
 		const struct cprx_rec_blob *x = &a->blobs[i], *y = &b->blobs[i];

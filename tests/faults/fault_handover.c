@@ -16,9 +16,8 @@
 #include <linux/capability.h>
 
 #include "exec_util.h"
+#include "handover.h"
 #include "state.h"
-
-void cprx_handover_unescape(char *out, size_t len, const char *in);
 
 /* ---- a forged handover ---------------------------------------------------- */
 
@@ -290,7 +289,7 @@ TEST(secure_getenv_used)
 		.magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
 		.data[0].permitted = 1u << CAP_NET_BIND_SERVICE,
 	};
-	char dir[] = "/tmp/cprx-secure-XXXXXX", copy[PATH_MAX], cmd[2 * PATH_MAX];
+	char dir[] = "/tmp/cprx-secure-XXXXXX", copy[PATH_MAX], cmd[2 * PATH_MAX + 16];
 	int status;
 	pid_t pid;
 
@@ -432,9 +431,12 @@ TEST(unescape_stops_at_nul)
 		char *in = p + page - n;
 
 		memcpy(in, tails[i], n);
-		cprx_handover_unescape(out, sizeof(out), in);
-		TH_LOG("'%s' -> '%s'", tails[i], out);
+		EXPECT_EQ(-EINVAL, cprx_handover_unescape(out, sizeof(out), in));
+		TH_LOG("'%s' -> '%s' (refused)", tails[i], out);
 	}
+	memcpy(p + page - 6, "a%2Cb", 6);
+	EXPECT_EQ(0, cprx_handover_unescape(out, sizeof(out), p + page - 6));
+	EXPECT_STREQ("a,b", out);
 	munmap(p, 2 * page);
 }
 

@@ -6,6 +6,11 @@
  */
 #include "state_util.h"
 
+static uint64_t get64(const uint8_t *p)
+{
+	return le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
 /* CRC32C --------------------------------------------------------------- */
 
 TEST(crc32c_known_vector)
@@ -50,6 +55,45 @@ TEST(times_from_other_builds)
 	}
 	/* and none at all is fine */
 	ASSERT_EQ(0, decode_recs(r, 1, NULL, 0));
+}
+
+/* FD records from before dev (56-byte payload for "ram0") and after (64). */
+TEST(fd_record_with_and_without_dev)
+{
+	struct trec r[MAX_RECS];
+	struct bb b = { 0 };
+	struct cprx_state st;
+	struct cprx_rec_fd f = { .token = "ram0", .fd = 9, .handle = 77,
+				 .dev = 0x10305 };
+	struct cprx_state in = { .session = "vm", .pid = 1, .exe_fd = -1,
+				 .fds = &f, .nr_fds = 1 };
+	size_t len;
+	uint8_t *buf;
+	void *enc;
+
+	for (int with_dev = 0; with_dev < 2; with_dev++) {
+		std_recs(r);
+		b.n = 0;
+		fd_payload(&b, "ram0", 4, 0, 0, 0);
+		if (with_dev)
+			bb_u64(&b, 0x10305);
+		ASSERT_EQ(with_dev ? 64 : 56, b.n);
+		r[2] = (struct trec){ CPRX_REC_FD, b.n, b.b };
+		buf = join(r, 3, &len);
+		ASSERT_EQ(0, cprx_state_decode(buf, len, &st, NULL, 0));
+		ASSERT_EQ(1, st.nr_fds);
+		ASSERT_EQ(77, st.fds[0].handle);
+		ASSERT_EQ(with_dev ? 0x10305 : 0, st.fds[0].dev);
+		cprx_state_free(&st);
+		free(buf);
+	}
+	/* the encoder always writes dev */
+	ASSERT_EQ(0, cprx_state_encode(&in, &enc, &len));
+	ASSERT_EQ(3, split(enc, len, r));
+	ASSERT_EQ(CPRX_REC_FD, r[2].type);
+	ASSERT_EQ(64, r[2].len);
+	ASSERT_EQ(0x10305, get64(r[2].p + 56));
+	free(enc);
 }
 
 TEST(bad_origin)
@@ -129,8 +173,18 @@ TEST(bad_fd)
 	expect_bad(&b, CPRX_REC_FD, "(fd 'ram0'): payload too short for handle");
 	b.n = 0;
 	fd_payload(&b, "ram0", 4, 0, 0, 0);
+	b.n += 4;
+	expect_bad(&b, CPRX_REC_FD, "4 stray bytes after the last field");
+	b.n = 0;
+	fd_payload(&b, "ram0", 4, 0, 0, 0);
+	bb_u64(&b, 0x10305);	/* dev */
 	b.n += 8;
 	expect_bad(&b, CPRX_REC_FD, "8 stray bytes after the last field");
+	b.n = 0;
+	fd_payload(&b, "ram0", 4, 0, 0, 0);
+	bb_u64(&b, 0x10305);
+	b.n += 4;
+	expect_bad(&b, CPRX_REC_FD, "4 stray bytes after the last field");
 }
 
 TEST(bad_times_and_blob)

@@ -194,7 +194,7 @@ void sample(struct cprx_state *st, struct cprx_rec_fd *fds,
 		st->ts[i] = 1000000000ull * i + 7;
 	fds[0] = (struct cprx_rec_fd){ .token = "ram0", .kind = CPRX_FD_RAM,
 		.page_kind = CPRX_PAGE_HUGETLB, .fd = 7, .size = 1ull << 30,
-		.handle = 0x1122334455667788ull };
+		.handle = 0x1122334455667788ull, .dev = 0x10305 };
 	fds[1] = (struct cprx_rec_fd){ .token = "vhost-net",
 		.kind = CPRX_FD_DEVICE, .fd = 12 };
 	st->nr_fds = 2;
@@ -241,6 +241,7 @@ void expect_same(const struct cprx_state *a, const struct cprx_state *b)
 		ASSERT_EQ(a->fds[i].fd, b->fds[i].fd);
 		ASSERT_EQ(a->fds[i].size, b->fds[i].size);
 		ASSERT_EQ(a->fds[i].handle, b->fds[i].handle);
+		ASSERT_EQ(a->fds[i].dev, b->fds[i].dev);
 	}
 	ASSERT_EQ(a->nr_blobs, b->nr_blobs);
 	for (uint32_t i = 0; i < a->nr_blobs; i++) {
