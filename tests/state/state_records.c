@@ -57,7 +57,7 @@ TEST(times_from_other_builds)
 	ASSERT_EQ(0, decode_recs(r, 1, NULL, 0));
 }
 
-/* FD records from before dev (56-byte payload for "ram0") and after (64). */
+/* FD records from before dev (40-byte payload for "ram0") and after (48). */
 TEST(fd_record_with_and_without_dev)
 {
 	struct trec r[MAX_RECS];
@@ -77,7 +77,7 @@ TEST(fd_record_with_and_without_dev)
 		fd_payload(&b, "ram0", 4, 0, 0, 0);
 		if (with_dev)
 			bb_u64(&b, 0x10305);
-		ASSERT_EQ(with_dev ? 64 : 56, b.n);
+		ASSERT_EQ(with_dev ? 48 : 40, b.n);
 		r[2] = (struct trec){ CPRX_REC_FD, b.n, b.b };
 		buf = join(r, 3, &len);
 		ASSERT_EQ(0, cprx_state_decode(buf, len, &st, NULL, 0));
@@ -91,8 +91,8 @@ TEST(fd_record_with_and_without_dev)
 	ASSERT_EQ(0, cprx_state_encode(&in, &enc, &len));
 	ASSERT_EQ(3, split(enc, len, r));
 	ASSERT_EQ(CPRX_REC_FD, r[2].type);
-	ASSERT_EQ(64, r[2].len);
-	ASSERT_EQ(0x10305, get64(r[2].p + 56));
+	ASSERT_EQ(48, r[2].len);
+	ASSERT_EQ(0x10305, get64(r[2].p + 40));
 	free(enc);
 }
 
