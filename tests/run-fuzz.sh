@@ -1,23 +1,29 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Runs the state fuzzer for a bounded time and reports in TAP.
-# usage: run-fuzz.sh FUZZER SEEDGEN ARTIFACT_DIR
-# $CPRX_FUZZ_SECONDS: how long (20).  A crashing input is kept in
-# ARTIFACT_DIR as fuzz-state-crash-*; rerun it with "FUZZER FILE".
-fuzzer=$1 seedgen=$2 keep=${3:-.}
+# Runs one fuzzer (fuzz_state, fuzz_handover) for a bounded time and
+# reports in TAP.
+# usage: run-fuzz.sh FUZZER SEEDGEN ARTIFACT_DIR [SEEDGEN_OPTION]
+# The test's name is the fuzzer's: fuzz_state runs as fuzz-state.  SEEDGEN
+# [SEEDGEN_OPTION] DIR writes the seed corpus.  $CPRX_FUZZ_SECONDS: how
+# long (20).  A crashing input is kept in ARTIFACT_DIR as
+# fuzz-<name>-crash-*; rerun it with "FUZZER FILE".
+fuzzer=$1 seedgen=$2 keep=${3:-.} seedopt=$4
 secs=${CPRX_FUZZ_SECONDS:-20}
+base=${fuzzer##*/}
+base=${base%-absent}
+name=$(echo "$base" | tr _ -)
 
 echo "TAP version 13"
 echo "1..1"
 if [ ! -x "$fuzzer" ]; then
-	echo "ok 1 fuzz-state # SKIP no clang with libFuzzer"
+	echo "ok 1 $name # SKIP no clang with libFuzzer"
 	exit 0
 fi
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
 mkdir "$dir/corpus"
-if ! "$seedgen" "$dir/corpus" >"$dir/log" 2>&1; then
-	echo "not ok 1 fuzz-state"
+if ! "$seedgen" $seedopt "$dir/corpus" >"$dir/log" 2>&1; then
+	echo "not ok 1 $name"
 	sed 's/^/# /' "$dir/log"
 	exit 1
 fi
@@ -28,17 +34,17 @@ fi
 rc=$?
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
 if [ $rc -eq 0 ]; then
-	echo "ok 1 fuzz-state (${runs:-?} runs in $secs s)"
+	echo "ok 1 $name (${runs:-?} runs in $secs s)"
 	exit 0
 fi
-echo "not ok 1 fuzz-state (exit $rc after ${runs:-?} runs)"
+echo "not ok 1 $name (exit $rc after ${runs:-?} runs)"
 # the sanitizer's report if there is one, else the end of the log
-sed -n '/^fuzz_state\.c:[0-9]*:\|^==[0-9]*== *ERROR/,/^SUMMARY/p' "$dir/log" | head -n 60 >"$dir/report"
+sed -n "/^$base\\.c:[0-9]*:\\|^==[0-9]*== *ERROR/,/^SUMMARY/p" "$dir/log" | head -n 60 >"$dir/report"
 [ -s "$dir/report" ] || tail -n 40 "$dir/log" >"$dir/report"
 sed 's/^/# /' "$dir/report"
 for f in "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-*; do
 	[ -e "$f" ] || continue
-	cp "$f" "$keep/fuzz-state-${f##*/}" &&
-		echo "# input kept as $keep/fuzz-state-${f##*/}"
+	cp "$f" "$keep/$name-${f##*/}" &&
+		echo "# input kept as $keep/$name-${f##*/}"
 done
 exit 1
