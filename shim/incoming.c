@@ -263,11 +263,11 @@ static int missing_token(struct cprx_session *s, const char *token)
 			 i ? list : "nothing");
 }
 
+/* The record's fd, checked by the backend; not yet marked reclaimed. */
 static int reclaim(struct cprx_session *s, const char *token,
-		   const struct cprx_rec_fd **rp, int *fd)
+		   const struct cprx_rec_fd **rp, int *fd, unsigned int *idx)
 {
 	const struct cprx_rec_fd *r;
-	unsigned int idx;
 	int ret;
 
 	if (!s->accepted || s->committed)
@@ -276,59 +276,83 @@ static int reclaim(struct cprx_session *s, const char *token,
 	ret = cprx_check_token(s, "token", token);
 	if (ret)
 		return ret;
-	r = find_rec(s, token, &idx);
+	r = find_rec(s, token, idx);
 	if (!r)
 		return missing_token(s, token);
 	ret = s->backend->retrieve(s, r, fd);
 	if (ret)
 		return ret;
-	s->ents[idx].reclaimed = true;
-	s->ents[idx].fd = *fd;
 	*rp = r;
 	return 0;
+}
+
+/*
+ * A reclaim that failed after the retrieve: the kernel's new fd (kmod) is
+ * dropped; the inherited one (cloexec) stays the entry's, for commit to
+ * close or a rollback to hand back.
+ */
+static int unretrieve(struct cprx_session *s, int fd, int ret)
+{
+	if (s->backend != &cprx_backend_cloexec)
+		close(fd);
+	return ret;
 }
 
 CPRX_EXPORT int cprx_reclaim_fd(struct cprx_session *s, const char *token,
 				int *fd)
 {
 	const struct cprx_rec_fd *r;
+	unsigned int idx;
+	int ret;
 
-	return reclaim(s, token, &r, fd);
+	ret = reclaim(s, token, &r, fd, &idx);
+	if (ret)
+		return ret;
+	s->ents[idx].reclaimed = true;
+	s->ents[idx].fd = *fd;
+	return 0;
 }
 
 CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 				 void **addr, uint64_t *size, int *fdp)
 {
 	const struct cprx_rec_fd *r;
+	unsigned int idx;
 	struct stat st;
 	void *p;
 	int fd, ret;
 
-	ret = reclaim(s, token, &r, &fd);
+	ret = reclaim(s, token, &r, &fd, &idx);
 	if (ret)
 		return ret;
 	if (r->kind != CPRX_FD_RAM)
-		return cprx_fail(s, EINVAL, "use cprx_reclaim_fd for devices",
-				 "token '%s' is a device, not RAM", token);
+		return unretrieve(s, fd, cprx_fail(s, EINVAL, "use cprx_reclaim_fd "
+				  "for devices", "token '%s' is a device, not "
+				  "RAM", token));
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < r->size)
-		return cprx_fail(s, EBADMSG, "roll back: guest RAM was truncated",
-				 "RAM '%s' is %lld bytes, the state says %llu",
-				 token, (long long)st.st_size,
-				 (unsigned long long)r->size);
+		return unretrieve(s, fd, cprx_fail(s, EBADMSG, "roll back: guest "
+				  "RAM was truncated", "RAM '%s' is %lld bytes, "
+				  "the state says %llu", token,
+				  (long long)st.st_size,
+				  (unsigned long long)r->size));
 	/* Lazily faulted: the pause does not grow with RAM size. */
 	p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
-		return cprx_fail(s, errno, "check RLIMIT_AS and vm.max_map_count",
-				 "mmap of RAM '%s' (%llu bytes) failed: %s", token,
-				 (unsigned long long)r->size, strerror(errno));
+		return unretrieve(s, fd, cprx_fail(s, errno, "check RLIMIT_AS "
+				  "and vm.max_map_count", "mmap of RAM '%s' "
+				  "(%llu bytes) failed: %s", token,
+				  (unsigned long long)r->size, strerror(errno)));
 	if (r->page_kind == CPRX_PAGE_THP)
 		madvise(p, r->size, MADV_HUGEPAGE);
 	*addr = p;
 	*size = r->size;
-	if (fdp)
+	if (fdp) {
 		*fdp = fd;
-	else	/* commit closes it; a rollback still needs it */
-		cprx_find_entry(s, token)->reclaimed = false;
+		s->ents[idx].reclaimed = true;
+		s->ents[idx].fd = fd;
+	} else if (s->backend != &cprx_backend_cloexec) {
+		close(fd);	/* the mapping holds the file; the pin stays */
+	}	/* cloexec: unreclaimed, commit closes it, a rollback needs it */
 	return 0;
 }
 
