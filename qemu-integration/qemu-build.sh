@@ -41,7 +41,7 @@ key=stock
 if [ -n "$flavour" ]; then
 	key=$(cd "$src" && cat qemu-integration/patches/*.patch meson.build meson_options.txt \
 		common/meson.build common/*.[ch] shim/meson.build shim/*.[ch] \
-		include/cprx.h include/uapi/linux/cprx.h | sha256sum | cut -c1-16)
+		include/cprx.h kernel/include/uapi/linux/cprx.h | sha256sum | cut -c1-16)
 fi
 complete() { [ -x "$croot$bin" ] && [ "$(cat "$croot$prefix/.complete" 2>/dev/null)" = "$key" ]; }
 if complete; then
