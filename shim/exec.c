@@ -183,6 +183,8 @@ CPRX_EXPORT int cprx_save(struct cprx_session *s)
 	void *buf = NULL;
 	int ret;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	if (s->incoming)
 		return cprx_fail(s, EINVAL, "open a new session for the next update",
 				 "session '%s' is an incoming session", s->name);
@@ -368,6 +370,8 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 	char resolved[PATH_MAX];
 	int ret;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	if (!path || !argv || !argv[0])
 		return cprx_fail(s, EINVAL, "pass the new binary and its argv",
 				 "cprx_exec needs a path and argv[0]");

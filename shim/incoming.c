@@ -168,7 +168,12 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	size_t len = 0;
 	int ret;
 
+	if (!sp)
+		return cprx_null_arg(NULL, __func__, "sp");
 	*sp = NULL;
+	ret = cprx_check_options(opts);
+	if (ret)
+		return ret;
 	env = getenv(CPRX_ENV);
 	if (!env)
 		return 0;
@@ -280,6 +285,8 @@ CPRX_EXPORT int cprx_reclaim_fd(struct cprx_session *s, const char *token,
 {
 	const struct cprx_rec_fd *r;
 
+	if (!s || !fd)
+		return cprx_null_arg(s, __func__, s ? "fd" : "s");
 	return reclaim(s, token, &r, fd);
 }
 
@@ -291,6 +298,9 @@ CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 	void *p;
 	int fd, ret;
 
+	if (!s || !addr || !size)
+		return cprx_null_arg(s, __func__, !s ? "s" : !addr ? "addr" :
+				     "size");
 	ret = reclaim(s, token, &r, &fd);
 	if (ret)
 		return ret;
@@ -323,8 +333,19 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 			      const void **data, size_t *len)
 {
 	unsigned int i;
+	int ret;
 
-	for (i = 0; s->incoming && i < s->in.nr_blobs; i++) {
+	if (!s || !data || !len)
+		return cprx_null_arg(s, __func__, !s ? "s" : !data ? "data" :
+				     "len");
+	if (!s->incoming)
+		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
+				 "session '%s' is not an incoming session: it "
+				 "has no state to read blobs from", s->name);
+	ret = cprx_check_token(s, "blob", token);
+	if (ret)
+		return ret;
+	for (i = 0; i < s->in.nr_blobs; i++) {
 		if (!strcmp(s->in.blobs[i].token, token)) {
 			*data = s->in.blobs[i].data;
 			*len = s->in.blobs[i].len;
@@ -333,15 +354,20 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 	}
 	return cprx_fail(s, ENOENT, "the previous version did not add it: "
 			 "roll back or start without it",
-			 "blob '%s' is not in the state", token ? token : "");
+			 "blob '%s' is not in the state", token);
 }
 
 CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 {
-
-	if (!s->incoming || s->committed)
-		return cprx_fail(s, EINVAL, "commit once, in the new image",
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
+	if (!s->incoming)
+		return cprx_fail(s, EINVAL, "commit in the new image, after "
+				 "cprx_incoming()",
 				 "session '%s' has no update to commit", s->name);
+	if (s->committed)
+		return cprx_fail(s, EALREADY, "commit once",
+				 "session '%s' is already committed", s->name);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
 	if (s->state_fd >= 0)
@@ -364,7 +390,9 @@ CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 {
 	char extra[512], esc[400];
 
-	if (!s || !s->incoming || s->committed)
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
+	if (!s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
 				 "new image", "nothing to roll back");
 	if (s->rollback)

@@ -124,6 +124,8 @@ int cprx_backend_select(struct cprx_session *s, enum cprx_backend want);
 /* error.c */
 int cprx_fail(struct cprx_session *s, int err, const char *hint,
 	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A NULL session or pointer a call needs: -EINVAL, also in cprx_errmsg(NULL). */
+int cprx_null_arg(struct cprx_session *s, const char *call, const char *what);
 void cprx_describe_lsm(char *buf, size_t len);
 int cprx_seccomp_mode(unsigned int *nr_filters);
 
@@ -146,6 +148,7 @@ void cprx_keepers_hurry(void);
 uint64_t cprx_now_ns(void);
 struct cprx_session *cprx_session_alloc(const char *name,
 					const struct cprx_options *opts);
+int cprx_check_options(const struct cprx_options *opts);
 struct cprx_entry *cprx_find_entry(struct cprx_session *s, const char *token);
 int cprx_check_token(struct cprx_session *s, const char *what,
 		     const char *token);

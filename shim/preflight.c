@@ -32,6 +32,7 @@ extern char **environ;
 struct preflight {
 	struct cprx_session *s;
 	struct cprx_preflight_report *rep;
+	enum cprx_verdict binary;	/* the binary check's, for the probe */
 	int first_err;
 	char first_hint[CPRX_MSG_MAX];
 };
@@ -40,12 +41,18 @@ static void __attribute__((format(printf, 5, 6)))
 report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
        const char *fmt, ...)
 {
-	struct cprx_check *c;
+	struct cprx_preflight_report *rep = pf->rep;
+	struct cprx_check scratch, *c = &scratch;
 	va_list ap;
 
-	if (pf->rep->nr_checks >= CPRX_MAX_CHECKS)
-		return;
-	c = &pf->rep->checks[pf->rep->nr_checks++];
+	/* Every check counts; only the caller's array limits what is kept. */
+	if (rep->nr_checks < rep->max_checks)
+		c = &rep->checks[rep->nr_checks];
+	rep->nr_checks++;
+	rep->nr_failed += v == CPRX_FAIL;
+	rep->nr_warned += v == CPRX_WARN;
+	if (!strcmp(name, "binary"))
+		pf->binary = v;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->verdict = v;
 	va_start(ap, fmt);
@@ -459,19 +466,23 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 			       char *const probe_argv[],
 			       struct cprx_preflight_report *rep)
 {
-	struct cprx_preflight_report local;
-	struct preflight pf = { .s = s };
+	struct cprx_preflight_report local = { .size = sizeof(local) };
+	struct preflight pf = { .s = s, .binary = CPRX_FAIL };
 	char resolved[PATH_MAX];
 	unsigned int i;
 
-	if (!rep || rep->size < sizeof(*rep)) {
-		if (rep)
-			return cprx_fail(s, EINVAL, "set report->size",
-					 "preflight report size %u too small",
-					 rep->size);
+	if (!s || !path)
+		return cprx_null_arg(s, __func__, s ? "path" : "s");
+	if (!rep)
 		rep = &local;
-	}
-	rep->nr_checks = 0;
+	if (rep->size < sizeof(*rep))
+		return cprx_fail(s, EINVAL, "set report->size = sizeof(*report)",
+				 "preflight report size %u is smaller than the "
+				 "%zu bytes of struct cprx_preflight_report",
+				 rep->size, sizeof(*rep));
+	if (rep->max_checks && !rep->checks)
+		return cprx_null_arg(s, __func__, "report->checks");
+	rep->nr_checks = rep->nr_failed = rep->nr_warned = 0;
 	pf.rep = rep;
 	cprx_mark(s, CPRX_PH_PREFLIGHT_START);
 	if (cprx_resolve_path(path, resolved, sizeof(resolved)))
@@ -486,7 +497,7 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	check_lsm(&pf);
 	check_guard(&pf, resolved);
 	check_state_target(&pf);
-	if (probe_argv && pf.rep->checks[0].verdict == CPRX_PASS)
+	if (probe_argv && pf.binary == CPRX_PASS)
 		check_probe(&pf, resolved, probe_argv);
 	cprx_mark(s, CPRX_PH_PREFLIGHT_END);
 	return pf.first_err ? -pf.first_err : 0;

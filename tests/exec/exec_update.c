@@ -94,7 +94,7 @@ EXEC_CASE(devices)
 	check_fd_set(&g);
 	CHECK(cprx_generation(s) == 1, "generation %u", cprx_generation(s));
 	CHECK(!cprx_is_rollback(s), "marked as rollback");
-	cprx_timeline(s, ts);
+	CHECK(cprx_timeline(s, ts, CPRX_PH_MAX) == CPRX_PH_MAX, "timeline count");
 	CHECK(ts[CPRX_PH_SAVE_START] && ts[CPRX_PH_SAVE_END] >= ts[CPRX_PH_SAVE_START] &&
 	      ts[CPRX_PH_EXEC] >= ts[CPRX_PH_SAVE_END] &&
 	      ts[CPRX_PH_INCOMING] >= ts[CPRX_PH_EXEC] &&
