@@ -198,9 +198,11 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  * Returns 1 and a session when this process was started by a live update,
  * 0 when it was not, or a negative errno when it was but the state is
  * unusable; then *sp is still set so that cprx_rollback can be called.
+ * Bad options are -EINVAL (and *sp NULL) whether or not there is an update.
  */
 int cprx_incoming(struct cprx_session **sp, const struct cprx_options *opts);
 /*
+ * The fd preserved under @token, RAM's too (for a VMM that maps it itself).
  * reclaim: -ENOENT the state has no such token, -EINVAL not an incoming
  * session (or committed), a bad token, or a device token given to
  * cprx_reclaim_ram; -EBADF the fd is not the preserved file.
@@ -253,7 +255,11 @@ const char *cprx_phase_name(enum cprx_phase phase);
 /* "cloexec" or "kmod"; "none" for NULL. */
 const char *cprx_backend_name(const struct cprx_session *s);
 
-/* With s == NULL: the last error of a call that had no session (this thread). */
+/*
+ * The last error's message and hint ("" when none); valid until the next
+ * call on the same session (or, for NULL, on the same thread).  With
+ * s == NULL: the last error of a call that had no session (this thread).
+ */
 const char *cprx_errmsg(const struct cprx_session *s);
 const char *cprx_errhint(const struct cprx_session *s);
 
