@@ -104,8 +104,10 @@ enum cprx_phase {
 
 /*
  * size must be at least offsetof(struct cprx_options, backend); fields past
- * size read as zero.  A size larger than this header's struct is accepted
- * only when every byte past it is zero (-EINVAL naming the offset otherwise).
+ * size read as zero.  A size larger than this header's struct (a newer
+ * header) is accepted only when every byte past the last field this library
+ * knows is zero: -EINVAL naming the offset otherwise.  Zero the whole struct
+ * (= { .size = sizeof(opts) } or memset) so that padding is zero too.
  */
 struct cprx_options {
 	uint32_t size;			/* sizeof(struct cprx_options) */

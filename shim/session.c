@@ -72,13 +72,19 @@ struct cprx_session *cprx_session_alloc(const char *name,
 	return s;
 }
 
+/* The end of the last field this library knows: a newer one may follow. */
+#define OPTIONS_KNOWN	(offsetof(struct cprx_options, no_deferred_teardown) + \
+			 sizeof(bool))
+
 /*
- * Options from a newer header are accepted while the fields this library
- * does not know are zero: a non-zero one asks for something it cannot do.
+ * Options from a newer header (size larger than ours) are accepted while
+ * every byte past the fields this library knows is zero: a non-zero one
+ * asks for something it cannot do.  Fields past a smaller size are zero.
  */
 int cprx_check_options(const struct cprx_options *opts)
 {
 	const unsigned char *p = (const unsigned char *)opts;
+	struct cprx_options o = { 0 };
 	size_t off;
 
 	if (!opts)
@@ -87,22 +93,20 @@ int cprx_check_options(const struct cprx_options *opts)
 		return cprx_fail(NULL, EINVAL,
 				 "set opts.size = sizeof(struct cprx_options)",
 				 "cprx_options.size is %u", opts->size);
-	for (off = sizeof(*opts); off < opts->size; off++)
+	for (off = OPTIONS_KNOWN; opts->size > sizeof(o) && off < opts->size;
+	     off++)
 		if (p[off])
 			return cprx_fail(NULL, EINVAL,
 					 "zero the options this library does not "
 					 "know, or use a newer libcprx",
 					 "cprx_options has a non-zero byte at "
 					 "offset %zu, past the %zu bytes this "
-					 "library knows", off, sizeof(*opts));
-	if (opts->size >= offsetof(struct cprx_options, target) +
-			  sizeof(opts->target) &&
-	    opts->target > CPRX_STATE_FILE)
+					 "library knows", off, OPTIONS_KNOWN);
+	memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
+	if (o.target > CPRX_STATE_FILE)
 		return cprx_fail(NULL, EINVAL, "use enum cprx_state_target",
-				 "state target %d is unknown", opts->target);
-	if (opts->size >= offsetof(struct cprx_options, state_path) +
-			  sizeof(opts->state_path) &&
-	    opts->target == CPRX_STATE_FILE && !opts->state_path)
+				 "state target %d is unknown", o.target);
+	if (o.target == CPRX_STATE_FILE && !o.state_path)
 		return cprx_fail(NULL, EINVAL, "set opts.state_path",
 				 "state target is a file but no path is given");
 	return 0;

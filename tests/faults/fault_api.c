@@ -146,6 +146,13 @@ TEST(options_nonzero_tail)
 	EXPECT_EQ(NULL, s);
 	o.future = 0;
 	EXPECT_EQ(0, cprx_incoming(&s, &o.known));
+	/* a newer field may sit where this header has padding */
+	((unsigned char *)&o)[offsetof(struct cprx_options,
+				       no_deferred_teardown) + 1] = 1;
+	EXPECT_EQ(-EINVAL, cprx_session_open(&s, "tail", &o.known));
+	snprintf(off, sizeof(off), "offset %zu",
+		 offsetof(struct cprx_options, no_deferred_teardown) + 1);
+	EXPECT_TRUE(errmsg_has(off));
 }
 
 /*
