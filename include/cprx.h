@@ -134,6 +134,13 @@ int cprx_save(struct cprx_session *s);
  * first if cprx_save was not called).  Flush stdio first: exec drops buffers.  Returns only on failure, with every
  * fd flag restored and the teardown helper gone: resume the guest.
  */
+/*
+ * Threads: with the cloexec backend the preserved fds (guest RAM, devices)
+ * are inheritable from the moment cprx_exec arms them until execve, so a
+ * fork or posix_spawn by another thread during cprx_exec gives that child
+ * the guest's RAM and devices.  Do not spawn while cprx_exec runs.  The kmod
+ * backend has no such window: only the session fd crosses the exec.
+ */
 int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
 
 /* New image ---------------------------------------------------------------- */
