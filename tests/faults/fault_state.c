@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <sys/eventfd.h>
+#include <grp.h>
 #include <sys/resource.h>
 
 #include "exec_util.h"
@@ -421,6 +422,97 @@ static void update_badreclaim(const void *arg)
 TEST(failed_reclaim_ram_leaks_no_fd)
 {
 	ASSERT_EQ(0, in_child(update_badreclaim, NULL));
+}
+
+/* ---- an execute-only binary ---------------------------------------------------- */
+
+#define NOBODY	65534
+
+static void copy_file(const char *from, const char *to, mode_t mode)
+{
+	static char buf[1 << 16];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n;
+
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+	CHECK(in >= 0 && out >= 0, "copy %s to %s: %m", from, to);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		CHECK(write(out, buf, n) == n, "write %s: %m", to);
+	close(in);
+	close(out);
+	CHECK(!chmod(to, mode), "chmod %s: %m", to);
+}
+
+/* @dir/vmm, execute-only for the user that runs it, who owns @dir. */
+static void xonly_start(const void *arg)
+{
+	const char *dir = arg;
+	char bin[160];
+
+	snprintf(bin, sizeof(bin), "%s/vmm", dir);
+	if (geteuid()) {	/* our own file: its owner may not read it */
+		copy_file(th_self, bin, 0111);
+	} else {		/* root reads anything: run as nobody */
+		copy_file(th_self, bin, 0711);
+		CHECK(!chown(dir, NOBODY, NOBODY), "chown: %m");
+		CHECK(!setgroups(0, NULL) && !setgid(NOBODY) && !setuid(NOBODY),
+		      "drop to nobody: %m");
+	}
+	execv(bin, (char *[]){ bin, "--exec-case", "xonly_old", bin, NULL });
+	_exit(97);
+}
+
+EXEC_CASE(xonly_old)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	struct guest g;
+	int ret = cprx_incoming(&s, NULL);
+
+	if (ret == 0) {
+		CHECK(open("/proc/self/exe", O_RDONLY) < 0, "binary is readable");
+		make_guest(&g, 1 << 20, MAP_SHARED);
+		exec_with(preserve_guest(&g, &opts), "xonly_new", argv[0]);
+	}
+	CHECK(ret == 1, "rollback image: %s", cprx_errmsg(s));
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	wait_no_children();
+	_exit(0);
+}
+
+/* Replaces the binary on disk, as an upgrade does, then rolls back. */
+EXEC_CASE(xonly_new)
+{
+	struct cprx_session *s = incoming();
+	char tmp[200];
+
+	snprintf(tmp, sizeof(tmp), "%s.new", argv[0]);
+	write_file(tmp, "#!/bin/sh\nexit 3\n", 17, 0755);
+	CHECK(!rename(tmp, argv[0]), "rename: %m");
+	cprx_rollback(s, "new image gives up");
+	CHECK(0, "rollback failed: %s", cprx_errmsg(s));
+	return 1;
+}
+
+/*
+ * Test Case: execute_only_binary_rolls_back
+ * A VMM binary that may be executed but not read (mode 0711, not ours),
+ * replaced on disk after the update: the rollback still runs the previous
+ * binary, through an O_PATH fd (an O_RDONLY one could not be opened, so
+ * the rollback ran whatever was at the path by then).
+ */
+TEST(execute_only_binary_rolls_back)
+{
+	char dir[64], bin[80];
+
+	snprintf(dir, sizeof(dir), "/tmp/cprx-fault-xonly-%d", getpid());
+	ASSERT_EQ(0, mkdir(dir, 0755));
+	EXPECT_EQ(0, in_child(xonly_start, dir));
+	snprintf(bin, sizeof(bin), "%s/vmm", dir);
+	unlink(bin);
+	rmdir(dir);
 }
 
 /* ---- preflight with a full report --------------------------------------------- */
