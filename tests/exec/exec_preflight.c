@@ -10,7 +10,7 @@
 static const struct cprx_check *find_check(const struct cprx_preflight_report *r,
 					   const char *name)
 {
-	for (unsigned int i = 0; i < r->nr_checks; i++)
+	for (unsigned int i = 0; i < r->nr_checks && i < CPRX_MAX_CHECKS; i++)
 		if (!strcmp(r->checks[i].name, name))
 			return &r->checks[i];
 	return NULL;
@@ -64,7 +64,7 @@ static void preflight_ok(const void *arg)
 	make_guest(&g, 1 << 20, MAP_SHARED);
 	s = preserve_guest(&g, &opts);
 	ret = cprx_preflight(s, th_self, probe, &rep);
-	for (unsigned int i = 0; i < rep.nr_checks; i++)
+	for (unsigned int i = 0; i < rep.nr_checks && i < CPRX_MAX_CHECKS; i++)
 		printf("# %-10s %s %s\n", rep.checks[i].name,
 		       rep.checks[i].verdict == CPRX_PASS ? "pass" :
 		       rep.checks[i].verdict == CPRX_WARN ? "warn" : "FAIL",

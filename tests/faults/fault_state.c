@@ -4,7 +4,8 @@
  * symlink, preserve/unpreserve after the save, a reclaim that fails its
  * checks, a preflight report that runs out of room, and an argv that does
  * not fit.  Each of these once lost a guest, leaked an fd or passed a
- * preflight that should have failed.
+ * preflight that should have failed.  Kept in one file: the exec cases
+ * and the tests that exec into them make one binary, fault-state.
  */
 #include <dirent.h>
 #include <sys/eventfd.h>
