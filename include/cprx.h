@@ -22,10 +22,8 @@
  * lock); different sessions may be used by different threads at once.
  * cprx_errmsg(NULL) and cprx_errhint(NULL) are per thread: they hold the
  * last error of a call, on this thread, that had no session to keep it in.
- * With the cloexec backend, from the moment cprx_exec clears FD_CLOEXEC on
- * the preserved fds until execve, a fork(), vfork() or posix_spawn() in
- * another thread inherits guest RAM and device fds: let no other thread
- * create processes while cprx_exec runs (stopping the guest usually does).
+ * With the cloexec backend no other thread may fork, vfork or spawn while
+ * cprx_exec runs (see there).
  *
  * ABI: every symbol is versioned (CPRX_0.2 for this release); a release adds
  * a node and never changes what an older node's symbols do.  Structs the
@@ -173,13 +171,14 @@ struct cprx_preflight_report {
 
 /*
  * Checks, without changing anything, that an update to @path can work:
- * the binary, every RAM region, seccomp, LSMs, the state target and a probe
- * run of probe_argv (probe_argv[0] is replaced by @path; NULL skips it).
- * report may be NULL.  Returns 0 when no check failed, else the negative
- * errno of the first failure (-ENOENT no binary, -EACCES not executable,
- * -ENOEXEC wrong format, -EINVAL/-EBADF/-EFAULT a RAM region, -EPERM
- * seccomp/LSM/guard, -ETIMEDOUT or -ELIBBAD the probe); -EINVAL when report
- * is malformed.
+ * the binary, every RAM region, seccomp, LSMs, the state target, this
+ * process's argv (a rollback re-runs it) and a probe run of probe_argv
+ * (probe_argv[0] is replaced by @path; NULL skips it).  report may be NULL.
+ * Returns 0 when no check failed, else the negative errno of the first
+ * failure (-ENOENT no binary, -EACCES not executable, -ENOEXEC wrong format,
+ * -EINVAL/-EBADF/-EFAULT a RAM region, -EPERM seccomp/LSM/guard, -E2BIG
+ * argv, -ETIMEDOUT or -ELIBBAD the probe); -EINVAL when report is
+ * malformed.
  */
 int cprx_preflight(struct cprx_session *s, const char *path,
 		   char *const probe_argv[],
@@ -189,8 +188,15 @@ int cprx_preflight(struct cprx_session *s, const char *path,
 int cprx_save(struct cprx_session *s);
 /*
  * Execs @path with @argv carrying the preserved fds and the state (saving it
- * first if cprx_save was not called).  Flush stdio first: exec drops buffers.  Returns only on failure, with every
- * fd flag restored and the teardown helper gone: resume the guest.
+ * first if cprx_save was not called).  Flush stdio first: exec drops
+ * buffers.  Returns only on failure, with every fd flag restored and the
+ * teardown helper gone: resume the guest.
+ *
+ * Threads: with the cloexec backend the preserved fds (guest RAM, devices)
+ * are inheritable from the moment cprx_exec arms them until execve, so a
+ * fork or posix_spawn by another thread during cprx_exec gives that child
+ * the guest's RAM and devices.  Do not spawn while cprx_exec runs.  The kmod
+ * backend has no such window: only the session fd crosses the exec.
  */
 int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
 
@@ -237,7 +243,7 @@ int cprx_commit(struct cprx_session *s);
 int cprx_rollback(struct cprx_session *s, const char *why);
 /* false for NULL */
 bool cprx_is_rollback(const struct cprx_session *s);
-/* In a rollback image: the reason the failed image gave; else (and for NULL) NULL. */
+/* In a rollback image: the reason the failed image gave; else NULL. */
 const char *cprx_rollback_reason(const struct cprx_session *s);
 /* Updates this process has been through: 0 in a fresh VMM, and for NULL. */
 unsigned int cprx_generation(const struct cprx_session *s);

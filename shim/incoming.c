@@ -61,7 +61,7 @@ static void add_keepers(struct cprx_handover *h, const char *list)
 
 static int parse_handover(const char *value, struct cprx_handover *h)
 {
-	char buf[1024], *tok, *save = NULL;
+	char buf[1024 + 3 * PATH_MAX], *tok, *save = NULL;
 
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
@@ -77,6 +77,8 @@ static int parse_handover(const char *value, struct cprx_handover *h)
 			continue;
 		if (!strncmp(tok, "why=", 4))
 			unescape(h->why, sizeof(h->why), tok + 4);
+		if (!strncmp(tok, "mirror=", 7))
+			unescape(h->mirror, sizeof(h->mirror), tok + 7);
 		if (!strncmp(tok, "keeper=", 7) || !strncmp(tok, "reap=", 5))
 			add_keepers(h, strchr(tok, '=') + 1);
 		/* unknown keys from a newer library are ignored */
@@ -192,6 +194,8 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	}
 	unsetenv(CPRX_ENV);	/* nothing this image spawns may see it */
 	s->rollback = h.rollback;
+	if (h.mirror[0])	/* the state file, removed at commit */
+		s->mirror_path = strdup(h.mirror);
 	if (h.rollback && h.why[0])
 		s->why = strdup(h.why);
 	cprx_keepers_adopt(h.keepers, h.nr_keepers);
@@ -255,8 +259,9 @@ static int missing_token(struct cprx_session *s, const char *token)
 			 i ? list : "nothing");
 }
 
-static int reclaim(struct cprx_session *s, const char *token,
-		   const struct cprx_rec_fd **rp, int *fd)
+/* The record's fd, not yet taken: reclaim_ram checks it first. */
+static int retrieve(struct cprx_session *s, const char *token,
+		    const struct cprx_rec_fd **rp, unsigned int *idxp, int *fd)
 {
 	const struct cprx_rec_fd *r;
 	unsigned int idx;
@@ -274,36 +279,49 @@ static int reclaim(struct cprx_session *s, const char *token,
 	ret = s->backend->retrieve(s, r, fd);
 	if (ret)
 		return ret;
-	s->ents[idx].reclaimed = true;
-	s->ents[idx].fd = *fd;
 	*rp = r;
+	*idxp = idx;
 	return 0;
+}
+
+static void take(struct cprx_session *s, unsigned int idx, int fd)
+{
+	s->ents[idx].reclaimed = true;
+	s->ents[idx].fd = fd;
+}
+
+/*
+ * A retrieved fd that fails a check goes back: kmod hands out a new fd on
+ * every retrieve (close it), cloexec the inherited one (the session keeps
+ * it for commit or rollback).
+ */
+static void give_back(struct cprx_session *s, unsigned int idx, int fd)
+{
+	if (fd != s->ents[idx].fd)
+		close(fd);
 }
 
 CPRX_EXPORT int cprx_reclaim_fd(struct cprx_session *s, const char *token,
 				int *fd)
 {
 	const struct cprx_rec_fd *r;
+	unsigned int idx;
+	int ret;
 
 	if (!s || !fd)
 		return cprx_null_arg(s, __func__, s ? "fd" : "s");
-	return reclaim(s, token, &r, fd);
+	ret = retrieve(s, token, &r, &idx, fd);
+	if (!ret)
+		take(s, idx, *fd);
+	return ret;
 }
 
-CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
-				 void **addr, uint64_t *size, int *fdp)
+static int check_ram(struct cprx_session *s, const char *token,
+		     const struct cprx_rec_fd *r, int fd, void **pp)
 {
-	const struct cprx_rec_fd *r;
 	struct stat st;
 	void *p;
-	int fd, ret;
 
-	if (!s || !addr || !size)
-		return cprx_null_arg(s, __func__, !s ? "s" : !addr ? "addr" :
-				     "size");
-	ret = reclaim(s, token, &r, &fd);
-	if (ret)
-		return ret;
 	if (r->kind != CPRX_FD_RAM)
 		return cprx_fail(s, EINVAL, "use cprx_reclaim_fd for devices",
 				 "token '%s' is a device, not RAM", token);
@@ -318,14 +336,39 @@ CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 		return cprx_fail(s, errno, "check RLIMIT_AS and vm.max_map_count",
 				 "mmap of RAM '%s' (%llu bytes) failed: %s", token,
 				 (unsigned long long)r->size, strerror(errno));
+	*pp = p;
+	return 0;
+}
+
+CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
+				 void **addr, uint64_t *size, int *fdp)
+{
+	const struct cprx_rec_fd *r;
+	unsigned int idx;
+	void *p = NULL;
+	int fd, ret;
+
+	if (!s || !addr || !size)
+		return cprx_null_arg(s, __func__, !s ? "s" : !addr ? "addr" :
+				     "size");
+	ret = retrieve(s, token, &r, &idx, &fd);
+	if (ret)
+		return ret;
+	/* taken only once every check passed: else commit or rollback has it */
+	ret = check_ram(s, token, r, fd, &p);
+	if (ret) {
+		give_back(s, idx, fd);
+		return ret;
+	}
 	if (r->page_kind == CPRX_PAGE_THP)
 		madvise(p, r->size, MADV_HUGEPAGE);
 	*addr = p;
 	*size = r->size;
-	if (fdp)
+	if (fdp) {
+		take(s, idx, fd);
 		*fdp = fd;
-	else	/* commit closes it; a rollback still needs it */
-		cprx_find_entry(s, token)->reclaimed = false;
+	} else	/* the session keeps it: commit closes it, a rollback needs it */
+		s->ents[idx].fd = fd;
 	return 0;
 }
 
@@ -370,6 +413,7 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 				 "session '%s' is already committed", s->name);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
+	cprx_mirror_remove(s);	/* no device state stays on disk */
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)

@@ -3,6 +3,7 @@
 #ifndef CPRX_INTERNAL_H
 #define CPRX_INTERNAL_H
 
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <sys/types.h>
@@ -65,7 +66,11 @@ struct cprx_session {
 	int exe_fd;		/* this binary, for the new image's rollback */
 	int kmod_sfd;		/* kmod: the session's fd */
 	bool kmod_internal;	/* kmod: state and binary are pinned */
-	bool saved;
+	bool saved;		/* state_fd holds the current state */
+	int argv_err;		/* origin.argv cannot be carried: -errno */
+	/* the state file, a durable copy of state_fd; new image: from handover */
+	char *mirror_path;
+	uint64_t mirror_dev, mirror_ino;	/* old image: the file it wrote */
 
 	/* new image */
 	bool incoming;
@@ -88,6 +93,7 @@ struct cprx_handover {
 	int rollback;
 	unsigned long long save_ns, exec_ns;
 	char why[CPRX_MSG_MAX];
+	char mirror[PATH_MAX];	/* the state file to remove at commit, or "" */
 };
 
 /* How preserved files cross the exec. */
@@ -159,5 +165,10 @@ int cprx_prepare(struct cprx_session *s);
 int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *extra, int exe_fd);
 int cprx_resolve_path(const char *path, char *out, size_t len);
+int cprx_argv_check(struct cprx_session *s, char *why, size_t len);
+
+/* mirror.c: the state file, a durable copy of the sealed state memfd */
+int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len);
+void cprx_mirror_remove(struct cprx_session *s);
 
 #endif /* CPRX_INTERNAL_H */

@@ -165,6 +165,9 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)
 		close(s->exe_fd);
+	if (!s->incoming)	/* an update that never happened */
+		cprx_mirror_remove(s);
+	free(s->mirror_path);
 	for (i = 0; i < s->nr_blobs; i++)
 		free(s->blobs[i].data);
 	free(s->blobs);
@@ -231,6 +234,7 @@ static int add_entry(struct cprx_session *s, const char *token, int fd,
 	if (ret)
 		return ret;
 	s->nr_ents++;
+	s->saved = false;	/* the saved state lacks it: cprx_exec saves anew */
 	*ep = e;
 	return 0;
 }
@@ -291,6 +295,7 @@ CPRX_EXPORT int cprx_unpreserve(struct cprx_session *s, const char *token)
 				 token, s->name);
 	s->backend->unpreserve(s, e);
 	*e = s->ents[--s->nr_ents];
+	s->saved = false;	/* the saved state names it: cprx_exec saves anew */
 	return 0;
 }
 
