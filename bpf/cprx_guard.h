@@ -14,9 +14,9 @@
 #define CG_COMM_LEN	16
 
 /*
- * cprx.ko's ioctl numbers (include/uapi/linux/cprx.h): _IO(0xCE, nr).  Copied,
- * as the BPF side cannot include the uAPI header; cprx_guard.c asserts at
- * compile time that the copies match it.
+ * cprx.ko's ioctl numbers (kernel/include/uapi/linux/cprx.h): _IO(0xCE,
+ * nr).  Copied, as the BPF side cannot include the uAPI header;
+ * cprx_guard.c asserts at compile time that the copies match it.
  */
 #define CG_IOC_TYPE		0xCE
 #define CG_IOC_CREATE		0xCE00

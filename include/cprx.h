@@ -12,6 +12,23 @@
  *
  * Every call returns 0 or a negative errno.  The session keeps a message that
  * names the problem and a hint that names the fix (cprx_errmsg/cprx_errhint).
+ *
+ * Arguments: a NULL session or a NULL pointer the call needs is refused with
+ * -EINVAL and a message in cprx_errmsg(NULL); it never crashes.  A getter
+ * given a NULL session returns the default its comment names.
+ * cprx_session_close(NULL) does nothing.
+ *
+ * Threads: a session is used by one thread at a time (the library takes no
+ * lock); different sessions may be used by different threads at once.
+ * cprx_errmsg(NULL) and cprx_errhint(NULL) are per thread: they hold the
+ * last error of a call, on this thread, that had no session to keep it in.
+ * With the cloexec backend no other thread may fork, vfork or spawn while
+ * cprx_exec runs (see there).
+ *
+ * ABI: every symbol is versioned (CPRX_0.2 for this release); a release adds
+ * a node and never changes what an older node's symbols do.  Structs the
+ * caller passes in start with their size: a larger struct from a newer
+ * header is accepted while its unknown tail is zero.
  */
 #ifndef CPRX_H
 #define CPRX_H
@@ -23,6 +40,15 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The release this header belongs to; cprx_version_*() give the library's. */
+#define CPRX_VERSION_MAJOR	0
+#define CPRX_VERSION_MINOR	2
+#define CPRX_VERSION_PATCH	0
+/* True when this header is release maj.min or newer. */
+#define CPRX_VERSION_AT_LEAST(maj, min)					\
+	(CPRX_VERSION_MAJOR > (maj) ||					\
+	 (CPRX_VERSION_MAJOR == (maj) && CPRX_VERSION_MINOR >= (min)))
 
 #define CPRX_NAME_MAX	63	/* session names and tokens, without the NUL */
 #define CPRX_MSG_MAX	512
@@ -74,6 +100,13 @@ enum cprx_phase {
 	CPRX_PH_MAX
 };
 
+/*
+ * size must be at least offsetof(struct cprx_options, backend); fields past
+ * size read as zero.  A size larger than this header's struct (a newer
+ * header) is accepted only when every byte past the last field this library
+ * knows is zero: -EINVAL naming the offset otherwise.  Zero the whole struct
+ * (= { .size = sizeof(opts) } or memset) so that padding is zero too.
+ */
 struct cprx_options {
 	uint32_t size;			/* sizeof(struct cprx_options) */
 	enum cprx_backend backend;	/* AUTO honours $CPRX_BACKEND */
@@ -86,8 +119,14 @@ struct cprx_session;
 
 /* Old image ---------------------------------------------------------------- */
 
+/*
+ * -EINVAL: bad name or options; -ENODEV: the kmod backend was asked for and
+ * cprx.ko is missing; -ENOMEM; or why the state target cannot be made.
+ * *sp is NULL on failure: the message is in cprx_errmsg(NULL).
+ */
 int cprx_session_open(struct cprx_session **sp, const char *name,
 		      const struct cprx_options *opts);
+/* Closes every fd the library opened; the caller's fds stay open. */
 void cprx_session_close(struct cprx_session *s);
 
 /*
@@ -97,6 +136,11 @@ void cprx_session_close(struct cprx_session *s);
 int cprx_preserve_ram(struct cprx_session *s, const char *token, int fd,
 		      void *addr, uint64_t size, enum cprx_page_kind kind);
 int cprx_preserve_fd(struct cprx_session *s, const char *token, int fd);
+/*
+ * preserve: -EBADF fd not open, -EEXIST token taken, -EINVAL bad token or an
+ * incoming session, -ENOSPC too many fds.  unpreserve: -ENOENT no such token,
+ * -EINVAL an incoming session (its fds are reclaimed, not unpreserved).
+ */
 int cprx_unpreserve(struct cprx_session *s, const char *token);
 /* Opaque caller data carried in the state; copied. */
 int cprx_add_blob(struct cprx_session *s, const char *token,
@@ -110,18 +154,31 @@ struct cprx_check {
 	char reason[CPRX_MSG_MAX];
 };
 
-#define CPRX_MAX_CHECKS 32
+/*
+ * The caller owns the checks array: max_checks entries (0 and NULL: only
+ * counts).  Preflight stores the first max_checks checks it makes and counts
+ * all of them: nr_checks > max_checks means the array was too small (call
+ * again with nr_checks entries).  The verdict never depends on max_checks.
+ */
 struct cprx_preflight_report {
 	uint32_t size;			/* sizeof(struct cprx_preflight_report) */
-	unsigned int nr_checks;
-	struct cprx_check checks[CPRX_MAX_CHECKS];
+	uint32_t max_checks;		/* entries in checks[] */
+	struct cprx_check *checks;	/* caller's array, or NULL */
+	uint32_t nr_checks;		/* out: checks made, may exceed max_checks */
+	uint32_t nr_failed;		/* out: checks that failed, stored or not */
+	uint32_t nr_warned;		/* out: checks that warned, stored or not */
 };
 
 /*
  * Checks, without changing anything, that an update to @path can work:
- * the binary, every RAM region, seccomp, LSMs, the state target and a probe
- * run of probe_argv (probe_argv[0] is replaced by @path; NULL skips it).
- * Returns 0 when no check failed, -EPERM/-ENOENT/... of the first failure.
+ * the binary, every RAM region, seccomp, LSMs, the state target, this
+ * process's argv (a rollback re-runs it) and a probe run of probe_argv
+ * (probe_argv[0] is replaced by @path; NULL skips it).  report may be NULL.
+ * Returns 0 when no check failed, else the negative errno of the first
+ * failure (-ENOENT no binary, -EACCES not executable, -ENOEXEC wrong format,
+ * -EINVAL/-EBADF/-EFAULT a RAM region, -EPERM seccomp/LSM/guard, -E2BIG
+ * argv, -ETIMEDOUT or -ELIBBAD the probe); -EINVAL when report is
+ * malformed.
  */
 int cprx_preflight(struct cprx_session *s, const char *path,
 		   char *const probe_argv[],
@@ -131,8 +188,15 @@ int cprx_preflight(struct cprx_session *s, const char *path,
 int cprx_save(struct cprx_session *s);
 /*
  * Execs @path with @argv carrying the preserved fds and the state (saving it
- * first if cprx_save was not called).  Flush stdio first: exec drops buffers.  Returns only on failure, with every
- * fd flag restored and the teardown helper gone: resume the guest.
+ * first if cprx_save was not called).  Flush stdio first: exec drops
+ * buffers.  Returns only on failure, with every fd flag restored and the
+ * teardown helper gone: resume the guest.
+ *
+ * Threads: with the cloexec backend the preserved fds (guest RAM, devices)
+ * are inheritable from the moment cprx_exec arms them until execve, so a
+ * fork or posix_spawn by another thread during cprx_exec gives that child
+ * the guest's RAM and devices.  Do not spawn while cprx_exec runs.  The kmod
+ * backend has no such window: only the session fd crosses the exec.
  */
 int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
 
@@ -142,8 +206,15 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  * Returns 1 and a session when this process was started by a live update,
  * 0 when it was not, or a negative errno when it was but the state is
  * unusable; then *sp is still set so that cprx_rollback can be called.
+ * Bad options are -EINVAL (and *sp NULL) whether or not there is an update.
  */
 int cprx_incoming(struct cprx_session **sp, const struct cprx_options *opts);
+/*
+ * The fd preserved under @token, RAM's too (for a VMM that maps it itself).
+ * reclaim: -ENOENT the state has no such token, -EINVAL not an incoming
+ * session (or committed), a bad token, or a device token given to
+ * cprx_reclaim_ram; -EBADF the fd is not the preserved file.
+ */
 int cprx_reclaim_fd(struct cprx_session *s, const char *token, int *fd);
 /*
  * Maps the region MAP_SHARED at a new address.  *fdp gets the RAM fd, owned
@@ -153,10 +224,16 @@ int cprx_reclaim_fd(struct cprx_session *s, const char *token, int *fd);
  */
 int cprx_reclaim_ram(struct cprx_session *s, const char *token, void **addr,
 		     uint64_t *size, int *fdp);
-/* Points into the session's copy, 8-byte aligned; valid until close. */
+/*
+ * Points into the session's copy, 8-byte aligned; valid until close.
+ * -ENOENT: the state has no such blob; -EINVAL: not an incoming session.
+ */
 int cprx_get_blob(struct cprx_session *s, const char *token,
 		  const void **data, size_t *len);
-/* Releases the state and the library's own fds: the update is final. */
+/*
+ * Releases the state and the library's own fds: the update is final.
+ * -EINVAL: not an incoming session; -EALREADY: committed before.
+ */
 int cprx_commit(struct cprx_session *s);
 /*
  * Re-execs the previous binary with its argv, the same fds and state, marked
@@ -164,23 +241,41 @@ int cprx_commit(struct cprx_session *s);
  * Returns only on failure.
  */
 int cprx_rollback(struct cprx_session *s, const char *why);
+/* false for NULL */
 bool cprx_is_rollback(const struct cprx_session *s);
-/* In a rollback image: the reason the failed image gave, or NULL. */
+/* In a rollback image: the reason the failed image gave; else NULL. */
 const char *cprx_rollback_reason(const struct cprx_session *s);
-/* Updates this process has been through (0 in a freshly started VMM). */
+/* Updates this process has been through: 0 in a fresh VMM, and for NULL. */
 unsigned int cprx_generation(const struct cprx_session *s);
 
 /* Both images ------------------------------------------------------------- */
 
+/* Stamps @phase now; ignores NULL and a phase out of range. */
 void cprx_mark(struct cprx_session *s, enum cprx_phase phase);
-/* ns timestamps, 0 where a phase did not happen; across the exec. */
-int cprx_timeline(const struct cprx_session *s, uint64_t ts[CPRX_PH_MAX]);
+/*
+ * Fills ts[0..n) with ns timestamps indexed by enum cprx_phase, 0 where a
+ * phase did not happen (across the exec).  Returns how many it filled,
+ * min(n, CPRX_PH_MAX): a newer library's phases past n are left out.
+ */
+int cprx_timeline(const struct cprx_session *s, uint64_t *ts, unsigned int n);
+/* "unknown" for a value out of range. */
 const char *cprx_phase_name(enum cprx_phase phase);
+/* "cloexec" or "kmod"; "none" for NULL. */
 const char *cprx_backend_name(const struct cprx_session *s);
 
-/* With s == NULL: the last error of a call that had no session (this thread). */
+/*
+ * The last error's message and hint ("" when none); valid until the next
+ * call on the same session (or, for NULL, on the same thread).  With
+ * s == NULL: the last error of a call that had no session (this thread).
+ */
 const char *cprx_errmsg(const struct cprx_session *s);
 const char *cprx_errhint(const struct cprx_session *s);
+
+/* The library's release, which may be newer than this header's. */
+unsigned int cprx_version_major(void);
+unsigned int cprx_version_minor(void);
+/* "0.2.0" */
+const char *cprx_version_string(void);
 
 #ifdef __cplusplus
 }

@@ -41,7 +41,7 @@ key=stock
 if [ -n "$flavour" ]; then
 	key=$(cd "$src" && cat qemu-integration/patches/*.patch meson.build meson_options.txt \
 		common/meson.build common/*.[ch] shim/meson.build shim/*.[ch] \
-		include/cprx.h include/uapi/linux/cprx.h | sha256sum | cut -c1-16)
+		include/cprx.h kernel/include/uapi/linux/cprx.h | sha256sum | cut -c1-16)
 fi
 complete() { [ -x "$croot$bin" ] && [ "$(cat "$croot$prefix/.complete" 2>/dev/null)" = "$key" ]; }
 if complete; then
@@ -94,9 +94,12 @@ if [ -n "$flavour" ]; then
 	vm_log "building libcprx in the chroot (meson -Dlib_only=true, /usr/local)"
 	rm -rf "$croot/usr/src/cprx"
 	mkdir -p "$croot/usr/src/cprx"
-	# man/: the top meson.build reads it in every build (libcprx(3))
+	# man/: the top meson.build reads it in every build (libcprx(3));
+	# kernel/include: cprx.ko's uAPI, which the kmod backend includes
 	cp -r "$src/meson.build" "$src/meson_options.txt" "$src/common" "$src/shim" \
 		"$src/include" "$src/man" "$croot/usr/src/cprx/"
+	mkdir -p "$croot/usr/src/cprx/kernel"
+	cp -r "$src/kernel/include" "$croot/usr/src/cprx/kernel/"
 	in_chroot sh -c "cd /usr/src/cprx && meson setup -Dlib_only=true --prefix=/usr/local \
 		--buildtype=release build >/dev/null && ninja -C build install >/dev/null && ldconfig" >&2 ||
 		vm_die "building libcprx in the chroot failed"

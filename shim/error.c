@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* Error messages that name the problem and the fix. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include "internal.h"
 
-/* Errors from calls that have no session yet (cprx_session_open). */
+/* Errors from calls that have no session (cprx_session_open, a NULL one). */
 static __thread char tls_msg[CPRX_MSG_MAX];
 static __thread char tls_hint[CPRX_MSG_MAX];
 
@@ -25,6 +26,16 @@ int cprx_fail(struct cprx_session *s, int err, const char *hint,
 	memcpy(msg, m, sizeof(m));
 	memcpy(h, t, sizeof(t));
 	return -err;
+}
+
+int cprx_null_arg(struct cprx_session *s, const char *call, const char *what)
+{
+	/* in both places: the caller may not know which one to read */
+	if (s)
+		cprx_fail(s, EINVAL, "pass a valid pointer", "%s: %s is NULL",
+			  call, what);
+	return cprx_fail(NULL, EINVAL, "pass a valid pointer", "%s: %s is NULL",
+			 call, what);
 }
 
 CPRX_EXPORT const char *cprx_errmsg(const struct cprx_session *s)

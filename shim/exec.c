@@ -17,36 +17,103 @@
 #include "internal.h"
 #include "errname.h"
 #include "guard_reader.h"
+#include "state_wire.h"
 
 extern char **environ;
 
-/* argv of this process, from /proc/self/cmdline: what rollback re-runs. */
+/* argv of this process, whole, from /proc/self/cmdline: what rollback re-runs. */
 static int read_cmdline(struct cprx_state *st)
 {
-	char buf[65536];
-	ssize_t n;
-	size_t off;
-	int fd, i;
+	size_t cap = 65536, n = 0, off;
+	char *buf = NULL, *p;
+	ssize_t got = 0;
+	int fd, err = 0;
+	uint32_t i;
 
 	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
+	for (;;) {
+		if (!buf || n + 1 >= cap) {
+			p = realloc(buf, buf ? cap *= 2 : cap);
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			buf = p;
+		}
+		got = read(fd, buf + n, cap - 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			err = -errno;
+		if (got <= 0)
+			break;
+		n += got;
+	}
 	close(fd);
-	if (n <= 0)
-		return -EIO;
+	if (!err && !n)
+		err = -EIO;
+	if (err) {
+		free(buf);
+		return err;
+	}
 	buf[n] = '\0';
-	for (off = 0, st->argc = 0; off < (size_t)n; off += strlen(buf + off) + 1)
+	for (off = 0, st->argc = 0; off < n; off += strlen(buf + off) + 1)
 		st->argc++;
 	st->argv = calloc(st->argc + 1, sizeof(char *));
-	if (!st->argv)
-		return -ENOMEM;
-	for (off = 0, i = 0; off < (size_t)n; off += strlen(buf + off) + 1) {
+	for (off = 0, i = 0; st->argv && off < n; off += strlen(buf + off) + 1) {
 		st->argv[i] = strdup(buf + off);
 		if (!st->argv[i++])
-			return -ENOMEM;
+			break;
+	}
+	free(buf);
+	return st->argv && (!st->argc || st->argv[st->argc - 1]) ? 0 : -ENOMEM;
+}
+
+/*
+ * Can the state carry this argv for a rollback?  0, or -errno with @why
+ * filled in.  Preflight and the save both ask, so the update is refused
+ * before the guest stops rather than rolled back to a truncated argv.
+ */
+int cprx_argv_check(struct cprx_session *s, char *why, size_t len)
+{
+	const struct cprx_state *o = &s->origin;
+	uint32_t i;
+	size_t n;
+
+	if (s->argv_err) {
+		snprintf(why, len, "/proc/self/cmdline cannot be read: %s",
+			 strerror(-s->argv_err));
+		return s->argv_err;
+	}
+	if (o->argc > CPRX_STATE_MAX_ARGS) {
+		snprintf(why, len, "argv has %u arguments, the state carries "
+			 "at most %u", o->argc, CPRX_STATE_MAX_ARGS);
+		return -E2BIG;
+	}
+	for (i = 0; i < o->argc; i++) {
+		n = strnlen(o->argv[i], ARG_LEN_MAX + 1);
+		if (n > ARG_LEN_MAX) {
+			snprintf(why, len, "argv[%u] is longer than %u bytes, "
+				 "the most the state carries", i, ARG_LEN_MAX);
+			return -E2BIG;
+		}
 	}
 	return 0;
+}
+
+/*
+ * The previous binary, for the new image's rollback.  O_PATH is enough to
+ * exec it and works on execute-only binaries; cprx.ko pins with fget(),
+ * which refuses O_PATH files, so kmod needs O_RDONLY, and when that is
+ * refused the rollback execs the path instead.
+ */
+static int open_exe(struct cprx_session *s)
+{
+	if (s->backend == &cprx_backend_kmod)
+		return open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	return open("/proc/self/exe", O_PATH | O_CLOEXEC);
 }
 
 /* This binary and its argv: what a rollback re-runs. */
@@ -64,8 +131,10 @@ static int read_origin(struct cprx_session *s)
 	if (!o->exe_path)
 		return -ENOMEM;
 	if (s->exe_fd < 0)
-		s->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-	return read_cmdline(o);
+		s->exe_fd = open_exe(s);
+	/* an argv that cannot be carried refuses the update, not the session */
+	s->argv_err = read_cmdline(o);
+	return s->argv_err == -ENOMEM ? -ENOMEM : 0;
 }
 
 static int create_memfd(struct cprx_session *s)
@@ -73,7 +142,8 @@ static int create_memfd(struct cprx_session *s)
 	int fd = memfd_create("cprx-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	if (fd < 0)
-		return cprx_fail(s, errno, "use a state file (opts.target)",
+		return cprx_fail(s, errno, "allow memfd_create in the VMM's "
+				 "seccomp filter; the state always travels in a memfd",
 				 "memfd_create for the state failed: %s",
 				 strerror(errno));
 	s->state_fd = fd;
@@ -95,9 +165,7 @@ int cprx_prepare(struct cprx_session *s)
 		return cprx_fail(s, -ret, NULL, "cannot read this process's "
 				 "binary and argv: %s", strerror(-ret));
 	s->ring = cprx_io_ring();	/* NULL: pwrite, preflight says so */
-	if (s->opts.target == CPRX_STATE_MEMFD)
-		return create_memfd(s);
-	return 0;
+	return create_memfd(s);
 }
 
 static void fill_origin(struct cprx_session *s, struct cprx_state *st)
@@ -152,41 +220,65 @@ static void unfill(struct cprx_state *st)
 	free(st->fds);
 }
 
+/*
+ * The sealed memfd is the state the exec carries, whatever the target: a
+ * file can be changed after the save, a sealed memfd cannot.  The file
+ * target is a durable copy of it (mirror.c).
+ */
 static int open_target(struct cprx_session *s)
 {
-	int fd;
-
 	if (s->state_fd >= 0 && s->state_fresh)
 		return 0;	/* the memfd made ready at open */
 	if (s->state_fd >= 0) {
 		close(s->state_fd);	/* sealed by an earlier save */
 		s->state_fd = -1;
 	}
-	if (s->opts.target == CPRX_STATE_FILE) {
-		fd = open(s->opts.state_path,
-			  O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return cprx_fail(s, errno,
-					 "choose a writable path on a local file system",
-					 "cannot create state file '%s': %s",
-					 s->opts.state_path, strerror(errno));
-	} else {
-		return create_memfd(s);
-	}
-	s->state_fd = fd;
+	return create_memfd(s);
+}
+
+static int write_state(struct cprx_session *s, const void *buf, size_t len)
+{
+	int ret;
+
+	ret = open_target(s);
+	if (ret)
+		return ret;
+	ret = cprx_io_write(s->ring, s->state_fd, buf, len, false);
+	s->state_fresh = false;
+	if (ret)
+		return cprx_fail(s, -ret, "free memory on the host and retry",
+				 "writing %zu bytes of state failed: %s", len,
+				 strerror(-ret));
+	if (fcntl(s->state_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+		  F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+		return cprx_fail(s, errno, "allow fcntl(F_ADD_SEALS) in the "
+				 "VMM's seccomp filter", "sealing the state "
+				 "memfd failed: %s", strerror(errno));
+	if (s->opts.target == CPRX_STATE_FILE)
+		return cprx_mirror_write(s, buf, len);
 	return 0;
 }
 
 CPRX_EXPORT int cprx_save(struct cprx_session *s)
 {
 	struct cprx_state st = { 0 };
+	char why[CPRX_MSG_MAX];
 	size_t len = 0;
 	void *buf = NULL;
 	int ret;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	if (s->incoming)
 		return cprx_fail(s, EINVAL, "open a new session for the next update",
 				 "session '%s' is an incoming session", s->name);
+	s->saved = false;
+	ret = cprx_argv_check(s, why, sizeof(why));
+	if (ret)
+		return cprx_fail(s, -ret, "start the VMM with fewer or shorter "
+				 "arguments (e.g. a config file), so a rollback "
+				 "can re-run it", "cannot carry argv for a "
+				 "rollback: %s", why);
 	cprx_mark(s, CPRX_PH_SAVE_START);
 	fill_origin(s, &st);
 	ret = fill_records(s, &st);
@@ -196,22 +288,10 @@ CPRX_EXPORT int cprx_save(struct cprx_session *s)
 	if (ret)
 		return cprx_fail(s, -ret, NULL, "cannot build the state: %s",
 				 strerror(-ret));
-	ret = open_target(s);
-	if (!ret) {
-		ret = cprx_io_write(s->ring, s->state_fd, buf, len,
-				    s->opts.target == CPRX_STATE_FILE);
-		s->state_fresh = false;
-		if (ret)
-			cprx_fail(s, -ret, "check free space on the state target",
-				  "writing %zu bytes of state failed: %s", len,
-				  strerror(-ret));
-	}
+	ret = write_state(s, buf, len);
 	free(buf);
 	if (ret)
 		return ret;
-	if (s->opts.target == CPRX_STATE_MEMFD)
-		fcntl(s->state_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-		      F_SEAL_WRITE | F_SEAL_SEAL);
 	s->saved = true;
 	cprx_mark(s, CPRX_PH_SAVE_END);
 	return 0;
@@ -325,41 +405,77 @@ static char **build_envp(const char *value)
 	return envp;
 }
 
+/* ",mirror=<path>", escaped as the handover's values are: no ',' or '%'. */
+static char *mirror_field(const char *path)
+{
+	char *out = malloc(sizeof(",mirror=") + 3 * strlen(path)), *o;
+
+	if (!out)
+		return NULL;
+	o = out + sprintf(out, ",mirror=");
+	for (; *path; path++) {
+		if (*path == ',' || *path == '%' || (unsigned char)*path < ' ')
+			o += sprintf(o, "%%%02X", (unsigned char)*path);
+		else
+			*o++ = *path;
+	}
+	*o = '\0';
+	return out;
+}
+
 int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *extra, int exe_fd)
 {
 	struct cprx_keeper keeper = { 0 };
-	char env[1024], reap[128], field[64];
-	char **envp;
+	char reap[128], field[64], *env = NULL, *mirror = NULL;
+	char **envp = NULL;
+	size_t envlen;
 	int ret, err;
 
+	/*
+	 * Everything that allocates happens before arm: from arm to execve
+	 * the preserved fds are inheritable (cloexec backend), so that window
+	 * is kept as short as it can be.
+	 */
+	if (s->mirror_path)
+		mirror = mirror_field(s->mirror_path);
+	envlen = sizeof(CPRX_ENV) + strlen(extra) + (mirror ? strlen(mirror) : 0) +
+		 sizeof(field) + sizeof(reap) + 128;
+	if (!s->mirror_path || mirror)
+		env = malloc(envlen);
+	if (env)
+		envp = build_envp(env);
+	if (!envp) {
+		ret = cprx_fail(s, ENOMEM, "free memory on the host and retry",
+				"out of memory for the new image's environment");
+		goto out;
+	}
 	ret = s->backend->arm(s, field, sizeof(field));
 	if (ret)
-		return ret;
+		goto out;
 	if (!s->opts.no_deferred_teardown)
 		cprx_keeper_start(&keeper);	/* without it exec is only slower */
 	cprx_keepers_handover(reap, sizeof(reap));
 	cprx_mark(s, CPRX_PH_EXEC);
-	snprintf(env, sizeof(env), "%s=v=1,%s,%s,keeper=%d,reap=%s,save=%llu,"
-		 "exec=%llu", CPRX_ENV, field, extra, (int)keeper.pid, reap,
+	snprintf(env, envlen, "%s=v=1,%s,%s%s,keeper=%d,reap=%s,save=%llu,"
+		 "exec=%llu", CPRX_ENV, field, extra, mirror ? mirror : "",
+		 (int)keeper.pid, reap,
 		 (unsigned long long)s->ts[CPRX_PH_SAVE_END],
 		 (unsigned long long)s->ts[CPRX_PH_EXEC]);
-	envp = build_envp(env);
-	if (!envp) {
-		err = ENOMEM;
-	} else if (exe_fd >= 0) {
+	if (exe_fd >= 0)
 		syscall(SYS_execveat, exe_fd, "", argv, envp, AT_EMPTY_PATH);
-		err = errno;
-	} else {
+	else
 		execve(path, argv, envp);
-		err = errno;
-	}
+	err = errno;
 	/* Still here: the exec failed.  Undo everything, the guest resumes. */
 	cprx_keeper_stop(&keeper);
 	s->backend->disarm(s);
 	ret = exec_failure(s, path, err, argv, envp);
-	free(envp);
 	s->ts[CPRX_PH_EXEC] = 0;
+out:
+	free(envp);
+	free(env);
+	free(mirror);
 	return ret;
 }
 
@@ -369,6 +485,8 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 	char resolved[PATH_MAX];
 	int ret;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	if (!path || !argv || !argv[0])
 		return cprx_fail(s, EINVAL, "pass the new binary and its argv",
 				 "cprx_exec needs a path and argv[0]");

@@ -177,7 +177,12 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	size_t len = 0;
 	int ret;
 
+	if (!sp)
+		return cprx_null_arg(NULL, __func__, "sp");
 	*sp = NULL;
+	ret = cprx_check_options(opts);
+	if (ret)
+		return ret;
 	/* a privileged image must not believe whoever started it */
 	env = secure_getenv(CPRX_ENV);
 	if (!env)
@@ -214,8 +219,10 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	}
 	if (s->backend == &cprx_backend_cloexec)
 		fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
-	/* ORIGIN is ours: its keepers and binary are the previous image's */
+	/* ORIGIN is ours: its keepers, binary and mirror are the old image's */
 	cprx_keepers_adopt(h.keepers, h.nr_keepers);
+	if (h.mirror[0])	/* the state file, removed at commit */
+		s->mirror_path = strdup(h.mirror);
 	take_exe_fd(s);
 	if (ret)
 		return ret;
@@ -263,11 +270,12 @@ static int missing_token(struct cprx_session *s, const char *token)
 			 i ? list : "nothing");
 }
 
-/* The record's fd, checked by the backend; not yet marked reclaimed. */
-static int reclaim(struct cprx_session *s, const char *token,
-		   const struct cprx_rec_fd **rp, int *fd, unsigned int *idx)
+/* The record's fd, not yet taken: reclaim_ram checks it first. */
+static int retrieve(struct cprx_session *s, const char *token,
+		    const struct cprx_rec_fd **rp, unsigned int *idxp, int *fd)
 {
 	const struct cprx_rec_fd *r;
+	unsigned int idx;
 	int ret;
 
 	if (!s->accepted || s->committed)
@@ -276,26 +284,32 @@ static int reclaim(struct cprx_session *s, const char *token,
 	ret = cprx_check_token(s, "token", token);
 	if (ret)
 		return ret;
-	r = find_rec(s, token, idx);
+	r = find_rec(s, token, &idx);
 	if (!r)
 		return missing_token(s, token);
 	ret = s->backend->retrieve(s, r, fd);
 	if (ret)
 		return ret;
 	*rp = r;
+	*idxp = idx;
 	return 0;
 }
 
-/*
- * A reclaim that failed after the retrieve: the kernel's new fd (kmod) is
- * dropped; the inherited one (cloexec) stays the entry's, for commit to
- * close or a rollback to hand back.
- */
-static int unretrieve(struct cprx_session *s, int fd, int ret)
+static void take(struct cprx_session *s, unsigned int idx, int fd)
 {
-	if (s->backend != &cprx_backend_cloexec)
+	s->ents[idx].reclaimed = true;
+	s->ents[idx].fd = fd;
+}
+
+/*
+ * A retrieved fd that fails a check goes back: kmod hands out a new fd on
+ * every retrieve (close it), cloexec the inherited one (the session keeps
+ * it for commit or rollback).
+ */
+static void give_back(struct cprx_session *s, unsigned int idx, int fd)
+{
+	if (fd != s->ents[idx].fd)
 		close(fd);
-	return ret;
 }
 
 CPRX_EXPORT int cprx_reclaim_fd(struct cprx_session *s, const char *token,
@@ -305,11 +319,35 @@ CPRX_EXPORT int cprx_reclaim_fd(struct cprx_session *s, const char *token,
 	unsigned int idx;
 	int ret;
 
-	ret = reclaim(s, token, &r, fd, &idx);
-	if (ret)
-		return ret;
-	s->ents[idx].reclaimed = true;
-	s->ents[idx].fd = *fd;
+	if (!s || !fd)
+		return cprx_null_arg(s, __func__, s ? "fd" : "s");
+	ret = retrieve(s, token, &r, &idx, fd);
+	if (!ret)
+		take(s, idx, *fd);
+	return ret;
+}
+
+static int check_ram(struct cprx_session *s, const char *token,
+		     const struct cprx_rec_fd *r, int fd, void **pp)
+{
+	struct stat st;
+	void *p;
+
+	if (r->kind != CPRX_FD_RAM)
+		return cprx_fail(s, EINVAL, "use cprx_reclaim_fd for devices",
+				 "token '%s' is a device, not RAM", token);
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < r->size)
+		return cprx_fail(s, EBADMSG, "roll back: guest RAM was truncated",
+				 "RAM '%s' is %lld bytes, the state says %llu",
+				 token, (long long)st.st_size,
+				 (unsigned long long)r->size);
+	/* Lazily faulted: the pause does not grow with RAM size. */
+	p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return cprx_fail(s, errno, "check RLIMIT_AS and vm.max_map_count",
+				 "mmap of RAM '%s' (%llu bytes) failed: %s", token,
+				 (unsigned long long)r->size, strerror(errno));
+	*pp = p;
 	return 0;
 }
 
@@ -318,41 +356,30 @@ CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 {
 	const struct cprx_rec_fd *r;
 	unsigned int idx;
-	struct stat st;
-	void *p;
+	void *p = NULL;
 	int fd, ret;
 
-	ret = reclaim(s, token, &r, &fd, &idx);
+	if (!s || !addr || !size)
+		return cprx_null_arg(s, __func__, !s ? "s" : !addr ? "addr" :
+				     "size");
+	ret = retrieve(s, token, &r, &idx, &fd);
 	if (ret)
 		return ret;
-	if (r->kind != CPRX_FD_RAM)
-		return unretrieve(s, fd, cprx_fail(s, EINVAL, "use cprx_reclaim_fd "
-				  "for devices", "token '%s' is a device, not "
-				  "RAM", token));
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < r->size)
-		return unretrieve(s, fd, cprx_fail(s, EBADMSG, "roll back: guest "
-				  "RAM was truncated", "RAM '%s' is %lld bytes, "
-				  "the state says %llu", token,
-				  (long long)st.st_size,
-				  (unsigned long long)r->size));
-	/* Lazily faulted: the pause does not grow with RAM size. */
-	p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		return unretrieve(s, fd, cprx_fail(s, errno, "check RLIMIT_AS "
-				  "and vm.max_map_count", "mmap of RAM '%s' "
-				  "(%llu bytes) failed: %s", token,
-				  (unsigned long long)r->size, strerror(errno)));
+	/* taken only once every check passed: else commit or rollback has it */
+	ret = check_ram(s, token, r, fd, &p);
+	if (ret) {
+		give_back(s, idx, fd);
+		return ret;
+	}
 	if (r->page_kind == CPRX_PAGE_THP)
 		madvise(p, r->size, MADV_HUGEPAGE);
 	*addr = p;
 	*size = r->size;
 	if (fdp) {
+		take(s, idx, fd);
 		*fdp = fd;
-		s->ents[idx].reclaimed = true;
+	} else	/* the session keeps it: commit closes it, a rollback needs it */
 		s->ents[idx].fd = fd;
-	} else if (s->backend != &cprx_backend_cloexec) {
-		close(fd);	/* the mapping holds the file; the pin stays */
-	}	/* cloexec: unreclaimed, commit closes it, a rollback needs it */
 	return 0;
 }
 
@@ -360,8 +387,19 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 			      const void **data, size_t *len)
 {
 	unsigned int i;
+	int ret;
 
-	for (i = 0; s->incoming && i < s->in.nr_blobs; i++) {
+	if (!s || !data || !len)
+		return cprx_null_arg(s, __func__, !s ? "s" : !data ? "data" :
+				     "len");
+	if (!s->incoming)
+		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
+				 "session '%s' is not an incoming session: it "
+				 "has no state to read blobs from", s->name);
+	ret = cprx_check_token(s, "blob", token);
+	if (ret)
+		return ret;
+	for (i = 0; i < s->in.nr_blobs; i++) {
 		if (!strcmp(s->in.blobs[i].token, token)) {
 			*data = s->in.blobs[i].data;
 			*len = s->in.blobs[i].len;
@@ -370,18 +408,23 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 	}
 	return cprx_fail(s, ENOENT, "the previous version did not add it: "
 			 "roll back or start without it",
-			 "blob '%s' is not in the state", token ? token : "");
+			 "blob '%s' is not in the state", token);
 }
 
 CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 {
-
-	if (!s->accepted || s->committed)
-		return cprx_fail(s, EINVAL, "commit once, in the new image, "
-				 "after cprx_incoming() returned 1",
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
+	if (!s->accepted)
+		return cprx_fail(s, EINVAL, "commit in the new image, after "
+				 "cprx_incoming() returned 1",
 				 "session '%s' has no update to commit", s->name);
+	if (s->committed)
+		return cprx_fail(s, EALREADY, "commit once",
+				 "session '%s' is already committed", s->name);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
+	cprx_mirror_remove(s);	/* no device state stays on disk */
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)
@@ -402,10 +445,12 @@ CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
 {
 	char reason[CPRX_MSG_MAX], extra[512], esc[400];
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	/* @why may be cprx_errmsg(s), which every refusal below rewrites */
 	snprintf(reason, sizeof(reason), "%s", why && *why ? why :
 		 "no reason given");
-	if (!s || !s->incoming || s->committed)
+	if (!s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
 				 "new image", "nothing to roll back (%s)", reason);
 	if (!s->verified)

@@ -3,6 +3,7 @@
 #ifndef CPRX_INTERNAL_H
 #define CPRX_INTERNAL_H
 
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <sys/types.h>
@@ -65,7 +66,11 @@ struct cprx_session {
 	int exe_fd;		/* this binary, for the new image's rollback */
 	int kmod_sfd;		/* kmod: the session's fd */
 	bool kmod_internal;	/* kmod: state and binary are pinned */
-	bool saved;
+	bool saved;		/* state_fd holds the current state */
+	int argv_err;		/* origin.argv cannot be carried: -errno */
+	/* the state file, a durable copy of state_fd; new image: from handover */
+	char *mirror_path;
+	uint64_t mirror_dev, mirror_ino;	/* old image: the file it wrote */
 
 	/* new image */
 	bool incoming;
@@ -114,6 +119,8 @@ int cprx_backend_select(struct cprx_session *s, enum cprx_backend want);
 /* error.c */
 int cprx_fail(struct cprx_session *s, int err, const char *hint,
 	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A NULL session or pointer a call needs: -EINVAL, also in cprx_errmsg(NULL). */
+int cprx_null_arg(struct cprx_session *s, const char *call, const char *what);
 void cprx_describe_lsm(char *buf, size_t len);
 int cprx_seccomp_mode(unsigned int *nr_filters);
 
@@ -136,6 +143,7 @@ void cprx_keepers_hurry(void);
 uint64_t cprx_now_ns(void);
 struct cprx_session *cprx_session_alloc(const char *name,
 					const struct cprx_options *opts);
+int cprx_check_options(const struct cprx_options *opts);
 struct cprx_entry *cprx_find_entry(struct cprx_session *s, const char *token);
 int cprx_check_token(struct cprx_session *s, const char *what,
 		     const char *token);
@@ -150,5 +158,10 @@ int cprx_prepare(struct cprx_session *s);
 int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *extra, int exe_fd);
 int cprx_resolve_path(const char *path, char *out, size_t len);
+int cprx_argv_check(struct cprx_session *s, char *why, size_t len);
+
+/* mirror.c: the state file, a durable copy of the sealed state memfd */
+int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len);
+void cprx_mirror_remove(struct cprx_session *s);
 
 #endif /* CPRX_INTERNAL_H */

@@ -32,6 +32,7 @@ extern char **environ;
 struct preflight {
 	struct cprx_session *s;
 	struct cprx_preflight_report *rep;
+	enum cprx_verdict binary;	/* the binary check's, for the probe */
 	int first_err;
 	char first_hint[CPRX_MSG_MAX];
 };
@@ -40,21 +41,31 @@ static void __attribute__((format(printf, 5, 6)))
 report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
        const char *fmt, ...)
 {
-	struct cprx_check *c;
+	struct cprx_preflight_report *rep = pf->rep;
+	struct cprx_check spare, *c = &spare;
 	va_list ap;
 
-	if (pf->rep->nr_checks >= CPRX_MAX_CHECKS)
-		return;
-	c = &pf->rep->checks[pf->rep->nr_checks++];
+	/*
+	 * Every check counts and the verdict is kept even when the caller's
+	 * array is full: a check that does not fit must not turn a fail into
+	 * a pass.  nr_checks may exceed max_checks; the rest is not stored.
+	 */
+	if (rep->nr_checks < rep->max_checks)
+		c = &rep->checks[rep->nr_checks];
+	rep->nr_checks++;
+	rep->nr_failed += v == CPRX_FAIL;
+	rep->nr_warned += v == CPRX_WARN;
+	if (!strcmp(name, "binary"))
+		pf->binary = v;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->verdict = v;
 	va_start(ap, fmt);
 	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
 	va_end(ap);
 	if (v == CPRX_FAIL && !pf->first_err) {
-		pf->first_err = err;
-		cprx_fail(pf->s, err, pf->first_hint, "preflight: %s: %s", name,
-			  c->reason);
+		pf->first_err = err ? err : EINVAL;
+		cprx_fail(pf->s, pf->first_err, pf->first_hint,
+			  "preflight: %s: %s", name, c->reason);
 	}
 }
 
@@ -64,10 +75,39 @@ static void hint(struct preflight *pf, const char *h)
 		snprintf(pf->first_hint, sizeof(pf->first_hint), "%s", h);
 }
 
+/*
+ * The ELF header of this very library, mapped by the loader (GNU ld, gold
+ * and lld define the symbol): its e_machine is this machine's, with no
+ * per-arch list, and reading it works for an execute-only binary too.
+ * e_machine sits at the same offset in 32- and 64-bit headers.
+ */
+extern const Elf64_Ehdr __ehdr_start __attribute__((weak, visibility("hidden")));
+
+static int own_machine(Elf64_Half *machine)
+{
+	unsigned char hdr[EI_NIDENT + 4];
+	ssize_t n;
+	int fd;
+
+	if (&__ehdr_start) {
+		*machine = __ehdr_start.e_machine;
+		return 0;
+	}
+	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, hdr, sizeof(hdr));
+	close(fd);
+	if (n != (ssize_t)sizeof(hdr) || memcmp(hdr, ELFMAG, SELFMAG))
+		return -1;
+	memcpy(machine, hdr + EI_NIDENT + 2, sizeof(*machine));
+	return 0;
+}
+
 static void check_binary(struct preflight *pf, const char *path)
 {
 	unsigned char hdr[EI_NIDENT + 4] = { 0 };
-	Elf64_Half machine;
+	Elf64_Half machine, ours;
 	struct stat st;
 	int fd;
 
@@ -96,13 +136,19 @@ static void check_binary(struct preflight *pf, const char *path)
 		return;
 	}
 	memcpy(&machine, hdr + EI_NIDENT + 2, sizeof(machine));
-	if (memcmp(hdr, ELFMAG, SELFMAG) || machine != EM_X86_64) {
-		hint(pf, "install a binary built for this machine");
-		report(pf, "binary", CPRX_FAIL, ENOEXEC,
-		       "'%s' is not an x86-64 ELF executable", path);
+	if (own_machine(&ours) < 0) {	/* unreadable /proc/self/exe */
+		report(pf, "binary", CPRX_WARN, 0, "'%s': cannot compare its "
+		       "machine with this process's", path);
 		return;
 	}
-	report(pf, "binary", CPRX_PASS, 0, "'%s' is an x86-64 ELF executable", path);
+	if (memcmp(hdr, ELFMAG, SELFMAG) || machine != ours) {
+		hint(pf, "install a binary built for this machine");
+		report(pf, "binary", CPRX_FAIL, ENOEXEC, "'%s' is not an ELF "
+		       "executable for this machine (e_machine %u)", path, ours);
+		return;
+	}
+	report(pf, "binary", CPRX_PASS, 0, "'%s' is an ELF executable for this "
+	       "machine (e_machine %u)", path, ours);
 }
 
 /* Is [addr] mapped shared?  1 shared, 0 private, -1 not mapped. */
@@ -297,12 +343,14 @@ static const char *io_how(const struct cprx_session *s)
 static void check_state_target(struct preflight *pf)
 {
 	char dir[PATH_MAX], *slash;
+	const char *path = pf->s->opts.state_path;
+	struct stat st;
 
 	if (pf->s->opts.target != CPRX_STATE_FILE) {
 		report(pf, "state", CPRX_PASS, 0, "memfd%s", io_how(pf->s));
 		return;
 	}
-	snprintf(dir, sizeof(dir), "%s", pf->s->opts.state_path);
+	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash)
 		*(slash == dir ? slash + 1 : slash) = '\0';
@@ -314,8 +362,31 @@ static void check_state_target(struct preflight *pf)
 		       "writable", dir);
 		return;
 	}
-	report(pf, "state", CPRX_PASS, 0, "file %s%s", pf->s->opts.state_path,
-	       io_how(pf->s));
+	if (!lstat(path, &st) && S_ISDIR(st.st_mode)) {
+		hint(pf, "choose a state path that names a file");
+		report(pf, "state", CPRX_FAIL, EISDIR, "'%s' is a directory", path);
+		return;
+	}
+	report(pf, "state", CPRX_PASS, 0, "memfd, with a copy in file %s%s%s",
+	       path, io_how(pf->s), !lstat(path, &st) && S_ISLNK(st.st_mode) ?
+	       " (the symlink there is replaced, not followed)" : "");
+}
+
+/* A rollback re-runs this argv: it must fit the state whole. */
+static void check_argv(struct preflight *pf)
+{
+	char why[CPRX_MSG_MAX];
+	int err = cprx_argv_check(pf->s, why, sizeof(why));
+
+	if (err) {
+		hint(pf, "start the VMM with fewer or shorter arguments (e.g. a "
+		     "config file), so a rollback can re-run it");
+		report(pf, "argv", CPRX_FAIL, -err, "cannot be carried for a "
+		       "rollback: %s", why);
+		return;
+	}
+	report(pf, "argv", CPRX_PASS, 0, "%u arguments, carried for a rollback",
+	       pf->s->origin.argc);
 }
 
 /* Collects what the probe printed and waits for it, within a deadline. */
@@ -459,19 +530,23 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 			       char *const probe_argv[],
 			       struct cprx_preflight_report *rep)
 {
-	struct cprx_preflight_report local;
-	struct preflight pf = { .s = s };
+	struct cprx_preflight_report local = { .size = sizeof(local) };
+	struct preflight pf = { .s = s, .binary = CPRX_FAIL };
 	char resolved[PATH_MAX];
 	unsigned int i;
 
-	if (!rep || rep->size < sizeof(*rep)) {
-		if (rep)
-			return cprx_fail(s, EINVAL, "set report->size",
-					 "preflight report size %u too small",
-					 rep->size);
+	if (!s || !path)
+		return cprx_null_arg(s, __func__, s ? "path" : "s");
+	if (!rep)
 		rep = &local;
-	}
-	rep->nr_checks = 0;
+	if (rep->size < sizeof(*rep))
+		return cprx_fail(s, EINVAL, "set report->size = sizeof(*report)",
+				 "preflight report size %u is smaller than the "
+				 "%zu bytes of struct cprx_preflight_report",
+				 rep->size, sizeof(*rep));
+	if (rep->max_checks && !rep->checks)
+		return cprx_null_arg(s, __func__, "report->checks");
+	rep->nr_checks = rep->nr_failed = rep->nr_warned = 0;
 	pf.rep = rep;
 	cprx_mark(s, CPRX_PH_PREFLIGHT_START);
 	if (cprx_resolve_path(path, resolved, sizeof(resolved)))
@@ -486,7 +561,8 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	check_lsm(&pf);
 	check_guard(&pf, resolved);
 	check_state_target(&pf);
-	if (probe_argv && pf.rep->checks[0].verdict == CPRX_PASS)
+	check_argv(&pf);
+	if (probe_argv && pf.binary != CPRX_FAIL)
 		check_probe(&pf, resolved, probe_argv);
 	cprx_mark(s, CPRX_PH_PREFLIGHT_END);
 	return pf.first_err ? -pf.first_err : 0;

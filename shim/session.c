@@ -2,6 +2,7 @@
 /* Sessions: what a VMM preserves, under which token. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,16 +72,41 @@ struct cprx_session *cprx_session_alloc(const char *name,
 	return s;
 }
 
-static int check_options(const struct cprx_options *opts)
+/* The end of the last field this library knows: a newer one may follow. */
+#define OPTIONS_KNOWN	(offsetof(struct cprx_options, no_deferred_teardown) + \
+			 sizeof(bool))
+
+/*
+ * Options from a newer header (size larger than ours) are accepted while
+ * every byte past the fields this library knows is zero: a non-zero one
+ * asks for something it cannot do.  Fields past a smaller size are zero.
+ */
+int cprx_check_options(const struct cprx_options *opts)
 {
+	const unsigned char *p = (const unsigned char *)opts;
+	struct cprx_options o = { 0 };
+	size_t off;
+
 	if (!opts)
 		return 0;
-	if (opts->size < sizeof(uint32_t) || opts->size > 4096)
+	if (opts->size < sizeof(opts->size) || opts->size > 4096)
 		return cprx_fail(NULL, EINVAL,
 				 "set opts.size = sizeof(struct cprx_options)",
 				 "cprx_options.size is %u", opts->size);
-	if (opts->size >= sizeof(*opts) && opts->target == CPRX_STATE_FILE &&
-	    !opts->state_path)
+	for (off = OPTIONS_KNOWN; opts->size > sizeof(o) && off < opts->size;
+	     off++)
+		if (p[off])
+			return cprx_fail(NULL, EINVAL,
+					 "zero the options this library does not "
+					 "know, or use a newer libcprx",
+					 "cprx_options has a non-zero byte at "
+					 "offset %zu, past the %zu bytes this "
+					 "library knows", off, OPTIONS_KNOWN);
+	memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
+	if (o.target > CPRX_STATE_FILE)
+		return cprx_fail(NULL, EINVAL, "use enum cprx_state_target",
+				 "state target %d is unknown", o.target);
+	if (o.target == CPRX_STATE_FILE && !o.state_path)
 		return cprx_fail(NULL, EINVAL, "set opts.state_path",
 				 "state target is a file but no path is given");
 	return 0;
@@ -92,11 +118,13 @@ CPRX_EXPORT int cprx_session_open(struct cprx_session **sp, const char *name,
 	struct cprx_session *s;
 	int ret;
 
+	if (!sp)
+		return cprx_null_arg(NULL, __func__, "sp");
 	*sp = NULL;
 	ret = cprx_check_token(NULL, "session name", name);
 	if (ret)
 		return ret;
-	ret = check_options(opts);
+	ret = cprx_check_options(opts);
 	if (ret)
 		return ret;
 	s = cprx_session_alloc(name, opts);
@@ -137,6 +165,9 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 		close(s->state_fd);
 	if (s->exe_fd >= 0)
 		close(s->exe_fd);
+	if (!s->incoming)	/* an update that never happened */
+		cprx_mirror_remove(s);
+	free(s->mirror_path);
 	for (i = 0; i < s->nr_blobs; i++)
 		free(s->blobs[i].data);
 	free(s->blobs);
@@ -204,6 +235,7 @@ static int add_entry(struct cprx_session *s, const char *token, int fd,
 	if (ret)
 		return ret;
 	s->nr_ents++;
+	s->saved = false;	/* the saved state lacks it: cprx_exec saves anew */
 	*ep = e;
 	return 0;
 }
@@ -215,6 +247,8 @@ CPRX_EXPORT int cprx_preserve_ram(struct cprx_session *s, const char *token,
 	struct cprx_entry *e;
 	int ret;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	if (kind > CPRX_PAGE_HUGETLB)
 		return cprx_fail(s, EINVAL, "use a enum cprx_page_kind value",
 				 "page kind %d of '%s' is unknown", kind,
@@ -236,19 +270,33 @@ CPRX_EXPORT int cprx_preserve_fd(struct cprx_session *s, const char *token,
 {
 	struct cprx_entry *e;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
 	return add_entry(s, token, fd, CPRX_FD_DEVICE, &e);
 }
 
 CPRX_EXPORT int cprx_unpreserve(struct cprx_session *s, const char *token)
 {
-	struct cprx_entry *e = token ? cprx_find_entry(s, token) : NULL;
+	struct cprx_entry *e;
+	int ret;
 
-	if (!e || s->incoming)
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
+	if (s->incoming)
+		return cprx_fail(s, EINVAL, "reclaim the fd, or close it; an "
+				 "incoming session preserves nothing",
+				 "session '%s' is an incoming session", s->name);
+	ret = cprx_check_token(s, "token", token);
+	if (ret)
+		return ret;
+	e = cprx_find_entry(s, token);
+	if (!e)
 		return cprx_fail(s, ENOENT, "check the token",
 				 "token '%s' is not preserved in session '%s'",
-				 token ? token : "(null)", s->name);
+				 token, s->name);
 	s->backend->unpreserve(s, e);
 	*e = s->ents[--s->nr_ents];
+	s->saved = false;	/* the saved state names it: cprx_exec saves anew */
 	return 0;
 }
 
@@ -259,6 +307,10 @@ CPRX_EXPORT int cprx_add_blob(struct cprx_session *s, const char *token,
 	unsigned int i;
 	int ret;
 
+	if (!s)
+		return cprx_null_arg(s, __func__, "s");
+	if (!data && len)
+		return cprx_null_arg(s, __func__, "data");
 	ret = cprx_check_token(s, "blob", token);
 	if (ret)
 		return ret;
@@ -283,7 +335,8 @@ CPRX_EXPORT int cprx_add_blob(struct cprx_session *s, const char *token,
 	b->data = malloc(len ? len : 1);
 	if (!b->data)
 		return cprx_fail(s, ENOMEM, NULL, "out of memory");
-	memcpy(b->data, data, len);
+	if (len)
+		memcpy(b->data, data, len);
 	b->len = len;
 	snprintf(b->token, sizeof(b->token), "%s", token);
 	s->nr_blobs++;
@@ -297,11 +350,18 @@ CPRX_EXPORT void cprx_mark(struct cprx_session *s, enum cprx_phase phase)
 		s->ts[phase] = cprx_now_ns();
 }
 
-CPRX_EXPORT int cprx_timeline(const struct cprx_session *s,
-			      uint64_t ts[CPRX_PH_MAX])
+CPRX_EXPORT int cprx_timeline(const struct cprx_session *s, uint64_t *ts,
+			      unsigned int n)
 {
-	memcpy(ts, s->ts, sizeof(s->ts));
-	return 0;
+	if (!s)
+		return cprx_null_arg(NULL, __func__, "s");
+	if (!ts && n)
+		return cprx_null_arg(NULL, __func__, "ts");
+	if (n > CPRX_PH_MAX)
+		n = CPRX_PH_MAX;
+	if (n)
+		memcpy(ts, s->ts, n * sizeof(*ts));
+	return n;
 }
 
 CPRX_EXPORT const char *cprx_phase_name(enum cprx_phase phase)
@@ -311,15 +371,30 @@ CPRX_EXPORT const char *cprx_phase_name(enum cprx_phase phase)
 
 CPRX_EXPORT const char *cprx_backend_name(const struct cprx_session *s)
 {
-	return s->backend ? s->backend->name : "none";
+	return s && s->backend ? s->backend->name : "none";
 }
 
 CPRX_EXPORT bool cprx_is_rollback(const struct cprx_session *s)
 {
-	return s->rollback;
+	return s && s->rollback;
 }
 
 CPRX_EXPORT unsigned int cprx_generation(const struct cprx_session *s)
 {
-	return s->generation;
+	return s ? s->generation : 0;
+}
+
+CPRX_EXPORT unsigned int cprx_version_major(void)
+{
+	return CPRX_VERSION_MAJOR;
+}
+
+CPRX_EXPORT unsigned int cprx_version_minor(void)
+{
+	return CPRX_VERSION_MINOR;
+}
+
+CPRX_EXPORT const char *cprx_version_string(void)
+{
+	return CPRX_VERSION_STRING;
 }

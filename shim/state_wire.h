@@ -32,7 +32,7 @@
 #define HDR_LEN		32u
 #define REC_HDR_LEN	16u
 #define PATH_LEN_MAX	4095u		/* exe_path: PATH_MAX less the NUL */
-#define ARG_LEN_MAX	131072u		/* one argv string: MAX_ARG_STRLEN */
+#define ARG_LEN_MAX	131071u		/* one argv string: MAX_ARG_STRLEN less the NUL */
 
 /* Header field offsets. */
 #define H_VERSION	8

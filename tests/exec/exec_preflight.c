@@ -10,7 +10,7 @@
 static const struct cprx_check *find_check(const struct cprx_preflight_report *r,
 					   const char *name)
 {
-	for (unsigned int i = 0; i < r->nr_checks; i++)
+	for (unsigned int i = 0; i < r->nr_checks && i < r->max_checks; i++)
 		if (!strcmp(r->checks[i].name, name))
 			return &r->checks[i];
 	return NULL;
@@ -19,7 +19,9 @@ static const struct cprx_check *find_check(const struct cprx_preflight_report *r
 static void preflight_private(const void *arg)
 {
 	struct cprx_options opts = { .size = sizeof(opts) };
-	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	struct cprx_check checks[32];
+	struct cprx_preflight_report rep = { .size = sizeof(rep),
+		.max_checks = 32, .checks = checks };
 	char *probe[] = { th_self, "--version", NULL };
 	const struct cprx_check *c;
 	struct cprx_session *s;
@@ -54,7 +56,9 @@ TEST(preflight_refuses_private_ram)
 static void preflight_ok(const void *arg)
 {
 	struct cprx_options opts = { .size = sizeof(opts) };
-	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	struct cprx_check checks[32];
+	struct cprx_preflight_report rep = { .size = sizeof(rep),
+		.max_checks = 32, .checks = checks };
 	char *probe[] = { th_self, "--version", NULL };
 	struct cprx_session *s;
 	struct guest g;
@@ -64,7 +68,7 @@ static void preflight_ok(const void *arg)
 	make_guest(&g, 1 << 20, MAP_SHARED);
 	s = preserve_guest(&g, &opts);
 	ret = cprx_preflight(s, th_self, probe, &rep);
-	for (unsigned int i = 0; i < rep.nr_checks; i++)
+	for (unsigned int i = 0; i < rep.nr_checks && i < 32; i++)
 		printf("# %-10s %s %s\n", rep.checks[i].name,
 		       rep.checks[i].verdict == CPRX_PASS ? "pass" :
 		       rep.checks[i].verdict == CPRX_WARN ? "warn" : "FAIL",
@@ -104,7 +108,9 @@ static void preflight_bad(const void *arg)
 {
 	const struct pf_bad *b = arg;
 	struct cprx_options opts = { .size = sizeof(opts) };
-	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	struct cprx_check checks[32];
+	struct cprx_preflight_report rep = { .size = sizeof(rep),
+		.max_checks = 32, .checks = checks };
 	char *probe[] = { (char *)b->path, "--version", NULL };
 	const struct cprx_check *c;
 	struct cprx_session *s;

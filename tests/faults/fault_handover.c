@@ -261,54 +261,6 @@ TEST(state_fd_record_checked_first)
 	ASSERT_EQ(0, in_child(record_fd_untouched, NULL));
 }
 
-static void reclaim_ram_refused(const void *arg)
-{
-	struct cprx_rec_fd r[2] = {
-		{ .token = "ram0", .kind = CPRX_FD_RAM, .size = 1 << 20 },
-		{ .token = "dev0", .kind = CPRX_FD_DEVICE },
-	};
-	struct cprx_session *s;
-	struct stat st;
-	uint64_t size;
-	void *addr;
-	int fd[2], i, ret, state;
-
-	(void)arg;
-	for (i = 0; i < 2; i++) {
-		/* 4 KiB, less than the record says */
-		fd[i] = memfd_create("guest-ram", 0);
-		CHECK(fd[i] >= 0 && !ftruncate(fd[i], 4096) && !fstat(fd[i], &st),
-		      "memfd: %m");
-		r[i].fd = fd[i];
-		r[i].handle = st.st_ino;
-		r[i].dev = st.st_dev;
-	}
-	state = forged_state(FORGE_SEALED, r, 2);
-	set_handover("v=1,fd=%d,rb=0,keeper=0,reap=,save=1,exec=2", state);
-	ret = cprx_incoming(&s, NULL);
-	CHECK(ret == 1, "incoming %d: %s", ret, s ? cprx_errmsg(s) : "");
-	ret = cprx_reclaim_ram(s, "ram0", &addr, &size, NULL);
-	printf("# %s\n", cprx_errmsg(s));
-	CHECK(ret == -EBADMSG, "truncated RAM gave %d", ret);
-	ret = cprx_reclaim_ram(s, "dev0", &addr, &size, NULL);
-	printf("# %s\n", cprx_errmsg(s));
-	CHECK(ret == -EINVAL, "a device as RAM gave %d", ret);
-	CHECK(!cprx_commit(s), "commit: %s", cprx_errmsg(s));
-	for (i = 0; i < 2; i++)
-		CHECK(fcntl(fd[i], F_GETFD) < 0, "%s's fd %d leaked: commit did "
-		      "not close it", r[i].token, fd[i]);
-}
-
-/*
- * Test Case: reclaim_ram_failure_keeps_entry
- * A cprx_reclaim_ram refused (RAM shorter than the state says, a device
- * token) leaves the entry unreclaimed: commit closes its fd, nothing leaks.
- */
-TEST(reclaim_ram_failure_keeps_entry)
-{
-	ASSERT_EQ(0, in_child(reclaim_ram_refused, NULL));
-}
-
 /* ---- secure_getenv -------------------------------------------------------- */
 
 /* The image that got AT_SECURE: CPRX_INCOMING must not be believed. */

@@ -183,7 +183,7 @@ void new_image(struct vm *vm, struct cprx_session *s)
 	r = cprx_commit(s);
 	if (r < 0)
 		warn_msg("cprx_commit: %s", sess_msg(s, r));
-	cprx_timeline(s, rep.ts);
+	cprx_timeline(s, rep.ts, CPRX_PH_MAX);
 	rep.pause_ms = pause_ms(rep.ts);
 	print_update(vm, &rep);
 	cprx_session_close(s);

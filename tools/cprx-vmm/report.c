@@ -58,10 +58,15 @@ static const char *verdict_name(enum cprx_verdict v)
 	return v == CPRX_PASS ? "pass" : v == CPRX_WARN ? "warn" : "fail";
 }
 
+/* The checks preflight stored: nr_checks counts the ones that did not fit. */
+static unsigned int checks_stored(const struct cprx_preflight_report *pf)
+{
+	return pf->nr_checks < pf->max_checks ? pf->nr_checks : pf->max_checks;
+}
+
 static void json_checks(struct jsonl *w, const struct cprx_preflight_report *pf)
 {
-	unsigned int i, n = pf->nr_checks < CPRX_MAX_CHECKS ? pf->nr_checks :
-			    CPRX_MAX_CHECKS;
+	unsigned int i, n = checks_stored(pf);
 
 	jsonl_array_begin(w, "checks");
 	for (i = 0; i < n; i++) {
@@ -138,7 +143,7 @@ static void human_checks(const struct cprx_preflight_report *pf)
 {
 	unsigned int i;
 
-	for (i = 0; i < pf->nr_checks && i < CPRX_MAX_CHECKS; i++)
+	for (i = 0; i < checks_stored(pf); i++)
 		if (pf->checks[i].verdict != CPRX_PASS)
 			printf("  preflight %s %s: %s\n", verdict_name(pf->checks[i].verdict),
 			       pf->checks[i].name, pf->checks[i].reason);
@@ -210,7 +215,7 @@ void print_warnings(const struct cprx_preflight_report *pf)
 {
 	unsigned int i;
 
-	for (i = 0; i < pf->nr_checks && i < CPRX_MAX_CHECKS; i++)
+	for (i = 0; i < checks_stored(pf); i++)
 		if (pf->checks[i].verdict == CPRX_WARN)
 			warn_msg("preflight %s: %s", pf->checks[i].name, pf->checks[i].reason);
 }

@@ -31,7 +31,7 @@ static void update_refused(struct vm *vm, struct cprx_session *s,
 	snprintf(rep.error, sizeof(rep.error), "%s", sess_msg(s, err));
 	snprintf(rep.hint, sizeof(rep.hint), "%s", sess_hint(s));
 	if (s)
-		cprx_timeline(s, rep.ts);
+		cprx_timeline(s, rep.ts, CPRX_PH_MAX);
 	vcpus_stop(vm);
 	t0 = now_ns();
 	rep.verified = vm_verify(vm, rep.verify, sizeof(rep.verify)) &&
@@ -143,6 +143,7 @@ void exec_path_default(struct vm *vm)
 /* Returns only when the update was refused; the guest then runs on. */
 void update(struct vm *vm)
 {
+	static struct cprx_check checks[64];	/* 13 checks for one RAM region */
 	static struct cprx_preflight_report pf;
 	char *probe[] = { vm->cfg.exec_path, "--version", NULL };
 	struct cprx_session *s = NULL;
@@ -161,6 +162,8 @@ void update(struct vm *vm)
 		goto refused;
 	memset(&pf, 0, sizeof(pf));
 	pf.size = sizeof(pf);
+	pf.max_checks = sizeof(checks) / sizeof(checks[0]);
+	pf.checks = checks;
 	stage = "preflight";
 	r = cprx_preflight(s, vm->cfg.exec_path,
 			   vm->cfg.flags & CFG_NO_PROBE ? NULL : probe, &pf);
