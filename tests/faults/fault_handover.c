@@ -78,10 +78,13 @@ static void set_handover(const char *fmt, ...)
 static pid_t fake_keeper(void)
 {
 	struct sched_param p = { 0 };
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 
 	if (pid == 0) {
+		/* gone with the test, even if it failed before our prctl */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
 		pause();
 		_exit(0);
 	}
