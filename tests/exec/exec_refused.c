@@ -31,6 +31,15 @@ static char **huge_argv(void)
 	return argv;
 }
 
+static void free_argv(char **argv)
+{
+	if (!argv)
+		return;
+	for (int i = 1; argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
 static void refused_exec(const void *arg)
 {
 	const struct refusal *r = arg;
@@ -38,6 +47,7 @@ static void refused_exec(const void *arg)
 				     .no_deferred_teardown = r->inline_teardown };
 	char *argv[] = { (char *)r->path, NULL };
 	struct cprx_session *s;
+	char **big = NULL;
 	struct guest g;
 	int ret;
 
@@ -45,7 +55,10 @@ static void refused_exec(const void *arg)
 	s = preserve_guest(&g, &opts);
 	if (r->seccomp)
 		install_exec_filter();
-	ret = cprx_exec(s, r->path, r->huge_argv ? huge_argv() : argv);
+	if (r->huge_argv)
+		big = huge_argv();
+	ret = cprx_exec(s, r->path, big ? big : argv);
+	free_argv(big);
 	printf("# %s\n# hint: %s\n", cprx_errmsg(s), cprx_errhint(s));
 	CHECK(ret == -r->err, "cprx_exec returned %d, expected %d", ret, -r->err);
 	CHECK(strstr(cprx_errmsg(s), r->word), "message lacks '%s'", r->word);
