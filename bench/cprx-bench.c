@@ -128,11 +128,20 @@ static char *default_vmm(void)
 	return g_build_filename(dir, "..", "tools", "cprx-vmm", NULL);
 }
 
+static void cell_free(void *p)
+{
+	struct cell *c = p;
+
+	g_array_unref(c->samples);
+	g_free(c->skipped);
+	g_free(c);
+}
+
 static bool setup(struct bench *b, const struct options *o, int argc, char **argv)
 {
 	b->configs = g_ptr_array_new_with_free_func(g_free);
 	b->sizes = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	b->cells = g_ptr_array_new();
+	b->cells = g_ptr_array_new_with_free_func(cell_free);
 	b->notes = g_ptr_array_new_with_free_func(g_free);
 	b->reps = (unsigned int)o->reps;
 	b->copy_reps = (unsigned int)o->copy_reps;
@@ -169,13 +178,30 @@ static bool setup(struct bench *b, const struct options *o, int argc, char **arg
 	return build_configs(b, o);
 }
 
+/* Everything setup() and the sweep allocated: a leak checker sees none. */
+static void bench_free(struct bench *b)
+{
+	if (b->cells)
+		g_ptr_array_unref(b->cells);
+	if (b->configs)
+		g_ptr_array_unref(b->configs);
+	if (b->sizes)
+		g_array_unref(b->sizes);
+	if (b->notes)
+		g_ptr_array_unref(b->notes);
+	g_free(b->vmm);
+	g_free(b->copy_dir);
+	g_free(b->command);
+}
+
 int main(int argc, char **argv)
 {
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- exec-downtime benchmark");
 	g_autoptr(GError) err = NULL;
 	g_auto(GStrv) args = g_strdupv(argv);
 	struct bench b = { 0 };
-	GDateTime *now = g_date_time_new_now_utc();
+	g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+	g_autofree char *started = NULL;
 	int ret;
 
 	g_option_context_set_summary(ctx, summary);
@@ -192,16 +218,18 @@ int main(int argc, char **argv)
 		return run_vm(&opts, g_strv_length(args), args);
 	if (opts.qemu)
 		return run_qemu(&opts);
-	if (!setup(&b, &opts, g_strv_length(args), args))
+	if (!setup(&b, &opts, g_strv_length(args), args)) {
+		bench_free(&b);
 		return 1;
-	g_strlcpy(b.started, g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ"),
-		  sizeof(b.started));
-	g_date_time_unref(now);
+	}
+	started = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
+	g_strlcpy(b.started, started, sizeof(b.started));
 	guard_hook(&b, &opts);
 	sweep(&b);
 	report_terminal(&b);
 	ret = report_files(&b);
 	if (b.plots && ret == 0)
 		ret = report_plots(&b);
+	bench_free(&b);
 	return ret;
 }

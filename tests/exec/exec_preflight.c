@@ -40,7 +40,7 @@ static void preflight_private(const void *arg)
 	CHECK(strstr(cprx_errhint(s), "MAP_SHARED"), "hint: %s", cprx_errhint(s));
 	c = find_check(&rep, "probe");
 	CHECK(c && c->verdict == CPRX_PASS, "probe: %s", c ? c->reason : "none");
-	check_guest(&g);
+	check_guest(&g);	cprx_session_close(s);
 }
 
 /*
@@ -83,7 +83,7 @@ static void preflight_ok(const void *arg)
 	/* preflight changes nothing */
 	CHECK(fcntl(g.ram_fd, F_GETFD) == FD_CLOEXEC, "ram fd flags changed");
 	CHECK(nr_children() == 0, "probe not reaped");
-	check_guest(&g);
+	check_guest(&g);	cprx_session_close(s);
 }
 
 /*
@@ -126,7 +126,7 @@ static void preflight_bad(const void *arg)
 	CHECK(ret == -b->err, "preflight returned %d, expected %d", ret, -b->err);
 	c = find_check(&rep, b->check);
 	CHECK(c && c->verdict == CPRX_FAIL, "check %s did not fail", b->check);
-	CHECK(strstr(c->reason, b->word), "reason: %s", c->reason);
+	CHECK(strstr(c->reason, b->word), "reason: %s", c->reason);	cprx_session_close(s);
 }
 
 /*

@@ -7,6 +7,9 @@
  * reaches a new image.
  */
 #include "exec_util.h"
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 struct refusal {
 	const char *path;
@@ -31,6 +34,15 @@ static char **huge_argv(void)
 	return argv;
 }
 
+static void free_argv(char **argv)
+{
+	if (!argv)
+		return;
+	for (int i = 1; argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
 static void refused_exec(const void *arg)
 {
 	const struct refusal *r = arg;
@@ -38,6 +50,7 @@ static void refused_exec(const void *arg)
 				     .no_deferred_teardown = r->inline_teardown };
 	char *argv[] = { (char *)r->path, NULL };
 	struct cprx_session *s;
+	char **big = NULL;
 	struct guest g;
 	int ret;
 
@@ -45,7 +58,10 @@ static void refused_exec(const void *arg)
 	s = preserve_guest(&g, &opts);
 	if (r->seccomp)
 		install_exec_filter();
-	ret = cprx_exec(s, r->path, r->huge_argv ? huge_argv() : argv);
+	if (r->huge_argv)
+		big = huge_argv();
+	ret = cprx_exec(s, r->path, big ? big : argv);
+	free_argv(big);
 	printf("# %s\n# hint: %s\n", cprx_errmsg(s), cprx_errhint(s));
 	CHECK(ret == -r->err, "cprx_exec returned %d, expected %d", ret, -r->err);
 	CHECK(strstr(cprx_errmsg(s), r->word), "message lacks '%s'", r->word);
@@ -141,5 +157,53 @@ TEST(refused_eperm_inline_teardown)
 	ASSERT_EQ(0, in_child(refused_exec, &r));
 }
 
+/*
+ * After a refused exec the keeper's stack is unmapped, and what the VMM maps
+ * next often lands at its address.  Mappings of the stack's size, kept so
+ * each takes the next hole, must be plain memory.
+ */
+static void maps_after_refusal(const void *arg)
+{
+	const size_t len = 64 * 1024;
+	struct cprx_session *s;
+	struct guest g;
+	char *argv[] = { "/nonexistent/cprx-next", NULL };
+	char *p;
+	int ret;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, NULL);
+	ret = cprx_exec(s, argv[0], argv);
+	CHECK(ret == -ENOENT, "cprx_exec returned %d, expected -ENOENT", ret);
+	for (int i = 0; i < 32; i++) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(p != MAP_FAILED, "mmap: %m");
+#ifdef __SANITIZE_ADDRESS__
+		CHECK(!__asan_region_is_poisoned(p, len),
+		      "a fresh mapping at %p is poisoned at %p: a keeper frame "
+		      "that never returned left ASan's redzones behind", (void *)p,
+		      __asan_region_is_poisoned(p, len));
+#endif
+		memset(p, 0xa5, len);
+	}
+	check_guest(&g);
+	cprx_session_close(s);
+}
+
+/*
+ * Test Case: refused_keeper_stack_reusable
+ * The keeper never returns (it exits by system call), so under ASan any
+ * instrumented frame of it leaves its redzones poisoned in the shadow of
+ * its stack; the stack is unmapped after a refused exec, and the VMM's
+ * next mappings there would read as a stack-buffer-underflow.  Fresh
+ * mappings after a refusal must be clean (a plain build checks only that
+ * they are writable).
+ */
+TEST(refused_keeper_stack_reusable)
+{
+	ASSERT_EQ(0, in_child(maps_after_refusal, NULL));
+}
 
 TEST_HARNESS_MAIN

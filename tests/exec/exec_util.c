@@ -189,7 +189,7 @@ int in_child(void (*fn)(const void *), const void *arg)
 	pid = fork();
 	if (pid == 0) {
 		fn(arg);
-		_exit(0);
+		exit(0);	/* not _exit(): LeakSanitizer runs at exit */
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return -1;

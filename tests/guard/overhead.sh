@@ -5,7 +5,8 @@
 #
 #   tests/guard/overhead.sh [--bench] BUILD_DIR [EXECS]
 #
-# Loads its own guard (pinned under /sys/fs/bpf/cprx-guard-bench, status in
+# Loads its own guard (pinned under /sys/fs/bpf/cprx-guard-bench-PID, so two
+# runs on one machine do not meet (bpffs refuses dots in names); status in
 # a temporary file) guarding a fresh cgroup v2 directory and allowing
 # /usr/bin/true, runs EXECS (2000) execs of /usr/bin/true outside the cgroup,
 # then as many inside, and prints one line each:
@@ -22,7 +23,7 @@ N=${2:-2000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 G=$B/bpf/cprx-guard
 T=$(mktemp -d /tmp/cprx-guard-overhead.XXXXXX)
-PIN=/sys/fs/bpf/cprx-guard-bench
+PIN=/sys/fs/bpf/cprx-guard-bench-$$
 export CPRX_GUARD_STATUS=$T/status
 
 mnt=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)

@@ -95,3 +95,10 @@ char **e2big_argv(struct vm *vm)
 		av[vm->argc + i] = pad;
 	return av;
 }
+
+/* The exec was refused and returned: the guest runs on without them. */
+void e2big_argv_free(struct vm *vm, char **av)
+{
+	free(av[vm->argc]);
+	free(av);
+}

@@ -147,6 +147,7 @@ void update(struct vm *vm)
 	static struct cprx_preflight_report pf;
 	char *probe[] = { vm->cfg.exec_path, "--version", NULL };
 	struct cprx_session *s = NULL;
+	char **argv = vm->argv;
 	struct cprx_options o;
 	const char *stage = "open";
 	int r;
@@ -180,8 +181,11 @@ void update(struct vm *vm)
 		goto refused;
 	fflush(NULL);	/* exec drops stdio buffers */
 	stage = "exec";
-	r = cprx_exec(s, vm->cfg.exec_path,
-		      vm->cfg.faults & F_E2BIG ? e2big_argv(vm) : vm->argv);
+	if (vm->cfg.faults & F_E2BIG)
+		argv = e2big_argv(vm);
+	r = cprx_exec(s, vm->cfg.exec_path, argv);
+	if (argv != vm->argv)
+		e2big_argv_free(vm, argv);
 refused:
 	update_refused(vm, s, stage, r, NULL);
 }

@@ -223,6 +223,7 @@ bool vm_verify(struct vm *vm, char *msg, size_t len);
 int seccomp_deny_exec(void);
 int corrupt_state(const char *path);
 char **e2big_argv(struct vm *vm);
+void e2big_argv_free(struct vm *vm, char **av);
 
 /* report.c */
 void report_init(struct report *rep, const struct cprx_session *s);
