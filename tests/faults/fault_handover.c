@@ -125,6 +125,7 @@ static void forged_refused(const void *arg)
 	ret = cprx_rollback(s, "forged");
 	CHECK(ret < 0, "rollback returned %d", ret);
 	printf("# rollback: %s\n", cprx_errmsg(s));
+	cprx_session_close(s);
 }
 
 /*
@@ -252,6 +253,7 @@ static void record_fd_untouched(const void *arg)
 	CHECK(ret == -EBADF, "reclaim of a foreign fd gave %d", ret);
 	CHECK(!cprx_commit(s), "commit: %s", cprx_errmsg(s));
 	CHECK(fcntl(0, F_GETFD) == 0, "commit closed or changed stdin");
+	cprx_session_close(s);
 }
 
 /*
@@ -466,6 +468,7 @@ static void rollback_own_message(const void *arg)
 		     "holds: nothing)"), "garbled: %s", cprx_errmsg(s));
 	CHECK(!strstr(strstr(cprx_errmsg(s), "rollback") + 1,
 		      "refusing a second"), "garbled: %s", cprx_errmsg(s));
+	cprx_session_close(s);
 }
 
 /*
