@@ -10,8 +10,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include <limits.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include "internal.h"
 
@@ -137,7 +137,7 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 static int check_state_fd(struct cprx_session *s, int fd)
 {
 	char link[PATH_MAX];
-	struct stat st;
+	struct stat st = { 0 };
 	int seals;
 
 	if (cprx_fd_link(fd, link, sizeof(link)))
