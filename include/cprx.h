@@ -207,6 +207,13 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  * 0 when it was not, or a negative errno when it was but the state is
  * unusable; then *sp is still set so that cprx_rollback can be called.
  * Bad options are -EINVAL (and *sp NULL) whether or not there is an update.
+ *
+ * CPRX_INCOMING is read with secure_getenv and trusted only as far as it is
+ * checked: the state must be the sealed memfd an old image of this process
+ * made (its ORIGIN pid is getpid()), the kmod session fd must be cprx.ko's,
+ * and no fd it names is touched before it holds the recorded dev:ino.  A
+ * handover that fails these is refused with -EINVAL or -EPERM naming why,
+ * and rollback is refused too: nothing a forged state names is exec'd.
  */
 int cprx_incoming(struct cprx_session **sp, const struct cprx_options *opts);
 /*
