@@ -212,7 +212,7 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  * checked: the state must be the sealed memfd an old image of this process
  * made (its ORIGIN pid is getpid()), the kmod session fd must be cprx.ko's,
  * and no fd it names is touched before it holds the recorded dev:ino.  A
- * handover that fails these is refused with -EINVAL or -EPERM naming why,
+ * handover that fails these is refused (-EINVAL, -EBADF, -EPERM) by name,
  * and rollback is refused too: nothing a forged state names is exec'd.
  */
 int cprx_incoming(struct cprx_session **sp, const struct cprx_options *opts);
