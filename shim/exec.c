@@ -335,9 +335,10 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 	ret = s->backend->arm(s, field, sizeof(field));
 	if (ret)
 		return ret;
-	if (!s->opts.no_deferred_teardown)
+	/* Still-busy keepers go on to the new image; never more than it takes. */
+	if (cprx_keepers_handover(reap, sizeof(reap)) < CPRX_MAX_KEEPERS &&
+	    !s->opts.no_deferred_teardown)
 		cprx_keeper_start(&keeper);	/* without it exec is only slower */
-	cprx_keepers_handover(reap, sizeof(reap));
 	cprx_mark(s, CPRX_PH_EXEC);
 	snprintf(env, sizeof(env), "%s=v=1,%s,%s,keeper=%d,reap=%s,save=%llu,"
 		 "exec=%llu", CPRX_ENV, field, extra, (int)keeper.pid, reap,
