@@ -525,15 +525,16 @@ int cprx_keeper_probe(char *why, size_t len)
 /*
  * After the exec the keeper is a child of the new image, still tearing down
  * the old mm; keepers still busy at the next exec are handed over again.
- * Each is held by a pidfd (close-on-exec) from its adoption until it is
- * reaped: waitid(P_PIDFD) reaps that process and no other, whatever the
- * VMM does with SIGCHLD, and a pid is reniced only while its pidfd shows it
- * alive.  The pids come from CPRX_INCOMING and are believed only for a
- * child of ours with exit signal 0 (what keeper_clone makes).
+ * Their pids come from CPRX_INCOMING and are believed only for a child of
+ * ours (the kernel says so through a pidfd) with exit signal 0 (what
+ * keeper_clone makes); the pidfd is not kept, so the new image's fd table
+ * holds only what it reclaimed.  From then on a keeper is its pid and start
+ * time, checked again before each step: it is reaped only once seen exited
+ * by a WNOWAIT wait, and reniced only while it runs.
  */
 struct pending {
 	pid_t pid;
-	int pidfd;
+	unsigned long long start;	/* with the pid, its identity */
 };
 
 static struct pending pending[CPRX_MAX_KEEPERS];
@@ -542,12 +543,14 @@ static bool reaper_running;
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct keeper_stat {
+	char state;
 	pid_t ppid;
+	unsigned long long start;
 	int exit_signal;
 	int policy;
 };
 
-/* From /proc/PID/stat: fields 4 (ppid), 38 (exit_signal), 41 (policy). */
+/* /proc/PID/stat fields 3 (state), 4 (ppid), 22 (start), 38, 41 (policy). */
 static int keeper_stat(pid_t pid, struct keeper_stat *st)
 {
 	char path[40], buf[1024], *p, *tok, *save = NULL;
@@ -571,8 +574,12 @@ static int keeper_stat(pid_t pid, struct keeper_stat *st)
 	st->policy = -1;
 	for (field = 3, tok = strtok_r(p + 1, " ", &save); tok;
 	     field++, tok = strtok_r(NULL, " ", &save)) {
-		if (field == 4)
+		if (field == 3)
+			st->state = tok[0];
+		else if (field == 4)
 			st->ppid = atoi(tok);
+		else if (field == 22)
+			st->start = strtoull(tok, NULL, 10);
 		else if (field == 38)
 			st->exit_signal = atoi(tok);
 		else if (field == 41)
@@ -587,97 +594,93 @@ static bool is_keeper(pid_t pid, struct keeper_stat *st)
 	       st->exit_signal == 0;
 }
 
-/* A pidfd of @pid, if @pid is a keeper of ours; else -1. */
-static int adopt_one(pid_t pid)
+static bool still_keeper(const struct pending *e, struct keeper_stat *st)
+{
+	return is_keeper(e->pid, st) && st->start == e->start;
+}
+
+/* Whether @pid is a keeper of ours; its start time in @start. */
+static bool adopt_one(pid_t pid, unsigned long long *start)
 {
 	struct pollfd p = { .events = POLLIN };
 	struct keeper_stat st;
 	siginfo_t info;
-	int fd;
+	bool ok;
 
 	if (!is_keeper(pid, &st))
-		return -1;
-	fd = syscall(__NR_pidfd_open, pid, 0);
-	if (fd < 0)
-		return -1;
-	p.fd = fd;
+		return false;
+	p.fd = syscall(__NR_pidfd_open, pid, 0);
+	if (p.fd < 0)
+		return false;
 	/*
-	 * The kernel says whether this pidfd is our child; /proc whether it
-	 * is a keeper; and if it is still unreaped after that look, the pid
-	 * named it all along.
+	 * The kernel says whether this pidfd is our child, /proc whether it
+	 * is a keeper; unreaped after that look, the pid named it all along.
 	 */
-	if (pidfd_reap(fd, WNOHANG | WNOWAIT, &info) || !is_keeper(pid, &st) ||
-	    (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	ok = !pidfd_reap(p.fd, WNOHANG | WNOWAIT, &info) && is_keeper(pid, &st) &&
+	     !(poll(&p, 1, 0) == 1 && (p.revents & POLLHUP));
+	close(p.fd);
+	*start = st.start;
+	return ok;
 }
 
-/* Reaps the pending keepers that have exited (or were reaped by others). */
+static int wait_pid(pid_t pid, int options, siginfo_t *info)
+{
+	memset(info, 0, sizeof(*info));
+	return waitid(P_PID, pid, info, WEXITED | __WALL | options) ? -errno : 0;
+}
+
+/* Reaps the pending keepers that have exited; drops those gone elsewhere. */
 static void reap_exited_locked(void)
 {
+	struct keeper_stat st;
 	unsigned int i = 0;
 	siginfo_t info;
 	int ret;
 
 	while (i < nr_pending) {
-		ret = pidfd_reap(pending[i].pidfd, WNOHANG, &info);
+		ret = wait_pid(pending[i].pid, WNOHANG | WNOWAIT, &info);
 		if (!ret && !info.si_pid) {
 			i++;	/* still running */
 			continue;
 		}
-		close(pending[i].pidfd);
+		/* The zombie seen is the keeper: nobody else reaps clone children. */
+		if (!ret && still_keeper(&pending[i], &st))
+			wait_pid(pending[i].pid, WNOHANG, &info);
 		pending[i] = pending[--nr_pending];
 	}
 }
 
-/* Back to SCHED_OTHER, for a keeper verified just now and still alive. */
+/* Back to SCHED_OTHER, for a keeper verified just now and still running. */
 static void hurry_locked(void)
 {
 	struct sched_param param = { 0 };
 	struct keeper_stat st;
 	unsigned int i;
 
-	for (i = 0; i < nr_pending; i++) {
-		if (pidfd_exited(pending[i].pidfd) ||
-		    !is_keeper(pending[i].pid, &st) || st.policy != SCHED_IDLE ||
-		    pidfd_exited(pending[i].pidfd))
-			continue;
-		sched_setscheduler(pending[i].pid, SCHED_OTHER, &param);
-	}
-}
-
-/* Copies the pending pidfds for a poll(); 0 when none is left. */
-static unsigned int pending_fds(struct pollfd *p)
-{
-	unsigned int i, n;
-
-	pthread_mutex_lock(&pending_lock);
-	reap_exited_locked();
-	n = nr_pending;
-	for (i = 0; i < n; i++)
-		p[i] = (struct pollfd){ .fd = pending[i].pidfd, .events = POLLIN };
-	pthread_mutex_unlock(&pending_lock);
-	return n;
+	for (i = 0; i < nr_pending; i++)
+		if (still_keeper(&pending[i], &st) && st.state != 'Z' &&
+		    st.policy == SCHED_IDLE)
+			sched_setscheduler(pending[i].pid, SCHED_OTHER, &param);
 }
 
 /* A VMM that exits right after an update still leaves no keeper behind. */
 static void wait_keepers(void)
 {
-	struct pollfd p[CPRX_MAX_KEEPERS];
+	struct timespec tick = { 0, 10 * 1000 * 1000 };
 	long long end = now_ms() + KEEPERS_EXIT_MS;
 	unsigned int n;
-	int left;
 
 	pthread_mutex_lock(&pending_lock);
 	hurry_locked();
 	pthread_mutex_unlock(&pending_lock);
-	while ((n = pending_fds(p))) {
-		left = (int)(end - now_ms());
-		if (left <= 0)
-			return;		/* init reaps them after us */
-		poll(p, n, left);
+	for (;;) {
+		pthread_mutex_lock(&pending_lock);
+		reap_exited_locked();
+		n = nr_pending;
+		pthread_mutex_unlock(&pending_lock);
+		if (!n || now_ms() >= end)
+			return;		/* later ones are reaped by init */
+		nanosleep(&tick, NULL);
 	}
 }
 
@@ -685,18 +688,15 @@ static void wait_keepers(void)
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 {
 	static bool at_exit;
+	unsigned long long start;
 	unsigned int i, j;
-	int fd;
 
 	pthread_mutex_lock(&pending_lock);
 	for (i = 0; i < n && nr_pending < CPRX_MAX_KEEPERS; i++) {
 		for (j = 0; j < nr_pending && pending[j].pid != pids[i]; j++)
 			;
-		if (pids[i] <= 0 || j < nr_pending)
-			continue;
-		fd = adopt_one(pids[i]);
-		if (fd >= 0)
-			pending[nr_pending++] = (struct pending){ pids[i], fd };
+		if (pids[i] > 0 && j == nr_pending && adopt_one(pids[i], &start))
+			pending[nr_pending++] = (struct pending){ pids[i], start };
 	}
 	reap_exited_locked();
 	n = nr_pending;
@@ -705,25 +705,23 @@ void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 		at_exit = !atexit(wait_keepers);
 }
 
+/* Waits for each keeper to exit (WNOWAIT: the check comes first), reaps. */
 static void *reaper(void *unused)
 {
-	struct pollfd p[CPRX_MAX_KEEPERS];
-	unsigned int i, n;
+	siginfo_t info;
+	pid_t pid;
 
 	(void)unused;
 	for (;;) {
 		pthread_mutex_lock(&pending_lock);
 		reap_exited_locked();
-		n = nr_pending;
-		for (i = 0; i < n; i++)
-			p[i] = (struct pollfd){ .fd = pending[i].pidfd,
-						.events = POLLIN };
-		if (!n)
+		pid = nr_pending ? pending[0].pid : 0;
+		if (!pid)
 			reaper_running = false;
 		pthread_mutex_unlock(&pending_lock);
-		if (!n)
+		if (!pid)
 			return NULL;
-		poll(p, n, 1000);	/* and look again: the list may change */
+		wait_pid(pid, WNOWAIT, &info);
 	}
 }
 
