@@ -12,7 +12,9 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -114,6 +116,47 @@ EXEC_CASE(forged_commit)
 	CHECK(sched_getscheduler(victim) == SCHED_IDLE, "commit changed the "
 	      "scheduling of pid %d, named as a keeper by a forged handover",
 	      (int)victim);
+	wait_no_children();
+	return 0;
+}
+
+/*
+ * One link of a chain of updates that never lets a keeper finish: two
+ * spinners keep both CPUs busy and commit cannot raise a keeper from
+ * SCHED_IDLE (no CAP_SYS_NICE).  argv: step, spinner pids.
+ */
+#define CHAIN_STEPS	11
+#define CHAIN_RAM	(256ull << 20)
+
+EXEC_CASE(chain)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s = incoming();
+	int step = atoi(argv[0]);
+	char next[16];
+	struct guest g;
+
+	volatile uint64_t sum = 0;
+
+	reclaim_guest(s, &g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	/* Page tables for all of RAM: this image's keeper has work to do. */
+	for (uint64_t i = 0; i < g.size / 8; i += 4096 / 8)
+		sum += g.ram[i];
+	printf("# step %d: %d children (2 spinners, the rest keepers)\n", step,
+	       nr_children());
+	fflush(stdout);
+	if (step < CHAIN_STEPS) {
+		snprintf(next, sizeof(next), "%d", step + 1);
+		CHECK(!cprx_exec(preserve_guest(&g, &opts), th_self,
+				 EXEC_CASE_ARGV("chain", next, argv[1], argv[2])),
+		      "exec failed");
+	}
+	kill(atoi(argv[1]), SIGKILL);
+	kill(atoi(argv[2]), SIGKILL);
+	waitpid(atoi(argv[1]), NULL, 0);
+	waitpid(atoi(argv[2]), NULL, 0);
+	check_guest(&g);
 	wait_no_children();
 	return 0;
 }
@@ -258,6 +301,46 @@ static void pgrp_signals(const void *arg)
 	      "a keeper", (int)foreign_handler[0]);
 	CHECK(nr_children() == 0, "a keeper is left");
 	check_guest(&g);
+}
+
+/* No CAP_SYS_NICE here nor after an exec, and no RLIMIT_NICE to use instead. */
+static void drop_sys_nice(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	struct rlimit rl = { 0, 0 };
+
+	prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0);
+	if (!syscall(SYS_capget, &h, d)) {
+		d[0].effective &= ~(1u << CAP_SYS_NICE);
+		d[0].permitted &= ~(1u << CAP_SYS_NICE);
+		d[0].inheritable &= ~(1u << CAP_SYS_NICE);
+		syscall(SYS_capset, &h, d);
+	}
+	setrlimit(RLIMIT_NICE, &rl);
+}
+
+static void keepers_pile_up(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	char spin[2][16];
+	struct guest g;
+	pid_t pid;
+
+	(void)arg;
+	for (int i = 0; i < 2; i++) {
+		pid = fork();
+		if (pid == 0)
+			for (;;)
+				;
+		CHECK(pid > 0, "fork: %m");
+		snprintf(spin[i], sizeof(spin[i]), "%d", (int)pid);
+	}
+	drop_sys_nice();
+	make_guest(&g, CHAIN_RAM, MAP_SHARED);
+	CHECK(!cprx_exec(preserve_guest(&g, &opts), th_self,
+			 EXEC_CASE_ARGV("chain", "1", spin[0], spin[1])),
+	      "exec failed");
 }
 
 static const struct cprx_check *keeper_check(struct cprx_session *s)
@@ -420,6 +503,18 @@ TEST_TIMEOUT(pgrp_signal_during_start, 60)
 TEST_TIMEOUT(preflight_keeper_check, 30)
 {
 	ASSERT_EQ(0, in_child(preflight_keeper, NULL));
+}
+
+/*
+ * Test Case: keepers_pile_up
+ * Eleven updates in a row, each before the last keeper could finish (busy
+ * CPUs, no right to raise a keeper from SCHED_IDLE): more keepers are
+ * pending than a handover names.  None may be dropped and left a zombie:
+ * the last image reaps every one.
+ */
+TEST_TIMEOUT(keepers_pile_up, 120)
+{
+	ASSERT_EQ(0, in_child(keepers_pile_up, NULL));
 }
 
 TEST_HARNESS_MAIN
