@@ -8,6 +8,7 @@
  */
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <stddef.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -116,6 +117,71 @@ EXEC_CASE(forged_commit)
 	CHECK(sched_getscheduler(victim) == SCHED_IDLE, "commit changed the "
 	      "scheduling of pid %d, named as a keeper by a forged handover",
 	      (int)victim);
+	wait_no_children();
+	return 0;
+}
+
+/* Where the library's keeper went: its pid, from the handover. */
+static pid_t handover_keeper(void)
+{
+	const char *env = getenv(CPRX_ENV), *k = env ? strstr(env, "keeper=") : NULL;
+
+	CHECK(k && atoi(k + 7) > 0, "no keeper in the handover");
+	return atoi(k + 7);
+}
+
+/* A child of ours with pid @pid (free now) that sets itself SCHED_IDLE. */
+static pid_t idle_child_at(pid_t pid)
+{
+	struct { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal,
+		 stack, stack_size, tls, set_tid, set_tid_size; } ca = {
+		.exit_signal = SIGCHLD, .set_tid = (uintptr_t)&pid,
+		.set_tid_size = 1 };
+	struct sched_param param = { 0 };
+	long ret;
+
+	/* The number may stay taken for a moment after the process is gone. */
+	for (int i = 0; i < 200; i++) {
+		ret = syscall(SYS_clone3, &ca, sizeof(ca));
+		if (ret >= 0 || errno != EEXIST)
+			break;
+		usleep(10000);
+	}
+	if (ret == 0) {
+		sched_setscheduler(0, SCHED_IDLE, &param);
+		for (;;)
+			pause();
+	}
+	CHECK(ret == pid, "clone3 with set_tid %d: %ld (%m)", (int)pid, ret);
+	for (int i = 0; i < 100 && sched_getscheduler(pid) != SCHED_IDLE; i++)
+		usleep(10000);
+	CHECK(sched_getscheduler(pid) == SCHED_IDLE, "victim not SCHED_IDLE");
+	return pid;
+}
+
+/*
+ * SIGCHLD is ignored: the keeper is reaped by the kernel as it exits, and
+ * its pid goes to a new child of ours.  Commit must not take that child
+ * for the keeper.
+ */
+EXEC_CASE(recycled)
+{
+	pid_t keeper = handover_keeper(), victim;
+	struct cprx_session *s = incoming();
+	struct guest g;
+
+	for (int i = 0; i < 500 && !kill(keeper, 0); i++)
+		usleep(10000);
+	CHECK(kill(keeper, 0) && errno == ESRCH, "keeper %d not reaped by the "
+	      "kernel under SIG_IGN", (int)keeper);
+	victim = idle_child_at(keeper);
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	usleep(100000);
+	CHECK(sched_getscheduler(victim) == SCHED_IDLE, "commit changed the "
+	      "scheduling of pid %d, which took the keeper's pid", (int)victim);
+	kill(victim, SIGKILL);
 	wait_no_children();
 	return 0;
 }
@@ -343,6 +409,59 @@ static void keepers_pile_up(const void *arg)
 	      "exec failed");
 }
 
+static void write_str(const char *path, const char *str)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0 && write(fd, str, strlen(str)) == (ssize_t)strlen(str),
+	      "%s: %m", path);
+	close(fd);
+}
+
+/*
+ * In a pid namespace of our own, where a pid can be asked for (set_tid):
+ * pid 1 mounts its /proc and waits; pid 2 is the VMM.  Exit status 4:
+ * no namespaces here.
+ */
+static void recycled_pid(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	int uid = getuid(), gid = getgid(), status;
+	struct guest g;
+	char map[64];
+	pid_t vmm;
+
+	(void)arg;
+	/*
+	 * Without a user namespace where we may: root in one is not root for
+	 * the scheduler, and only root may renice a process from SCHED_IDLE.
+	 */
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS)) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS))
+			_exit(4);
+		snprintf(map, sizeof(map), "0 %d 1", uid);
+		write_str("/proc/self/uid_map", map);
+		write_str("/proc/self/setgroups", "deny");
+		snprintf(map, sizeof(map), "0 %d 1", gid);
+		write_str("/proc/self/gid_map", map);
+	}
+	if (fork() != 0) {
+		wait(&status);
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+	}
+	CHECK(!mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "mount: %m");
+	CHECK(!mount("proc", "/proc", "proc", 0, NULL), "mount /proc: %m");
+	vmm = fork();
+	if (vmm == 0) {
+		signal(SIGCHLD, SIG_IGN);	/* kept across the exec */
+		make_guest(&g, RAM_SIZE, MAP_SHARED);
+		exec_case(preserve_guest(&g, &opts), "recycled");
+	}
+	while (waitpid(vmm, &status, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
 static const struct cprx_check *keeper_check(struct cprx_session *s)
 {
 	static struct cprx_preflight_report rep;
@@ -455,6 +574,21 @@ TEST_TIMEOUT(vmm_waitpid_any, 30)
 TEST_TIMEOUT(vmm_sa_nocldwait, 30)
 {
 	ASSERT_EQ(0, in_child(refused_nocldwait, NULL));
+}
+
+/*
+ * Test Case: sigchld_ignored_recycled_pid
+ * SIGCHLD=SIG_IGN in the VMM: the kernel reaps the keeper as it exits and
+ * its pid goes to a new child of the VMM (at SCHED_IDLE).  No zombie, no
+ * hang, and commit must not renice that child as if it were the keeper.
+ */
+TEST_TIMEOUT(sigchld_ignored_recycled_pid, 30)
+{
+	int ret = in_child(recycled_pid, NULL);
+
+	if (ret == 4)
+		SKIP(return, "no user and pid namespaces here");
+	ASSERT_EQ(0, ret);
 }
 
 /*
