@@ -5,6 +5,9 @@
  * ignores SIGCHLD, a forged keeper pid in the handover, signals to the
  * process group while it starts.  None of them may hang the update, lose
  * the guest, leave a zombie or touch a process that is not a keeper.
+ *
+ * Kept in one file: one test binary per fault area, and its exec cases
+ * must live in the binary whose tests exec into them.
  */
 #include <sched.h>
 #include <signal.h>
