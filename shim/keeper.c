@@ -180,12 +180,48 @@ keeper_close_range(unsigned int lo, unsigned int hi, int *err)
 		*err = (int)ret;
 }
 
+/*
+ * close_range refused: close what /proc/self/fd lists (our fd table is a
+ * copy of the parent's), else every fd below the parent's bound.
+ */
+static inline __attribute__((always_inline)) KEEPER_CODE void
+keeper_close_each(int keep1, int keep2, unsigned int bound)
+{
+	static const char fd_dir[] = "/proc/self/fd";
+	char buf[2048];
+	long n, off, dfd, fd;
+	unsigned int i;
+	const char *name;
+	unsigned short reclen;
+
+	dfd = ksys(__NR_openat, AT_FDCWD, (long)fd_dir,
+		   O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0) {
+		for (i = 0; i < bound; i++)
+			if ((int)i != keep1 && (int)i != keep2)
+				ksys(__NR_close, i, 0, 0, 0);
+		return;
+	}
+	while ((n = ksys(__NR_getdents64, dfd, (long)buf, sizeof(buf), 0)) > 0) {
+		for (off = 0; off < n; off += reclen) {
+			reclen = *(const unsigned short *)(buf + off + 16);
+			name = buf + off + 19;
+			for (fd = 0; *name >= '0' && *name <= '9'; name++)
+				fd = fd * 10 + (*name - '0');
+			if (!*name && name != buf + off + 19 && fd != keep1 &&
+			    fd != keep2 && fd != dfd)
+				ksys(__NR_close, fd, 0, 0, 0);
+		}
+	}
+	ksys(__NR_close, dfd, 0, 0, 0);
+}
+
 static __attribute__((noinline, noreturn, used)) KEEPER_CODE
 void keeper_main(void *p)
 {
 	const struct keeper_arg *arg = p;
 	int rfd = arg->rfd, ready = arg->ready;
-	unsigned int lo, hi, fd, bound = arg->fd_bound;
+	unsigned int lo, hi, bound = arg->fd_bound;
 	struct keeper_report rep = { 0, 0, 0 };
 	unsigned long all = ~0UL;
 	int param = 0;		/* struct sched_param: the priority only */
@@ -204,9 +240,7 @@ void keeper_main(void *p)
 	keeper_close_range(lo + 1, hi - 1, &rep.close_range);
 	keeper_close_range(hi + 1, ~0U, &rep.close_range);
 	if (rep.close_range)	/* seccomp or a kernel before 5.9 */
-		for (fd = 0; fd < bound; fd++)
-			if (fd != lo && fd != hi)
-				ksys(__NR_close, fd, 0, 0, 0);
+		keeper_close_each(rfd, ready, bound);
 	/*
 	 * During the pause the teardown may run only on an idle CPU: the new
 	 * image must never wait for it, not even for a scheduler tick.  The
@@ -271,36 +305,14 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* One past our highest fd: how far a keeper without close_range closes. */
+/*
+ * How far a keeper that can use neither close_range nor /proc closes fds
+ * one by one: the soft limit bounds every fd opened under it.
+ */
 static unsigned int fd_bound(void)
 {
-	char buf[4096];
-	unsigned int max = 0, fd;
 	struct rlimit rl;
-	long n, off;
-	int dfd;
 
-	dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
-			for (off = 0; off < n;) {
-				unsigned short reclen;
-				const char *name = buf + off + 19;
-
-				memcpy(&reclen, buf + off + 16, sizeof(reclen));
-				off += reclen;
-				if (*name < '0' || *name > '9')
-					continue;
-				fd = (unsigned int)strtoul(name, NULL, 10);
-				if (fd + 1 > max)
-					max = fd + 1;
-			}
-		}
-		close(dfd);
-		if (!n)
-			return max;
-	}
-	/* No /proc: the soft limit bounds every fd opened under it. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur > (1u << 20))
 		return 1u << 20;
 	return (unsigned int)rl.rlim_cur;
@@ -539,6 +551,8 @@ struct pending {
 
 static struct pending pending[CPRX_MAX_KEEPERS];
 static unsigned int nr_pending;
+static pid_t handed[CPRX_MAX_KEEPERS];	/* from the handover, not yet checked */
+static unsigned int nr_handed;
 static bool reaper_running;
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -629,6 +643,25 @@ static int wait_pid(pid_t pid, int options, siginfo_t *info)
 	return waitid(P_PID, pid, info, WEXITED | __WALL | options) ? -errno : 0;
 }
 
+/*
+ * The handover's pids are checked after the pause, at the first look at
+ * the keepers: a pid taken meanwhile by another child of ours is still
+ * refused, its exit signal is not 0.
+ */
+static void adopt_handed_locked(void)
+{
+	unsigned long long start;
+	unsigned int i, j;
+
+	for (i = 0; i < nr_handed && nr_pending < CPRX_MAX_KEEPERS; i++) {
+		for (j = 0; j < nr_pending && pending[j].pid != handed[i]; j++)
+			;
+		if (j == nr_pending && adopt_one(handed[i], &start))
+			pending[nr_pending++] = (struct pending){ handed[i], start };
+	}
+	nr_handed = 0;
+}
+
 /* Reaps the pending keepers that have exited; drops those gone elsewhere. */
 static void reap_exited_locked(void)
 {
@@ -636,6 +669,8 @@ static void reap_exited_locked(void)
 	unsigned int i = 0;
 	siginfo_t info;
 	int ret;
+
+	adopt_handed_locked();
 
 	while (i < nr_pending) {
 		ret = wait_pid(pending[i].pid, WNOHANG | WNOWAIT, &info);
@@ -671,6 +706,7 @@ static void wait_keepers(void)
 	unsigned int n;
 
 	pthread_mutex_lock(&pending_lock);
+	reap_exited_locked();
 	hurry_locked();
 	pthread_mutex_unlock(&pending_lock);
 	for (;;) {
@@ -688,18 +724,13 @@ static void wait_keepers(void)
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n)
 {
 	static bool at_exit;
-	unsigned long long start;
-	unsigned int i, j;
+	unsigned int i;
 
 	pthread_mutex_lock(&pending_lock);
-	for (i = 0; i < n && nr_pending < CPRX_MAX_KEEPERS; i++) {
-		for (j = 0; j < nr_pending && pending[j].pid != pids[i]; j++)
-			;
-		if (pids[i] > 0 && j == nr_pending && adopt_one(pids[i], &start))
-			pending[nr_pending++] = (struct pending){ pids[i], start };
-	}
-	reap_exited_locked();
-	n = nr_pending;
+	for (i = 0; i < n && nr_handed < CPRX_MAX_KEEPERS; i++)
+		if (pids[i] > 0)
+			handed[nr_handed++] = pids[i];
+	n = nr_handed;
 	pthread_mutex_unlock(&pending_lock);
 	if (n && !at_exit)
 		at_exit = !atexit(wait_keepers);
