@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include "internal.h"
+#include "handover.h"
 #include "errname.h"
 #include "guard_reader.h"
 #include "state_wire.h"
@@ -405,21 +406,16 @@ static char **build_envp(const char *value)
 	return envp;
 }
 
-/* ",mirror=<path>", escaped as the handover's values are: no ',' or '%'. */
+/* ",mirror=<path>", escaped as the handover's values are. */
 static char *mirror_field(const char *path)
 {
-	char *out = malloc(sizeof(",mirror=") + 3 * strlen(path)), *o;
+	size_t len = sizeof(",mirror=") + 3 * strlen(path);
+	char *out = malloc(len);
 
 	if (!out)
 		return NULL;
-	o = out + sprintf(out, ",mirror=");
-	for (; *path; path++) {
-		if (*path == ',' || *path == '%' || (unsigned char)*path < ' ')
-			o += sprintf(o, "%%%02X", (unsigned char)*path);
-		else
-			*o++ = *path;
-	}
-	*o = '\0';
+	strcpy(out, ",mirror=");
+	cprx_handover_escape(out + strlen(out), len - strlen(out), path);
 	return out;
 }
 
@@ -450,12 +446,18 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 				"out of memory for the new image's environment");
 		goto out;
 	}
-	ret = s->backend->arm(s, field, sizeof(field));
-	if (ret)
-		goto out;
-	if (!s->opts.no_deferred_teardown)
+	/*
+	 * Still-busy keepers go on to the new image; never more than it
+	 * takes.  The keeper starts before arm: its clone is not in the window.
+	 */
+	if (cprx_keepers_handover(reap, sizeof(reap)) < CPRX_MAX_KEEPERS &&
+	    !s->opts.no_deferred_teardown)
 		cprx_keeper_start(&keeper);	/* without it exec is only slower */
-	cprx_keepers_handover(reap, sizeof(reap));
+	ret = s->backend->arm(s, field, sizeof(field));
+	if (ret) {
+		cprx_keeper_stop(&keeper);
+		goto out;
+	}
 	cprx_mark(s, CPRX_PH_EXEC);
 	snprintf(env, envlen, "%s=v=1,%s,%s%s,keeper=%d,reap=%s,save=%llu,"
 		 "exec=%llu", CPRX_ENV, field, extra, mirror ? mirror : "",

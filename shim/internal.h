@@ -35,12 +35,19 @@ struct cprx_blob {
 };
 
 /* Deferred teardown: a clone(CLONE_VM) process that holds the old mm. */
+enum { CPRX_KEEPER_SIGMASK, CPRX_KEEPER_CLOSE_RANGE, CPRX_KEEPER_SCHED,
+       CPRX_KEEPER_STEPS };
+
 struct cprx_keeper {
-	pid_t pid;
+	pid_t pid;		/* 0: no keeper, the exec tears down inline */
+	int pidfd;		/* ours: waits with a deadline, reaps it alone */
 	int wfd;		/* closing it (or exec closing it) ends the keeper */
-	void *stack;
-	size_t stack_size;
-	int ready;		/* futex word, set by the keeper */
+	void *map;		/* its stack, its arguments at the top */
+	size_t map_size;
+	bool idle;		/* it runs at SCHED_IDLE */
+	int refused[CPRX_KEEPER_STEPS];	/* errno of each step it was refused */
+	int signo;		/* what killed it before it was ready */
+	int err;		/* why it did not start */
 };
 
 struct cprx_backend_ops;
@@ -136,8 +143,9 @@ int cprx_io_read(int fd, void *buf, size_t len);
 int cprx_keeper_start(struct cprx_keeper *k);
 void cprx_keeper_stop(struct cprx_keeper *k);
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n);
-void cprx_keepers_handover(char *buf, size_t len);
+unsigned int cprx_keepers_handover(char *buf, size_t len);
 void cprx_keepers_hurry(void);
+int cprx_keeper_probe(char *why, size_t len);
 
 /* session.c */
 uint64_t cprx_now_ns(void);

@@ -42,7 +42,10 @@ static int ring_wait(struct io_uring *ring, int want, int *first_res)
 	if (ret < 0)
 		return ret;
 	for (i = 0; i < want; i++) {
-		ret = io_uring_wait_cqe(ring, &cqe);
+		/* a VMM's signal handler must not fail a submitted write */
+		do
+			ret = io_uring_wait_cqe(ring, &cqe);
+		while (ret == -EINTR);
 		if (ret < 0)
 			return ret;
 		if (i == 0)

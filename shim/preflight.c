@@ -303,6 +303,23 @@ static void check_lsm(struct preflight *pf)
 	report(pf, "lsm", CPRX_PASS, 0, "active: %s", lsm);
 }
 
+/*
+ * The keeper's own system calls, run by a short-lived keeper under this
+ * thread's seccomp filter.  Never a failure: without a keeper the exec
+ * only tears the old mm down inline.
+ */
+static void check_keeper(struct preflight *pf)
+{
+	char why[sizeof(((struct cprx_check *)0)->reason)];
+
+	if (pf->s->opts.no_deferred_teardown) {
+		report(pf, "keeper", CPRX_PASS, 0, "off (no_deferred_teardown)");
+		return;
+	}
+	report(pf, "keeper", cprx_keeper_probe(why, sizeof(why)) ? CPRX_WARN :
+	       CPRX_PASS, 0, "%s", why);
+}
+
 /* cprx-guard's verdict on the new binary, when a guard policy is active. */
 static void check_guard(struct preflight *pf, const char *path)
 {
@@ -558,6 +575,7 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	check_fds(&pf);
 	check_backend(&pf);
 	check_seccomp(&pf);
+	check_keeper(&pf);
 	check_lsm(&pf);
 	check_guard(&pf, resolved);
 	check_state_target(&pf);
