@@ -93,16 +93,23 @@ EXEC_CASE(waitpid_any)
 }
 
 /*
- * Forges the handover: appends reap=VICTIM to CPRX_INCOMING and re-execs
- * into forged_commit with the same fds, which commits the update.
+ * Forges the handover: puts VICTIM first in CPRX_INCOMING's reap= list (a
+ * key given twice is refused outright) and re-execs into forged_commit with
+ * the same fds, which commits the update.
  */
 EXEC_CASE(forge)
 {
-	const char *env = getenv(CPRX_ENV);
+	const char *env = getenv(CPRX_ENV), *reap;
 	char *forged;
+	int at;
 
 	CHECK(env && argc == 1, "no handover to forge");
-	CHECK(asprintf(&forged, "%s,reap=%s", env, argv[0]) > 0, "asprintf");
+	reap = strstr(env, ",reap=");
+	CHECK(reap, "no reap= in '%s'", env);
+	at = (int)(reap - env) + 6;
+	CHECK(asprintf(&forged, "%.*s%s%s%s", at, env, argv[0],
+		       env[at] && env[at] != ',' ? ":" : "", env + at) > 0,
+	      "asprintf");
 	setenv(CPRX_ENV, forged, 1);
 	execv(th_self, EXEC_CASE_ARGV("forged_commit", argv[0]));
 	CHECK(0, "re-exec: %m");
@@ -477,11 +484,14 @@ static void recycled_pid(const void *arg)
 
 static const struct cprx_check *keeper_check(struct cprx_session *s)
 {
+	static struct cprx_check checks[64];
 	static struct cprx_preflight_report rep;
 
 	rep.size = sizeof(rep);
+	rep.max_checks = 64;
+	rep.checks = checks;
 	cprx_preflight(s, th_self, NULL, &rep);
-	for (unsigned int i = 0; i < rep.nr_checks && i < CPRX_MAX_CHECKS; i++)
+	for (unsigned int i = 0; i < rep.nr_checks && i < rep.max_checks; i++)
 		if (!strcmp(rep.checks[i].name, "keeper"))
 			return &rep.checks[i];
 	CHECK(0, "preflight has no 'keeper' check");
