@@ -88,6 +88,7 @@ EXEC_CASE(waitpid_any)
 	reclaim_guest(s, &g);
 	check_guest(&g);
 	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	cprx_session_close(s);
 	wait_no_children();
 	return 0;
 }
@@ -128,6 +129,7 @@ EXEC_CASE(forged_commit)
 	CHECK(sched_getscheduler(victim) == SCHED_IDLE, "commit changed the "
 	      "scheduling of pid %d, named as a keeper by a forged handover",
 	      (int)victim);
+	cprx_session_close(s);
 	wait_no_children();
 	return 0;
 }
@@ -193,6 +195,7 @@ EXEC_CASE(recycled)
 	CHECK(sched_getscheduler(victim) == SCHED_IDLE, "commit changed the "
 	      "scheduling of pid %d, which took the keeper's pid", (int)victim);
 	kill(victim, SIGKILL);
+	cprx_session_close(s);
 	wait_no_children();
 	return 0;
 }
@@ -217,6 +220,7 @@ EXEC_CASE(chain)
 
 	reclaim_guest(s, &g);
 	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	cprx_session_close(s);
 	/* Page tables for all of RAM: this image's keeper has work to do. */
 	for (uint64_t i = 0; i < g.size / 8; i += 4096 / 8)
 		sum += g.ram[i];
@@ -328,6 +332,7 @@ static void refused_nocldwait(const void *arg)
 	      (int)nr_sigchld);
 	CHECK(nr_children() == 0, "a keeper is left");
 	check_guest(&g);
+	cprx_session_close(s);
 }
 
 /* Where a handler of the VMM ran in another process than the VMM. */
@@ -382,6 +387,7 @@ static void pgrp_signals(const void *arg)
 	      "a keeper", (int)foreign_handler[0]);
 	CHECK(nr_children() == 0, "a keeper is left");
 	check_guest(&g);
+	cprx_session_close(s);
 }
 
 /* No CAP_SYS_NICE here nor after an exec, and no RLIMIT_NICE to use instead. */
@@ -524,6 +530,7 @@ static void preflight_keeper(const void *arg)
 	      "keeper: %d (%s)", c->verdict, c->reason);
 	CHECK(nr_children() == 0, "a probe keeper is left");
 	check_guest(&g);
+	cprx_session_close(s);
 }
 
 /* ---- tests --------------------------------------------------------------- */
