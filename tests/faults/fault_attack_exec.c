@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The exec path attacked as a hostile VMM environment would: a seccomp
+ * supervisor that never answers the keeper, a sandbox that refuses the
+ * signals the library kills with, a VMM that ignores SIGCHLD or reaps
+ * every child it is told about.  No call may hang, report a pass or a
+ * failure it did not see, or touch a process that is not its own.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <time.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "exec_util.h"
+
+#if defined(__x86_64__)
+#define NATIVE_ARCH	AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_ARCH	AUDIT_ARCH_AARCH64
+#endif
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+
+/*
+ * sched_setscheduler waits for a seccomp supervisor that never answers
+ * (its listener is kept open and never read); @refused (up to two system
+ * calls, 0 for none) fail with EPERM.  The keeper can then be stopped
+ * only by a signal the library sends it.
+ */
+static void unanswered_supervisor(int refused1, int refused2)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sched_setscheduler, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, refused1, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, refused2, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	int listener;
+
+	CHECK(!prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs: %m");
+	listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			   SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	CHECK(listener >= 0, "seccomp: %m");
+}
+
+static const struct cprx_check *find_check(struct cprx_session *s,
+					   const char *probe, const char *name)
+{
+	static struct cprx_check checks[64];
+	static struct cprx_preflight_report rep;
+	char *argv[] = { (char *)"probe", (char *)"--version", NULL };
+
+	rep.size = sizeof(rep);
+	rep.max_checks = 64;
+	rep.checks = checks;
+	cprx_preflight(s, probe ? probe : th_self, probe ? argv : NULL, &rep);
+	for (unsigned int i = 0; i < rep.nr_checks && i < rep.max_checks; i++)
+		if (!strcmp(rep.checks[i].name, name))
+			return &rep.checks[i];
+	CHECK(0, "preflight has no '%s' check", name);
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Preflight's keeper check and a failed exec, each within a bound. */
+static void unkillable_keeper(const void *arg)
+{
+	const int *refused = arg;
+	struct cprx_options opts = { .size = sizeof(opts) };
+	char *argv[] = { (char *)"nope", NULL };
+	const struct cprx_check *c;
+	struct cprx_session *s;
+	struct guest g;
+	double t0;
+	int ret;
+
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	unanswered_supervisor(refused[0], refused[1]);
+	alarm(15);	/* the old code waits here forever */
+	t0 = now_s();
+	c = find_check(s, NULL, "keeper");
+	printf("# keeper check after %.1f s: %s\n", now_s() - t0, c->reason);
+	CHECK(c->verdict == CPRX_WARN, "keeper: %d (%s)", c->verdict, c->reason);
+	t0 = now_s();
+	ret = cprx_exec(s, "/nonexistent/cprx-vmm", argv);
+	printf("# failed exec after %.1f s: %s\n", now_s() - t0, cprx_errmsg(s));
+	CHECK(ret == -ENOENT, "cprx_exec: %d (%s)", ret, cprx_errmsg(s));
+	alarm(0);
+	check_guest(&g);
+	check_fd_set(&g);
+	cprx_session_close(s);
+}
+
+static void reap_all(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	errno = saved;
+}
+
+/* A probe that exits 0 must not be reported as hung, nor failed. */
+static void probe_reaped_elsewhere(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct sigaction sa = { .sa_handler = reap_all };
+	const struct cprx_check *c;
+	struct cprx_session *s;
+	struct guest g;
+	double t0;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	signal(SIGCHLD, SIG_IGN);
+	t0 = now_s();
+	c = find_check(s, "/bin/true", "probe");
+	printf("# SIG_IGN, after %.1f s: %d %s\n", now_s() - t0, c->verdict,
+	       c->reason);
+	CHECK(c->verdict != CPRX_FAIL, "probe: %s", c->reason);
+	sigaction(SIGCHLD, &sa, NULL);
+	t0 = now_s();
+	c = find_check(s, "/bin/true", "probe");
+	printf("# waitpid(-1) in the VMM, after %.1f s: %d %s\n", now_s() - t0,
+	       c->verdict, c->reason);
+	CHECK(c->verdict != CPRX_FAIL, "probe: %s", c->reason);
+	check_guest(&g);
+	cprx_session_close(s);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+/*
+ * Test Case: keeper_unkillable_pidfd_signal_refused
+ * The keeper waits on a seccomp supervisor that never answers, and the
+ * sandbox refuses pidfd_send_signal (an allowlist older than it).  The
+ * start's deadline passes; the kill must fall back to kill(2) instead of
+ * waiting forever for a keeper that was never signalled, in preflight
+ * and in cprx_exec (the guest is stopped there).
+ */
+TEST_TIMEOUT(keeper_unkillable_pidfd_signal_refused, 60)
+{
+	int refused[2] = { __NR_pidfd_send_signal, 0 };
+
+	ASSERT_EQ(0, in_child(unkillable_keeper, refused));
+}
+
+/*
+ * Test Case: keeper_unkillable_every_kill_refused
+ * The same with kill(2) refused too: nothing can stop the keeper, so the
+ * library must stop waiting for it after a bound and leave it to the
+ * reaping of handed-over keepers.
+ */
+TEST_TIMEOUT(keeper_unkillable_every_kill_refused, 60)
+{
+	int refused[2] = { __NR_pidfd_send_signal, __NR_kill };
+
+	ASSERT_EQ(0, in_child(unkillable_keeper, refused));
+}
+
+/*
+ * Test Case: probe_reaped_elsewhere
+ * A VMM that ignores SIGCHLD (the kernel reaps its children) or reaps
+ * every child in its SIGCHLD handler takes the probe's exit status.
+ * Preflight waited the full 10 s for it, reported a probe that exited 0
+ * as hung (-ETIMEDOUT) and sent SIGKILL to its pid, which may be another
+ * process's by then.
+ */
+TEST_TIMEOUT(probe_reaped_elsewhere, 60)
+{
+	ASSERT_EQ(0, in_child(probe_reaped_elsewhere, NULL));
+}
+
+TEST_HARNESS_MAIN
