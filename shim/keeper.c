@@ -332,22 +332,45 @@ static int pidfd_reap(int pidfd, int options, siginfo_t *info)
 		       WEXITED | __WALL | options, NULL) ? -errno : 0;
 }
 
-/* Waits for the keeper to exit, up to @ms, then kills it; reaps it. */
-static void keeper_reap(struct cprx_keeper *k, int ms)
+/* Whether the keeper exits within @ms. */
+static bool keeper_exits(struct cprx_keeper *k, int ms)
 {
 	struct pollfd p = { .fd = k->pidfd, .events = POLLIN };
 	long long end = now_ms() + ms;
-	siginfo_t info;
 	int left;
 
 	for (;;) {
 		left = (int)(end - now_ms());
-		if (left <= 0 || poll(&p, 1, left) == 0) {
-			syscall(__NR_pidfd_send_signal, k->pidfd, SIGKILL, NULL, 0);
-			break;
-		}
+		if (left <= 0 || poll(&p, 1, left) == 0)
+			return pidfd_exited(k->pidfd);
 		if (p.revents)
-			break;
+			return true;
+	}
+}
+
+/*
+ * Waits for the keeper to exit, up to @ms, then kills it; reaps it.  A
+ * sandbox may refuse pidfd_send_signal: kill() names the same process, our
+ * unreaped child.  Refused both, the keeper (stuck, say, on a seccomp
+ * supervisor that never answers) is not waited for: its stack stays
+ * mapped and it is reaped as a handed-over keeper is.
+ */
+static void keeper_reap(struct cprx_keeper *k, int ms)
+{
+	siginfo_t info;
+
+	if (!keeper_exits(k, ms)) {
+		if (syscall(__NR_pidfd_send_signal, k->pidfd, SIGKILL, NULL, 0) &&
+		    !pidfd_exited(k->pidfd))
+			kill(k->pid, SIGKILL);
+		if (!keeper_exits(k, KEEPER_STOP_MS)) {
+			cprx_keepers_adopt(&k->pid, 1);
+			close(k->pidfd);
+			k->pidfd = -1;
+			k->map = NULL;
+			k->pid = 0;
+			return;
+		}
 	}
 	while (pidfd_reap(k->pidfd, 0, &info) == -EINTR)
 		;

@@ -406,13 +406,17 @@ static void check_argv(struct preflight *pf)
 	       pf->s->origin.argc);
 }
 
-/* Collects what the probe printed and waits for it, within a deadline. */
+/*
+ * Collects what the probe printed and waits for it, within a deadline.
+ * Only a probe still ours (not yet reaped by anyone) is killed at the end.
+ */
 static int probe_wait(pid_t pid, int rfd, char *out, size_t len, int *status)
 {
 	struct timespec t0, t;
 	size_t got = 0;
 	int elapsed = 0;
 	ssize_t n;
+	pid_t ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (elapsed < PROBE_TIMEOUT_MS) {
@@ -429,9 +433,11 @@ static int probe_wait(pid_t pid, int rfd, char *out, size_t len, int *status)
 				got += k;
 			}
 		}
-		if (waitpid(pid, status, WNOHANG) == pid) {
+		ret = waitpid(pid, status, WNOHANG);
+		if (ret == pid || (ret < 0 && errno == ECHILD)) {
+			/* ECHILD: gone, reaped by the kernel or the VMM */
 			out[got] = '\0';
-			return 0;
+			return ret < 0 ? -ECHILD : 0;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		elapsed = (t.tv_sec - t0.tv_sec) * 1000 +
@@ -452,9 +458,17 @@ static void probe_spawned(struct preflight *pf, const char *path, pid_t pid,
 			  int rfd)
 {
 	char out[1024];
-	int status = 0;
+	int status = 0, ret;
 
-	if (probe_wait(pid, rfd, out, sizeof(out), &status)) {
+	ret = probe_wait(pid, rfd, out, sizeof(out), &status);
+	if (ret == -ECHILD) {
+		first_line(out);
+		report(pf, "probe", CPRX_WARN, 0, "'%s' ran, but its exit status "
+		       "was taken by the VMM (SIGCHLD ignored, SA_NOCLDWAIT or a "
+		       "waitpid(-1)): %s", path, *out ? out : "(no output)");
+		return;
+	}
+	if (ret) {
 		hint(pf, "make the probe argv one that exits at once (--version)");
 		report(pf, "probe", CPRX_FAIL, ETIMEDOUT, "'%s' did not exit within "
 		       "%d s", path, PROBE_TIMEOUT_MS / 1000);
