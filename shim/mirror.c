@@ -64,6 +64,30 @@ static int link_tmp(int fd, int dfd, const char *tmp)
 	return linkat(fd, "", dfd, tmp, AT_EMPTY_PATH) ? -errno : 0;
 }
 
+/*
+ * @path as the handover names it: absolute, for the new image refuses a
+ * relative one, and a later chdir of the VMM must not change the file
+ * that commit removes.
+ */
+static char *absolute(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+
+	if (path[0] == '/')
+		out = strdup(path);
+	else if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	else if (asprintf(&out, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "",
+			  path) < 0)
+		out = NULL;
+	if (out && strlen(out) >= PATH_MAX) {	/* the most the handover takes */
+		free(out);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	return out;
+}
+
 int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len)
 {
 	const char *path = s->opts.state_path, *base, *step = "open the directory";
@@ -107,11 +131,14 @@ int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len)
 	}
 	if (!ret) {
 		free(s->mirror_path);
-		s->mirror_path = strdup(path);
+		step = "name it by an absolute path";
+		s->mirror_path = absolute(path);
 		s->mirror_dev = st.st_dev;
 		s->mirror_ino = st.st_ino;
-		if (!s->mirror_path)
-			ret = -ENOMEM;
+		if (!s->mirror_path) {
+			ret = errno ? -errno : -ENOMEM;
+			unlinkat(dfd, base, 0);	/* no mirror without its name */
+		}
 	}
 out:
 	if (named)

@@ -14,6 +14,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -166,6 +167,47 @@ static void probe_reaped_elsewhere(const void *arg)
 	cprx_session_close(s);
 }
 
+/* The new image of a relative state path: the handover names it whole. */
+EXEC_CASE(relative_new)
+{
+	struct cprx_session *s = incoming();
+	struct stat st;
+	struct guest g;
+
+	CHECK(argc == 1, "no state path");
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!lstat(argv[0], &st), "the state file is not there: %m");
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	CHECK(lstat(argv[0], &st) < 0, "commit left the state file on disk");
+	*strrchr(argv[0], '/') = '\0';
+	rmdir(argv[0]);
+	cprx_session_close(s);
+	wait_no_children();
+	return 0;
+}
+
+static void update_relative(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts),
+				     .target = CPRX_STATE_FILE,
+				     .state_path = "vm.state" };
+	char dir[] = "/tmp/cprx-attack-XXXXXX", path[64];
+	struct cprx_session *s;
+	struct guest g;
+	int ret;
+
+	(void)arg;
+	CHECK(mkdtemp(dir), "mkdtemp: %m");
+	CHECK(!chdir(dir), "chdir: %m");
+	snprintf(path, sizeof(path), "%s/vm.state", dir);
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	CHECK(!cprx_preflight(s, th_self, NULL, NULL), "%s", cprx_errmsg(s));
+	ret = cprx_exec(s, th_self, EXEC_CASE_ARGV("relative_new", path));
+	CHECK(0, "exec failed (%d): %s", ret, cprx_errmsg(s));
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 /*
@@ -207,6 +249,20 @@ TEST_TIMEOUT(keeper_unkillable_every_kill_refused, 60)
 TEST_TIMEOUT(probe_reaped_elsewhere, 60)
 {
 	ASSERT_EQ(0, in_child(probe_reaped_elsewhere, NULL));
+}
+
+/*
+ * Test Case: relative_state_path
+ * opts.state_path is relative ("vm.state", in the VMM's cwd): preflight
+ * passes and the save writes the file, but the handover named the mirror
+ * by that relative path, which the new image refuses as malformed; the
+ * handover is then not believed, so the update and its rollback are both
+ * refused and the guest is lost.  The new image must come up with the
+ * guest and remove the file at commit.
+ */
+TEST_TIMEOUT(relative_state_path, 60)
+{
+	ASSERT_EQ(0, in_child(update_relative, NULL));
 }
 
 TEST_HARNESS_MAIN
