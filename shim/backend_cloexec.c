@@ -33,16 +33,15 @@ static int set_cloexec(int fd, bool on)
 }
 
 /*
- * In the new image (arming a rollback) an entry's fd number is the
- * preserved file only while it holds its dev:ino (the inode alone for a
- * state from before dev was recorded).
+ * An entry's fd number is the preserved file only while it holds its
+ * dev:ino (the inode alone for a state from before dev was recorded): in
+ * the new image arming a rollback, and in the old image too, where a
+ * number the VMM reused since preserve must not be handed on.
  */
-static bool still_ours(struct cprx_session *s, struct cprx_entry *e)
+static bool still_ours(struct cprx_entry *e)
 {
 	struct stat st;
 
-	if (!s->incoming)
-		return true;
 	if (e->dev)
 		return cprx_same_file(e->fd, e->dev, e->ino);
 	return e->fd >= 0 && !fstat(e->fd, &st) && (uint64_t)st.st_ino == e->ino;
@@ -53,7 +52,7 @@ static void cloexec_disarm(struct cprx_session *s)
 	unsigned int i;
 
 	for (i = 0; i < s->nr_ents; i++)
-		if (still_ours(s, &s->ents[i]))
+		if (still_ours(&s->ents[i]))
 			fcntl(s->ents[i].fd, F_SETFD, s->ents[i].saved_fdflags);
 	if (s->state_fd >= 0)
 		set_cloexec(s->state_fd, true);
@@ -71,7 +70,7 @@ static int cloexec_arm(struct cprx_session *s, char *field, size_t len)
 		int flags;
 
 		/* rollback: hand back the preserved files, not what is there now */
-		if (!still_ours(s, e)) {
+		if (!still_ours(e)) {
 			ret = -EBADF;
 			goto err;
 		}

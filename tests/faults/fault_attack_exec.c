@@ -208,6 +208,48 @@ static void update_relative(const void *arg)
 	CHECK(0, "exec failed (%d): %s", ret, cprx_errmsg(s));
 }
 
+/* Reached only when the old image exec'd with a preserved fd replaced. */
+EXEC_CASE(replaced_new)
+{
+	struct cprx_session *s;
+	int ret = cprx_incoming(&s, NULL);
+
+	printf("# the exec went on with a replaced fd: incoming %d, reclaim "
+	       "%d\n", ret, ret == 1 ? cprx_reclaim_fd(s, "dev.eventfd",
+						       &(int){ -1 }) : 0);
+	printf("# %s\n", cprx_errmsg(s));
+	cprx_session_close(s);
+	return 1;
+}
+
+/*
+ * The VMM closed a preserved fd and the number was reused, by a file it
+ * must not hand on (a key, a log), without an unpreserve.
+ */
+static void update_replaced(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	struct guest g;
+	int secret, ret, flags;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	CHECK(!cprx_save(s), "%s", cprx_errmsg(s));
+	secret = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	CHECK(secret >= 0, "open: %m");
+	CHECK(dup3(secret, g.efd, O_CLOEXEC) == g.efd, "dup3: %m");
+	close(secret);
+	ret = cprx_exec(s, th_self, EXEC_CASE_ARGV("replaced_new"));
+	printf("# refused: %s\n", cprx_errmsg(s));
+	CHECK(ret == -EBADF, "cprx_exec: %d (%s)", ret, cprx_errmsg(s));
+	flags = fcntl(g.efd, F_GETFD);
+	CHECK(flags == FD_CLOEXEC, "the fd in the preserved one's place has "
+	      "flags %d", flags);
+	cprx_session_close(s);
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 /*
@@ -263,6 +305,20 @@ TEST_TIMEOUT(probe_reaped_elsewhere, 60)
 TEST_TIMEOUT(relative_state_path, 60)
 {
 	ASSERT_EQ(0, in_child(update_relative, NULL));
+}
+
+/*
+ * Test Case: preserved_fd_replaced_before_exec
+ * A preserved fd's number now holds another file.  The old image cleared
+ * FD_CLOEXEC on it anyway (it checked the file only in a rollback) and
+ * exec'd: a file the VMM never preserved crossed into the new image, whose
+ * reclaim then refuses the token and whose rollback is refused too (the
+ * fd is not the preserved file), so the guest is lost.  cprx_exec must
+ * refuse before the exec, -EBADF, and leave that fd as it was.
+ */
+TEST_TIMEOUT(preserved_fd_replaced_before_exec, 60)
+{
+	ASSERT_EQ(0, in_child(update_replaced, NULL));
 }
 
 TEST_HARNESS_MAIN
