@@ -7,6 +7,7 @@
  * failure it did not see, or touch a process that is not its own.
  */
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <time.h>
@@ -250,6 +251,47 @@ static void update_replaced(const void *arg)
 	cprx_session_close(s);
 }
 
+/* Reached only when a path cut short was exec'd. */
+EXEC_CASE(truncated_new)
+{
+	struct cprx_session *s;
+
+	printf("# exec'd this binary, a prefix of the path asked for\n");
+	if (cprx_incoming(&s, NULL) == 1)
+		cprx_session_close(s);
+	return 1;
+}
+
+/*
+ * A new binary's path longer than PATH_MAX whose first PATH_MAX - 1 bytes
+ * name this (old) binary: "////...<th_self>-new".
+ */
+static void update_long_path(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	size_t pad = PATH_MAX - 1 - strlen(th_self);
+	char *path = malloc(PATH_MAX + 16);
+	struct guest g;
+	int ret;
+
+	(void)arg;
+	CHECK(path, "malloc");
+	memset(path, '/', pad);
+	snprintf(path + pad, PATH_MAX + 16 - pad, "%s-new", th_self);
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	ret = cprx_preflight(s, path, NULL, NULL);
+	printf("# preflight: %d %s\n", ret, cprx_errmsg(s));
+	CHECK(ret == -ENAMETOOLONG, "preflight: %d (%s)", ret, cprx_errmsg(s));
+	ret = cprx_exec(s, path, EXEC_CASE_ARGV("truncated_new"));
+	printf("# exec: %d %s\n", ret, cprx_errmsg(s));
+	CHECK(ret == -ENAMETOOLONG, "cprx_exec: %d (%s)", ret, cprx_errmsg(s));
+	check_guest(&g);
+	cprx_session_close(s);
+	free(path);
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 /*
@@ -319,6 +361,18 @@ TEST_TIMEOUT(relative_state_path, 60)
 TEST_TIMEOUT(preserved_fd_replaced_before_exec, 60)
 {
 	ASSERT_EQ(0, in_child(update_replaced, NULL));
+}
+
+/*
+ * Test Case: path_longer_than_path_max
+ * The new binary's path is longer than PATH_MAX.  It was cut to PATH_MAX
+ * - 1 bytes and that prefix was checked and exec'd: here the old binary
+ * again, in general any file the prefix names.  Preflight and cprx_exec
+ * must refuse it (-ENAMETOOLONG), as execve would.
+ */
+TEST_TIMEOUT(path_longer_than_path_max, 60)
+{
+	ASSERT_EQ(0, in_child(update_long_path, NULL));
 }
 
 TEST_HARNESS_MAIN
