@@ -251,12 +251,12 @@ static void update_replaced(const void *arg)
 	cprx_session_close(s);
 }
 
-/* Reached only when a path cut short was exec'd. */
-EXEC_CASE(truncated_new)
+/* Reached only when a binary other than the one asked for was exec'd. */
+EXEC_CASE(wrong_binary)
 {
 	struct cprx_session *s;
 
-	printf("# exec'd this binary, a prefix of the path asked for\n");
+	printf("# exec'd this binary, not the one asked for\n");
 	if (cprx_incoming(&s, NULL) == 1)
 		cprx_session_close(s);
 	return 1;
@@ -284,12 +284,43 @@ static void update_long_path(const void *arg)
 	ret = cprx_preflight(s, path, NULL, NULL);
 	printf("# preflight: %d %s\n", ret, cprx_errmsg(s));
 	CHECK(ret == -ENAMETOOLONG, "preflight: %d (%s)", ret, cprx_errmsg(s));
-	ret = cprx_exec(s, path, EXEC_CASE_ARGV("truncated_new"));
+	ret = cprx_exec(s, path, EXEC_CASE_ARGV("wrong_binary"));
 	printf("# exec: %d %s\n", ret, cprx_errmsg(s));
 	CHECK(ret == -ENAMETOOLONG, "cprx_exec: %d (%s)", ret, cprx_errmsg(s));
 	check_guest(&g);
 	cprx_session_close(s);
 	free(path);
+}
+
+/*
+ * A bare name not in PATH, while the cwd holds a file of that name (a
+ * link to this binary): execvp would say ENOENT.
+ */
+static void update_bare_name(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	char dir[] = "/tmp/cprx-attack-XXXXXX";
+	struct cprx_session *s;
+	struct guest g;
+	int ret;
+
+	(void)arg;
+	CHECK(mkdtemp(dir), "mkdtemp: %m");
+	CHECK(!chdir(dir), "chdir: %m");
+	CHECK(!symlink(th_self, "cprx-attack-vmm"), "symlink: %m");
+	setenv("PATH", "/nonexistent", 1);
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	ret = cprx_preflight(s, "cprx-attack-vmm", NULL, NULL);
+	printf("# preflight: %d %s\n", ret, cprx_errmsg(s));
+	CHECK(ret == -ENOENT, "preflight: %d (%s)", ret, cprx_errmsg(s));
+	ret = cprx_exec(s, "cprx-attack-vmm", EXEC_CASE_ARGV("wrong_binary"));
+	unlink("cprx-attack-vmm");
+	rmdir(dir);
+	printf("# exec: %d %s\n", ret, cprx_errmsg(s));
+	CHECK(ret == -ENOENT, "cprx_exec: %d (%s)", ret, cprx_errmsg(s));
+	check_guest(&g);
+	cprx_session_close(s);
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -373,6 +404,18 @@ TEST_TIMEOUT(preserved_fd_replaced_before_exec, 60)
 TEST_TIMEOUT(path_longer_than_path_max, 60)
 {
 	ASSERT_EQ(0, in_child(update_long_path, NULL));
+}
+
+/*
+ * Test Case: bare_name_not_in_path
+ * cprx_exec and preflight resolve a name without a slash through PATH, as
+ * execvp does; when no PATH entry has it they fell back to the name itself,
+ * relative to the cwd, and checked and exec'd whatever file of that name
+ * the VMM's cwd held.  Both must say -ENOENT.
+ */
+TEST_TIMEOUT(bare_name_not_in_path, 60)
+{
+	ASSERT_EQ(0, in_child(update_bare_name, NULL));
 }
 
 TEST_HARNESS_MAIN
