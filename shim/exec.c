@@ -298,24 +298,29 @@ CPRX_EXPORT int cprx_save(struct cprx_session *s)
 	return 0;
 }
 
-/* execvp's lookup, done before anything is changed. */
+/*
+ * execvp's lookup, done before anything is changed: a path cut short or a
+ * name found in no PATH entry is an error, never another file.  @out holds
+ * @path then, for messages.
+ */
 int cprx_resolve_path(const char *path, char *out, size_t len)
 {
 	const char *p, *env = getenv("PATH");
 	size_t n;
 
-	if (strchr(path, '/')) {
-		snprintf(out, len, "%s", path);
-		return 0;
-	}
+	if (strchr(path, '/'))
+		return snprintf(out, len, "%s", path) < (int)len ? 0 : -ENAMETOOLONG;
 	for (p = env ? env : "/usr/local/bin:/usr/bin:/bin"; *p; p += n + !!p[n]) {
 		n = strcspn(p, ":");
-		snprintf(out, len, "%.*s/%s", (int)n, p, path);
+		/* an empty entry is the cwd, as for execvp */
+		if (snprintf(out, len, "%.*s%s%s", (int)n, p, n ? "/" : "",
+			     path) >= (int)len)
+			continue;
 		if (!access(out, X_OK))
 			return 0;
 	}
 	snprintf(out, len, "%s", path);
-	return -ENOENT;
+	return strlen(path) < len ? -ENOENT : -ENAMETOOLONG;
 }
 
 static size_t vec_bytes(char *const v[])
@@ -497,6 +502,14 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 		if (ret)
 			return ret;
 	}
-	cprx_resolve_path(path, resolved, sizeof(resolved));
+	ret = cprx_resolve_path(path, resolved, sizeof(resolved));
+	if (ret == -ENAMETOOLONG)
+		return cprx_fail(s, ENAMETOOLONG, "shorten the path of the new "
+				 "binary", "the new binary's path is longer than "
+				 "PATH_MAX (%d bytes)", PATH_MAX);
+	if (ret)
+		return cprx_fail(s, ENOENT, "pass the new binary's path, or add "
+				 "its directory to PATH", "'%s' is in no directory "
+				 "of PATH", path);
 	return cprx_do_exec(s, resolved, argv, "rb=0", -1);
 }

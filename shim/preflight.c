@@ -565,6 +565,7 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	struct preflight pf = { .s = s, .binary = CPRX_FAIL };
 	char resolved[PATH_MAX];
 	unsigned int i;
+	int ret;
 
 	if (!s || !path)
 		return cprx_null_arg(s, __func__, s ? "path" : "s");
@@ -580,9 +581,18 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	rep->nr_checks = rep->nr_failed = rep->nr_warned = 0;
 	pf.rep = rep;
 	cprx_mark(s, CPRX_PH_PREFLIGHT_START);
-	if (cprx_resolve_path(path, resolved, sizeof(resolved)))
-		snprintf(resolved, sizeof(resolved), "%s", path);
-	check_binary(&pf, resolved);
+	ret = cprx_resolve_path(path, resolved, sizeof(resolved));
+	if (ret == -ENAMETOOLONG) {
+		hint(&pf, "shorten the path of the new binary");
+		report(&pf, "binary", CPRX_FAIL, ENAMETOOLONG, "the path is longer "
+		       "than PATH_MAX (%d bytes)", PATH_MAX);
+	} else if (ret) {
+		hint(&pf, "pass the new binary's path, or add its directory to PATH");
+		report(&pf, "binary", CPRX_FAIL, ENOENT, "'%s' is in no directory "
+		       "of PATH", path);
+	} else {
+		check_binary(&pf, resolved);
+	}
 	for (i = 0; i < s->nr_ents; i++)
 		if (s->ents[i].kind == CPRX_FD_RAM)
 			check_ram(&pf, &s->ents[i]);
@@ -591,7 +601,8 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	check_seccomp(&pf);
 	check_keeper(&pf);
 	check_lsm(&pf);
-	check_guard(&pf, resolved);
+	if (!ret)
+		check_guard(&pf, resolved);
 	check_state_target(&pf);
 	check_argv(&pf);
 	if (probe_argv && pf.binary != CPRX_FAIL)
