@@ -251,6 +251,63 @@ static void update_replaced(const void *arg)
 	cprx_session_close(s);
 }
 
+/*
+ * The new image of an update whose keeper could not be stopped: that
+ * keeper goes on (the exec closed the supervisor's listener, so it is
+ * answered ENOSYS) and exits; it must be reaped, not left a zombie.
+ */
+EXEC_CASE(stuck_keeper_new)
+{
+	struct cprx_session *s = incoming();
+	struct guest g;
+
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	cprx_session_close(s);
+	wait_no_children();
+	return 0;
+}
+
+static void update_stuck_keeper(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	struct guest g;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	unanswered_supervisor(__NR_pidfd_send_signal, __NR_kill);
+	exec_case(s, "stuck_keeper_new");
+}
+
+/* The save fails after the state file was renamed into place. */
+static void save_fails_late(const void *arg)
+{
+	char path[64];
+	struct cprx_options opts = { .size = sizeof(opts),
+				     .target = CPRX_STATE_FILE,
+				     .state_path = path };
+	struct cprx_session *s;
+	struct guest g;
+	int ret;
+
+	(void)arg;
+	snprintf(path, sizeof(path), "/tmp/cprx-attack-%d.state", (int)getpid());
+	unlink(path);
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	install_filter(__NR_fstat, __NR_newfstatat);
+	ret = cprx_save(s);
+	printf("# save: %d %s\n", ret, cprx_errmsg(s));
+	CHECK(ret < 0, "the save succeeded without fstat");
+	cprx_session_close(s);
+	ret = access(path, F_OK);
+	unlink(path);
+	CHECK(ret < 0, "a failed save left the state file %s on disk", path);
+}
+
 /* Reached only when a binary other than the one asked for was exec'd. */
 EXEC_CASE(wrong_binary)
 {
@@ -416,6 +473,29 @@ TEST_TIMEOUT(path_longer_than_path_max, 60)
 TEST_TIMEOUT(bare_name_not_in_path, 60)
 {
 	ASSERT_EQ(0, in_child(update_bare_name, NULL));
+}
+
+/*
+ * Test Case: stuck_keeper_handed_over
+ * A keeper nothing can kill is left to the reaping of handed-over keepers,
+ * but the exec's reap= list was made before the keeper started, so the new
+ * image never learnt of it and it stayed a zombie there for good.
+ */
+TEST_TIMEOUT(stuck_keeper_handed_over, 60)
+{
+	ASSERT_EQ(0, in_child(update_stuck_keeper, NULL));
+}
+
+/*
+ * Test Case: failed_save_leaves_no_state_file
+ * The state file's save fails after the rename into place (here fstat is
+ * refused; in life a failed directory fsync): the file stayed on disk,
+ * unrecorded, so neither the session's close nor a commit removed it, and
+ * the guest's device state stayed there.
+ */
+TEST_TIMEOUT(failed_save_leaves_no_state_file, 60)
+{
+	ASSERT_EQ(0, in_child(save_fails_late, NULL));
 }
 
 TEST_HARNESS_MAIN
