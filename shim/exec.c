@@ -456,8 +456,10 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 	 * takes.  The keeper starts before arm: its clone is not in the window.
 	 */
 	if (cprx_keepers_handover(reap, sizeof(reap)) < CPRX_MAX_KEEPERS &&
-	    !s->opts.no_deferred_teardown)
-		cprx_keeper_start(&keeper);	/* without it exec is only slower */
+	    !s->opts.no_deferred_teardown &&
+	    cprx_keeper_start(&keeper))	/* without it exec is only slower */
+		/* one that could not be stopped goes on too, to be reaped */
+		cprx_keepers_handover(reap, sizeof(reap));
 	ret = s->backend->arm(s, field, sizeof(field));
 	if (ret) {
 		cprx_keeper_stop(&keeper);

@@ -94,7 +94,7 @@ int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len)
 	static unsigned int seq;
 	char tmp[NAME_MAX + 1];
 	struct stat st;
-	bool named = false;
+	bool named = false, placed = false;
 	int dfd, fd = -1, ret;
 
 	dfd = open_dir(path, &base);
@@ -123,11 +123,15 @@ int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len)
 		step = "rename into place";
 		ret = renameat(dfd, tmp, dfd, base) ? -errno : 0;
 		if (!ret)
-			named = false;
+			named = false, placed = true;
 	}
 	if (!ret) {
 		step = "fsync the directory";
-		ret = fsync(dfd) || fstat(fd, &st) ? -errno : 0;
+		ret = fsync(dfd) ? -errno : 0;
+	}
+	if (!ret) {
+		step = "fstat";
+		ret = fstat(fd, &st) ? -errno : 0;
 	}
 	if (!ret) {
 		free(s->mirror_path);
@@ -135,14 +139,15 @@ int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len)
 		s->mirror_path = absolute(path);
 		s->mirror_dev = st.st_dev;
 		s->mirror_ino = st.st_ino;
-		if (!s->mirror_path) {
+		if (!s->mirror_path)
 			ret = errno ? -errno : -ENOMEM;
-			unlinkat(dfd, base, 0);	/* no mirror without its name */
-		}
 	}
 out:
 	if (named)
 		unlinkat(dfd, tmp, 0);
+	/* a file in place that is not recorded would never be removed */
+	if (ret && placed)
+		unlinkat(dfd, base, 0);
 	if (fd >= 0)
 		close(fd);
 	if (dfd >= 0)
