@@ -8,12 +8,14 @@
  */
 #include <dirent.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <time.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -308,6 +310,49 @@ static void save_fails_late(const void *arg)
 	CHECK(ret < 0, "a failed save left the state file %s on disk", path);
 }
 
+static void write_str(const char *path, const char *str)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0 && write(fd, str, strlen(str)) == (ssize_t)strlen(str),
+	      "%s: %m", path);
+	close(fd);
+}
+
+/*
+ * In a mount namespace whose /dev is an empty tmpfs (a jail that made
+ * only the nodes the VMM uses, and not /dev/null).  Exit status 4: no
+ * namespaces here.
+ */
+static void probe_without_dev_null(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	int uid = getuid(), gid = getgid(), ret;
+	const struct cprx_check *c;
+	struct cprx_session *s;
+	char map[64];
+
+	(void)arg;
+	if (unshare(CLONE_NEWNS)) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
+			_exit(4);
+		snprintf(map, sizeof(map), "0 %d 1", uid);
+		write_str("/proc/self/uid_map", map);
+		write_str("/proc/self/setgroups", "deny");
+		snprintf(map, sizeof(map), "0 %d 1", gid);
+		write_str("/proc/self/gid_map", map);
+	}
+	CHECK(!mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "mount: %m");
+	CHECK(!mount("tmpfs", "/dev", "tmpfs", 0, NULL), "mount /dev: %m");
+	CHECK(cprx_session_open(&s, "jail", &opts) == 0, "%s", cprx_errmsg(NULL));
+	c = find_check(s, "/bin/true", "probe");
+	ret = cprx_preflight(s, "/bin/true", (char *[]){ "true", NULL }, NULL);
+	printf("# probe: %d %s\n", c->verdict, c->reason);
+	CHECK(c->verdict == CPRX_PASS && ret == 0, "probe: %s (%d, %s)",
+	      c->reason, ret, cprx_errhint(s));
+	cprx_session_close(s);
+}
+
 /* Reached only when a binary other than the one asked for was exec'd. */
 EXEC_CASE(wrong_binary)
 {
@@ -496,6 +541,22 @@ TEST_TIMEOUT(stuck_keeper_handed_over, 60)
 TEST_TIMEOUT(failed_save_leaves_no_state_file, 60)
 {
 	ASSERT_EQ(0, in_child(save_fails_late, NULL));
+}
+
+/*
+ * Test Case: probe_without_dev_null
+ * The probe's stdin was /dev/null, opened in the spawned child.  In a jail
+ * without /dev/null the spawn failed ENOENT, and preflight failed the
+ * update saying that the new binary could not be exec'd.  The probe must
+ * run there, its stdin at EOF all the same.
+ */
+TEST_TIMEOUT(probe_without_dev_null, 60)
+{
+	int ret = in_child(probe_without_dev_null, NULL);
+
+	if (ret == 4)
+		SKIP(return, "no user and mount namespaces here");
+	ASSERT_EQ(0, ret);
 }
 
 TEST_HARNESS_MAIN
