@@ -529,7 +529,7 @@ static void check_probe(struct preflight *pf, const char *path,
 {
 	posix_spawn_file_actions_t fa;
 	char **argv;
-	int pfd[2], err, n;
+	int pfd[2], in[2] = { -1, -1 }, err, n;
 	pid_t pid;
 
 	for (n = 0; probe_argv[n]; n++)
@@ -540,15 +540,25 @@ static void check_probe(struct preflight *pf, const char *path,
 		report(pf, "probe", CPRX_WARN, 0, "could not set up the probe");
 		return;
 	}
+	/* stdin at EOF: a pipe with no writer, for a jail has no /dev/null */
+	if (pipe2(in, O_CLOEXEC) < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		free(argv);
+		report(pf, "probe", CPRX_WARN, 0, "could not set up the probe");
+		return;
+	}
+	close(in[1]);
 	memcpy(argv, probe_argv, n * sizeof(char *));
 	argv[0] = (char *)path;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
 	err = posix_spawn(&pid, path, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pfd[1]);
+	close(in[0]);
 	if (err)
 		probe_refused(pf, path, err);
 	else
