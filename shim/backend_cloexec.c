@@ -105,6 +105,13 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 {
 	struct stat st;
 
+	/* the session's own: handed out, commit would close it under the caller */
+	if (r->fd >= 0 && (r->fd == s->state_fd || r->fd == s->exe_fd))
+		return cprx_fail(s, EBADF, "preserve only the VMM's own fds, "
+				 "never the library's", "fd %d of token '%s' is "
+				 "the library's %s, not a preserved file", r->fd,
+				 r->token, r->fd == s->state_fd ? "state" :
+				 "previous binary");
 	if (r->fd < 0 || fstat(r->fd, &st) < 0)
 		return cprx_fail(s, EBADF,
 				 "the previous image must not close preserved fds",
@@ -176,9 +183,35 @@ static int cloexec_incoming(struct cprx_session *s,
 }
 
 /*
+ * Anon-inode files (eventfd, timerfd, epoll, many KVM and VFIO fds) share
+ * one inode: dev:ino does not tell the preserved one from another.
+ */
+static bool anon_inode(int fd)
+{
+	char link[32];
+
+	return !cprx_fd_link(fd, link, sizeof(link)) &&
+	       !strncmp(link, "anon_inode:", 11);
+}
+
+/* @fd's number is the caller's or the session's: not an entry's to close. */
+static bool fd_taken(struct cprx_session *s, int fd)
+{
+	unsigned int i;
+
+	if (fd == s->state_fd || fd == s->exe_fd)
+		return true;
+	for (i = 0; i < s->nr_ents; i++)
+		if (s->ents[i].reclaimed && s->ents[i].fd == fd)
+			return true;
+	return false;
+}
+
+/*
  * What this image did not take back would leak: close it, if its number
  * still holds the preserved file (the image may have closed it and opened
- * another there).  Unknown dev: not ours to judge, left open.
+ * another there) and nobody else holds that number (a state may name one
+ * fd twice).  Unknown dev, or an anon inode: not ours to judge, left open.
  */
 static void cloexec_commit(struct cprx_session *s)
 {
@@ -187,8 +220,11 @@ static void cloexec_commit(struct cprx_session *s)
 	for (i = 0; i < s->nr_ents; i++) {
 		struct cprx_entry *e = &s->ents[i];
 
-		if (!e->reclaimed && cprx_same_file(e->fd, e->dev, e->ino))
-			close(e->fd);
+		if (e->reclaimed || !cprx_same_file(e->fd, e->dev, e->ino) ||
+		    fd_taken(s, e->fd) || anon_inode(e->fd))
+			continue;
+		close(e->fd);
+		e->fd = -1;	/* a second record of the same number */
 	}
 }
 

@@ -154,7 +154,7 @@ static void take_exe_fd(struct cprx_session *s)
 	int fd = s->in.exe_fd;
 
 	if (s->backend != &cprx_backend_cloexec || !path || fd < 0 ||
-	    cprx_fd_link(fd, link, sizeof(link)))
+	    fd == s->state_fd || cprx_fd_link(fd, link, sizeof(link)))
 		return;
 	/* replaced by a rename since: "(deleted)" */
 	if (strncmp(link, path, n) || (link[n] && strcmp(link + n, " (deleted)")))
@@ -199,9 +199,6 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 		return cprx_fail(s, EINVAL, "unset " CPRX_ENV " unless a live "
 				 "update sets it", CPRX_ENV " is malformed: %s",
 				 err);
-	s->rollback = h.rollback;
-	if (h.rollback && h.why[0])
-		s->why = strdup(h.why);
 	/* the handover, not this machine, says how the fds came through */
 	s->backend = h.kmod >= 0 ? &cprx_backend_kmod : &cprx_backend_cloexec;
 	ret = s->backend->incoming(s, &h);
@@ -215,8 +212,11 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	if (!s->verified) {
 		if (s->backend == &cprx_backend_cloexec)
 			s->state_fd = -1;	/* not known to be ours: untouched */
-		return ret;
+		return ret;	/* nor is its rb= or why= believed */
 	}
+	s->rollback = h.rollback;
+	if (h.rollback && h.why[0])
+		s->why = strdup(h.why);
 	if (s->backend == &cprx_backend_cloexec)
 		fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
 	/* ORIGIN is ours: its keepers, binary and mirror are the old image's */
@@ -378,8 +378,8 @@ CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 	if (fdp) {
 		take(s, idx, fd);
 		*fdp = fd;
-	} else	/* the session keeps it: commit closes it, a rollback needs it */
-		s->ents[idx].fd = fd;
+	} else	/* cloexec: commit closes it, a rollback needs it; kmod: now */
+		give_back(s, idx, fd);
 	return 0;
 }
 
