@@ -103,6 +103,7 @@ err:
 static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 			    int *fdp)
 {
+	struct cprx_entry *e;
 	struct stat st;
 
 	/* the session's own: handed out, commit would close it under the caller */
@@ -128,6 +129,13 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 				 (unsigned long long)st.st_ino,
 				 (unsigned long long)r->dev,
 				 (unsigned long long)r->handle);
+	/* an anon inode: dev:ino is any eventfd's; the held file says */
+	e = cprx_find_entry(s, r->token);
+	if (e && e->held >= 0 && cprx_same_open_file(r->fd, e->held) > 0)
+		return cprx_fail(s, EBADF, "something reused the fd number "
+				 "before reclaim", "fd %d of token '%s' is "
+				 "another %s than the preserved one", r->fd,
+				 r->token, "anon-inode file");
 	set_cloexec(r->fd, true);	/* the caller's now, and only theirs */
 	*fdp = r->fd;
 	return 0;
@@ -182,18 +190,6 @@ static int cloexec_incoming(struct cprx_session *s,
 	return ret;
 }
 
-/*
- * Anon-inode files (eventfd, timerfd, epoll, many KVM and VFIO fds) share
- * one inode: dev:ino does not tell the preserved one from another.
- */
-static bool anon_inode(int fd)
-{
-	char link[32];
-
-	return !cprx_fd_link(fd, link, sizeof(link)) &&
-	       !strncmp(link, "anon_inode:", 11);
-}
-
 /* @fd's number is the caller's or the session's: not an entry's to close. */
 static bool fd_taken(struct cprx_session *s, int fd)
 {
@@ -211,7 +207,8 @@ static bool fd_taken(struct cprx_session *s, int fd)
  * What this image did not take back would leak: close it, if its number
  * still holds the preserved file (the image may have closed it and opened
  * another there) and nobody else holds that number (a state may name one
- * fd twice).  Unknown dev, or an anon inode: not ours to judge, left open.
+ * fd twice).  An anon inode is that file only if it is the open file held
+ * since incoming.  Unknown dev, or no proof: not ours to judge, left open.
  */
 static void cloexec_commit(struct cprx_session *s)
 {
@@ -221,7 +218,10 @@ static void cloexec_commit(struct cprx_session *s)
 		struct cprx_entry *e = &s->ents[i];
 
 		if (e->reclaimed || !cprx_same_file(e->fd, e->dev, e->ino) ||
-		    fd_taken(s, e->fd) || anon_inode(e->fd))
+		    fd_taken(s, e->fd))
+			continue;
+		if (e->held >= 0 ? cprx_same_open_file(e->fd, e->held) != 0 :
+		    cprx_anon_inode(e->fd))
 			continue;
 		close(e->fd);
 		e->fd = -1;	/* a second record of the same number */

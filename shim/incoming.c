@@ -11,7 +11,9 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/kcmp.h>
 #include "internal.h"
 
 /* What /proc says @fd is: a path, "pipe:[..]", "anon_inode:[..]". */
@@ -37,6 +39,38 @@ bool cprx_same_file(int fd, uint64_t dev, uint64_t ino)
 
 	return dev && fd >= 0 && !fstat(fd, &st) && (uint64_t)st.st_dev == dev &&
 	       (uint64_t)st.st_ino == ino;
+}
+
+/*
+ * Anon-inode files (eventfd, timerfd, epoll, many KVM and VFIO fds) share
+ * one inode: their dev:ino does not tell the preserved one from another.
+ */
+bool cprx_anon_inode(int fd)
+{
+	char link[32];
+
+	return !cprx_fd_link(fd, link, sizeof(link)) &&
+	       !strncmp(link, "anon_inode:", 11);
+}
+
+/* 0: @a and @b are one open file; > 0: they are not; < 0: unknown. */
+int cprx_same_open_file(int a, int b)
+{
+	pid_t pid = getpid();
+
+	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
+}
+
+/* The dups that stood for anon inodes: the update is over or abandoned. */
+void cprx_entries_release(struct cprx_session *s)
+{
+	unsigned int i;
+
+	for (i = 0; s->incoming && i < s->nr_ents; i++) {
+		if (s->ents[i].held >= 0)
+			close(s->ents[i].held);
+		s->ents[i].held = -1;
+	}
 }
 
 static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
@@ -69,7 +103,8 @@ static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
 /*
  * Entries mirror the state's records so arm/disarm work for a rollback.
  * An fd number is ours only while it holds the recorded dev:ino: only then
- * is it made close-on-exec (nothing we spawn may inherit guest RAM).
+ * is it made close-on-exec (nothing we spawn may inherit guest RAM).  An
+ * anon inode's file is held by a dup: reclaim and commit compare with it.
  */
 static int take_entries(struct cprx_session *s)
 {
@@ -92,8 +127,12 @@ static int take_entries(struct cprx_session *s)
 		e->ino = cloexec ? r->handle : 0;
 		e->dev = cloexec ? r->dev : 0;
 		e->saved_fdflags = FD_CLOEXEC;
-		if (cprx_same_file(e->fd, e->dev, e->ino))
-			fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+		e->held = -1;
+		if (!cprx_same_file(e->fd, e->dev, e->ino))
+			continue;
+		fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+		if (cprx_anon_inode(e->fd))	/* -1: commit leaves it open */
+			e->held = fcntl(e->fd, F_DUPFD_CLOEXEC, 0);
 	}
 	s->nr_ents = s->cap_ents = s->in.nr_fds;
 	return 0;
@@ -299,6 +338,9 @@ static void take(struct cprx_session *s, unsigned int idx, int fd)
 {
 	s->ents[idx].reclaimed = true;
 	s->ents[idx].fd = fd;
+	if (s->ents[idx].held >= 0)	/* the caller's now */
+		close(s->ents[idx].held);
+	s->ents[idx].held = -1;
 }
 
 /*
@@ -424,6 +466,7 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 				 "session '%s' is already committed", s->name);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
+	cprx_entries_release(s);
 	cprx_mirror_remove(s);	/* no device state stays on disk */
 	if (s->state_fd >= 0)
 		close(s->state_fd);

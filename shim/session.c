@@ -167,6 +167,7 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 		close(s->exe_fd);
 	if (!s->incoming)	/* an update that never happened */
 		cprx_mirror_remove(s);
+	cprx_entries_release(s);
 	free(s->mirror_path);
 	for (i = 0; i < s->nr_blobs; i++)
 		free(s->blobs[i].data);

@@ -159,6 +159,42 @@ TEST(commit_keeps_reused_eventfd)
 	ASSERT_EQ(0, in_child(eventfd_reused, NULL));
 }
 
+static void eventfd_reused_reclaim(const void *arg)
+{
+	struct cprx_session *s;
+	struct cprx_rec_fd r;
+	int efd = eventfd(0, 0), mine, fd = -1, ret;
+
+	(void)arg;
+	CHECK(efd >= 0, "eventfd: %m");
+	record_of(&r, "dev.irq", efd);
+	s = take_handover(sealed_state(&r, 1, NULL), "");
+	CHECK(!close(efd), "close: %m");
+	mine = eventfd(0, 0);
+	CHECK(mine == efd, "the number was not reused (%d, %d)", mine, efd);
+	ret = cprx_reclaim_fd(s, "dev.irq", &fd);
+	printf("# reclaim: %d: %s\n", ret, cprx_errmsg(s));
+	CHECK(ret == -EBADF, "reclaim handed out the image's own eventfd %d "
+	      "as the preserved one (%d)", fd, ret);
+	CHECK(fcntl(mine, F_GETFD) == 0, "reclaim changed the flags of an fd "
+	      "it refused");
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	CHECK(fcntl(mine, F_GETFD) == 0, "commit closed or changed fd %d",
+	      mine);
+	cprx_session_close(s);
+}
+
+/*
+ * Test Case: reclaim_refuses_reused_eventfd
+ * The same reuse, then a reclaim of the token: the eventfd at the number
+ * is not the preserved one, so reclaim refuses it (EBADF, as for any
+ * reused number) and leaves its flags alone.
+ */
+TEST(reclaim_refuses_reused_eventfd)
+{
+	ASSERT_EQ(0, in_child(eventfd_reused_reclaim, NULL));
+}
+
 static void refused_claims(const void *arg)
 {
 	struct cprx_session *s;
