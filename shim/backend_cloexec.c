@@ -35,7 +35,8 @@ static int set_cloexec(int fd, bool on)
 /*
  * In the new image (arming a rollback) an entry's fd number is the
  * preserved file only while it holds its dev:ino (the inode alone for a
- * state from before dev was recorded).
+ * state from before dev was recorded), and for an anon inode the file
+ * held since incoming.
  */
 static bool still_ours(struct cprx_session *s, struct cprx_entry *e)
 {
@@ -43,6 +44,8 @@ static bool still_ours(struct cprx_session *s, struct cprx_entry *e)
 
 	if (!s->incoming)
 		return true;
+	if (e->held >= 0 && cprx_same_open_file(e->fd, e->held) > 0)
+		return false;
 	if (e->dev)
 		return cprx_same_file(e->fd, e->dev, e->ino);
 	return e->fd >= 0 && !fstat(e->fd, &st) && (uint64_t)st.st_ino == e->ino;

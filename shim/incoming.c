@@ -317,12 +317,12 @@ static int retrieve(struct cprx_session *s, const char *token,
 	unsigned int idx;
 	int ret;
 
-	if (!s->accepted || s->committed)
-		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
-				 "session '%s' has nothing to reclaim", s->name);
 	ret = cprx_check_token(s, "token", token);
 	if (ret)
 		return ret;
+	if (!s->accepted || s->committed)
+		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
+				 "session '%s' has nothing to reclaim", s->name);
 	r = find_rec(s, token, &idx);
 	if (!r)
 		return missing_token(s, token);
@@ -434,13 +434,13 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 	if (!s || !data || !len)
 		return cprx_null_arg(s, __func__, !s ? "s" : !data ? "data" :
 				     "len");
+	ret = cprx_check_token(s, "blob", token);
+	if (ret)
+		return ret;
 	if (!s->incoming)
 		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
 				 "session '%s' is not an incoming session: it "
 				 "has no state to read blobs from", s->name);
-	ret = cprx_check_token(s, "blob", token);
-	if (ret)
-		return ret;
 	for (i = 0; i < s->in.nr_blobs; i++) {
 		if (!strcmp(s->in.blobs[i].token, token)) {
 			*data = s->in.blobs[i].data;

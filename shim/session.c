@@ -44,6 +44,14 @@ int cprx_check_token(struct cprx_session *s, const char *what,
 {
 	size_t len = token ? strlen(token) : 0;
 
+	/* a NULL pointer: in cprx_errmsg(NULL) too, as cprx.h promises */
+	if (!token) {
+		if (s)
+			cprx_fail(s, EINVAL, "pass a valid pointer",
+				  "%s is NULL", what);
+		return cprx_fail(NULL, EINVAL, "pass a valid pointer",
+				 "%s is NULL", what);
+	}
 	if (!len || len > CPRX_NAME_MAX)
 		return cprx_fail(s, EINVAL, "use 1 to 63 bytes",
 				 "%s '%s' is %s", what, token ? token : "(null)",

@@ -195,6 +195,80 @@ TEST(reclaim_refuses_reused_eventfd)
 	ASSERT_EQ(0, in_child(eventfd_reused_reclaim, NULL));
 }
 
+static void eventfd_reused_rollback(const void *arg)
+{
+	struct cprx_session *s;
+	struct cprx_rec_fd r;
+	int efd = eventfd(0, 0), mine, ret;
+
+	(void)arg;
+	CHECK(efd >= 0, "eventfd: %m");
+	record_of(&r, "dev.irq", efd);
+	s = take_handover(sealed_state(&r, 1, NULL), "");
+	CHECK(!close(efd), "close: %m");
+	mine = eventfd(0, EFD_CLOEXEC);
+	CHECK(mine == efd, "the number was not reused (%d, %d)", mine, efd);
+	/* the forged state's previous binary is sh -c 'exit 42' */
+	ret = cprx_rollback(s, "test");
+	printf("# rollback: %d: %s\n", ret, cprx_errmsg(s));
+	CHECK(ret == -EBADF, "rollback gave %d", ret);
+	CHECK(fcntl(mine, F_GETFD) == FD_CLOEXEC, "rollback left fd %d "
+	      "inheritable", mine);
+	cprx_session_close(s);
+}
+
+/*
+ * Test Case: rollback_refuses_reused_eventfd
+ * A rollback hands the previous binary the preserved files: an eventfd
+ * the new image opened at a preserved eventfd's number is not one, so the
+ * rollback is refused (it was exec'd as the preserved device).
+ */
+TEST(rollback_refuses_reused_eventfd)
+{
+	ASSERT_EQ(0, in_child(eventfd_reused_rollback, NULL));
+}
+
+/*
+ * Test Case: null_token_in_errmsg
+ * cprx.h: a NULL pointer a call needs is refused with a message in
+ * cprx_errmsg(NULL).  A NULL token, blob name or exec path was refused
+ * with a message in the session only ("token '(null)' is empty"), or an
+ * unrelated one ("nothing to reclaim").
+ */
+TEST(null_token_in_errmsg)
+{
+	static const char *const fresh = "cprx_session_open: sp is NULL";
+	char *argv[] = { "true", NULL };
+	struct cprx_session *s;
+	const void *data;
+	uint64_t size;
+	size_t len;
+	void *addr;
+	int fd;
+
+	ASSERT_EQ(0, cprx_session_open(&s, "nulls", NULL));
+#define NULL_NAMED(call, what) do {					\
+		cprx_session_open(NULL, "x", NULL);			\
+		ASSERT_STREQ(fresh, cprx_errmsg(NULL));			\
+		EXPECT_EQ(-EINVAL, call);				\
+		EXPECT_NE(NULL, strstr(cprx_errmsg(NULL), what " is NULL")); \
+		TH_LOG("%s: '%s'", #call, cprx_errmsg(NULL));		\
+	} while (0)
+	NULL_NAMED(cprx_preserve_fd(s, NULL, 0), "token");
+	NULL_NAMED(cprx_preserve_ram(s, NULL, 0, NULL, 4096, CPRX_PAGE_4K),
+		   "token");
+	NULL_NAMED(cprx_unpreserve(s, NULL), "token");
+	NULL_NAMED(cprx_add_blob(s, NULL, "x", 1), "blob");
+	NULL_NAMED(cprx_exec(s, NULL, argv), "path");
+	NULL_NAMED(cprx_exec(s, "/bin/true", NULL), "argv");
+	NULL_NAMED(cprx_reclaim_fd(s, NULL, &fd), "token");
+	NULL_NAMED(cprx_reclaim_ram(s, NULL, &addr, &size, NULL), "token");
+	NULL_NAMED(cprx_get_blob(s, NULL, &data, &len), "blob");
+	NULL_NAMED(cprx_session_open(&s, NULL, NULL), "session name");
+#undef NULL_NAMED
+	cprx_session_close(s);
+}
+
 static void refused_claims(const void *arg)
 {
 	struct cprx_session *s;
