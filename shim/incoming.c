@@ -110,10 +110,15 @@ static int take_entries(struct cprx_session *s)
 {
 	bool cloexec = s->backend == &cprx_backend_cloexec;
 	unsigned int i;
+	int above = 0;
 
 	s->ents = calloc(s->in.nr_fds + 1, sizeof(*s->ents));
 	if (!s->ents)
 		return -ENOMEM;
+	/* the dups go above every recorded number: none may sit in one */
+	for (i = 0; i < s->in.nr_fds; i++)
+		if (s->in.fds[i].fd >= above && s->in.fds[i].fd < INT_MAX)
+			above = s->in.fds[i].fd + 1;
 	for (i = 0; i < s->in.nr_fds; i++) {
 		struct cprx_entry *e = &s->ents[i];
 		const struct cprx_rec_fd *r = &s->in.fds[i];
@@ -132,7 +137,7 @@ static int take_entries(struct cprx_session *s)
 			continue;
 		fcntl(e->fd, F_SETFD, FD_CLOEXEC);
 		if (cprx_anon_inode(e->fd))	/* -1: commit leaves it open */
-			e->held = fcntl(e->fd, F_DUPFD_CLOEXEC, 0);
+			e->held = fcntl(e->fd, F_DUPFD_CLOEXEC, above);
 	}
 	s->nr_ents = s->cap_ents = s->in.nr_fds;
 	return 0;
