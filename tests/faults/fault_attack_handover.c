@@ -239,7 +239,7 @@ TEST(null_token_in_errmsg)
 {
 	static const char *const fresh = "cprx_session_open: sp is NULL";
 	char *argv[] = { "true", NULL };
-	struct cprx_session *s;
+	struct cprx_session *s, *none;
 	const void *data;
 	uint64_t size;
 	size_t len;
@@ -264,7 +264,7 @@ TEST(null_token_in_errmsg)
 	NULL_NAMED(cprx_reclaim_fd(s, NULL, &fd), "token");
 	NULL_NAMED(cprx_reclaim_ram(s, NULL, &addr, &size, NULL), "token");
 	NULL_NAMED(cprx_get_blob(s, NULL, &data, &len), "blob");
-	NULL_NAMED(cprx_session_open(&s, NULL, NULL), "session name");
+	NULL_NAMED(cprx_session_open(&none, NULL, NULL), "session name");
 #undef NULL_NAMED
 	cprx_session_close(s);
 }
