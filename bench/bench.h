@@ -76,7 +76,7 @@ struct bench {
 	unsigned int reps, copy_reps, run_ms, rounds;
 	uint64_t copy_max;
 	char *vmm, *out, *copy_dir;
-	bool progress, plots, guard_timeline;
+	bool progress, plots;
 	/* results */
 	GPtrArray *cells;	/* struct cell *, in run order */
 	GPtrArray *notes;	/* char *: skips and hooks, for every output */
@@ -98,7 +98,7 @@ struct options {
 	char *baselines;
 	char *vmm, *out, *copy_dir, *copy_max, *vm_kernel, *vm_mem;
 	int reps, copy_reps, run_ms, rounds;
-	gboolean no_progress, no_plots, qemu, vm, guard;
+	gboolean no_progress, no_plots, qemu, vm;
 };
 
 /* configs.c */

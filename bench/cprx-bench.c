@@ -66,8 +66,6 @@ static const GOptionEntry entries[] = {
 	  "Real QEMU instead: cpr-exec pause of stock 10.2.2, 10.2.2 patched to "
 	  "use libcprx and stock 11.x side by side, by hand, and migration to a "
 	  "file + restart (qemu-integration/bench.sh; --sizes 256M,1G,4G)", NULL },
-	{ "guard-timeline", 0, 0, G_OPTION_ARG_NONE, &opts.guard,
-	  "Kernel timeline from the bpf/ guard (not available yet)", NULL },
 	{ "run-ms", 0, 0, G_OPTION_ARG_INT, &opts.run_ms,
 	  "Guest run time between updates (100)", "MS" },
 	{ "vmm", 0, 0, G_OPTION_ARG_FILENAME, &opts.vmm,
@@ -99,21 +97,6 @@ static const char summary[] =
 	"and breakdown.{png,svg} (gnuplot) to --out.";
 
 /* Hooks for what has not landed ------------------------------------------ */
-
-/*
- * The guard's kernel timeline (bpf/, `cprx-guard trace --json`: exec check
- * -> commit per pid) goes into struct sample.kernel_ms; every output already
- * has the column.  Until the guard's trace output is settled, say so.
- */
-static void guard_hook(struct bench *b, const struct options *o)
-{
-	if (!o->guard)
-		return;
-	g_ptr_array_add(b->notes, g_strdup("kernel timeline (bpf/ guard): not "
-		"available yet; kernel_ms columns are empty"));
-	progress_note("--guard-timeline: the guard's kernel timeline is not wired "
-		      "up yet; kernel_ms stays empty");
-}
 
 /* main -------------------------------------------------------------------- */
 
@@ -224,7 +207,6 @@ int main(int argc, char **argv)
 	}
 	started = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
 	g_strlcpy(b.started, started, sizeof(b.started));
-	guard_hook(&b, &opts);
 	sweep(&b);
 	report_terminal(&b);
 	ret = report_files(&b);

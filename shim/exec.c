@@ -88,6 +88,14 @@ int cprx_argv_check(struct cprx_session *s, char *why, size_t len)
 			 strerror(-s->argv_err));
 		return s->argv_err;
 	}
+	if (s->exe_fd < 0) {
+		snprintf(why, len, "this binary cannot be held open (%s)%s",
+			 strerror(-s->exe_err), s->exe_err == -EACCES &&
+			 s->backend == &cprx_backend_kmod ? ": cprx.ko pins "
+			 "only readable files; make it readable by the VMM's "
+			 "user, or use CPRX_BACKEND=cloexec" : "");
+		return s->exe_err ? s->exe_err : -EBADF;
+	}
 	if (o->argc > CPRX_STATE_MAX_ARGS) {
 		snprintf(why, len, "argv has %u arguments, the state carries "
 			 "at most %u", o->argc, CPRX_STATE_MAX_ARGS);
@@ -107,14 +115,20 @@ int cprx_argv_check(struct cprx_session *s, char *why, size_t len)
 /*
  * The previous binary, for the new image's rollback.  O_PATH is enough to
  * exec it and works on execute-only binaries; cprx.ko pins with fget(),
- * which refuses O_PATH files, so kmod needs O_RDONLY, and when that is
- * refused the rollback execs the path instead.
+ * which refuses O_PATH files, so kmod needs O_RDONLY.  Without this fd a
+ * rollback would exec whatever is at the path by then (an upgrade may have
+ * replaced it), so an update without it is refused (cprx_argv_check).
  */
 static int open_exe(struct cprx_session *s)
 {
+	int fd;
+
 	if (s->backend == &cprx_backend_kmod)
-		return open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-	return open("/proc/self/exe", O_PATH | O_CLOEXEC);
+		fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	else
+		fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+	s->exe_err = fd < 0 ? -errno : 0;
+	return fd;
 }
 
 /* This binary and its argv: what a rollback re-runs. */
@@ -276,10 +290,12 @@ CPRX_EXPORT int cprx_save(struct cprx_session *s)
 	s->saved = false;
 	ret = cprx_argv_check(s, why, sizeof(why));
 	if (ret)
-		return cprx_fail(s, -ret, "start the VMM with fewer or shorter "
+		return cprx_fail(s, -ret, s->exe_fd < 0 ? "make this binary "
+				 "readable by the VMM's user, or use the cloexec "
+				 "backend" : "start the VMM with fewer or shorter "
 				 "arguments (e.g. a config file), so a rollback "
-				 "can re-run it", "cannot carry argv for a "
-				 "rollback: %s", why);
+				 "can re-run it", "a rollback could not re-run "
+				 "this VMM: %s", why);
 	cprx_mark(s, CPRX_PH_SAVE_START);
 	fill_origin(s, &st);
 	ret = fill_records(s, &st);

@@ -76,6 +76,7 @@ struct cprx_session {
 	bool kmod_internal;	/* kmod: state and binary are pinned */
 	bool saved;		/* state_fd holds the current state */
 	int argv_err;		/* origin.argv cannot be carried: -errno */
+	int exe_err;		/* exe_fd could not be opened: -errno */
 	/* the state file, a durable copy of state_fd; new image: from handover */
 	char *mirror_path;
 	uint64_t mirror_dev, mirror_ino;	/* old image: the file it wrote */

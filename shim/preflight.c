@@ -396,14 +396,16 @@ static void check_argv(struct preflight *pf)
 	int err = cprx_argv_check(pf->s, why, sizeof(why));
 
 	if (err) {
-		hint(pf, "start the VMM with fewer or shorter arguments (e.g. a "
+		hint(pf, pf->s->exe_fd < 0 ? "make this binary readable by the "
+		     "VMM's user, or use the cloexec backend" :
+		     "start the VMM with fewer or shorter arguments (e.g. a "
 		     "config file), so a rollback can re-run it");
-		report(pf, "argv", CPRX_FAIL, -err, "cannot be carried for a "
-		       "rollback: %s", why);
+		report(pf, "rollback", CPRX_FAIL, -err, "a rollback could not "
+		       "re-run this VMM: %s", why);
 		return;
 	}
-	report(pf, "argv", CPRX_PASS, 0, "%u arguments, carried for a rollback",
-	       pf->s->origin.argc);
+	report(pf, "rollback", CPRX_PASS, 0, "this binary held open, %u "
+	       "arguments carried", pf->s->origin.argc);
 }
 
 /* Collects what the probe printed and waits for it, within a deadline. */

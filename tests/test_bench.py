@@ -136,7 +136,7 @@ def host():
     try:
         code, so, se = run(["--sizes", "16M,32M,64T", "--reps", "2", "--rounds", "2",
                             "--run-ms", "20",
-                            "--guard-timeline", "--out", out], 300)
+                            "--out", out], 300)
         tap(code == 0, "a tiny sweep with every baseline runs", se[-2000:])
         if code:
             return
@@ -146,7 +146,6 @@ def host():
         notes = " ".join(res["notes"])
         tap("64T" in notes and "available" in notes,
             "a size that does not fit is skipped, and said so", notes)
-        tap("guard" in notes and "not" in se, "--guard-timeline says it is not wired yet", notes)
         if shutil.which("gnuplot"):
             plots = ["pause.png", "pause.svg", "breakdown.png", "breakdown.svg"]
             bad = [p for p in plots if not os.path.exists(os.path.join(out, p)) or
