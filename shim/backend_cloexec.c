@@ -36,12 +36,16 @@ static int set_cloexec(int fd, bool on)
  * An entry's fd number is the preserved file only while it holds its
  * dev:ino (the inode alone for a state from before dev was recorded): in
  * the new image arming a rollback, and in the old image too, where a
- * number the VMM reused since preserve must not be handed on.
+ * number the VMM reused since preserve must not be handed on.  In the new
+ * image an anon inode must also be the open file held since incoming.
  */
-static bool still_ours(struct cprx_entry *e)
+static bool still_ours(struct cprx_session *s, struct cprx_entry *e)
 {
 	struct stat st;
 
+	if (s->incoming && e->held >= 0 &&
+	    cprx_same_open_file(e->fd, e->held) > 0)
+		return false;
 	if (e->dev)
 		return cprx_same_file(e->fd, e->dev, e->ino);
 	return e->fd >= 0 && !fstat(e->fd, &st) && (uint64_t)st.st_ino == e->ino;
@@ -52,7 +56,7 @@ static void cloexec_disarm(struct cprx_session *s)
 	unsigned int i;
 
 	for (i = 0; i < s->nr_ents; i++)
-		if (still_ours(&s->ents[i]))
+		if (still_ours(s, &s->ents[i]))
 			fcntl(s->ents[i].fd, F_SETFD, s->ents[i].saved_fdflags);
 	if (s->state_fd >= 0)
 		set_cloexec(s->state_fd, true);
@@ -70,7 +74,7 @@ static int cloexec_arm(struct cprx_session *s, char *field, size_t len)
 		int flags;
 
 		/* rollback: hand back the preserved files, not what is there now */
-		if (!still_ours(e)) {
+		if (!still_ours(s, e)) {
 			ret = -EBADF;
 			goto err;
 		}
@@ -102,8 +106,16 @@ err:
 static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 			    int *fdp)
 {
+	struct cprx_entry *e;
 	struct stat st;
 
+	/* the session's own: handed out, commit would close it under the caller */
+	if (r->fd >= 0 && (r->fd == s->state_fd || r->fd == s->exe_fd))
+		return cprx_fail(s, EBADF, "preserve only the VMM's own fds, "
+				 "never the library's", "fd %d of token '%s' is "
+				 "the library's %s, not a preserved file", r->fd,
+				 r->token, r->fd == s->state_fd ? "state" :
+				 "previous binary");
 	if (r->fd < 0 || fstat(r->fd, &st) < 0)
 		return cprx_fail(s, EBADF,
 				 "the previous image must not close preserved fds",
@@ -120,6 +132,13 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 				 (unsigned long long)st.st_ino,
 				 (unsigned long long)r->dev,
 				 (unsigned long long)r->handle);
+	/* an anon inode: dev:ino is any eventfd's; the held file says */
+	e = cprx_find_entry(s, r->token);
+	if (e && e->held >= 0 && cprx_same_open_file(r->fd, e->held) > 0)
+		return cprx_fail(s, EBADF, "something reused the fd number "
+				 "before reclaim", "fd %d of token '%s' is "
+				 "another %s than the preserved one", r->fd,
+				 r->token, "anon-inode file");
 	set_cloexec(r->fd, true);	/* the caller's now, and only theirs */
 	*fdp = r->fd;
 	return 0;
@@ -174,10 +193,25 @@ static int cloexec_incoming(struct cprx_session *s,
 	return ret;
 }
 
+/* @fd's number is the caller's or the session's: not an entry's to close. */
+static bool fd_taken(struct cprx_session *s, int fd)
+{
+	unsigned int i;
+
+	if (fd == s->state_fd || fd == s->exe_fd)
+		return true;
+	for (i = 0; i < s->nr_ents; i++)
+		if (s->ents[i].reclaimed && s->ents[i].fd == fd)
+			return true;
+	return false;
+}
+
 /*
  * What this image did not take back would leak: close it, if its number
  * still holds the preserved file (the image may have closed it and opened
- * another there).  Unknown dev: not ours to judge, left open.
+ * another there) and nobody else holds that number (a state may name one
+ * fd twice).  An anon inode is that file only if it is the open file held
+ * since incoming.  Unknown dev, or no proof: not ours to judge, left open.
  */
 static void cloexec_commit(struct cprx_session *s)
 {
@@ -186,8 +220,14 @@ static void cloexec_commit(struct cprx_session *s)
 	for (i = 0; i < s->nr_ents; i++) {
 		struct cprx_entry *e = &s->ents[i];
 
-		if (!e->reclaimed && cprx_same_file(e->fd, e->dev, e->ino))
-			close(e->fd);
+		if (e->reclaimed || !cprx_same_file(e->fd, e->dev, e->ino) ||
+		    fd_taken(s, e->fd))
+			continue;
+		if (e->held >= 0 ? cprx_same_open_file(e->fd, e->held) != 0 :
+		    cprx_anon_inode(e->fd))
+			continue;
+		close(e->fd);
+		e->fd = -1;	/* a second record of the same number */
 	}
 }
 

@@ -510,9 +510,10 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 	char resolved[PATH_MAX];
 	int ret;
 
-	if (!s)
-		return cprx_null_arg(s, __func__, "s");
-	if (!path || !argv || !argv[0])
+	if (!s || !path || !argv)
+		return cprx_null_arg(s, __func__, !s ? "s" : !path ? "path" :
+				     "argv");
+	if (!argv[0])
 		return cprx_fail(s, EINVAL, "pass the new binary and its argv",
 				 "cprx_exec needs a path and argv[0]");
 	if (!s->saved) {

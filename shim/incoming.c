@@ -39,6 +39,51 @@ bool cprx_same_file(int fd, uint64_t dev, uint64_t ino)
 	       (uint64_t)st.st_ino == ino;
 }
 
+/*
+ * Anon-inode files (eventfd, timerfd, epoll, many KVM and VFIO fds) share
+ * one inode: their dev:ino does not tell the preserved one from another.
+ */
+bool cprx_anon_inode(int fd)
+{
+	char link[32];
+
+	return !cprx_fd_link(fd, link, sizeof(link)) &&
+	       !strncmp(link, "anon_inode:", 11);
+}
+
+/*
+ * 0: @fd is the open file @held is a dup of; > 0: it is not; < 0: unknown.
+ * Status flags belong to the open file: O_APPEND flipped on @held (ours)
+ * shows on @fd only if it is the same one.  O_APPEND means nothing to an
+ * anon inode, and fcntl is in every seccomp allowlist, unlike kcmp: a
+ * filter inherited from the old image must not kill the reclaim.
+ */
+int cprx_same_open_file(int fd, int held)
+{
+	int fl = fcntl(held, F_GETFL), on, off;
+
+	if (fl < 0 || fcntl(held, F_SETFL, fl ^ O_APPEND) < 0)
+		return -1;
+	on = fcntl(fd, F_GETFL);
+	fcntl(held, F_SETFL, fl);
+	off = fcntl(fd, F_GETFL);
+	if (on < 0 || off < 0)
+		return -1;
+	return on == (fl ^ O_APPEND) && off == fl ? 0 : 1;
+}
+
+/* The dups that stood for anon inodes: the update is over or abandoned. */
+void cprx_entries_release(struct cprx_session *s)
+{
+	unsigned int i;
+
+	for (i = 0; s->incoming && i < s->nr_ents; i++) {
+		if (s->ents[i].held >= 0)
+			close(s->ents[i].held);
+		s->ents[i].held = -1;
+	}
+}
+
 static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
 {
 	struct stat st;
@@ -69,16 +114,22 @@ static int read_state(struct cprx_session *s, int fd, void **bufp, size_t *lenp)
 /*
  * Entries mirror the state's records so arm/disarm work for a rollback.
  * An fd number is ours only while it holds the recorded dev:ino: only then
- * is it made close-on-exec (nothing we spawn may inherit guest RAM).
+ * is it made close-on-exec (nothing we spawn may inherit guest RAM).  An
+ * anon inode's file is held by a dup: reclaim and commit compare with it.
  */
 static int take_entries(struct cprx_session *s)
 {
 	bool cloexec = s->backend == &cprx_backend_cloexec;
 	unsigned int i;
+	int above = 0;
 
 	s->ents = calloc(s->in.nr_fds + 1, sizeof(*s->ents));
 	if (!s->ents)
 		return -ENOMEM;
+	/* the dups go above every recorded number: none may sit in one */
+	for (i = 0; i < s->in.nr_fds; i++)
+		if (s->in.fds[i].fd >= above && s->in.fds[i].fd < INT_MAX)
+			above = s->in.fds[i].fd + 1;
 	for (i = 0; i < s->in.nr_fds; i++) {
 		struct cprx_entry *e = &s->ents[i];
 		const struct cprx_rec_fd *r = &s->in.fds[i];
@@ -92,8 +143,12 @@ static int take_entries(struct cprx_session *s)
 		e->ino = cloexec ? r->handle : 0;
 		e->dev = cloexec ? r->dev : 0;
 		e->saved_fdflags = FD_CLOEXEC;
-		if (cprx_same_file(e->fd, e->dev, e->ino))
-			fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+		e->held = -1;
+		if (!cprx_same_file(e->fd, e->dev, e->ino))
+			continue;
+		fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+		if (cprx_anon_inode(e->fd))	/* -1: commit leaves it open */
+			e->held = fcntl(e->fd, F_DUPFD_CLOEXEC, above);
 	}
 	s->nr_ents = s->cap_ents = s->in.nr_fds;
 	return 0;
@@ -154,7 +209,7 @@ static void take_exe_fd(struct cprx_session *s)
 	int fd = s->in.exe_fd;
 
 	if (s->backend != &cprx_backend_cloexec || !path || fd < 0 ||
-	    cprx_fd_link(fd, link, sizeof(link)))
+	    fd == s->state_fd || cprx_fd_link(fd, link, sizeof(link)))
 		return;
 	/* replaced by a rename since: "(deleted)" */
 	if (strncmp(link, path, n) || (link[n] && strcmp(link + n, " (deleted)")))
@@ -199,9 +254,6 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 		return cprx_fail(s, EINVAL, "unset " CPRX_ENV " unless a live "
 				 "update sets it", CPRX_ENV " is malformed: %s",
 				 err);
-	s->rollback = h.rollback;
-	if (h.rollback && h.why[0])
-		s->why = strdup(h.why);
 	/* the handover, not this machine, says how the fds came through */
 	s->backend = h.kmod >= 0 ? &cprx_backend_kmod : &cprx_backend_cloexec;
 	ret = s->backend->incoming(s, &h);
@@ -215,8 +267,11 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	if (!s->verified) {
 		if (s->backend == &cprx_backend_cloexec)
 			s->state_fd = -1;	/* not known to be ours: untouched */
-		return ret;
+		return ret;	/* nor is its rb= or why= believed */
 	}
+	s->rollback = h.rollback;
+	if (h.rollback && h.why[0])
+		s->why = strdup(h.why);
 	if (s->backend == &cprx_backend_cloexec)
 		fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
 	/* ORIGIN is ours: its keepers, binary and mirror are the old image's */
@@ -278,12 +333,12 @@ static int retrieve(struct cprx_session *s, const char *token,
 	unsigned int idx;
 	int ret;
 
-	if (!s->accepted || s->committed)
-		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
-				 "session '%s' has nothing to reclaim", s->name);
 	ret = cprx_check_token(s, "token", token);
 	if (ret)
 		return ret;
+	if (!s->accepted || s->committed)
+		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
+				 "session '%s' has nothing to reclaim", s->name);
 	r = find_rec(s, token, &idx);
 	if (!r)
 		return missing_token(s, token);
@@ -299,6 +354,9 @@ static void take(struct cprx_session *s, unsigned int idx, int fd)
 {
 	s->ents[idx].reclaimed = true;
 	s->ents[idx].fd = fd;
+	if (s->ents[idx].held >= 0)	/* the caller's now */
+		close(s->ents[idx].held);
+	s->ents[idx].held = -1;
 }
 
 /*
@@ -378,8 +436,8 @@ CPRX_EXPORT int cprx_reclaim_ram(struct cprx_session *s, const char *token,
 	if (fdp) {
 		take(s, idx, fd);
 		*fdp = fd;
-	} else	/* the session keeps it: commit closes it, a rollback needs it */
-		s->ents[idx].fd = fd;
+	} else	/* cloexec: commit closes it, a rollback needs it; kmod: now */
+		give_back(s, idx, fd);
 	return 0;
 }
 
@@ -392,13 +450,13 @@ CPRX_EXPORT int cprx_get_blob(struct cprx_session *s, const char *token,
 	if (!s || !data || !len)
 		return cprx_null_arg(s, __func__, !s ? "s" : !data ? "data" :
 				     "len");
+	ret = cprx_check_token(s, "blob", token);
+	if (ret)
+		return ret;
 	if (!s->incoming)
 		return cprx_fail(s, EINVAL, "call cprx_incoming() first",
 				 "session '%s' is not an incoming session: it "
 				 "has no state to read blobs from", s->name);
-	ret = cprx_check_token(s, "blob", token);
-	if (ret)
-		return ret;
 	for (i = 0; i < s->in.nr_blobs; i++) {
 		if (!strcmp(s->in.blobs[i].token, token)) {
 			*data = s->in.blobs[i].data;
@@ -424,6 +482,7 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 				 "session '%s' is already committed", s->name);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
+	cprx_entries_release(s);
 	cprx_mirror_remove(s);	/* no device state stays on disk */
 	if (s->state_fd >= 0)
 		close(s->state_fd);

@@ -25,6 +25,7 @@ struct cprx_entry {
 	uint64_t ino;		/* the file's inode, to spot a replaced fd */
 	uint64_t dev;		/* and its device; 0: unknown (older state) */
 	uint64_t handle;	/* backend's key: cloexec the inode, kmod a token */
+	int held;		/* new image: a dup of an anon inode's fd, or -1 */
 	bool reclaimed;
 };
 
@@ -161,6 +162,9 @@ extern unsigned int cprx_process_generation;
 /* incoming.c */
 int cprx_fd_link(int fd, char *buf, size_t len);
 bool cprx_same_file(int fd, uint64_t dev, uint64_t ino);
+bool cprx_anon_inode(int fd);
+int cprx_same_open_file(int fd, int held);
+void cprx_entries_release(struct cprx_session *s);
 
 /* exec.c */
 int cprx_prepare(struct cprx_session *s);

@@ -44,6 +44,14 @@ int cprx_check_token(struct cprx_session *s, const char *what,
 {
 	size_t len = token ? strlen(token) : 0;
 
+	/* a NULL pointer: in cprx_errmsg(NULL) too, as cprx.h promises */
+	if (!token) {
+		if (s)
+			cprx_fail(s, EINVAL, "pass a valid pointer",
+				  "%s is NULL", what);
+		return cprx_fail(NULL, EINVAL, "pass a valid pointer",
+				 "%s is NULL", what);
+	}
 	if (!len || len > CPRX_NAME_MAX)
 		return cprx_fail(s, EINVAL, "use 1 to 63 bytes",
 				 "%s '%s' is %s", what, token ? token : "(null)",
@@ -167,6 +175,7 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 		close(s->exe_fd);
 	if (!s->incoming)	/* an update that never happened */
 		cprx_mirror_remove(s);
+	cprx_entries_release(s);
 	free(s->mirror_path);
 	for (i = 0; i < s->nr_blobs; i++)
 		free(s->blobs[i].data);
@@ -228,6 +237,7 @@ static int add_entry(struct cprx_session *s, const char *token, int fd,
 	snprintf(e->token, sizeof(e->token), "%s", token);
 	e->kind = kind;
 	e->fd = fd;
+	e->held = -1;	/* new image only */
 	e->saved_fdflags = flags;
 	e->ino = st.st_ino;
 	e->dev = st.st_dev;
