@@ -119,7 +119,8 @@ void reclaim_guest(struct cprx_session *s, struct guest *g)
 }
 /* ---- processes and fds --------------------------------------------------- */
 
-static int fd_count(void)
+/* Open fds of this process. */
+int fd_count(void)
 {
 	struct dirent *d;
 	DIR *dir = opendir("/proc/self/fd");

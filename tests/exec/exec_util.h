@@ -63,6 +63,7 @@ void reclaim_guest(struct cprx_session *s, struct guest *g);
 
 /* Processes and fds */
 void check_fd_set(struct guest *g);
+int fd_count(void);
 int nr_children(void);
 void wait_no_children(void);
 int in_child(void (*fn)(const void *), const void *arg);

@@ -18,20 +18,6 @@
 #define NR_ARGS		3401	/* about 70 KiB of argv */
 #define TOO_MANY_ARGS	(CPRX_STATE_MAX_ARGS + 4)
 
-static int fd_count(void)
-{
-	struct dirent *d;
-	DIR *dir = opendir("/proc/self/fd");
-	int n = 0;
-
-	while (dir && (d = readdir(dir)))
-		if (d->d_name[0] != '.')
-			n++;
-	if (dir)
-		closedir(dir);
-	return n - 1;
-}
-
 static void read_all(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
