@@ -104,8 +104,9 @@ enum cprx_phase {
  * size must be at least offsetof(struct cprx_options, backend); fields past
  * size read as zero.  A size larger than this header's struct (a newer
  * header) is accepted only when every byte past the last field this library
- * knows is zero: -EINVAL naming the offset otherwise.  Zero the whole struct
- * (= { .size = sizeof(opts) } or memset) so that padding is zero too.
+ * knows is zero: -EINVAL naming the offset otherwise; a size over 4096 is
+ * refused too.  Zero the whole struct (= { .size = sizeof(opts) } or
+ * memset) so that padding is zero too.
  */
 struct cprx_options {
 	uint32_t size;			/* sizeof(struct cprx_options) */
@@ -176,9 +177,11 @@ struct cprx_preflight_report {
  * (probe_argv[0] is replaced by @path; NULL skips it).  report may be NULL.
  * Returns 0 when no check failed, else the negative errno of the first
  * failure (-ENOENT no binary, -EACCES not executable, -ENOEXEC wrong format,
- * -EINVAL/-EBADF/-EFAULT a RAM region, -EPERM seccomp/LSM/guard, -E2BIG
- * argv, -ETIMEDOUT or -ELIBBAD the probe); -EINVAL when report is
- * malformed.
+ * -ENAMETOOLONG a path longer than PATH_MAX, -EINVAL/-EBADF/-EFAULT a RAM
+ * region, -EPERM seccomp/LSM/guard, -E2BIG argv or -EACCES this binary (a
+ * rollback could not re-run this VMM), -ETIMEDOUT or -ELIBBAD the probe);
+ * -EINVAL when report is malformed.  A name without '/' is looked up in
+ * $PATH as execvp does; one in no $PATH directory is -ENOENT.
  */
 int cprx_preflight(struct cprx_session *s, const char *path,
 		   char *const probe_argv[],
@@ -190,13 +193,19 @@ int cprx_save(struct cprx_session *s);
  * Execs @path with @argv carrying the preserved fds and the state (saving it
  * first if cprx_save was not called).  Flush stdio first: exec drops
  * buffers.  Returns only on failure, with every fd flag restored and the
- * teardown helper gone: resume the guest.
+ * teardown helper gone: resume the guest.  Refusals before the exec name
+ * the cause as preflight does (-ENOENT, -ENAMETOOLONG, -EBADF a preserved
+ * fd closed or its number reused since preserve, -E2BIG/-EACCES what a
+ * rollback needs); the kernel's own refusals of execve come back as is.
  *
  * Threads: with the cloexec backend the preserved fds (guest RAM, devices)
  * are inheritable from the moment cprx_exec arms them until execve, so a
  * fork or posix_spawn by another thread during cprx_exec gives that child
  * the guest's RAM and devices.  Do not spawn while cprx_exec runs.  The kmod
- * backend has no such window: only the session fd crosses the exec.
+ * backend has no such window: only the session fd crosses the exec.  With
+ * either backend a child forked during cprx_exec also keeps the deferred
+ * teardown's keeper (and so the old address space) alive until it execs or
+ * exits.
  */
 int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
 
