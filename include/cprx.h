@@ -138,8 +138,9 @@ int cprx_preserve_ram(struct cprx_session *s, const char *token, int fd,
 		      void *addr, uint64_t size, enum cprx_page_kind kind);
 int cprx_preserve_fd(struct cprx_session *s, const char *token, int fd);
 /*
- * preserve: -EBADF fd not open, -EEXIST token taken, -EINVAL bad token or an
- * incoming session, -ENOSPC too many fds.  unpreserve: -ENOENT no such token,
+ * preserve: -EBADF fd not open, -EEXIST token taken, -EINVAL bad token, an
+ * incoming session or one of the session's own fds (its state, binary,
+ * cprx.ko session or io_uring), -ENOSPC too many fds.  unpreserve: -ENOENT no such token,
  * -EINVAL an incoming session (its fds are reclaimed, not unpreserved).
  */
 int cprx_unpreserve(struct cprx_session *s, const char *token);

@@ -137,6 +137,7 @@ int cprx_seccomp_mode(unsigned int *nr_filters);
 struct io_uring;
 struct io_uring *cprx_io_ring(void);
 void cprx_io_ring_free(struct io_uring *ring);
+int cprx_io_ring_fd(const struct io_uring *ring);
 int cprx_io_write(struct io_uring *ring, int fd, const void *buf, size_t len,
 		  bool sync);
 int cprx_io_read(int fd, void *buf, size_t len);

@@ -24,6 +24,12 @@ struct io_uring *cprx_io_ring(void)
 	return ring;
 }
 
+/* The ring's own fd, so that nobody preserves it as theirs; -1 if none. */
+int cprx_io_ring_fd(const struct io_uring *ring)
+{
+	return ring ? ring->ring_fd : -1;
+}
+
 void cprx_io_ring_free(struct io_uring *ring)
 {
 	if (!ring)

@@ -199,9 +199,25 @@ struct cprx_entry *cprx_find_entry(struct cprx_session *s, const char *token)
 	return NULL;
 }
 
+/* What @fd is when it is one of the session's own, else NULL. */
+static const char *own_fd(const struct cprx_session *s, int fd)
+{
+	if (fd == s->state_fd)
+		return "the state";
+	if (fd == s->exe_fd)
+		return "this binary, held for a rollback";
+	if (fd == s->kmod_sfd)
+		return "the cprx.ko session";
+	if (fd == cprx_io_ring_fd(s->ring))
+		return "the save's io_uring";
+	return NULL;
+}
+
 static int add_entry(struct cprx_session *s, const char *token, int fd,
 		     enum cprx_fd_kind kind, struct cprx_entry **ep)
 {
+	const char *own;
+
 	struct cprx_entry *e;
 	struct stat st;
 	int flags, ret;
@@ -223,6 +239,11 @@ static int add_entry(struct cprx_session *s, const char *token, int fd,
 	if (flags < 0 || fstat(fd, &st) < 0)
 		return cprx_fail(s, EBADF, "pass an open file descriptor",
 				 "fd %d for token '%s' is not open", fd, token);
+	own = fd >= 0 ? own_fd(s, fd) : NULL;
+	if (own)	/* the new image would hand it out, then commit close it */
+		return cprx_fail(s, EINVAL, "preserve only the VMM's own fds "
+				 "(skip the fds libcprx opened)", "fd %d for token "
+				 "'%s' is libcprx's own: %s", fd, token, own);
 	if (s->nr_ents == s->cap_ents) {
 		unsigned int cap = s->cap_ents ? 2 * s->cap_ents : 16;
 

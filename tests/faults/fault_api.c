@@ -398,4 +398,42 @@ TEST(get_blob_in_old_image)
 	cprx_session_close(s);
 }
 
+/* The fds open now, as a bitmap of the first 1024 numbers. */
+static void open_fds(unsigned char map[1024])
+{
+	memset(map, 0, 1024);
+	for (int fd = 0; fd < 1024; fd++)
+		map[fd] = fcntl(fd, F_GETFD) >= 0;
+}
+
+/*
+ * Test Case: own_fds_not_preserved
+ * A VMM that preserves every fd it has open also names the fds libcprx
+ * opened for the session (the state memfd, this binary, the io_uring).
+ * Each is refused with -EINVAL naming it as libcprx's own: the new image
+ * would hand the state out as a device and commit would close it.
+ */
+TEST(own_fds_not_preserved)
+{
+	unsigned char before[1024], after[1024];
+	struct cprx_session *s;
+	unsigned int own = 0;
+	char tok[32];
+
+	open_fds(before);
+	ASSERT_EQ(0, cprx_session_open(&s, "own-fds", NULL));
+	open_fds(after);
+	for (int fd = 0; fd < 1024; fd++) {
+		if (!after[fd] || before[fd])
+			continue;
+		own++;
+		snprintf(tok, sizeof(tok), "fd%d", fd);
+		EXPECT_EQ(-EINVAL, cprx_preserve_fd(s, tok, fd));
+		EXPECT_NE(NULL, strstr(cprx_errmsg(s), "libcprx's own"));
+		TH_LOG("fd %d: %s", fd, cprx_errmsg(s));
+	}
+	EXPECT_GE(own, 2);	/* the state memfd and this binary at least */
+	cprx_session_close(s);
+}
+
 TEST_HARNESS_MAIN
