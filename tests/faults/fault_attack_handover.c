@@ -45,7 +45,8 @@ static int sealed_state(const struct cprx_rec_fd *fds, unsigned int nr,
 	int fd = memfd_create("cprx-state", MFD_ALLOW_SEALING);
 
 	CHECK(fd >= 0 && nr < 4, "memfd: %m");
-	memcpy(recs, fds, nr * sizeof(*fds));
+	if (nr)
+		memcpy(recs, fds, nr * sizeof(*fds));
 	if (self_token)
 		record_of(&recs[nr++], self_token, fd);
 	st.nr_fds = nr;
