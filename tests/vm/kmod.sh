@@ -28,5 +28,5 @@ exec tests/vm/run.sh --kernel "$kernel" --timeout 900 -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
 	"$build"/tests/kmod_{abi,exec,limits,lifetime,fuzz,perf} \
 	"$build"/tests/exec_{update,refused,preflight,api} \
-	"$build"/tests/faults/fault_{state,handover,keeper} \
+	"$build"/tests/faults/fault_{state,handover} \
 	"$build/tests/test_vmm"
