@@ -14,13 +14,40 @@ build=${1:?usage: update.sh BUILD_DIR}
 . "$(dirname "$0")/lib.sh"
 qemu_tier_setup test
 
-# Ticks consecutive, guest clock steps below 2 s (no gap the guest could see).
+# Every cprx-qmp run records the ticks it spans ("FROM TO") in the guest's
+# windows file.  Five TCG guests share two host CPUs, and the host may
+# starve one for seconds at any moment: a clock step is an update's doing
+# only inside such a window (its last tick included, and the one after).
+qmp_real=$QMP
+qmp_windowed() {
+	local sock= prev= a dir from rc
+
+	for a in "$@"; do [ "$prev" = -s ] && sock=$a; prev=$a; done
+	dir=$(dirname "$sock")
+	from=$(last_tick "$dir")
+	"$qmp_real" "$@"
+	rc=$?
+	echo "${from:-0} $(last_tick "$dir")" >>"$dir/windows"
+	return $rc
+}
+QMP=qmp_windowed
+
+# Ticks consecutive; inside a cprx-qmp window, guest clock steps below 2 s
+# (no gap the guest could see).
 ticks_continuous() {
-	awk '/^tick / { split($3, u, "="); n = $2 + 0
+	awk 'FNR == NR { from[NR] = $1; to[NR] = $2 + 1; nw = NR; next }
+		/^tick / { split($3, u, "="); n = $2 + 0
 		if (seen && n != last + 1) { print "# gap: tick " last " -> " n; bad = 1 }
-		if (seen && u[2] - up > 2) { print "# guest clock jumped " up " -> " u[2]; bad = 1 }
+		inw = 0
+		for (i = 1; i <= nw; i++)
+			if (last >= from[i] && n <= to[i]) inw = 1
+		if (seen && u[2] - up > 2 && inw) {
+			print "# guest clock jumped " up " -> " u[2] " during an update"; bad = 1
+		} else if (seen && u[2] - up > 2) {
+			print "# host noise: guest clock stepped " up " -> " u[2] " outside any update"
+		}
 		last = n; up = u[2]; seen = 1 }
-		END { exit bad || !seen }' <(console "$1")
+		END { exit bad || !seen }' <(cat "$1/windows" 2>/dev/null; echo) <(console "$1")
 }
 
 # Three guests boot at once (TCG boots take a few seconds each).
