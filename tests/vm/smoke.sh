@@ -7,7 +7,7 @@
 # repo read-only, tmpfs writable, a --share read-write both ways, the API
 # filesystems, insmod/rmmod of the hello module, a clean kernel log), and
 # check that the guest's exit status reaches the host. Then check that a
-# timeout is reported as 124.
+# timeout is reported as 124, and a panic before /init as 125 after a retry.
 #
 # A kernel that cannot be fetched (no registry, sid moved on and the cache is
 # empty) makes its tests "ok # SKIP", unless CPRX_VM_REQUIRE_KERNELS=1.
@@ -18,7 +18,7 @@ cd "$REPO" || exit 1
 read -r -a kernels <<<"${CPRX_VM_KERNELS:-bookworm sid}"
 checks=(uname lsm-bpf repo-readonly tmpfs-writable share-readwrite api-filesystems module dmesg-clean)
 per=$((4 + ${#checks[@]}))
-echo "1..$(( ${#kernels[@]} * per + 1 ))"
+echo "1..$(( ${#kernels[@]} * per + 2 ))"
 
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -114,4 +114,23 @@ if [ -n "$any_kernel" ]; then
 	fi
 else
 	skip "no kernel to test the timeout with"
+fi
+
+# Test Case: a kernel that panics before /init (here: no /init to run, so it
+# looks for a root device and finds none) is booted once more, then reported
+# as a panic (125), never as the command's exit status.
+if [ -n "$any_kernel" ]; then
+	t0=$(date +%s)
+	"$VM/run.sh" --kernel "$any_kernel" --timeout 120 \
+		--append "rdinit=/cprx-no-such-init" -- true >"$scratch/panic.log" 2>&1
+	rc=$?
+	if [ $rc = 125 ] && grep -q 'booting it once more' "$scratch/panic.log" &&
+	   grep -q 'error: the guest kernel panicked' "$scratch/panic.log"; then
+		ok "run.sh boots a kernel that panics before /init twice, then reports 125 ($(( $(date +%s) - t0 ))s)"
+	else
+		notok "run.sh boots a kernel that panics before /init twice, then reports 125 (got $rc)"
+		diag "$scratch/panic.log"
+	fi
+else
+	skip "no kernel to test a boot panic with"
 fi
