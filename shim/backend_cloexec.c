@@ -47,7 +47,7 @@ static bool still_ours(struct cprx_session *s, struct cprx_entry *e)
 	    cprx_same_open_file(e->fd, e->held) > 0)
 		return false;
 	if (e->dev)
-		return cprx_same_file(e->fd, e->dev, e->ino);
+		return cprx_same_file(e->fd, e->dev, e->ino, NULL);
 	return e->fd >= 0 && !fstat(e->fd, &st) && (uint64_t)st.st_ino == e->ino;
 }
 
@@ -79,14 +79,12 @@ static int cloexec_arm(struct cprx_session *s, char *field, size_t len)
 			goto err;
 		}
 		flags = fcntl(e->fd, F_GETFD);
-		if (flags < 0) {
+		if (flags >= 0)
+			e->saved_fdflags = flags;
+		if (flags < 0 || fcntl(e->fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) {
 			ret = -errno;
 			goto err;
 		}
-		e->saved_fdflags = flags;
-		ret = set_cloexec(e->fd, false);
-		if (ret)
-			goto err;
 	}
 	if (s->state_fd >= 0 && (ret = set_cloexec(s->state_fd, false)))
 		goto err;
@@ -139,7 +137,8 @@ static int cloexec_retrieve(struct cprx_session *s, const struct cprx_rec_fd *r,
 				 "before reclaim", "fd %d of token '%s' is "
 				 "another %s than the preserved one", r->fd,
 				 r->token, "anon-inode file");
-	set_cloexec(r->fd, true);	/* the caller's now, and only theirs */
+	/* the caller's now, and only theirs; FD_CLOEXEC is the only fd flag */
+	fcntl(r->fd, F_SETFD, FD_CLOEXEC);
 	*fdp = r->fd;
 	return 0;
 }
@@ -216,15 +215,16 @@ static bool fd_taken(struct cprx_session *s, int fd)
 static void cloexec_commit(struct cprx_session *s)
 {
 	unsigned int i;
+	bool anon;
 
 	for (i = 0; i < s->nr_ents; i++) {
 		struct cprx_entry *e = &s->ents[i];
 
-		if (e->reclaimed || !cprx_same_file(e->fd, e->dev, e->ino) ||
+		if (e->reclaimed || !cprx_same_file(e->fd, e->dev, e->ino, &anon) ||
 		    fd_taken(s, e->fd))
 			continue;
 		if (e->held >= 0 ? cprx_same_open_file(e->fd, e->held) != 0 :
-		    cprx_anon_inode(e->fd))
+		    anon)
 			continue;
 		close(e->fd);
 		e->fd = -1;	/* a second record of the same number */

@@ -30,25 +30,23 @@ int cprx_fd_link(int fd, char *buf, size_t len)
 	return 0;
 }
 
-/* @fd holds the file @dev:@ino; never with dev 0 (unknown: older state). */
-bool cprx_same_file(int fd, uint64_t dev, uint64_t ino)
+/*
+ * @fd holds the file @dev:@ino; never with dev 0 (unknown: older state).
+ * @anon (may be NULL): it is an anon inode.  Anon-inode files (eventfd,
+ * timerfd, epoll, many KVM and VFIO fds) share one inode: their dev:ino
+ * does not tell the preserved one from another.  fstat shows them with no
+ * file type, on every kernel (they carry one inside since 6.15, hidden).
+ */
+bool cprx_same_file(int fd, uint64_t dev, uint64_t ino, bool *anon)
 {
 	struct stat st;
 
-	return dev && fd >= 0 && !fstat(fd, &st) && (uint64_t)st.st_dev == dev &&
-	       (uint64_t)st.st_ino == ino;
-}
-
-/*
- * Anon-inode files (eventfd, timerfd, epoll, many KVM and VFIO fds) share
- * one inode: their dev:ino does not tell the preserved one from another.
- */
-bool cprx_anon_inode(int fd)
-{
-	char link[32];
-
-	return !cprx_fd_link(fd, link, sizeof(link)) &&
-	       !strncmp(link, "anon_inode:", 11);
+	if (!dev || fd < 0 || fstat(fd, &st) || (uint64_t)st.st_dev != dev ||
+	    (uint64_t)st.st_ino != ino)
+		return false;
+	if (anon)
+		*anon = !(st.st_mode & S_IFMT);
+	return true;
 }
 
 /*
@@ -122,6 +120,7 @@ static int take_entries(struct cprx_session *s)
 	bool cloexec = s->backend == &cprx_backend_cloexec;
 	unsigned int i;
 	int above = 0;
+	bool anon;
 
 	s->ents = calloc(s->in.nr_fds + 1, sizeof(*s->ents));
 	if (!s->ents)
@@ -144,10 +143,10 @@ static int take_entries(struct cprx_session *s)
 		e->dev = cloexec ? r->dev : 0;
 		e->saved_fdflags = FD_CLOEXEC;
 		e->held = -1;
-		if (!cprx_same_file(e->fd, e->dev, e->ino))
+		if (!cprx_same_file(e->fd, e->dev, e->ino, &anon))
 			continue;
 		fcntl(e->fd, F_SETFD, FD_CLOEXEC);
-		if (cprx_anon_inode(e->fd))	/* -1: commit leaves it open */
+		if (anon)	/* -1: commit leaves it open */
 			e->held = fcntl(e->fd, F_DUPFD_CLOEXEC, above);
 	}
 	s->nr_ents = s->cap_ents = s->in.nr_fds;

@@ -162,8 +162,7 @@ extern unsigned int cprx_process_generation;
 
 /* incoming.c */
 int cprx_fd_link(int fd, char *buf, size_t len);
-bool cprx_same_file(int fd, uint64_t dev, uint64_t ino);
-bool cprx_anon_inode(int fd);
+bool cprx_same_file(int fd, uint64_t dev, uint64_t ino, bool *anon);
 int cprx_same_open_file(int fd, int held);
 void cprx_entries_release(struct cprx_session *s);
 
