@@ -172,7 +172,7 @@ struct cprx_preflight_report {
 };
 
 /*
- * Checks, without changing anything, that an update to @path can work:
+ * Checks, before the guest stops, that an update to @path can work:
  * the binary, every RAM region, seccomp, LSMs, the state target, this
  * process's argv (a rollback re-runs it) and a probe run of probe_argv
  * (probe_argv[0] is replaced by @path; NULL skips it).  report may be NULL.
@@ -183,6 +183,12 @@ struct cprx_preflight_report {
  * rollback could not re-run this VMM), -ETIMEDOUT or -ELIBBAD the probe);
  * -EINVAL when report is malformed.  A name without '/' is looked up in
  * $PATH as execvp does; one in no $PATH directory is -ENOENT.
+ *
+ * It changes one thing: the deferred teardown's keeper (a child sharing
+ * this address space, every signal blocked) is left ready, so that
+ * cprx_exec does not start it inside the pause.  cprx_session_close or the
+ * next preflight stops it; a keeper that died meanwhile is reaped and
+ * replaced by cprx_exec.
  */
 int cprx_preflight(struct cprx_session *s, const char *path,
 		   char *const probe_argv[],
@@ -206,7 +212,8 @@ int cprx_save(struct cprx_session *s);
  * backend has no such window: only the session fd crosses the exec.  With
  * either backend a child forked during cprx_exec also keeps the deferred
  * teardown's keeper (and so the old address space) alive until it execs or
- * exits.
+ * exits; so does one forked, and not exec'd, between preflight and
+ * cprx_exec.
  */
 int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
 

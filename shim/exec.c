@@ -447,6 +447,7 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 	char reap[128], field[64], *env = NULL, *mirror = NULL;
 	char **envp = NULL;
 	size_t envlen;
+	bool warm;
 	int ret, err;
 
 	/*
@@ -469,13 +470,21 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 	}
 	/*
 	 * Still-busy keepers go on to the new image; never more than it
-	 * takes.  The keeper starts before arm: its clone is not in the window.
+	 * takes.  The keeper starts before arm: its clone is not in the
+	 * window; preflight's, already up, is not even in the pause.
 	 */
-	if (cprx_keepers_handover(reap, sizeof(reap)) < CPRX_MAX_KEEPERS &&
-	    !s->opts.no_deferred_teardown &&
-	    cprx_keeper_start(&keeper))	/* without it exec is only slower */
-		/* one that could not be stopped goes on too, to be reaped */
+	warm = cprx_keeper_take(&s->keeper, &keeper);
+	if (cprx_keepers_handover(reap, sizeof(reap)) >= CPRX_MAX_KEEPERS ||
+	    s->opts.no_deferred_teardown) {
+		if (warm) {
+			cprx_keeper_stop(&keeper);
+			cprx_keepers_handover(reap, sizeof(reap));
+		}
+	} else if (!warm && cprx_keeper_start(&keeper)) {
+		/* without it exec is only slower; one that could not be
+		 * stopped goes on too, to be reaped */
 		cprx_keepers_handover(reap, sizeof(reap));
+	}
 	ret = s->backend->arm(s, field, sizeof(field));
 	if (ret) {
 		cprx_keeper_stop(&keeper);

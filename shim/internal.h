@@ -41,11 +41,15 @@ enum { CPRX_KEEPER_SIGMASK, CPRX_KEEPER_CLOSE_RANGE, CPRX_KEEPER_SCHED,
 
 struct cprx_keeper {
 	pid_t pid;		/* 0: no keeper, the exec tears down inline */
+	pid_t owner;		/* the process it was started by, its parent */
 	int pidfd;		/* ours: waits with a deadline, reaps it alone */
 	int wfd;		/* closing it (or exec closing it) ends the keeper */
 	void *map;		/* its stack, its arguments at the top */
 	size_t map_size;
 	bool idle;		/* it runs at SCHED_IDLE */
+	bool ahead;		/* started by preflight, not by this exec */
+	pid_t tid;		/* ahead: the thread that started it, */
+	int filters;		/* and its seccomp filters then (-1: unknown) */
 	int refused[CPRX_KEEPER_STEPS];	/* errno of each step it was refused */
 	int signo;		/* what killed it before it was ready */
 	int err;		/* why it did not start */
@@ -75,6 +79,7 @@ struct cprx_session {
 	int kmod_sfd;		/* kmod: the session's fd */
 	bool kmod_internal;	/* kmod: state and binary are pinned */
 	bool saved;		/* state_fd holds the current state */
+	struct cprx_keeper keeper;	/* started by preflight, for cprx_exec */
 	int argv_err;		/* origin.argv cannot be carried: -errno */
 	int exe_err;		/* exe_fd could not be opened: -errno */
 	/* the state file, a durable copy of state_fd; new image: from handover */
@@ -145,10 +150,12 @@ int cprx_io_read(int fd, void *buf, size_t len);
 /* keeper.c */
 int cprx_keeper_start(struct cprx_keeper *k);
 void cprx_keeper_stop(struct cprx_keeper *k);
+bool cprx_keeper_take(struct cprx_keeper *warm, struct cprx_keeper *k);
+void cprx_keeper_drop(struct cprx_keeper *warm);
 void cprx_keepers_adopt(const pid_t *pids, unsigned int n);
 unsigned int cprx_keepers_handover(char *buf, size_t len);
 void cprx_keepers_hurry(void);
-int cprx_keeper_probe(char *why, size_t len);
+int cprx_keeper_probe(struct cprx_keeper *keep, char *why, size_t len);
 
 /* session.c */
 uint64_t cprx_now_ns(void);

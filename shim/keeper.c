@@ -465,6 +465,7 @@ int cprx_keeper_start(struct cprx_keeper *k)
 		goto err_map;
 	}
 	k->pid = (pid_t)pid;
+	k->owner = getpid();
 	k->wfd = go[1];
 	ret = keeper_wait_ready(k, rdy[0]);
 	close(rdy[0]);
@@ -489,26 +490,90 @@ err_map:
 	return ret;
 }
 
-/* The exec failed: the keeper must go at once. */
+/* This thread's seccomp filters (only ever added), -1: unknown. */
+static int seccomp_filters(void)
+{
+	char line[128];
+	int n = -1;
+	FILE *f;
+
+	f = fopen("/proc/thread-self/status", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Seccomp_filters: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * It survived its own sched_setscheduler, so ours is allowed too - under
+ * the filters it ran under.  One started ahead may have seen fewer: ours
+ * then is tried only if this thread's filters are still the same.
+ */
+static bool renice_allowed(const struct cprx_keeper *k)
+{
+	if (!k->ahead)
+		return true;
+	return k->filters >= 0 && k->tid == gettid() &&
+	       seccomp_filters() == k->filters;
+}
+
+/* The exec failed, or is not wanted: the keeper must go at once. */
 void cprx_keeper_stop(struct cprx_keeper *k)
 {
 	struct sched_param param = { 0 };
 
 	if (!k->pid)
 		return;
-	/*
-	 * Our unreaped child with exit signal 0: nothing can recycle its pid.
-	 * It survived its own sched_setscheduler, so ours is allowed too.
-	 */
-	if (k->idle && !pidfd_exited(k->pidfd))
+	/* Our unreaped child with exit signal 0: nothing can recycle its pid. */
+	if (k->idle && !pidfd_exited(k->pidfd) && renice_allowed(k))
 		sched_setscheduler(k->pid, SCHED_OTHER, &param);
 	close(k->wfd);
 	k->wfd = -1;
 	keeper_reap(k, KEEPER_STOP_MS);
 }
 
-/* Preflight: the keeper's own system calls, under the caller's seccomp. */
-int cprx_keeper_probe(char *why, size_t len)
+/*
+ * A keeper started ahead (by preflight, while the guest runs) keeps the
+ * start's round trip out of the pause: it shares the mm, which is the same
+ * until the exec, and the fds it dropped are all it ever had.  Taken only
+ * by the process that started it and only alive; a dead one is reaped.
+ */
+bool cprx_keeper_take(struct cprx_keeper *warm, struct cprx_keeper *k)
+{
+	if (!warm->pid)
+		return false;
+	*k = *warm;
+	memset(warm, 0, sizeof(*warm));
+	if (k->owner != getpid()) {
+		/* a fork's copy: the keeper is our parent's, not ours to stop */
+		close(k->pidfd);
+		close(k->wfd);
+		memset(k, 0, sizeof(*k));
+		return false;
+	}
+	if (!pidfd_exited(k->pidfd))
+		return true;
+	cprx_keeper_stop(k);
+	return false;
+}
+
+/* A keeper started ahead is not wanted after all. */
+void cprx_keeper_drop(struct cprx_keeper *warm)
+{
+	struct cprx_keeper k;
+
+	if (cprx_keeper_take(warm, &k))
+		cprx_keeper_stop(&k);
+}
+
+/*
+ * Preflight: the keeper's own system calls, under the caller's seccomp.
+ * The keeper that passed is kept in @keep for the exec (NULL: stopped).
+ */
+int cprx_keeper_probe(struct cprx_keeper *keep, char *why, size_t len)
 {
 	static const char *const step[CPRX_KEEPER_STEPS] = {
 		[CPRX_KEEPER_SIGMASK] = "rt_sigprocmask refused (%s): the keeper "
@@ -546,7 +611,13 @@ int cprx_keeper_probe(char *why, size_t len)
 			off += snprintf(why + off, len - off, step[i],
 					cprx_errname(k.refused[i]));
 	}
-	cprx_keeper_stop(&k);
+	if (keep) {
+		k.ahead = true;
+		k.tid = gettid();
+		k.filters = seccomp_filters();
+		*keep = k;
+	} else
+		cprx_keeper_stop(&k);
 	if (!off) {
 		snprintf(why, len, "a clone(CLONE_VM) keeper starts, drops its fds "
 			 "and runs at SCHED_IDLE until the exec");

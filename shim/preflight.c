@@ -304,9 +304,9 @@ static void check_lsm(struct preflight *pf)
 }
 
 /*
- * The keeper's own system calls, run by a short-lived keeper under this
- * thread's seccomp filter.  Never a failure: without a keeper the exec
- * only tears the old mm down inline.
+ * The keeper's own system calls, run by a keeper under this thread's
+ * seccomp filter; it stays, ready for cprx_exec (keeper.c says why).  Never
+ * a failure: without a keeper the exec only tears the old mm down inline.
  */
 static void check_keeper(struct preflight *pf)
 {
@@ -316,8 +316,9 @@ static void check_keeper(struct preflight *pf)
 		report(pf, "keeper", CPRX_PASS, 0, "off (no_deferred_teardown)");
 		return;
 	}
-	report(pf, "keeper", cprx_keeper_probe(why, sizeof(why)) ? CPRX_WARN :
-	       CPRX_PASS, 0, "%s", why);
+	cprx_keeper_drop(&pf->s->keeper);	/* an earlier preflight's */
+	report(pf, "keeper", cprx_keeper_probe(&pf->s->keeper, why, sizeof(why)) ?
+	       CPRX_WARN : CPRX_PASS, 0, "%s", why);
 }
 
 /* cprx-guard's verdict on the new binary, when a guard policy is active. */

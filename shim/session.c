@@ -167,6 +167,7 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 
 	if (!s)
 		return;
+	cprx_keeper_drop(&s->keeper);
 	if (s->backend)
 		s->backend->close(s);
 	if (s->state_fd >= 0)
@@ -210,6 +211,8 @@ static const char *own_fd(const struct cprx_session *s, int fd)
 		return "the cprx.ko session";
 	if (fd == cprx_io_ring_fd(s->ring))
 		return "the save's io_uring";
+	if (s->keeper.pid && (fd == s->keeper.pidfd || fd == s->keeper.wfd))
+		return "the keeper's, started by preflight";
 	return NULL;
 }
 

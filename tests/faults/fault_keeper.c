@@ -242,7 +242,87 @@ EXEC_CASE(chain)
 	return 0;
 }
 
+/* The keeper preflight started is the one the exec handed over. */
+EXEC_CASE(ahead)
+{
+	pid_t keeper = handover_keeper();
+	struct cprx_session *s = incoming();
+	struct guest g;
+
+	CHECK(keeper == atoi(argv[0]), "the handover names keeper %d, not %s, "
+	      "the one preflight started", (int)keeper, argv[0]);
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	wait_no_children();
+	cprx_session_close(s);
+	return 0;
+}
+
 /* ---- old-image halves ---------------------------------------------------- */
+
+/* @pid is a zombie: dead, not yet reaped. */
+static bool keeper_zombie(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	bool zombie = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		zombie = p[2] == 'Z';
+	if (f)
+		fclose(f);
+	return zombie;
+}
+
+/* Our one child: the keeper preflight left ready. */
+static pid_t only_child(void)
+{
+	char path[64], buf[64];
+	pid_t pid = 0;
+	FILE *f;
+
+	CHECK(nr_children() == 1, "%d children after preflight, want its "
+	      "keeper alone", nr_children());
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)gettid());
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f))
+		pid = atoi(buf);
+	if (f)
+		fclose(f);
+	CHECK(pid > 0, "no child listed in %s", path);
+	return pid;
+}
+
+/* Preflight, then the update: with the keeper alive, or killed first. */
+static void update_after_preflight(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+	struct cprx_session *s;
+	struct guest g;
+	char pid[16];
+	pid_t keeper;
+
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	CHECK(!cprx_preflight(s, th_self, NULL, &rep), "%s", cprx_errmsg(s));
+	keeper = only_child();
+	snprintf(pid, sizeof(pid), "%d", (int)keeper);
+	if (!arg) {
+		CHECK(!cprx_exec(s, th_self, EXEC_CASE_ARGV("ahead", pid)),
+		      "exec failed: %s", cprx_errmsg(s));
+		return;
+	}
+	/* killed, not reaped: the exec must reap it and start its own */
+	kill(keeper, SIGKILL);
+	for (int i = 0; i < 200 && !keeper_zombie(keeper); i++)
+		usleep(10000);
+	CHECK(keeper_zombie(keeper), "keeper %d did not die", (int)keeper);
+	exec_case(s, "intact");
+}
 
 /* Updates into @arg's exec case under a filter on the keeper's calls. */
 static void update_filtered(const void *arg)
@@ -517,6 +597,8 @@ static void preflight_keeper(const void *arg)
 	c = keeper_check(s);
 	printf("# %s\n", c->reason);
 	CHECK(c->verdict == CPRX_PASS, "keeper: %d (%s)", c->verdict, c->reason);
+	CHECK(nr_children() == 1, "%d children: preflight keeps its keeper "
+	      "ready, and only it", nr_children());
 	filter(__NR_close_range, SECCOMP_RET_ERRNO | ENOSYS);
 	c = keeper_check(s);
 	printf("# %s\n", c->reason);
@@ -534,6 +616,26 @@ static void preflight_keeper(const void *arg)
 }
 
 /* ---- tests --------------------------------------------------------------- */
+
+/*
+ * Test Case: preflight_keeper_is_used
+ * Preflight leaves its keeper ready (one child, nothing else) and the exec
+ * takes it: the handover names that pid, so its start is not in the pause.
+ */
+TEST_TIMEOUT(preflight_keeper_is_used, 30)
+{
+	ASSERT_EQ(0, in_child(update_after_preflight, NULL));
+}
+
+/*
+ * Test Case: preflight_keeper_killed
+ * The keeper preflight left is SIGKILLed before the exec: the exec reaps
+ * it (no zombie is left) and goes on with one of its own.
+ */
+TEST_TIMEOUT(preflight_keeper_killed, 30)
+{
+	ASSERT_EQ(0, in_child(update_after_preflight, "kill"));
+}
 
 /*
  * Test Case: keeper_killed_on_sched_setscheduler
