@@ -55,8 +55,8 @@ extern struct mutex cprx_sessions_lock;
 extern unsigned int cprx_max_pins;
 extern unsigned int cprx_max_sessions;
 
-long cprx_session_create(const char *name, int *fdp);
-long cprx_session_retrieve(const char *name, int *fdp);
+struct file *cprx_session_create(const char *name);
+struct file *cprx_session_retrieve(const char *name);
 
 int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
 		  void __user *uarg, u32 *usizep);

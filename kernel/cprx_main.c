@@ -5,6 +5,7 @@
  * /dev/cprx creates and retrieves sessions; /proc/cprx/sessions lists the
  * live ones for operators.
  */
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -59,11 +60,50 @@ static int check_name(const u8 *name)
 	return len && len < CPRX_SESSION_NAME_LEN ? 0 : -EINVAL;
 }
 
-static long dev_create(void __user *uarg)
+/*
+ * Installs the file @get() returns under a new fd, whose number is copied
+ * back in @arg first: a fault, or a refusal, changes nothing.
+ */
+static long dev_get_session(struct cprx_ioctl_create_session *arg,
+			    void __user *uarg, u32 usize,
+			    struct file *(*get)(const char *name))
+{
+	struct cprx_ioctl_create_session __user *u = uarg;
+	s32 was = arg->fd;
+	struct file *file;
+	int ret, fd;
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	arg->fd = fd;
+	ret = cprx_copy_back(uarg, arg, sizeof(*arg), usize);
+	if (ret) {
+		put_unused_fd(fd);
+		return ret;
+	}
+	file = get(arg->name);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		/* a refusal leaves the caller's struct as it was */
+		return put_user(was, &u->fd) ? -EFAULT : PTR_ERR(file);
+	}
+	fd_install(fd, file);
+	return 0;
+}
+
+/* RETRIEVE_SESSION's argument is CREATE_SESSION's, field for field. */
+static_assert(sizeof(struct cprx_ioctl_create_session) ==
+	      sizeof(struct cprx_ioctl_retrieve_session));
+static_assert(offsetof(struct cprx_ioctl_create_session, fd) ==
+	      offsetof(struct cprx_ioctl_retrieve_session, fd));
+
+static long dev_session(void __user *uarg,
+			struct file *(*get)(const char *name))
 {
 	struct cprx_ioctl_create_session arg;
 	u32 usize;
-	int ret, fd;
+	int ret;
 
 	/* up to the fd: a session the caller cannot learn of is no use */
 	ret = CPRX_COPY_ARG(arg, fd, uarg, &usize);
@@ -71,39 +111,16 @@ static long dev_create(void __user *uarg)
 		return ret;
 	if (arg.flags || arg.reserved || check_name(arg.name))
 		return -EINVAL;
-	ret = cprx_session_create(arg.name, &fd);
-	if (ret)
-		return ret;
-	arg.fd = fd;
-	/* the fd is installed; on a fault the caller just does not learn it */
-	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
-}
-
-static long dev_retrieve(void __user *uarg)
-{
-	struct cprx_ioctl_retrieve_session arg;
-	u32 usize;
-	int ret, fd;
-
-	ret = CPRX_COPY_ARG(arg, fd, uarg, &usize);
-	if (ret)
-		return ret;
-	if (arg.flags || arg.reserved || check_name(arg.name))
-		return -EINVAL;
-	ret = cprx_session_retrieve(arg.name, &fd);
-	if (ret)
-		return ret;
-	arg.fd = fd;
-	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
+	return dev_get_session(&arg, uarg, usize, get);
 }
 
 static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	switch (cmd) {
 	case CPRX_IOCTL_CREATE_SESSION:
-		return dev_create((void __user *)arg);
+		return dev_session((void __user *)arg, cprx_session_create);
 	case CPRX_IOCTL_RETRIEVE_SESSION:
-		return dev_retrieve((void __user *)arg);
+		return dev_session((void __user *)arg, cprx_session_retrieve);
 	}
 	return -ENOTTY;
 }

@@ -89,6 +89,16 @@ static int owner_woken(struct wait_queue_entry *wait, unsigned int mode,
 	return 0;
 }
 
+/* Every session ends here, listed or not: no work item may outlive it. */
+static void session_destroy(struct cprx_session *s)
+{
+	cancel_work_sync(&s->owner_gone);
+	drop_pins(s);
+	put_pid(s->owner);
+	mutex_destroy(&s->lock);
+	kfree(s);
+}
+
 /* Final kref: called with cprx_sessions_lock held (kref_put_mutex). */
 static void session_free(struct kref *ref)
 {
@@ -96,12 +106,9 @@ static void session_free(struct kref *ref)
 
 	list_del(&s->node);
 	mutex_unlock(&cprx_sessions_lock);
+	/* no wakeup can queue the work once the entry is off the queue */
 	remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
-	cancel_work_sync(&s->owner_gone);
-	drop_pins(s);
-	put_pid(s->owner);
-	mutex_destroy(&s->lock);
-	kfree(s);
+	session_destroy(s);
 }
 
 /* For puts that can never be the last one. */
@@ -115,13 +122,14 @@ static void session_put(struct cprx_session *s)
 	kref_put_mutex(&s->ref, session_free, &cprx_sessions_lock);
 }
 
-/* The new fd takes over a reference the caller holds. */
-static int session_install_fd(struct cprx_session *s)
+/* A file on @s; it takes over a reference the caller holds. */
+static struct file *session_file(struct cprx_session *s)
 {
-	return anon_inode_getfd("[cprx-session]", &cprx_session_fops, s,
-				O_RDWR | O_CLOEXEC);
+	return anon_inode_getfile("[cprx-session]", &cprx_session_fops, s,
+				  O_RDWR);
 }
 
+/* Called with cprx_sessions_lock held. */
 static int count_sessions(struct pid *owner, const char *name, bool *taken)
 {
 	struct cprx_session *s;
@@ -138,15 +146,23 @@ static int count_sessions(struct pid *owner, const char *name, bool *taken)
 	return n;
 }
 
-long cprx_session_create(const char *name, int *fdp)
+/* Called with cprx_sessions_lock held. */
+static int may_create(struct cprx_session *s)
+{
+	bool taken;
+
+	if (count_sessions(s->owner, s->name, &taken) >= cprx_max_sessions)
+		return -ENOSPC;
+	return taken ? -EEXIST : 0;
+}
+
+static struct cprx_session *session_alloc(const char *name)
 {
 	struct cprx_session *s;
-	bool taken;
-	int fd;
 
 	s = kzalloc(sizeof(*s), GFP_KERNEL_ACCOUNT);
 	if (!s)
-		return -ENOMEM;
+		return NULL;
 	kref_init(&s->ref);
 	mutex_init(&s->lock);
 	hash_init(s->pins);
@@ -156,28 +172,39 @@ long cprx_session_create(const char *name, int *fdp)
 	s->created = ktime_get();
 	INIT_WORK(&s->owner_gone, owner_gone_work);
 	init_waitqueue_func_entry(&s->owner_wait, owner_woken);
-	add_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
+	return s;
+}
 
+/*
+ * A new session owned by the calling process, as a file for the caller to
+ * install.  The owner's exit can reach it only once it is live: listed,
+ * with a file that will free it.
+ */
+struct file *cprx_session_create(const char *name)
+{
+	struct cprx_session *s = session_alloc(name);
+	struct file *file;
+	int ret;
+
+	if (!s)
+		return ERR_PTR(-ENOMEM);
 	mutex_lock(&cprx_sessions_lock);
-	if (count_sessions(s->owner, name, &taken) >= cprx_max_sessions) {
-		fd = -ENOSPC;
-	} else if (taken) {
-		fd = -EEXIST;
-	} else {
-		fd = session_install_fd(s);
-		if (fd >= 0)
-			list_add_tail(&s->node, &cprx_sessions);
+	ret = may_create(s);
+	if (!ret) {
+		file = session_file(s);
+		if (IS_ERR(file))
+			ret = PTR_ERR(file);
+	}
+	if (!ret) {
+		list_add_tail(&s->node, &cprx_sessions);
+		add_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
 	}
 	mutex_unlock(&cprx_sessions_lock);
-	if (fd < 0) {
-		remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
-		put_pid(s->owner);
-		mutex_destroy(&s->lock);
-		kfree(s);
-		return fd;
+	if (ret) {
+		session_destroy(s);
+		return ERR_PTR(ret);
 	}
-	*fdp = fd;
-	return 0;
+	return file;
 }
 
 /* Is @s retrievable by current?  Called with s->lock held. */
@@ -192,56 +219,58 @@ static int may_retrieve(struct cprx_session *s)
 	return 0;
 }
 
-long cprx_session_retrieve(const char *name, int *fdp)
+/* Called with cprx_sessions_lock held. */
+static struct cprx_session *find_session(struct pid *owner, const char *name)
 {
-	struct cprx_session *s, *mine = NULL;
-	struct file *file = NULL;
-	bool other = false;
-	int ret, fd;
+	struct cprx_session *s;
 
-	/* the fd first: a retrieve that fails must leave the session armed */
-	fd = get_unused_fd_flags(O_CLOEXEC);
-	if (fd < 0)
-		return fd;
+	list_for_each_entry(s, &cprx_sessions, node)
+		if (s->owner == owner && !READ_ONCE(s->dead) &&
+		    !strcmp(s->name, name))
+			return s;
+	return NULL;
+}
+
+/*
+ * After an exec, the calling process's armed session @name as a new file
+ * for the caller to install; the session is disarmed by it.
+ */
+struct file *cprx_session_retrieve(const char *name)
+{
+	struct cprx_session *s;
+	struct file *file;
+	bool other = false;
+	int ret;
+
 	mutex_lock(&cprx_sessions_lock);
-	list_for_each_entry(s, &cprx_sessions, node) {
-		if (strcmp(s->name, name) || READ_ONCE(s->dead))
-			continue;
-		if (s->owner == task_tgid(current)) {
-			mine = s;
-			break;
-		}
-		other = true;
-	}
-	if (!mine) {
-		ret = other ? -EPERM : -ENOENT;
+	list_for_each_entry(s, &cprx_sessions, node)
+		if (!strcmp(s->name, name) && !READ_ONCE(s->dead) &&
+		    s->owner != task_tgid(current))
+			other = true;
+	s = find_session(task_tgid(current), name);
+	if (!s) {
+		file = ERR_PTR(other ? -EPERM : -ENOENT);
 		goto out;
 	}
-	mutex_lock(&mine->lock);
-	ret = may_retrieve(mine);
-	if (!ret) {
-		kref_get(&mine->ref);	/* our list lock keeps the count above zero */
-		file = anon_inode_getfile("[cprx-session]", &cprx_session_fops,
-					  mine, O_RDWR);
+	mutex_lock(&s->lock);
+	ret = may_retrieve(s);
+	if (ret) {
+		file = ERR_PTR(ret);
+	} else {
+		kref_get(&s->ref);	/* our list lock keeps the count above zero */
+		file = session_file(s);
 		if (IS_ERR(file)) {
-			ret = PTR_ERR(file);
 			/* never the last reference: the list lock is held */
-			kref_put(&mine->ref, session_never_free);
+			kref_put(&s->ref, session_never_free);
 		} else {
-			mine->armed = false;
-			mine->retrieved = true;
+			WRITE_ONCE(s->armed, false);
+			WRITE_ONCE(s->retrieved, true);
 		}
 	}
-	mutex_unlock(&mine->lock);
+	mutex_unlock(&s->lock);
 out:
 	mutex_unlock(&cprx_sessions_lock);
-	if (ret) {
-		put_unused_fd(fd);
-		return ret;
-	}
-	fd_install(fd, file);
-	*fdp = fd;
-	return 0;
+	return file;
 }
 
 static long session_preserve(struct cprx_session *s, void __user *uarg)

@@ -26,7 +26,7 @@ if ! tests/vm/kbuild.sh --werror "$kernel" . "$out" >"$log" 2>&1; then
 fi
 exec tests/vm/run.sh --kernel "$kernel" --timeout 900 -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
-	"$build"/tests/kmod_{abi,exec,limits,lifetime,fuzz,perf} \
+	"$build"/tests/kmod_{abi,exec,limits,lifetime,race,fuzz,perf} \
 	"$build"/tests/exec_{update,refused,preflight,api} \
 	"$build"/tests/faults/fault_{state,handover} \
 	"$build/tests/test_vmm"
