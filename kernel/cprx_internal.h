@@ -40,7 +40,11 @@ struct cprx_session {
 	struct pid *owner;		/* tgid of the creator */
 	kuid_t uid;			/* euid of the creator */
 	ktime_t created;
-	const void *armed_mm;		/* compared, never dereferenced */
+	/*
+	 * The image that armed: held (mmgrab) while armed, so that no later
+	 * image's mm can reuse its address; compared, never dereferenced.
+	 */
+	struct mm_struct *armed_mm;
 	struct wait_queue_entry owner_wait;	/* on owner->wait_pidfd */
 	struct work_struct owner_gone;
 	bool armed;

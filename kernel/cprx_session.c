@@ -9,6 +9,7 @@
 #include <linux/fs.h>
 #include <linux/magic.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -47,11 +48,20 @@ static void drop_pins(struct cprx_session *s)
 	s->nr_pins = 0;
 }
 
+/* Called with s->lock held, or when nobody else can reach @s. */
+static void disarm(struct cprx_session *s)
+{
+	WRITE_ONCE(s->armed, false);
+	if (s->armed_mm)
+		mmdrop(s->armed_mm);
+	s->armed_mm = NULL;
+}
+
 static void kill_session(struct cprx_session *s)
 {
 	mutex_lock(&s->lock);
 	drop_pins(s);
-	s->armed = false;
+	disarm(s);
 	WRITE_ONCE(s->dead, true);
 	mutex_unlock(&s->lock);
 }
@@ -94,6 +104,7 @@ static void session_destroy(struct cprx_session *s)
 {
 	cancel_work_sync(&s->owner_gone);
 	drop_pins(s);
+	disarm(s);
 	put_pid(s->owner);
 	mutex_destroy(&s->lock);
 	kfree(s);
@@ -263,7 +274,7 @@ struct file *cprx_session_retrieve(const char *name)
 			/* never the last reference: the list lock is held */
 			kref_put(&s->ref, session_never_free);
 		} else {
-			WRITE_ONCE(s->armed, false);
+			disarm(s);
 			WRITE_ONCE(s->retrieved, true);
 		}
 	}
@@ -370,19 +381,21 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	else if (s->dead)
 		ret = -ESRCH;
 	else if (arg.flags & CPRX_ARM_CANCEL)
-		ret = s->armed ? 0 : -EINVAL;
+		ret = !s->armed ? -EINVAL :
+		      current->mm != s->armed_mm ? -EPERM : 0;
 	else if (s->armed)
 		ret = -EBUSY;
 	if (!ret && (arg.flags & CPRX_ARM_CANCEL)) {
-		s->armed = false;
-		s->armed_mm = NULL;
-		s->retrieved = s->retrieved_before_arm;
+		/* only the image that armed, whose exec failed */
+		disarm(s);
+		WRITE_ONCE(s->retrieved, s->retrieved_before_arm);
 	} else if (!ret) {
-		s->armed = true;
+		mmgrab(current->mm);
 		s->armed_mm = current->mm;
+		WRITE_ONCE(s->armed, true);
 		/* a rollback re-arms a retrieved session: retrieve it anew */
 		s->retrieved_before_arm = s->retrieved;
-		s->retrieved = false;
+		WRITE_ONCE(s->retrieved, false);
 	}
 	mutex_unlock(&s->lock);
 	return ret;

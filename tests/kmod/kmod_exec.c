@@ -4,6 +4,7 @@
  * unarmed or close-on-exec session leaves, and who may use a session (the
  * old image, another process, another uid, an image without a free fd).
  */
+#include <sched.h>
 #include "kmod_util.h"
 
 /* --- Across exec ---------------------------------------------------------- */
@@ -184,6 +185,113 @@ KMOD_EXEC_CASE(rearm, old, image, a2)
 TEST_F(kmod, update_twice)
 {
 	EXPECT_EQ(0, run_child(self, rearm_old_image, 0));
+}
+
+/* --- After one exec or several: what "after an exec" means --------------- */
+
+/* Every image on one CPU: a freed mm is then the next one allocated. */
+static void one_cpu(void)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Arms and execs through @wrappers images that only exec on. */
+static void wrapped_old_image(long wrappers)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(EVT_COUNT, EFD_CLOEXEC);
+
+	one_cpu();
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	close(dev);
+	close(efd);
+	exec_or_die("wrapped", sfd, wrappers, 0);
+}
+
+/* A wrapper (env, a launcher) while @left > 0; then the new VMM. */
+KMOD_EXEC_CASE(wrapped, old, left, a2)
+{
+	int dev, sfd, efd;
+	uint64_t count;
+
+	(void)a2;
+	if (left > 0)
+		exec_or_die("wrapped", old, left - 1, 0);
+	dev = open_dev();
+	sfd = retrieve_session(dev, SESS);
+	CHECK(sfd >= 0, "retrieve_session: %d", sfd);
+	efd = retrieve_fd(sfd, TOK_EVT);
+	CHECK(efd >= 0 && read(efd, &count, 8) == 8 && count == EVT_COUNT,
+	      "retrieve_fd: %d", efd);
+	return finish(sfd) ? 1 : 0;
+}
+
+/*
+ * Test Case: retrieve_after_wrapper_execs
+ * Armed, then exec'd through 1 to 3 wrapper images (all on one CPU, so the
+ * new image's mm may land where the armed one was freed), ten times each:
+ * the last image retrieves the session and its eventfd every time.
+ */
+TEST_F_TIMEOUT(kmod, retrieve_after_wrapper_execs, 300)
+{
+	int bad = 0, ret;
+
+	for (int wrappers = 1; wrappers <= 3; wrappers++) {
+		for (int i = 0; i < 10; i++) {
+			ret = run_child(self, wrapped_old_image, wrappers);
+			if (ret)
+				TH_LOG("%d wrapper(s), try %d: exit %d",
+				       wrappers, i, ret);
+			bad += !!ret;
+		}
+	}
+	EXPECT_EQ(0, bad);
+}
+
+/* Arms and execs: the new image may not cancel what the old one armed. */
+static void cancel_old_image(long unused)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(1, EFD_CLOEXEC);
+
+	(void)unused;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	exec_or_die("cancel", sfd, 0, 0);
+}
+
+KMOD_EXEC_CASE(cancel, old, a1, a2)
+{
+	struct cprx_session_query q;
+	int ret, sfd;
+
+	(void)a1;
+	(void)a2;
+	ret = arm(old, CPRX_ARM_CANCEL);
+	CHECK(ret == -EPERM, "cancel in the new image: %d", ret);
+	CHECK(!query(old, &q, NULL, 0) && q.flags == CPRX_SESSION_ARMED,
+	      "flags %#x after a refused cancel", q.flags);
+	sfd = retrieve_session(open_dev(), SESS);
+	CHECK(sfd >= 0, "retrieve_session: %d", sfd);
+	/* retrieved, it is not armed: nothing to cancel */
+	ret = arm(sfd, CPRX_ARM_CANCEL);
+	CHECK(ret == -EINVAL, "cancel after retrieve: %d", ret);
+	return 0;
+}
+
+/*
+ * Test Case: cancel_in_new_image
+ * ARM|CANCEL undoes an arm only in the image that armed: from the image
+ * after the exec it is EPERM and the session stays armed, retrievable.
+ */
+TEST_F(kmod, cancel_in_new_image)
+{
+	EXPECT_EQ(0, run_child(self, cancel_old_image, 0));
 }
 
 /* Old image for "eperm": @how 0 never arms, 1 arms and cancels. */
