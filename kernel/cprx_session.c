@@ -561,13 +561,17 @@ static long session_ioctl(struct file *file, unsigned int cmd,
 /*
  * Every close of an fd on the session lands here.  When it is the owner's
  * fd table going away with the process, the pins go too: nothing pinned may
- * outlive the VMM that pinned it, whatever else holds the session.
+ * outlive the VMM that pinned it, whatever else holds the session.  A thread
+ * with a table of its own (clone without CLONE_FILES, unshare) exits while
+ * its process lives on: only the exit of the last thread counts here, and
+ * the owner's pid wait queue sees a process whose last table went earlier.
  */
 static int session_flush(struct file *file, fl_owner_t id)
 {
 	struct cprx_session *s = file->private_data;
 
-	if ((current->flags & PF_EXITING) && task_tgid(current) == s->owner)
+	if ((current->flags & PF_EXITING) && task_tgid(current) == s->owner &&
+	    !atomic_read(&current->signal->live))
 		kill_session(s);
 	return 0;
 }
