@@ -3,6 +3,7 @@
 #ifndef _CPRX_INTERNAL_H
 #define _CPRX_INTERNAL_H
 
+#include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/kref.h>
 #include <linux/ktime.h>
@@ -45,6 +46,8 @@ struct cprx_session {
 	 * image's mm can reuse its address; compared, never dereferenced.
 	 */
 	struct mm_struct *armed_mm;
+	const struct cred *armed_cred;	/* who armed: the retriever must be */
+	u32 armed_secid;		/* and under the same LSM label */
 	struct wait_queue_entry owner_wait;	/* on owner->wait_pidfd */
 	struct work_struct owner_gone;
 	bool armed;

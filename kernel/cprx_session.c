@@ -5,15 +5,20 @@
  * back to the same process - and only to it - after that exec.
  */
 #include <linux/anon_inodes.h>
+#include <linux/auxvec.h>
+#include <linux/cred.h>
+#include <linux/fdtable.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
+#include <linux/security.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include "cprx_internal.h"
 
 static const struct file_operations cprx_session_fops;
@@ -55,6 +60,9 @@ static void disarm(struct cprx_session *s)
 	if (s->armed_mm)
 		mmdrop(s->armed_mm);
 	s->armed_mm = NULL;
+	if (s->armed_cred)
+		put_cred(s->armed_cred);
+	s->armed_cred = NULL;
 }
 
 static void kill_session(struct cprx_session *s)
@@ -218,15 +226,63 @@ struct file *cprx_session_create(const char *name)
 	return file;
 }
 
-/* Is @s retrievable by current?  Called with s->lock held. */
+/* Was the current image exec'd with AT_SECURE (setuid, setgid, fcaps, LSM)? */
+static bool secure_exec(void)
+{
+	const unsigned long *auxv = current->mm->saved_auxv;
+	int i;
+
+	for (i = 0; i + 1 < AT_VECTOR_SIZE && auxv[i] != AT_NULL; i += 2)
+		if (auxv[i] == AT_SECURE)
+			return auxv[i + 1];
+	return false;
+}
+
+static bool same_groups(const struct group_info *a, const struct group_info *b)
+{
+	return a == b || (a->ngroups == b->ngroups &&
+			  !memcmp(a->gid, b->gid, a->ngroups * sizeof(a->gid[0])));
+}
+
+#define same_caps(a, b)	(!memcmp(&(a), &(b), sizeof(kernel_cap_t)))
+
+/* Is current the same subject that armed (@a, @secid)? */
+static bool same_creds(const struct cred *a, u32 secid)
+{
+	const struct cred *c = current_cred();
+	u32 now;
+
+	security_cred_getsecid(c, &now);
+	return uid_eq(a->uid, c->uid) && uid_eq(a->euid, c->euid) &&
+	       uid_eq(a->suid, c->suid) && uid_eq(a->fsuid, c->fsuid) &&
+	       gid_eq(a->gid, c->gid) && gid_eq(a->egid, c->egid) &&
+	       gid_eq(a->sgid, c->sgid) && gid_eq(a->fsgid, c->fsgid) &&
+	       same_groups(a->group_info, c->group_info) &&
+	       same_caps(a->cap_inheritable, c->cap_inheritable) &&
+	       same_caps(a->cap_permitted, c->cap_permitted) &&
+	       same_caps(a->cap_effective, c->cap_effective) &&
+	       same_caps(a->cap_bset, c->cap_bset) &&
+	       same_caps(a->cap_ambient, c->cap_ambient) &&
+	       a->securebits == c->securebits && a->user_ns == c->user_ns &&
+	       secid == now;
+}
+
+/*
+ * Is @s retrievable by current?  Called with s->lock held.  Only by the
+ * image after an exec of the one that armed, with its credentials: a
+ * setuid, setgid or file-capability binary, or an LSM domain change, gets
+ * nothing another image pinned.
+ */
 static int may_retrieve(struct cprx_session *s)
 {
 	if (!uid_eq(current_euid(), s->uid))
-		return -EPERM;		/* e.g. a setuid binary was exec'd */
+		return -EPERM;
 	if (!s->armed)
 		return -EPERM;
 	if (current->mm == s->armed_mm)
 		return -EPERM;		/* no exec since arm: the old image */
+	if (secure_exec() || !same_creds(s->armed_cred, s->armed_secid))
+		return -EPERM;
 	return 0;
 }
 
@@ -392,6 +448,8 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	} else if (!ret) {
 		mmgrab(current->mm);
 		s->armed_mm = current->mm;
+		s->armed_cred = get_current_cred();
+		security_cred_getsecid(s->armed_cred, &s->armed_secid);
 		WRITE_ONCE(s->armed, true);
 		/* a rollback re-arms a retrieved session: retrieve it anew */
 		s->retrieved_before_arm = s->retrieved;
@@ -401,20 +459,44 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	return ret;
 }
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+/* receive_fd() copies the number out before it installs the fd. */
+static int install_received(struct file *file, int __user *ufd, int was)
+{
+	return receive_fd(file, ufd, O_CLOEXEC);
+}
+#else
+/*
+ * receive_fd() installs at once and copies nothing out: a write of what is
+ * there proves the field writable first, and a fault after closes the fd.
+ */
+static int install_received(struct file *file, int __user *ufd, int was)
+{
+	int fd;
+
+	if (put_user(was, ufd))
+		return -EFAULT;
+	fd = receive_fd(file, O_CLOEXEC);
+	if (fd >= 0 && put_user(fd, ufd)) {
+		close_fd(fd);
+		return -EFAULT;
+	}
+	return fd;
+}
+#endif
+
 static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 {
+	struct cprx_session_retrieve_fd __user *u = uarg;
 	struct cprx_session_retrieve_fd arg;
 	struct file *file = NULL;
 	struct cprx_pin *pin;
 	u32 usize;
-	int ret, fd;
+	int ret;
 
 	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
 	if (ret)
 		return ret;
-	fd = get_unused_fd_flags(O_CLOEXEC);
-	if (fd < 0)
-		return fd;
 	mutex_lock(&s->lock);
 	if (!is_owner(s) || !s->retrieved)
 		ret = -EPERM;
@@ -425,18 +507,12 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 	else
 		file = get_file(pin->file);
 	mutex_unlock(&s->lock);
-	if (!ret) {
-		arg.fd = fd;
-		ret = cprx_copy_back(uarg, &arg, sizeof(arg), usize);
-	}
-	if (ret) {
-		put_unused_fd(fd);
-		if (file)
-			fput(file);
+	if (ret)
 		return ret;
-	}
-	fd_install(fd, file);
-	return 0;
+	/* as any received file: the LSMs' file_receive hook has its say */
+	ret = install_received(file, &u->fd, arg.fd);
+	fput(file);
+	return ret < 0 ? ret : 0;
 }
 
 static long session_finish(struct cprx_session *s, void __user *uarg)

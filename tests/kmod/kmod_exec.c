@@ -5,6 +5,8 @@
  * old image, another process, another uid, an image without a free fd).
  */
 #include <sched.h>
+#include <sys/auxv.h>
+#include <sys/mount.h>
 #include "kmod_util.h"
 
 /* --- Across exec ---------------------------------------------------------- */
@@ -547,16 +549,18 @@ KMOD_EXEC_CASE(euid, old, a1, a2)
 	/* the real uid is still root: back to euid 0 */
 	CHECK(!setresuid(-1, 0, -1), "seteuid: %m");
 	unlink(th_self);	/* the copy made for nobody; root's to remove */
+	/* an exec with euid != uid is a secure exec: still not ours */
 	sfd = retrieve_session(dev, SESS);
-	CHECK(sfd >= 0, "retrieve_session as root again: %d", sfd);
+	CHECK(sfd == -EPERM, "retrieve_session as root again: %d", sfd);
 	return 0;
 }
 
 /*
  * Test Case: retrieve_other_euid
  * As root: an update into an image with euid nobody gets EPERM from
- * RETRIEVE_SESSION, and the session once back to euid root.  SKIPs if nobody
- * may not run this binary.
+ * RETRIEVE_SESSION, and still once back to euid root (the exec was a
+ * secure one, and the saved uid differs).  SKIPs if nobody may not run
+ * this binary.
  */
 TEST_F(kmod, retrieve_other_euid)
 {
@@ -592,6 +596,103 @@ TEST_F(kmod, retrieve_in_old_image)
 	/* a refused retrieve leaves the session armed */
 	ASSERT_EQ(0, query(sfd, &q, NULL, 0));
 	EXPECT_EQ(CPRX_SESSION_ARMED, q.flags);
+}
+
+/* --- Credentials: the image after the exec must be the one that armed ----- */
+
+#define SGID_DIR	"/tmp/cprx-kmod-sgid"
+
+/*
+ * A copy of this binary, setgid @gid if @gid >= 0, on a tmpfs of its own
+ * (the VM tier's /tmp is nosuid); 0, -errno, or 4 if setgid cannot work.
+ */
+static int copy_self_to(const char *path, int gid)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out;
+
+	in = open(th_self, O_RDONLY | O_CLOEXEC);
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (in < 0 || out < 0)
+		return -errno;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n)
+			return -EIO;
+	close(in);
+	close(out);
+	if (gid >= 0 && (chown(path, 0, gid) || chmod(path, 02755)))
+		return -errno;
+	return 0;
+}
+
+/* Arms, then execs @path (setgid or not) into the case "creds". */
+static void creds_old_image(long setgid)
+{
+	char path[64];
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(0, EFD_CLOEXEC), ret;
+
+	snprintf(path, sizeof(path), SGID_DIR "/%s", setgid ? "sgid" : "plain");
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	snprintf(th_self, sizeof(th_self), "%s", path);
+	ret = exec_self("creds", sfd, setgid, 0);
+	CHECK(0, "exec %s: %d", path, ret);
+}
+
+KMOD_EXEC_CASE(creds, old, setgid, a2)
+{
+	struct cprx_session_query q;
+	int sfd;
+
+	(void)a2;
+	if (setgid) {
+		if (getegid() != NOBODY || !getauxval(AT_SECURE))
+			return 4;	/* the setgid bit was ignored */
+		sfd = retrieve_session(open_dev(), SESS);
+		CHECK(sfd == -EPERM, "retrieve_session after a setgid exec: %d",
+		      sfd);
+		/* refused, it stays armed */
+		CHECK(!query(old, &q, NULL, 0) && q.flags == CPRX_SESSION_ARMED,
+		      "flags %#x", q.flags);
+		return 0;
+	}
+	CHECK(!getauxval(AT_SECURE), "a plain exec with AT_SECURE");
+	sfd = retrieve_session(open_dev(), SESS);
+	CHECK(sfd >= 0, "retrieve_session after a plain exec: %d", sfd);
+	sfd = retrieve_fd(sfd, TOK_EVT);
+	CHECK(sfd >= 0, "retrieve_fd after a plain exec: %d", sfd);
+	return 0;
+}
+
+/*
+ * Test Case: retrieve_after_setgid_exec
+ * As root: armed, then exec'd into a setgid copy of this binary (group
+ * nogroup, on a tmpfs of its own): the euid is unchanged, but the image is
+ * a secure exec with other gids: RETRIEVE_SESSION EPERM, the session stays
+ * armed.  Exec'd into a plain copy there, it retrieves the session and its
+ * file.
+ */
+TEST_F(kmod, retrieve_after_setgid_exec)
+{
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "a setgid file of another group needs root");
+	mkdir(SGID_DIR, 0755);
+	ASSERT_EQ(0, mount("cprx-sgid", SGID_DIR, "tmpfs", 0, "mode=755"));
+	ASSERT_EQ(0, copy_self_to(SGID_DIR "/sgid", NOBODY));
+	ASSERT_EQ(0, copy_self_to(SGID_DIR "/plain", -1));
+	ret = run_child(self, creds_old_image, 1);
+	if (ret == 4) {
+		umount2(SGID_DIR, MNT_DETACH);
+		SKIP(return, "the setgid bit had no effect");
+	}
+	EXPECT_EQ(0, ret);
+	EXPECT_EQ(0, run_child(self, creds_old_image, 0));
+	EXPECT_EQ(0, umount2(SGID_DIR, MNT_DETACH));
+	rmdir(SGID_DIR);
 }
 
 /* Old image for "emfile": a pin, armed. */
