@@ -9,6 +9,7 @@
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/pid_namespace.h>
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
@@ -52,12 +53,20 @@ int cprx_copy_back(void __user *uarg, const void *src, size_t ksize,
 	       -EFAULT : 0;
 }
 
-/* A session name: NUL-terminated within the field, not empty. */
+/*
+ * A session name: NUL-terminated within the field, not empty, printable
+ * ASCII only (it is a field of a line in /proc/cprx/sessions).
+ */
 static int check_name(const u8 *name)
 {
-	size_t len = strnlen(name, CPRX_SESSION_NAME_LEN);
+	size_t i, len = strnlen(name, CPRX_SESSION_NAME_LEN);
 
-	return len && len < CPRX_SESSION_NAME_LEN ? 0 : -EINVAL;
+	if (!len || len == CPRX_SESSION_NAME_LEN)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (name[i] < 0x20 || name[i] > 0x7e)
+			return -EINVAL;
+	return 0;
 }
 
 /*
@@ -139,18 +148,25 @@ static struct miscdevice cprx_dev = {
 	.mode = 0666,	/* every check is per session owner */
 };
 
+/*
+ * The live sessions whose owner this /proc's pid namespace can see, with
+ * the pid it knows: a container's /proc shows its own VMMs, as its /proc/N.
+ */
 static int sessions_show(struct seq_file *m, void *v)
 {
+	struct pid_namespace *ns = proc_pid_ns(file_inode(m->file)->i_sb);
 	struct cprx_session *s;
 	s64 now = ktime_to_ms(ktime_get());
+	pid_t pid;
 
 	seq_puts(m, "pid\tname\tpins\tarmed\tretrieved\tage_ms\n");
 	mutex_lock(&cprx_sessions_lock);
 	list_for_each_entry(s, &cprx_sessions, node) {
-		if (READ_ONCE(s->dead))
+		pid = pid_nr_ns(s->owner, ns);
+		if (READ_ONCE(s->dead) || !pid)
 			continue;
 		seq_printf(m, "%d\t%s\t%u\t%d\t%d\t%lld\n",
-			   pid_nr(s->owner), s->name, READ_ONCE(s->nr_pins),
+			   pid, s->name, READ_ONCE(s->nr_pins),
 			   READ_ONCE(s->armed), READ_ONCE(s->retrieved),
 			   now - ktime_to_ms(s->created));
 	}

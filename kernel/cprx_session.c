@@ -306,17 +306,13 @@ struct file *cprx_session_retrieve(const char *name)
 {
 	struct cprx_session *s;
 	struct file *file;
-	bool other = false;
 	int ret;
 
 	mutex_lock(&cprx_sessions_lock);
-	list_for_each_entry(s, &cprx_sessions, node)
-		if (!strcmp(s->name, name) && !READ_ONCE(s->dead) &&
-		    s->owner != task_tgid(current))
-			other = true;
+	/* another process's name is no more known to us than a free one */
 	s = find_session(task_tgid(current), name);
 	if (!s) {
-		file = ERR_PTR(other ? -EPERM : -ENOENT);
+		file = ERR_PTR(-ENOENT);
 		goto out;
 	}
 	mutex_lock(&s->lock);

@@ -54,6 +54,28 @@ TEST_F(kmod, create_names)
 	EXPECT_GE(create(self->dev, "dup"), 0);
 }
 
+/*
+ * Test Case: create_names_printable
+ * A name is printable ASCII: a newline, a tab, DEL or a byte past 0x7e is
+ * EINVAL (a name could otherwise forge lines of /proc/cprx/sessions) and
+ * nothing is created; a space is fine.
+ */
+TEST_F(kmod, create_names_printable)
+{
+	static const char *const bad[] = {
+		"forged\n1\tfake", "tab\there", "del\x7f", "latin\xe9",
+		"\x01",
+	};
+	int fd;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		EXPECT_EQ(-EINVAL, create(self->dev, bad[i]));
+	EXPECT_EQ(0, proc_count(getpid(), NULL, NULL, 0));
+	fd = create(self->dev, "with space ~");
+	EXPECT_GE(fd, 0);
+	EXPECT_EQ(1, proc_count(getpid(), "with space ~", NULL, 0));
+}
+
 static void create_dup_in_child(long dev)
 {
 	int fd = create(dev, "dup");

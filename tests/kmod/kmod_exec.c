@@ -390,8 +390,9 @@ static void not_owner_ops(long sfd)
 	struct cprx_session_query q;
 	int efd = eventfd(0, EFD_CLOEXEC), ret;
 
+	/* another process's name: as unknown as a name nobody has */
 	ret = retrieve_session(open_dev(), SESS);
-	CHECK(ret == -EPERM, "retrieve_session: %d", ret);
+	CHECK(ret == -ENOENT, "retrieve_session: %d", ret);
 	ret = preserve(sfd, efd, 2);
 	CHECK(ret == -EPERM, "preserve: %d", ret);
 	ret = unpreserve(sfd, TOK_EVT);
@@ -428,7 +429,8 @@ KMOD_EXEC_CASE(other, sfd, a1, a2)
  * Test Case: other_process
  * Another process holding the owner's session fd, a forked child and then
  * that child after an exec of its own, gets EPERM from every session command
- * and RETRIEVE_SESSION; the owner's session is untouched.
+ * and ENOENT from RETRIEVE_SESSION of the owner's name (no oracle of other
+ * processes' names); the owner's session is untouched.
  */
 TEST_F(kmod, other_process)
 {

@@ -6,6 +6,7 @@
  * the session fd alive elsewhere or in flight in a socket.
  */
 #include <sched.h>
+#include <sys/mount.h>
 #include "kmod_util.h"
 
 /* --- /proc/cprx/sessions, the module's lifetime, leaks -------------------- */
@@ -55,6 +56,58 @@ TEST_F(kmod, proc_sessions)
 	close(sfd);
 	EXPECT_EQ(0, proc_count(getpid(), "kmod-closed", NULL, 0));
 	EXPECT_EQ(0, run_child(self, proc_child, self->dev));
+}
+
+/*
+ * In a new pid and mount namespace, with a /proc of its own: our session
+ * under pid 1, the parent's not at all.
+ */
+static void in_pid_ns(long dev)
+{
+	char line[256];
+	int sfd, n;
+
+	CHECK(getpid() == 1, "pid %d in the new namespace", getpid());
+	CHECK(!mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "%m");
+	CHECK(!mount("proc", "/proc", "proc", 0, NULL), "mount proc: %m");
+	sfd = create(dev, "kmod-ns-inner");
+	CHECK(sfd >= 0, "create: %d", sfd);
+	n = proc_count(1, "kmod-ns-inner", line, sizeof(line));
+	CHECK(n == 1, "our session under pid 1: %d lines", n);
+	n = proc_total();
+	CHECK(n == 1, "%d lines in the namespace's %s (1 ours)", n,
+	      PROC_SESSIONS);
+}
+
+static void pid_ns_parent(long dev)
+{
+	pid_t pid;
+
+	CHECK(!unshare(CLONE_NEWPID | CLONE_NEWNS), "unshare: %m");
+	pid = fork_flushed();
+	CHECK(pid >= 0, "fork: %m");
+	if (!pid) {
+		in_pid_ns(dev);
+		_exit(0);
+	}
+	_exit(reap(pid));
+}
+
+/*
+ * Test Case: proc_sessions_pid_ns
+ * As root: /proc/cprx/sessions read through a /proc of another pid
+ * namespace lists only the sessions whose owner is in it, under the pid it
+ * knows (1); the outer /proc lists ours under our pid.
+ */
+TEST_F(kmod, proc_sessions_pid_ns)
+{
+	int sfd = create(self->dev, "kmod-ns-outer");
+
+	if (geteuid())
+		SKIP(return, "pid and mount namespaces need root");
+	ASSERT_GE(sfd, 0);
+	EXPECT_EQ(0, run_child(self, pid_ns_parent, self->dev));
+	EXPECT_EQ(1, proc_count(getpid(), "kmod-ns-outer", NULL, 0));
 }
 
 /*
