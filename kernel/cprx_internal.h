@@ -15,6 +15,18 @@
 #include <linux/workqueue.h>
 #include <linux/cprx.h>
 
+/*
+ * What one user (the euid that created the sessions) is charged: sessions
+ * with a file, finished or not, and the pins in them.  Under
+ * cprx_users_lock; freed with the user's last session.
+ */
+struct cprx_user {
+	struct hlist_node node;
+	kuid_t uid;
+	unsigned int sessions;
+	unsigned int pins;
+};
+
 struct cprx_pin {
 	struct hlist_node node;
 	u64 token;
@@ -40,6 +52,7 @@ struct cprx_session {
 	char name[CPRX_SESSION_NAME_LEN];
 	struct pid *owner;		/* tgid of the creator */
 	kuid_t uid;			/* euid of the creator */
+	struct cprx_user *user;		/* charged for it: s->uid's */
 	ktime_t created;
 	/*
 	 * The image that armed: held (mmgrab) while armed, so that no later
@@ -60,7 +73,9 @@ struct cprx_session {
 extern struct list_head cprx_sessions;
 extern struct mutex cprx_sessions_lock;
 extern unsigned int cprx_max_pins;
+extern unsigned int cprx_max_user_pins;
 extern unsigned int cprx_max_sessions;
+extern unsigned int cprx_max_total_sessions;
 
 struct file *cprx_session_create(const char *name);
 struct file *cprx_session_retrieve(const char *name);

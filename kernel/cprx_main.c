@@ -24,9 +24,20 @@ unsigned int cprx_max_pins = 4096;
 module_param_named(max_pins, cprx_max_pins, uint, 0644);
 MODULE_PARM_DESC(max_pins, "Files one session may pin (ENOSPC beyond)");
 
-unsigned int cprx_max_sessions = 16;
+unsigned int cprx_max_user_pins = 65536;
+module_param_named(max_user_pins, cprx_max_user_pins, uint, 0644);
+MODULE_PARM_DESC(max_user_pins,
+		 "Files one user's sessions may pin in all (ENOSPC beyond)");
+
+unsigned int cprx_max_sessions = 256;
 module_param_named(max_sessions, cprx_max_sessions, uint, 0644);
-MODULE_PARM_DESC(max_sessions, "Live sessions per process (ENOSPC beyond)");
+MODULE_PARM_DESC(max_sessions,
+		 "Sessions per user, finished ones until closed (ENOSPC beyond)");
+
+unsigned int cprx_max_total_sessions = 4096;
+module_param_named(max_total_sessions, cprx_max_total_sessions, uint, 0644);
+MODULE_PARM_DESC(max_total_sessions,
+		 "Sessions of all users together (ENOSPC beyond)");
 
 /* Larger structs than ours are fine if their tail is zero. */
 #define CPRX_ARG_MAX	PAGE_SIZE
@@ -145,7 +156,7 @@ static struct miscdevice cprx_dev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "cprx",
 	.fops = &cprx_dev_fops,
-	.mode = 0666,	/* every check is per session owner */
+	.mode = 0660,	/* root's; kernel/60-cprx.rules gives it to group kvm */
 };
 
 /*

@@ -23,6 +23,91 @@
 
 static const struct file_operations cprx_session_fops;
 
+/* --- What each user is charged -------------------------------------------- */
+
+static DEFINE_HASHTABLE(cprx_users, 6);
+static DEFINE_SPINLOCK(cprx_users_lock);	/* innermost lock */
+static unsigned int cprx_nr_sessions;		/* of all users */
+
+static struct cprx_user *user_of(kuid_t uid)
+{
+	struct cprx_user *u;
+
+	hash_for_each_possible(cprx_users, u, node, __kuid_val(uid))
+		if (uid_eq(u->uid, uid))
+			return u;
+	return NULL;
+}
+
+/*
+ * Charges one session to @uid (ENOSPC past max_sessions or
+ * max_total_sessions): the user charged, or an ERR_PTR.
+ */
+static struct cprx_user *charge_session(kuid_t uid)
+{
+	struct cprx_user *u, *fresh;
+
+	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+	if (!fresh)
+		return ERR_PTR(-ENOMEM);
+	spin_lock(&cprx_users_lock);
+	u = user_of(uid);
+	if (cprx_nr_sessions >= READ_ONCE(cprx_max_total_sessions) ||
+	    (u && u->sessions >= READ_ONCE(cprx_max_sessions)) ||
+	    !READ_ONCE(cprx_max_sessions)) {
+		u = ERR_PTR(-ENOSPC);
+	} else {
+		if (!u) {
+			u = fresh;
+			fresh = NULL;
+			u->uid = uid;
+			hash_add(cprx_users, &u->node, __kuid_val(uid));
+		}
+		u->sessions++;
+		cprx_nr_sessions++;
+	}
+	spin_unlock(&cprx_users_lock);
+	kfree(fresh);
+	return u;
+}
+
+static void uncharge_session(struct cprx_user *u)
+{
+	spin_lock(&cprx_users_lock);
+	cprx_nr_sessions--;
+	if (--u->sessions) {
+		u = NULL;
+	} else {
+		WARN_ON_ONCE(u->pins);
+		hash_del(&u->node);
+	}
+	spin_unlock(&cprx_users_lock);
+	kfree(u);
+}
+
+/* One more pin for @u: ENOSPC past max_user_pins. */
+static int charge_pin(struct cprx_user *u)
+{
+	int ret = -ENOSPC;
+
+	spin_lock(&cprx_users_lock);
+	if (u->pins < READ_ONCE(cprx_max_user_pins)) {
+		u->pins++;
+		ret = 0;
+	}
+	spin_unlock(&cprx_users_lock);
+	return ret;
+}
+
+static void uncharge_pins(struct cprx_user *u, unsigned int n)
+{
+	spin_lock(&cprx_users_lock);
+	u->pins -= n;
+	spin_unlock(&cprx_users_lock);
+}
+
+/* --- Sessions ------------------------------------------------------------- */
+
 static bool is_owner(struct cprx_session *s)
 {
 	return task_tgid(current) == s->owner && uid_eq(current_euid(), s->uid);
@@ -50,7 +135,9 @@ static void drop_pins(struct cprx_session *s)
 		fput(pin->file);
 		kfree(pin);
 	}
-	s->nr_pins = 0;
+	if (s->nr_pins)
+		uncharge_pins(s->user, s->nr_pins);
+	WRITE_ONCE(s->nr_pins, 0);
 }
 
 /* Called with s->lock held, or when nobody else can reach @s. */
@@ -113,6 +200,8 @@ static void session_destroy(struct cprx_session *s)
 	cancel_work_sync(&s->owner_gone);
 	drop_pins(s);
 	disarm(s);
+	if (s->user)
+		uncharge_session(s->user);
 	put_pid(s->owner);
 	mutex_destroy(&s->lock);
 	kfree(s);
@@ -149,30 +238,33 @@ static struct file *session_file(struct cprx_session *s)
 }
 
 /* Called with cprx_sessions_lock held. */
-static int count_sessions(struct pid *owner, const char *name, bool *taken)
+static struct cprx_session *find_session(struct pid *owner, const char *name)
 {
 	struct cprx_session *s;
-	int n = 0;
 
-	*taken = false;
-	list_for_each_entry(s, &cprx_sessions, node) {
-		if (s->owner != owner || READ_ONCE(s->dead))
-			continue;
-		n++;
-		if (!strcmp(s->name, name))
-			*taken = true;
-	}
-	return n;
+	list_for_each_entry(s, &cprx_sessions, node)
+		if (s->owner == owner && !READ_ONCE(s->dead) &&
+		    !strcmp(s->name, name))
+			return s;
+	return NULL;
 }
 
-/* Called with cprx_sessions_lock held. */
+/*
+ * Called with cprx_sessions_lock held.  A name is unique among the live
+ * sessions of its process; the session is charged to its creator's euid,
+ * finished or not, until its last file is closed.
+ */
 static int may_create(struct cprx_session *s)
 {
-	bool taken;
+	struct cprx_user *u;
 
-	if (count_sessions(s->owner, s->name, &taken) >= cprx_max_sessions)
-		return -ENOSPC;
-	return taken ? -EEXIST : 0;
+	if (find_session(s->owner, s->name))
+		return -EEXIST;
+	u = charge_session(s->uid);
+	if (IS_ERR(u))
+		return PTR_ERR(u);
+	s->user = u;
+	return 0;
 }
 
 static struct cprx_session *session_alloc(const char *name)
@@ -286,18 +378,6 @@ static int may_retrieve(struct cprx_session *s)
 	return 0;
 }
 
-/* Called with cprx_sessions_lock held. */
-static struct cprx_session *find_session(struct pid *owner, const char *name)
-{
-	struct cprx_session *s;
-
-	list_for_each_entry(s, &cprx_sessions, node)
-		if (s->owner == owner && !READ_ONCE(s->dead) &&
-		    !strcmp(s->name, name))
-			return s;
-	return NULL;
-}
-
 /*
  * After an exec, the calling process's armed session @name as a new file
  * for the caller to install; the session is disarmed by it.
@@ -371,11 +451,13 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 		ret = -EBUSY;
 	else if (find_pin(s, arg.token))
 		ret = -EEXIST;
-	else if (s->nr_pins >= cprx_max_pins)
+	else if (s->nr_pins >= READ_ONCE(cprx_max_pins))
 		ret = -ENOSPC;
+	else
+		ret = charge_pin(s->user);
 	if (!ret) {
 		hash_add(s->pins, &pin->node, pin->token);
-		s->nr_pins++;
+		WRITE_ONCE(s->nr_pins, s->nr_pins + 1);
 	}
 	mutex_unlock(&s->lock);
 	if (ret) {
@@ -406,7 +488,8 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 		ret = -ENOENT;
 	if (!ret) {
 		hash_del(&pin->node);
-		s->nr_pins--;
+		WRITE_ONCE(s->nr_pins, s->nr_pins - 1);
+		uncharge_pins(s->user, 1);
 	}
 	mutex_unlock(&s->lock);
 	if (ret)
@@ -577,8 +660,8 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		return -EINVAL;
 	if (!is_owner(s))
 		return -EPERM;
-	/* read once: the parameter may change under us */
-	cap = min(arg.nr_entries, READ_ONCE(cprx_max_pins));
+	/* by the pins there are: nr_entries is only the caller's room */
+	cap = min(arg.nr_entries, READ_ONCE(s->nr_pins));
 	if (cap) {
 		ents = kvcalloc(cap, sizeof(*ents), GFP_KERNEL_ACCOUNT);
 		if (!ents)

@@ -385,13 +385,13 @@ TEST_F(kmod, exec_closes_cloexec_session)
 /* --- Who may use a session ------------------------------------------------ */
 
 /* In another process: the inherited session fd is not its own. */
-static void not_owner_ops(long sfd)
+static void not_owner_ops(long sfd, int dev)
 {
 	struct cprx_session_query q;
 	int efd = eventfd(0, EFD_CLOEXEC), ret;
 
 	/* another process's name: as unknown as a name nobody has */
-	ret = retrieve_session(open_dev(), SESS);
+	ret = retrieve_session(dev, SESS);
 	CHECK(ret == -ENOENT, "retrieve_session: %d", ret);
 	ret = preserve(sfd, efd, 2);
 	CHECK(ret == -EPERM, "preserve: %d", ret);
@@ -411,7 +411,7 @@ static void not_owner_ops(long sfd)
 
 static void other_process(long sfd)
 {
-	not_owner_ops(sfd);
+	not_owner_ops(sfd, open_dev());
 	/* nor after an exec of its own */
 	CHECK(!keep_on_exec(sfd), "fcntl: %m");
 	exec_or_die("other", sfd, 0, 0);
@@ -421,7 +421,7 @@ KMOD_EXEC_CASE(other, sfd, a1, a2)
 {
 	(void)a1;
 	(void)a2;
-	not_owner_ops(sfd);
+	not_owner_ops(sfd, open_dev());
 	return 0;
 }
 
@@ -450,9 +450,11 @@ TEST_F(kmod, other_process)
 /* A child that became nobody: the inherited session is not its own. */
 static void nobody_ops(long sfd)
 {
+	int dev = open_dev();	/* /dev/cprx is not nobody's to open */
+
 	CHECK(!setresgid(NOBODY, NOBODY, NOBODY) &&
 	      !setresuid(NOBODY, NOBODY, NOBODY), "setresuid: %m");
-	not_owner_ops(sfd);
+	not_owner_ops(sfd, dev);
 }
 
 /* The owner itself under another euid: EPERM; back to root, it works. */
@@ -531,19 +533,20 @@ static void euid_old_image(long unused)
 	copy_self_for_nobody();
 	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
 	      !keep_on_exec(sfd), "setup");
+	/* /dev/cprx is not nobody's to open: the new image inherits it */
+	CHECK(!keep_on_exec(dev), "fcntl: %m");
 	CHECK(!setresuid(-1, NOBODY, -1), "seteuid: %m");
-	ret = exec_self("euid", sfd, 0, 0);
+	ret = exec_self("euid", sfd, dev, 0);
 	if (ret == -EACCES)
 		_exit(4);
 	CHECK(0, "exec: %d", ret);
 }
 
-KMOD_EXEC_CASE(euid, old, a1, a2)
+KMOD_EXEC_CASE(euid, old, dev, a2)
 {
-	int dev = open_dev(), sfd;
+	int sfd;
 
 	(void)old;
-	(void)a1;
 	(void)a2;
 	CHECK(geteuid() == NOBODY, "euid %u", geteuid());
 	sfd = retrieve_session(dev, SESS);
