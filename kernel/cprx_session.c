@@ -676,7 +676,8 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		n++;
 	}
 	arg.flags = (s->armed ? CPRX_SESSION_ARMED : 0) |
-		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0);
+		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0) |
+		    (s->dead ? CPRX_SESSION_DEAD : 0);
 	mutex_unlock(&s->lock);
 	if (ents && copy_to_user(u64_to_user_ptr(arg.entries), ents,
 				 min(n, cap) * sizeof(*ents)))

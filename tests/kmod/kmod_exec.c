@@ -700,6 +700,70 @@ TEST_F(kmod, retrieve_after_setgid_exec)
 	rmdir(SGID_DIR);
 }
 
+/* Arms and execs: the new image retrieves with a read-only argument. */
+static void fault_old_image(long unused)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(EVT_COUNT, EFD_CLOEXEC);
+
+	(void)unused;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	exec_or_die("fault", sfd, 0, 0);
+}
+
+KMOD_EXEC_CASE(fault, old, a1, a2)
+{
+	struct cprx_ioctl_retrieve_session a = { .size = sizeof(a) }, *ro;
+	struct cprx_session_retrieve_fd r = {
+		.size = sizeof(r), .token = TOK_EVT,
+	}, *rro;
+	struct cprx_session_query q;
+	int dev = open_dev(), sfd, fd, ret;
+
+	(void)a1;
+	(void)a2;
+	set_name(a.name, SESS);
+	ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(ro != MAP_FAILED, "mmap: %m");
+	memcpy(ro, &a, sizeof(a));
+	rro = (void *)((char *)ro + 2048);
+	memcpy(rro, &r, sizeof(r));
+	CHECK(!mprotect(ro, PAGE, PROT_READ), "mprotect: %m");
+	fd = dup(dev);
+	close(fd);
+	ret = xioctl(dev, CPRX_IOCTL_RETRIEVE_SESSION, ro);
+	CHECK(ret == -EFAULT, "retrieve_session, read-only: %d", ret);
+	/* nothing changed: still armed, no fd taken */
+	CHECK(!query(old, &q, NULL, 0) && q.flags == CPRX_SESSION_ARMED,
+	      "flags %#x after a fault", q.flags);
+	CHECK(dup(dev) == fd, "an fd was taken");
+	close(fd);
+	sfd = retrieve_session(dev, SESS);
+	CHECK(sfd >= 0, "retrieve_session after the fault: %d", sfd);
+	fd = dup(dev);
+	close(fd);
+	ret = xioctl(sfd, CPRX_SESSION_RETRIEVE_FD, rro);
+	CHECK(ret == -EFAULT, "retrieve_fd, read-only: %d", ret);
+	CHECK(dup(dev) == fd, "retrieve_fd took an fd");
+	close(fd);
+	fd = retrieve_fd(sfd, TOK_EVT);
+	CHECK(fd >= 0, "retrieve_fd after the fault: %d", fd);
+	return 0;
+}
+
+/*
+ * Test Case: retrieve_fault_changes_nothing
+ * In the new image, RETRIEVE_SESSION and RETRIEVE_FD with their argument in
+ * a read-only page: EFAULT, no fd taken, the session still armed; both
+ * work after.
+ */
+TEST_F(kmod, retrieve_fault_changes_nothing)
+{
+	EXPECT_EQ(0, run_child(self, fault_old_image, 0));
+}
+
 /* Old image for "emfile": a pin, armed. */
 static void emfile_old_image(long unused)
 {
