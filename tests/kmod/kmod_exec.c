@@ -201,18 +201,30 @@ static void one_cpu(void)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-/* Arms and execs through @wrappers images that only exec on. */
+/*
+ * On one CPU, an exec first: the image that arms then has an mm allocated
+ * on that CPU, as the wrappers' will be.
+ */
 static void wrapped_old_image(long wrappers)
+{
+	one_cpu();
+	exec_or_die("wrapped_arm", wrappers, 0, 0);
+}
+
+/* Arms and execs through @wrappers images that only exec on. */
+KMOD_EXEC_CASE(wrapped_arm, wrappers, a1, a2)
 {
 	int dev = open_dev(), sfd = create(dev, SESS);
 	int efd = eventfd(EVT_COUNT, EFD_CLOEXEC);
 
-	one_cpu();
+	(void)a1;
+	(void)a2;
 	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
 	      !keep_on_exec(sfd), "setup");
 	close(dev);
 	close(efd);
 	exec_or_die("wrapped", sfd, wrappers, 0);
+	return 1;
 }
 
 /* A wrapper (env, a launcher) while @left > 0; then the new VMM. */
@@ -235,9 +247,10 @@ KMOD_EXEC_CASE(wrapped, old, left, a2)
 
 /*
  * Test Case: retrieve_after_wrapper_execs
- * Armed, then exec'd through 1 to 3 wrapper images (all on one CPU, so the
- * new image's mm may land where the armed one was freed), ten times each:
- * the last image retrieves the session and its eventfd every time.
+ * Armed, then exec'd through 1 to 3 wrapper images (all on one CPU, the
+ * arming image exec'd there too, so the new image's mm is likely to land
+ * where the armed one was freed), ten times each: the last image retrieves
+ * the session and its eventfd every time.
  */
 TEST_F_TIMEOUT(kmod, retrieve_after_wrapper_execs, 300)
 {
