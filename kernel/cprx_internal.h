@@ -59,8 +59,8 @@ struct cprx_session {
 	 * image's mm can reuse its address; compared, never dereferenced.
 	 */
 	struct mm_struct *armed_mm;
-	const struct cred *armed_cred;	/* who armed: the retriever must be */
-	u32 armed_secid;		/* and under the same LSM label */
+	const struct cred *armed_cred;	/* who armed: RETRIEVE must match */
+	u32 armed_secid;		/* and the LSM label too */
 	struct wait_queue_entry owner_wait;	/* on owner->wait_pidfd */
 	struct work_struct owner_gone;
 	bool armed;

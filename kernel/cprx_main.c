@@ -32,7 +32,7 @@ MODULE_PARM_DESC(max_user_pins,
 unsigned int cprx_max_sessions = 256;
 module_param_named(max_sessions, cprx_max_sessions, uint, 0644);
 MODULE_PARM_DESC(max_sessions,
-		 "Sessions per user, finished ones until closed (ENOSPC beyond)");
+		 "Sessions per user, finished ones until closed (ENOSPC)");
 
 unsigned int cprx_max_total_sessions = 4096;
 module_param_named(max_total_sessions, cprx_max_total_sessions, uint, 0644);
@@ -156,7 +156,7 @@ static struct miscdevice cprx_dev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "cprx",
 	.fops = &cprx_dev_fops,
-	.mode = 0660,	/* root's; kernel/60-cprx.rules gives it to group kvm */
+	.mode = 0660,	/* kernel/60-cprx.rules gives it to group kvm */
 };
 
 /*

@@ -11,11 +11,12 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
-#include <linux/security.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/security.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
@@ -330,10 +331,12 @@ static bool secure_exec(void)
 	return false;
 }
 
-static bool same_groups(const struct group_info *a, const struct group_info *b)
+static bool same_groups(const struct group_info *a,
+			const struct group_info *b)
 {
-	return a == b || (a->ngroups == b->ngroups &&
-			  !memcmp(a->gid, b->gid, a->ngroups * sizeof(a->gid[0])));
+	return a == b ||
+	       (a->ngroups == b->ngroups &&
+		!memcmp(a->gid, b->gid, a->ngroups * sizeof(a->gid[0])));
 }
 
 #define same_caps(a, b)	(!memcmp(&(a), &(b), sizeof(kernel_cap_t)))
