@@ -81,32 +81,29 @@ static int check_name(const u8 *name)
 }
 
 /*
- * Installs the file @get() returns under a new fd, whose number is copied
- * back in @arg first: a fault, or a refusal, changes nothing.
+ * Installs the file @get() returns under a new fd, whose number is written
+ * to the caller's @fd field first: a fault, or a refusal, changes nothing.
  */
 static long dev_get_session(struct cprx_ioctl_create_session *arg,
-			    void __user *uarg, u32 usize,
+			    void __user *uarg,
 			    struct file *(*get)(const char *name))
 {
 	struct cprx_ioctl_create_session __user *u = uarg;
-	s32 was = arg->fd;
 	struct file *file;
-	int ret, fd;
+	int fd;
 
 	fd = get_unused_fd_flags(O_CLOEXEC);
 	if (fd < 0)
 		return fd;
-	arg->fd = fd;
-	ret = cprx_copy_back(uarg, arg, sizeof(*arg), usize);
-	if (ret) {
+	if (put_user(fd, &u->fd)) {
 		put_unused_fd(fd);
-		return ret;
+		return -EFAULT;
 	}
 	file = get(arg->name);
 	if (IS_ERR(file)) {
 		put_unused_fd(fd);
 		/* a refusal leaves the caller's struct as it was */
-		return put_user(was, &u->fd) ? -EFAULT : PTR_ERR(file);
+		return put_user(arg->fd, &u->fd) ? -EFAULT : PTR_ERR(file);
 	}
 	fd_install(fd, file);
 	return 0;
@@ -131,7 +128,7 @@ static long dev_session(void __user *uarg,
 		return ret;
 	if (arg.flags || arg.reserved || check_name(arg.name))
 		return -EINVAL;
-	return dev_get_session(&arg, uarg, usize, get);
+	return dev_get_session(&arg, uarg, get);
 }
 
 static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
