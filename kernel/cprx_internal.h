@@ -77,6 +77,12 @@ extern unsigned int cprx_max_user_pins;
 extern unsigned int cprx_max_sessions;
 extern unsigned int cprx_max_total_sessions;
 
+struct cprx_user *cprx_charge_session(kuid_t uid);
+void cprx_uncharge_session(struct cprx_user *u);
+int cprx_charge_pin(struct cprx_user *u);
+void cprx_uncharge_pins(struct cprx_user *u, unsigned int n);
+bool cprx_same_subject(const struct cred *armed, u32 secid);
+
 struct file *cprx_session_create(const char *name);
 struct file *cprx_session_retrieve(const char *name);
 

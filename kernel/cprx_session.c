@@ -5,7 +5,6 @@
  * back to the same process - and only to it - after that exec.
  */
 #include <linux/anon_inodes.h>
-#include <linux/auxvec.h>
 #include <linux/cred.h>
 #include <linux/fdtable.h>
 #include <linux/file.h>
@@ -16,98 +15,12 @@
 #include <linux/sched/signal.h>
 #include <linux/security.h>
 #include <linux/slab.h>
-#include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
 #include "cprx_internal.h"
 
 static const struct file_operations cprx_session_fops;
-
-/* --- What each user is charged -------------------------------------------- */
-
-static DEFINE_HASHTABLE(cprx_users, 6);
-static DEFINE_SPINLOCK(cprx_users_lock);	/* innermost lock */
-static unsigned int cprx_nr_sessions;		/* of all users */
-
-static struct cprx_user *user_of(kuid_t uid)
-{
-	struct cprx_user *u;
-
-	hash_for_each_possible(cprx_users, u, node, __kuid_val(uid))
-		if (uid_eq(u->uid, uid))
-			return u;
-	return NULL;
-}
-
-/*
- * Charges one session to @uid (ENOSPC past max_sessions or
- * max_total_sessions): the user charged, or an ERR_PTR.
- */
-static struct cprx_user *charge_session(kuid_t uid)
-{
-	struct cprx_user *u, *fresh;
-
-	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
-	if (!fresh)
-		return ERR_PTR(-ENOMEM);
-	spin_lock(&cprx_users_lock);
-	u = user_of(uid);
-	if (cprx_nr_sessions >= READ_ONCE(cprx_max_total_sessions) ||
-	    (u && u->sessions >= READ_ONCE(cprx_max_sessions)) ||
-	    !READ_ONCE(cprx_max_sessions)) {
-		u = ERR_PTR(-ENOSPC);
-	} else {
-		if (!u) {
-			u = fresh;
-			fresh = NULL;
-			u->uid = uid;
-			hash_add(cprx_users, &u->node, __kuid_val(uid));
-		}
-		u->sessions++;
-		cprx_nr_sessions++;
-	}
-	spin_unlock(&cprx_users_lock);
-	kfree(fresh);
-	return u;
-}
-
-static void uncharge_session(struct cprx_user *u)
-{
-	spin_lock(&cprx_users_lock);
-	cprx_nr_sessions--;
-	if (--u->sessions) {
-		u = NULL;
-	} else {
-		WARN_ON_ONCE(u->pins);
-		hash_del(&u->node);
-	}
-	spin_unlock(&cprx_users_lock);
-	kfree(u);
-}
-
-/* One more pin for @u: ENOSPC past max_user_pins. */
-static int charge_pin(struct cprx_user *u)
-{
-	int ret = -ENOSPC;
-
-	spin_lock(&cprx_users_lock);
-	if (u->pins < READ_ONCE(cprx_max_user_pins)) {
-		u->pins++;
-		ret = 0;
-	}
-	spin_unlock(&cprx_users_lock);
-	return ret;
-}
-
-static void uncharge_pins(struct cprx_user *u, unsigned int n)
-{
-	spin_lock(&cprx_users_lock);
-	u->pins -= n;
-	spin_unlock(&cprx_users_lock);
-}
-
-/* --- Sessions ------------------------------------------------------------- */
 
 static bool is_owner(struct cprx_session *s)
 {
@@ -137,7 +50,7 @@ static void drop_pins(struct cprx_session *s)
 		kfree(pin);
 	}
 	if (s->nr_pins)
-		uncharge_pins(s->user, s->nr_pins);
+		cprx_uncharge_pins(s->user, s->nr_pins);
 	WRITE_ONCE(s->nr_pins, 0);
 }
 
@@ -202,7 +115,7 @@ static void session_destroy(struct cprx_session *s)
 	drop_pins(s);
 	disarm(s);
 	if (s->user)
-		uncharge_session(s->user);
+		cprx_uncharge_session(s->user);
 	put_pid(s->owner);
 	mutex_destroy(&s->lock);
 	kfree(s);
@@ -261,7 +174,7 @@ static int may_create(struct cprx_session *s)
 
 	if (find_session(s->owner, s->name))
 		return -EEXIST;
-	u = charge_session(s->uid);
+	u = cprx_charge_session(s->uid);
 	if (IS_ERR(u))
 		return PTR_ERR(u);
 	s->user = u;
@@ -319,49 +232,6 @@ struct file *cprx_session_create(const char *name)
 	return file;
 }
 
-/* Was the current image exec'd with AT_SECURE (setuid, setgid, fcaps, LSM)? */
-static bool secure_exec(void)
-{
-	const unsigned long *auxv = current->mm->saved_auxv;
-	int i;
-
-	for (i = 0; i + 1 < AT_VECTOR_SIZE && auxv[i] != AT_NULL; i += 2)
-		if (auxv[i] == AT_SECURE)
-			return auxv[i + 1];
-	return false;
-}
-
-static bool same_groups(const struct group_info *a,
-			const struct group_info *b)
-{
-	return a == b ||
-	       (a->ngroups == b->ngroups &&
-		!memcmp(a->gid, b->gid, a->ngroups * sizeof(a->gid[0])));
-}
-
-#define same_caps(a, b)	(!memcmp(&(a), &(b), sizeof(kernel_cap_t)))
-
-/* Is current the same subject that armed (@a, @secid)? */
-static bool same_creds(const struct cred *a, u32 secid)
-{
-	const struct cred *c = current_cred();
-	u32 now;
-
-	security_cred_getsecid(c, &now);
-	return uid_eq(a->uid, c->uid) && uid_eq(a->euid, c->euid) &&
-	       uid_eq(a->suid, c->suid) && uid_eq(a->fsuid, c->fsuid) &&
-	       gid_eq(a->gid, c->gid) && gid_eq(a->egid, c->egid) &&
-	       gid_eq(a->sgid, c->sgid) && gid_eq(a->fsgid, c->fsgid) &&
-	       same_groups(a->group_info, c->group_info) &&
-	       same_caps(a->cap_inheritable, c->cap_inheritable) &&
-	       same_caps(a->cap_permitted, c->cap_permitted) &&
-	       same_caps(a->cap_effective, c->cap_effective) &&
-	       same_caps(a->cap_bset, c->cap_bset) &&
-	       same_caps(a->cap_ambient, c->cap_ambient) &&
-	       a->securebits == c->securebits && a->user_ns == c->user_ns &&
-	       secid == now;
-}
-
 /*
  * Is @s retrievable by current?  Called with s->lock held.  Only by the
  * image after an exec of the one that armed, with its credentials: a
@@ -376,7 +246,7 @@ static int may_retrieve(struct cprx_session *s)
 		return -EPERM;
 	if (current->mm == s->armed_mm)
 		return -EPERM;		/* no exec since arm: the old image */
-	if (secure_exec() || !same_creds(s->armed_cred, s->armed_secid))
+	if (!cprx_same_subject(s->armed_cred, s->armed_secid))
 		return -EPERM;
 	return 0;
 }
@@ -457,7 +327,7 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 	else if (s->nr_pins >= READ_ONCE(cprx_max_pins))
 		ret = -ENOSPC;
 	else
-		ret = charge_pin(s->user);
+		ret = cprx_charge_pin(s->user);
 	if (!ret) {
 		hash_add(s->pins, &pin->node, pin->token);
 		WRITE_ONCE(s->nr_pins, s->nr_pins + 1);
@@ -492,7 +362,7 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 	if (!ret) {
 		hash_del(&pin->node);
 		WRITE_ONCE(s->nr_pins, s->nr_pins - 1);
-		uncharge_pins(s->user, 1);
+		cprx_uncharge_pins(s->user, 1);
 	}
 	mutex_unlock(&s->lock);
 	if (ret)
