@@ -520,7 +520,7 @@ SEC("lsm/file_ioctl")
 int BPF_PROG(cg_file_ioctl, struct file *file, unsigned int cmd,
 	     unsigned long arg, int ret)
 {
-	/* _IO(0xCE, nr): no size or direction bits */
+	/* _IO(0xE7, nr): no size or direction bits */
 	if (ret || (cmd & ~0xffu) != (CG_IOC_TYPE << 8))
 		return ret;
 	if (cprx_file(file, cmd))

@@ -14,18 +14,18 @@
 #define CG_COMM_LEN	16
 
 /*
- * cprx.ko's ioctl numbers (kernel/include/uapi/linux/cprx.h): _IO(0xCE,
+ * cprx.ko's ioctl numbers (kernel/include/uapi/linux/cprx.h): _IO(0xE7,
  * nr).  Copied, as the BPF side cannot include the uAPI header;
  * cprx_guard.c asserts at compile time that the copies match it.
  */
-#define CG_IOC_TYPE		0xCE
-#define CG_IOC_CREATE		0xCE00
-#define CG_IOC_RETRIEVE		0xCE01
-#define CG_IOC_PRESERVE		0xCE40
-#define CG_IOC_UNPRESERVE	0xCE41
-#define CG_IOC_ARM		0xCE42
-#define CG_IOC_RETRIEVE_FD	0xCE43
-#define CG_IOC_FINISH		0xCE44
+#define CG_IOC_TYPE		0xE7
+#define CG_IOC_CREATE		0xE700
+#define CG_IOC_RETRIEVE		0xE701
+#define CG_IOC_PRESERVE		0xE740
+#define CG_IOC_UNPRESERVE	0xE741
+#define CG_IOC_ARM		0xE742
+#define CG_IOC_RETRIEVE_FD	0xE743
+#define CG_IOC_FINISH		0xE744
 #define CG_ARM_CANCEL		1u
 
 /* One record of the ring buffer; the phases of an update, in order. */

@@ -3,6 +3,7 @@
 #ifndef _CPRX_INTERNAL_H
 #define _CPRX_INTERNAL_H
 
+#include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/kref.h>
 #include <linux/ktime.h>
@@ -13,6 +14,18 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/cprx.h>
+
+/*
+ * What one user (the euid that created the sessions) is charged: sessions
+ * with a file, finished or not, and the pins in them.  Under
+ * cprx_users_lock; freed with the user's last session.
+ */
+struct cprx_user {
+	struct hlist_node node;
+	kuid_t uid;
+	unsigned int sessions;
+	unsigned int pins;
+};
 
 struct cprx_pin {
 	struct hlist_node node;
@@ -39,8 +52,15 @@ struct cprx_session {
 	char name[CPRX_SESSION_NAME_LEN];
 	struct pid *owner;		/* tgid of the creator */
 	kuid_t uid;			/* euid of the creator */
+	struct cprx_user *user;		/* charged for it: s->uid's */
 	ktime_t created;
-	const void *armed_mm;		/* compared, never dereferenced */
+	/*
+	 * The image that armed: held (mmgrab) while armed, so that no later
+	 * image's mm can reuse its address; compared, never dereferenced.
+	 */
+	struct mm_struct *armed_mm;
+	const struct cred *armed_cred;	/* who armed: RETRIEVE must match */
+	u32 armed_secid;		/* and the LSM label too */
 	struct wait_queue_entry owner_wait;	/* on owner->wait_pidfd */
 	struct work_struct owner_gone;
 	bool armed;
@@ -53,10 +73,18 @@ struct cprx_session {
 extern struct list_head cprx_sessions;
 extern struct mutex cprx_sessions_lock;
 extern unsigned int cprx_max_pins;
+extern unsigned int cprx_max_user_pins;
 extern unsigned int cprx_max_sessions;
+extern unsigned int cprx_max_total_sessions;
 
-long cprx_session_create(const char *name, int *fdp);
-long cprx_session_retrieve(const char *name, int *fdp);
+struct cprx_user *cprx_charge_session(kuid_t uid);
+void cprx_uncharge_session(struct cprx_user *u);
+int cprx_charge_pin(struct cprx_user *u);
+void cprx_uncharge_pins(struct cprx_user *u, unsigned int n);
+bool cprx_same_subject(const struct cred *armed, u32 secid);
+
+struct file *cprx_session_create(const char *name);
+struct file *cprx_session_retrieve(const char *name);
 
 int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
 		  void __user *uarg, u32 *usizep);

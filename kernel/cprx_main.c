@@ -5,9 +5,11 @@
  * /dev/cprx creates and retrieves sessions; /proc/cprx/sessions lists the
  * live ones for operators.
  */
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/pid_namespace.h>
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
@@ -22,9 +24,20 @@ unsigned int cprx_max_pins = 4096;
 module_param_named(max_pins, cprx_max_pins, uint, 0644);
 MODULE_PARM_DESC(max_pins, "Files one session may pin (ENOSPC beyond)");
 
-unsigned int cprx_max_sessions = 16;
+unsigned int cprx_max_user_pins = 65536;
+module_param_named(max_user_pins, cprx_max_user_pins, uint, 0644);
+MODULE_PARM_DESC(max_user_pins,
+		 "Files one user's sessions may pin in all (ENOSPC beyond)");
+
+unsigned int cprx_max_sessions = 256;
 module_param_named(max_sessions, cprx_max_sessions, uint, 0644);
-MODULE_PARM_DESC(max_sessions, "Live sessions per process (ENOSPC beyond)");
+MODULE_PARM_DESC(max_sessions,
+		 "Sessions per user, finished ones until closed (ENOSPC)");
+
+unsigned int cprx_max_total_sessions = 4096;
+module_param_named(max_total_sessions, cprx_max_total_sessions, uint, 0644);
+MODULE_PARM_DESC(max_total_sessions,
+		 "Sessions of all users together (ENOSPC beyond)");
 
 /* Larger structs than ours are fine if their tail is zero. */
 #define CPRX_ARG_MAX	PAGE_SIZE
@@ -51,19 +64,63 @@ int cprx_copy_back(void __user *uarg, const void *src, size_t ksize,
 	       -EFAULT : 0;
 }
 
-/* A session name: NUL-terminated within the field, not empty. */
+/*
+ * A session name: NUL-terminated within the field, not empty, printable
+ * ASCII only (it is a field of a line in /proc/cprx/sessions).
+ */
 static int check_name(const u8 *name)
 {
-	size_t len = strnlen(name, CPRX_SESSION_NAME_LEN);
+	size_t i, len = strnlen(name, CPRX_SESSION_NAME_LEN);
 
-	return len && len < CPRX_SESSION_NAME_LEN ? 0 : -EINVAL;
+	if (!len || len == CPRX_SESSION_NAME_LEN)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (name[i] < 0x20 || name[i] > 0x7e)
+			return -EINVAL;
+	return 0;
 }
 
-static long dev_create(void __user *uarg)
+/*
+ * Installs the file @get() returns under a new fd, whose number is written
+ * to the caller's @fd field first: a fault, or a refusal, changes nothing.
+ */
+static long dev_get_session(struct cprx_ioctl_create_session *arg,
+			    void __user *uarg,
+			    struct file *(*get)(const char *name))
+{
+	struct cprx_ioctl_create_session __user *u = uarg;
+	struct file *file;
+	int fd;
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	if (put_user(fd, &u->fd)) {
+		put_unused_fd(fd);
+		return -EFAULT;
+	}
+	file = get(arg->name);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		/* a refusal leaves the caller's struct as it was */
+		return put_user(arg->fd, &u->fd) ? -EFAULT : PTR_ERR(file);
+	}
+	fd_install(fd, file);
+	return 0;
+}
+
+/* RETRIEVE_SESSION's argument is CREATE_SESSION's, field for field. */
+static_assert(sizeof(struct cprx_ioctl_create_session) ==
+	      sizeof(struct cprx_ioctl_retrieve_session));
+static_assert(offsetof(struct cprx_ioctl_create_session, fd) ==
+	      offsetof(struct cprx_ioctl_retrieve_session, fd));
+
+static long dev_session(void __user *uarg,
+			struct file *(*get)(const char *name))
 {
 	struct cprx_ioctl_create_session arg;
 	u32 usize;
-	int ret, fd;
+	int ret;
 
 	/* up to the fd: a session the caller cannot learn of is no use */
 	ret = CPRX_COPY_ARG(arg, fd, uarg, &usize);
@@ -71,39 +128,16 @@ static long dev_create(void __user *uarg)
 		return ret;
 	if (arg.flags || arg.reserved || check_name(arg.name))
 		return -EINVAL;
-	ret = cprx_session_create(arg.name, &fd);
-	if (ret)
-		return ret;
-	arg.fd = fd;
-	/* the fd is installed; on a fault the caller just does not learn it */
-	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
-}
-
-static long dev_retrieve(void __user *uarg)
-{
-	struct cprx_ioctl_retrieve_session arg;
-	u32 usize;
-	int ret, fd;
-
-	ret = CPRX_COPY_ARG(arg, fd, uarg, &usize);
-	if (ret)
-		return ret;
-	if (arg.flags || arg.reserved || check_name(arg.name))
-		return -EINVAL;
-	ret = cprx_session_retrieve(arg.name, &fd);
-	if (ret)
-		return ret;
-	arg.fd = fd;
-	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
+	return dev_get_session(&arg, uarg, get);
 }
 
 static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	switch (cmd) {
 	case CPRX_IOCTL_CREATE_SESSION:
-		return dev_create((void __user *)arg);
+		return dev_session((void __user *)arg, cprx_session_create);
 	case CPRX_IOCTL_RETRIEVE_SESSION:
-		return dev_retrieve((void __user *)arg);
+		return dev_session((void __user *)arg, cprx_session_retrieve);
 	}
 	return -ENOTTY;
 }
@@ -119,21 +153,28 @@ static struct miscdevice cprx_dev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "cprx",
 	.fops = &cprx_dev_fops,
-	.mode = 0666,	/* every check is per session owner */
+	.mode = 0660,	/* kernel/60-cprx.rules gives it to group kvm */
 };
 
+/*
+ * The live sessions whose owner this /proc's pid namespace can see, with
+ * the pid it knows: a container's /proc shows its own VMMs, as its /proc/N.
+ */
 static int sessions_show(struct seq_file *m, void *v)
 {
+	struct pid_namespace *ns = proc_pid_ns(file_inode(m->file)->i_sb);
 	struct cprx_session *s;
 	s64 now = ktime_to_ms(ktime_get());
+	pid_t pid;
 
 	seq_puts(m, "pid\tname\tpins\tarmed\tretrieved\tage_ms\n");
 	mutex_lock(&cprx_sessions_lock);
 	list_for_each_entry(s, &cprx_sessions, node) {
-		if (READ_ONCE(s->dead))
+		pid = pid_nr_ns(s->owner, ns);
+		if (READ_ONCE(s->dead) || !pid)
 			continue;
 		seq_printf(m, "%d\t%s\t%u\t%d\t%d\t%lld\n",
-			   pid_nr(s->owner), s->name, READ_ONCE(s->nr_pins),
+			   pid, s->name, READ_ONCE(s->nr_pins),
 			   READ_ONCE(s->armed), READ_ONCE(s->retrieved),
 			   now - ktime_to_ms(s->created));
 	}

@@ -5,14 +5,19 @@
  * back to the same process - and only to it - after that exec.
  */
 #include <linux/anon_inodes.h>
+#include <linux/cred.h>
+#include <linux/fdtable.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/security.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include "cprx_internal.h"
 
 static const struct file_operations cprx_session_fops;
@@ -44,14 +49,28 @@ static void drop_pins(struct cprx_session *s)
 		fput(pin->file);
 		kfree(pin);
 	}
-	s->nr_pins = 0;
+	if (s->nr_pins)
+		cprx_uncharge_pins(s->user, s->nr_pins);
+	WRITE_ONCE(s->nr_pins, 0);
+}
+
+/* Called with s->lock held, or when nobody else can reach @s. */
+static void disarm(struct cprx_session *s)
+{
+	WRITE_ONCE(s->armed, false);
+	if (s->armed_mm)
+		mmdrop(s->armed_mm);
+	s->armed_mm = NULL;
+	if (s->armed_cred)
+		put_cred(s->armed_cred);
+	s->armed_cred = NULL;
 }
 
 static void kill_session(struct cprx_session *s)
 {
 	mutex_lock(&s->lock);
 	drop_pins(s);
-	s->armed = false;
+	disarm(s);
 	WRITE_ONCE(s->dead, true);
 	mutex_unlock(&s->lock);
 }
@@ -89,6 +108,19 @@ static int owner_woken(struct wait_queue_entry *wait, unsigned int mode,
 	return 0;
 }
 
+/* Every session ends here, listed or not: no work item may outlive it. */
+static void session_destroy(struct cprx_session *s)
+{
+	cancel_work_sync(&s->owner_gone);
+	drop_pins(s);
+	disarm(s);
+	if (s->user)
+		cprx_uncharge_session(s->user);
+	put_pid(s->owner);
+	mutex_destroy(&s->lock);
+	kfree(s);
+}
+
 /* Final kref: called with cprx_sessions_lock held (kref_put_mutex). */
 static void session_free(struct kref *ref)
 {
@@ -96,12 +128,9 @@ static void session_free(struct kref *ref)
 
 	list_del(&s->node);
 	mutex_unlock(&cprx_sessions_lock);
+	/* no wakeup can queue the work once the entry is off the queue */
 	remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
-	cancel_work_sync(&s->owner_gone);
-	drop_pins(s);
-	put_pid(s->owner);
-	mutex_destroy(&s->lock);
-	kfree(s);
+	session_destroy(s);
 }
 
 /* For puts that can never be the last one. */
@@ -115,38 +144,50 @@ static void session_put(struct cprx_session *s)
 	kref_put_mutex(&s->ref, session_free, &cprx_sessions_lock);
 }
 
-/* The new fd takes over a reference the caller holds. */
-static int session_install_fd(struct cprx_session *s)
+/* A file on @s; it takes over a reference the caller holds. */
+static struct file *session_file(struct cprx_session *s)
 {
-	return anon_inode_getfd("[cprx-session]", &cprx_session_fops, s,
-				O_RDWR | O_CLOEXEC);
+	return anon_inode_getfile("[cprx-session]", &cprx_session_fops, s,
+				  O_RDWR);
 }
 
-static int count_sessions(struct pid *owner, const char *name, bool *taken)
+/* Called with cprx_sessions_lock held. */
+static struct cprx_session *find_session(struct pid *owner, const char *name)
 {
 	struct cprx_session *s;
-	int n = 0;
 
-	*taken = false;
-	list_for_each_entry(s, &cprx_sessions, node) {
-		if (s->owner != owner || READ_ONCE(s->dead))
-			continue;
-		n++;
-		if (!strcmp(s->name, name))
-			*taken = true;
-	}
-	return n;
+	list_for_each_entry(s, &cprx_sessions, node)
+		if (s->owner == owner && !READ_ONCE(s->dead) &&
+		    !strcmp(s->name, name))
+			return s;
+	return NULL;
 }
 
-long cprx_session_create(const char *name, int *fdp)
+/*
+ * Called with cprx_sessions_lock held.  A name is unique among the live
+ * sessions of its process; the session is charged to its creator's euid,
+ * finished or not, until its last file is closed.
+ */
+static int may_create(struct cprx_session *s)
+{
+	struct cprx_user *u;
+
+	if (find_session(s->owner, s->name))
+		return -EEXIST;
+	u = cprx_charge_session(s->uid);
+	if (IS_ERR(u))
+		return PTR_ERR(u);
+	s->user = u;
+	return 0;
+}
+
+static struct cprx_session *session_alloc(const char *name)
 {
 	struct cprx_session *s;
-	bool taken;
-	int fd;
 
 	s = kzalloc(sizeof(*s), GFP_KERNEL_ACCOUNT);
 	if (!s)
-		return -ENOMEM;
+		return NULL;
 	kref_init(&s->ref);
 	mutex_init(&s->lock);
 	hash_init(s->pins);
@@ -156,92 +197,96 @@ long cprx_session_create(const char *name, int *fdp)
 	s->created = ktime_get();
 	INIT_WORK(&s->owner_gone, owner_gone_work);
 	init_waitqueue_func_entry(&s->owner_wait, owner_woken);
-	add_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
-
-	mutex_lock(&cprx_sessions_lock);
-	if (count_sessions(s->owner, name, &taken) >= cprx_max_sessions) {
-		fd = -ENOSPC;
-	} else if (taken) {
-		fd = -EEXIST;
-	} else {
-		fd = session_install_fd(s);
-		if (fd >= 0)
-			list_add_tail(&s->node, &cprx_sessions);
-	}
-	mutex_unlock(&cprx_sessions_lock);
-	if (fd < 0) {
-		remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
-		put_pid(s->owner);
-		mutex_destroy(&s->lock);
-		kfree(s);
-		return fd;
-	}
-	*fdp = fd;
-	return 0;
+	return s;
 }
 
-/* Is @s retrievable by current?  Called with s->lock held. */
+/*
+ * A new session owned by the calling process, as a file for the caller to
+ * install.  The owner's exit can reach it only once it is live: listed,
+ * with a file that will free it.
+ */
+struct file *cprx_session_create(const char *name)
+{
+	struct cprx_session *s = session_alloc(name);
+	struct file *file;
+	int ret;
+
+	if (!s)
+		return ERR_PTR(-ENOMEM);
+	mutex_lock(&cprx_sessions_lock);
+	ret = may_create(s);
+	if (!ret) {
+		file = session_file(s);
+		if (IS_ERR(file))
+			ret = PTR_ERR(file);
+	}
+	if (!ret) {
+		list_add_tail(&s->node, &cprx_sessions);
+		add_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
+	}
+	mutex_unlock(&cprx_sessions_lock);
+	if (ret) {
+		session_destroy(s);
+		return ERR_PTR(ret);
+	}
+	return file;
+}
+
+/*
+ * Is @s retrievable by current?  Called with s->lock held.  Only by the
+ * image after an exec of the one that armed, with its credentials: a
+ * setuid, setgid or file-capability binary, or an LSM domain change, gets
+ * nothing another image pinned.
+ */
 static int may_retrieve(struct cprx_session *s)
 {
 	if (!uid_eq(current_euid(), s->uid))
-		return -EPERM;		/* e.g. a setuid binary was exec'd */
+		return -EPERM;
 	if (!s->armed)
 		return -EPERM;
 	if (current->mm == s->armed_mm)
 		return -EPERM;		/* no exec since arm: the old image */
+	if (!cprx_same_subject(s->armed_cred, s->armed_secid))
+		return -EPERM;
 	return 0;
 }
 
-long cprx_session_retrieve(const char *name, int *fdp)
+/*
+ * After an exec, the calling process's armed session @name as a new file
+ * for the caller to install; the session is disarmed by it.
+ */
+struct file *cprx_session_retrieve(const char *name)
 {
-	struct cprx_session *s, *mine = NULL;
-	struct file *file = NULL;
-	bool other = false;
-	int ret, fd;
+	struct cprx_session *s;
+	struct file *file;
+	int ret;
 
-	/* the fd first: a retrieve that fails must leave the session armed */
-	fd = get_unused_fd_flags(O_CLOEXEC);
-	if (fd < 0)
-		return fd;
 	mutex_lock(&cprx_sessions_lock);
-	list_for_each_entry(s, &cprx_sessions, node) {
-		if (strcmp(s->name, name) || READ_ONCE(s->dead))
-			continue;
-		if (s->owner == task_tgid(current)) {
-			mine = s;
-			break;
-		}
-		other = true;
-	}
-	if (!mine) {
-		ret = other ? -EPERM : -ENOENT;
+	/* another process's name is no more known to us than a free one */
+	s = find_session(task_tgid(current), name);
+	if (!s) {
+		file = ERR_PTR(-ENOENT);
 		goto out;
 	}
-	mutex_lock(&mine->lock);
-	ret = may_retrieve(mine);
-	if (!ret) {
-		kref_get(&mine->ref);	/* our list lock keeps the count above zero */
-		file = anon_inode_getfile("[cprx-session]", &cprx_session_fops,
-					  mine, O_RDWR);
+	mutex_lock(&s->lock);
+	ret = may_retrieve(s);
+	if (ret) {
+		file = ERR_PTR(ret);
+	} else {
+		kref_get(&s->ref);	/* our list lock keeps the count above zero */
+		file = session_file(s);
 		if (IS_ERR(file)) {
-			ret = PTR_ERR(file);
 			/* never the last reference: the list lock is held */
-			kref_put(&mine->ref, session_never_free);
+			kref_put(&s->ref, session_never_free);
 		} else {
-			mine->armed = false;
-			mine->retrieved = true;
+			disarm(s);
+			WRITE_ONCE(s->retrieved, true);
 		}
 	}
-	mutex_unlock(&mine->lock);
+	mutex_unlock(&s->lock);
 out:
 	mutex_unlock(&cprx_sessions_lock);
-	if (ret) {
-		put_unused_fd(fd);
-		return ret;
-	}
-	fd_install(fd, file);
-	*fdp = fd;
-	return 0;
+	return file;
 }
 
 static long session_preserve(struct cprx_session *s, void __user *uarg)
@@ -279,11 +324,13 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 		ret = -EBUSY;
 	else if (find_pin(s, arg.token))
 		ret = -EEXIST;
-	else if (s->nr_pins >= cprx_max_pins)
+	else if (s->nr_pins >= READ_ONCE(cprx_max_pins))
 		ret = -ENOSPC;
+	else
+		ret = cprx_charge_pin(s->user);
 	if (!ret) {
 		hash_add(s->pins, &pin->node, pin->token);
-		s->nr_pins++;
+		WRITE_ONCE(s->nr_pins, s->nr_pins + 1);
 	}
 	mutex_unlock(&s->lock);
 	if (ret) {
@@ -314,7 +361,8 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 		ret = -ENOENT;
 	if (!ret) {
 		hash_del(&pin->node);
-		s->nr_pins--;
+		WRITE_ONCE(s->nr_pins, s->nr_pins - 1);
+		cprx_uncharge_pins(s->user, 1);
 	}
 	mutex_unlock(&s->lock);
 	if (ret)
@@ -341,38 +389,66 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	else if (s->dead)
 		ret = -ESRCH;
 	else if (arg.flags & CPRX_ARM_CANCEL)
-		ret = s->armed ? 0 : -EINVAL;
+		ret = !s->armed ? -EINVAL :
+		      current->mm != s->armed_mm ? -EPERM : 0;
 	else if (s->armed)
 		ret = -EBUSY;
 	if (!ret && (arg.flags & CPRX_ARM_CANCEL)) {
-		s->armed = false;
-		s->armed_mm = NULL;
-		s->retrieved = s->retrieved_before_arm;
+		/* only the image that armed, whose exec failed */
+		disarm(s);
+		WRITE_ONCE(s->retrieved, s->retrieved_before_arm);
 	} else if (!ret) {
-		s->armed = true;
+		mmgrab(current->mm);
 		s->armed_mm = current->mm;
+		s->armed_cred = get_current_cred();
+		security_cred_getsecid(s->armed_cred, &s->armed_secid);
+		WRITE_ONCE(s->armed, true);
 		/* a rollback re-arms a retrieved session: retrieve it anew */
 		s->retrieved_before_arm = s->retrieved;
-		s->retrieved = false;
+		WRITE_ONCE(s->retrieved, false);
 	}
 	mutex_unlock(&s->lock);
 	return ret;
 }
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+/* receive_fd() copies the number out before it installs the fd. */
+static int install_received(struct file *file, int __user *ufd, int was)
+{
+	return receive_fd(file, ufd, O_CLOEXEC);
+}
+#else
+/*
+ * receive_fd() installs at once and copies nothing out: a write of what is
+ * there proves the field writable first, and a fault after closes the fd.
+ */
+static int install_received(struct file *file, int __user *ufd, int was)
+{
+	int fd;
+
+	if (put_user(was, ufd))
+		return -EFAULT;
+	fd = receive_fd(file, O_CLOEXEC);
+	if (fd >= 0 && put_user(fd, ufd)) {
+		close_fd(fd);
+		return -EFAULT;
+	}
+	return fd;
+}
+#endif
+
 static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 {
+	struct cprx_session_retrieve_fd __user *u = uarg;
 	struct cprx_session_retrieve_fd arg;
 	struct file *file = NULL;
 	struct cprx_pin *pin;
 	u32 usize;
-	int ret, fd;
+	int ret;
 
 	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
 	if (ret)
 		return ret;
-	fd = get_unused_fd_flags(O_CLOEXEC);
-	if (fd < 0)
-		return fd;
 	mutex_lock(&s->lock);
 	if (!is_owner(s) || !s->retrieved)
 		ret = -EPERM;
@@ -383,18 +459,12 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 	else
 		file = get_file(pin->file);
 	mutex_unlock(&s->lock);
-	if (!ret) {
-		arg.fd = fd;
-		ret = cprx_copy_back(uarg, &arg, sizeof(arg), usize);
-	}
-	if (ret) {
-		put_unused_fd(fd);
-		if (file)
-			fput(file);
+	if (ret)
 		return ret;
-	}
-	fd_install(fd, file);
-	return 0;
+	/* as any received file: the LSMs' file_receive hook has its say */
+	ret = install_received(file, &u->fd, arg.fd);
+	fput(file);
+	return ret < 0 ? ret : 0;
 }
 
 static long session_finish(struct cprx_session *s, void __user *uarg)
@@ -463,8 +533,8 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		return -EINVAL;
 	if (!is_owner(s))
 		return -EPERM;
-	/* read once: the parameter may change under us */
-	cap = min(arg.nr_entries, READ_ONCE(cprx_max_pins));
+	/* by the pins there are: nr_entries is only the caller's room */
+	cap = min(arg.nr_entries, READ_ONCE(s->nr_pins));
 	if (cap) {
 		ents = kvcalloc(cap, sizeof(*ents), GFP_KERNEL_ACCOUNT);
 		if (!ents)
@@ -479,7 +549,8 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		n++;
 	}
 	arg.flags = (s->armed ? CPRX_SESSION_ARMED : 0) |
-		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0);
+		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0) |
+		    (s->dead ? CPRX_SESSION_DEAD : 0);
 	mutex_unlock(&s->lock);
 	if (ents && copy_to_user(u64_to_user_ptr(arg.entries), ents,
 				 min(n, cap) * sizeof(*ents)))
@@ -519,13 +590,17 @@ static long session_ioctl(struct file *file, unsigned int cmd,
 /*
  * Every close of an fd on the session lands here.  When it is the owner's
  * fd table going away with the process, the pins go too: nothing pinned may
- * outlive the VMM that pinned it, whatever else holds the session.
+ * outlive the VMM that pinned it, whatever else holds the session.  A thread
+ * with a table of its own (clone without CLONE_FILES, unshare) exits while
+ * its process lives on: only the exit of the last thread counts here, and
+ * the owner's pid wait queue sees a process whose last table went earlier.
  */
 static int session_flush(struct file *file, fl_owner_t id)
 {
 	struct cprx_session *s = file->private_data;
 
-	if ((current->flags & PF_EXITING) && task_tgid(current) == s->owner)
+	if ((current->flags & PF_EXITING) && task_tgid(current) == s->owner &&
+	    !atomic_read(&current->signal->live))
 		kill_session(s);
 	return 0;
 }

@@ -45,11 +45,15 @@ int cprx_backend_select(struct cprx_session *s, enum cprx_backend want)
 		return 0;
 	case CPRX_BACKEND_KMOD:
 		if (!cprx_kmod_available())
-			return cprx_fail(s, ENODEV,
+			return cprx_fail(s, ENODEV, errno == EACCES ?
+					 "/dev/cprx is root:kvm 0660: run the VMM "
+					 "in group kvm, or use the cloexec backend "
+					 "(CPRX_BACKEND=cloexec)" :
 					 "load cprx.ko (modprobe cprx), or use the "
 					 "cloexec backend (CPRX_BACKEND=cloexec)",
-					 "kernel backend requested but %s is missing",
-					 "/dev/cprx");
+					 "kernel backend requested but %s is %s",
+					 "/dev/cprx", errno == EACCES ?
+					 "not ours to open" : "missing");
 		s->backend = &cprx_backend_kmod;
 		return 0;
 	}

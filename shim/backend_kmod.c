@@ -35,11 +35,15 @@ bool cprx_kmod_available(void)
 static int open_dev(struct cprx_session *s)
 {
 	int fd = open(CPRX_DEVICE, O_RDWR | O_CLOEXEC);
+	int err = errno;
 
 	if (fd < 0)
-		return cprx_fail(s, ENODEV, "load cprx.ko (modprobe cprx), or "
+		return cprx_fail(s, ENODEV, err == EACCES ?
+				 "/dev/cprx is root:kvm 0660: run the VMM in "
+				 "group kvm, or use CPRX_BACKEND=cloexec" :
+				 "load cprx.ko (modprobe cprx), or "
 				 "use CPRX_BACKEND=cloexec",
-				 "cannot open %s: %s", CPRX_DEVICE, strerror(errno));
+				 "cannot open %s: %s", CPRX_DEVICE, strerror(err));
 	return fd;
 }
 
@@ -58,8 +62,9 @@ static int kmod_open(struct cprx_session *s)
 	if (ret < 0)
 		return cprx_fail(s, err, err == EEXIST ?
 				 "use one session name per update in flight" :
-				 err == ENOSPC ? "finish old sessions, or raise "
-				 "/sys/module/cprx/parameters/max_sessions" : NULL,
+				 err == ENOSPC ? "close finished sessions, or raise "
+				 "/sys/module/cprx/parameters/max_sessions (per "
+				 "user) or max_total_sessions" : NULL,
 				 "cprx.ko refused session '%s': %s", s->name,
 				 strerror(err));
 	s->kmod_sfd = arg.fd;

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * cprx.ko selftests across exec: updates through one and two execs, what an
- * unarmed or close-on-exec session leaves, and who may use a session (the
- * old image, another process, another uid, an image without a free fd).
+ * cprx.ko selftests across exec: updates through one and two execs and
+ * through wrapper execs, what an unarmed, cancelled or close-on-exec session
+ * leaves, a cancel from the new image, and retrieves that fault or find no
+ * free fd (who may use a session: kmod_who.c).
  */
+#include <sched.h>
 #include "kmod_util.h"
 
 /* --- Across exec ---------------------------------------------------------- */
@@ -186,6 +188,126 @@ TEST_F(kmod, update_twice)
 	EXPECT_EQ(0, run_child(self, rearm_old_image, 0));
 }
 
+/* --- After one exec or several: what "after an exec" means --------------- */
+
+/* Every image on one CPU: a freed mm is then the next one allocated. */
+static void one_cpu(void)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/*
+ * On one CPU, an exec first: the image that arms then has an mm allocated
+ * on that CPU, as the wrappers' will be.
+ */
+static void wrapped_old_image(long wrappers)
+{
+	one_cpu();
+	exec_or_die("wrapped_arm", wrappers, 0, 0);
+}
+
+/* Arms and execs through @wrappers images that only exec on. */
+KMOD_EXEC_CASE(wrapped_arm, wrappers, a1, a2)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(EVT_COUNT, EFD_CLOEXEC);
+
+	(void)a1;
+	(void)a2;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	close(dev);
+	close(efd);
+	exec_or_die("wrapped", sfd, wrappers, 0);
+	return 1;
+}
+
+/* A wrapper (env, a launcher) while @left > 0; then the new VMM. */
+KMOD_EXEC_CASE(wrapped, old, left, a2)
+{
+	int dev, sfd, efd;
+	uint64_t count;
+
+	(void)a2;
+	if (left > 0)
+		exec_or_die("wrapped", old, left - 1, 0);
+	dev = open_dev();
+	sfd = retrieve_session(dev, SESS);
+	CHECK(sfd >= 0, "retrieve_session: %d", sfd);
+	efd = retrieve_fd(sfd, TOK_EVT);
+	CHECK(efd >= 0 && read(efd, &count, 8) == 8 && count == EVT_COUNT,
+	      "retrieve_fd: %d", efd);
+	return finish(sfd) ? 1 : 0;
+}
+
+/*
+ * Test Case: retrieve_after_wrapper_execs
+ * Armed, then exec'd through 1 to 3 wrapper images (all on one CPU, the
+ * arming image exec'd there too, so the new image's mm is likely to land
+ * where the armed one was freed), ten times each: the last image retrieves
+ * the session and its eventfd every time.
+ */
+TEST_F_TIMEOUT(kmod, retrieve_after_wrapper_execs, 300)
+{
+	int bad = 0, ret;
+
+	for (int wrappers = 1; wrappers <= 3; wrappers++) {
+		for (int i = 0; i < 10; i++) {
+			ret = run_child(self, wrapped_old_image, wrappers);
+			if (ret)
+				TH_LOG("%d wrapper(s), try %d: exit %d",
+				       wrappers, i, ret);
+			bad += !!ret;
+		}
+	}
+	EXPECT_EQ(0, bad);
+}
+
+/* Arms and execs: the new image may not cancel what the old one armed. */
+static void cancel_old_image(long unused)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(1, EFD_CLOEXEC);
+
+	(void)unused;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	exec_or_die("cancel", sfd, 0, 0);
+}
+
+KMOD_EXEC_CASE(cancel, old, a1, a2)
+{
+	struct cprx_session_query q;
+	int ret, sfd;
+
+	(void)a1;
+	(void)a2;
+	ret = arm(old, CPRX_ARM_CANCEL);
+	CHECK(ret == -EPERM, "cancel in the new image: %d", ret);
+	CHECK(!query(old, &q, NULL, 0) && q.flags == CPRX_SESSION_ARMED,
+	      "flags %#x after a refused cancel", q.flags);
+	sfd = retrieve_session(open_dev(), SESS);
+	CHECK(sfd >= 0, "retrieve_session: %d", sfd);
+	/* retrieved, it is not armed: nothing to cancel */
+	ret = arm(sfd, CPRX_ARM_CANCEL);
+	CHECK(ret == -EINVAL, "cancel after retrieve: %d", ret);
+	return 0;
+}
+
+/*
+ * Test Case: cancel_in_new_image
+ * ARM|CANCEL undoes an arm only in the image that armed: from the image
+ * after the exec it is EPERM and the session stays armed, retrievable.
+ */
+TEST_F(kmod, cancel_in_new_image)
+{
+	EXPECT_EQ(0, run_child(self, cancel_old_image, 0));
+}
+
 /* Old image for "eperm": @how 0 never arms, 1 arms and cancels. */
 static void unarmed_old_image(long how)
 {
@@ -272,218 +394,68 @@ TEST_F(kmod, exec_closes_cloexec_session)
 	EXPECT_EQ(0, run_child(self, cloexec_old_image, 0));
 }
 
-/* --- Who may use a session ------------------------------------------------ */
-
-/* In another process: the inherited session fd is not its own. */
-static void not_owner_ops(long sfd)
-{
-	struct cprx_session_query q;
-	int efd = eventfd(0, EFD_CLOEXEC), ret;
-
-	ret = retrieve_session(open_dev(), SESS);
-	CHECK(ret == -EPERM, "retrieve_session: %d", ret);
-	ret = preserve(sfd, efd, 2);
-	CHECK(ret == -EPERM, "preserve: %d", ret);
-	ret = unpreserve(sfd, TOK_EVT);
-	CHECK(ret == -EPERM, "unpreserve: %d", ret);
-	ret = arm(sfd, CPRX_ARM_CANCEL);
-	CHECK(ret == -EPERM, "arm cancel: %d", ret);
-	ret = arm(sfd, 0);
-	CHECK(ret == -EPERM, "arm: %d", ret);
-	ret = retrieve_fd(sfd, TOK_EVT);
-	CHECK(ret == -EPERM, "retrieve_fd: %d", ret);
-	ret = finish(sfd);
-	CHECK(ret == -EPERM, "finish: %d", ret);
-	ret = query(sfd, &q, NULL, 0);
-	CHECK(ret == -EPERM, "query: %d", ret);
-}
-
-static void other_process(long sfd)
-{
-	not_owner_ops(sfd);
-	/* nor after an exec of its own */
-	CHECK(!keep_on_exec(sfd), "fcntl: %m");
-	exec_or_die("other", sfd, 0, 0);
-}
-
-KMOD_EXEC_CASE(other, sfd, a1, a2)
-{
-	(void)a1;
-	(void)a2;
-	not_owner_ops(sfd);
-	return 0;
-}
-
-/*
- * Test Case: other_process
- * Another process holding the owner's session fd, a forked child and then
- * that child after an exec of its own, gets EPERM from every session command
- * and RETRIEVE_SESSION; the owner's session is untouched.
- */
-TEST_F(kmod, other_process)
-{
-	int sfd = create(self->dev, SESS), efd = eventfd(0, EFD_CLOEXEC);
-	struct cprx_session_query q;
-
-	ASSERT_GE(sfd, 0);
-	ASSERT_EQ(0, preserve(sfd, efd, TOK_EVT));
-	ASSERT_EQ(0, arm(sfd, 0));
-	EXPECT_EQ(0, run_child(self, other_process, sfd));
-	/* and ours is untouched, the child's exit included */
-	ASSERT_EQ(0, query(sfd, &q, NULL, 0));
-	EXPECT_EQ(CPRX_SESSION_ARMED, q.flags);
-	EXPECT_EQ(1, q.nr_entries);
-}
-
-/* A child that became nobody: the inherited session is not its own. */
-static void nobody_ops(long sfd)
-{
-	CHECK(!setresgid(NOBODY, NOBODY, NOBODY) &&
-	      !setresuid(NOBODY, NOBODY, NOBODY), "setresuid: %m");
-	not_owner_ops(sfd);
-}
-
-/* The owner itself under another euid: EPERM; back to root, it works. */
-static void owner_euid(long dev)
-{
-	int sfd = create(dev, "euid"), efd = eventfd(0, EFD_CLOEXEC), ret;
-	struct cprx_session_query q;
-
-	CHECK(sfd >= 0 && !preserve(sfd, efd, 1), "setup");
-	CHECK(!setresuid(-1, NOBODY, -1), "seteuid: %m");
-	ret = preserve(sfd, efd, 2);
-	CHECK(ret == -EPERM, "preserve: %d", ret);
-	ret = unpreserve(sfd, 1);
-	CHECK(ret == -EPERM, "unpreserve: %d", ret);
-	ret = arm(sfd, 0);
-	CHECK(ret == -EPERM, "arm: %d", ret);
-	ret = query(sfd, &q, NULL, 0);
-	CHECK(ret == -EPERM, "query: %d", ret);
-	ret = finish(sfd);
-	CHECK(ret == -EPERM, "finish: %d", ret);
-	CHECK(!setresuid(-1, 0, -1), "seteuid back: %m");
-	CHECK(!preserve(sfd, efd, 2) && nr_pins(sfd) == 2, "as root again");
-}
-
-/*
- * Test Case: other_uid
- * As root: a child turned nobody gets EPERM from everything on the session
- * it inherited; the owner itself under euid nobody gets EPERM, and as root
- * again it works.
- */
-TEST_F(kmod, other_uid)
-{
-	int sfd, efd = eventfd(0, EFD_CLOEXEC);
-
-	if (geteuid())
-		SKIP(return, "changing uid needs root");
-	sfd = create(self->dev, SESS);
-	ASSERT_GE(sfd, 0);
-	ASSERT_EQ(0, preserve(sfd, efd, TOK_EVT));
-	ASSERT_EQ(0, arm(sfd, 0));
-	EXPECT_EQ(0, run_child(self, nobody_ops, sfd));
-	EXPECT_EQ(0, run_child(self, owner_euid, self->dev));
-	EXPECT_EQ(1, proc_count(getpid(), SESS, NULL, 0));
-}
-
-/*
- * This binary where nobody can run it: the build dir may sit under a
- * directory only root can enter (mktemp -d).  Its path becomes th_self.
- */
-static void copy_self_for_nobody(void)
-{
-	char path[64], buf[65536];
-	ssize_t n;
-	int in, out;
-
-	snprintf(path, sizeof(path), "/tmp/cprx-test-kmod-%d", getpid());
-	in = open(th_self, O_RDONLY | O_CLOEXEC);
-	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	CHECK(in >= 0 && out >= 0, "copy %s: %m", th_self);
-	/* read/write: copy_file_range cannot cross file systems on 6.1 */
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		CHECK(write(out, buf, n) == n, "copy %s: %m", th_self);
-	CHECK(n == 0, "copy %s: %m", th_self);
-	close(in);
-	close(out);
-	snprintf(th_self, sizeof(th_self), "%s", path);
-}
-
-/* Arms as root and execs as euid nobody; exit 4 if nobody may not exec. */
-static void euid_old_image(long unused)
+/* Arms and execs: the new image retrieves with a read-only argument. */
+static void fault_old_image(long unused)
 {
 	int dev = open_dev(), sfd = create(dev, SESS);
-	int efd = eventfd(0, EFD_CLOEXEC), ret;
+	int efd = eventfd(EVT_COUNT, EFD_CLOEXEC);
 
 	(void)unused;
-	copy_self_for_nobody();
 	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
 	      !keep_on_exec(sfd), "setup");
-	CHECK(!setresuid(-1, NOBODY, -1), "seteuid: %m");
-	ret = exec_self("euid", sfd, 0, 0);
-	if (ret == -EACCES)
-		_exit(4);
-	CHECK(0, "exec: %d", ret);
+	exec_or_die("fault", sfd, 0, 0);
 }
 
-KMOD_EXEC_CASE(euid, old, a1, a2)
+KMOD_EXEC_CASE(fault, old, a1, a2)
 {
-	int dev = open_dev(), sfd;
+	struct cprx_ioctl_retrieve_session a = { .size = sizeof(a) }, *ro;
+	struct cprx_session_retrieve_fd r = {
+		.size = sizeof(r), .token = TOK_EVT,
+	}, *rro;
+	struct cprx_session_query q;
+	int dev = open_dev(), sfd, fd, ret;
 
-	(void)old;
 	(void)a1;
 	(void)a2;
-	CHECK(geteuid() == NOBODY, "euid %u", geteuid());
+	set_name(a.name, SESS);
+	ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(ro != MAP_FAILED, "mmap: %m");
+	memcpy(ro, &a, sizeof(a));
+	rro = (void *)((char *)ro + 2048);
+	memcpy(rro, &r, sizeof(r));
+	CHECK(!mprotect(ro, PAGE, PROT_READ), "mprotect: %m");
+	fd = dup(dev);
+	close(fd);
+	ret = xioctl(dev, CPRX_IOCTL_RETRIEVE_SESSION, ro);
+	CHECK(ret == -EFAULT, "retrieve_session, read-only: %d", ret);
+	/* nothing changed: still armed, no fd taken */
+	CHECK(!query(old, &q, NULL, 0) && q.flags == CPRX_SESSION_ARMED,
+	      "flags %#x after a fault", q.flags);
+	CHECK(dup(dev) == fd, "an fd was taken");
+	close(fd);
 	sfd = retrieve_session(dev, SESS);
-	CHECK(sfd == -EPERM, "retrieve_session as nobody: %d", sfd);
-	/* the real uid is still root: back to euid 0 */
-	CHECK(!setresuid(-1, 0, -1), "seteuid: %m");
-	unlink(th_self);	/* the copy made for nobody; root's to remove */
-	sfd = retrieve_session(dev, SESS);
-	CHECK(sfd >= 0, "retrieve_session as root again: %d", sfd);
+	CHECK(sfd >= 0, "retrieve_session after the fault: %d", sfd);
+	fd = dup(dev);
+	close(fd);
+	ret = xioctl(sfd, CPRX_SESSION_RETRIEVE_FD, rro);
+	CHECK(ret == -EFAULT, "retrieve_fd, read-only: %d", ret);
+	CHECK(dup(dev) == fd, "retrieve_fd took an fd");
+	close(fd);
+	fd = retrieve_fd(sfd, TOK_EVT);
+	CHECK(fd >= 0, "retrieve_fd after the fault: %d", fd);
 	return 0;
 }
 
 /*
- * Test Case: retrieve_other_euid
- * As root: an update into an image with euid nobody gets EPERM from
- * RETRIEVE_SESSION, and the session once back to euid root.  SKIPs if nobody
- * may not run this binary.
+ * Test Case: retrieve_fault_changes_nothing
+ * In the new image, RETRIEVE_SESSION and RETRIEVE_FD with their argument in
+ * a read-only page: EFAULT, no fd taken, the session still armed; both
+ * work after.
  */
-TEST_F(kmod, retrieve_other_euid)
+TEST_F(kmod, retrieve_fault_changes_nothing)
 {
-	int ret;
-
-	if (geteuid())
-		SKIP(return, "changing uid needs root");
-	ret = run_child(self, euid_old_image, 0);
-	if (ret == 4)
-		SKIP(return, "uid %d may not exec %s", NOBODY, th_self);
-	EXPECT_EQ(0, ret);
-}
-
-/*
- * Test Case: retrieve_in_old_image
- * The image that armed a session may not retrieve it: RETRIEVE_SESSION and
- * RETRIEVE_FD EPERM before and after the arm, an unknown name ENOENT; the
- * refusals leave it armed.
- */
-TEST_F(kmod, retrieve_in_old_image)
-{
-	struct cprx_session_query q;
-	int sfd = create(self->dev, SESS), efd = eventfd(0, EFD_CLOEXEC);
-
-	ASSERT_GE(sfd, 0);
-	ASSERT_EQ(0, preserve(sfd, efd, TOK_EVT));
-	EXPECT_EQ(-EPERM, retrieve_session(self->dev, SESS));	/* unarmed */
-	EXPECT_EQ(-EPERM, retrieve_fd(sfd, TOK_EVT));
-	ASSERT_EQ(0, arm(sfd, 0));
-	EXPECT_EQ(-EPERM, retrieve_session(self->dev, SESS));
-	EXPECT_EQ(-EPERM, retrieve_fd(sfd, TOK_EVT));
-	EXPECT_EQ(-ENOENT, retrieve_session(self->dev, "kmod-unknown"));
-	/* a refused retrieve leaves the session armed */
-	ASSERT_EQ(0, query(sfd, &q, NULL, 0));
-	EXPECT_EQ(CPRX_SESSION_ARMED, q.flags);
+	EXPECT_EQ(0, run_child(self, fault_old_image, 0));
 }
 
 /* Old image for "emfile": a pin, armed. */

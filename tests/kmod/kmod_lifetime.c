@@ -5,6 +5,8 @@
  * when their owner is SIGKILLed at each phase of an update, with a copy of
  * the session fd alive elsewhere or in flight in a socket.
  */
+#include <sched.h>
+#include <sys/mount.h>
 #include "kmod_util.h"
 
 /* --- /proc/cprx/sessions, the module's lifetime, leaks -------------------- */
@@ -54,6 +56,58 @@ TEST_F(kmod, proc_sessions)
 	close(sfd);
 	EXPECT_EQ(0, proc_count(getpid(), "kmod-closed", NULL, 0));
 	EXPECT_EQ(0, run_child(self, proc_child, self->dev));
+}
+
+/*
+ * In a new pid and mount namespace, with a /proc of its own: our session
+ * under pid 1, the parent's not at all.
+ */
+static void in_pid_ns(long dev)
+{
+	char line[256];
+	int sfd, n;
+
+	CHECK(getpid() == 1, "pid %d in the new namespace", getpid());
+	CHECK(!mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "%m");
+	CHECK(!mount("proc", "/proc", "proc", 0, NULL), "mount proc: %m");
+	sfd = create(dev, "kmod-ns-inner");
+	CHECK(sfd >= 0, "create: %d", sfd);
+	n = proc_count(1, "kmod-ns-inner", line, sizeof(line));
+	CHECK(n == 1, "our session under pid 1: %d lines", n);
+	n = proc_total();
+	CHECK(n == 1, "%d lines in the namespace's %s (1 ours)", n,
+	      PROC_SESSIONS);
+}
+
+static void pid_ns_parent(long dev)
+{
+	pid_t pid;
+
+	CHECK(!unshare(CLONE_NEWPID | CLONE_NEWNS), "unshare: %m");
+	pid = fork_flushed();
+	CHECK(pid >= 0, "fork: %m");
+	if (!pid) {
+		in_pid_ns(dev);
+		_exit(0);
+	}
+	_exit(reap(pid));
+}
+
+/*
+ * Test Case: proc_sessions_pid_ns
+ * As root: /proc/cprx/sessions read through a /proc of another pid
+ * namespace lists only the sessions whose owner is in it, under the pid it
+ * knows (1); the outer /proc lists ours under our pid.
+ */
+TEST_F(kmod, proc_sessions_pid_ns)
+{
+	int sfd = create(self->dev, "kmod-ns-outer");
+
+	if (geteuid())
+		SKIP(return, "pid and mount namespaces need root");
+	ASSERT_GE(sfd, 0);
+	EXPECT_EQ(0, run_child(self, pid_ns_parent, self->dev));
+	EXPECT_EQ(1, proc_count(getpid(), "kmod-ns-outer", NULL, 0));
 }
 
 /*
@@ -391,6 +445,91 @@ TEST_F(kmod, owner_closed_its_fd)
 	TH_LOG("owner dead, copy alive: Shmem %+ld kB", after - base);
 	EXPECT_LE(after, base + SHMEM_SLACK_KB);
 	kill_kid(self, kid);
+}
+
+/* --- Threads with fd tables of their own ---------------------------------- */
+
+/* A thread that takes a table of its own (a copy: the session fd in it). */
+static void *own_table(void *arg)
+{
+	long stay = (long)arg;
+
+	if (unshare(CLONE_FILES))
+		return (void *)(long)-errno;
+	if (stay)
+		sleep_forever();
+	return NULL;
+}
+
+/*
+ * Test Case: thread_own_table_exit
+ * A thread that unshares its fd table (with a copy of the session fd in it)
+ * and exits is no process exit: the session keeps its pin, unarmed and
+ * armed.
+ */
+TEST_F(kmod, thread_own_table_exit)
+{
+	struct cprx_session_query q;
+	int sfd = create(self->dev, SESS), efd = eventfd(0, EFD_CLOEXEC);
+	pthread_t t;
+	void *ret;
+
+	ASSERT_GE(sfd, 0);
+	ASSERT_EQ(0, preserve(sfd, efd, TOK_EVT));
+	for (int armed = 0; armed < 2; armed++) {
+		if (armed)
+			ASSERT_EQ(0, arm(sfd, 0));
+		ASSERT_EQ(0, pthread_create(&t, NULL, own_table, NULL));
+		ASSERT_EQ(0, pthread_join(t, &ret));
+		ASSERT_EQ(NULL, ret);
+		ASSERT_EQ(0, query(sfd, &q, NULL, 0));
+		EXPECT_EQ(1, q.nr_entries);
+		EXPECT_EQ(armed ? CPRX_SESSION_ARMED : 0, q.flags);
+	}
+}
+
+/* Pins 64 MiB, leaves a thread with its own table, reports, waits. */
+static void own_table_owner(long rep)
+{
+	int sfd = create(open_dev(), SESS), mfd = memfd_pattern(64 << 20, 0);
+	pthread_t t;
+
+	CHECK(sfd >= 0 && mfd >= 0 && !preserve(sfd, mfd, 1), "setup");
+	close(mfd);
+	CHECK(!pthread_create(&t, NULL, own_table, (void *)1L), "thread");
+	usleep(100000);
+	report(rep, 0);
+	sleep_forever();
+}
+
+/*
+ * Test Case: process_with_own_table_thread_killed
+ * The owner has a thread with a table of its own when it is SIGKILLed: the
+ * process exit still ends the session (Shmem back to its baseline).
+ */
+TEST_F(kmod, process_with_own_table_thread_killed)
+{
+	long base = shmem_kb(), after;
+	int rep[2], v;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe2(rep, O_CLOEXEC));
+	pid = fork_flushed();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		own_table_owner(rep[1]);
+	}
+	track(self, pid);
+	close(rep[1]);
+	ASSERT_EQ(0, read_report(rep[0], &v, 60000));
+	EXPECT_GE(shmem_kb(), base + (48 << 10));
+	kill_kid(self, pid);
+	after = settle(shmem_kb, base + SHMEM_SLACK_KB);
+	TH_LOG("owner killed: Shmem %+ld kB", after - base);
+	EXPECT_LE(after, base + SHMEM_SLACK_KB);
+	EXPECT_EQ(0, proc_count(pid, NULL, NULL, 0));
+	close(rep[0]);
 }
 
 /*

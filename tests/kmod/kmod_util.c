@@ -395,9 +395,11 @@ void sleep_forever(void)
 /* --- The fixture: skips without the module, leaves nothing behind --------- */
 
 static const char *const param_names[NR_PARAMS] = {
-	"max_pins", "max_sessions",
+	"max_pins", "max_sessions", "max_user_pins", "max_total_sessions",
 };
-static long params_at_start[NR_PARAMS] = { -1, -1 };	/* HARNESS_SETUP's */
+static long params_at_start[NR_PARAMS] = {	/* HARNESS_SETUP's */
+	[0 ... NR_PARAMS - 1] = -1,
+};
 
 static void param_path(char *path, size_t size, int p)
 {

@@ -147,7 +147,7 @@ long exec_arg(int argc, char **argv, int i);
 
 /* The fixture: skips without the module, leaves nothing behind */
 
-enum { P_PINS, P_SESSIONS, NR_PARAMS };
+enum { P_PINS, P_SESSIONS, P_USER_PINS, P_TOTAL_SESSIONS, NR_PARAMS };
 
 FIXTURE(kmod) {
 	int dev;

@@ -11,6 +11,22 @@
  * Every ioctl argument starts with its size.  The kernel accepts a smaller
  * (older) struct, and a larger one only if the bytes it does not know are
  * zero (E2BIG otherwise), so the structs can grow.
+ *
+ * Errors every command may return, and then nothing has changed, the
+ * caller's struct included: EFAULT (the argument cannot be read or written
+ * back), EINVAL (its size is below the command's minimum, or a flag or
+ * reserved field is set), E2BIG (larger than a page, or a non-zero byte
+ * past the struct the kernel knows), ENOMEM, and ENOTTY (an unknown
+ * command, or a session command on /dev/cprx and the reverse).
+ *
+ * /dev/cprx is root's, mode 0660; the udev rule cprx ships gives it to the
+ * group that runs VMMs (kvm).  Sessions and pins are charged to the euid
+ * that created the session: module parameters max_sessions (per user),
+ * max_total_sessions (all users), max_pins (per session) and max_user_pins
+ * (per user) bound them (ENOSPC).
+ *
+ * The ioctl type 0xE7 is free in the kernel's ioctl-number table; cprx
+ * uses numbers 0x00-0x4f of it.
  */
 #ifndef _UAPI_LINUX_CPRX_H
 #define _UAPI_LINUX_CPRX_H
@@ -19,7 +35,7 @@
 #include <linux/types.h>
 
 #define CPRX_DEVICE		"/dev/cprx"
-#define CPRX_IOCTL_TYPE		0xCE
+#define CPRX_IOCTL_TYPE		0xE7
 #define CPRX_SESSION_NAME_LEN	64	/* with the NUL */
 
 enum {
@@ -36,9 +52,15 @@ enum {
 };
 
 /*
- * CREATE_SESSION: a new session owned by the calling process.  @name must be
- * NUL-terminated, non-empty and unique among the caller's sessions (EEXIST).
- * Returns the session in @fd (O_CLOEXEC).  ENOSPC past the per-process limit.
+ * CREATE_SESSION: a new session owned by the calling process, charged to its
+ * euid.  @name must be NUL-terminated, non-empty, printable ASCII (0x20 to
+ * 0x7e) and unique among the caller's live sessions.  Returns the session
+ * in @fd (O_CLOEXEC); @fd is written only on success.
+ *   EINVAL  a bad name
+ *   EEXIST  the caller has a live session of that name
+ *   ENOSPC  max_sessions for the euid, or max_total_sessions, reached: a
+ *           session counts until its last fd is closed, finished or not
+ *   EMFILE  no free fd
  */
 struct cprx_ioctl_create_session {
 	__u32 size;
@@ -52,9 +74,16 @@ struct cprx_ioctl_create_session {
 
 /*
  * RETRIEVE_SESSION: after an exec, the armed session @name of the calling
- * process, as a new fd (O_CLOEXEC).  The session is disarmed by it.  ENOENT
- * if there is none; EPERM if it is another process's, or not yet past an
- * exec of its owner.
+ * process, as a new fd (O_CLOEXEC); @fd is written only on success.  The
+ * session is disarmed by it.
+ *   ENOENT  the caller has no live session of that name (another
+ *           process's name is no different from a free one)
+ *   EPERM   not armed; or no exec since the arm; or the caller's euid is
+ *           not the creator's; or the image was exec'd with AT_SECURE
+ *           (setuid, setgid, file capabilities, an LSM transition), or its
+ *           credentials (uids, gids, groups, capabilities, securebits, user
+ *           namespace, LSM label) differ from those that armed
+ *   EMFILE  no free fd
  */
 struct cprx_ioctl_retrieve_session {
 	__u32 size;
@@ -66,7 +95,16 @@ struct cprx_ioctl_retrieve_session {
 #define CPRX_IOCTL_RETRIEVE_SESSION \
 	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_SESSION)
 
-/* PRESERVE_FD: pin the file behind @fd under @token (EEXIST if taken). */
+/*
+ * PRESERVE_FD: pin the file behind @fd under @token.
+ *   EPERM   not the owner (the creating process, under the creating euid)
+ *   ESRCH   the session is finished or its owner gone
+ *   EBUSY   armed
+ *   EBADF   @fd is not open
+ *   EINVAL  @fd is a cprx session
+ *   EEXIST  @token is taken
+ *   ENOSPC  max_pins for the session, or max_user_pins for the euid
+ */
 struct cprx_session_preserve_fd {
 	__u32 size;
 	__s32 fd;
@@ -74,7 +112,10 @@ struct cprx_session_preserve_fd {
 };
 #define CPRX_SESSION_PRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_PRESERVE_FD)
 
-/* UNPRESERVE_FD: drop the pin of @token (ENOENT if none). */
+/*
+ * UNPRESERVE_FD: drop the pin of @token.
+ *   EPERM not the owner; EBUSY armed; ENOENT no such pin
+ */
 struct cprx_session_unpreserve_fd {
 	__u32 size;
 	__u32 reserved;
@@ -83,8 +124,14 @@ struct cprx_session_unpreserve_fd {
 #define CPRX_SESSION_UNPRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_UNPRESERVE_FD)
 
 /*
- * ARM: the session survives the next exec of its owner.  With
- * CPRX_ARM_CANCEL, undoes an arm whose exec failed.
+ * ARM: the session survives the next exec of its owner, and the credentials
+ * of the caller are those RETRIEVE_SESSION will require.  With
+ * CPRX_ARM_CANCEL, undoes an arm whose exec failed: only in the image that
+ * armed.
+ *   EPERM   not the owner; or CANCEL from an image after the exec
+ *   ESRCH   finished or owner gone
+ *   EBUSY   ARM of an armed session
+ *   EINVAL  CANCEL of a session that is not armed; an unknown flag
  */
 #define CPRX_ARM_CANCEL		(1u << 0)
 struct cprx_session_arm {
@@ -94,8 +141,12 @@ struct cprx_session_arm {
 #define CPRX_SESSION_ARM _IO(CPRX_IOCTL_TYPE, CPRX_CMD_ARM)
 
 /*
- * RETRIEVE_FD: a new fd (O_CLOEXEC) on the file pinned under @token.  Only
- * in a retrieved session (EPERM otherwise); the pin stays until FINISH.
+ * RETRIEVE_FD: a new fd (O_CLOEXEC) on the file pinned under @token, as a
+ * received file (the LSMs may refuse it); the pin stays until FINISH.
+ *   EPERM   not the owner, or not a retrieved session
+ *   ESRCH   finished or owner gone
+ *   ENOENT  no such pin
+ *   EMFILE  no free fd
  */
 struct cprx_session_retrieve_fd {
 	__u32 size;
@@ -104,7 +155,11 @@ struct cprx_session_retrieve_fd {
 };
 #define CPRX_SESSION_RETRIEVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_FD)
 
-/* FINISH: the update is done; every pin is released. */
+/*
+ * FINISH: the update is done; every pin is released, and the session is
+ * dead (its name free again; still charged until its last fd is closed).
+ *   EPERM not the owner; EBUSY armed
+ */
 struct cprx_session_finish {
 	__u32 size;
 	__u32 reserved;
@@ -132,11 +187,14 @@ struct cprx_query_entry {
 
 #define CPRX_SESSION_ARMED	(1u << 0)
 #define CPRX_SESSION_RETRIEVED	(1u << 1)
+#define CPRX_SESSION_DEAD	(1u << 2)	/* finished, or owner gone */
 
 /*
  * QUERY: session state and up to @nr_entries pins into @entries (a user
  * pointer to struct cprx_query_entry[]).  On return @nr_entries holds how
  * many pins there are, which may be more than were copied.
+ *   EPERM   not the owner
+ *   EINVAL  @flags or @owner_pid set (they are out only)
  */
 struct cprx_session_query {
 	__u32 size;

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cprx users and subjects: what each user (the euid that creates sessions)
+ * is charged, and whether the current task is the subject that armed a
+ * session - same credentials, same LSM label, no secure exec since.
+ */
+#include <linux/auxvec.h>
+#include <linux/cred.h>
+#include <linux/hashtable.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/security.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include "cprx_internal.h"
+
+/* --- What each user is charged -------------------------------------------- */
+
+static DEFINE_HASHTABLE(cprx_users, 6);
+static DEFINE_SPINLOCK(cprx_users_lock);	/* innermost lock */
+static unsigned int cprx_nr_sessions;		/* of all users */
+
+static struct cprx_user *user_of(kuid_t uid)
+{
+	struct cprx_user *u;
+
+	hash_for_each_possible(cprx_users, u, node, __kuid_val(uid))
+		if (uid_eq(u->uid, uid))
+			return u;
+	return NULL;
+}
+
+/*
+ * Charges one session to @uid (ENOSPC past max_sessions or
+ * max_total_sessions): the user charged, or an ERR_PTR.
+ */
+struct cprx_user *cprx_charge_session(kuid_t uid)
+{
+	struct cprx_user *u, *fresh;
+
+	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+	if (!fresh)
+		return ERR_PTR(-ENOMEM);
+	spin_lock(&cprx_users_lock);
+	u = user_of(uid);
+	if (cprx_nr_sessions >= READ_ONCE(cprx_max_total_sessions) ||
+	    (u && u->sessions >= READ_ONCE(cprx_max_sessions)) ||
+	    !READ_ONCE(cprx_max_sessions)) {
+		u = ERR_PTR(-ENOSPC);
+	} else {
+		if (!u) {
+			u = fresh;
+			fresh = NULL;
+			u->uid = uid;
+			hash_add(cprx_users, &u->node, __kuid_val(uid));
+		}
+		u->sessions++;
+		cprx_nr_sessions++;
+	}
+	spin_unlock(&cprx_users_lock);
+	kfree(fresh);
+	return u;
+}
+
+void cprx_uncharge_session(struct cprx_user *u)
+{
+	spin_lock(&cprx_users_lock);
+	cprx_nr_sessions--;
+	if (--u->sessions) {
+		u = NULL;
+	} else {
+		WARN_ON_ONCE(u->pins);
+		hash_del(&u->node);
+	}
+	spin_unlock(&cprx_users_lock);
+	kfree(u);
+}
+
+/* One more pin for @u: ENOSPC past max_user_pins. */
+int cprx_charge_pin(struct cprx_user *u)
+{
+	int ret = -ENOSPC;
+
+	spin_lock(&cprx_users_lock);
+	if (u->pins < READ_ONCE(cprx_max_user_pins)) {
+		u->pins++;
+		ret = 0;
+	}
+	spin_unlock(&cprx_users_lock);
+	return ret;
+}
+
+void cprx_uncharge_pins(struct cprx_user *u, unsigned int n)
+{
+	spin_lock(&cprx_users_lock);
+	u->pins -= n;
+	spin_unlock(&cprx_users_lock);
+}
+
+/* --- The subject that armed ---------------------------------------------- */
+
+/* Was the current image exec'd with AT_SECURE (setuid, setgid, fcaps, LSM)? */
+static bool secure_exec(void)
+{
+	const unsigned long *auxv = current->mm->saved_auxv;
+	int i;
+
+	for (i = 0; i + 1 < AT_VECTOR_SIZE && auxv[i] != AT_NULL; i += 2)
+		if (auxv[i] == AT_SECURE)
+			return auxv[i + 1];
+	return false;
+}
+
+static bool same_groups(const struct group_info *a,
+			const struct group_info *b)
+{
+	return a == b ||
+	       (a->ngroups == b->ngroups &&
+		!memcmp(a->gid, b->gid, a->ngroups * sizeof(a->gid[0])));
+}
+
+#define same_caps(a, b)	(!memcmp(&(a), &(b), sizeof(kernel_cap_t)))
+
+/*
+ * Is current the subject that armed with credentials @a and LSM label
+ * @secid, and not exec'd with AT_SECURE since?
+ */
+bool cprx_same_subject(const struct cred *a, u32 secid)
+{
+	const struct cred *c = current_cred();
+	u32 now;
+
+	if (secure_exec())
+		return false;
+	security_cred_getsecid(c, &now);
+	return uid_eq(a->uid, c->uid) && uid_eq(a->euid, c->euid) &&
+	       uid_eq(a->suid, c->suid) && uid_eq(a->fsuid, c->fsuid) &&
+	       gid_eq(a->gid, c->gid) && gid_eq(a->egid, c->egid) &&
+	       gid_eq(a->sgid, c->sgid) && gid_eq(a->fsgid, c->fsgid) &&
+	       same_groups(a->group_info, c->group_info) &&
+	       same_caps(a->cap_inheritable, c->cap_inheritable) &&
+	       same_caps(a->cap_permitted, c->cap_permitted) &&
+	       same_caps(a->cap_effective, c->cap_effective) &&
+	       same_caps(a->cap_bset, c->cap_bset) &&
+	       same_caps(a->cap_ambient, c->cap_ambient) &&
+	       a->securebits == c->securebits && a->user_ns == c->user_ns &&
+	       secid == now;
+}
