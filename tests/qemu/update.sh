@@ -33,21 +33,32 @@ qmp_windowed() {
 QMP=qmp_windowed
 
 # Ticks consecutive; inside a cprx-qmp window, guest clock steps below 2 s
-# (no gap the guest could see).
+# (no gap the guest could see) - or no larger than the host's own starving
+# of this guest, measured in the same run by the steps outside any window:
+# with none outside, every step inside fails.
 ticks_continuous() {
 	awk 'FNR == NR { from[NR] = $1; to[NR] = $2 + 1; nw = NR; next }
-		/^tick / { split($3, u, "="); n = $2 + 0
+		/^tick / { split($3, u, "="); n = $2 + 0; step = u[2] - up
 		if (seen && n != last + 1) { print "# gap: tick " last " -> " n; bad = 1 }
 		inw = 0
 		for (i = 1; i <= nw; i++)
 			if (last >= from[i] && n <= to[i]) inw = 1
-		if (seen && u[2] - up > 2 && inw) {
-			print "# guest clock jumped " up " -> " u[2] " during an update"; bad = 1
-		} else if (seen && u[2] - up > 2) {
+		if (seen && step > 2 && inw) {
+			jumps[++nj] = "guest clock jumped " up " -> " u[2] " during an update"
+			step_in[nj] = step
+		} else if (seen && step > 2) {
 			print "# host noise: guest clock stepped " up " -> " u[2] " outside any update"
+			if (step > noise) noise = step
 		}
 		last = n; up = u[2]; seen = 1 }
-		END { exit bad || !seen }' <(cat "$1/windows" 2>/dev/null; echo) <(console "$1")
+		END {
+			for (i = 1; i <= nj; i++)
+				if (step_in[i] > noise) {
+					print "# " jumps[i]; bad = 1
+				} else {
+					print "# " jumps[i] ", no more than the host noise (" noise " s)"
+				}
+			exit bad || !seen }' <(cat "$1/windows" 2>/dev/null; echo) <(console "$1")
 }
 
 # Three guests boot at once (TCG boots take a few seconds each).
