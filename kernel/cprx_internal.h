@@ -84,6 +84,10 @@ void cprx_uncharge_pins(struct cprx_user *u, unsigned int n);
 bool cprx_same_subject(const struct cred *armed, u32 secid);
 
 struct file *cprx_session_create(const char *name);
+bool cprx_is_owner(struct cprx_session *s);
+struct cprx_pin *cprx_find_pin(struct cprx_session *s, u64 token);
+bool cprx_is_session(struct file *file);
+long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg);
 struct file *cprx_session_retrieve(const char *name);
 
 int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,

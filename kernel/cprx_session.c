@@ -564,6 +564,22 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
 }
 
+/* What cprx_batch.c needs of a session. */
+bool cprx_is_owner(struct cprx_session *s)
+{
+	return is_owner(s);
+}
+
+struct cprx_pin *cprx_find_pin(struct cprx_session *s, u64 token)
+{
+	return find_pin(s, token);
+}
+
+bool cprx_is_session(struct file *file)
+{
+	return file->f_op == &cprx_session_fops;
+}
+
 static long session_ioctl(struct file *file, unsigned int cmd,
 			  unsigned long arg)
 {
@@ -583,6 +599,8 @@ static long session_ioctl(struct file *file, unsigned int cmd,
 		return session_finish(s, uarg);
 	case CPRX_SESSION_QUERY:
 		return session_query(s, uarg);
+	case CPRX_SESSION_PRESERVE_FDS:
+		return cprx_session_preserve_fds(s, uarg);
 	}
 	return -ENOTTY;
 }

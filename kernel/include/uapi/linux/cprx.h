@@ -49,6 +49,7 @@ enum {
 	CPRX_CMD_RETRIEVE_FD = 0x43,
 	CPRX_CMD_FINISH = 0x44,
 	CPRX_CMD_QUERY = 0x45,
+	CPRX_CMD_PRESERVE_FDS = 0x46,
 };
 
 /*
@@ -111,6 +112,44 @@ struct cprx_session_preserve_fd {
 	__aligned_u64 token;
 };
 #define CPRX_SESSION_PRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_PRESERVE_FD)
+
+/*
+ * PRESERVE_FDS: PRESERVE_FD for @nr entries at once, all or nothing: either
+ * every file is pinned under its token, or none is.  @entries is a user
+ * pointer to struct cprx_preserve_entry[@nr].  The entries are checked in
+ * order, and the first one refused is the error; @failed is then its index.
+ * @failed is written back on success (@nr) and on the errors that name an
+ * entry (EBADF, EINVAL for an entry, EEXIST, ENOSPC); on any other error
+ * the caller's struct is unchanged.
+ *   EPERM   not the owner
+ *   ESRCH   the session is finished or its owner gone
+ *   EBUSY   armed
+ *   EINVAL  @reserved set; or entry @failed is a cprx session or has its
+ *           @reserved set
+ *   EFAULT  @entries cannot be read (nothing is pinned, @failed unchanged)
+ *   EBADF   entry @failed's fd is not open
+ *   EEXIST  entry @failed's token is taken, by a pin of the session or by
+ *           an earlier entry of the batch
+ *   ENOSPC  entry @failed is the first that does not fit max_pins for the
+ *           session or max_user_pins for the euid.  An @nr above max_pins
+ *           is refused so before the entries are read (no session holds
+ *           that many): @failed is then the first entry past the room the
+ *           session has left
+ */
+struct cprx_preserve_entry {
+	__s32 fd;
+	__u32 reserved;		/* must be 0 */
+	__aligned_u64 token;
+};
+
+struct cprx_session_preserve_fds {
+	__u32 size;
+	__u32 nr;
+	__aligned_u64 entries;
+	__u32 failed;		/* out */
+	__u32 reserved;		/* must be 0 */
+};
+#define CPRX_SESSION_PRESERVE_FDS _IO(CPRX_IOCTL_TYPE, CPRX_CMD_PRESERVE_FDS)
 
 /*
  * UNPRESERVE_FD: drop the pin of @token.
