@@ -58,6 +58,20 @@ int preserve(int sfd, int fd, uint64_t token)
 	return xioctl(sfd, CPRX_SESSION_PRESERVE_FD, &a);
 }
 
+/* PRESERVE_FDS; *@failed is what the kernel left in the field. */
+int preserve_fds(int sfd, const struct cprx_preserve_entry *ents, uint32_t nr,
+		 uint32_t *failed)
+{
+	struct cprx_session_preserve_fds a = {
+		.size = sizeof(a), .nr = nr, .entries = (uintptr_t)ents,
+		.failed = *failed,
+	};
+	int ret = xioctl(sfd, CPRX_SESSION_PRESERVE_FDS, &a);
+
+	*failed = a.failed;
+	return ret;
+}
+
 int unpreserve(int sfd, uint64_t token)
 {
 	struct cprx_session_unpreserve_fd a = {

@@ -94,6 +94,8 @@ int create(int dev, const char *name);
 int retrieve_session(int dev, const char *name);
 int preserve(int sfd, int fd, uint64_t token);
 int unpreserve(int sfd, uint64_t token);
+int preserve_fds(int sfd, const struct cprx_preserve_entry *ents, uint32_t nr,
+		 uint32_t *failed);
 int arm(int sfd, uint32_t flags);
 int retrieve_fd(int sfd, uint64_t token);
 int finish(int sfd);

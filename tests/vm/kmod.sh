@@ -30,7 +30,7 @@ fi
 exec tests/vm/run.sh --kernel "$kernel" --timeout 900 \
 	--append "slub_debug=FZP,kmalloc-cg-4k" -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
-	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,fuzz,perf} \
+	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,fuzz,batch,perf} \
 	"$build"/tests/exec_{update,refused,preflight,api} \
 	"$build"/tests/faults/fault_{state,handover} \
 	"$build/tests/test_vmm"
