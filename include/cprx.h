@@ -142,6 +142,9 @@ int cprx_preserve_fd(struct cprx_session *s, const char *token, int fd);
  * incoming session or one of the session's own fds (its state, binary,
  * cprx.ko session or io_uring), -ENOSPC too many fds.  unpreserve: -ENOENT no such token,
  * -EINVAL an incoming session (its fds are reclaimed, not unpreserved).
+ * The kmod backend pins in batches (every 256 fds, at cprx_preflight and at
+ * cprx_exec): a refusal only cprx.ko knows of (-ENOSPC at max_user_pins)
+ * comes from the preserve that fills a batch, or from those calls.
  */
 int cprx_unpreserve(struct cprx_session *s, const char *token);
 /* Opaque caller data carried in the state; copied. */

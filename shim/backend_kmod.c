@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include "internal.h"
 #include <linux/cprx.h>
 
@@ -47,6 +49,20 @@ static int open_dev(struct cprx_session *s)
 	return fd;
 }
 
+/* The module's max_pins, for an early ENOSPC; 0 if it cannot be read. */
+static unsigned int max_pins(void)
+{
+	FILE *f = fopen("/sys/module/cprx/parameters/max_pins", "re");
+	unsigned int n = 0;
+
+	if (f) {
+		if (fscanf(f, "%u", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n;
+}
+
 static int kmod_open(struct cprx_session *s)
 {
 	struct cprx_ioctl_create_session arg = { .size = sizeof(arg) };
@@ -68,6 +84,7 @@ static int kmod_open(struct cprx_session *s)
 				 "cprx.ko refused session '%s': %s", s->name,
 				 strerror(err));
 	s->kmod_sfd = arg.fd;
+	s->kmod_max_pins = max_pins();
 	return 0;
 }
 
@@ -96,29 +113,172 @@ static void unpin(struct cprx_session *s, uint64_t token)
 	ioctl(s->kmod_sfd, CPRX_SESSION_UNPRESERVE_FD, &arg);
 }
 
-static int kmod_preserve(struct cprx_session *s, struct cprx_entry *e)
-{
-	int ret;
+/*
+ * Pins are queued at preserve and issued in batches, one PRESERVE_FDS each:
+ * when KMOD_BATCH are queued, at preflight (while the guest runs) and at
+ * arm for what is left, with the state and the binary.  libcprx's own
+ * checks stay at preserve, and so do a token collision and max_pins as read
+ * at open; what only the kernel knows (max_user_pins, a session's fd) is
+ * reported by the next flush, naming the entry.  A flush pins every queued
+ * entry or none, and an unpreserve of a queued entry just drops it.  A
+ * cprx.ko without PRESERVE_FDS (ENOTTY) gets one PRESERVE_FD per entry.
+ */
+#define KMOD_BATCH	256
 
-	e->handle = token_of(e->token);
-	ret = pin(s, e->fd, e->handle);
-	if (ret == -EEXIST)
+static int refused(struct cprx_session *s, const struct cprx_entry *e,
+		   int err)
+{
+	if (!e)
+		return cprx_fail(s, err, "check dmesg; CPRX_BACKEND=cloexec "
+				 "works without the module", "cprx.ko refused to "
+				 "pin the state or this binary in session '%s': "
+				 "%s", s->name, strerror(err));
+	if (err == EEXIST)
 		return cprx_fail(s, EEXIST, "rename one of the tokens",
 				 "token '%s' collides with another one in "
 				 "cprx.ko's 64-bit token space", e->token);
-	if (ret == -ENOSPC)
+	if (err == ENOSPC)
 		return cprx_fail(s, ENOSPC, "raise /sys/module/cprx/parameters/"
-				 "max_pins", "cprx.ko's pin limit reached at '%s'",
-				 e->token);
+				 "max_pins (per session) or max_user_pins",
+				 "cprx.ko's pin limit reached at '%s'", e->token);
+	return cprx_fail(s, err, NULL, "cprx.ko refused to pin fd %d of '%s': "
+			 "%s", e->fd, e->token, strerror(err));
+}
+
+/*
+ * All of @pe[@n] pinned, or none: 0, or -errno and in *@failed the entry
+ * refused (@n when the refusal names none).
+ */
+static int pin_all(struct cprx_session *s, const struct cprx_preserve_entry *pe,
+		   unsigned int n, unsigned int *failed)
+{
+	struct cprx_session_preserve_fds arg = {
+		.size = sizeof(arg), .nr = n, .entries = (uintptr_t)pe,
+		.failed = n,
+	};
+	unsigned int i;
+	int ret = 0;
+
+	if (!s->kmod_single) {
+		if (!ioctl(s->kmod_sfd, CPRX_SESSION_PRESERVE_FDS, &arg))
+			return 0;
+		if (errno != ENOTTY) {
+			*failed = arg.failed;
+			return -errno;
+		}
+		s->kmod_single = true;	/* an older cprx.ko */
+	}
+	for (i = 0; i < n && !ret; i++)
+		ret = pin(s, pe[i].fd, pe[i].token);
+	if (!ret)
+		return 0;
+	*failed = --i;
+	while (i--)
+		unpin(s, pe[i].token);
+	return ret;
+}
+
+static bool still_there(const struct cprx_entry *e)
+{
+	struct stat st;
+
+	if (e->dev)
+		return cprx_same_file(e->fd, e->dev, e->ino, NULL);
+	return !fstat(e->fd, &st) && (uint64_t)st.st_ino == e->ino;
+}
+
+/*
+ * Pins the queued entries among the first @n, and the state and the binary
+ * too with @internal, in one batch.  A queued fd must still be the file
+ * preserved: the pin is of the file the fd holds now.
+ */
+static int flush(struct cprx_session *s, unsigned int n, bool internal)
+{
+	unsigned int i, k = 0, max = 2, failed;
+	struct cprx_preserve_entry *pe;
+	struct cprx_entry **who;
+	int ret = 0;
+
+	if (!s->kmod_queued && !internal)
+		return 0;
+	for (i = 0; i < n; i++)
+		max += !s->ents[i].pinned;
+	pe = calloc(max, sizeof(*pe));
+	who = calloc(max, sizeof(*who));
+	if (!pe || !who) {
+		ret = cprx_fail(s, ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n && !ret; i++) {
+		struct cprx_entry *e = &s->ents[i];
+
+		if (e->pinned)
+			continue;
+		if (!still_there(e))
+			ret = cprx_fail(s, EBADF, "keep preserved fds open until "
+					"the update", "fd %d of '%s' was closed or "
+					"replaced", e->fd, e->token);
+		pe[k].fd = e->fd;
+		pe[k].token = e->handle;
+		who[k++] = e;
+	}
 	if (ret)
-		return cprx_fail(s, -ret, NULL, "cprx.ko refused to pin fd %d "
-				 "of '%s': %s", e->fd, e->token, strerror(-ret));
-	return 0;
+		goto out;
+	if (internal) {
+		pe[k++] = (struct cprx_preserve_entry){
+			.fd = s->state_fd, .token = TOKEN_STATE };
+		if (s->exe_fd >= 0)
+			pe[k++] = (struct cprx_preserve_entry){
+				.fd = s->exe_fd, .token = TOKEN_EXE };
+	}
+	ret = pin_all(s, pe, k, &failed);
+	if (ret) {
+		ret = refused(s, failed < k ? who[failed] : NULL, -ret);
+		goto out;
+	}
+	for (i = 0; i < k; i++)
+		if (who[i])
+			who[i]->pinned = true;
+	s->kmod_queued = 0;
+out:
+	free(pe);
+	free(who);
+	return ret;
+}
+
+static int kmod_flush(struct cprx_session *s)
+{
+	return flush(s, s->nr_ents, false);
+}
+
+/* @e is s->ents[s->nr_ents], counted only once this returns 0. */
+static int kmod_preserve(struct cprx_session *s, struct cprx_entry *e)
+{
+	unsigned int i;
+	int ret;
+
+	e->handle = token_of(e->token);
+	for (i = 0; i < s->nr_ents; i++)
+		if (s->ents[i].handle == e->handle)
+			return refused(s, e, EEXIST);
+	if (s->kmod_max_pins && s->nr_ents >= s->kmod_max_pins)
+		return refused(s, e, ENOSPC);
+	e->pinned = false;
+	s->kmod_queued++;
+	if (s->kmod_queued < KMOD_BATCH)
+		return 0;
+	ret = flush(s, s->nr_ents + 1, false);
+	if (ret && !e->pinned)
+		s->kmod_queued--;
+	return ret;
 }
 
 static void kmod_unpreserve(struct cprx_session *s, struct cprx_entry *e)
 {
-	unpin(s, e->handle);
+	if (e->pinned)
+		unpin(s, e->handle);
+	else
+		s->kmod_queued--;
 }
 
 static int arm_ioctl(struct cprx_session *s, uint32_t flags)
@@ -137,16 +297,14 @@ static void unpin_internal(struct cprx_session *s)
 
 static int kmod_arm(struct cprx_session *s, char *field, size_t len)
 {
-	int ret = 0;
+	int ret;
 
-	if (!s->kmod_internal) {
-		ret = pin(s, s->state_fd, TOKEN_STATE);
-		if (!ret && s->exe_fd >= 0)
-			ret = pin(s, s->exe_fd, TOKEN_EXE);
-		s->kmod_internal = true;
-	}
-	if (!ret)
-		ret = arm_ioctl(s, 0);
+	/* one batch: what is still queued, the state and the binary */
+	ret = flush(s, s->nr_ents, !s->kmod_internal);
+	if (ret)
+		return ret;
+	s->kmod_internal = true;
+	ret = arm_ioctl(s, 0);
 	/* the one fd that crosses the exec: it ties the pins to us */
 	if (!ret && fcntl(s->kmod_sfd, F_SETFD, 0) < 0)
 		ret = -errno;
@@ -263,6 +421,7 @@ const struct cprx_backend_ops cprx_backend_kmod = {
 	.close = kmod_close,
 	.preserve = kmod_preserve,
 	.unpreserve = kmod_unpreserve,
+	.flush = kmod_flush,
 	.arm = kmod_arm,
 	.disarm = kmod_disarm,
 	.incoming = kmod_incoming,

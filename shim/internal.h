@@ -27,6 +27,7 @@ struct cprx_entry {
 	uint64_t handle;	/* backend's key: cloexec the inode, kmod a token */
 	int held;		/* new image: a dup of an anon inode's fd, or -1 */
 	bool reclaimed;
+	bool pinned;		/* kmod: in the session, not queued */
 };
 
 struct cprx_blob {
@@ -78,6 +79,9 @@ struct cprx_session {
 	int exe_fd;		/* this binary, for the new image's rollback */
 	int kmod_sfd;		/* kmod: the session's fd */
 	bool kmod_internal;	/* kmod: state and binary are pinned */
+	bool kmod_single;	/* kmod: cprx.ko has no PRESERVE_FDS */
+	unsigned int kmod_queued;	/* kmod: entries not pinned yet */
+	unsigned int kmod_max_pins;	/* kmod: max_pins at open; 0: unknown */
 	bool saved;		/* state_fd holds the current state */
 	struct cprx_keeper keeper;	/* started by preflight, for cprx_exec */
 	int argv_err;		/* origin.argv cannot be carried: -errno */
@@ -109,6 +113,8 @@ struct cprx_backend_ops {
 	/* old image: a new entry (may refuse it), or one dropped */
 	int (*preserve)(struct cprx_session *s, struct cprx_entry *e);
 	void (*unpreserve)(struct cprx_session *s, struct cprx_entry *e);
+	/* old image: act on what preserve deferred (NULL: nothing deferred) */
+	int (*flush)(struct cprx_session *s);
 	/*
 	 * Last step before execve: make every entry, the state and the
 	 * previous binary survive it; write the handover field ("fd=N").

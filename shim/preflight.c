@@ -342,8 +342,21 @@ static void check_guard(struct preflight *pf, const char *path)
 	}
 }
 
+/*
+ * A backend that defers work from preserve (kmod queues its pins) does it
+ * now, while the guest runs: what it would refuse at exec is known here.
+ */
 static void check_backend(struct preflight *pf)
 {
+	char why[CPRX_MSG_MAX];
+	int err = pf->s->backend->flush ? pf->s->backend->flush(pf->s) : 0;
+
+	if (err) {
+		snprintf(why, sizeof(why), "%s", pf->s->msg);
+		hint(pf, pf->s->hint);
+		report(pf, "backend", CPRX_FAIL, -err, "%s", why);
+		return;
+	}
 	if (pf->s->backend == &cprx_backend_kmod)
 		report(pf, "backend", CPRX_PASS, 0, "kmod: cprx.ko pins %u fds "
 		       "in session '%s'", pf->s->nr_ents, pf->s->name);

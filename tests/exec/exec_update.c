@@ -7,6 +7,7 @@
  * Both halves of each are here, the new images as the exec cases the tests
  * exec into.
  */
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 
 #include "exec_util.h"
@@ -48,7 +49,82 @@ static void become_case(const void *arg)
 	_exit(97);
 }
 
+#define MANY_FDS	600	/* over two of the kmod backend's batches of 256 */
+
+/* The pins cprx.ko holds for our session "test"; -1 if it is not listed. */
+static int kmod_pins(void)
+{
+	FILE *f = fopen("/proc/cprx/sessions", "re");
+	char name[80];
+	int pid, pins, ret = -1;
+
+	while (f && fscanf(f, "%d\t%79[^\t]\t%d%*[^\n]", &pid, name, &pins) == 3)
+		if (pid == getpid() && !strcmp(name, "test"))
+			ret = pins;
+	if (f)
+		fclose(f);
+	return ret;
+}
+
+/*
+ * 600 eventfds, each with its own count; one unpreserved after the first
+ * batch was pinned, one while still queued.  With kmod, pins are made 256
+ * at a time and by preflight, not one ioctl per preserve.
+ */
+static void update_many_fds(const void *arg)
+{
+	struct cprx_session *s;
+	char token[32];
+	bool kmod;
+	int fd;
+
+	(void)arg;
+	CHECK(!cprx_session_open(&s, "test", NULL), "%s", cprx_errmsg(NULL));
+	kmod = !strcmp(cprx_backend_name(s), "kmod");
+	for (int i = 0; i < MANY_FDS; i++) {
+		fd = eventfd(i + 1, EFD_CLOEXEC);
+		CHECK(fd >= 0, "eventfd: %m");
+		snprintf(token, sizeof(token), "fd.%d", i);
+		CHECK(!cprx_preserve_fd(s, token, fd), "%s", cprx_errmsg(s));
+		CHECK(!kmod || i != 9 || kmod_pins() == 0,
+		      "%d pins after 10 preserves: not batched", kmod_pins());
+	}
+	CHECK(!kmod || kmod_pins() == 512, "%d pins, not 2 batches of 256",
+	      kmod_pins());
+	CHECK(!cprx_unpreserve(s, "fd.5"), "%s", cprx_errmsg(s));
+	CHECK(!cprx_unpreserve(s, "fd.590"), "%s", cprx_errmsg(s));
+	cprx_preflight(s, th_self, NULL, NULL);
+	CHECK(!kmod || kmod_pins() == MANY_FDS - 2, "%d pins after preflight",
+	      kmod_pins());
+	exec_case(s, "many");
+}
+
 /* ---- new-image halves ---------------------------------------------------- */
+
+EXEC_CASE(many)
+{
+	struct cprx_session *s = incoming();
+	char token[32];
+	uint64_t v;
+	int fd, ret;
+
+	for (int i = 0; i < MANY_FDS; i++) {
+		snprintf(token, sizeof(token), "fd.%d", i);
+		ret = cprx_reclaim_fd(s, token, &fd);
+		if (i == 5 || i == 590) {
+			CHECK(ret == -ENOENT, "%s unpreserved, reclaimed: %d",
+			      token, ret);
+			continue;
+		}
+		CHECK(!ret, "%s", cprx_errmsg(s));
+		CHECK(read(fd, &v, 8) == 8 && v == (uint64_t)i + 1,
+		      "%s: count %llu", token, (unsigned long long)v);
+	}
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	wait_no_children();
+	cprx_session_close(s);
+	_exit(0);
+}
 
 EXEC_CASE(devices)
 {
@@ -214,6 +290,18 @@ TEST(rollback_on_missing_token)
 TEST(second_rollback_refused)
 {
 	ASSERT_EQ(0, in_child(become_case, "rb_twice_old"));
+}
+
+/*
+ * Test Case: many_fds_update
+ * 600 eventfds preserved, two unpreserved (one already pinned, one not),
+ * updated: the new image reclaims the 598 with their counts, and the two
+ * are ENOENT.  With the kmod backend, cprx.ko holds no pin after 10
+ * preserves, 512 after 600 (batches of 256), and all 598 after preflight.
+ */
+TEST(many_fds_update)
+{
+	ASSERT_EQ(0, in_child(update_many_fds, NULL));
 }
 
 TEST_HARNESS_MAIN

@@ -107,7 +107,7 @@ TEST_F(kmod, create_args)
 	EXPECT_EQ(-ENOTTY, xioctl(sfd, CPRX_IOCTL_CREATE_SESSION, &a));
 	EXPECT_EQ(-ENOTTY, xioctl(self->dev, CPRX_SESSION_ARM, &a));
 	EXPECT_EQ(-ENOTTY, xioctl(self->dev, _IO(CPRX_IOCTL_TYPE, 0x02), &a));
-	EXPECT_EQ(-ENOTTY, xioctl(sfd, _IO(CPRX_IOCTL_TYPE, 0x46), &a));
+	EXPECT_EQ(-ENOTTY, xioctl(sfd, _IO(CPRX_IOCTL_TYPE, 0x47), &a));
 	/* the size is in the struct, not in the command */
 	EXPECT_EQ(-ENOTTY, xioctl(self->dev,
 				  _IOWR(CPRX_IOCTL_TYPE, 0, typeof(a)), &a));
@@ -247,6 +247,9 @@ static const struct sess_cmd {
 	{ "QUERY", CPRX_SESSION_QUERY,
 	  offsetofend(struct cprx_session_query, entries),
 	  sizeof(struct cprx_session_query) },
+	{ "PRESERVE_FDS", CPRX_SESSION_PRESERVE_FDS,
+	  sizeof(struct cprx_session_preserve_fds),
+	  sizeof(struct cprx_session_preserve_fds) },
 };
 
 /* @cmd on @sfd with a zeroed @size-byte argument, byte @size - 1 = @last. */

@@ -37,7 +37,7 @@ TEST_F(kmod, create_names_printable)
 TEST_F(kmod, ioctl_type_not_cxl)
 {
 	static const unsigned int nrs[] = {
-		0x00, 0x01, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45,
+		0x00, 0x01, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46,
 	};
 	struct cprx_ioctl_create_session a = { .size = sizeof(a) };
 	int sfd = create(self->dev, SESS);
