@@ -4,6 +4,8 @@
  * is charged, and whether the current task is the subject that armed a
  * session - same credentials, same LSM label, no secure exec since.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/auxvec.h>
 #include <linux/cred.h>
 #include <linux/hashtable.h>
@@ -39,7 +41,7 @@ struct cprx_user *cprx_charge_session(kuid_t uid)
 {
 	struct cprx_user *u, *fresh;
 
-	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+	fresh = kzalloc_obj(*fresh, GFP_KERNEL_ACCOUNT);
 	if (!fresh)
 		return ERR_PTR(-ENOMEM);
 	spin_lock(&cprx_users_lock);

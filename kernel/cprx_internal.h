@@ -13,7 +13,13 @@
 #include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include <linux/slab.h>
 #include <linux/cprx.h>
+
+/* Allocation by type came with 7.0; older kernels get it from sizeof. */
+#ifndef kzalloc_obj
+#define kzalloc_obj(P, gfp)	kzalloc(sizeof(P), gfp)
+#endif
 
 /*
  * What one user (the euid that created the sessions) is charged: sessions
@@ -33,40 +39,57 @@ struct cprx_pin {
 	struct file *file;
 };
 
-/*
- * A session lives while a file refers to it (one kref per file).  The owner
- * keeps an fd on it across the exec (libcprx clears its FD_CLOEXEC when it
- * arms), so the pins are bound to the owner's fd table: whatever ends the
- * process - exit, crash, SIGKILL in any phase - closes that table, and
- * flush() drops the pins even if another process still holds a copy.  The
- * owner's pid wait queue (woken when the process has exited) covers the
- * rest: an owner that closed its own fd while a copy lives elsewhere, or a
- * session whose fd is in flight in a socket it pins itself.
+/**
+ * struct cprx_session - a set of pinned files that can outlive an exec
+ * @ref: one reference per file on the session (and one while it is created)
+ * @node: on cprx_sessions, under cprx_sessions_lock
+ * @lock: guards the pins and every field below it
+ * @pins: the pinned files, hashed by token
+ * @nr_pins: entries in @pins (read locklessly by /proc: WRITE_ONCE)
+ * @name: unique among the owner's live sessions, printable ASCII
+ * @owner: tgid of the creator; only it may use or retrieve the session
+ * @uid: euid of the creator
+ * @user: what @uid is charged for this session and its pins
+ * @created: for the age /proc shows
+ * @armed_mm: the image that armed, held by mmgrab() while armed so that no
+ *	later image's mm can reuse its address; compared, never dereferenced
+ * @armed_cred: the credentials that armed: RETRIEVE_SESSION must match them
+ * @armed_secid: and the LSM label too
+ * @owner_wait: on the owner's pid wait queue, woken when the process exits
+ * @owner_gone: the work that ends the session once the owner is gone
+ * @armed: the session survives the owner's next exec
+ * @retrieved: taken back after that exec: RETRIEVE_FD works
+ * @retrieved_before_arm: what CPRX_ARM_CANCEL restores
+ * @dead: owner gone or finished: no pins, only QUERY answers
+ *
+ * A session lives while a file refers to it.  The owner keeps an fd on it
+ * across the exec (libcprx clears its FD_CLOEXEC when it arms), so the pins
+ * are bound to the owner's fd table: whatever ends the process - exit,
+ * crash, SIGKILL in any phase - closes that table, and flush() drops the
+ * pins even if another process still holds a copy.  The owner's pid wait
+ * queue covers the rest: an owner that closed its own fd while a copy
+ * lives elsewhere, or a session whose fd is in flight in a socket it pins.
  */
 struct cprx_session {
 	struct kref ref;
-	struct list_head node;		/* on cprx_sessions */
-	struct mutex lock;		/* the pins and the state below */
+	struct list_head node;
+	struct mutex lock;		/* the pins and all below */
 	DECLARE_HASHTABLE(pins, 8);
 	unsigned int nr_pins;
 	char name[CPRX_SESSION_NAME_LEN];
-	struct pid *owner;		/* tgid of the creator */
-	kuid_t uid;			/* euid of the creator */
-	struct cprx_user *user;		/* charged for it: s->uid's */
+	struct pid *owner;
+	kuid_t uid;
+	struct cprx_user *user;
 	ktime_t created;
-	/*
-	 * The image that armed: held (mmgrab) while armed, so that no later
-	 * image's mm can reuse its address; compared, never dereferenced.
-	 */
 	struct mm_struct *armed_mm;
-	const struct cred *armed_cred;	/* who armed: RETRIEVE must match */
-	u32 armed_secid;		/* and the LSM label too */
-	struct wait_queue_entry owner_wait;	/* on owner->wait_pidfd */
+	const struct cred *armed_cred;
+	u32 armed_secid;
+	struct wait_queue_entry owner_wait;
 	struct work_struct owner_gone;
 	bool armed;
 	bool retrieved;
-	bool retrieved_before_arm;	/* what CPRX_ARM_CANCEL restores */
-	bool dead;			/* owner gone or finished: no pins */
+	bool retrieved_before_arm;
+	bool dead;
 };
 
 /* Every session with a file; cprx_sessions_lock nests outside s->lock. */

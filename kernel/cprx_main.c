@@ -5,6 +5,8 @@
  * /dev/cprx creates and retrieves sessions; /proc/cprx/sessions lists the
  * live ones for operators.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -18,7 +20,7 @@
 #include "cprx_internal.h"
 
 LIST_HEAD(cprx_sessions);
-DEFINE_MUTEX(cprx_sessions_lock);
+DEFINE_MUTEX(cprx_sessions_lock);	/* the list; outside every s->lock */
 
 unsigned int cprx_max_pins = 4096;
 module_param_named(max_pins, cprx_max_pins, uint, 0644);

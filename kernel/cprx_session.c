@@ -1,9 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
-/*
- * cprx sessions: anon-inode files that pin struct file references under
- * 64-bit tokens, survive the exec of their owner when armed, and are handed
- * back to the same process - and only to it - after that exec.
+/**
+ * DOC: cprx sessions
+ *
+ * A session is an anon-inode file that pins struct file references under
+ * 64-bit tokens.  Its life, all in one process (the owner, by tgid):
+ *
+ * - CREATE_SESSION (on /dev/cprx) makes it, charged to the creator's euid;
+ * - PRESERVE_FD pins files, UNPRESERVE_FD drops one;
+ * - ARM lets it survive the owner's next exec, holding the armed mm and
+ *   credentials; ARM with CPRX_ARM_CANCEL undoes that when the exec failed;
+ * - after the exec, RETRIEVE_SESSION (on /dev/cprx) hands it to the new
+ *   image, only with the same credentials and never to the image that armed;
+ * - RETRIEVE_FD gives the pinned files back by token;
+ * - FINISH drops every pin: the update is over.
+ *
+ * The pins never outlive the owner: the exit of its last thread flushes
+ * them, and its pid wait queue catches the rest.  Locks: cprx_sessions_lock
+ * (the list) nests outside s->lock (one session), which nests outside
+ * cprx_users_lock (the charges, a spinlock).
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/anon_inodes.h>
 #include <linux/cred.h>
 #include <linux/fdtable.h>
@@ -17,7 +34,6 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include <linux/version.h>
 #include "cprx_internal.h"
 
 static const struct file_operations cprx_session_fops;
@@ -37,13 +53,13 @@ static struct cprx_pin *find_pin(struct cprx_session *s, u64 token)
 	return NULL;
 }
 
-/* Called with s->lock held, or when nobody else can reach @s. */
 static void drop_pins(struct cprx_session *s)
 {
 	struct cprx_pin *pin;
 	struct hlist_node *tmp;
 	int bkt;
 
+	lockdep_assert_held(&s->lock);
 	hash_for_each_safe(s->pins, bkt, tmp, pin, node) {
 		hash_del(&pin->node);
 		fput(pin->file);
@@ -54,9 +70,9 @@ static void drop_pins(struct cprx_session *s)
 	WRITE_ONCE(s->nr_pins, 0);
 }
 
-/* Called with s->lock held, or when nobody else can reach @s. */
 static void disarm(struct cprx_session *s)
 {
+	lockdep_assert_held(&s->lock);
 	WRITE_ONCE(s->armed, false);
 	if (s->armed_mm)
 		mmdrop(s->armed_mm);
@@ -112,8 +128,10 @@ static int owner_woken(struct wait_queue_entry *wait, unsigned int mode,
 static void session_destroy(struct cprx_session *s)
 {
 	cancel_work_sync(&s->owner_gone);
+	mutex_lock(&s->lock);	/* nobody else can reach @s: for the asserts */
 	drop_pins(s);
 	disarm(s);
+	mutex_unlock(&s->lock);
 	if (s->user)
 		cprx_uncharge_session(s->user);
 	put_pid(s->owner);
@@ -151,11 +169,11 @@ static struct file *session_file(struct cprx_session *s)
 				  O_RDWR);
 }
 
-/* Called with cprx_sessions_lock held. */
 static struct cprx_session *find_session(struct pid *owner, const char *name)
 {
 	struct cprx_session *s;
 
+	lockdep_assert_held(&cprx_sessions_lock);
 	list_for_each_entry(s, &cprx_sessions, node)
 		if (s->owner == owner && !READ_ONCE(s->dead) &&
 		    !strcmp(s->name, name))
@@ -172,6 +190,7 @@ static int may_create(struct cprx_session *s)
 {
 	struct cprx_user *u;
 
+	lockdep_assert_held(&cprx_sessions_lock);
 	if (find_session(s->owner, s->name))
 		return -EEXIST;
 	u = cprx_charge_session(s->uid);
@@ -185,7 +204,7 @@ static struct cprx_session *session_alloc(const char *name)
 {
 	struct cprx_session *s;
 
-	s = kzalloc(sizeof(*s), GFP_KERNEL_ACCOUNT);
+	s = kzalloc_obj(*s, GFP_KERNEL_ACCOUNT);
 	if (!s)
 		return NULL;
 	kref_init(&s->ref);
@@ -240,6 +259,7 @@ struct file *cprx_session_create(const char *name)
  */
 static int may_retrieve(struct cprx_session *s)
 {
+	lockdep_assert_held(&s->lock);
 	if (!uid_eq(current_euid(), s->uid))
 		return -EPERM;
 	if (!s->armed)
@@ -357,7 +377,9 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 		ret = -EPERM;
 	else if (s->armed)
 		ret = -EBUSY;
-	else if (!(pin = find_pin(s, arg.token)))
+	else
+		pin = find_pin(s, arg.token);
+	if (!ret && !pin)
 		ret = -ENOENT;
 	if (!ret) {
 		hash_del(&pin->node);
@@ -411,7 +433,7 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	return ret;
 }
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+#ifdef CPRX_RECEIVE_FD_COPIES_OUT
 /* receive_fd() copies the number out before it installs the fd. */
 static int install_received(struct file *file, int __user *ufd, int was)
 {
@@ -454,9 +476,11 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
-	else if (!(pin = find_pin(s, arg.token)))
-		ret = -ENOENT;
 	else
+		pin = find_pin(s, arg.token);
+	if (!ret && !pin)
+		ret = -ENOENT;
+	if (!ret)
 		file = get_file(pin->file);
 	mutex_unlock(&s->lock);
 	if (ret)
