@@ -5,6 +5,8 @@
  * one by one with PRESERVE_FD's checks and charges, and come out again if
  * any entry is refused, so that no one ever sees half a batch.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hashtable.h>
@@ -77,11 +79,12 @@ static u32 take_files(const struct cprx_preserve_entry *ents,
 	return i;
 }
 
-/* Called with s->lock held: takes the first @n pins out again. */
+/* Takes the first @n pins out of @s again. */
 static void remove_pins(struct cprx_session *s, struct cprx_pin **pins, u32 n)
 {
 	u32 i;
 
+	lockdep_assert_held(&s->lock);
 	for (i = 0; i < n; i++)
 		hash_del(&pins[i]->node);
 	if (n)
@@ -89,9 +92,9 @@ static void remove_pins(struct cprx_session *s, struct cprx_pin **pins, u32 n)
 }
 
 /*
- * Called with s->lock held: PRESERVE_FD's checks and charge for each pin in
- * turn, an earlier pin of the batch included.  Returns how many went in,
- * and in *@err why the next one did not.  s->nr_pins is the caller's.
+ * PRESERVE_FD's checks and charge for each pin in turn, against the pins of
+ * @s and the earlier ones of the batch.  Returns how many went in, and in
+ * *@err why the next one did not.  s->nr_pins is the caller's to update.
  */
 static u32 add_pins(struct cprx_session *s, struct cprx_pin **pins, u32 n,
 		    int *err)
@@ -99,6 +102,7 @@ static u32 add_pins(struct cprx_session *s, struct cprx_pin **pins, u32 n,
 	unsigned int max = READ_ONCE(cprx_max_pins);
 	u32 i;
 
+	lockdep_assert_held(&s->lock);
 	*err = 0;
 	for (i = 0; i < n; i++) {
 		if (cprx_find_pin(s, pins[i]->token))

@@ -10,6 +10,7 @@
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/pid.h>
+#include <linux/sched/signal.h>
 #include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -92,6 +93,24 @@ struct cprx_session {
 	bool dead;
 };
 
+/* Only the creating process, under the creating euid, uses a session. */
+static inline bool cprx_is_owner(struct cprx_session *s)
+{
+	return task_tgid(current) == s->owner && uid_eq(current_euid(), s->uid);
+}
+
+/* Called with s->lock held. */
+static inline struct cprx_pin *cprx_find_pin(struct cprx_session *s,
+					     u64 token)
+{
+	struct cprx_pin *pin;
+
+	hash_for_each_possible(s->pins, pin, node, token)
+		if (pin->token == token)
+			return pin;
+	return NULL;
+}
+
 /* Every session with a file; cprx_sessions_lock nests outside s->lock. */
 extern struct list_head cprx_sessions;
 extern struct mutex cprx_sessions_lock;
@@ -107,8 +126,6 @@ void cprx_uncharge_pins(struct cprx_user *u, unsigned int n);
 bool cprx_same_subject(const struct cred *armed, u32 secid);
 
 struct file *cprx_session_create(const char *name);
-bool cprx_is_owner(struct cprx_session *s);
-struct cprx_pin *cprx_find_pin(struct cprx_session *s, u64 token);
 bool cprx_is_session(struct file *file);
 long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg);
 struct file *cprx_session_retrieve(const char *name);

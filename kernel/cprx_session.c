@@ -6,7 +6,8 @@
  * 64-bit tokens.  Its life, all in one process (the owner, by tgid):
  *
  * - CREATE_SESSION (on /dev/cprx) makes it, charged to the creator's euid;
- * - PRESERVE_FD pins files, UNPRESERVE_FD drops one;
+ * - PRESERVE_FD pins files (PRESERVE_FDS many at once, all or none),
+ *   UNPRESERVE_FD drops one;
  * - ARM lets it survive the owner's next exec, holding the armed mm and
  *   credentials; ARM with CPRX_ARM_CANCEL undoes that when the exec failed;
  * - after the exec, RETRIEVE_SESSION (on /dev/cprx) hands it to the new
@@ -37,21 +38,6 @@
 #include "cprx_internal.h"
 
 static const struct file_operations cprx_session_fops;
-
-static bool is_owner(struct cprx_session *s)
-{
-	return task_tgid(current) == s->owner && uid_eq(current_euid(), s->uid);
-}
-
-static struct cprx_pin *find_pin(struct cprx_session *s, u64 token)
-{
-	struct cprx_pin *pin;
-
-	hash_for_each_possible(s->pins, pin, node, token)
-		if (pin->token == token)
-			return pin;
-	return NULL;
-}
 
 static void drop_pins(struct cprx_session *s)
 {
@@ -336,13 +322,13 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 	pin->file = file;
 
 	mutex_lock(&s->lock);
-	if (!is_owner(s))
+	if (!cprx_is_owner(s))
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
 	else if (s->armed)
 		ret = -EBUSY;
-	else if (find_pin(s, arg.token))
+	else if (cprx_find_pin(s, arg.token))
 		ret = -EEXIST;
 	else if (s->nr_pins >= READ_ONCE(cprx_max_pins))
 		ret = -ENOSPC;
@@ -373,12 +359,12 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 	if (arg.reserved)
 		return -EINVAL;
 	mutex_lock(&s->lock);
-	if (!is_owner(s))
+	if (!cprx_is_owner(s))
 		ret = -EPERM;
 	else if (s->armed)
 		ret = -EBUSY;
 	else
-		pin = find_pin(s, arg.token);
+		pin = cprx_find_pin(s, arg.token);
 	if (!ret && !pin)
 		ret = -ENOENT;
 	if (!ret) {
@@ -406,7 +392,7 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	if (arg.flags & ~CPRX_ARM_CANCEL)
 		return -EINVAL;
 	mutex_lock(&s->lock);
-	if (!is_owner(s))
+	if (!cprx_is_owner(s))
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
@@ -472,12 +458,12 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 	if (ret)
 		return ret;
 	mutex_lock(&s->lock);
-	if (!is_owner(s) || !s->retrieved)
+	if (!cprx_is_owner(s) || !s->retrieved)
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
 	else
-		pin = find_pin(s, arg.token);
+		pin = cprx_find_pin(s, arg.token);
 	if (!ret && !pin)
 		ret = -ENOENT;
 	if (!ret)
@@ -503,7 +489,7 @@ static long session_finish(struct cprx_session *s, void __user *uarg)
 	if (arg.reserved)
 		return -EINVAL;
 	mutex_lock(&s->lock);
-	if (!is_owner(s)) {
+	if (!cprx_is_owner(s)) {
 		ret = -EPERM;
 	} else if (s->armed) {
 		ret = -EBUSY;
@@ -555,7 +541,7 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 		return ret;
 	if (arg.flags || arg.owner_pid)
 		return -EINVAL;
-	if (!is_owner(s))
+	if (!cprx_is_owner(s))
 		return -EPERM;
 	/* by the pins there are: nr_entries is only the caller's room */
 	cap = min(arg.nr_entries, READ_ONCE(s->nr_pins));
@@ -588,17 +574,7 @@ static long session_query(struct cprx_session *s, void __user *uarg)
 	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
 }
 
-/* What cprx_batch.c needs of a session. */
-bool cprx_is_owner(struct cprx_session *s)
-{
-	return is_owner(s);
-}
-
-struct cprx_pin *cprx_find_pin(struct cprx_session *s, u64 token)
-{
-	return find_pin(s, token);
-}
-
+/* For PRESERVE_FDS: a session pinned in a session would never die. */
 bool cprx_is_session(struct file *file)
 {
 	return file->f_op == &cprx_session_fops;
