@@ -15,7 +15,7 @@
 #define FZ_BUF		(2 * PAGE + 64)
 #define FZ_EXECS	8
 #define FZ_SWEEP	512
-#define FZ_NCMDS	8		/* fz_cmds[] */
+#define FZ_NCMDS	9		/* fz_cmds[] */
 
 struct fz_stats {		/* on a memfd: shared by forks, kept by execs */
 	uint64_t seed, target, threads;
@@ -35,7 +35,8 @@ struct fz_thread {
 	struct fz *f;
 	uint64_t rng;
 	uint8_t *buf;		/* FZ_BUF bytes right before a PROT_NONE page */
-	struct cprx_query_entry *ents;	/* nr_ents, then PROT_NONE */
+	struct cprx_query_entry *ents;	/* nr_ents, then PROT_NONE; also
+					 * PRESERVE_FDS's entries */
 	int id;			/* 0: sweeps and execs */
 	bool child;		/* a fork: no exec, fork or malloc */
 };

@@ -23,6 +23,8 @@ const struct fz_cmd fz_cmds[] = {
 	  false, 2 },
 	{ "QUERY", CPRX_SESSION_QUERY, sizeof(struct cprx_session_query),
 	  false, 20 },
+	{ "PRESERVE_FDS", CPRX_SESSION_PRESERVE_FDS,
+	  sizeof(struct cprx_session_preserve_fds), false, 10 },
 };
 _Static_assert(ARRAY_SIZE(fz_cmds) == FZ_NCMDS, "fz_stats.ok");
 
@@ -150,6 +152,30 @@ static uint32_t fz_maybe(struct fz_thread *t)
 	return fz_pct(t, 95) ? 0 : (uint32_t)fz_rand(t);
 }
 
+_Static_assert(sizeof(struct cprx_preserve_entry) ==
+	       sizeof(struct cprx_query_entry), "t->ents serves both");
+
+/*
+ * PRESERVE_FDS: a few entries in t->ents (the thread's own), mostly; or a
+ * count that runs into the guard page, or past max_pins; or a bad pointer.
+ */
+static void fz_fill_batch(struct fz_thread *t,
+			  struct cprx_session_preserve_fds *b)
+{
+	struct cprx_preserve_entry *e = (void *)t->ents;
+	uint32_t n = fz_below(t, 9);
+
+	for (uint32_t i = 0; i < n; i++) {
+		e[i].fd = fz_fd(t);
+		e[i].reserved = fz_maybe(t);
+		e[i].token = fz_token(t);
+	}
+	b->nr = fz_pct(t, 90) ? n : fz_count(t);
+	b->entries = fz_pct(t, 90) ? (uintptr_t)e : fz_entries(t);
+	b->failed = (uint32_t)fz_rand(t);
+	b->reserved = fz_maybe(t);
+}
+
 /* A plausible argument for @cmd at @a (zeroed, our size). */
 static void fz_fill(struct fz_thread *t, unsigned long cmd, uint8_t *a)
 {
@@ -194,6 +220,9 @@ static void fz_fill(struct fz_thread *t, unsigned long cmd, uint8_t *a)
 		q->nr_entries = fz_count(t);
 		q->owner_pid = fz_maybe(t);
 		q->entries = fz_entries(t);
+		break;
+	case CPRX_SESSION_PRESERVE_FDS:
+		fz_fill_batch(t, (void *)a);
 		break;
 	}
 }
