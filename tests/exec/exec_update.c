@@ -55,11 +55,13 @@ static void become_case(const void *arg)
 static int kmod_pins(void)
 {
 	FILE *f = fopen("/proc/cprx/sessions", "re");
-	char name[80];
+	char line[256], name[80];
 	int pid, pins, ret = -1;
 
-	while (f && fscanf(f, "%d\t%79[^\t]\t%d%*[^\n]", &pid, name, &pins) == 3)
-		if (pid == getpid() && !strcmp(name, "test"))
+	/* "pid\tname\tpins\t...", under a header line */
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%d\t%79[^\t]\t%d", &pid, name, &pins) == 3 &&
+		    pid == getpid() && !strcmp(name, "test"))
 			ret = pins;
 	if (f)
 		fclose(f);
