@@ -125,14 +125,15 @@ static void unpin(struct cprx_session *s, uint64_t token)
  */
 #define KMOD_BATCH	256
 
+/* @e the entry refused; NULL: the state or the binary, or no entry named. */
 static int refused(struct cprx_session *s, const struct cprx_entry *e,
 		   int err)
 {
 	if (!e)
 		return cprx_fail(s, err, "check dmesg; CPRX_BACKEND=cloexec "
-				 "works without the module", "cprx.ko refused to "
-				 "pin the state or this binary in session '%s': "
-				 "%s", s->name, strerror(err));
+				 "works without the module", "cprx.ko refused "
+				 "the pins of session '%s': %s", s->name,
+				 strerror(err));
 	if (err == EEXIST)
 		return cprx_fail(s, EEXIST, "rename one of the tokens",
 				 "token '%s' collides with another one in "
