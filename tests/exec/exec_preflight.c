@@ -5,6 +5,8 @@
  * check that failed and why; passes a good setup and changes nothing.  The
  * probe runs this binary with --version, as it would a VMM.
  */
+#include <sys/eventfd.h>
+
 #include "exec_util.h"
 
 static const struct cprx_check *find_check(const struct cprx_preflight_report *r,
@@ -191,6 +193,71 @@ HARNESS_SETUP(argc, argv)
 		printf("exec_preflight 0\n");
 		exit(0);
 	}
+}
+
+#define USER_PINS	"/sys/module/cprx/parameters/max_user_pins"
+
+static long param(const char *path, long set)
+{
+	FILE *f = fopen(path, set < 0 ? "re" : "we");
+	long v = -1;
+
+	if (!f)
+		return -1;
+	if (set < 0 ? fscanf(f, "%ld", &v) != 1 : fprintf(f, "%ld", set) < 0)
+		v = -1;
+	return fclose(f) ? -1 : set < 0 ? v : 0;
+}
+
+/* max_user_pins is 2: three preserves pass, preflight names the third. */
+static void preflight_kmod_limit(const void *arg)
+{
+	struct cprx_check checks[32];
+	struct cprx_preflight_report rep = { .size = sizeof(rep),
+		.max_checks = 32, .checks = checks };
+	const struct cprx_check *c;
+	struct cprx_session *s;
+	char token[16];
+	int ret;
+
+	(void)arg;
+	CHECK(!cprx_session_open(&s, "test", NULL), "%s", cprx_errmsg(NULL));
+	for (int i = 0; i < 3; i++) {
+		snprintf(token, sizeof(token), "pf.%d", i);
+		ret = cprx_preserve_fd(s, token, eventfd(0, EFD_CLOEXEC));
+		CHECK(!ret, "preserve %s: %s", token, cprx_errmsg(s));
+	}
+	ret = cprx_preflight(s, th_self, NULL, &rep);
+	CHECK(ret == -ENOSPC, "preflight returned %d", ret);
+	c = find_check(&rep, "backend");
+	CHECK(c && c->verdict == CPRX_FAIL && strstr(c->reason, "'pf.2'"),
+	      "backend check: %s", c ? c->reason : "none");
+	CHECK(strstr(cprx_errhint(s), "max_user_pins"), "hint: %s",
+	      cprx_errhint(s));
+	cprx_session_close(s);
+}
+
+/*
+ * Test Case: preflight_reports_kmod_refusal
+ * With the kmod backend and cprx.ko's max_user_pins at 2 (as root): three
+ * preserves succeed (their pins are queued), and preflight, which makes
+ * them, fails with -ENOSPC from the backend check, naming the third token
+ * and max_user_pins.
+ */
+TEST(preflight_reports_kmod_refusal)
+{
+	const char *b = getenv("CPRX_BACKEND");
+	long saved;
+	int ret;
+
+	if (!b || strcmp(b, "kmod") || geteuid())
+		SKIP(return, "needs CPRX_BACKEND=kmod, as root");
+	saved = param(USER_PINS, -1);
+	if (saved < 0 || param(USER_PINS, 2))
+		SKIP(return, "cannot set " USER_PINS);
+	ret = in_child(preflight_kmod_limit, NULL);
+	EXPECT_EQ(0, param(USER_PINS, saved));
+	ASSERT_EQ(0, ret);
 }
 
 TEST_HARNESS_MAIN
