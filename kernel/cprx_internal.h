@@ -99,12 +99,12 @@ static inline bool cprx_is_owner(struct cprx_session *s)
 	return task_tgid(current) == s->owner && uid_eq(current_euid(), s->uid);
 }
 
-/* Called with s->lock held. */
 static inline struct cprx_pin *cprx_find_pin(struct cprx_session *s,
 					     u64 token)
 {
 	struct cprx_pin *pin;
 
+	lockdep_assert_held(&s->lock);
 	hash_for_each_possible(s->pins, pin, node, token)
 		if (pin->token == token)
 			return pin;
