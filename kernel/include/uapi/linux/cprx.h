@@ -69,6 +69,7 @@ struct cprx_ioctl_create_session {
 	__s32 fd;		/* out */
 	__u32 reserved;		/* must be 0 */
 };
+
 #define CPRX_IOCTL_CREATE_SESSION \
 	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_CREATE_SESSION)
 
@@ -92,6 +93,7 @@ struct cprx_ioctl_retrieve_session {
 	__s32 fd;		/* out */
 	__u32 reserved;
 };
+
 #define CPRX_IOCTL_RETRIEVE_SESSION \
 	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_SESSION)
 
@@ -110,6 +112,7 @@ struct cprx_session_preserve_fd {
 	__s32 fd;
 	__aligned_u64 token;
 };
+
 #define CPRX_SESSION_PRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_PRESERVE_FD)
 
 /*
@@ -121,6 +124,7 @@ struct cprx_session_unpreserve_fd {
 	__u32 reserved;
 	__aligned_u64 token;
 };
+
 #define CPRX_SESSION_UNPRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_UNPRESERVE_FD)
 
 /*
@@ -138,6 +142,7 @@ struct cprx_session_arm {
 	__u32 size;
 	__u32 flags;
 };
+
 #define CPRX_SESSION_ARM _IO(CPRX_IOCTL_TYPE, CPRX_CMD_ARM)
 
 /*
@@ -153,6 +158,7 @@ struct cprx_session_retrieve_fd {
 	__s32 fd;		/* out */
 	__aligned_u64 token;
 };
+
 #define CPRX_SESSION_RETRIEVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_FD)
 
 /*
@@ -164,6 +170,7 @@ struct cprx_session_finish {
 	__u32 size;
 	__u32 reserved;
 };
+
 #define CPRX_SESSION_FINISH _IO(CPRX_IOCTL_TYPE, CPRX_CMD_FINISH)
 
 /* What a pinned file is, for QUERY. */
@@ -204,6 +211,7 @@ struct cprx_session_query {
 	__aligned_u64 entries;
 	__u8 name[CPRX_SESSION_NAME_LEN];	/* out */
 };
+
 #define CPRX_SESSION_QUERY _IO(CPRX_IOCTL_TYPE, CPRX_CMD_QUERY)
 
 #endif /* _UAPI_LINUX_CPRX_H */
