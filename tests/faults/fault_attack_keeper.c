@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Between preflight and the update, with preflight's keeper ready: a fork
+ * of the VMM that uses its copy of the session.  Nothing may hang the
+ * update, leave a keeper or a zombie behind, or touch what is not ours.
+ *
+ * Kept in one file: one test binary per fault area, and its exec cases
+ * must live in the binary whose tests exec into them.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "exec_util.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* Our one child: the keeper preflight left ready. */
+static pid_t warm_keeper(void)
+{
+	char path[64], buf[64];
+	pid_t pid = 0;
+	FILE *f;
+
+	CHECK(nr_children() == 1, "%d children after preflight, want its "
+	      "keeper alone", nr_children());
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)gettid());
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f))
+		pid = atoi(buf);
+	if (f)
+		fclose(f);
+	CHECK(pid > 0, "no child listed in %s", path);
+	return pid;
+}
+
+static void preflight(struct cprx_session *s)
+{
+	struct cprx_preflight_report rep = { .size = sizeof(rep) };
+
+	CHECK(!cprx_preflight(s, th_self, NULL, &rep), "%s", cprx_errmsg(s));
+}
+
+/* Where the library's keeper went: its pid, from the handover. */
+static pid_t handover_keeper(void)
+{
+	const char *env = getenv(CPRX_ENV), *k = env ? strstr(env, "keeper=") : NULL;
+
+	CHECK(k && atoi(k + 7) > 0, "no keeper in the handover");
+	return atoi(k + 7);
+}
+
+/* ---- new-image halves ---------------------------------------------------- */
+
+/* The guest came through, and no keeper is left once it committed. */
+EXEC_CASE(intact)
+{
+	struct cprx_session *s = incoming();
+	struct guest g;
+
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	wait_no_children();
+	cprx_session_close(s);
+	return 0;
+}
+
+/* The parent's update, after its fork's: it took its own keeper, argv[0]. */
+EXEC_CASE(after_fork)
+{
+	pid_t keeper = handover_keeper();
+	struct cprx_session *s;
+	struct guest g;
+
+	alarm(0);	/* the old image's deadline: it did not hang */
+	s = incoming();
+	CHECK(keeper == atoi(argv[0]), "the handover names keeper %d, not %s, "
+	      "the one preflight started", (int)keeper, argv[0]);
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	wait_no_children();
+	cprx_session_close(s);
+	return 0;
+}
+
+/* ---- old-image halves ---------------------------------------------------- */
+
+/*
+ * Preflight, then a fork of the VMM updates with its copy of the session;
+ * then the VMM updates.  Exit status 142 (SIGALRM): its cprx_exec hung.
+ */
+static void fork_updates_first(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	struct guest g;
+	char pid[16];
+	int status;
+	pid_t child;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	preflight(s);
+	snprintf(pid, sizeof(pid), "%d", (int)warm_keeper());
+	child = fork();
+	if (child == 0)
+		exec_case(s, "intact");
+	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+	      !WEXITSTATUS(status), "the fork's update failed: 0x%x", status);
+	check_guest(&g);
+	alarm(10);
+	CHECK(!cprx_exec(s, th_self, EXEC_CASE_ARGV("after_fork", pid)),
+	      "exec failed: %s", cprx_errmsg(s));
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+/*
+ * Test Case: fork_updates_before_vmm
+ * Between preflight and the update the VMM forks, and the fork updates with
+ * its copy of the session (its save goes through the session's io_uring,
+ * which the fork shares).  The VMM's own update must then neither hang in
+ * its save (the guest is stopped) nor lose the keeper preflight left it.
+ */
+TEST_TIMEOUT(fork_updates_before_vmm, 30)
+{
+	ASSERT_EQ(0, in_child(fork_updates_first, NULL));
+}
+
+TEST_HARNESS_MAIN
