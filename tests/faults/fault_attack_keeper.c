@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * Between preflight and the update, with preflight's keeper ready: a fork
- * of the VMM that uses its copy of the session.  Nothing may hang the
- * update, leave a keeper or a zombie behind, or touch what is not ours.
+ * of the VMM that uses its copy of the session, another session's
+ * preflight, a keeper stopped by SIGSTOP.  Nothing may hang the update,
+ * leave a keeper or a zombie behind, or touch what is not ours.
  *
  * Kept in one file: one test binary per fault area, and its exec cases
  * must live in the binary whose tests exec into them.
@@ -38,6 +39,22 @@ static void preflight(struct cprx_session *s)
 	struct cprx_preflight_report rep = { .size = sizeof(rep) };
 
 	CHECK(!cprx_preflight(s, th_self, NULL, &rep), "%s", cprx_errmsg(s));
+}
+
+/* @pid's state letter in /proc (R, S, T, Z...), 0 when it is gone. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	char state = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		state = p[2];
+	if (f)
+		fclose(f);
+	return state;
 }
 
 /* Where the library's keeper went: its pid, from the handover. */
@@ -84,6 +101,31 @@ EXEC_CASE(after_fork)
 	return 0;
 }
 
+/*
+ * The keeper came through stopped (SIGSTOP): once committed it must go on
+ * and exit.  If not, it is killed here, never left to hold the old mm.
+ */
+EXEC_CASE(stopped)
+{
+	pid_t keeper = handover_keeper();
+	struct cprx_session *s = incoming();
+	struct guest g;
+
+	reclaim_guest(s, &g);
+	check_guest(&g);
+	CHECK(!cprx_commit(s), "%s", cprx_errmsg(s));
+	for (int i = 0; i < 500 && nr_children(); i++)
+		usleep(10000);
+	if (proc_state(keeper) == 'T') {
+		kill(keeper, SIGKILL);
+		CHECK(0, "keeper %d is still stopped, holding the old mm, after "
+		      "commit", (int)keeper);
+	}
+	wait_no_children();
+	cprx_session_close(s);
+	return 0;
+}
+
 /* ---- old-image halves ---------------------------------------------------- */
 
 /*
@@ -115,6 +157,42 @@ static void fork_updates_first(const void *arg)
 	      "exec failed: %s", cprx_errmsg(s));
 }
 
+/* Another session preflighted, left open: the update is this one's. */
+static void other_session_preflighted(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *other;
+	struct guest g;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	CHECK(!cprx_session_open(&other, "other", &opts), "%s",
+	      cprx_errmsg(NULL));
+	preflight(other);
+	warm_keeper();
+	exec_case(preserve_guest(&g, &opts), "intact");
+}
+
+/* Preflight's keeper is stopped (SIGSTOP, not blockable), then the update. */
+static void stopped_keeper(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	struct guest g;
+	pid_t keeper;
+
+	(void)arg;
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	preflight(s);
+	keeper = warm_keeper();
+	kill(keeper, SIGSTOP);
+	for (int i = 0; i < 200 && proc_state(keeper) != 'T'; i++)
+		usleep(10000);
+	CHECK(proc_state(keeper) == 'T', "keeper %d did not stop", (int)keeper);
+	exec_case(s, "stopped");
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 /*
@@ -127,6 +205,28 @@ static void fork_updates_first(const void *arg)
 TEST_TIMEOUT(fork_updates_before_vmm, 30)
 {
 	ASSERT_EQ(0, in_child(fork_updates_first, NULL));
+}
+
+/*
+ * Test Case: other_session_preflighted
+ * A session is preflighted and left open; the update goes by another one.
+ * The first one's keeper ends with the exec (its write end is
+ * close-on-exec): the new image must reap it, not keep it a zombie.
+ */
+TEST_TIMEOUT(other_session_preflighted, 30)
+{
+	ASSERT_EQ(0, in_child(other_session_preflighted, NULL));
+}
+
+/*
+ * Test Case: stopped_keeper_update
+ * Preflight's keeper is stopped by SIGSTOP (its blocked signals cannot
+ * stop that) before the update.  After commit it must go on, exit and be
+ * reaped: a keeper stopped for good holds the old address space forever.
+ */
+TEST_TIMEOUT(stopped_keeper_update, 30)
+{
+	ASSERT_EQ(0, in_child(stopped_keeper, NULL));
 }
 
 TEST_HARNESS_MAIN
