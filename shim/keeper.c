@@ -539,6 +539,27 @@ void cprx_keeper_stop(struct cprx_keeper *k)
 }
 
 /*
+ * 1: the keeper runs, our child; 0: it exited; -1: it runs, but as another
+ * process's child: a fork's copy of the session.  The pid does not tell a
+ * fork (one into a new pid namespace may have its parent's pid); a wait on
+ * the pidfd does, ECHILD for anyone else's child.
+ */
+static int keeper_alive(const struct cprx_keeper *k)
+{
+	siginfo_t info;
+	int ret;
+
+	if (k->owner != getpid())
+		return pidfd_exited(k->pidfd) ? 0 : -1;
+	ret = pidfd_reap(k->pidfd, WNOHANG | WNOWAIT, &info);
+	if (!ret)
+		return info.si_pid ? 0 : 1;
+	if (pidfd_exited(k->pidfd))
+		return 0;
+	return ret == -ECHILD ? -1 : 1;	/* waitid refused: the pid says */
+}
+
+/*
  * A keeper started ahead (by preflight, while the guest runs) keeps the
  * start's round trip out of the pause: it shares the mm, which is the same
  * until the exec, and the fds it dropped are all it ever had.  Taken only
@@ -546,21 +567,24 @@ void cprx_keeper_stop(struct cprx_keeper *k)
  */
 bool cprx_keeper_take(struct cprx_keeper *warm, struct cprx_keeper *k)
 {
+	int alive;
+
 	if (!warm->pid)
 		return false;
 	*k = *warm;
 	memset(warm, 0, sizeof(*warm));
 	ready_del(k->pid);
-	if (k->owner != getpid()) {
-		/* a fork's copy: the keeper is our parent's, not ours to stop */
-		close(k->pidfd);
-		close(k->wfd);
-		memset(k, 0, sizeof(*k));
+	alive = keeper_alive(k);
+	if (alive > 0)
+		return true;
+	if (!alive) {
+		cprx_keeper_stop(k);	/* nothing left to signal */
 		return false;
 	}
-	if (!pidfd_exited(k->pidfd))
-		return true;
-	cprx_keeper_stop(k);
+	/* our parent's: not ours to renice, signal or stop */
+	close(k->pidfd);
+	close(k->wfd);
+	memset(k, 0, sizeof(*k));
 	return false;
 }
 

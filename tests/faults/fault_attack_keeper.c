@@ -8,7 +8,11 @@
  * Kept in one file: one test binary per fault area, and its exec cases
  * must live in the binary whose tests exec into them.
  */
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "exec_util.h"
@@ -193,6 +197,106 @@ static void stopped_keeper(const void *arg)
 	exec_case(s, "stopped");
 }
 
+static void write_str(const char *path, const char *str)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0 && write(fd, str, strlen(str)) == (ssize_t)strlen(str),
+	      "%s: %m", path);
+	close(fd);
+}
+
+/* A new pid namespace, with a user namespace if we need one; else exit 4. */
+static void new_pid_ns(void)
+{
+	int uid = getuid(), gid = getgid();
+	char map[64];
+
+	if (!unshare(CLONE_NEWPID | CLONE_NEWNS))
+		return;
+	if (unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS))
+		_exit(4);
+	snprintf(map, sizeof(map), "0 %d 1", uid);
+	write_str("/proc/self/uid_map", map);
+	write_str("/proc/self/setgroups", "deny");
+	snprintf(map, sizeof(map), "0 %d 1", gid);
+	write_str("/proc/self/gid_map", map);
+}
+
+/* A child of ours at pid @pid (free) that sets itself SCHED_IDLE. */
+static pid_t idle_child_at(pid_t pid)
+{
+	struct { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal,
+		 stack, stack_size, tls, set_tid, set_tid_size; } ca = {
+		.exit_signal = SIGCHLD, .set_tid = (uintptr_t)&pid,
+		.set_tid_size = 1 };
+	struct sched_param param = { 0 };
+	long ret;
+
+	ret = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (ret == 0) {
+		sched_setscheduler(0, SCHED_IDLE, &param);
+		for (;;)
+			pause();
+	}
+	CHECK(ret == pid, "clone3 with set_tid %d: %ld (%m)", (int)pid, ret);
+	for (int i = 0; i < 100 && sched_getscheduler(pid) != SCHED_IDLE; i++)
+		usleep(10000);
+	CHECK(sched_getscheduler(pid) == SCHED_IDLE, "victim not SCHED_IDLE");
+	return pid;
+}
+
+/*
+ * pid 1 of a pid namespace (as a VMM in a container is) preflights, then
+ * forks into a pid namespace of its own: the fork is pid 1 too.  There,
+ * a process of the fork's has the number the keeper has outside.  The
+ * fork closes its copy of the session.
+ */
+static void pid1_forks_into_pidns(const void *arg)
+{
+	struct cprx_options opts = { .size = sizeof(opts) };
+	struct cprx_session *s;
+	int status, ret;
+	struct guest g;
+	pid_t keeper, victim, child;
+
+	(void)arg;
+	new_pid_ns();
+	if (fork() != 0) {
+		wait(&status);
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+	}
+	CHECK(!mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "mount: %m");
+	CHECK(!mount("proc", "/proc", "proc", 0, NULL), "mount /proc: %m");
+	make_guest(&g, RAM_SIZE, MAP_SHARED);
+	s = preserve_guest(&g, &opts);
+	preflight(s);
+	keeper = warm_keeper();
+	CHECK(getpid() == 1, "the VMM is pid %d, not 1", (int)getpid());
+	CHECK(!unshare(CLONE_NEWPID), "unshare: %m");
+	child = fork();
+	if (child == 0) {
+		victim = idle_child_at(keeper);
+		cprx_session_close(s);
+		ret = waitpid(victim, &status, WNOHANG) == victim ? 1 :
+		      sched_getscheduler(victim) != SCHED_IDLE ? 2 : 0;
+		kill(victim, SIGKILL);
+		waitpid(victim, NULL, 0);
+		CHECK(ret != 1, "closing a fork's copy of the session killed pid "
+		      "%d of the fork's, which has the number of the keeper "
+		      "of its parent", (int)victim);
+		CHECK(ret != 2, "closing a fork's copy of the session reniced pid "
+		      "%d of the fork's", (int)victim);
+		exit(0);
+	}
+	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+	      !WEXITSTATUS(status), "the fork failed: 0x%x", status);
+	CHECK(proc_state(keeper) && proc_state(keeper) != 'Z', "the fork "
+	      "stopped its parent's keeper");
+	cprx_session_close(s);
+	CHECK(nr_children() == 0, "the keeper outlived the session");
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 /*
@@ -227,6 +331,22 @@ TEST_TIMEOUT(other_session_preflighted, 30)
 TEST_TIMEOUT(stopped_keeper_update, 30)
 {
 	ASSERT_EQ(0, in_child(stopped_keeper, NULL));
+}
+
+/*
+ * Test Case: pid1_fork_in_new_pidns
+ * A VMM that is pid 1 (in a container) preflights and forks into a new
+ * pid namespace, where the fork is pid 1 too and one of its processes has
+ * the keeper's number.  The fork's session close must take the keeper for
+ * its parent's, not its own: renice or kill nothing of the fork's.
+ */
+TEST_TIMEOUT(pid1_fork_in_new_pidns, 30)
+{
+	int ret = in_child(pid1_forks_into_pidns, NULL);
+
+	if (ret == 4)
+		SKIP(return, "no user and pid namespaces here");
+	ASSERT_EQ(0, ret);
 }
 
 TEST_HARNESS_MAIN
