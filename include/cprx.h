@@ -188,7 +188,8 @@ struct cprx_preflight_report {
  * this address space, every signal blocked) is left ready, so that
  * cprx_exec does not start it inside the pause.  cprx_session_close or the
  * next preflight stops it; a keeper that died meanwhile is reaped and
- * replaced by cprx_exec.
+ * replaced by cprx_exec.  The exec of another session ends it too, and
+ * the new image reaps it.  A fork's copy of the session never touches it.
  */
 int cprx_preflight(struct cprx_session *s, const char *path,
 		   char *const probe_argv[],
