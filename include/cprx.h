@@ -191,9 +191,11 @@ struct cprx_preflight_report {
  * this address space, every signal blocked) is left ready, so that
  * cprx_exec does not start it inside the pause.  cprx_session_close or the
  * next preflight stops it; a keeper that died meanwhile is reaped and
- * replaced by cprx_exec.  With the kmod backend it also makes the pins
- * still queued (the "backend" check fails, e.g. -ENOSPC, if cprx.ko
- * refuses one), which is work the pause no longer does.
+ * replaced by cprx_exec.  The exec of another session ends it too, and
+ * the new image reaps it.  A fork's copy of the session never touches it.
+ * With the kmod backend it also makes the pins still queued (the "backend"
+ * check fails, e.g. -ENOSPC, if cprx.ko refuses one): work the pause no
+ * longer does.
  */
 int cprx_preflight(struct cprx_session *s, const char *path,
 		   char *const probe_argv[],

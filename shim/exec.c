@@ -163,6 +163,7 @@ static int create_memfd(struct cprx_session *s)
 				 strerror(errno));
 	s->state_fd = fd;
 	s->state_fresh = true;
+	s->state_pid = getpid();
 	return 0;
 }
 
@@ -242,10 +243,11 @@ static void unfill(struct cprx_state *st)
  */
 static int open_target(struct cprx_session *s)
 {
-	if (s->state_fd >= 0 && s->state_fresh)
+	/* a fork's copy is its parent's memfd too: the parent's to fill */
+	if (s->state_fd >= 0 && s->state_fresh && s->state_pid == getpid())
 		return 0;	/* the memfd made ready at open */
 	if (s->state_fd >= 0) {
-		close(s->state_fd);	/* sealed by an earlier save */
+		close(s->state_fd);	/* sealed by an earlier save, or shared */
 		s->state_fd = -1;
 	}
 	return create_memfd(s);

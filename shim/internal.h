@@ -74,6 +74,7 @@ struct cprx_session {
 	/* old image: the saved state */
 	int state_fd;		/* memfd (or file) holding the state */
 	bool state_fresh;	/* state_fd is an empty memfd, made at open */
+	pid_t state_pid;	/* the process that made it (a fork shares it) */
 	struct cprx_state origin;	/* this binary and argv, read at open */
 	struct io_uring *ring;	/* the save's, set up at open */
 	int exe_fd;		/* this binary, for the new image's rollback */

@@ -6,22 +6,41 @@
  * kernel.io_uring_disabled, a seccomp filter, an old kernel) pwrite does the
  * job and preflight says so.  The new image reads the state with pread: one
  * call, where a new ring would cost ~0.1 ms of the pause.
+ *
+ * Only the process that set the ring up uses it: a fork shares the ring's
+ * memory but not liburing's own head and tail, so one use from a fork's
+ * copy of the session leaves ours waiting forever for a completion.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <liburing.h>
 #include "internal.h"
 
+struct owned_ring {
+	struct io_uring ring;
+	pid_t owner;		/* the process that set it up */
+};
+
+static struct owned_ring *owned(struct io_uring *ring)
+{
+	return (struct owned_ring *)((char *)ring -
+				     offsetof(struct owned_ring, ring));
+}
+
 struct io_uring *cprx_io_ring(void)
 {
-	struct io_uring *ring = malloc(sizeof(*ring));
+	struct owned_ring *o = malloc(sizeof(*o));
 
-	if (ring && io_uring_queue_init(4, ring, 0) < 0) {
-		free(ring);
-		ring = NULL;
+	if (!o)
+		return NULL;
+	if (io_uring_queue_init(4, &o->ring, 0) < 0) {
+		free(o);
+		return NULL;
 	}
-	return ring;
+	o->owner = getpid();
+	return &o->ring;
 }
 
 /* The ring's own fd, so that nobody preserves it as theirs; -1 if none. */
@@ -34,8 +53,8 @@ void cprx_io_ring_free(struct io_uring *ring)
 {
 	if (!ring)
 		return;
-	io_uring_queue_exit(ring);
-	free(ring);
+	io_uring_queue_exit(ring);	/* in a fork: its own mappings and fd */
+	free(owned(ring));
 }
 
 /* Submits what is queued and reaps @want completions; first error wins. */
@@ -89,6 +108,8 @@ int cprx_io_write(struct io_uring *ring, int fd, const void *buf, size_t len,
 	size_t done = 0;
 	int ret = 0, res;
 
+	if (ring && owned(ring)->owner != getpid())
+		ring = NULL;	/* a fork's copy: not ours to advance */
 	if (!ring) {
 		ret = plain_io(fd, (void *)buf, len, true);
 		if (!ret && sync && fsync(fd) < 0)

@@ -490,6 +490,9 @@ err_map:
 	return ret;
 }
 
+static bool ready_add(pid_t pid, pid_t owner);
+static void ready_del(pid_t pid);
+
 /* This thread's seccomp filters (only ever added), -1: unknown. */
 static int seccomp_filters(void)
 {
@@ -536,6 +539,27 @@ void cprx_keeper_stop(struct cprx_keeper *k)
 }
 
 /*
+ * 1: the keeper runs, our child; 0: it exited; -1: it runs, but as another
+ * process's child: a fork's copy of the session.  The pid does not tell a
+ * fork (one into a new pid namespace may have its parent's pid); a wait on
+ * the pidfd does, ECHILD for anyone else's child.
+ */
+static int keeper_alive(const struct cprx_keeper *k)
+{
+	siginfo_t info;
+	int ret;
+
+	if (k->owner != getpid())
+		return pidfd_exited(k->pidfd) ? 0 : -1;
+	ret = pidfd_reap(k->pidfd, WNOHANG | WNOWAIT, &info);
+	if (!ret)
+		return info.si_pid ? 0 : 1;
+	if (pidfd_exited(k->pidfd))
+		return 0;
+	return ret == -ECHILD ? -1 : 1;	/* waitid refused: the pid says */
+}
+
+/*
  * A keeper started ahead (by preflight, while the guest runs) keeps the
  * start's round trip out of the pause: it shares the mm, which is the same
  * until the exec, and the fds it dropped are all it ever had.  Taken only
@@ -543,20 +567,24 @@ void cprx_keeper_stop(struct cprx_keeper *k)
  */
 bool cprx_keeper_take(struct cprx_keeper *warm, struct cprx_keeper *k)
 {
+	int alive;
+
 	if (!warm->pid)
 		return false;
 	*k = *warm;
 	memset(warm, 0, sizeof(*warm));
-	if (k->owner != getpid()) {
-		/* a fork's copy: the keeper is our parent's, not ours to stop */
-		close(k->pidfd);
-		close(k->wfd);
-		memset(k, 0, sizeof(*k));
+	ready_del(k->pid);
+	alive = keeper_alive(k);
+	if (alive > 0)
+		return true;
+	if (!alive) {
+		cprx_keeper_stop(k);	/* nothing left to signal */
 		return false;
 	}
-	if (!pidfd_exited(k->pidfd))
-		return true;
-	cprx_keeper_stop(k);
+	/* our parent's: not ours to renice, signal or stop */
+	close(k->pidfd);
+	close(k->wfd);
+	memset(k, 0, sizeof(*k));
 	return false;
 }
 
@@ -615,8 +643,10 @@ int cprx_keeper_probe(struct cprx_keeper *keep, char *why, size_t len)
 		k.ahead = true;
 		k.tid = gettid();
 		k.filters = seccomp_filters();
+	}
+	if (keep && ready_add(k.pid, k.owner))
 		*keep = k;
-	} else
+	else
 		cprx_keeper_stop(&k);
 	if (!off) {
 		snprintf(why, len, "a clone(CLONE_VM) keeper starts, drops its fds "
@@ -647,6 +677,15 @@ static struct pending pending[CPRX_MAX_KEEPERS];
 static unsigned int nr_pending;
 static pid_t handed[CPRX_MAX_KEEPERS];	/* from the handover, not yet checked */
 static unsigned int nr_handed;
+/*
+ * Keepers preflight left ready in sessions, until taken: the exec ends
+ * those of the other sessions too (their write ends are close-on-exec),
+ * and the new image must reap them.  A fork's copies are not its own.
+ */
+static struct {
+	pid_t pid, owner;
+} ready[CPRX_MAX_KEEPERS];
+static unsigned int nr_ready;
 static bool reaper_running;
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -779,17 +818,25 @@ static void reap_exited_locked(void)
 	}
 }
 
-/* Back to SCHED_OTHER, for a keeper verified just now and still running. */
+/*
+ * Back to SCHED_OTHER, for a keeper verified just now and still running;
+ * and on, if stopped: SIGSTOP is the one signal its mask cannot hold off,
+ * and a keeper stopped for good would hold the old address space for good.
+ */
 static void hurry_locked(void)
 {
 	struct sched_param param = { 0 };
 	struct keeper_stat st;
 	unsigned int i;
 
-	for (i = 0; i < nr_pending; i++)
-		if (still_keeper(&pending[i], &st) && st.state != 'Z' &&
-		    st.policy == SCHED_IDLE)
+	for (i = 0; i < nr_pending; i++) {
+		if (!still_keeper(&pending[i], &st) || st.state == 'Z')
+			continue;
+		if (st.state == 'T')
+			kill(pending[i].pid, SIGCONT);
+		if (st.policy == SCHED_IDLE)
 			sched_setscheduler(pending[i].pid, SCHED_OTHER, &param);
+	}
 }
 
 /* A VMM that exits right after an update still leaves no keeper behind. */
@@ -850,7 +897,38 @@ static void *reaper(void *unused)
 	}
 }
 
-/* Reaps the keepers that are done; lists the others as "p1:p2" in @buf. */
+/* Ready for the exec; none is kept ahead once every slot is taken. */
+static bool ready_add(pid_t pid, pid_t owner)
+{
+	bool ok;
+
+	pthread_mutex_lock(&pending_lock);
+	ok = nr_ready < CPRX_MAX_KEEPERS;
+	if (ok) {
+		ready[nr_ready].pid = pid;
+		ready[nr_ready++].owner = owner;
+	}
+	pthread_mutex_unlock(&pending_lock);
+	return ok;
+}
+
+static void ready_del(pid_t pid)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&pending_lock);
+	for (i = 0; i < nr_ready; i++)
+		if (ready[i].pid == pid) {
+			ready[i] = ready[--nr_ready];
+			break;
+		}
+	pthread_mutex_unlock(&pending_lock);
+}
+
+/*
+ * Reaps the keepers that are done; lists the others, and the keepers other
+ * sessions' preflights left ready, as "p1:p2" in @buf.
+ */
 unsigned int cprx_keepers_handover(char *buf, size_t len)
 {
 	unsigned int i, n;
@@ -863,6 +941,13 @@ unsigned int cprx_keepers_handover(char *buf, size_t len)
 	for (i = 0; i < n && off < len; i++)
 		off += snprintf(buf + off, len - off, "%s%d", off ? ":" : "",
 				(int)pending[i].pid);
+	for (i = 0; i < nr_ready && n < CPRX_MAX_KEEPERS && off < len; i++) {
+		if (ready[i].owner != getpid())
+			continue;
+		off += snprintf(buf + off, len - off, "%s%d", off ? ":" : "",
+				(int)ready[i].pid);
+		n++;
+	}
 	pthread_mutex_unlock(&pending_lock);
 	return n;
 }

@@ -70,6 +70,7 @@ struct cprx_ioctl_create_session {
 	__s32 fd;		/* out */
 	__u32 reserved;		/* must be 0 */
 };
+
 #define CPRX_IOCTL_CREATE_SESSION \
 	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_CREATE_SESSION)
 
@@ -93,6 +94,7 @@ struct cprx_ioctl_retrieve_session {
 	__s32 fd;		/* out */
 	__u32 reserved;
 };
+
 #define CPRX_IOCTL_RETRIEVE_SESSION \
 	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_SESSION)
 
@@ -111,6 +113,7 @@ struct cprx_session_preserve_fd {
 	__s32 fd;
 	__aligned_u64 token;
 };
+
 #define CPRX_SESSION_PRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_PRESERVE_FD)
 
 /*
@@ -149,6 +152,7 @@ struct cprx_session_preserve_fds {
 	__u32 failed;		/* out */
 	__u32 reserved;		/* must be 0 */
 };
+
 #define CPRX_SESSION_PRESERVE_FDS _IO(CPRX_IOCTL_TYPE, CPRX_CMD_PRESERVE_FDS)
 
 /*
@@ -160,6 +164,7 @@ struct cprx_session_unpreserve_fd {
 	__u32 reserved;
 	__aligned_u64 token;
 };
+
 #define CPRX_SESSION_UNPRESERVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_UNPRESERVE_FD)
 
 /*
@@ -177,6 +182,7 @@ struct cprx_session_arm {
 	__u32 size;
 	__u32 flags;
 };
+
 #define CPRX_SESSION_ARM _IO(CPRX_IOCTL_TYPE, CPRX_CMD_ARM)
 
 /*
@@ -192,6 +198,7 @@ struct cprx_session_retrieve_fd {
 	__s32 fd;		/* out */
 	__aligned_u64 token;
 };
+
 #define CPRX_SESSION_RETRIEVE_FD _IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_FD)
 
 /*
@@ -203,6 +210,7 @@ struct cprx_session_finish {
 	__u32 size;
 	__u32 reserved;
 };
+
 #define CPRX_SESSION_FINISH _IO(CPRX_IOCTL_TYPE, CPRX_CMD_FINISH)
 
 /* What a pinned file is, for QUERY. */
@@ -243,6 +251,7 @@ struct cprx_session_query {
 	__aligned_u64 entries;
 	__u8 name[CPRX_SESSION_NAME_LEN];	/* out */
 };
+
 #define CPRX_SESSION_QUERY _IO(CPRX_IOCTL_TYPE, CPRX_CMD_QUERY)
 
 #endif /* _UAPI_LINUX_CPRX_H */
