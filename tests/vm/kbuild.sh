@@ -127,27 +127,12 @@ fi
 
 # --- sid (or trixie): a debootstrap chroot with the suite's toolchain ---------
 croot="$CACHE/$suite-chroot"
-mirror=$(vm_mirror)
 vm_lock "$suite-chroot"
 
 # Runs a script in the chroot; $BIND_OUT, if set, at /build.
 in_chroot() { vm_chroot "$croot" ${BIND_OUT:+"$BIND_OUT:/build"} -- "$@"; }
 
-if [ ! -f "$croot/.complete" ]; then
-	command -v debootstrap >/dev/null || vm_die "debootstrap missing (tools/deps.sh)"
-	vm_log "creating the $suite chroot in $croot (debootstrap --variant=minbase)"
-	t0=$(date +%s)
-	rm -rf "$croot.tmp"
-	unshare --mount --propagation private \
-		debootstrap --variant=minbase --include=ca-certificates "$suite" "$croot.tmp" "$mirror" >&2 ||
-		{ rm -rf "$croot.tmp"; vm_die "debootstrap $suite failed"; }
-	echo "deb $mirror $suite main" >"$croot.tmp/etc/apt/sources.list"
-	echo 'Acquire::Check-Valid-Until "false";' >"$croot.tmp/etc/apt/apt.conf.d/99cprx"
-	rm -rf "$croot"
-	mv "$croot.tmp" "$croot"
-	touch "$croot/.complete"
-	vm_log "debootstrap took $(( $(date +%s) - t0 ))s"
-fi
+vm_make_chroot "$suite" "$croot"
 if [ ! -f "$croot/usr/src/$hdrpkg/Makefile" ]; then
 	vm_log "installing $hdrpkg and the toolchain in the $suite chroot"
 	t0=$(date +%s)
