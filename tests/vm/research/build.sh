@@ -14,8 +14,8 @@
 # JOBS, BUILD_SECONDS and LOADAVG (the 1-minute load before and after).
 #
 # Cache: ${CPRX_CACHE:-/var/cache/cprx}/kernels/research/<pkgver>-<key>/,
-# where key hashes the fragments and the compiler: editing a fragment (or a
-# new gcc in the sid chroot) makes a new kernel. The source tree is kept in
+# where key hashes the fragments' options and the compiler: editing an
+# option (or a new gcc in the sid chroot) makes a new kernel. The source tree is kept in
 # $CACHE/research-build/<pkgver>/, so a fragment edit rebuilds incrementally.
 # The source .deb comes through the private sid apt config (apt-get download,
 # dpkg-deb), never the host's apt; the compiler is the sid chroot's
@@ -73,7 +73,7 @@ fallback() {
 	done_print "$d"
 }
 
-# --- which source? -------------------------------------------------------------
+# --- which source? ----------------------------------------------------------
 vm_apt_opts sid
 (
 	vm_lock kernels-sid	# kernels.sh sid updates the same index
@@ -105,7 +105,7 @@ if [ -z "$deb" ]; then
 	vm_log "warning: cannot fetch $srcpkg from the registry; using the cached $pkgver"
 fi
 
-# --- the compiler: the sid chroot's ---------------------------------------------
+# --- the compiler: the sid chroot's -----------------------------------------
 in_chroot() { vm_chroot "$croot" "$@"; }
 (
 	vm_lock sid-chroot
@@ -121,11 +121,13 @@ in_chroot() { vm_chroot "$croot" "$@"; }
 ) || fallback "no sid chroot with a toolchain"
 cc=$(in_chroot -- gcc --version | head -n1)
 
-key=$( { echo "layout=$layout cc=$cc"; cat "$here"/*.config; } | sha256sum | cut -c1-8)
+# The options, in order (a later setting wins); comments do not count.
+key=$( { echo "layout=$layout cc=$cc"; grep -h '^CONFIG_\|^# CONFIG_.* is not set$' "$here"/*.config; } |
+	sha256sum | cut -c1-8)
 dir="$kroot/$pkgver-$key"
 [ -f "$dir/.complete" ] && done_print "$dir"
 
-# --- the source tree -------------------------------------------------------------
+# --- the source tree --------------------------------------------------------
 src="$broot/$pkgver"
 if [ ! -f "$src/.extracted" ]; then
 	vm_log "extracting $(basename "$deb")"
@@ -138,7 +140,7 @@ if [ ! -f "$src/.extracted" ]; then
 	touch "$src/.extracted"
 fi
 
-# --- configure: allnoconfig + the fragments, then check every option ------------
+# --- configure: allnoconfig + the fragments, then check every option --------
 tmp="$kroot/.tmp-$pkgver-$key.$$"
 rm -rf "$tmp"
 trap 'rm -rf "$tmp"' EXIT
@@ -168,7 +170,7 @@ if [ -n "$missing" ]; then
 	exit 1
 fi
 
-# --- build -------------------------------------------------------------------------
+# --- build ------------------------------------------------------------------
 load0=$(cut -d' ' -f1 /proc/loadavg)
 t0=$(date +%s)
 vm_log "building with $jobs jobs ($cc); log: $log"
