@@ -15,8 +15,9 @@
 #
 # Cache: ${CPRX_CACHE:-/var/cache/cprx}/kernels/research/<pkgver>-<key>/,
 # where key hashes the fragments' options and the compiler: editing an
-# option (or a new gcc in the sid chroot) makes a new kernel. The source tree is kept in
-# $CACHE/research-build/<pkgver>/, so a fragment edit rebuilds incrementally.
+# option (or a new gcc in the sid chroot) makes a new kernel. The source tree
+# is kept in $CACHE/research-build/<pkgver>/, so such an edit rebuilds
+# incrementally.
 # The source .deb comes through the private sid apt config (apt-get download,
 # dpkg-deb), never the host's apt; the compiler is the sid chroot's
 # ($CACHE/sid-chroot, shared with kbuild.sh). When the registry cannot be
