@@ -81,9 +81,32 @@ t_module() {
 }
 
 t_dmesg() {
-	if dmesg | grep -E 'WARNING:|BUG:|Oops|general protection fault|Call Trace:'; then
+	if dmesg | grep -E 'WARNING:|BUG:|Oops|general protection fault|Call Trace:|new suspected memory leak'; then
 		return 1
 	fi
+}
+
+# research kernel: KASAN, lockdep (still on: no splat turned it off) and
+# kmemleak (a scan runs) are live.
+t_checkers() {
+	local kl=/sys/kernel/debug/kmemleak n
+	dmesg | grep -q 'KernelAddressSanitizer initialized (generic)' ||
+		{ echo "KASAN did not initialise"; return 1; }
+	grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats ||
+		{ echo "lockdep is off: $(grep debug_locks /proc/lockdep_stats 2>&1)"; return 1; }
+	[ -w $kl ] || { echo "no $kl"; return 1; }
+	echo scan >$kl || { echo "kmemleak scan failed"; return 1; }
+	n=$(grep -c '^unreferenced object' $kl)
+	echo "KASAN generic, lockdep debug_locks=1, kmemleak scan: $n suspects"
+}
+
+# research kernel: kexec_file_load, kexec handover on by default, the live
+# update orchestrator's device.
+t_kexec() {
+	[ -e /sys/kernel/kexec_loaded ] || { echo "no kexec"; return 1; }
+	[ -d /sys/kernel/debug/kho ] || { echo "no /sys/kernel/debug/kho (KHO off?)"; return 1; }
+	[ -c /dev/liveupdate ] || { echo "no /dev/liveupdate (LUO off?)"; return 1; }
+	echo "kho and /dev/liveupdate present; cmdline: $(cat /proc/cmdline)"
 }
 
 check uname t_uname
@@ -93,5 +116,9 @@ check tmpfs-writable t_writable
 check share-readwrite t_share
 check api-filesystems t_apifs
 check module t_module
+if [ "${CPRX_VM_KERNEL:-}" = research ]; then
+	check debug-checkers t_checkers
+	check kexec-handover t_kexec
+fi
 check dmesg-clean t_dmesg
 exit 7

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds an out-of-tree kernel module tree against a VM-tier kernel's headers.
 #
-#   tests/vm/kbuild.sh [--werror] [--btf] [--jobs N] bookworm|sid SRC_DIR OUT_DIR [MAKE_ARGS...]
+#   tests/vm/kbuild.sh [--werror] [--btf] [--jobs N] bookworm|sid|research SRC_DIR OUT_DIR [MAKE_ARGS...]
 #
 # SRC_DIR holds a Kbuild (or Makefile) for `make -C <headers> M=...`; it is
 # copied to OUT_DIR first (without .git, meson build dirs or OUT_DIR itself),
@@ -17,6 +17,9 @@
 #   ($CACHE/sid-chroot) with the matching linux-headers installed; it runs in
 #   a private mount namespace (unshare -m), so its /proc, /dev and OUT_DIR
 #   binds vanish with it, whatever happens.
+# research: in the same sid chroot, whose gcc built that kernel
+#   (tests/vm/research/build.sh), against the kernel's own headers/ tree in
+#   its cache directory; module BTF included.
 #
 # Module BTF (.BTF in the .ko, for BPF programs that reference the module's
 # types or tracepoints): sid's headers ship a BTF-only vmlinux, so sid builds
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-[ $# -ge 3 ] || vm_die "usage: $0 [--werror] bookworm|sid SRC_DIR OUT_DIR [MAKE_ARGS...]"
+[ $# -ge 3 ] || vm_die "usage: $0 [--werror] bookworm|sid|research SRC_DIR OUT_DIR [MAKE_ARGS...]"
 suite=$1 src=$2 out=$3
 shift 3
 [ -d "$src" ] || vm_die "$src: no such directory"
@@ -125,29 +128,29 @@ if [ "$suite" = bookworm ]; then
 	exit 0
 fi
 
+# --- research: its own headers, with the sid chroot's gcc that built it -------
+if [ "$suite" = research ]; then
+	croot="$CACHE/sid-chroot"
+	vm_lock sid-chroot
+	[ -f "$croot/.complete" ] || vm_die "no sid chroot in $croot (kernels.sh research makes it)"
+	set +e
+	vm_chroot "$croot" "$hdrpkg:/usr/src/linux-research" "$out:/build" -- \
+		make -C /usr/src/linux-research M=/build -j"$jobs" "$@" modules 2>&1 |
+		sed -u "s|/build/|$out/|g" | tee "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	check_log "$rc"
+	exit 0
+fi
+
 # --- sid (or trixie): a debootstrap chroot with the suite's toolchain ---------
 croot="$CACHE/$suite-chroot"
-mirror=$(vm_mirror)
 vm_lock "$suite-chroot"
 
 # Runs a script in the chroot; $BIND_OUT, if set, at /build.
 in_chroot() { vm_chroot "$croot" ${BIND_OUT:+"$BIND_OUT:/build"} -- "$@"; }
 
-if [ ! -f "$croot/.complete" ]; then
-	command -v debootstrap >/dev/null || vm_die "debootstrap missing (tools/deps.sh)"
-	vm_log "creating the $suite chroot in $croot (debootstrap --variant=minbase)"
-	t0=$(date +%s)
-	rm -rf "$croot.tmp"
-	unshare --mount --propagation private \
-		debootstrap --variant=minbase --include=ca-certificates "$suite" "$croot.tmp" "$mirror" >&2 ||
-		{ rm -rf "$croot.tmp"; vm_die "debootstrap $suite failed"; }
-	echo "deb $mirror $suite main" >"$croot.tmp/etc/apt/sources.list"
-	echo 'Acquire::Check-Valid-Until "false";' >"$croot.tmp/etc/apt/apt.conf.d/99cprx"
-	rm -rf "$croot"
-	mv "$croot.tmp" "$croot"
-	touch "$croot/.complete"
-	vm_log "debootstrap took $(( $(date +%s) - t0 ))s"
-fi
+vm_make_chroot "$suite" "$croot"
 if [ ! -f "$croot/usr/src/$hdrpkg/Makefile" ]; then
 	vm_log "installing $hdrpkg and the toolchain in the $suite chroot"
 	t0=$(date +%s)

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fetches and caches a stock Debian kernel for the VM tier.
 #
-#   tests/vm/kernels.sh [--info] [--refresh] bookworm|sid
+#   tests/vm/kernels.sh [--info] [--refresh] bookworm|sid|research
 #
 # Prints the path of a directory holding:
 #   vmlinuz   the kernel image
@@ -19,6 +19,11 @@
 # sid: same through a private apt config under $CACHE/apt-sid (the host's apt
 # is never pointed at sid); sid splits the kernel into linux-binary-*,
 # linux-modules-* and linux-base-*, all three are taken.
+#
+# research: not a stock kernel but sid's kernel source built with the
+# config fragments in tests/vm/research/ (BPF LSM, KASAN, lockdep, kmemleak,
+# kexec handover), by tests/vm/research/build.sh: same layout, plus headers/
+# (a cold build takes a while; see tests/vm/README.md).
 #
 # Cache: ${CPRX_CACHE:-/var/cache/cprx}/kernels/<suite>/<kver>/, .debs in
 # $CACHE/debs. Keyed by version: a rerun is instant, and when the registry
@@ -39,11 +44,16 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-[ $# -eq 1 ] || vm_die "usage: $0 [--info] [--refresh] bookworm|sid"
+[ $# -eq 1 ] || vm_die "usage: $0 [--info] [--refresh] bookworm|sid|research"
 suite=$1
 case $suite in
 bookworm|sid|trixie) ;;
-*) vm_die "unknown suite '$suite' (bookworm or sid)" ;;
+research)
+	args=()
+	[ $info = 0 ] || args+=(--info)
+	[ $refresh = 0 ] || args+=(--refresh)
+	exec "$VM_DIR/research/build.sh" "${args[@]}" ;;
+*) vm_die "unknown suite '$suite' (bookworm, sid or research)" ;;
 esac
 
 vm_lock "kernels-$suite"

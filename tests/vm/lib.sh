@@ -86,3 +86,24 @@ vm_chroot() {
 			HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 	' vm-chroot "$@"
 }
+
+# vm_make_chroot SUITE ROOT: a cached `debootstrap --variant=minbase SUITE`
+# chroot at ROOT, made once (the caller holds the ROOT's lock).
+vm_make_chroot() {
+	local suite=$1 croot=$2 mirror t0
+	[ -f "$croot/.complete" ] && return 0
+	command -v debootstrap >/dev/null || vm_die "debootstrap missing (tools/deps.sh)"
+	mirror=$(vm_mirror)
+	vm_log "creating the $suite chroot in $croot (debootstrap --variant=minbase)"
+	t0=$(date +%s)
+	rm -rf "$croot.tmp"
+	unshare --mount --propagation private \
+		debootstrap --variant=minbase --include=ca-certificates "$suite" "$croot.tmp" "$mirror" >&2 ||
+		{ rm -rf "$croot.tmp"; vm_die "debootstrap $suite failed"; }
+	echo "deb $mirror $suite main" >"$croot.tmp/etc/apt/sources.list"
+	echo 'Acquire::Check-Valid-Until "false";' >"$croot.tmp/etc/apt/apt.conf.d/99cprx"
+	rm -rf "$croot"
+	mv "$croot.tmp" "$croot"
+	touch "$croot/.complete"
+	vm_log "debootstrap took $(( $(date +%s) - t0 ))s"
+}

@@ -5,7 +5,8 @@
 #
 #   tests/vm/run.sh [options] -- CMD [ARGS...]
 #
-#   --kernel bookworm|sid  which kernel (tests/vm/kernels.sh); default
+#   --kernel bookworm|sid|research
+#                          which kernel (tests/vm/kernels.sh); default
 #                          $CPRX_VM_KERNEL or bookworm
 #   --mem SIZE             guest RAM (1G)
 #   --cpus N               vCPUs (2)

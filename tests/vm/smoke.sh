@@ -1,13 +1,15 @@
 #!/bin/bash
 # The VM tier's smoke test, TAP on stdout (meson test --suite vm).
 #
-# For each kernel (bookworm, sid; override with CPRX_VM_KERNELS="..."):
-# fetch it, build tests/vm/hello against its headers with kbuild.sh --werror,
-# boot it once and run guest-smoke.sh there (uname, bpf in the LSM list, the
-# repo read-only, tmpfs writable, a --share read-write both ways, the API
-# filesystems, insmod/rmmod of the hello module, a clean kernel log), and
-# check that the guest's exit status reaches the host. Then check that a
-# timeout is reported as 124, and a panic before /init as 125 after a retry.
+# For each kernel (bookworm, sid; override with CPRX_VM_KERNELS="...", which
+# may name research too): fetch it, build tests/vm/hello against its headers
+# with kbuild.sh --werror, boot it once and run guest-smoke.sh there (uname,
+# bpf in the LSM list, the repo read-only, tmpfs writable, a --share
+# read-write both ways, the API filesystems, insmod/rmmod of the hello module,
+# a clean kernel log; research also: KASAN, lockdep and kmemleak live, kexec
+# handover and /dev/liveupdate), and check that the guest's exit status
+# reaches the host. Then check that a timeout is reported as 124, and a panic
+# before /init as 125 after a retry.
 #
 # A kernel that cannot be fetched (no registry, sid moved on and the cache is
 # empty) makes its tests "ok # SKIP", unless CPRX_VM_REQUIRE_KERNELS=1.
@@ -16,9 +18,17 @@ VM=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$VM/../.." && pwd)
 cd "$REPO" || exit 1
 read -r -a kernels <<<"${CPRX_VM_KERNELS:-bookworm sid}"
-checks=(uname lsm-bpf repo-readonly tmpfs-writable share-readwrite api-filesystems module dmesg-clean)
-per=$((4 + ${#checks[@]}))
-echo "1..$(( ${#kernels[@]} * per + 2 ))"
+# The guest's checks for kernel $1, in guest-smoke.sh's order.
+checks_of() {
+	echo uname lsm-bpf repo-readonly tmpfs-writable share-readwrite api-filesystems module
+	[ "$1" != research ] || echo debug-checkers kexec-handover
+	echo dmesg-clean
+}
+total=2
+for k in "${kernels[@]}"; do
+	total=$(( total + 4 + $(checks_of "$k" | wc -w) ))
+done
+echo "1..$total"
 
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -32,6 +42,8 @@ export CPRX_VM_TIME=1
 any_kernel=
 
 for k in "${kernels[@]}"; do
+	read -r -a checks <<<"$(checks_of "$k" | paste -sd' ')"
+	per=$((4 + ${#checks[@]}))
 	# 1: the kernel
 	t0=$(date +%s)
 	if ! kdir=$("$VM/kernels.sh" "$k" 2>"$scratch/$k-fetch.log"); then
