@@ -50,36 +50,16 @@ if [ $rebuild = 0 ] && qemu_ok; then
 	exit 0
 fi
 
-mirror=$(vm_mirror)
-tmp="$croot.tmp"
-rm -rf "$tmp"
-t0=$(date +%s)
-vm_log "creating the QEMU chroot in $croot (debootstrap --variant=minbase sid)"
-unshare --mount --propagation private \
-	debootstrap --variant=minbase --include=ca-certificates sid "$tmp" "$mirror" >&2 ||
-	{ rm -rf "$tmp"; vm_die "debootstrap sid failed (network? mirror $mirror)"; }
-echo "deb $mirror sid main" >"$tmp/etc/apt/sources.list"
-# sid's Release file may be past its Valid-Until on a snapshot mirror.
-echo 'Acquire::Check-Valid-Until "false";' >"$tmp/etc/apt/apt.conf.d/99cprx"
-cp /etc/resolv.conf "$tmp/etc/resolv.conf"
-vm_log "debootstrap took $(( $(date +%s) - t0 ))s; installing qemu-system-x86"
+[ $rebuild = 0 ] || rm -rf "$croot"
+vm_make_chroot sid "$croot"
 t1=$(date +%s)
-unshare --mount --propagation private bash -euo pipefail -c '
-	r=$1
-	mount -t proc proc "$r/proc"
-	mount --rbind /dev "$r/dev"
-	mount --make-rslave "$r/dev"
-	exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-		HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive sh -c "
-		apt-get -q update &&
-		apt-get install -y -q --no-install-recommends qemu-system-x86 &&
-		apt-get clean"
-' qemu-chroot "$tmp" >&2 || { rm -rf "$tmp"; vm_die "cannot install qemu-system-x86 in the sid chroot"; }
-ver=$(chroot "$tmp" /usr/bin/qemu-system-x86_64 -version | head -n1) ||
-	{ rm -rf "$tmp"; vm_die "the chroot's QEMU does not run"; }
-echo "$ver" >"$tmp/.qemu-version"
-touch "$tmp/.complete"
-rm -rf "$croot"
-mv "$tmp" "$croot"
+vm_log "installing qemu-system-x86 in the sid chroot"
+cp /etc/resolv.conf "$croot/etc/resolv.conf"
+vm_chroot "$croot" -- sh -c "apt-get -q update &&
+	apt-get install -y -q --no-install-recommends qemu-system-x86 &&
+	apt-get clean" >&2 || vm_die "cannot install qemu-system-x86 in the sid chroot"
+ver=$(chroot "$croot" /usr/bin/qemu-system-x86_64 -version | head -n1) ||
+	vm_die "the chroot's QEMU does not run"
+echo "$ver" >"$croot/.qemu-version"
 vm_log "installing took $(( $(date +%s) - t1 ))s; $ver; $(du -sh "$croot" | cut -f1)"
 echo "$croot"

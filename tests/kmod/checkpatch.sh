@@ -5,7 +5,8 @@
 # what checkpatch said.
 #
 # checkpatch.pl and the data it reads (spelling.txt, const_structs.checkpatch)
-# are taken out of the source package once and cached in
+# are taken from the research kernel's source tree when it is cached
+# (tests/vm/research), else out of the source package once and cached in
 # ${CPRX_CACHE:-/var/cache/cprx}/checkpatch/<version>/; the package comes
 # through the private sid apt config (tests/vm/lib.sh), never the host's apt.
 # Offline, the newest cached copy is used; with none, every test SKIPs.
@@ -25,21 +26,15 @@ newest_cached() {
 checkpatch_dir() {
 	local ver deb dir tmp
 	vm_lock checkpatch
-	vm_apt_opts sid
-	[ -n "$(ls "$CACHE/apt-sid/lists/"*InRelease 2>/dev/null)" ] ||
-		apt-get "${APT_OPTS[@]}" -q update >&2 || true
-	ver=$(apt-cache "${APT_OPTS[@]}" show "$pkg" 2>/dev/null |
-		sed -n 's/^Version: //p' | head -n1)
+	vm_apt_refresh sid
+	ver=$(vm_pkg_version "$pkg")
 	[ -n "$ver" ] || { newest_cached; return; }
+	# the research kernel's source tree (tests/vm/research), when it is there
+	dir="$CACHE/research-build/$ver/scripts"
+	[ -f "$dir/checkpatch.pl" ] && { echo "$dir"; return; }
 	dir="$croot/$ver"
 	[ -f "$dir/checkpatch.pl" ] && { echo "$dir"; return; }
-	mkdir -p "$CACHE/debs"
-	deb=$(ls "$CACHE/debs/${pkg}_${ver//:/%3a}_"*.deb 2>/dev/null | head -n1) || true
-	if [ -z "$deb" ]; then
-		(cd "$CACHE/debs" && apt-get "${APT_OPTS[@]}" -q download "$pkg=$ver" >&2) ||
-			{ newest_cached; return; }
-		deb=$(ls "$CACHE/debs/${pkg}_${ver//:/%3a}_"*.deb | head -n1)
-	fi
+	deb=$(vm_fetch_deb "$pkg" "$ver") || { newest_cached; return; }
 	tmp=$(mktemp -d "$croot.XXXXXX")
 	# the package holds one tarball of the tree: three files of it are wanted
 	dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards './usr/src/linux-source-*.tar.xz' |
@@ -64,7 +59,7 @@ if [ -z "$dir" ]; then
 	exit 0
 fi
 rm -f "${TMPDIR:-/tmp}/cprx-checkpatch.$$.log"
-echo "# checkpatch.pl from $pkg $(basename "$dir")"
+echo "# checkpatch.pl from $pkg: $dir"
 n=0
 for f in "${files[@]}"; do
 	n=$((n + 1))

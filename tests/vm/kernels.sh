@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fetches and caches a stock Debian kernel for the VM tier.
 #
-#   tests/vm/kernels.sh [--info] [--refresh] bookworm|sid|research
+#   tests/vm/kernels.sh [--info] [--refresh] [--cached] bookworm|sid|research
 #
 # Prints the path of a directory holding:
 #   vmlinuz   the kernel image
@@ -23,7 +23,9 @@
 # research: not a stock kernel but sid's kernel source built with the
 # config fragments in tests/vm/research/ (BPF LSM, KASAN, lockdep, kmemleak,
 # kexec handover), by tests/vm/research/build.sh: same layout, plus headers/
-# (a cold build takes a while; see tests/vm/README.md).
+# (a cold build takes a while; see tests/vm/README.md). With --cached it is
+# never built: the build for the current fragments is printed, or this fails
+# saying how to build it (the VM tests use this; .ci/run builds it first).
 #
 # Cache: ${CPRX_CACHE:-/var/cache/cprx}/kernels/<suite>/<kver>/, .debs in
 # $CACHE/debs. Keyed by version: a rerun is instant, and when the registry
@@ -33,18 +35,19 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-info=0 refresh=0
+info=0 refresh=0 cached=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--info) info=1 ;;
 	--refresh) refresh=1 ;;
+	--cached) cached=1 ;;
 	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	-*) vm_die "unknown option $1" ;;
 	*) break ;;
 	esac
 	shift
 done
-[ $# -eq 1 ] || vm_die "usage: $0 [--info] [--refresh] bookworm|sid|research"
+[ $# -eq 1 ] || vm_die "usage: $0 [--info] [--refresh] [--cached] bookworm|sid|research"
 suite=$1
 case $suite in
 bookworm|sid|trixie) ;;
@@ -52,6 +55,7 @@ research)
 	args=()
 	[ $info = 0 ] || args+=(--info)
 	[ $refresh = 0 ] || args+=(--refresh)
+	[ $cached = 0 ] || args+=(--cached)
 	exec "$VM_DIR/research/build.sh" "${args[@]}" ;;
 *) vm_die "unknown suite '$suite' (bookworm, sid or research)" ;;
 esac
@@ -74,17 +78,7 @@ done_print() {
 
 # --- which kernel does the suite ship now? ---------------------------------
 APT_OPTS=()
-if [ "$suite" != bookworm ]; then
-	vm_apt_opts "$suite"
-	stamp=$(ls -1t "$CACHE/apt-$suite/lists/"*InRelease 2>/dev/null | head -n1) || true
-	max_age=$(( ${CPRX_VM_REFRESH_HOURS:-12} * 60 ))
-	if [ $refresh = 1 ] || [ -z "$stamp" ] ||
-	   [ -n "$(find "$stamp" -mmin +"$max_age" 2>/dev/null)" ]; then
-		vm_log "updating the $suite package index ($CACHE/apt-$suite)"
-		apt-get "${APT_OPTS[@]}" -q update >&2 ||
-			vm_log "warning: apt-get update for $suite failed; using what is cached"
-	fi
-fi
+[ "$suite" = bookworm ] || vm_apt_refresh "$suite" "$([ $refresh = 0 ] || echo force)"
 
 meta=$(apt-cache "${APT_OPTS[@]}" depends linux-image-amd64 2>/dev/null |
 	sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1) || true
@@ -111,21 +105,17 @@ else
 	done
 	[ ${#pkgs[@]} -gt 0 ] || pkgs=("linux-image-$kver")
 fi
-pkgver=$(apt-cache "${APT_OPTS[@]}" show "${pkgs[0]}" | sed -n 's/^Version: //p' | head -n1)
+pkgver=$(vm_pkg_version "${pkgs[0]}")
 vm_log "fetching $suite kernel $kver ($pkgver): ${pkgs[*]}"
 t0=$(date +%s)
 files=()
 for p in "${pkgs[@]}"; do
-	v=$(apt-cache "${APT_OPTS[@]}" show "$p" | sed -n 's/^Version: //p' | head -n1)
-	f=$(ls "$debs/${p}_${v//:/%3a}_"*.deb 2>/dev/null | head -n1) || true
-	if [ -z "$f" ]; then
-		if ! (cd "$debs" && apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User=root -q download "$p=$v" >&2); then
-			d=$(newest_cached) || true
-			[ -n "$d" ] || vm_die "apt-get download $p=$v failed"
-			vm_log "warning: apt-get download $p=$v failed; using cached $(basename "$d")"
-			done_print "$d"
-		fi
-		f=$(ls "$debs/${p}_${v//:/%3a}_"*.deb | head -n1)
+	v=$(vm_pkg_version "$p")
+	if ! f=$(vm_fetch_deb "$p" "$v"); then
+		d=$(newest_cached) || true
+		[ -n "$d" ] || vm_die "apt-get download $p=$v failed"
+		vm_log "warning: using cached $(basename "$d")"
+		done_print "$d"
 	fi
 	files+=("$f")
 done

@@ -59,6 +59,49 @@ vm_apt_opts() {
 	)
 }
 
+# vm_apt_refresh SUITE [force]: sets APT_OPTS for SUITE's private index
+# (vm_apt_opts) and updates the index when it is missing, older than
+# $CPRX_VM_REFRESH_HOURS (12), or "force" is given; when the registry cannot
+# be reached, what is cached stays in use.
+vm_apt_refresh() {
+	local suite=$1 force=${2:-} stamp max_age
+	vm_apt_opts "$suite"
+	(
+		vm_lock "apt-$suite"
+		stamp=$(ls -1t "$CACHE/apt-$suite/lists/"*InRelease 2>/dev/null | head -n1) || true
+		max_age=$(( ${CPRX_VM_REFRESH_HOURS:-12} * 60 ))
+		if [ "$force" = force ] || [ -z "$stamp" ] ||
+		   [ -n "$(find "$stamp" -mmin +"$max_age" 2>/dev/null)" ]; then
+			vm_log "updating the $suite package index ($CACHE/apt-$suite)"
+			apt-get "${APT_OPTS[@]}" -q update >&2 ||
+				vm_log "warning: apt-get update for $suite failed; using what is cached"
+		fi
+	)
+}
+
+# vm_fetch_deb PKG VERSION: prints the path of PKG's .deb at VERSION in
+# $CACHE/debs, downloaded first (through APT_OPTS) if it is not there;
+# returns 1, printing nothing, if it can be neither found nor fetched.
+vm_fetch_deb() {
+	local pkg=$1 ver=$2 f
+	local glob="$CACHE/debs/${pkg}_${ver//:/%3a}_"
+	mkdir -p "$CACHE/debs"
+	f=$(ls "$glob"*.deb 2>/dev/null | head -n1) || true
+	if [ -z "$f" ]; then
+		vm_log "fetching $pkg $ver"
+		(cd "$CACHE/debs" && apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User=root \
+			-q download "$pkg=$ver" >&2) ||
+			{ vm_log "warning: apt-get download $pkg=$ver failed"; return 1; }
+		f=$(ls "$glob"*.deb 2>/dev/null | head -n1) || true
+	fi
+	[ -n "$f" ] && echo "$f"
+}
+
+# vm_pkg_version PKG: the candidate version of PKG in APT_OPTS's index.
+vm_pkg_version() {
+	apt-cache "${APT_OPTS[@]}" show "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n1
+}
+
 # Key=value file reader: vm_info FILE KEY
 vm_info() { sed -n "s/^$2=//p" "$1" | head -n1; }
 

@@ -4,7 +4,7 @@
 # (harness, BPF, debug checkers, kexec handover / live update) on an
 # allnoconfig base. Called by `tests/vm/kernels.sh research`.
 #
-#   tests/vm/research/build.sh [--info] [--refresh]
+#   tests/vm/research/build.sh [--info] [--refresh] [--cached]
 #
 # Prints the path of a directory with the layout kernels.sh gives the stock
 # kernels (vmlinuz, config, modules/, modroot/, info; no vmlinux: a PVH entry
@@ -23,6 +23,8 @@
 # ($CACHE/sid-chroot, shared with kbuild.sh). When the registry cannot be
 # reached, the cached source .deb is used, and failing that the newest cached
 # build.
+# --cached never builds and never goes to the registry: it prints the build
+# for the current fragments and compiler, or fails saying how to make it.
 #
 # Every option set in a fragment must come out exactly so in the final
 # .config (allnoconfig drops an option whose dependencies are missing): the
@@ -34,11 +36,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-info=0 refresh=0
+info=0 refresh=0 cached=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--info) info=1 ;;
 	--refresh) refresh=1 ;;
+	--cached) cached=1 ;;
 	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) vm_die "unknown argument $1" ;;
 	esac
@@ -66,8 +69,12 @@ newest_cached() {
 	d=$(ls -1dt "$kroot"/*/.complete 2>/dev/null | head -n1) || true
 	[ -n "$d" ] && dirname "$d"
 }
+not_built() {
+	vm_die "no research kernel is built for these fragments ($*); build it with tests/vm/kernels.sh research (a cold build: about 15 minutes on an idle 2-core machine, see tests/vm/README.md)"
+}
 fallback() {
 	local d
+	[ $cached = 0 ] || not_built "$*"
 	d=$(newest_cached) || true
 	[ -n "$d" ] || vm_die "$* and no research kernel is cached"
 	vm_log "warning: $*; using the cached $(basename "$d")"
@@ -75,31 +82,18 @@ fallback() {
 }
 
 # --- which source? ----------------------------------------------------------
-vm_apt_opts sid
-(
-	vm_lock kernels-sid	# kernels.sh sid updates the same index
-	stamp=$(ls -1t "$CACHE/apt-sid/lists/"*InRelease 2>/dev/null | head -n1) || true
-	max_age=$(( ${CPRX_VM_REFRESH_HOURS:-12} * 60 ))
-	if [ $refresh = 1 ] || [ -z "$stamp" ] ||
-	   [ -n "$(find "$stamp" -mmin +"$max_age" 2>/dev/null)" ]; then
-		vm_log "updating the sid package index ($CACHE/apt-sid)"
-		apt-get "${APT_OPTS[@]}" -q update >&2 ||
-			vm_log "warning: apt-get update for sid failed; using what is cached"
-	fi
-)
-pkgver=$(apt-cache "${APT_OPTS[@]}" show "$srcpkg" 2>/dev/null |
-	sed -n 's/^Version: //p' | head -n1) || true
-deb=
-if [ -n "$pkgver" ]; then
-	deb=$(ls "$debs/${srcpkg}_${pkgver//:/%3a}_all.deb" 2>/dev/null) || true
-	if [ -z "$deb" ]; then
-		vm_log "fetching $srcpkg $pkgver"
-		(cd "$debs" && apt-get "${APT_OPTS[@]}" -q download "$srcpkg=$pkgver" >&2) ||
-			vm_log "warning: apt-get download $srcpkg=$pkgver failed"
-		deb=$(ls "$debs/${srcpkg}_${pkgver//:/%3a}_all.deb" 2>/dev/null) || true
-	fi
+if [ $cached = 1 ]; then
+	vm_apt_opts sid
+else
+	vm_apt_refresh sid "$([ $refresh = 0 ] || echo force)"
 fi
-if [ -z "$deb" ]; then
+pkgver=$(vm_pkg_version "$srcpkg")
+[ $cached = 0 ] || [ -n "$pkgver" ] || not_built "no $srcpkg in the cached sid index"
+deb=
+if [ -n "$pkgver" ] && [ $cached = 0 ]; then
+	deb=$(vm_fetch_deb "$srcpkg" "$pkgver") || true
+fi
+if [ -z "$deb" ] && [ $cached = 0 ]; then
 	deb=$(ls -1t "$debs/${srcpkg}"_*_all.deb 2>/dev/null | head -n1) || true
 	[ -n "$deb" ] || fallback "cannot fetch $srcpkg"
 	pkgver=$(dpkg-deb -f "$deb" Version)
@@ -110,8 +104,10 @@ fi
 in_chroot() { vm_chroot "$croot" "$@"; }
 (
 	vm_lock sid-chroot
+	[ $cached = 0 ] || [ -f "$croot/.complete" ] || exit 1
 	vm_make_chroot sid "$croot"
 	if [ "$(cat "$croot/.cprx-research-toolchain" 2>/dev/null)" != "$toolchain" ]; then
+		[ $cached = 0 ] || exit 1
 		vm_log "installing the kernel build toolchain in the sid chroot"
 		cp /etc/resolv.conf "$croot/etc/resolv.conf"
 		in_chroot -- sh -c "apt-get -q update && apt-get install -y -q \
@@ -127,6 +123,7 @@ key=$( { echo "layout=$layout cc=$cc"; grep -h '^CONFIG_\|^# CONFIG_.* is not se
 	sha256sum | cut -c1-8)
 dir="$kroot/$pkgver-$key"
 [ -f "$dir/.complete" ] && done_print "$dir"
+[ $cached = 0 ] || not_built "$pkgver-$key"
 
 # --- the source tree --------------------------------------------------------
 src="$broot/$pkgver"
