@@ -2,10 +2,14 @@
 /*
  * cprx.ko selftests of who may use a session: another process, another
  * uid, the owner under another euid, the image that armed, and the image
- * after a setgid exec (the credentials that armed must be the retriever's).
+ * after a setgid exec or an exec that gains file capabilities (the
+ * credentials that armed must be the retriever's).
  */
+#include <endian.h>
 #include <sys/auxv.h>
 #include <sys/mount.h>
+#include <sys/xattr.h>
+#include <linux/capability.h>
 #include "kmod_util.h"
 
 /* --- Who may use a session ------------------------------------------------ */
@@ -322,6 +326,102 @@ TEST_F(kmod, retrieve_after_setgid_exec)
 	}
 	EXPECT_EQ(0, ret);
 	EXPECT_EQ(0, run_child(self, creds_old_image, 0));
+	EXPECT_EQ(0, umount2(SGID_DIR, MNT_DETACH));
+	rmdir(SGID_DIR);
+}
+
+/* --- File capabilities: same uids and gids, more privilege ---------------- */
+
+/* Makes @path grant CAP_NET_RAW, effective, to whoever execs it. */
+static int set_file_cap(const char *path)
+{
+	struct vfs_cap_data cap = {
+		.magic_etc = htole32(VFS_CAP_REVISION_2 |
+				     VFS_CAP_FLAGS_EFFECTIVE),
+		.data[0].permitted = htole32(1u << CAP_NET_RAW),
+	};
+
+	return setxattr(path, "security.capability", &cap, XATTR_CAPS_SZ_2,
+			0) ? -errno : 0;
+}
+
+/*
+ * As nobody, with /dev/cprx opened as root: arms, then execs @path (with
+ * file capabilities or not) into the case "fcaps", handing it the device.
+ */
+static void fcaps_old_image(long fcaps)
+{
+	char path[64];
+	int dev = open_dev(), sfd, efd = eventfd(0, EFD_CLOEXEC), ret;
+
+	CHECK(dev >= 0 && !keep_on_exec(dev), "open_dev: %m");
+	CHECK(!setresgid(NOBODY, NOBODY, NOBODY) &&
+	      !setresuid(NOBODY, NOBODY, NOBODY), "setresuid: %m");
+	sfd = create(dev, SESS);
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup as nobody: %d", sfd);
+	snprintf(path, sizeof(path), SGID_DIR "/%s", fcaps ? "fcaps" : "plain");
+	snprintf(th_self, sizeof(th_self), "%s", path);
+	ret = exec_self("fcaps", sfd, fcaps, dev);
+	CHECK(0, "exec %s as nobody: %d", path, ret);
+}
+
+KMOD_EXEC_CASE(fcaps, old, fcaps, dev)
+{
+	struct cprx_session_query q;
+	int sfd;
+
+	if (fcaps) {
+		if (!getauxval(AT_SECURE))
+			return 4;	/* the file capabilities were ignored */
+		sfd = retrieve_session(dev, SESS);
+		CHECK(sfd == -EPERM,
+		      "retrieve_session after gaining file capabilities: %d",
+		      sfd);
+		CHECK(!query(old, &q, NULL, 0) && q.flags == CPRX_SESSION_ARMED,
+		      "flags %#x", q.flags);
+		return 0;
+	}
+	CHECK(!getauxval(AT_SECURE), "a plain exec with AT_SECURE");
+	sfd = retrieve_session(dev, SESS);
+	CHECK(sfd >= 0, "retrieve_session as nobody after a plain exec: %d",
+	      sfd);
+	sfd = retrieve_fd(sfd, TOK_EVT);
+	CHECK(sfd >= 0, "retrieve_fd as nobody after a plain exec: %d", sfd);
+	return 0;
+}
+
+/*
+ * Test Case: retrieve_after_file_caps_exec
+ * A non-root VMM (nobody, handed /dev/cprx by root) arms, then execs a copy
+ * of this binary that carries file capabilities (CAP_NET_RAW): the uids and
+ * gids are unchanged, but the image is a secure exec with more privilege:
+ * RETRIEVE_SESSION EPERM, the session stays armed.  Exec'd into a plain
+ * copy, the same user retrieves the session and its file.
+ */
+TEST_F(kmod, retrieve_after_file_caps_exec)
+{
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "setting file capabilities needs root");
+	mkdir(SGID_DIR, 0755);
+	ASSERT_EQ(0, mount("cprx-fcaps", SGID_DIR, "tmpfs", 0, "mode=755"));
+	ASSERT_EQ(0, copy_self_to(SGID_DIR "/fcaps", -1));
+	ASSERT_EQ(0, copy_self_to(SGID_DIR "/plain", -1));
+	ret = set_file_cap(SGID_DIR "/fcaps");
+	if (ret == -EOPNOTSUPP) {
+		umount2(SGID_DIR, MNT_DETACH);
+		SKIP(return, "tmpfs here stores no security.* attributes");
+	}
+	ASSERT_EQ(0, ret);
+	ret = run_child(self, fcaps_old_image, 1);
+	if (ret == 4) {
+		umount2(SGID_DIR, MNT_DETACH);
+		SKIP(return, "the file capabilities had no effect");
+	}
+	EXPECT_EQ(0, ret);
+	EXPECT_EQ(0, run_child(self, fcaps_old_image, 0));
 	EXPECT_EQ(0, umount2(SGID_DIR, MNT_DETACH));
 	rmdir(SGID_DIR);
 }
