@@ -155,26 +155,40 @@ void check_fd_set(struct guest *g)
 	CHECK(n == nwant, "%d fds open, expected %d", n, nwant);
 }
 
+/*
+ * /proc/@pid/stat's state letter and parent; false if @pid is gone.  The
+ * name in parentheses may hold anything, so fields count from the last ')'.
+ */
+bool proc_stat(pid_t pid, char *state, int *ppid)
+{
+	char path[64], buf[512], *p;
+	bool ok = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		ok = sscanf(p + 2, "%c %d", state, ppid) == 2;
+	fclose(f);
+	return ok;
+}
+
 /* Processes whose parent is us: the keeper must not linger. */
 int nr_children(void)
 {
-	char path[300], buf[512], *p;
 	struct dirent *d;
 	int n = 0, ppid;
 	DIR *dir = opendir("/proc");
-	FILE *f;
+	char state;
 
 	while (dir && (d = readdir(dir))) {
 		if (d->d_name[0] < '0' || d->d_name[0] > '9')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", d->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
-		    sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == getpid())
+		if (proc_stat(atoi(d->d_name), &state, &ppid) &&
+		    ppid == getpid())
 			n++;
-		fclose(f);
 	}
 	if (dir)
 		closedir(dir);
@@ -205,24 +219,40 @@ int in_child(void (*fn)(const void *), const void *arg)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/*
+ * Installs a seccomp filter here and in later images, with no_new_privs:
+ * system calls of another architecture are allowed, then @body runs with
+ * the system call number loaded.  Returns what seccomp() returns (with
+ * SECCOMP_FILTER_FLAG_NEW_LISTENER in @flags, the listener).
+ */
+int seccomp_filter(const struct sock_filter *body, size_t n,
+		   unsigned int flags)
+{
+	struct sock_filter f[32] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	};
+	struct sock_fprog prog = { .len = 4 + n, .filter = f };
+
+	CHECK(n <= 28, "a filter of %zu instructions: too long", n);
+	memcpy(f + 4, body, n * sizeof(*body));
+	CHECK(!prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs: %m");
+	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+}
+
 /* Makes syscalls @a and @b fail with EPERM in this process and its images. */
 void install_filter(int a, int b)
 {
 	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, a, 2, 0),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, b, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
 	};
-	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
 
-	CHECK(!prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs: %m");
-	CHECK(!syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog),
-	      "seccomp: %m");
+	CHECK(!seccomp_filter(f, ARRAY_SIZE(f), 0), "seccomp: %m");
 }
 
 /* execve and execveat refused, as a sandbox's seccomp policy may. */

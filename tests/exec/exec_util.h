@@ -24,6 +24,19 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
+/* The seccomp_data.arch of this build's system calls. */
+#if defined(__x86_64__)
+#define NATIVE_ARCH	AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_ARCH	AUDIT_ARCH_AARCH64
+#endif
 
 #include "cprx.h"
 #include "harness.h"
@@ -64,9 +77,12 @@ void reclaim_guest(struct cprx_session *s, struct guest *g);
 /* Processes and fds */
 void check_fd_set(struct guest *g);
 int fd_count(void);
+bool proc_stat(pid_t pid, char *state, int *ppid);
 int nr_children(void);
 void wait_no_children(void);
 int in_child(void (*fn)(const void *), const void *arg);
+int seccomp_filter(const struct sock_filter *body, size_t n,
+		   unsigned int flags);
 void install_filter(int a, int b);
 void install_exec_filter(void);
 void write_file(const char *path, const void *data, size_t len, mode_t mode);

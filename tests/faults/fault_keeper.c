@@ -25,11 +25,6 @@
 
 #include "exec_util.h"
 
-#if defined(__x86_64__)
-#define NATIVE_ARCH	AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define NATIVE_ARCH	AUDIT_ARCH_AARCH64
-#endif
 #ifndef __NR_close_range
 #define __NR_close_range 436
 #endif
@@ -38,19 +33,12 @@
 static void filter(int nr, unsigned int action)
 {
 	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, action),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
 
-	CHECK(!prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs: %m");
-	CHECK(!syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog),
-	      "seccomp: %m");
+	CHECK(!seccomp_filter(f, ARRAY_SIZE(f), 0), "seccomp: %m");
 }
 
 struct fault {
@@ -264,17 +252,10 @@ EXEC_CASE(ahead)
 /* @pid is a zombie: dead, not yet reaped. */
 static bool keeper_zombie(pid_t pid)
 {
-	char path[64], buf[256], *p;
-	bool zombie = false;
-	FILE *f;
+	char state;
+	int ppid;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (f && fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
-		zombie = p[2] == 'Z';
-	if (f)
-		fclose(f);
-	return zombie;
+	return proc_stat(pid, &state, &ppid) && state == 'Z';
 }
 
 /* Our one child: the keeper preflight left ready. */
