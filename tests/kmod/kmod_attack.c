@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cprx.ko proofs of concept from a hostile review: each test states what a
+ * sound module must do and fails on the module that does not.
+ *
+ * - batch_refusal_order: PRESERVE_FDS with @nr above max_pins answers
+ *   ENOSPC (and the session's pin count in @failed) before it asks whether
+ *   the caller owns the session, or whether it is armed or finished.
+ * - subuid_range_limits: sessions are charged to the kuid, so a user who
+ *   owns a subordinate uid range (newuidmap) has max_sessions per uid of
+ *   the range, not in all.
+ * - proc_hidepid: /proc/cprx/sessions shows a process that the reader's
+ *   /proc (hidepid=invisible) hides.
+ */
+#include <grp.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include "kmod_util.h"
+
+#define MAX_PINS	8
+#define OWNER_PINS	3
+
+/* A child that is not the owner: nothing about the session for it. */
+static void batch_not_owner(long sfd)
+{
+	struct cprx_preserve_entry e[MAX_PINS + 1] = { 0 };
+	uint32_t failed = 77;
+	int ret = preserve_fds(sfd, e, MAX_PINS + 1, &failed);
+
+	CHECK(ret == -EPERM && failed == 77,
+	      "not the owner, PRESERVE_FDS nr %d: %d, failed %u (the "
+	      "owner's pin count is %d: max_pins - failed)",
+	      MAX_PINS + 1, ret, failed, OWNER_PINS);
+}
+
+/*
+ * Test Case: batch_refusal_order
+ * PRESERVE_FDS of more than max_pins entries from another process is EPERM
+ * with @failed untouched, and from the owner on an armed session EBUSY, as
+ * for any other batch: the size is no reason to skip who and when.
+ */
+TEST_F(kmod, batch_refusal_order)
+{
+	struct cprx_preserve_entry e[MAX_PINS + 1] = { 0 };
+	int sfd = create(self->dev, SESS), efd = eventfd(0, EFD_CLOEXEC);
+	uint32_t failed = 77;
+
+	ASSERT_GE(sfd, 0);
+	set_param(self, P_PINS, MAX_PINS);
+	for (int i = 0; i < OWNER_PINS; i++)
+		ASSERT_EQ(0, preserve(sfd, efd, 100 + i));
+	EXPECT_EQ(0, run_child(self, batch_not_owner, sfd));
+	ASSERT_EQ(0, arm(sfd, 0));
+	EXPECT_EQ(-EBUSY, preserve_fds(sfd, e, MAX_PINS + 1, &failed));
+	EXPECT_EQ(77, failed);
+	EXPECT_EQ(0, arm(sfd, CPRX_ARM_CANCEL));
+	ASSERT_EQ(0, finish(sfd));
+	EXPECT_EQ(-ESRCH, preserve_fds(sfd, e, MAX_PINS + 1, &failed));
+	EXPECT_EQ(77, failed);
+}
+
+#define SUB_BASE	100000
+#define SUB_COUNT	8
+#define USER		1000
+
+/*
+ * An unprivileged user (uid USER) in a user namespace whose uid map its
+ * parent writes, as newuidmap does for a subordinate range: it creates
+ * sessions under each uid of the range and reports how many it got.
+ */
+__attribute__((noreturn))
+static void subuid_user(int dev, int up, int down)
+{
+	int v, n = 0;
+
+	CHECK(!setgroups(0, NULL) && !setresgid(USER, USER, USER) &&
+	      !setresuid(USER, USER, USER), "drop: %m");
+	if (unshare(CLONE_NEWUSER)) {
+		report(up, errno);
+		_exit(0);
+	}
+	report(up, 0);
+	CHECK(!read_report(down, &v, 30000), "no uid map");
+	CHECK(!setresuid(0, 0, 0), "setresuid 0 in the namespace: %m");
+	for (uid_t k = 0; k < SUB_COUNT; k++) {
+		CHECK(!setresuid(-1, k, -1), "seteuid %u: %m", k);
+		for (int i = 0; i < 2; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "sub-%u-%d", k, i);
+			n += create(dev, name) >= 0;
+		}
+		CHECK(!setresuid(-1, 0, -1), "seteuid 0: %m");
+	}
+	report(up, n);
+	sleep_forever();
+}
+
+/*
+ * Test Case: subuid_range_limits
+ * With max_sessions 2, a user with a delegated range of SUB_COUNT uids gets
+ * no more than 2 sessions in all (sessions charged to the user that owns
+ * the namespace), not 2 per uid of its range.
+ */
+TEST_F(kmod, subuid_range_limits)
+{
+	int up[2], down[2], v = -1, n = -1, fd;
+	char path[64], map[64];
+	pid_t pid;
+
+	if (geteuid())
+		SKIP(return, "writing a user namespace's uid map needs root");
+	set_param(self, P_SESSIONS, 2);
+	ASSERT_EQ(0, pipe2(up, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(down, O_CLOEXEC));
+	pid = fork_flushed();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		subuid_user(self->dev, up[1], down[0]);
+	}
+	track(self, pid);
+	ASSERT_EQ(0, read_report(up[0], &v, 30000));
+	if (v) {
+		kill_kid(self, pid);
+		SKIP(return, "no unprivileged user namespace here: %s",
+		     strerror(v));
+	}
+	snprintf(path, sizeof(path), "/proc/%d/uid_map", pid);
+	snprintf(map, sizeof(map), "0 %d %d\n", SUB_BASE, SUB_COUNT);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)strlen(map), write(fd, map, strlen(map)));
+	close(fd);
+	report(down[1], 0);
+	ASSERT_EQ(0, read_report(up[0], &n, 60000));
+	TH_LOG("uid %d with %d subordinate uids: %d sessions, max_sessions 2",
+	       USER, SUB_COUNT, n);
+	EXPECT_LE(n, 2);
+	kill_kid(self, pid);
+}
+
+/*
+ * As nobody, in a /proc of its own mounted hidepid=invisible: can it see
+ * @owner (root's) session in cprx/sessions, where /proc/@owner is hidden?
+ * Exit 0: hidden; 1: shown; 2: hidepid has no effect here.
+ */
+static void hidepid_reader(long owner)
+{
+	char dir[] = "/tmp/cprx-hidepid-XXXXXX", path[96], line[256];
+	char want[32];
+	bool shown = false;
+	size_t len;
+	FILE *f;
+
+	CHECK(!unshare(CLONE_NEWNS) &&
+	      !mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "ns: %m");
+	CHECK(mkdtemp(dir), "mkdtemp: %m");
+	CHECK(!mount("proc", dir, "proc", 0, "hidepid=2"), "mount: %m");
+	CHECK(!setgroups(0, NULL) && !setresgid(NOBODY, NOBODY, NOBODY) &&
+	      !setresuid(NOBODY, NOBODY, NOBODY), "drop: %m");
+	snprintf(path, sizeof(path), "%s/%ld", dir, owner);
+	if (!access(path, F_OK))
+		_exit(2);
+	snprintf(path, sizeof(path), "%s/cprx/sessions", dir);
+	f = fopen(path, "re");
+	CHECK(f, "%s: %m", path);
+	len = (size_t)snprintf(want, sizeof(want), "%ld\t", owner);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, want, len)) {
+			printf("# seen by nobody: %s", line);
+			fflush(stdout);
+			shown = true;
+		}
+	fclose(f);
+	_exit(shown);
+}
+
+/*
+ * Test Case: proc_hidepid
+ * A reader whose /proc hides other users' processes (hidepid=invisible)
+ * does not learn from cprx/sessions the pid and session names of a
+ * process that /proc hides from it.
+ */
+TEST_F(kmod, proc_hidepid)
+{
+	int sfd, ret;
+
+	if (geteuid())
+		SKIP(return, "mounting a /proc needs root");
+	sfd = create(self->dev, SESS);
+	ASSERT_GE(sfd, 0);
+	ret = run_child(self, hidepid_reader, getpid());
+	if (ret == 2)
+		SKIP(return, "hidepid hides nothing here");
+	EXPECT_EQ(0, ret);
+}
+
+TEST_HARNESS_MAIN
