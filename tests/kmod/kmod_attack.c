@@ -11,9 +11,13 @@
  *   the range, not in all.
  * - proc_hidepid: /proc/cprx/sessions shows a process that the reader's
  *   /proc (hidepid=invisible) hides.
+ * - retrieved_bound_to_image: a session retrieved by one image stays
+ *   "retrieved" through later execs, so a setgid image after it takes the
+ *   pinned files with RETRIEVE_FD, without RETRIEVE_SESSION's checks.
  */
 #include <grp.h>
 #include <sched.h>
+#include <sys/auxv.h>
 #include <sys/mount.h>
 #include "kmod_util.h"
 
@@ -193,6 +197,92 @@ TEST_F(kmod, proc_hidepid)
 	ret = run_child(self, hidepid_reader, getpid());
 	if (ret == 2)
 		SKIP(return, "hidepid hides nothing here");
+	EXPECT_EQ(0, ret);
+}
+
+#define SGID_DIR	"/tmp/cprx-kmod-attack-sgid"
+
+/* A setgid-nogroup copy of this binary on a tmpfs of its own. */
+static int copy_self_setgid(const char *path, gid_t gid)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out;
+
+	in = open(th_self, O_RDONLY | O_CLOEXEC);
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (in < 0 || out < 0)
+		return -errno;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n)
+			return -EIO;
+	close(in);
+	close(out);
+	return chown(path, 0, gid) || chmod(path, 02755) ? -errno : 0;
+}
+
+/* Image 1: pins, arms, execs image 2 (this binary, plain). */
+static void rt_image1(long unused)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(0, EFD_CLOEXEC);
+
+	(void)unused;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	exec_or_die("rt2", sfd, 0, 0);
+}
+
+/* Image 2: retrieves (checked), then execs a setgid image, fd kept. */
+KMOD_EXEC_CASE(rt2, old, a1, a2)
+{
+	int sfd;
+
+	(void)a1;
+	(void)a2;
+	sfd = retrieve_session(open_dev(), SESS);
+	CHECK(sfd >= 0, "retrieve_session: %d", sfd);
+	snprintf(th_self, sizeof(th_self), SGID_DIR "/sgid");
+	exec_or_die("rt3", old, 0, 0);
+}
+
+/* Image 3, setgid: exit 0 if refused, 1 if it got the file, 4 no setgid. */
+KMOD_EXEC_CASE(rt3, old, a1, a2)
+{
+	int fd;
+
+	(void)a1;
+	(void)a2;
+	if (getegid() != NOBODY || !getauxval(AT_SECURE))
+		return 4;
+	fd = retrieve_fd(old, TOK_EVT);
+	if (fd >= 0)
+		printf("# setgid image (AT_SECURE, egid %d) got fd %d\n",
+		       (int)getegid(), fd);
+	return fd >= 0;
+}
+
+/*
+ * Test Case: retrieved_bound_to_image
+ * As root: image 1 arms, image 2 retrieves, then execs a setgid copy of
+ * this binary with the session fd kept: that image (AT_SECURE, other
+ * gids, never through RETRIEVE_SESSION's checks) gets EPERM from
+ * RETRIEVE_FD, as RETRIEVE_SESSION would have refused it.
+ */
+TEST_F(kmod, retrieved_bound_to_image)
+{
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "a setgid file of another group needs root");
+	mkdir(SGID_DIR, 0755);
+	ASSERT_EQ(0, mount("cprx-sgid", SGID_DIR, "tmpfs", 0, "mode=755"));
+	ASSERT_EQ(0, copy_self_setgid(SGID_DIR "/sgid", NOBODY));
+	ret = run_child(self, rt_image1, 0);
+	umount2(SGID_DIR, MNT_DETACH);
+	rmdir(SGID_DIR);
+	if (ret == 4)
+		SKIP(return, "the setgid bit had no effect");
 	EXPECT_EQ(0, ret);
 }
 
