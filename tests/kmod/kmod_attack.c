@@ -14,6 +14,9 @@
  * - retrieved_bound_to_image: a session retrieved by one image stays
  *   "retrieved" through later execs, so a setgid image after it takes the
  *   pinned files with RETRIEVE_FD, without RETRIEVE_SESSION's checks.
+ * - batch_nr_unbounded: with max_pins raised high ("no limit"), an @nr the
+ *   parameter allows reaches kvmalloc with more than INT_MAX bytes, and the
+ *   kernel WARNs (a panic under panic_on_warn) for any user of the device.
  */
 #include <grp.h>
 #include <sched.h>
@@ -284,6 +287,53 @@ TEST_F(kmod, retrieved_bound_to_image)
 	if (ret == 4)
 		SKIP(return, "the setgid bit had no effect");
 	EXPECT_EQ(0, ret);
+}
+
+/* "WARNING" lines in the kernel log after @fd was opened at its end. */
+static int kmsg_warnings(int fd)
+{
+	char rec[2048];
+	ssize_t n;
+	int found = 0;
+
+	while ((n = read(fd, rec, sizeof(rec) - 1)) != 0) {
+		if (n < 0) {
+			if (errno == EPIPE)
+				continue;
+			break;
+		}
+		rec[n] = 0;
+		if (strstr(rec, "WARNING")) {
+			found++;
+			TH_LOG("kernel: %s", strtok(rec, "\n"));
+		}
+	}
+	return found;
+}
+
+/*
+ * Test Case: batch_nr_unbounded
+ * As root: max_pins set to UINT_MAX, PRESERVE_FDS of 2^28 entries (from an
+ * unmapped address) fails with an errno and without a kernel WARNING.
+ */
+TEST_F(kmod, batch_nr_unbounded)
+{
+	int sfd = create(self->dev, SESS), kmsg, ret;
+	uint32_t failed = 0;
+
+	if (geteuid())
+		SKIP(return, "setting max_pins needs root");
+	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (kmsg < 0)
+		SKIP(return, "no /dev/kmsg");
+	lseek(kmsg, 0, SEEK_END);
+	ASSERT_GE(sfd, 0);
+	set_param(self, P_PINS, 4294967295L);
+	ret = preserve_fds(sfd, (void *)16, 1u << 28, &failed);
+	TH_LOG("PRESERVE_FDS nr 2^28: %d", ret);
+	EXPECT_LT(ret, 0);
+	EXPECT_EQ(0, kmsg_warnings(kmsg));
+	close(kmsg);
 }
 
 TEST_HARNESS_MAIN
