@@ -17,11 +17,18 @@
  * - batch_nr_unbounded: with max_pins raised high ("no limit"), an @nr the
  *   parameter allows reaches kvmalloc with more than INT_MAX bytes, and the
  *   kernel WARNs (a panic under panic_on_warn) for any user of the device.
+ * - at_secure_erasable: "exec'd with AT_SECURE" is read from the image's
+ *   own saved auxv, which the image may rewrite (PR_SET_MM_MAP, no
+ *   privilege): after a file-capability exec with the arming credentials,
+ *   RETRIEVE_SESSION is refused, then granted once AT_SECURE is zeroed.
  */
 #include <grp.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <sys/mount.h>
+#include <sys/xattr.h>
+#include <linux/capability.h>
+#include <linux/prctl.h>
 #include "kmod_util.h"
 
 #define MAX_PINS	8
@@ -334,6 +341,147 @@ TEST_F(kmod, batch_nr_unbounded)
 	EXPECT_LT(ret, 0);
 	EXPECT_EQ(0, kmsg_warnings(kmsg));
 	close(kmsg);
+}
+
+#define FCAP_DIR	"/tmp/cprx-kmod-attack-fcap"
+
+/* Up to @size bytes of @path into @buf: the count, or -1. */
+static ssize_t read_all(const char *path, void *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, size);
+
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/*
+ * Zeroes AT_SECURE in the image's saved auxv with PR_SET_MM_MAP, every
+ * other field as /proc/self/stat has it: 0, or -errno.
+ */
+static int erase_at_secure(void)
+{
+	unsigned long auxv[128], f[53] = { 0 };
+	struct prctl_mm_map map = { .exe_fd = (__u32)-1 };
+	char buf[2048], *p, *save = NULL;
+	ssize_t n, an;
+	int i;
+
+	an = read_all("/proc/self/auxv", auxv, sizeof(auxv));
+	n = read_all("/proc/self/stat", buf, sizeof(buf) - 1);
+	if (an <= 0 || n <= 0)
+		return -EIO;
+	for (i = 0; i + 1 < an / (ssize_t)sizeof(long); i += 2)
+		if (auxv[i] == AT_SECURE)
+			auxv[i + 1] = 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	/* field 3 (the state) is the first after the comm */
+	for (i = 3, p = strtok_r(p + 1, " \n", &save); p && i < 53;
+	     i++, p = strtok_r(NULL, " \n", &save))
+		f[i] = strtoul(p, NULL, 10);
+	map.start_code = f[26];
+	map.end_code = f[27];
+	map.start_stack = f[28];
+	map.start_data = f[45];
+	map.end_data = f[46];
+	map.start_brk = f[47];
+	map.arg_start = f[48];
+	map.arg_end = f[49];
+	map.env_start = f[50];
+	map.env_end = f[51];
+	map.brk = (uintptr_t)sbrk(0);
+	map.auxv = (__u64 *)auxv;
+	map.auxv_size = (__u32)an;
+	return prctl(PR_SET_MM, PR_SET_MM_MAP, &map, sizeof(map), 0) ? -errno
+									 : 0;
+}
+
+/* The child: drops to uid 1000 with no capabilities, execs the fcap copy. */
+static void fcap_child(long dev)
+{
+	CHECK(!keep_on_exec(dev), "fcntl: %m");
+	CHECK(!setgroups(0, NULL) && !setresgid(USER, USER, USER) &&
+	      !setresuid(USER, USER, USER), "drop: %m");
+	snprintf(th_self, sizeof(th_self), FCAP_DIR "/fcap");
+	exec_or_die("fc1", dev, 0, 0);
+}
+
+/* Image 1 (cap_net_raw from the file): arms, execs the same binary. */
+KMOD_EXEC_CASE(fc1, dev, a1, a2)
+{
+	int sfd = create(dev, SESS), efd = eventfd(0, EFD_CLOEXEC);
+
+	(void)a1;
+	(void)a2;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup: %d", sfd);
+	exec_or_die("fc2", dev, sfd, 0);
+}
+
+/*
+ * Image 2, the same credentials, AT_SECURE: 0 if refused throughout, 1 if
+ * granted once AT_SECURE was zeroed; 4 no AT_SECURE, 5 no PR_SET_MM_MAP,
+ * 6 granted even with AT_SECURE.
+ */
+KMOD_EXEC_CASE(fc2, dev, old, a2)
+{
+	int ret;
+
+	(void)old;
+	(void)a2;
+	if (!getauxval(AT_SECURE))
+		return 4;
+	ret = retrieve_session(dev, SESS);
+	if (ret != -EPERM) {
+		printf("# with AT_SECURE: %d\n", ret);
+		return 6;
+	}
+	ret = erase_at_secure();
+	if (ret) {
+		printf("# PR_SET_MM_MAP: %s\n", strerror(-ret));
+		return 5;
+	}
+	ret = retrieve_session(dev, SESS);
+	printf("# AT_SECURE zeroed in the kernel's saved auxv (libc keeps "
+	       "its copy: %lu): RETRIEVE_SESSION %d\n",
+	       getauxval(AT_SECURE), ret);
+	return ret >= 0;
+}
+
+/*
+ * Test Case: at_secure_erasable
+ * As root: uid 1000 runs a copy of this binary with file capability
+ * cap_net_raw+ep; it arms and execs the same copy (same credentials, an
+ * AT_SECURE exec).  RETRIEVE_SESSION is refused, and stays refused after
+ * the image rewrote its own auxv without AT_SECURE.
+ */
+TEST_F(kmod, at_secure_erasable)
+{
+	struct vfs_cap_data cap = {
+		.magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
+		.data[0].permitted = 1u << CAP_NET_RAW,
+	};
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "file capabilities need root");
+	mkdir(FCAP_DIR, 0755);
+	ASSERT_EQ(0, mount("cprx-fcap", FCAP_DIR, "tmpfs", 0, "mode=755"));
+	ASSERT_EQ(0, copy_self_setgid(FCAP_DIR "/fcap", 0));
+	ASSERT_EQ(0, chmod(FCAP_DIR "/fcap", 0755));
+	ASSERT_EQ(0, setxattr(FCAP_DIR "/fcap", "security.capability", &cap,
+			      XATTR_CAPS_SZ_2, 0));
+	ret = run_child(self, fcap_child, self->dev);
+	umount2(FCAP_DIR, MNT_DETACH);
+	rmdir(FCAP_DIR);
+	if (ret == 4 || ret == 5)
+		SKIP(return, "%s", ret == 4 ? "no AT_SECURE from file caps"
+					    : "no PR_SET_MM_MAP here");
+	EXPECT_EQ(0, ret);
 }
 
 TEST_HARNESS_MAIN
