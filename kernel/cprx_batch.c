@@ -20,7 +20,8 @@ static struct cprx_preserve_entry *read_entries(u64 uptr, u32 nr)
 {
 	struct cprx_preserve_entry *ents;
 
-	ents = kvmalloc_array(nr, sizeof(*ents), GFP_KERNEL_ACCOUNT);
+	ents = kvmalloc_array(nr, sizeof(*ents),
+			      GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!ents)
 		return ERR_PTR(-ENOMEM);
 	if (copy_from_user(ents, u64_to_user_ptr(uptr),
@@ -107,7 +108,7 @@ static u32 add_pins(struct cprx_session *s, struct cprx_pin **pins, u32 n,
 	for (i = 0; i < n; i++) {
 		if (cprx_find_pin(s, pins[i]->token))
 			*err = -EEXIST;
-		else if (s->nr_pins + i >= max)
+		else if (s->nr_pins >= max || i >= max - s->nr_pins)
 			*err = -ENOSPC;
 		else
 			*err = cprx_charge_pin(s->user);
@@ -152,6 +153,32 @@ static int pin_batch(struct cprx_session *s, struct cprx_pin **pins,
 	return ret;
 }
 
+/*
+ * The answers any batch gets before its files are taken: who, when, and
+ * whether @nr fits the room @s has left (*@failed is then that room).
+ */
+static int batch_allowed(struct cprx_session *s, u32 nr, u32 *failed)
+{
+	unsigned int max = READ_ONCE(cprx_max_pins);
+	unsigned int room;
+	int ret = 0;
+
+	mutex_lock(&s->lock);
+	room = max - min(s->nr_pins, max);
+	if (!cprx_is_owner(s)) {
+		ret = -EPERM;
+	} else if (s->dead) {
+		ret = -ESRCH;
+	} else if (s->armed) {
+		ret = -EBUSY;
+	} else if (nr > room) {
+		*failed = room;
+		ret = -ENOSPC;
+	}
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
 static int preserve_entries(struct cprx_session *s,
 			    const struct cprx_session_preserve_fds *arg,
 			    u32 *failed)
@@ -164,7 +191,8 @@ static int preserve_entries(struct cprx_session *s,
 	ents = read_entries(arg->entries, arg->nr);
 	if (IS_ERR(ents))
 		return PTR_ERR(ents);
-	pins = kvcalloc(arg->nr, sizeof(*pins), GFP_KERNEL_ACCOUNT);
+	pins = kvcalloc(arg->nr, sizeof(*pins),
+			GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!pins) {
 		kvfree(ents);
 		return -ENOMEM;
@@ -182,7 +210,6 @@ long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg)
 {
 	struct cprx_session_preserve_fds __user *u = uarg;
 	struct cprx_session_preserve_fds arg;
-	unsigned int max = READ_ONCE(cprx_max_pins);
 	u32 usize, failed;
 	int ret;
 
@@ -191,15 +218,18 @@ long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg)
 		return ret;
 	if (arg.reserved)
 		return -EINVAL;
+	/* bounded whatever max_pins says: the arrays below are this big */
+	if (arg.nr > CPRX_PRESERVE_FDS_MAX)
+		return -E2BIG;
 	/* @failed is proven writable before anything is pinned */
 	if (put_user(arg.failed, &u->failed))
 		return -EFAULT;
 	failed = arg.failed;
-	if (arg.nr > max) {
-		/* no session holds that many: the arrays are never made */
-		failed = max - min(READ_ONCE(s->nr_pins), max);
-		ret = -ENOSPC;
-	} else {
+	ret = batch_allowed(s, arg.nr, &failed);
+	if (ret == -EPERM || ret == -ESRCH || ret == -EBUSY)
+		return ret;	/* names no entry: the struct is unchanged */
+	if (!ret) {
+		/* the arrays are made only for a batch that may fit */
 		ret = preserve_entries(s, &arg, &failed);
 		if (!ret)
 			failed = arg.nr;

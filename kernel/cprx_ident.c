@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * cprx users and subjects: what each user (the euid that creates sessions)
- * is charged, and whether the current task is the subject that armed a
- * session - same credentials, same LSM label, no secure exec since.
+ * cprx users and subjects: what each user (the euid that creates sessions,
+ * or the owner of the user namespace it is in) is charged, and whether the
+ * current task is the subject that armed a session - same credentials,
+ * same LSM labels.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/auxvec.h>
 #include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/sched.h>
@@ -15,6 +15,7 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
+#include <linux/user_namespace.h>
 #include "cprx_internal.h"
 
 /* --- What each user is charged -------------------------------------------- */
@@ -22,6 +23,23 @@
 static DEFINE_HASHTABLE(cprx_users, 6);
 static DEFINE_SPINLOCK(cprx_users_lock);	/* innermost lock */
 static unsigned int cprx_nr_sessions;		/* of all users */
+static unsigned int cprx_nr_pins;		/* of all users */
+
+/*
+ * Whom current's sessions are charged to: its euid, or in a user namespace
+ * the user that made the outermost one, so that a user with a range of
+ * subordinate ids (newuidmap) is one user, not one per id of the range.
+ */
+kuid_t cprx_charged_uid(void)
+{
+	const struct user_namespace *ns = current_user_ns();
+
+	if (ns == &init_user_ns)
+		return current_euid();
+	while (ns->parent != &init_user_ns)
+		ns = ns->parent;
+	return ns->owner;
+}
 
 static struct cprx_user *user_of(kuid_t uid)
 {
@@ -79,14 +97,16 @@ void cprx_uncharge_session(struct cprx_user *u)
 	kfree(u);
 }
 
-/* One more pin for @u: ENOSPC past max_user_pins. */
+/* One more pin for @u: ENOSPC past max_user_pins or max_total_pins. */
 int cprx_charge_pin(struct cprx_user *u)
 {
 	int ret = -ENOSPC;
 
 	spin_lock(&cprx_users_lock);
-	if (u->pins < READ_ONCE(cprx_max_user_pins)) {
+	if (u->pins < READ_ONCE(cprx_max_user_pins) &&
+	    cprx_nr_pins < READ_ONCE(cprx_max_total_pins)) {
 		u->pins++;
+		cprx_nr_pins++;
 		ret = 0;
 	}
 	spin_unlock(&cprx_users_lock);
@@ -97,22 +117,11 @@ void cprx_uncharge_pins(struct cprx_user *u, unsigned int n)
 {
 	spin_lock(&cprx_users_lock);
 	u->pins -= n;
+	cprx_nr_pins -= n;
 	spin_unlock(&cprx_users_lock);
 }
 
 /* --- The subject that armed ---------------------------------------------- */
-
-/* Was the current image exec'd with AT_SECURE (setuid, setgid, fcaps, LSM)? */
-static bool secure_exec(void)
-{
-	const unsigned long *auxv = current->mm->saved_auxv;
-	int i;
-
-	for (i = 0; i + 1 < AT_VECTOR_SIZE && auxv[i] != AT_NULL; i += 2)
-		if (auxv[i] == AT_SECURE)
-			return auxv[i + 1];
-	return false;
-}
 
 static bool same_groups(const struct group_info *a,
 			const struct group_info *b)
@@ -124,18 +133,31 @@ static bool same_groups(const struct group_info *a,
 
 #define same_caps(a, b)	(!memcmp(&(a), &(b), sizeof(kernel_cap_t)))
 
+/* Current's LSM labels (AppArmor's too, which has no cred_getsecid). */
+void cprx_lsm_subject(struct cprx_lsm_subject *subj)
+{
+	memset(subj, 0, sizeof(*subj));
+#ifdef CPRX_HAVE_LSM_PROP
+	security_current_getlsmprop_subj(&subj->prop);
+#else
+	security_current_getsecid_subj(&subj->secid);
+#endif
+}
+
 /*
- * Is current the subject that armed with credentials @a and LSM label
- * @secid, and not exec'd with AT_SECURE since?
+ * Is current the subject that armed with credentials @a and LSM labels
+ * @lsm?  What a setuid, setgid or file-capability exec or an LSM domain
+ * transition changes is compared here.  AT_SECURE itself is not: the image
+ * may rewrite its saved auxv (PR_SET_MM_MAP), and with nothing changed it
+ * would refuse only a VMM given capabilities by its own file.
  */
-bool cprx_same_subject(const struct cred *a, u32 secid)
+bool cprx_same_subject(const struct cred *a,
+		       const struct cprx_lsm_subject *lsm)
 {
 	const struct cred *c = current_cred();
-	u32 now;
+	struct cprx_lsm_subject now;
 
-	if (secure_exec())
-		return false;
-	security_cred_getsecid(c, &now);
+	cprx_lsm_subject(&now);
 	return uid_eq(a->uid, c->uid) && uid_eq(a->euid, c->euid) &&
 	       uid_eq(a->suid, c->suid) && uid_eq(a->fsuid, c->fsuid) &&
 	       gid_eq(a->gid, c->gid) && gid_eq(a->egid, c->egid) &&
@@ -147,5 +169,5 @@ bool cprx_same_subject(const struct cred *a, u32 secid)
 	       same_caps(a->cap_bset, c->cap_bset) &&
 	       same_caps(a->cap_ambient, c->cap_ambient) &&
 	       a->securebits == c->securebits && a->user_ns == c->user_ns &&
-	       secid == now;
+	       !memcmp(lsm, &now, sizeof(now));
 }

@@ -11,6 +11,7 @@
 #include <linux/mutex.h>
 #include <linux/pid.h>
 #include <linux/sched/signal.h>
+#include <linux/security.h>
 #include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -34,6 +35,18 @@ struct cprx_user {
 	unsigned int pins;
 };
 
+/*
+ * The LSM side of a subject: every LSM's label where the kernel has struct
+ * lsm_prop (6.13), the one secid they map it to before.
+ */
+struct cprx_lsm_subject {
+#ifdef CPRX_HAVE_LSM_PROP
+	struct lsm_prop prop;
+#else
+	u32 secid;
+#endif
+};
+
 struct cprx_pin {
 	struct hlist_node node;
 	u64 token;
@@ -55,7 +68,9 @@ struct cprx_pin {
  * @armed_mm: the image that armed, held by mmgrab() while armed so that no
  *	later image's mm can reuse its address; compared, never dereferenced
  * @armed_cred: the credentials that armed: RETRIEVE_SESSION must match them
- * @armed_secid: and the LSM label too
+ * @armed_lsm: and the LSM labels too
+ * @retrieved_mm: the image that retrieved, held by mmgrab(): RETRIEVE_FD is
+ *	for it alone, not for what it execs without arming
  * @owner_wait: on the owner's pid wait queue, woken when the process exits
  * @owner_gone: the work that ends the session once the owner is gone
  * @armed: the session survives the owner's next exec
@@ -84,7 +99,8 @@ struct cprx_session {
 	ktime_t created;
 	struct mm_struct *armed_mm;
 	const struct cred *armed_cred;
-	u32 armed_secid;
+	struct cprx_lsm_subject armed_lsm;
+	struct mm_struct *retrieved_mm;
 	struct wait_queue_entry owner_wait;
 	struct work_struct owner_gone;
 	bool armed;
@@ -116,14 +132,18 @@ extern struct list_head cprx_sessions;
 extern struct mutex cprx_sessions_lock;
 extern unsigned int cprx_max_pins;
 extern unsigned int cprx_max_user_pins;
+extern unsigned int cprx_max_total_pins;
 extern unsigned int cprx_max_sessions;
 extern unsigned int cprx_max_total_sessions;
 
+kuid_t cprx_charged_uid(void);
 struct cprx_user *cprx_charge_session(kuid_t uid);
 void cprx_uncharge_session(struct cprx_user *u);
 int cprx_charge_pin(struct cprx_user *u);
 void cprx_uncharge_pins(struct cprx_user *u, unsigned int n);
-bool cprx_same_subject(const struct cred *armed, u32 secid);
+void cprx_lsm_subject(struct cprx_lsm_subject *subj);
+bool cprx_same_subject(const struct cred *armed,
+		       const struct cprx_lsm_subject *lsm);
 
 struct file *cprx_session_create(const char *name);
 bool cprx_is_session(struct file *file);

@@ -7,6 +7,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -30,6 +31,11 @@ unsigned int cprx_max_user_pins = 65536;
 module_param_named(max_user_pins, cprx_max_user_pins, uint, 0644);
 MODULE_PARM_DESC(max_user_pins,
 		 "Files one user's sessions may pin in all (ENOSPC beyond)");
+
+unsigned int cprx_max_total_pins = 262144;
+module_param_named(max_total_pins, cprx_max_total_pins, uint, 0644);
+MODULE_PARM_DESC(max_total_pins,
+		 "Files all users' sessions may pin together (ENOSPC beyond)");
 
 unsigned int cprx_max_sessions = 256;
 module_param_named(max_sessions, cprx_max_sessions, uint, 0644);
@@ -159,8 +165,22 @@ static struct miscdevice cprx_dev = {
 };
 
 /*
+ * May the opener of @m see @s?  Its own sessions, or all of them with
+ * CAP_SYS_ADMIN: the pids and names of other users' VMMs are not for
+ * everyone (a /proc mounted hidepid= hides their /proc/N too).  The
+ * opener's credentials, not the reader's, so that a file handed to a
+ * privileged program shows it no more.
+ */
+static bool may_see(struct seq_file *m, struct cprx_session *s)
+{
+	return uid_eq(m->file->f_cred->euid, s->uid) ||
+	       file_ns_capable(m->file, &init_user_ns, CAP_SYS_ADMIN);
+}
+
+/*
  * The live sessions whose owner this /proc's pid namespace can see, with
- * the pid it knows: a container's /proc shows its own VMMs, as its /proc/N.
+ * the pid it knows (a container's /proc shows its own VMMs, as its /proc/N),
+ * and that the opener may see.
  */
 static int sessions_show(struct seq_file *m, void *v)
 {
@@ -173,7 +193,7 @@ static int sessions_show(struct seq_file *m, void *v)
 	mutex_lock(&cprx_sessions_lock);
 	list_for_each_entry(s, &cprx_sessions, node) {
 		pid = pid_nr_ns(s->owner, ns);
-		if (READ_ONCE(s->dead) || !pid)
+		if (READ_ONCE(s->dead) || !pid || !may_see(m, s))
 			continue;
 		seq_printf(m, "%d\t%s\t%u\t%d\t%d\t%lld\n",
 			   pid, s->name, READ_ONCE(s->nr_pins),

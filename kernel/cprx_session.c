@@ -12,7 +12,7 @@
  *   credentials; ARM with CPRX_ARM_CANCEL undoes that when the exec failed;
  * - after the exec, RETRIEVE_SESSION (on /dev/cprx) hands it to the new
  *   image, only with the same credentials and never to the image that armed;
- * - RETRIEVE_FD gives the pinned files back by token;
+ * - RETRIEVE_FD gives the pinned files back by token, to that image only;
  * - FINISH drops every pin: the update is over.
  *
  * The pins never outlive the owner: the exit of its last thread flushes
@@ -68,11 +68,24 @@ static void disarm(struct cprx_session *s)
 	s->armed_cred = NULL;
 }
 
+/* The image that retrieved @s becomes @mm (NULL: none). */
+static void set_retrieved(struct cprx_session *s, struct mm_struct *mm)
+{
+	lockdep_assert_held(&s->lock);
+	if (mm)
+		mmgrab(mm);
+	if (s->retrieved_mm)
+		mmdrop(s->retrieved_mm);
+	s->retrieved_mm = mm;
+	WRITE_ONCE(s->retrieved, !!mm);
+}
+
 static void kill_session(struct cprx_session *s)
 {
 	mutex_lock(&s->lock);
 	drop_pins(s);
 	disarm(s);
+	set_retrieved(s, NULL);
 	WRITE_ONCE(s->dead, true);
 	mutex_unlock(&s->lock);
 }
@@ -117,6 +130,7 @@ static void session_destroy(struct cprx_session *s)
 	mutex_lock(&s->lock);	/* nobody else can reach @s: for the asserts */
 	drop_pins(s);
 	disarm(s);
+	set_retrieved(s, NULL);
 	mutex_unlock(&s->lock);
 	if (s->user)
 		cprx_uncharge_session(s->user);
@@ -169,8 +183,8 @@ static struct cprx_session *find_session(struct pid *owner, const char *name)
 
 /*
  * Called with cprx_sessions_lock held.  A name is unique among the live
- * sessions of its process; the session is charged to its creator's euid,
- * finished or not, until its last file is closed.
+ * sessions of its process; the session is charged to its creator
+ * (cprx_charged_uid()), finished or not, until its last file is closed.
  */
 static int may_create(struct cprx_session *s)
 {
@@ -179,7 +193,7 @@ static int may_create(struct cprx_session *s)
 	lockdep_assert_held(&cprx_sessions_lock);
 	if (find_session(s->owner, s->name))
 		return -EEXIST;
-	u = cprx_charge_session(s->uid);
+	u = cprx_charge_session(cprx_charged_uid());
 	if (IS_ERR(u))
 		return PTR_ERR(u);
 	s->user = u;
@@ -252,7 +266,7 @@ static int may_retrieve(struct cprx_session *s)
 		return -EPERM;
 	if (current->mm == s->armed_mm)
 		return -EPERM;		/* no exec since arm: the old image */
-	if (!cprx_same_subject(s->armed_cred, s->armed_secid))
+	if (!cprx_same_subject(s->armed_cred, &s->armed_lsm))
 		return -EPERM;
 	return 0;
 }
@@ -286,7 +300,7 @@ struct file *cprx_session_retrieve(const char *name)
 			kref_put(&s->ref, session_never_free);
 		} else {
 			disarm(s);
-			WRITE_ONCE(s->retrieved, true);
+			set_retrieved(s, current->mm);
 		}
 	}
 	mutex_unlock(&s->lock);
@@ -409,7 +423,7 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 		mmgrab(current->mm);
 		s->armed_mm = current->mm;
 		s->armed_cred = get_current_cred();
-		security_cred_getsecid(s->armed_cred, &s->armed_secid);
+		cprx_lsm_subject(&s->armed_lsm);
 		WRITE_ONCE(s->armed, true);
 		/* a rollback re-arms a retrieved session: retrieve it anew */
 		s->retrieved_before_arm = s->retrieved;
@@ -458,7 +472,9 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 	if (ret)
 		return ret;
 	mutex_lock(&s->lock);
-	if (!cprx_is_owner(s) || !s->retrieved)
+	/* the image that retrieved, not one it exec'd without arming */
+	if (!cprx_is_owner(s) || !s->retrieved ||
+	    current->mm != s->retrieved_mm)
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;

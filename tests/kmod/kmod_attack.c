@@ -19,8 +19,10 @@
  *   kernel WARNs (a panic under panic_on_warn) for any user of the device.
  * - at_secure_erasable: "exec'd with AT_SECURE" is read from the image's
  *   own saved auxv, which the image may rewrite (PR_SET_MM_MAP, no
- *   privilege): after a file-capability exec with the arming credentials,
- *   RETRIEVE_SESSION is refused, then granted once AT_SECURE is zeroed.
+ *   privilege): an image that gained file capabilities must stay refused
+ *   once it has zeroed AT_SECURE.
+ * - fcaps_vmm_updates: a VMM given capabilities by its file, exec'ing the
+ *   same file, is the same subject (an AT_SECURE exec, nothing changed).
  */
 #include <grp.h>
 #include <sched.h>
@@ -212,25 +214,6 @@ TEST_F(kmod, proc_hidepid)
 
 #define SGID_DIR	"/tmp/cprx-kmod-attack-sgid"
 
-/* A setgid-nogroup copy of this binary on a tmpfs of its own. */
-static int copy_self_setgid(const char *path, gid_t gid)
-{
-	char buf[65536];
-	ssize_t n;
-	int in, out;
-
-	in = open(th_self, O_RDONLY | O_CLOEXEC);
-	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	if (in < 0 || out < 0)
-		return -errno;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, n) != n)
-			return -EIO;
-	close(in);
-	close(out);
-	return chown(path, 0, gid) || chmod(path, 02755) ? -errno : 0;
-}
-
 /* Image 1: pins, arms, execs image 2 (this binary, plain). */
 static void rt_image1(long unused)
 {
@@ -287,7 +270,7 @@ TEST_F(kmod, retrieved_bound_to_image)
 		SKIP(return, "a setgid file of another group needs root");
 	mkdir(SGID_DIR, 0755);
 	ASSERT_EQ(0, mount("cprx-sgid", SGID_DIR, "tmpfs", 0, "mode=755"));
-	ASSERT_EQ(0, copy_self_setgid(SGID_DIR "/sgid", NOBODY));
+	ASSERT_EQ(0, copy_self(SGID_DIR "/sgid", NOBODY));
 	ret = run_child(self, rt_image1, 0);
 	umount2(SGID_DIR, MNT_DETACH);
 	rmdir(SGID_DIR);
@@ -368,6 +351,10 @@ static int erase_at_secure(void)
 	ssize_t n, an;
 	int i;
 
+	/* a privilege-gaining exec left the image undumpable: /proc/self/auxv
+	 * is root's until the image says otherwise, as an attacker would */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		return -errno;
 	an = read_all("/proc/self/auxv", auxv, sizeof(auxv));
 	n = read_all("/proc/self/stat", buf, sizeof(buf) - 1);
 	if (an <= 0 || n <= 0)
@@ -400,45 +387,54 @@ static int erase_at_secure(void)
 									 : 0;
 }
 
-/* The child: drops to uid 1000 with no capabilities, execs the fcap copy. */
+/* The child: drops to uid 1000 with no capabilities, execs image 1. */
+static int fc_flow;	/* FC_SAME or FC_GAIN, for run_child's child */
+enum { FC_SAME = 1, FC_GAIN = 2 };
+
 static void fcap_child(long dev)
 {
 	CHECK(!keep_on_exec(dev), "fcntl: %m");
 	CHECK(!setgroups(0, NULL) && !setresgid(USER, USER, USER) &&
 	      !setresuid(USER, USER, USER), "drop: %m");
-	snprintf(th_self, sizeof(th_self), FCAP_DIR "/fcap");
-	exec_or_die("fc1", dev, 0, 0);
+	snprintf(th_self, sizeof(th_self), FCAP_DIR "/%s",
+		 fc_flow == FC_SAME ? "fcap" : "plain");
+	exec_or_die("fc1", dev, fc_flow, 0);
 }
 
-/* Image 1 (cap_net_raw from the file): arms, execs the same binary. */
-KMOD_EXEC_CASE(fc1, dev, a1, a2)
+/* Image 1 (the fcap copy, or the plain one): arms, execs the fcap copy. */
+KMOD_EXEC_CASE(fc1, dev, flow, a2)
 {
 	int sfd = create(dev, SESS), efd = eventfd(0, EFD_CLOEXEC);
 
-	(void)a1;
 	(void)a2;
 	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
 	      !keep_on_exec(sfd), "setup: %d", sfd);
-	exec_or_die("fc2", dev, sfd, 0);
+	snprintf(th_self, sizeof(th_self), FCAP_DIR "/fcap");
+	exec_or_die("fc2", dev, sfd, flow);
 }
 
 /*
- * Image 2, the same credentials, AT_SECURE: 0 if refused throughout, 1 if
- * granted once AT_SECURE was zeroed; 4 no AT_SECURE, 5 no PR_SET_MM_MAP,
- * 6 granted even with AT_SECURE.
+ * Image 2, the fcap copy (AT_SECURE).  FC_SAME: image 1 had the same
+ * capabilities, so it is the same subject: granted.  FC_GAIN: image 1 had
+ * none: refused, and still refused once AT_SECURE is zeroed.  0 as
+ * expected; 1 not; 4 no AT_SECURE; 5 no PR_SET_MM_MAP.
  */
-KMOD_EXEC_CASE(fc2, dev, old, a2)
+KMOD_EXEC_CASE(fc2, dev, old, flow)
 {
 	int ret;
 
 	(void)old;
-	(void)a2;
 	if (!getauxval(AT_SECURE))
 		return 4;
 	ret = retrieve_session(dev, SESS);
+	if (flow == FC_SAME) {
+		printf("# same capabilities, AT_SECURE: RETRIEVE_SESSION %d\n",
+		       ret);
+		return ret < 0;
+	}
 	if (ret != -EPERM) {
-		printf("# with AT_SECURE: %d\n", ret);
-		return 6;
+		printf("# capabilities gained: RETRIEVE_SESSION %d\n", ret);
+		return 1;
 	}
 	ret = erase_at_secure();
 	if (ret) {
@@ -449,17 +445,11 @@ KMOD_EXEC_CASE(fc2, dev, old, a2)
 	printf("# AT_SECURE zeroed in the kernel's saved auxv (libc keeps "
 	       "its copy: %lu): RETRIEVE_SESSION %d\n",
 	       getauxval(AT_SECURE), ret);
-	return ret >= 0;
+	return ret != -EPERM;
 }
 
-/*
- * Test Case: at_secure_erasable
- * As root: uid 1000 runs a copy of this binary with file capability
- * cap_net_raw+ep; it arms and execs the same copy (same credentials, an
- * AT_SECURE exec).  RETRIEVE_SESSION is refused, and stays refused after
- * the image rewrote its own auxv without AT_SECURE.
- */
-TEST_F(kmod, at_secure_erasable)
+/* Runs @flow with a cap_net_raw+ep copy and a plain copy of this binary. */
+static int fcap_flow(FIXTURE_DATA(kmod) *self, int flow)
 {
 	struct vfs_cap_data cap = {
 		.magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
@@ -467,20 +457,59 @@ TEST_F(kmod, at_secure_erasable)
 	};
 	int ret;
 
-	if (geteuid())
-		SKIP(return, "file capabilities need root");
 	mkdir(FCAP_DIR, 0755);
-	ASSERT_EQ(0, mount("cprx-fcap", FCAP_DIR, "tmpfs", 0, "mode=755"));
-	ASSERT_EQ(0, copy_self_setgid(FCAP_DIR "/fcap", 0));
-	ASSERT_EQ(0, chmod(FCAP_DIR "/fcap", 0755));
-	ASSERT_EQ(0, setxattr(FCAP_DIR "/fcap", "security.capability", &cap,
-			      XATTR_CAPS_SZ_2, 0));
-	ret = run_child(self, fcap_child, self->dev);
+	if (mount("cprx-fcap", FCAP_DIR, "tmpfs", 0, "mode=755"))
+		return -errno;
+	ret = copy_self(FCAP_DIR "/fcap", -1) ?:
+	      copy_self(FCAP_DIR "/plain", -1) ?:
+	      setxattr(FCAP_DIR "/fcap", "security.capability", &cap,
+		       XATTR_CAPS_SZ_2, 0);
+	if (!ret) {
+		fc_flow = flow;
+		ret = run_child(self, fcap_child, self->dev);
+	}
 	umount2(FCAP_DIR, MNT_DETACH);
 	rmdir(FCAP_DIR);
+	return ret;
+}
+
+/*
+ * Test Case: at_secure_erasable
+ * As root: uid 1000 without capabilities arms, then execs a copy of this
+ * binary with file capability cap_net_raw+ep (more privilege, an AT_SECURE
+ * exec).  RETRIEVE_SESSION is refused, and stays refused after the image
+ * rewrote its own auxv without AT_SECURE: what is compared is what the
+ * image cannot rewrite, its credentials.
+ */
+TEST_F(kmod, at_secure_erasable)
+{
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "file capabilities need root");
+	ret = fcap_flow(self, FC_GAIN);
 	if (ret == 4 || ret == 5)
 		SKIP(return, "%s", ret == 4 ? "no AT_SECURE from file caps"
 					    : "no PR_SET_MM_MAP here");
+	EXPECT_EQ(0, ret);
+}
+
+/*
+ * Test Case: fcaps_vmm_updates
+ * As root: uid 1000 runs the cap_net_raw+ep copy (a VMM given a capability
+ * by its file), arms, and execs the same copy: an AT_SECURE exec, but the
+ * same credentials and label, so the same subject.  RETRIEVE_SESSION is
+ * granted: AT_SECURE alone refuses no update.
+ */
+TEST_F(kmod, fcaps_vmm_updates)
+{
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "file capabilities need root");
+	ret = fcap_flow(self, FC_SAME);
+	if (ret == 4)
+		SKIP(return, "no AT_SECURE from file caps");
 	EXPECT_EQ(0, ret);
 }
 

@@ -192,6 +192,43 @@ TEST_F(kmod, limit_user_pins)
 	EXPECT_EQ(-ENOSPC, preserve(sfd, efd, 7));
 }
 
+/* As nobody (another user, its own charges): one pin, then ENOSPC. */
+static void nobody_pins(long dev)
+{
+	int sfd, efd = eventfd(0, EFD_CLOEXEC);
+
+	CHECK(!setresgid(NOBODY, NOBODY, NOBODY) &&
+	      !setresuid(NOBODY, NOBODY, NOBODY), "setresuid: %m");
+	sfd = create(dev, "nobody");
+	CHECK(sfd >= 0, "create as nobody: %d", sfd);
+	CHECK(!preserve(sfd, efd, 1), "the 4th pin of all");
+	CHECK(preserve(sfd, efd, 2) == -ENOSPC, "the 5th pin of all");
+}
+
+/*
+ * Test Case: limit_total_pins
+ * As root, max_total_pins 4 (per-user and per-session limits far above):
+ * our 3 pins and another user's count together, so that user gets one pin
+ * and then ENOSPC, as do we; pins given back are free for anyone.
+ */
+TEST_F(kmod, limit_total_pins)
+{
+	int sfd, efd = eventfd(0, EFD_CLOEXEC);
+
+	if (geteuid())
+		SKIP(return, "module parameters need root");
+	set_param(self, P_TOTAL_PINS, 4);
+	sfd = create(self->dev, SESS);
+	ASSERT_GE(sfd, 0);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(0, preserve(sfd, efd, i));
+	EXPECT_EQ(0, run_child(self, nobody_pins, self->dev));
+	EXPECT_EQ(0, preserve(sfd, efd, 3));
+	EXPECT_EQ(-ENOSPC, preserve(sfd, efd, 4));
+	ASSERT_EQ(0, unpreserve(sfd, 0));
+	EXPECT_EQ(0, preserve(sfd, efd, 4));
+}
+
 /*
  * Test Case: query_allocates_by_pins
  * As root, max_pins 2^28: a QUERY with room for 2^28 entries on a session

@@ -182,6 +182,33 @@ int reap(pid_t pid)
 	return WEXITSTATUS(status);
 }
 
+/*
+ * A copy of this binary at @path, mode 0755, or setgid @gid (root-owned,
+ * 02755) if @gid >= 0: 0 or -errno.  For tests that exec another file
+ * (a setgid copy, one with file capabilities, one nobody may run).
+ */
+int copy_self(const char *path, int gid)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out, ret = 0;
+
+	in = open(th_self, O_RDONLY | O_CLOEXEC);
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (in < 0 || out < 0)
+		ret = -errno;
+	while (!ret && (n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n)
+			ret = -EIO;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (!ret && gid >= 0 && (chown(path, 0, gid) || chmod(path, 02755)))
+		ret = -errno;
+	return ret;
+}
+
 /* Becomes "--exec-case @ecase a0 a1 a2"; returns -errno if execv failed. */
 int exec_self(const char *ecase, long a0, long a1, long a2)
 {
@@ -410,6 +437,7 @@ void sleep_forever(void)
 
 static const char *const param_names[NR_PARAMS] = {
 	"max_pins", "max_sessions", "max_user_pins", "max_total_sessions",
+	"max_total_pins",
 };
 static long params_at_start[NR_PARAMS] = {	/* HARNESS_SETUP's */
 	[0 ... NR_PARAMS - 1] = -1,

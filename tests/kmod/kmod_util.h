@@ -110,6 +110,7 @@ int keep_on_exec(int fd);
 long long now_ns(void);
 pid_t fork_flushed(void);
 int reap(pid_t pid);
+int copy_self(const char *path, int gid);
 int exec_self(const char *ecase, long a0, long a1, long a2);
 __attribute__((noreturn))
 void exec_or_die(const char *ecase, long a0, long a1, long a2);
@@ -149,7 +150,8 @@ long exec_arg(int argc, char **argv, int i);
 
 /* The fixture: skips without the module, leaves nothing behind */
 
-enum { P_PINS, P_SESSIONS, P_USER_PINS, P_TOTAL_SESSIONS, NR_PARAMS };
+enum { P_PINS, P_SESSIONS, P_USER_PINS, P_TOTAL_SESSIONS, P_TOTAL_PINS,
+       NR_PARAMS };
 
 FIXTURE(kmod) {
 	int dev;

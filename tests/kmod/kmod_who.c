@@ -136,20 +136,12 @@ TEST_F(kmod, other_uid)
  */
 static void copy_self_for_nobody(void)
 {
-	char path[64], buf[65536];
-	ssize_t n;
-	int in, out;
+	char path[64];
+	int ret;
 
 	snprintf(path, sizeof(path), "/tmp/cprx-test-kmod-%d", getpid());
-	in = open(th_self, O_RDONLY | O_CLOEXEC);
-	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	CHECK(in >= 0 && out >= 0, "copy %s: %m", th_self);
-	/* read/write: copy_file_range cannot cross file systems on 6.1 */
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		CHECK(write(out, buf, n) == n, "copy %s: %m", th_self);
-	CHECK(n == 0, "copy %s: %m", th_self);
-	close(in);
-	close(out);
+	ret = copy_self(path, -1);
+	CHECK(!ret, "copy %s: %s", th_self, strerror(-ret));
 	snprintf(th_self, sizeof(th_self), "%s", path);
 }
 
@@ -237,30 +229,6 @@ TEST_F(kmod, retrieve_in_old_image)
 
 #define SGID_DIR	"/tmp/cprx-kmod-sgid"
 
-/*
- * A copy of this binary, setgid @gid if @gid >= 0, on a tmpfs of its own
- * (the VM tier's /tmp is nosuid); 0, -errno, or 4 if setgid cannot work.
- */
-static int copy_self_to(const char *path, int gid)
-{
-	char buf[65536];
-	ssize_t n;
-	int in, out;
-
-	in = open(th_self, O_RDONLY | O_CLOEXEC);
-	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	if (in < 0 || out < 0)
-		return -errno;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, n) != n)
-			return -EIO;
-	close(in);
-	close(out);
-	if (gid >= 0 && (chown(path, 0, gid) || chmod(path, 02755)))
-		return -errno;
-	return 0;
-}
-
 /* Arms, then execs @path (setgid or not) into the case "creds". */
 static void creds_old_image(long setgid)
 {
@@ -317,8 +285,8 @@ TEST_F(kmod, retrieve_after_setgid_exec)
 		SKIP(return, "a setgid file of another group needs root");
 	mkdir(SGID_DIR, 0755);
 	ASSERT_EQ(0, mount("cprx-sgid", SGID_DIR, "tmpfs", 0, "mode=755"));
-	ASSERT_EQ(0, copy_self_to(SGID_DIR "/sgid", NOBODY));
-	ASSERT_EQ(0, copy_self_to(SGID_DIR "/plain", -1));
+	ASSERT_EQ(0, copy_self(SGID_DIR "/sgid", NOBODY));
+	ASSERT_EQ(0, copy_self(SGID_DIR "/plain", -1));
 	ret = run_child(self, creds_old_image, 1);
 	if (ret == 4) {
 		umount2(SGID_DIR, MNT_DETACH);
@@ -407,8 +375,8 @@ TEST_F(kmod, retrieve_after_file_caps_exec)
 		SKIP(return, "setting file capabilities needs root");
 	mkdir(SGID_DIR, 0755);
 	ASSERT_EQ(0, mount("cprx-fcaps", SGID_DIR, "tmpfs", 0, "mode=755"));
-	ASSERT_EQ(0, copy_self_to(SGID_DIR "/fcaps", -1));
-	ASSERT_EQ(0, copy_self_to(SGID_DIR "/plain", -1));
+	ASSERT_EQ(0, copy_self(SGID_DIR "/fcaps", -1));
+	ASSERT_EQ(0, copy_self(SGID_DIR "/plain", -1));
 	ret = set_file_cap(SGID_DIR "/fcaps");
 	if (ret == -EOPNOTSUPP) {
 		umount2(SGID_DIR, MNT_DETACH);

@@ -39,7 +39,7 @@ fi
 exec tests/vm/run.sh --kernel "$kernel" --timeout "$timeout" \
 	--append "slub_debug=FZP,kmalloc-cg-4k" -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
-	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,fuzz,batch,perf} \
+	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,fuzz,batch,perf,attack} \
 	"$build"/tests/exec_{update,refused,preflight,api} \
 	"$build"/tests/faults/fault_{state,handover} \
 	"$build/tests/test_vmm"

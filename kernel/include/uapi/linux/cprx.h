@@ -21,9 +21,11 @@
  *
  * /dev/cprx is root's, mode 0660; the udev rule cprx ships gives it to the
  * group that runs VMMs (kvm).  Sessions and pins are charged to the euid
- * that created the session: module parameters max_sessions (per user),
- * max_total_sessions (all users), max_pins (per session) and max_user_pins
- * (per user) bound them (ENOSPC).
+ * that created the session - in a user namespace, to the user that owns
+ * the outermost one, so that a range of subordinate ids counts as one
+ * user: module parameters max_sessions (per user), max_total_sessions (all
+ * users), max_pins (per session), max_user_pins (per user) and
+ * max_total_pins (all users) bound them (ENOSPC).
  *
  * The ioctl type 0xE7 is free in the kernel's ioctl-number table; cprx
  * uses numbers 0x00-0x4f of it.
@@ -81,10 +83,12 @@ struct cprx_ioctl_create_session {
  *   ENOENT  the caller has no live session of that name (another
  *           process's name is no different from a free one)
  *   EPERM   not armed; or no exec since the arm; or the caller's euid is
- *           not the creator's; or the image was exec'd with AT_SECURE
- *           (setuid, setgid, file capabilities, an LSM transition), or its
- *           credentials (uids, gids, groups, capabilities, securebits, user
- *           namespace, LSM label) differ from those that armed
+ *           not the creator's; or its credentials (uids, gids, groups,
+ *           capabilities, securebits, user namespace, every LSM's label)
+ *           differ from those that armed: what a setuid, setgid or
+ *           file-capability exec or an LSM transition changes.  AT_SECURE
+ *           alone is no refusal: the image can rewrite it, and a VMM given
+ *           capabilities by its own file execs with it every time
  *   EMFILE  no free fd
  */
 struct cprx_ioctl_retrieve_session {
@@ -134,11 +138,14 @@ struct cprx_session_preserve_fd {
  *   EEXIST  entry @failed's token is taken, by a pin of the session or by
  *           an earlier entry of the batch
  *   ENOSPC  entry @failed is the first that does not fit max_pins for the
- *           session or max_user_pins for the euid.  An @nr above max_pins
- *           is refused so before the entries are read (no session holds
- *           that many): @failed is then the first entry past the room the
- *           session has left
+ *           session, max_user_pins for the user or max_total_pins.  An @nr
+ *           above the room the session has left is refused so before the
+ *           entries are read: @failed is then the first entry past that room
+ *   E2BIG   @nr above CPRX_PRESERVE_FDS_MAX, whatever the limits: split the
+ *           batch (@failed unchanged)
+ * Who and when come first: EPERM, ESRCH and EBUSY whatever @nr is.
  */
+#define CPRX_PRESERVE_FDS_MAX	65536
 struct cprx_preserve_entry {
 	__s32 fd;
 	__u32 reserved;		/* must be 0 */
@@ -188,7 +195,8 @@ struct cprx_session_arm {
 /*
  * RETRIEVE_FD: a new fd (O_CLOEXEC) on the file pinned under @token, as a
  * received file (the LSMs may refuse it); the pin stays until FINISH.
- *   EPERM   not the owner, or not a retrieved session
+ *   EPERM   not the owner, or not a retrieved session, or not the image that
+ *           retrieved it (one it exec'd without arming gets nothing)
  *   ESRCH   finished or owner gone
  *   ENOENT  no such pin
  *   EMFILE  no free fd
