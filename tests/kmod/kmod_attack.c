@@ -513,4 +513,103 @@ TEST_F(kmod, fcaps_vmm_updates)
 	EXPECT_EQ(0, ret);
 }
 
+
+/*
+ * Image 3 of rearm_after_unarmed_exec, setgid, exec'd by a retrieving image
+ * without an arm: RETRIEVE_FD is refused (the earlier fix), but ARM is not
+ * bound to the image that retrieved.  It arms under its own credentials,
+ * and CANCEL restores "retrieved" for it although it never retrieved.
+ * Exit: 0 refused, 1 the arm went through, 4 no setgid.
+ */
+KMOD_EXEC_CASE(ra3, old, a1, a2)
+{
+	struct cprx_session_query q;
+	int ret;
+
+	(void)a1;
+	(void)a2;
+	if (getegid() != NOBODY || !getauxval(AT_SECURE))
+		return 4;
+	CHECK(retrieve_fd(old, TOK_EVT) == -EPERM, "RETRIEVE_FD not EPERM");
+	ret = arm(old, 0);
+	if (ret)
+		return 0;
+	printf("# unarmed setgid image armed the session\n");
+	CHECK(!arm(old, CPRX_ARM_CANCEL), "cancel");
+	CHECK(!query(old, &q, NULL, 0), "query");
+	if (q.flags & CPRX_SESSION_RETRIEVED)
+		printf("# after CANCEL: RETRIEVED in an image that never "
+		       "retrieved (RETRIEVE_FD %d)\n", retrieve_fd(old, TOK_EVT));
+	CHECK(!arm(old, 0), "re-arm");
+	/* th_self is the setgid copy: image 4 has image 3's credentials */
+	exec_or_die("ra4", old, 0, 0);
+}
+
+/* Image 4, setgid again: retrieves what image 1 pinned.  Exit 1 if so. */
+KMOD_EXEC_CASE(ra4, old, a1, a2)
+{
+	int sfd, fd;
+
+	(void)old;
+	(void)a1;
+	(void)a2;
+	sfd = retrieve_session(open_dev(), SESS);
+	if (sfd < 0)
+		return 0;
+	fd = retrieve_fd(sfd, TOK_EVT);
+	if (fd >= 0)
+		printf("# setgid image 4 (egid %d) got image 1's fd %d\n",
+		       (int)getegid(), fd);
+	return fd >= 0;
+}
+
+/* Image 2: retrieves, then execs the setgid image 3 without arming. */
+KMOD_EXEC_CASE(ra2, old, a1, a2)
+{
+	int sfd;
+
+	(void)old;
+	(void)a1;
+	(void)a2;
+	sfd = retrieve_session(open_dev(), SESS);
+	CHECK(sfd >= 0 && !keep_on_exec(sfd), "retrieve_session: %d", sfd);
+	snprintf(th_self, sizeof(th_self), SGID_DIR "/sgid");
+	exec_or_die("ra3", sfd, 0, 0);
+}
+
+static void ra_image1(long unused)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	int efd = eventfd(0, EFD_CLOEXEC);
+
+	(void)unused;
+	CHECK(sfd >= 0 && !preserve(sfd, efd, TOK_EVT) && !arm(sfd, 0) &&
+	      !keep_on_exec(sfd), "setup");
+	exec_or_die("ra2", sfd, 0, 0);
+}
+
+/*
+ * Test Case: rearm_after_unarmed_exec
+ * As root: image 1 pins and arms, image 2 retrieves and execs a setgid
+ * image without arming (fd kept).  That image must not get the files by
+ * arming the session itself and exec'ing once more: ARM, like RETRIEVE_FD,
+ * belongs to the image that retrieved (or created) the session.
+ */
+TEST_F(kmod, rearm_after_unarmed_exec)
+{
+	int ret;
+
+	if (geteuid())
+		SKIP(return, "a setgid file of another group needs root");
+	mkdir(SGID_DIR, 0755);
+	ASSERT_EQ(0, mount("cprx-sgid", SGID_DIR, "tmpfs", 0, "mode=755"));
+	ASSERT_EQ(0, copy_self(SGID_DIR "/sgid", NOBODY));
+	ret = run_child(self, ra_image1, 0);
+	umount2(SGID_DIR, MNT_DETACH);
+	rmdir(SGID_DIR);
+	if (ret == 4)
+		SKIP(return, "the setgid bit had no effect");
+	EXPECT_EQ(0, ret);
+}
+
 TEST_HARNESS_MAIN
