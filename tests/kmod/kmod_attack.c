@@ -612,4 +612,81 @@ TEST_F(kmod, rearm_after_unarmed_exec)
 	EXPECT_EQ(0, ret);
 }
 
+#define CT_BASE		200000
+
+/*
+ * A container's user: in a user namespace root made (owned by uid 0, as a
+ * container manager's), under uid 0 of its own range (kuid CT_BASE), it
+ * creates sessions until refused and reports how many it got.
+ */
+__attribute__((noreturn))
+static void container_user(int dev, int up, int down)
+{
+	int v, n = 0;
+
+	if (unshare(CLONE_NEWUSER)) {
+		report(up, errno);
+		_exit(0);
+	}
+	report(up, 0);
+	CHECK(!read_report(down, &v, 30000), "no uid map");
+	CHECK(!setresuid(0, 0, 0), "setresuid 0 in the namespace: %m");
+	for (int i = 0; i < 8; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "ct-%d", i);
+		n += create(dev, name) >= 0;
+	}
+	report(up, n);
+	sleep_forever();
+}
+
+/*
+ * Test Case: container_charged_to_host_root
+ * With max_sessions 2: a container's user (kuid CT_BASE, in a user
+ * namespace owned by root, as container managers make them) takes its
+ * sessions, and host root - another user - can still create one.  Charging
+ * by the namespace owner makes every such container, and root on the
+ * host, one user with one quota.
+ */
+TEST_F(kmod, container_charged_to_host_root)
+{
+	int up[2], down[2], v = -1, n = -1, fd, sfd;
+	char path[64], map[64];
+	pid_t pid;
+
+	if (geteuid())
+		SKIP(return, "a root-owned user namespace needs root");
+	set_param(self, P_SESSIONS, 2);
+	ASSERT_EQ(0, pipe2(up, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(down, O_CLOEXEC));
+	pid = fork_flushed();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		container_user(self->dev, up[1], down[0]);
+	}
+	track(self, pid);
+	ASSERT_EQ(0, read_report(up[0], &v, 30000));
+	if (v) {
+		kill_kid(self, pid);
+		SKIP(return, "no user namespace here: %s", strerror(v));
+	}
+	snprintf(path, sizeof(path), "/proc/%d/uid_map", pid);
+	snprintf(map, sizeof(map), "0 %d 8\n", CT_BASE);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)strlen(map), write(fd, map, strlen(map)));
+	close(fd);
+	report(down[1], 0);
+	ASSERT_EQ(0, read_report(up[0], &n, 60000));
+	sfd = create(self->dev, SESS);
+	TH_LOG("container user (kuid %d) got %d sessions; host root's "
+	       "CREATE then: %d", CT_BASE, n, sfd);
+	EXPECT_GE(sfd, 0);
+	if (sfd >= 0)
+		close(sfd);
+	kill_kid(self, pid);
+}
+
 TEST_HARNESS_MAIN
