@@ -689,4 +689,59 @@ TEST_F(kmod, container_charged_to_host_root)
 	kill_kid(self, pid);
 }
 
+/* Image 2 of the plain-exec cases: exit 0 if RETRIEVE_SESSION took it. */
+KMOD_EXEC_CASE(pe2, variant, a1, a2)
+{
+	int sfd;
+
+	(void)a1;
+	(void)a2;
+	sfd = retrieve_session(open_dev(), SESS);
+	if (sfd < 0)
+		printf("# variant %ld: plain exec of the same file, "
+		       "RETRIEVE_SESSION %d\n", variant, sfd);
+	return sfd < 0;
+}
+
+/*
+ * Image 1, root: 0 arms with SECURE_KEEP_CAPS set (exec clears it); 1
+ * arms with CAP_SYS_NICE dropped from its effective set only (a root
+ * exec raises it again).  Then execs itself, no setuid, no file caps.
+ */
+static void pe_image1(long variant)
+{
+	int dev = open_dev(), sfd = create(dev, SESS);
+	struct __user_cap_header_struct h = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct d[2];
+
+	CHECK(sfd >= 0, "create");
+	if (variant == 0) {
+		CHECK(!prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keepcaps: %m");
+	} else {
+		CHECK(!syscall(SYS_capget, &h, d), "capget: %m");
+		d[0].effective &= ~(1u << CAP_SYS_NICE);
+		CHECK(!syscall(SYS_capset, &h, d), "capset: %m");
+	}
+	CHECK(!arm(sfd, 0) && !keep_on_exec(sfd), "arm");
+	exec_or_die("pe2", variant, 0, 0);
+}
+
+/*
+ * Test Case: plain_exec_same_subject
+ * As root: an image that arms with SECURE_KEEP_CAPS set, or with a
+ * capability dropped from its effective set only, and execs the same
+ * plain file (nothing setuid, no file capabilities, no LSM transition)
+ * retrieves its session: exec itself resets these, no privilege came in
+ * that root did not have.
+ */
+TEST_F(kmod, plain_exec_same_subject)
+{
+	if (geteuid())
+		SKIP(return, "the cases are root's");
+	EXPECT_EQ(0, run_child(self, pe_image1, 0));
+	EXPECT_EQ(0, run_child(self, pe_image1, 1));
+}
+
 TEST_HARNESS_MAIN
