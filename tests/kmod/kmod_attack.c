@@ -23,6 +23,14 @@
  *   once it has zeroed AT_SECURE.
  * - fcaps_vmm_updates: a VMM given capabilities by its file, exec'ing the
  *   same file, is the same subject (an AT_SECURE exec, nothing changed).
+ * - rearm_after_unarmed_exec: an image exec'd without an arm (setgid, the
+ *   fd kept) is refused RETRIEVE_FD but may ARM under its own credentials
+ *   and exec again: the next image takes the pins.
+ * - container_charged_to_host_root: every user namespace root made is
+ *   charged to root, so one container's user exhausts host root's quota.
+ * - plain_exec_same_subject: SECURE_KEEP_CAPS, or an effective set below
+ *   the permitted one, at ARM makes a plain exec of the same file another
+ *   subject (exec resets both).
  */
 #include <grp.h>
 #include <sched.h>
