@@ -131,7 +131,7 @@ static int pin_batch(struct cprx_session *s, struct cprx_pin **pins,
 	int ret;
 
 	mutex_lock(&s->lock);
-	if (!cprx_is_owner(s)) {
+	if (!cprx_is_image(s)) {
 		ret = -EPERM;
 	} else if (s->dead) {
 		ret = -ESRCH;
@@ -165,7 +165,7 @@ static int batch_allowed(struct cprx_session *s, u32 nr, u32 *failed)
 
 	mutex_lock(&s->lock);
 	room = max - min(s->nr_pins, max);
-	if (!cprx_is_owner(s)) {
+	if (!cprx_is_image(s)) {
 		ret = -EPERM;
 	} else if (s->dead) {
 		ret = -ESRCH;

@@ -7,10 +7,12 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
+#include <linux/securebits.h>
 #include <linux/security.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
@@ -26,19 +28,21 @@ static unsigned int cprx_nr_sessions;		/* of all users */
 static unsigned int cprx_nr_pins;		/* of all users */
 
 /*
- * Whom current's sessions are charged to: its euid, or in a user namespace
- * the user that made the outermost one, so that a user with a range of
- * subordinate ids (newuidmap) is one user, not one per id of the range.
+ * Whom current's sessions are charged to: the user that made the outermost
+ * user namespace around it that root did not make, so that a user with a
+ * range of subordinate ids (newuidmap) is one user, not one per id of the
+ * range; with none (the host, or a container root set up), its euid, so
+ * that root's containers are not all root.
  */
 kuid_t cprx_charged_uid(void)
 {
-	const struct user_namespace *ns = current_user_ns();
+	const struct user_namespace *ns;
+	kuid_t uid = current_euid();
 
-	if (ns == &init_user_ns)
-		return current_euid();
-	while (ns->parent != &init_user_ns)
-		ns = ns->parent;
-	return ns->owner;
+	for (ns = current_user_ns(); ns != &init_user_ns; ns = ns->parent)
+		if (!uid_eq(ns->owner, GLOBAL_ROOT_UID))
+			uid = ns->owner;
+	return uid;
 }
 
 static struct cprx_user *user_of(kuid_t uid)
@@ -131,7 +135,27 @@ static bool same_groups(const struct group_info *a,
 		!memcmp(a->gid, b->gid, a->ngroups * sizeof(a->gid[0])));
 }
 
-#define same_caps(a, b)	(!memcmp(&(a), &(b), sizeof(kernel_cap_t)))
+/*
+ * Has @c no capability @a had not?  A plain exec resets some: it gives root
+ * (without SECURE_NOROOT) its bounding set, and clears SECURE_KEEP_CAPS; what
+ * an exec of the same file gives back is no gain.  Effective is within
+ * permitted, so permitted is what counts.
+ */
+static bool no_new_caps(const struct cred *a, const struct cred *c)
+{
+	kernel_cap_t may = a->cap_permitted;
+
+	if ((uid_eq(a->uid, GLOBAL_ROOT_UID) ||
+	     uid_eq(a->euid, GLOBAL_ROOT_UID)) &&
+	    !(a->securebits & issecure_mask(SECURE_NOROOT)))
+		may = cap_combine(may, a->cap_bset);
+	return cap_issubset(c->cap_permitted, may) &&
+	       cap_issubset(c->cap_inheritable, a->cap_inheritable) &&
+	       cap_issubset(c->cap_ambient, a->cap_ambient) &&
+	       cap_issubset(c->cap_bset, a->cap_bset) &&
+	       (a->securebits & ~issecure_mask(SECURE_KEEP_CAPS)) ==
+	       (c->securebits & ~issecure_mask(SECURE_KEEP_CAPS));
+}
 
 /* Current's LSM labels (AppArmor's too, which has no cred_getsecid). */
 void cprx_lsm_subject(struct cprx_lsm_subject *subj)
@@ -147,9 +171,10 @@ void cprx_lsm_subject(struct cprx_lsm_subject *subj)
 /*
  * Is current the subject that armed with credentials @a and LSM labels
  * @lsm?  What a setuid, setgid or file-capability exec or an LSM domain
- * transition changes is compared here.  AT_SECURE itself is not: the image
- * may rewrite its saved auxv (PR_SET_MM_MAP), and with nothing changed it
- * would refuse only a VMM given capabilities by its own file.
+ * transition changes is compared here: ids, groups and labels must be the
+ * same, capabilities no more.  AT_SECURE itself is not: the image may
+ * rewrite its saved auxv (PR_SET_MM_MAP), and with nothing changed it would
+ * refuse only a VMM given capabilities by its own file.
  */
 bool cprx_same_subject(const struct cred *a,
 		       const struct cprx_lsm_subject *lsm)
@@ -163,11 +188,6 @@ bool cprx_same_subject(const struct cred *a,
 	       gid_eq(a->gid, c->gid) && gid_eq(a->egid, c->egid) &&
 	       gid_eq(a->sgid, c->sgid) && gid_eq(a->fsgid, c->fsgid) &&
 	       same_groups(a->group_info, c->group_info) &&
-	       same_caps(a->cap_inheritable, c->cap_inheritable) &&
-	       same_caps(a->cap_permitted, c->cap_permitted) &&
-	       same_caps(a->cap_effective, c->cap_effective) &&
-	       same_caps(a->cap_bset, c->cap_bset) &&
-	       same_caps(a->cap_ambient, c->cap_ambient) &&
-	       a->securebits == c->securebits && a->user_ns == c->user_ns &&
+	       no_new_caps(a, c) && a->user_ns == c->user_ns &&
 	       !memcmp(lsm, &now, sizeof(now));
 }

@@ -65,12 +65,15 @@ struct cprx_pin {
  * @uid: euid of the creator
  * @user: what @uid is charged for this session and its pins
  * @created: for the age /proc shows
- * @armed_mm: the image that armed, held by mmgrab() while armed so that no
- *	later image's mm can reuse its address; compared, never dereferenced
  * @armed_cred: the credentials that armed: RETRIEVE_SESSION must match them
  * @armed_lsm: and the LSM labels too
- * @retrieved_mm: the image that retrieved, held by mmgrab(): RETRIEVE_FD is
- *	for it alone, not for what it execs without arming
+ * @image_mm: the owner's image the session belongs to: the creator's, then
+ *	each one that retrieves it.  Only it may change the session, arm or
+ *	cancel it, or take files back, so an image exec'd without arming
+ *	(setgid, say) may not arm it for itself; and an armed session is
+ *	retrieved only where current->mm differs from it, after an exec.  Held
+ *	by mmgrab() so that no later image's mm can reuse its address;
+ *	compared, never dereferenced
  * @owner_wait: on the owner's pid wait queue, woken when the process exits
  * @owner_gone: the work that ends the session once the owner is gone
  * @armed: the session survives the owner's next exec
@@ -97,10 +100,9 @@ struct cprx_session {
 	kuid_t uid;
 	struct cprx_user *user;
 	ktime_t created;
-	struct mm_struct *armed_mm;
 	const struct cred *armed_cred;
 	struct cprx_lsm_subject armed_lsm;
-	struct mm_struct *retrieved_mm;
+	struct mm_struct *image_mm;
 	struct wait_queue_entry owner_wait;
 	struct work_struct owner_gone;
 	bool armed;
@@ -113,6 +115,12 @@ struct cprx_session {
 static inline bool cprx_is_owner(struct cprx_session *s)
 {
 	return task_tgid(current) == s->owner && uid_eq(current_euid(), s->uid);
+}
+
+/* The owner, in the image the session belongs to: it may change it. */
+static inline bool cprx_is_image(struct cprx_session *s)
+{
+	return cprx_is_owner(s) && current->mm == s->image_mm;
 }
 
 static inline struct cprx_pin *cprx_find_pin(struct cprx_session *s,

@@ -8,12 +8,15 @@
  * - CREATE_SESSION (on /dev/cprx) makes it, charged to the creator's euid;
  * - PRESERVE_FD pins files (PRESERVE_FDS many at once, all or none),
  *   UNPRESERVE_FD drops one;
- * - ARM lets it survive the owner's next exec, holding the armed mm and
+ * - ARM lets it survive the owner's next exec, holding the arming
  *   credentials; ARM with CPRX_ARM_CANCEL undoes that when the exec failed;
  * - after the exec, RETRIEVE_SESSION (on /dev/cprx) hands it to the new
  *   image, only with the same credentials and never to the image that armed;
  * - RETRIEVE_FD gives the pinned files back by token, to that image only;
  * - FINISH drops every pin: the update is over.
+ *
+ * It belongs to one image at a time (image_mm): the creator's, then each
+ * one that retrieves it; only that image changes it or takes files back.
  *
  * The pins never outlive the owner: the exit of its last thread flushes
  * them, and its pid wait queue catches the rest.  Locks: cprx_sessions_lock
@@ -60,24 +63,19 @@ static void disarm(struct cprx_session *s)
 {
 	lockdep_assert_held(&s->lock);
 	WRITE_ONCE(s->armed, false);
-	if (s->armed_mm)
-		mmdrop(s->armed_mm);
-	s->armed_mm = NULL;
 	if (s->armed_cred)
 		put_cred(s->armed_cred);
 	s->armed_cred = NULL;
 }
 
-/* The image that retrieved @s becomes @mm (NULL: none). */
-static void set_retrieved(struct cprx_session *s, struct mm_struct *mm)
+/* The session belongs to image @mm now (NULL: to none). */
+static void set_image(struct cprx_session *s, struct mm_struct *mm)
 {
-	lockdep_assert_held(&s->lock);
 	if (mm)
 		mmgrab(mm);
-	if (s->retrieved_mm)
-		mmdrop(s->retrieved_mm);
-	s->retrieved_mm = mm;
-	WRITE_ONCE(s->retrieved, !!mm);
+	if (s->image_mm)
+		mmdrop(s->image_mm);
+	s->image_mm = mm;
 }
 
 static void kill_session(struct cprx_session *s)
@@ -85,7 +83,7 @@ static void kill_session(struct cprx_session *s)
 	mutex_lock(&s->lock);
 	drop_pins(s);
 	disarm(s);
-	set_retrieved(s, NULL);
+	set_image(s, NULL);
 	WRITE_ONCE(s->dead, true);
 	mutex_unlock(&s->lock);
 }
@@ -130,7 +128,7 @@ static void session_destroy(struct cprx_session *s)
 	mutex_lock(&s->lock);	/* nobody else can reach @s: for the asserts */
 	drop_pins(s);
 	disarm(s);
-	set_retrieved(s, NULL);
+	set_image(s, NULL);
 	mutex_unlock(&s->lock);
 	if (s->user)
 		cprx_uncharge_session(s->user);
@@ -213,6 +211,7 @@ static struct cprx_session *session_alloc(const char *name)
 	strscpy(s->name, name, sizeof(s->name));
 	s->owner = get_pid(task_tgid(current));
 	s->uid = current_euid();
+	set_image(s, current->mm);
 	s->created = ktime_get();
 	INIT_WORK(&s->owner_gone, owner_gone_work);
 	init_waitqueue_func_entry(&s->owner_wait, owner_woken);
@@ -264,7 +263,7 @@ static int may_retrieve(struct cprx_session *s)
 		return -EPERM;
 	if (!s->armed)
 		return -EPERM;
-	if (current->mm == s->armed_mm)
+	if (current->mm == s->image_mm)
 		return -EPERM;		/* no exec since arm: the old image */
 	if (!cprx_same_subject(s->armed_cred, &s->armed_lsm))
 		return -EPERM;
@@ -300,7 +299,8 @@ struct file *cprx_session_retrieve(const char *name)
 			kref_put(&s->ref, session_never_free);
 		} else {
 			disarm(s);
-			set_retrieved(s, current->mm);
+			set_image(s, current->mm);
+			WRITE_ONCE(s->retrieved, true);
 		}
 	}
 	mutex_unlock(&s->lock);
@@ -336,7 +336,7 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 	pin->file = file;
 
 	mutex_lock(&s->lock);
-	if (!cprx_is_owner(s))
+	if (!cprx_is_image(s))
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
@@ -373,7 +373,7 @@ static long session_unpreserve(struct cprx_session *s, void __user *uarg)
 	if (arg.reserved)
 		return -EINVAL;
 	mutex_lock(&s->lock);
-	if (!cprx_is_owner(s))
+	if (!cprx_is_image(s))
 		ret = -EPERM;
 	else if (s->armed)
 		ret = -EBUSY;
@@ -406,13 +406,13 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 	if (arg.flags & ~CPRX_ARM_CANCEL)
 		return -EINVAL;
 	mutex_lock(&s->lock);
-	if (!cprx_is_owner(s))
+	/* the image that armed is the session's: CANCEL too comes from it */
+	if (!cprx_is_image(s))
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
 	else if (arg.flags & CPRX_ARM_CANCEL)
-		ret = !s->armed ? -EINVAL :
-		      current->mm != s->armed_mm ? -EPERM : 0;
+		ret = !s->armed ? -EINVAL : 0;
 	else if (s->armed)
 		ret = -EBUSY;
 	if (!ret && (arg.flags & CPRX_ARM_CANCEL)) {
@@ -420,8 +420,6 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 		disarm(s);
 		WRITE_ONCE(s->retrieved, s->retrieved_before_arm);
 	} else if (!ret) {
-		mmgrab(current->mm);
-		s->armed_mm = current->mm;
 		s->armed_cred = get_current_cred();
 		cprx_lsm_subject(&s->armed_lsm);
 		WRITE_ONCE(s->armed, true);
@@ -473,8 +471,7 @@ static long session_retrieve_fd(struct cprx_session *s, void __user *uarg)
 		return ret;
 	mutex_lock(&s->lock);
 	/* the image that retrieved, not one it exec'd without arming */
-	if (!cprx_is_owner(s) || !s->retrieved ||
-	    current->mm != s->retrieved_mm)
+	if (!cprx_is_image(s) || !s->retrieved)
 		ret = -EPERM;
 	else if (s->dead)
 		ret = -ESRCH;
@@ -505,7 +502,7 @@ static long session_finish(struct cprx_session *s, void __user *uarg)
 	if (arg.reserved)
 		return -EINVAL;
 	mutex_lock(&s->lock);
-	if (!cprx_is_owner(s)) {
+	if (!cprx_is_image(s)) {
 		ret = -EPERM;
 	} else if (s->armed) {
 		ret = -EBUSY;

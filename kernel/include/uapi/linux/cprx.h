@@ -8,6 +8,12 @@
  * then, the same process (tgid) retrieves it by name and takes the files
  * back by token.  The pins never outlive the owning process.
  *
+ * A session belongs to one image of its owner at a time: the one that
+ * created it, then each one that retrieves it.  Only that image may change
+ * it (PRESERVE, UNPRESERVE, ARM, FINISH) or take files back; another image
+ * of the owner (one exec'd without arming) may only QUERY it.  "Not the
+ * owner" below means another process, another euid, or another image.
+ *
  * Every ioctl argument starts with its size.  The kernel accepts a smaller
  * (older) struct, and a larger one only if the bytes it does not know are
  * zero (E2BIG otherwise), so the structs can grow.
@@ -83,12 +89,14 @@ struct cprx_ioctl_create_session {
  *   ENOENT  the caller has no live session of that name (another
  *           process's name is no different from a free one)
  *   EPERM   not armed; or no exec since the arm; or the caller's euid is
- *           not the creator's; or its credentials (uids, gids, groups,
- *           capabilities, securebits, user namespace, every LSM's label)
- *           differ from those that armed: what a setuid, setgid or
- *           file-capability exec or an LSM transition changes.  AT_SECURE
- *           alone is no refusal: the image can rewrite it, and a VMM given
- *           capabilities by its own file execs with it every time
+ *           not the creator's; or its uids, gids, groups, user namespace or
+ *           LSM labels (those the LSMs report for the task: SELinux, Smack,
+ *           AppArmor) differ from those that armed, or it has a capability
+ *           (or a securebit other than keep-caps) the arming image had not
+ *           and a plain exec would not give it back: what a setuid, setgid
+ *           or file-capability exec or an LSM transition changes.
+ *           AT_SECURE alone is no refusal: the image can rewrite it, and a
+ *           VMM given capabilities by its own file execs with it every time
  *   EMFILE  no free fd
  */
 struct cprx_ioctl_retrieve_session {
@@ -179,7 +187,7 @@ struct cprx_session_unpreserve_fd {
  * of the caller are those RETRIEVE_SESSION will require.  With
  * CPRX_ARM_CANCEL, undoes an arm whose exec failed: only in the image that
  * armed.
- *   EPERM   not the owner; or CANCEL from an image after the exec
+ *   EPERM   not the owner (CANCEL from an image after the exec included)
  *   ESRCH   finished or owner gone
  *   EBUSY   ARM of an armed session
  *   EINVAL  CANCEL of a session that is not armed; an unknown flag
@@ -195,8 +203,8 @@ struct cprx_session_arm {
 /*
  * RETRIEVE_FD: a new fd (O_CLOEXEC) on the file pinned under @token, as a
  * received file (the LSMs may refuse it); the pin stays until FINISH.
- *   EPERM   not the owner, or not a retrieved session, or not the image that
- *           retrieved it (one it exec'd without arming gets nothing)
+ *   EPERM   not the owner, or not a retrieved session (an image the
+ *           retrieving one exec'd without arming gets nothing)
  *   ESRCH   finished or owner gone
  *   ENOENT  no such pin
  *   EMFILE  no free fd
@@ -248,7 +256,7 @@ struct cprx_query_entry {
  * QUERY: session state and up to @nr_entries pins into @entries (a user
  * pointer to struct cprx_query_entry[]).  On return @nr_entries holds how
  * many pins there are, which may be more than were copied.
- *   EPERM   not the owner
+ *   EPERM   not the owner's process or euid (any image of it may query)
  *   EINVAL  @flags or @owner_pid set (they are out only)
  */
 struct cprx_session_query {
