@@ -511,6 +511,8 @@ int cg_cmd_load(char **args)
 	p = cg_policy_from_options(&err);
 	if (!p || already_loaded(&err) || !attach_best(&g, p, &why, &err))
 		goto fail;
+	/* the rules' keys are in the maps: no file system stays busy */
+	cg_policy_close_files(p);
 	enforcing = !g.fallback && !p->trace;
 	if (!g.fallback && p->trace)
 		why = g_strdup("the policy's mode is trace");
