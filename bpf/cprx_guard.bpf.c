@@ -2,6 +2,11 @@
 /*
  * cprx guard: authorizes and traces live updates ("cpr-exec") of VMMs.
  *
+ * Kept in one file: it is one BPF object (one skeleton for the
+ * loader), and the hooks of both modes share its maps, the per-process
+ * state and the event helpers.  Split sources would need bpftool's static
+ * linking of several objects for no gain in reading.
+ *
  * Enforcing mode (BPF LSM):
  *   lsm/bprm_check_security  a guarded process may exec only allow-listed
  *                            content (file_key()), at every stage of the
@@ -45,11 +50,6 @@
  * structs are read directly through BTF pointers (CO-RE relocated by
  * vmlinux.h's preserve_access_index): the JIT makes those plain loads with
  * a fault handler, far cheaper than a bpf_probe_read_kernel call each.
- *
- * Kept in one file: it is one BPF object (one skeleton for the
- * loader), and the hooks of both modes share its maps, the per-process
- * state and the event helpers.  Split sources would need bpftool's static
- * linking of several objects for no gain in reading.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

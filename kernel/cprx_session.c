@@ -603,10 +603,7 @@ static long session_dispatch(struct cprx_session *s, unsigned int cmd,
 	return -ENOTTY;
 }
 
-/*
- * Every ioctl that succeeded is announced (cprx_trace.h) with the state it
- * left: cprx-guard's armed-only trusts this, not the request.
- */
+/* Success is announced (cprx_trace.h): cprx-guard's armed-only trusts it */
 static long session_ioctl(struct file *file, unsigned int cmd,
 			  unsigned long arg)
 {

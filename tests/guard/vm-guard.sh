@@ -170,7 +170,7 @@ check "armed-only: a launcher (not a VMM) may still start the VMM" \
 	in_cg "$VMM" --version
 guard_stop
 
-# --- bypasses (issue 13): each must be refused; each passed on the old guard ----
+# --- bypasses: each must be refused; each went through an older guard -----------
 # Files the policy names live in $B2, root-owned, 0755.
 B2=$T/bypass
 mkdir -p "$B2"
