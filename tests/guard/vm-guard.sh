@@ -269,7 +269,8 @@ except OSError as e:
 print("ptrace: %s; /proc/%d/mem: %s" % (err, pid, mem))
 sys.exit(0 if r == 0 or mem == "opened" else 1)' $victim 2>&1)
 rc=$?
-kill $victim 2>/dev/null; wait $victim 2>/dev/null
+# an attach left it stopped: only SIGKILL ends it then
+kill -KILL $victim 2>/dev/null; wait $victim 2>/dev/null
 [[ $out == *"ptrace: Operation not permitted"* ]] && [[ $out != *opened* ]] ||
 	rc=0
 refused "ptrace attach and /proc/PID/mem of an unguarded process" "$out" $rc
