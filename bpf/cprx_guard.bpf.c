@@ -2,21 +2,44 @@
 /*
  * cprx guard: authorizes and traces live updates ("cpr-exec") of VMMs.
  *
+ * Kept in one file: it is one BPF object (one skeleton for the
+ * loader), and the hooks of both modes share its maps, the per-process
+ * state and the event helpers.  Split sources would need bpftool's static
+ * linking of several objects for no gain in reading.
+ *
  * Enforcing mode (BPF LSM):
  *   lsm/bprm_check_security  a guarded process may exec only allow-listed
- *                            binaries (by device and inode), and with
- *                            armed-only only while it holds an armed session;
- *                            otherwise -EPERM.
- *   lsm/file_ioctl           cprx.ko's ioctls: who creates, pins, arms,
- *                            retrieves and finishes a session.
+ *                            content (file_key()), at every stage of the
+ *                            exec (the file, a #! interpreter, a binfmt_misc
+ *                            handler), and with armed-only only while it
+ *                            holds an armed session; otherwise -EPERM.
+ *   lsm/userns_create        (policy: userns deny) a guarded task may not
+ *                            create a user namespace.
+ *   lsm/ptrace_access_check, lsm/ptrace_traceme
+ *                            a guarded task may not ptrace, or write the
+ *                            memory of, a task that is not guarded.
+ *   lsm/task_prctl           nor change its exe file (PR_SET_MM).
  *   lsm/file_fcntl           F_SETFD: the cloexec backend making fds
  *                            inheritable before the exec, and back after.
  *   tp_btf/sched_process_exec  the new image runs.
  *
+ * Both modes:
+ *   tp_btf/sched_process_fork  "guarded" is sticky: a mark in the task,
+ *                            set when a selector first matches and handed
+ *                            to every child; no exec, cgroup move or exe
+ *                            change takes it away.
+ *   raw_tp/cprx_ioctl_done   cprx.ko's own tracepoint after an ioctl that
+ *                            succeeded: session created, pins, armed,
+ *                            retrieved, finished.  No hook runs on the
+ *                            host's other ioctls.
+ *   iter/task_file           at load only: the rules' keys, computed by
+ *                            file_key() from the loader's open rule files.
+ *
  * Trace-only fallback (no BPF LSM, or the kernel refuses trampolines): the
- * same events from tp_btf/sys_enter and tp_btf/sys_exit (x86-64 syscall
+ * exec events from tp_btf/sys_enter and tp_btf/sys_exit (x86-64 syscall
  * numbers) and tp_btf/sched_process_exec; nothing is refused, and the
- * verdict the policy would have given is computed at commit.
+ * verdict the policy would have given is computed at commit, on the last
+ * stage of the exec only (a script's own file is not seen there).
  *
  * Events go to a ring buffer without a wakeup, except for the last event of
  * an update or when a lot is pending: a wakeup per event costs ~20 us, the
@@ -27,15 +50,11 @@
  * structs are read directly through BTF pointers (CO-RE relocated by
  * vmlinux.h's preserve_access_index): the JIT makes those plain loads with
  * a fault handler, far cheaper than a bpf_probe_read_kernel call each.
- *
- * Kept in one file: it is one BPF object (one skeleton for the
- * loader), and the hooks of both modes share its maps, the per-process
- * state and the event helpers.  Split sources would need bpftool's static
- * linking of several objects for no gain in reading.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "cprx_guard.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -43,14 +62,17 @@ char LICENSE[] SEC("license") = "GPL";
 #define EPERM		1
 #define F_SETFD		2
 #define FD_CLOEXEC	1
+#define PR_SET_MM	35
+#define PTRACE_MODE_ATTACH	0x02
 
 /* x86-64 syscall numbers, for the trace-only fallback. */
-#define NR_ioctl	16
 #define NR_execve	59
 #define NR_fcntl	72
 #define NR_execveat	322
 
 #define RB_SIZE		(256 * 1024)	/* events' ring buffer, bytes */
+/* kept free for refusals: a flood of other events cannot drop a DENY */
+#define RB_DENY_RESERVE	(32 * 1024)
 
 /* The policy; a new policy is a new load. */
 const volatile __u32 cfg_enforce = 0;		/* refuse, or only report */
@@ -60,7 +82,11 @@ const volatile __u32 cfg_nr_uids = 0;
 const volatile __u32 cfg_uids[CG_MAX_UIDS] = {};
 const volatile __u32 cfg_nr_cgroups = 0;
 const volatile __u32 cfg_nr_exes = 0;
+const volatile __u32 cfg_deny_userns = 0;
 const volatile __u64 cfg_wakeup_bytes = 64 * 1024;
+
+/* iter/task_file (at load): whose open files are the rules */
+volatile __u32 iter_tgid;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -98,8 +124,19 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* Per-process state of an update. */
-#define P_SESSION	(1u << 0)	/* created a cprx.ko session */
+/* The rules' keys by the loader's fd, filled by cg_rule_keys at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * CG_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct cg_file_key);
+} rule_keys SEC(".maps");
+
+/*
+ * Per-process state of an update: guarded processes only (an unguarded
+ * process can neither evict a VMM's state nor forge a timeline).
+ */
+#define P_SESSION	(1u << 0)	/* holds a cprx.ko session */
 #define P_ARMED		(1u << 1)	/* a session is armed for the next exec */
 #define P_CHECKED	(1u << 2)	/* exec checked, not committed yet */
 #define P_COMMITTED	(1u << 3)	/* new image, nothing retrieved yet */
@@ -138,11 +175,15 @@ static __always_inline __u64 leader_start(struct task_struct *t)
 }
 
 /*
- * A mark on each task that touched a session or armed an update, kept in
- * the task itself (task local storage, freed with it): the exec path of
- * every other task asks only "is there a mark", which reads the task, not
- * a hash table whose cold buckets cost more than the whole check.
+ * "Guarded", kept in the task itself (task local storage, freed with it):
+ * set the first time a selector matches, copied to every child at fork,
+ * never cleared.  So exec'ing an allowed binary that is no guard-exe,
+ * PR_SET_MM, leaving the cgroup or a re-created cgroup directory do not
+ * un-guard.  The exec path of other tasks reads the task, not a hash table
+ * whose cold buckets cost more than the whole check.
  */
+#define M_GUARDED	(1u << 0)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -152,7 +193,19 @@ struct {
 
 static __always_inline bool marked(struct task_struct *t)
 {
-	return bpf_task_storage_get(&marks, t, NULL, 0) != NULL;
+	__u32 *m = bpf_task_storage_get(&marks, t, NULL, 0);
+
+	return m && (*m & M_GUARDED);
+}
+
+static __always_inline void mark(struct task_struct *t)
+{
+	__u32 init = M_GUARDED, *m;
+
+	m = bpf_task_storage_get(&marks, t, &init,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (m)
+		*m |= M_GUARDED;
 }
 
 static struct proc *proc_get(struct task_struct *t, __u32 tgid, bool create)
@@ -172,30 +225,56 @@ static struct proc *proc_get(struct task_struct *t, __u32 tgid, bool create)
 	bpf_map_update_elem(&procs, &tgid, &fresh, BPF_ANY);
 	p = bpf_map_lookup_elem(&procs, &tgid);
 found:
-	/* the task that creates or arms is the one that execs (libcprx) */
-	if (p && create)
-		bpf_task_storage_get(&marks, t, NULL,
-				     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	return p;
 }
 
-/* The state of a marked task's process; NULL, cheaply, for the others. */
-static __always_inline struct proc *proc_of(struct task_struct *t, __u32 tgid)
+/* The inode's change time; its field changed name in 6.6 and 6.11. */
+struct inode___ctime_v61 {
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+
+struct inode___ctime_v66 {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+
+struct inode___ctime_v611 {
+	time64_t i_ctime_sec;
+	u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+static __always_inline void inode_ctime(struct inode *inode,
+					struct cg_file_key *k)
 {
-	return marked(t) ? proc_get(t, tgid, false) : NULL;
+	struct inode___ctime_v611 *n = (void *)inode;
+	struct inode___ctime_v66 *m = (void *)inode;
+	struct inode___ctime_v61 *o = (void *)inode;
+
+	if (bpf_core_field_exists(n->i_ctime_sec)) {
+		k->ctime_sec = n->i_ctime_sec;
+		k->ctime_nsec = n->i_ctime_nsec;
+	} else if (bpf_core_field_exists(m->__i_ctime)) {
+		k->ctime_sec = m->__i_ctime.tv_sec;
+		k->ctime_nsec = m->__i_ctime.tv_nsec;
+	} else {
+		k->ctime_sec = o->i_ctime.tv_sec;
+		k->ctime_nsec = o->i_ctime.tv_nsec;
+	}
 }
 
+/* What a rule names: see struct cg_file_key. */
 static __always_inline void file_key(struct file *f, struct cg_file_key *k)
 {
 	struct inode *inode = f->f_inode;
 
 	k->ino = inode->i_ino;
 	k->dev = inode->i_sb->s_dev;
-	k->pad = 0;
+	k->gen = inode->i_generation;
+	k->magic = (__u32)inode->i_sb->s_magic;
+	inode_ctime(inode, k);
 }
 
-/* Cheapest selectors first: this runs for every exec on the machine. */
-static bool is_guarded(struct task_struct *t)
+/* The selectors, for the current task @t; cheapest first. */
+static bool selected(struct task_struct *t)
 {
 	struct cg_file_key k;
 	__u32 uid, i;
@@ -217,13 +296,35 @@ static bool is_guarded(struct task_struct *t)
 	return false;
 }
 
-static struct cg_event *ev_new(__u32 type, struct task_struct *t)
+/*
+ * Is the current task @t guarded: marked, or selected now (and marked from
+ * then on).  Runs for every exec and fork on the machine.
+ */
+static bool is_guarded(struct task_struct *t)
 {
+	if (marked(t))
+		return true;
+	if (!selected(t))
+		return false;
+	mark(t);
+	return true;
+}
+
+/* The state of a guarded process; NULL, cheaply, for the others. */
+static __always_inline struct proc *proc_of(struct task_struct *t, __u32 tgid)
+{
+	return marked(t) ? proc_get(t, tgid, false) : NULL;
+}
+
+/* @deny: a refusal, which may use the room kept for refusals. */
+static struct cg_event *ev_new_v(__u32 type, struct task_struct *t, bool deny)
+{
+	__u64 room = deny ? RB_SIZE - 2 * sizeof(struct cg_event) :
+			    RB_SIZE - RB_DENY_RESERVE;
 	struct cg_event *e = NULL;
 
 	/* nobody reading (a pinned guard, no `trace`): the ring fills */
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) <
-	    RB_SIZE - 4 * sizeof(*e))
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < room)
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(CG_ST_DROPPED);
@@ -236,6 +337,12 @@ static struct cg_event *ev_new(__u32 type, struct task_struct *t)
 	e->tid = t->pid;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
+}
+
+static __always_inline struct cg_event *ev_new(__u32 type,
+					       struct task_struct *t)
+{
+	return ev_new_v(type, t, false);
 }
 
 /*
@@ -307,14 +414,15 @@ static bool runs_vmm(struct task_struct *t)
 	return bpf_map_lookup_elem(&allow, &k) != NULL;
 }
 
-/* One exec event: the verdict, the rule behind it and the binary. */
+/* One exec event: the verdict, the rule behind it and the binary @path. */
 static __always_inline void send_verdict(__u32 type, struct task_struct *t,
 					 __u32 v, __u32 reason, __u32 rule,
 					 const struct cg_file_key *k, __u32 flags,
-					 struct linux_binprm *bprm, bool last)
+					 const char *path, bool last)
 {
-	struct cg_event *e = ev_new(type, t);
+	struct cg_event *e;
 
+	e = ev_new_v(type, t, v == CG_V_DENY || v == CG_V_WOULD_DENY);
 	if (!e)
 		return;
 	e->verdict = v;
@@ -323,7 +431,7 @@ static __always_inline void send_verdict(__u32 type, struct task_struct *t,
 	e->dev = k->dev;
 	e->ino = k->ino;
 	e->flags = flags;
-	bpf_probe_read_kernel_str(e->path, sizeof(e->path), bprm->filename);
+	bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
 	ev_send(e, last);
 }
 
@@ -371,55 +479,52 @@ static void count_verdict(__u32 v)
 }
 
 /*
- * The exec check: 0, or -EPERM when the policy refuses and enforces.
- * Runs for every exec on the machine; unguarded processes without a
- * session leave after the selectors and one map lookup.
+ * The exec check: 0, or -EPERM when the policy refuses and enforces.  Runs
+ * at every stage of every exec on the machine: the file, then a #!
+ * script's interpreter, a binfmt_misc handler (bprm->file is the stage's
+ * file, bprm->interp its path); each must be allowed.  Unguarded processes
+ * leave after the mark and the selectors.
  */
 static __always_inline int check_exec(struct linux_binprm *bprm)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	__u32 tgid = t->tgid, v, rule = 0, reason = CG_R_NONE, flags;
-	bool guarded, update = false;
+	bool first = bprm->interp == bprm->filename, update = false;
 	struct cg_file_key k;
 	struct proc *p;
 
-	/* A script's interpreter: the script itself was checked. */
-	if (bprm->interp != bprm->filename)
+	if (first)
+		stat_inc(CG_ST_EXECS);
+	if (!is_guarded(t))
 		return 0;
-	stat_inc(CG_ST_EXECS);
-	guarded = is_guarded(t);
 	/*
-	 * Only processes in an update (a session, fds made inheritable)
-	 * have state; a guarded process's plain exec gets a verdict and
-	 * one event, without creating any (fresh pids would churn the LRU).
+	 * Only processes in an update (a session, fds made inheritable) have
+	 * state; a plain exec gets a verdict and one event, without creating
+	 * any (fresh pids would churn the LRU).
 	 */
-	p = proc_of(t, tgid);
-	if (!p && !guarded)
-		return 0;
+	p = proc_get(t, tgid, false);
 	file_key(bprm->file, &k);
-	if (guarded) {
-		v = decide(t, p, &k, &rule, &reason);
-		if (v == CG_V_DENY && !cfg_enforce)
-			v = CG_V_WOULD_DENY;
-		count_verdict(v);
-	} else {
-		v = CG_V_UNGUARDED;
-	}
-	flags = guarded ? CG_F_GUARDED : CG_F_LONE;
+	v = decide(t, p, &k, &rule, &reason);
+	if (v == CG_V_DENY && !cfg_enforce)
+		v = CG_V_WOULD_DENY;
+	/* a later stage speaks only to refuse: one CHECK per exec */
+	if (!first && v == CG_V_ALLOW)
+		return 0;
+	count_verdict(v);
+	flags = CG_F_GUARDED;
 	if (p) {
 		/* an update: something was armed, which a failure will undo */
-		update = p->inherit || (p->flags & P_ARMED);
+		update = p->inherit || (p->flags & (P_ARMED | P_UPDATE));
 		flush_inherit(t, p);
 		p->flags &= ~P_COMMITTED;
 		p->flags |= P_CHECKED | (update ? P_UPDATE : 0);
-		flags = (guarded ? CG_F_GUARDED : 0) |
-			(p->flags & P_ARMED ? CG_F_ARMED : 0) |
-			(p->flags & P_SESSION ? CG_F_KMOD : 0);
+		flags |= (p->flags & P_ARMED ? CG_F_ARMED : 0) |
+			 (p->flags & P_SESSION ? CG_F_KMOD : 0);
 	} else {
 		flags |= CG_F_LONE;
 	}
 	send_verdict(CG_EV_CHECK, t, v, reason, rule, &k,
-		     flags | (v == CG_V_DENY ? CG_F_ENFORCED : 0), bprm,
+		     flags | (v == CG_V_DENY ? CG_F_ENFORCED : 0), bprm->interp,
 		     v == CG_V_DENY && !update);
 	if (v != CG_V_DENY)
 		return 0;
@@ -449,58 +554,45 @@ int BPF_PROG(cg_bench_check, struct task_struct *t, struct linux_binprm *bprm)
 	return 0;
 }
 
-static bool name_is(const unsigned char *kname, const char *want, int len)
+/*
+ * cprx.ko did something for the current task (its tracepoint fires only
+ * after an ioctl succeeded): @pins and @armed are the session's state after
+ * it.  So a rejected ARM, or an ioctl on some other file, arms nothing.
+ */
+static void on_cprx_done(struct task_struct *t, unsigned int cmd,
+			 unsigned int pins, unsigned int armed)
 {
-	char buf[16] = {};
-	int i;
+	__u32 tgid = t->tgid;
+	struct proc *p;
 
-	bpf_probe_read_kernel_str(buf, sizeof(buf), kname);
-	for (i = 0; i < len && i < (int)sizeof(buf); i++)
-		if (buf[i] != want[i])
-			return false;
-	return true;
-}
-
-/* cprx.ko's files: /dev/cprx, or a session's anon inode. */
-static bool cprx_file(struct file *f, unsigned int cmd)
-{
-	const unsigned char *n = f->f_path.dentry->d_name.name;
-
-	if (cmd == CG_IOC_CREATE || cmd == CG_IOC_RETRIEVE)
-		return name_is(n, "cprx", 5);
-	return name_is(n, "[cprx-session]", 15);
-}
-
-static void on_cprx_ioctl(struct task_struct *t, unsigned int cmd,
-			  unsigned long arg)
-{
-	__u32 tgid = t->tgid, a[2] = {};
-	struct proc *p = proc_get(t, tgid, true);
-
+	if (!is_guarded(t))
+		return;
+	p = proc_get(t, tgid, true);
 	if (!p)
 		return;
-	p->flags |= P_SESSION;
 	switch (cmd) {
-	case CG_IOC_PRESERVE:
-		p->pins++;
+	case CG_IOC_CREATE:
+		p->flags |= P_SESSION;
 		break;
+	case CG_IOC_PRESERVE:
 	case CG_IOC_UNPRESERVE:
-		if (p->pins)
-			p->pins--;
+	case CG_IOC_PRESERVE_FDS:
+		p->flags |= P_SESSION;
+		p->pins = pins;
 		break;
 	case CG_IOC_ARM:
-		/* struct cprx_session_arm { size, flags } */
-		bpf_probe_read_user(a, sizeof(a), (void *)arg);
-		if (a[1] & CG_ARM_CANCEL) {
+		p->flags |= P_SESSION;
+		if (!armed) {
 			p->flags &= ~(P_ARMED | P_CHECKED | P_UPDATE);
 			ev_simple(CG_EV_DISARM, t, 0, CG_F_KMOD, true);
 		} else {
 			p->flags |= P_ARMED;
-			ev_simple(CG_EV_ARM, t, p->pins, CG_F_KMOD | CG_F_ARMED,
+			ev_simple(CG_EV_ARM, t, pins, CG_F_KMOD | CG_F_ARMED,
 				  false);
 		}
 		break;
 	case CG_IOC_RETRIEVE:
+		p->flags |= P_SESSION;
 		p->retrieved = 0;
 		p->flags &= ~P_COMMITTED;
 		ev_simple(CG_EV_RETRIEVE, t, 0, CG_F_KMOD, false);
@@ -510,21 +602,133 @@ static void on_cprx_ioctl(struct task_struct *t, unsigned int cmd,
 		break;
 	case CG_IOC_FINISH:
 		ev_simple(CG_EV_FINISH, t, p->retrieved, CG_F_KMOD, true);
+		p->flags &= ~(P_SESSION | P_ARMED);
 		p->pins = 0;
 		p->retrieved = 0;
 		break;
 	}
 }
 
-SEC("lsm/file_ioctl")
-int BPF_PROG(cg_file_ioctl, struct file *file, unsigned int cmd,
-	     unsigned long arg, int ret)
+/* kernel/cprx_trace.h: (cmd, pins, armed) */
+SEC("raw_tp/" CG_MOD_TRACEPOINT)
+int BPF_PROG(cg_cprx_ioctl, unsigned int cmd, unsigned int pins,
+	     unsigned int armed)
 {
-	/* _IO(0xE7, nr): no size or direction bits */
-	if (ret || (cmd & ~0xffu) != (CG_IOC_TYPE << 8))
+	on_cprx_done(bpf_get_current_task_btf(), cmd, pins, armed);
+	return 0;
+}
+
+/* "Guarded" is inherited by every new task, thread or process. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(cg_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (is_guarded(parent))
+		mark(child);
+	return 0;
+}
+
+/* A refusal of something other than an exec, as a lone CHECK event. */
+static int refuse(struct task_struct *t, __u32 reason, const char *what)
+{
+	__u32 v = cfg_enforce ? CG_V_DENY : CG_V_WOULD_DENY;
+	struct cg_event *e;
+
+	count_verdict(v);
+	e = ev_new_v(CG_EV_CHECK, t, true);
+	if (e) {
+		e->verdict = v;
+		e->reason = reason;
+		e->flags = CG_F_GUARDED | CG_F_LONE |
+			   (cfg_enforce ? CG_F_ENFORCED : 0);
+		__builtin_memcpy(e->path, what, 16);
+		ev_send(e, true);
+	}
+	return cfg_enforce ? -EPERM : 0;
+}
+
+/*
+ * A user namespace lets its creator mount binfmt_misc (since 6.7) and bind
+ * mounts: ways to make an allowed exec run something else.  Every stage is
+ * checked anyway; this closes the door itself (policy: userns deny).
+ */
+SEC("lsm/userns_create")
+int BPF_PROG(cg_userns_create, const struct cred *cred, int ret)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (ret || !cfg_deny_userns || !is_guarded(t))
 		return ret;
-	if (cprx_file(file, cmd))
-		on_cprx_ioctl(bpf_get_current_task_btf(), cmd, arg);
+	return refuse(t, CG_R_USERNS, "(user namespace)");
+}
+
+/*
+ * A guarded task may not take over one that is not guarded (ptrace attach,
+ * /proc/PID/mem, process_vm_writev, pidfd_getfd: all PTRACE_MODE_ATTACH)
+ * and make it exec.  Reads (ps, /proc) return at the first test.
+ */
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(cg_ptrace_access, struct task_struct *child, unsigned int mode,
+	     int ret)
+{
+	struct task_struct *t;
+
+	if (ret || !(mode & PTRACE_MODE_ATTACH))
+		return ret;
+	t = bpf_get_current_task_btf();
+	if (!is_guarded(t) || marked(child))
+		return 0;
+	return refuse(t, CG_R_PTRACE, "(ptrace attach)\0");
+}
+
+/* PTRACE_TRACEME: an unguarded task offering itself to a guarded tracer. */
+SEC("lsm/ptrace_traceme")
+int BPF_PROG(cg_ptrace_traceme, struct task_struct *parent, int ret)
+{
+	struct task_struct *t;
+
+	if (ret || !marked(parent))
+		return ret;
+	t = bpf_get_current_task_btf();
+	if (is_guarded(t))
+		return 0;
+	return refuse(t, CG_R_PTRACE, "(ptrace traceme)");
+}
+
+/*
+ * PR_SET_MM (exe file, or the whole map) would let a guarded VMM look like
+ * a launcher to armed-only, or like a guard-exe nobody guards.
+ */
+SEC("lsm/task_prctl")
+int BPF_PROG(cg_task_prctl, int option, unsigned long arg2,
+	     unsigned long arg3, unsigned long arg4, unsigned long arg5, int ret)
+{
+	struct task_struct *t;
+
+	if (ret || option != PR_SET_MM)
+		return ret;
+	t = bpf_get_current_task_btf();
+	if (!is_guarded(t))
+		return 0;
+	return refuse(t, CG_R_SET_MM, "(PR_SET_MM)\0\0\0\0\0");
+}
+
+/*
+ * At load: the key of each file the loader (iter_tgid) holds open, by fd.
+ * The rules are computed by the same file_key() as the exec check, so they
+ * match whatever the file system keeps in i_generation and the change time.
+ */
+SEC("iter/task_file")
+int cg_rule_keys(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	struct cg_file_key k = {};
+	__u32 fd = ctx->fd;
+
+	if (!task || !file || task->tgid != iter_tgid)
+		return 0;
+	file_key(file, &k);
+	bpf_map_update_elem(&rule_keys, &fd, &k, BPF_ANY);
 	return 0;
 }
 
@@ -597,10 +801,14 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	}
 	if (p->flags & P_SESSION)
 		flags |= CG_F_KMOD;
-	send_verdict(CG_EV_COMMIT, t, v, reason, rule, &k, flags, bprm, false);
+	send_verdict(CG_EV_COMMIT, t, v, reason, rule, &k, flags,
+		     bprm->filename, false);
 	/* only an update's new image retrieves anything */
 	if (p->flags & P_UPDATE)
 		p->flags |= P_COMMITTED;
+	/* a session not armed for this exec is not the new image's */
+	if (!(p->flags & P_ARMED))
+		p->flags &= ~P_SESSION;
 	p->flags &= ~(P_CHECKED | P_ARMED | P_GUARDED | P_WAS_VMM |
 		      P_WAS_PROBE | P_UPDATE);
 	p->inherit = 0;
@@ -617,7 +825,9 @@ static void on_exec_enter(struct task_struct *t, const char *upath)
 	struct proc *p;
 
 	stat_inc(CG_ST_EXECS);
-	p = guarded ? proc_get(t, tgid, true) : proc_of(t, tgid);
+	if (!guarded)
+		return;
+	p = proc_get(t, tgid, true);
 	if (!p)
 		return;
 	update = p->inherit || (p->flags & P_ARMED);
@@ -634,8 +844,8 @@ static void on_exec_enter(struct task_struct *t, const char *upath)
 	e = ev_new(CG_EV_CHECK, t);
 	if (!e)
 		return;
-	e->verdict = guarded ? CG_V_UNCHECKED : CG_V_UNGUARDED;
-	e->flags = (guarded ? CG_F_GUARDED : 0) |
+	e->verdict = CG_V_UNCHECKED;
+	e->flags = CG_F_GUARDED |
 		   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
 		   (p->flags & P_SESSION ? CG_F_KMOD : 0);
 	bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
@@ -646,16 +856,9 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(cg_sys_enter, struct pt_regs *regs, long id)
 {
 	struct task_struct *t;
-	unsigned long cmd;
 
-	if (id == NR_ioctl) {
-		cmd = regs->si;
-		if ((cmd & ~0xfful) != (CG_IOC_TYPE << 8))
-			return 0;
-		/* no file to look at here: the command number has to do */
-		on_cprx_ioctl(bpf_get_current_task_btf(), cmd,
-			      regs->dx);
-	} else if (id == NR_fcntl) {
+	/* cprx.ko's ioctls: its own tracepoint, raw_tp/cprx_ioctl_done */
+	if (id == NR_fcntl) {
 		if (regs->si != F_SETFD)
 			return 0;
 		on_setfd(bpf_get_current_task_btf(),

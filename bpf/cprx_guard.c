@@ -39,12 +39,14 @@ CG_SAME_AS_UAPI(CG_IOC_UNPRESERVE, CPRX_SESSION_UNPRESERVE_FD);
 CG_SAME_AS_UAPI(CG_IOC_ARM, CPRX_SESSION_ARM);
 CG_SAME_AS_UAPI(CG_IOC_RETRIEVE_FD, CPRX_SESSION_RETRIEVE_FD);
 CG_SAME_AS_UAPI(CG_IOC_FINISH, CPRX_SESSION_FINISH);
+CG_SAME_AS_UAPI(CG_IOC_PRESERVE_FDS, CPRX_SESSION_PRESERVE_FDS);
 CG_SAME_AS_UAPI(CG_ARM_CANCEL, CPRX_ARM_CANCEL);
 /* the BPF side reads struct cprx_session_arm as __u32[2]: size, flags */
 CG_SAME_AS_UAPI(sizeof(struct cprx_session_arm), 2 * sizeof(__u32));
 CG_SAME_AS_UAPI(offsetof(struct cprx_session_arm, flags), sizeof(__u32));
 
 #define LSM_LIST	"/sys/kernel/security/lsm"
+#define CPRX_MODULE	"/sys/module/cprx"
 
 static gboolean trying;		/* a failure here is expected: keep quiet */
 static char refused_prog[64];	/* the first program the kernel refused */
@@ -90,8 +92,8 @@ enum guard_mode { GM_LSM, GM_FALLBACK, GM_BENCH };
 
 struct guard {
 	struct cprx_guard_bpf *skel;
-	struct bpf_link *links[8];
-	const char *names[8];
+	struct bpf_link *links[16];
+	const char *names[16];
 	int nr_links;
 	enum guard_mode mode;
 	gboolean fallback;	/* anything but the LSM: nothing enforced */
@@ -112,17 +114,59 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 		skel->rodata->cfg_uids[i] = g_array_index(p->uids, guint32, i);
 	skel->rodata->cfg_nr_cgroups = p->cgroups->len;
 	skel->rodata->cfg_nr_exes = p->exes->len;
+	skel->rodata->cfg_deny_userns = p->deny_userns;
 }
 
-static gboolean fill_rules(int fd, GArray *rules, GError **err)
+/*
+ * The rules' keys as the kernel sees their files: the iterator cg_rule_keys
+ * runs file_key() on each file this process holds open, into rule_keys.
+ */
+static gboolean read_rule_keys(struct guard *g, GError **err)
 {
+	struct bpf_link *l;
+	char buf[64];
+	ssize_t n;
+	int fd;
+
+	g->skel->bss->iter_tgid = getpid();
+	l = bpf_program__attach_iter(g->skel->progs.cg_rule_keys, NULL);
+	fd = l ? bpf_iter_create(bpf_link__fd(l)) : -1;
+	if (fd < 0) {
+		g_set_error(err, CG_ERROR, errno, "cannot read the rules' "
+			    "inodes through a BPF iterator (iter/task_file): %s",
+			    g_strerror(errno));
+		bpf_link__destroy(l);
+		return FALSE;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		;
+	close(fd);
+	bpf_link__destroy(l);
+	if (n < 0) {
+		g_set_error(err, CG_ERROR, errno, "BPF iterator: %s",
+			    g_strerror(errno));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
+			   GError **err)
+{
+	int keys = bpf_map__fd(g->skel->maps.rule_keys);
 	guint i;
 
 	for (i = 0; i < rules->len; i++) {
 		struct cg_rule *r = &g_array_index(rules, struct cg_rule, i);
-		struct cg_file_key k = { .ino = r->ino, .dev = cg_rule_kdev(r) };
-		__u32 rule = i + 1;
+		struct cg_file_key k;
+		__u32 rule = i + 1, rfd = r->fd;
 
+		if (bpf_map_lookup_elem(keys, &rfd, &k) < 0) {
+			g_set_error(err, CG_ERROR, ENOENT, "rule '%s': the "
+				    "kernel's key of the file was not found",
+				    r->path);
+			return FALSE;
+		}
 		if (bpf_map_update_elem(fd, &k, &rule, BPF_ANY) < 0) {
 			g_set_error(err, CG_ERROR, errno, "rule '%s': %s",
 				    r->path, g_strerror(errno));
@@ -138,8 +182,9 @@ static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 	int cg_fd = bpf_map__fd(g->skel->maps.cgroups);
 	guint i;
 
-	if (!fill_rules(bpf_map__fd(g->skel->maps.allow), p->allow, err) ||
-	    !fill_rules(bpf_map__fd(g->skel->maps.guard_exes), p->exes, err))
+	if (!read_rule_keys(g, err) ||
+	    !fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, err) ||
+	    !fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes, err))
 		return FALSE;
 	for (i = 0; i < p->cgroups->len; i++) {
 		const char *dir = g_ptr_array_index(p->cgroups, i);
@@ -188,12 +233,98 @@ static gboolean attach_one(struct guard *g, struct bpf_program *prog,
 	return TRUE;
 }
 
+/* Does this kernel have the LSM hook @name (userns_create: 6.1)? */
+static gboolean has_lsm_hook(const char *name)
+{
+	return libbpf_find_vmlinux_btf_id(name, BPF_LSM_MAC) >= 0;
+}
+
+/*
+ * cprx.ko's tracepoint is where armed-only learns that a session is armed:
+ * without the module loaded, attaching it fails, and armed-only could only
+ * refuse every update.  Say so at load instead.
+ */
+static gboolean attach_module_tp(struct guard *g, const struct cg_policy *p,
+				 GError **err)
+{
+	GError *e = NULL;
+
+	if (!g_file_test(CPRX_MODULE, G_FILE_TEST_IS_DIR)) {
+		if (p->armed_only) {
+			g_set_error(err, CG_ERROR, ENOENT, "armed-only needs "
+				    "cprx.ko loaded (its tracepoint %s says when "
+				    "a session is armed): modprobe cprx, then "
+				    "load the guard again", CG_MOD_TRACEPOINT);
+			return FALSE;
+		}
+		g_printerr("cprx-guard: cprx.ko is not loaded: its sessions are "
+			   "not traced (load it before the guard)\n");
+		return TRUE;
+	}
+	if (attach_one(g, g->skel->progs.cg_cprx_ioctl, &e))
+		return TRUE;
+	if (p->armed_only) {
+		g_set_error(err, CG_ERROR, e->code, "armed-only needs cprx.ko's "
+			    "tracepoint %s (%s): install the cprx.ko of this "
+			    "release", CG_MOD_TRACEPOINT, e->message);
+		g_error_free(e);
+		return FALSE;
+	}
+	g_printerr("cprx-guard: warning: %s; cprx.ko sessions are not "
+		   "traced\n", e->message);
+	g_error_free(e);
+	return TRUE;
+}
+
+/*
+ * Which programs each mode loads, by the skeleton's handles; the
+ * iterator and cprx.ko's tracepoint are attached on their own.
+ */
+static void choose_programs(struct cprx_guard_bpf *s,
+			    const struct cg_policy *p, enum guard_mode mode)
+{
+	gboolean lsm = mode == GM_LSM;
+
+	bpf_program__set_autoload(s->progs.cg_bprm_check, lsm);
+	bpf_program__set_autoload(s->progs.cg_file_fcntl, lsm);
+	bpf_program__set_autoload(s->progs.cg_ptrace_access, lsm);
+	bpf_program__set_autoload(s->progs.cg_ptrace_traceme, lsm);
+	bpf_program__set_autoload(s->progs.cg_task_prctl, lsm);
+	bpf_program__set_autoload(s->progs.cg_userns_create, lsm &&
+				  p->deny_userns &&
+				  has_lsm_hook("userns_create"));
+	bpf_program__set_autoload(s->progs.cg_sys_enter, mode == GM_FALLBACK);
+	bpf_program__set_autoload(s->progs.cg_sys_exit, mode == GM_FALLBACK);
+	bpf_program__set_autoload(s->progs.cg_bench_check, mode == GM_BENCH);
+	if (lsm && p->deny_userns && !has_lsm_hook("userns_create"))
+		g_printerr("cprx-guard: warning: this kernel has no "
+			   "userns_create LSM hook: user namespaces are not "
+			   "refused (every exec stage is still checked)\n");
+}
+
+static gboolean attach_all(struct guard *g, const struct cg_policy *p,
+			   GError **err)
+{
+	struct cprx_guard_bpf *s = g->skel;
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, s->obj) {
+		if (!bpf_program__autoload(prog) ||
+		    prog == s->progs.cg_rule_keys ||
+		    prog == s->progs.cg_cprx_ioctl)
+			continue;
+		if (!attach_one(g, prog, err))
+			return FALSE;
+	}
+	return attach_module_tp(g, p, err);
+}
+
 static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 			   enum guard_mode mode, GError **err)
 {
 	gboolean fallback = mode != GM_LSM;
 	struct cprx_guard_bpf *s;
-	struct bpf_program *prog;
+	struct bpf_program *prog = NULL, *it;
 	int ret;
 
 	g->mode = mode;
@@ -205,19 +336,16 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 		return FALSE;
 	}
 	set_policy(s, p, mode);
-	bpf_program__set_autoload(s->progs.cg_bprm_check, mode == GM_LSM);
-	bpf_program__set_autoload(s->progs.cg_file_ioctl, mode == GM_LSM);
-	bpf_program__set_autoload(s->progs.cg_file_fcntl, mode == GM_LSM);
-	bpf_program__set_autoload(s->progs.cg_sys_enter, mode == GM_FALLBACK);
-	bpf_program__set_autoload(s->progs.cg_sys_exit, mode == GM_FALLBACK);
-	bpf_program__set_autoload(s->progs.cg_bench_check, mode == GM_BENCH);
+	choose_programs(s, p, mode);
 	refused_prog[0] = '\0';
 	trying = !fallback;
 	ret = cprx_guard_bpf__load(s);
 	trying = FALSE;
 	if (ret) {
-		prog = *refused_prog ?
-		       bpf_object__find_program_by_name(s->obj, refused_prog) : NULL;
+		/* the skeleton's program that libbpf's log named */
+		bpf_object__for_each_program(it, s->obj)
+			if (!strcmp(bpf_program__name(it), refused_prog))
+				prog = it;
 		g_set_error(err, CG_ERROR, -ret, "the kernel refused to load the "
 			    "%s program %s%s%s%s: %s (%s): %s",
 			    fallback ? "tp_btf" : "BPF LSM",
@@ -230,11 +358,9 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 	if (!fill_maps(g, p, err))
 		goto fail;
 	trying = !fallback;
-	bpf_object__for_each_program(prog, s->obj) {
-		if (bpf_program__autoload(prog) && !attach_one(g, prog, err)) {
-			trying = FALSE;
-			goto fail;
-		}
+	if (!attach_all(g, p, err)) {
+		trying = FALSE;
+		goto fail;
 	}
 	trying = FALSE;
 	return TRUE;
@@ -385,6 +511,8 @@ int cg_cmd_load(char **args)
 	p = cg_policy_from_options(&err);
 	if (!p || already_loaded(&err) || !attach_best(&g, p, &why, &err))
 		goto fail;
+	/* the rules' keys are in the maps: no file system stays busy */
+	cg_policy_close_files(p);
 	enforcing = !g.fallback && !p->trace;
 	if (!g.fallback && p->trace)
 		why = g_strdup("the policy's mode is trace");

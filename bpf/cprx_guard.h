@@ -26,7 +26,14 @@
 #define CG_IOC_ARM		0xE742
 #define CG_IOC_RETRIEVE_FD	0xE743
 #define CG_IOC_FINISH		0xE744
+#define CG_IOC_PRESERVE_FDS	0xE746
 #define CG_ARM_CANCEL		1u
+
+/*
+ * cprx.ko's tracepoint after every ioctl that succeeded (kernel/cprx_trace.h):
+ * (cmd, pins, armed).  Attached as a raw tracepoint: the module has no BTF.
+ */
+#define CG_MOD_TRACEPOINT	"cprx_ioctl_done"
 
 /* One record of the ring buffer; the phases of an update, in order. */
 enum cg_event_type {
@@ -57,6 +64,9 @@ enum cg_reason {
 	CG_R_NOT_ARMED,		/* armed-only, and no armed session */
 	CG_R_PROBE,		/* armed-only, a vfork probe of a session holder */
 	CG_R_LAUNCH,		/* armed-only, started by a non-VMM (a launcher) */
+	CG_R_USERNS,		/* a guarded task may not create a user namespace */
+	CG_R_PTRACE,		/* nor ptrace or write the memory of an unguarded one */
+	CG_R_SET_MM,		/* nor change its mm's exe file (PR_SET_MM) */
 };
 
 /* Event flags. */
@@ -83,11 +93,23 @@ struct cg_event {
 	char path[CG_PATH_LEN];
 };
 
-/* Key of the allow-list and guard-exe maps: a binary by inode. */
+/*
+ * Key of the allow-list and guard-exe maps: one file's content, as far as
+ * the kernel can tell without reading it.  An inode number alone is reused
+ * (ext4 hands freed numbers out again, a tmpfs remount starts from 1, an
+ * anonymous device number comes back); with the generation, the change
+ * time (any write, chmod, chown or link changes it, and no process can set
+ * it) and the file system type, a reused number or a rewritten file no
+ * longer matches.  Computed by the BPF side alone (file_key()), also for the
+ * rules: the loader reads its own open rule files through an iterator.
+ */
 struct cg_file_key {
 	__u64 ino;
-	__u32 dev;
-	__u32 pad;
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 dev;		/* kernel dev_t: major << 20 | minor */
+	__u32 gen;		/* i_generation */
+	__u32 magic;		/* the file system's s_magic */
 };
 
 /* Counters (a per-CPU array, summed by cprx-guard status). */

@@ -8,9 +8,17 @@
  * inode and stays allowed (the kernel refuses writes to a running binary,
  * ETXTBSY, but not to one that is not running).
  *
+ * The kernel matches more than the inode (struct cg_file_key): its
+ * generation and change time too, so a recycled inode number or a file
+ * rewritten in place is not allowed.  A rule's file must be owned by root
+ * and not writable by group or others: whoever can write it decides what
+ * the guard allows.
+ *
  * Policy file, one item a line, '#' comments:
  *   mode enforce|trace
  *   armed-only yes|no
+ *   userns deny|allow        may guarded processes create user namespaces
+ *                            (default deny)
  *   guard-uid UID            processes with this real uid
  *   guard-cgroup DIR         processes in this cgroup v2 directory or below
  *   guard-exe PATH           processes running this binary
@@ -39,13 +47,34 @@ struct cg_policy *cg_policy_new(void)
 	p->cgroups = g_ptr_array_new_with_free_func(g_free);
 	p->exes = g_array_new(FALSE, TRUE, sizeof(struct cg_rule));
 	p->allow = g_array_new(FALSE, TRUE, sizeof(struct cg_rule));
+	p->deny_userns = TRUE;
 	return p;
+}
+
+static void close_rules(GArray *a)
+{
+	guint i;
+
+	for (i = 0; i < a->len; i++) {
+		struct cg_rule *r = &g_array_index(a, struct cg_rule, i);
+
+		if (r->fd >= 0)
+			close(r->fd);
+		r->fd = -1;
+	}
+}
+
+void cg_policy_close_files(struct cg_policy *p)
+{
+	close_rules(p->exes);
+	close_rules(p->allow);
 }
 
 static void free_rules(GArray *a)
 {
 	guint i;
 
+	close_rules(a);
 	for (i = 0; i < a->len; i++)
 		g_free(g_array_index(a, struct cg_rule, i).path);
 	g_array_free(a, TRUE);
@@ -68,22 +97,58 @@ guint32 cg_rule_kdev(const struct cg_rule *r)
 	return r->major << 20 | r->minor;
 }
 
+/*
+ * Whoever may write a rule's file decides what the guard allows: only
+ * root-owned files that group and others cannot write are accepted.
+ */
+static gboolean safe_owner(const char *path, const struct stat *st,
+			   GError **err)
+{
+	if (st->st_uid != 0) {
+		g_set_error(err, CG_ERROR, EPERM, "'%s' is owned by uid %u, not "
+			    "root: its owner could change what the guard allows "
+			    "(fix: chown root '%s', or install it as root)",
+			    path, (unsigned int)st->st_uid, path);
+		return FALSE;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		g_set_error(err, CG_ERROR, EPERM, "'%s' is writable by %s (mode "
+			    "%04o): they could change what the guard allows "
+			    "(fix: chmod go-w '%s')", path,
+			    st->st_mode & S_IWOTH ? "others" : "its group",
+			    (unsigned int)(st->st_mode & 07777), path);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 {
 	char real[PATH_MAX];
 	struct stat st;
+	int fd = -1;
 
-	if (!realpath(path, real) || stat(real, &st) < 0) {
+	if (!realpath(path, real) ||
+	    (fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+	    fstat(fd, &st) < 0) {
 		g_set_error(err, CG_ERROR, errno, "'%s': %s (a rule names an "
 			    "existing file: it is resolved to its inode now)",
 			    path, g_strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return FALSE;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not a regular file",
 			    path);
+		close(fd);
 		return FALSE;
 	}
+	if (!safe_owner(real, &st, err)) {
+		close(fd);
+		return FALSE;
+	}
+	r->fd = fd;
 	r->path = g_strdup(real);
 	r->major = major(st.st_dev);
 	r->minor = minor(st.st_dev);
@@ -103,6 +168,7 @@ static gboolean add_rule(GArray *a, const char *path, GError **err)
 
 		if (o->ino == r.ino && cg_rule_kdev(o) == cg_rule_kdev(&r)) {
 			g_free(r.path);	/* the same file twice: one rule */
+			close(r.fd);
 			return TRUE;
 		}
 	}
@@ -166,6 +232,15 @@ gboolean cg_policy_add(struct cg_policy *p, const char *key, const char *val,
 	}
 	if (!strcmp(key, "armed-only"))
 		return parse_bool(val, &p->armed_only, err);
+	if (!strcmp(key, "userns")) {
+		if (strcmp(val, "deny") && strcmp(val, "allow")) {
+			g_set_error(err, CG_ERROR, EINVAL, "userns is deny or "
+				    "allow, not '%s'", val);
+			return FALSE;
+		}
+		p->deny_userns = !strcmp(val, "deny");
+		return TRUE;
+	}
 	if (!strcmp(key, "guard-uid"))
 		return add_uid(p, val, err);
 	if (!strcmp(key, "guard-cgroup"))
@@ -175,7 +250,7 @@ gboolean cg_policy_add(struct cg_policy *p, const char *key, const char *val,
 	if (!strcmp(key, "allow"))
 		return add_rule(p->allow, val, err);
 	g_set_error(err, CG_ERROR, EINVAL, "unknown item '%s' (mode, armed-only, "
-		    "guard-uid, guard-cgroup, guard-exe, allow)", key);
+		    "userns, guard-uid, guard-cgroup, guard-exe, allow)", key);
 	return FALSE;
 }
 

@@ -53,17 +53,22 @@ int cg_cmd_check(char **args);
 /* cprx_guard.c: libbpf's messages, quiet where a failure is expected. */
 void cg_libbpf_log(void);
 
-/* A binary named by the policy, resolved to its inode at load. */
+/*
+ * A binary named by the policy, resolved at load.  @fd stays open until the
+ * loader has read the kernel's key of the file (struct cg_file_key).
+ */
 struct cg_rule {
 	char *path;		/* canonical */
 	guint32 major, minor;
 	guint64 ino;
+	int fd;			/* O_RDONLY on the file; -1 once closed */
 };
 
 struct cg_policy {
 	char *source;		/* the file, or "command line" */
 	gboolean trace;		/* mode trace: report, never refuse */
 	gboolean armed_only;
+	gboolean deny_userns;	/* guarded tasks may not create user namespaces */
 	GArray *uids;		/* guint32 */
 	GPtrArray *cgroups;	/* char *: cgroup v2 directories */
 	GArray *exes;		/* struct cg_rule: guard processes running these */
@@ -84,6 +89,8 @@ gboolean cg_policy_load_file(struct cg_policy *p, const char *file,
 gboolean cg_policy_check(const struct cg_policy *p, GError **err);
 /* The kernel's dev_t, as the BPF side sees inode->i_sb->s_dev. */
 guint32 cg_rule_kdev(const struct cg_rule *r);
+/* Closes the rules' files, once the loader has their keys. */
+void cg_policy_close_files(struct cg_policy *p);
 /* A cgroup v2 directory's path inside the hierarchy ("/vmm"). */
 char *cg_cgroup_rel(const char *dir, GError **err);
 

@@ -68,6 +68,9 @@ static const char *reason_name(guint32 r)
 	case CG_R_NOT_ARMED: return "armed-only and no armed session";
 	case CG_R_PROBE: return "preflight probe of a session holder";
 	case CG_R_LAUNCH: return "a launcher starting a VMM";
+	case CG_R_USERNS: return "a guarded process may not create a user namespace";
+	case CG_R_PTRACE: return "a guarded process may not ptrace an unguarded one";
+	case CG_R_SET_MM: return "a guarded process may not use PR_SET_MM";
 	}
 	return "";
 }

@@ -19,6 +19,8 @@
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include "cprx_internal.h"
+#define CREATE_TRACE_POINTS
+#include "cprx_trace.h"
 
 LIST_HEAD(cprx_sessions);
 DEFINE_MUTEX(cprx_sessions_lock);	/* the list; outside every s->lock */
@@ -141,13 +143,22 @@ static long dev_session(void __user *uarg,
 
 static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
+	long ret;
+
 	switch (cmd) {
 	case CPRX_IOCTL_CREATE_SESSION:
-		return dev_session((void __user *)arg, cprx_session_create);
+		ret = dev_session((void __user *)arg, cprx_session_create);
+		break;
 	case CPRX_IOCTL_RETRIEVE_SESSION:
-		return dev_session((void __user *)arg, cprx_session_retrieve);
+		ret = dev_session((void __user *)arg, cprx_session_retrieve);
+		break;
+	default:
+		return -ENOTTY;
 	}
-	return -ENOTTY;
+	/* for cprx-guard: a session now exists in the caller's hands */
+	if (!ret)
+		trace_cprx_ioctl_done(cmd, 0, 0);
+	return ret;
 }
 
 static const struct file_operations cprx_dev_fops = {

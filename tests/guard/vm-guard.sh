@@ -170,6 +170,161 @@ check "armed-only: a launcher (not a VMM) may still start the VMM" \
 	in_cg "$VMM" --version
 guard_stop
 
+# --- bypasses: each must be refused; each went through an older guard -----------
+# Files the policy names live in $B2, root-owned, 0755.
+B2=$T/bypass
+mkdir -p "$B2"
+PY=$(realpath "$(command -v python3)")
+UNSHARE=$(realpath "$(command -v unshare)")
+cp /bin/echo "$B2/interp"	# the allowed #! interpreter: prints its args
+cp /usr/bin/id "$B2/evil"	# what an attacker wants to run instead
+cp /bin/true "$B2/file.cgx"	# an allowed file a binfmt_misc handler matches
+printf '#!%s\n' "$B2/interp" >"$B2/script.sh"
+cp "$(realpath /bin/bash)" "$B2/gexe"	# a guard-exe
+cp "$(realpath /bin/bash)" "$B2/plain"	# allowed, but no guard-exe
+chmod 0755 "$B2"/*
+cat >"$T/bypass.policy" <<POL
+guard-cgroup $CG
+guard-exe $B2/gexe
+allow $VMM
+allow $PY
+allow $UNSHARE
+allow $B2/interp
+allow $B2/script.sh
+allow $B2/file.cgx
+allow $B2/plain
+armed-only yes
+POL
+refused() { # NAME OUTPUT RC: EPERM/EACCES and a failure, or not ok
+	if [ "$3" != 0 ] && [[ $2 == *"Operation not permitted"* || $2 == *"Permission denied"* ]]; then
+		ok "$1: refused ($(echo "$2" | tail -n1 | cut -c1-120))"
+	else
+		notok "$1: not refused (rc $3)"; echo "$2" | diag
+	fi
+}
+guard_start g5 --policy "$T/bypass.policy" || diag "$T/g5.err"
+
+# 1. a #! interpreter: checked as a stage of its own
+out=$(in_cg "$B2/script.sh" 2>&1); rc=$?
+[ $rc = 0 ] && [[ $out == *script.sh* ]] &&
+	ok "an allowed script with an allowed interpreter runs ($out)" ||
+	{ notok "an allowed script with an allowed interpreter runs (rc $rc)"; echo "$out" | diag; }
+out=$(unshare -m bash -c "mount --bind '$B2/evil' '$B2/interp' && echo \$\$ >$CG/cgroup.procs && exec '$B2/script.sh'" 2>&1)
+refused "#! interpreter bind-mounted over in a private mount namespace" "$out" $?
+
+# 2. a binfmt_misc handler: checked as a stage of its own
+BM=/proc/sys/fs/binfmt_misc
+modprobe binfmt_misc 2>/dev/null
+[ -e $BM/register ] || mount -t binfmt_misc binfmt_misc $BM 2>/dev/null
+# the handler (id) runs with the file as its argument: "...file.cgx: no such user"
+if [ -w $BM/register ] && echo ":cgtest:E::cgx::$B2/evil:" >$BM/register 2>/dev/null &&
+   "$B2/file.cgx" 2>&1 | grep -q 'file.cgx'; then
+	out=$(in_cg "$B2/file.cgx" 2>&1)
+	refused "binfmt_misc handler behind an allowed file" "$out" $?
+else
+	skip "binfmt_misc handler behind an allowed file" "binfmt_misc cannot be registered here"
+fi
+[ -e $BM/cgtest ] && echo -1 >$BM/cgtest
+
+# 3. user namespaces (where binfmt_misc can be mounted since 6.7)
+if ! grep -qa bpf_lsm_userns_create /sys/kernel/btf/vmlinux; then
+	skip "guarded process may not create a user namespace" "no userns_create LSM hook on $(uname -r)"
+elif ! unshare -U true 2>/dev/null; then
+	skip "guarded process may not create a user namespace" "unprivileged user namespaces are off here"
+else
+	# the unshare(2) itself, not the exec after it, must fail
+	out=$(in_cg "$UNSHARE" -U "$UNSHARE" --version 2>&1); rc=$?
+	[[ $out == *"unshare failed"* ]] || rc=0
+	refused "guarded process may not create a user namespace (unshare -U)" "$out" $rc
+fi
+
+# 4. armed-only: forged cprx.ko files and ioctls that fail arm nothing
+touch /tmp/cprx '/tmp/[cprx-session]'
+out=$(in_cg "$PY" -c '
+import fcntl, os, sys
+for name, cmd in (("/tmp/cprx", 0xE700), ("/tmp/[cprx-session]", 0xE742)):
+    fd = os.open(name, os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, cmd, (8).to_bytes(4, "little") + bytes(12))
+    except OSError:
+        pass
+os.execv(sys.argv[1], [sys.argv[1], "--version"])' "$VMM" 2>&1)
+refused "armed-only: a VMM with forged /tmp/cprx ioctls may not exec unarmed" "$out" $?
+rm -f /tmp/cprx '/tmp/[cprx-session]'
+
+# 5. ptrace / /proc/PID/mem hand-off to an unguarded process
+sleep 300 &
+victim=$!
+out=$(in_cg "$PY" -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+pid = int(sys.argv[1])
+r = libc.ptrace(16, pid, 0, 0)
+err = os.strerror(ctypes.get_errno()) if r else "attached"
+try:
+    os.close(os.open("/proc/%d/mem" % pid, os.O_RDWR))
+    mem = "opened"
+except OSError as e:
+    mem = e.strerror
+print("ptrace: %s; /proc/%d/mem: %s" % (err, pid, mem))
+sys.exit(0 if r == 0 or mem == "opened" else 1)' $victim 2>&1)
+rc=$?
+# an attach left it stopped: only SIGKILL ends it then
+kill -KILL $victim 2>/dev/null; wait $victim 2>/dev/null
+[[ $out == *"ptrace: Operation not permitted"* ]] && [[ $out != *opened* ]] ||
+	rc=0
+refused "ptrace attach and /proc/PID/mem of an unguarded process" "$out" $rc
+
+# 6. PR_SET_MM_EXE_FILE
+out=$(in_cg "$PY" -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+r = libc.prctl(35, 13, fd, 0, 0)
+print("prctl(PR_SET_MM, PR_SET_MM_EXE_FILE): %s" % (os.strerror(ctypes.get_errno()) if r else "done"))
+sys.exit(1 if r else 0)' "$OTHER" 2>&1)
+rc=$?
+[[ $out == *"Operation not permitted"* ]] || rc=0
+refused "PR_SET_MM exe file" "$out" $rc
+
+# 7. sticky: a guard-exe exec'ing an allowed binary stays guarded
+out=$("$B2/gexe" -c "exec '$B2/plain' -c 'exec \"$OTHER\" --version'" 2>&1)
+refused "guarded by guard-exe, then exec'd an allowed non-guard-exe: still guarded" "$out" $?
+guard_stop
+
+# 8. a recycled inode: the same device and inode number, other content
+R=$T/recycle
+mkdir -p "$R"
+if mount -t tmpfs -o mode=0755 cgtest "$R"; then
+	cp /bin/echo "$R/vmm"
+	id1=$(stat -c %d:%i "$R/vmm")
+	guard_start g6 --guard-cgroup "$CG" --allow "$R/vmm" || diag "$T/g6.err"
+	out=$(in_cg "$R/vmm" recycled 2>&1); rc=$?
+	[ $rc = 0 ] && [ "$out" = recycled ] &&
+		ok "allowed binary on tmpfs runs ($id1)" ||
+		{ notok "allowed binary on tmpfs runs (rc $rc)"; echo "$out" | diag; }
+	umount "$R" && mount -t tmpfs -o mode=0755 cgtest "$R" && cp /usr/bin/id "$R/vmm"
+	id2=$(stat -c %d:%i "$R/vmm")
+	if [ "$id1" = "$id2" ]; then
+		out=$(in_cg "$R/vmm" 2>&1)
+		refused "another file with the recycled device:inode $id2" "$out" $?
+	else
+		skip "another file with the recycled device:inode" "tmpfs gave $id2, not $id1"
+	fi
+	guard_stop
+	umount "$R"
+else
+	skip "another file with the recycled device:inode" "cannot mount tmpfs"
+fi
+
+# 9. rules name root-owned files nobody else can write
+cp /bin/true "$T/weak"
+chmod 0775 "$T/weak"
+out=$(timeout 20 "$G" load --guard-cgroup "$CG" --allow "$T/weak" 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"chmod go-w"* ]] &&
+	ok "a group-writable allowed binary is refused at load: $(echo "$out" | tail -n1 | cut -c1-120)" ||
+	{ notok "a group-writable allowed binary is refused at load (rc $rc)"; echo "$out" | diag; "$G" detach --quiet >/dev/null 2>&1; }
+
 # --- pinned: outlives the tool ----------------------------------------------------
 "$G" load --pin --require-enforce --guard-cgroup "$CG" --allow "$VMM" \
 	--allow /usr/bin/true --allow "$G" >"$T/pin.out" 2>&1
