@@ -156,6 +156,7 @@ bool cprx_same_subject(const struct cred *armed,
 struct file *cprx_session_create(const char *name);
 bool cprx_is_session(struct file *file);
 long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg);
+long cprx_session_query(struct cprx_session *s, void __user *uarg);
 struct file *cprx_session_retrieve(const char *name);
 
 int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,

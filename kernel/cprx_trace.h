@@ -19,20 +19,16 @@
  * tracepoint program needs no BTF of this module.
  */
 TRACE_EVENT(cprx_ioctl_done,
-	TP_PROTO(unsigned int cmd, unsigned int pins, unsigned int armed),
-	TP_ARGS(cmd, pins, armed),
-	TP_STRUCT__entry(
-		__field(unsigned int, cmd)
-		__field(unsigned int, pins)
-		__field(unsigned int, armed)
-	),
-	TP_fast_assign(
-		__entry->cmd = cmd;
-		__entry->pins = pins;
-		__entry->armed = armed;
-	),
-	TP_printk("cmd=%#x pins=%u armed=%u", __entry->cmd, __entry->pins,
-		  __entry->armed)
+	    TP_PROTO(unsigned int cmd, unsigned int pins, unsigned int armed),
+	    TP_ARGS(cmd, pins, armed),
+	    TP_STRUCT__entry(__field(unsigned int, cmd)
+			     __field(unsigned int, pins)
+			     __field(unsigned int, armed)),
+	    TP_fast_assign(__entry->cmd = cmd;
+			   __entry->pins = pins;
+			   __entry->armed = armed;),
+	    TP_printk("cmd=%#x pins=%u armed=%u", __entry->cmd, __entry->pins,
+		      __entry->armed)
 );
 
 #endif /* _CPRX_TRACE_H */
