@@ -8,11 +8,13 @@
  * which finds a loaded guard's ring.  JSON lines by common/jsonl.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/sysmacros.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -398,6 +400,27 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 
 /* --- the `trace` verb -------------------------------------------------- */
 
+int cg_trace_lock(void)
+{
+	g_autofree char *dir = g_path_get_dirname(cg_status_file());
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "cprx-guard: cannot open %s to lock it: %s\n",
+			dir, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "cprx-guard: another trace reader holds %s (%s): "
+			"only one reader gets the events; stop it first "
+			"(cprx-guard-trace.service, or a load --trace)\n", dir,
+			errno == EWOULDBLOCK ? "locked" : strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The events ring of the loaded guard: from its pins, else by name. */
 static int events_fd(const struct cprx_guard_status *st)
 {
@@ -422,13 +445,22 @@ int cg_cmd_trace(char **args)
 				   .backlog = cg_opt.backlog };
 	struct cprx_guard_status st;
 	gboolean have = !cprx_guard_status_read(cg_status_file(), &st, NULL, 0);
-	int fd, ret;
+	int fd, ret, lock;
 
 	(void)args;
 	fd = events_fd(have ? &st : NULL);
 	if (fd < 0) {
 		fprintf(stderr, "cprx-guard: no guard is loaded (cprx-guard load)\n");
+		if (have)
+			cprx_guard_status_free(&st);
 		return 3;
+	}
+	lock = cg_trace_lock();
+	if (lock < 0) {
+		close(fd);
+		if (have)
+			cprx_guard_status_free(&st);
+		return 4;
 	}
 	if (have && !st.enforcing)
 		fprintf(stderr, "cprx-guard: NOT ENFORCED: %s\n", st.why);
@@ -436,6 +468,7 @@ int cg_cmd_trace(char **args)
 	cg_catch_signals();
 	ret = cg_trace_run(fd, &o, &cg_stop);
 	close(fd);
+	close(lock);
 	if (have)
 		cprx_guard_status_free(&st);
 	return ret ? 1 : 0;
