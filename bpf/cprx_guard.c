@@ -485,12 +485,13 @@ static int foreground(struct guard *g)
  * it and the directories are swapped: both guards are attached meanwhile
  * (an exec must pass both: never less guarded than either policy), and
  * the old one goes only once the new one holds.  *@old_dir: what to unpin
- * once the status file names the new guard.
+ * once the status file names the new guard.  ("-new", "-old": bpffs
+ * refuses dots in names.)
  */
 static gboolean pin_guard(struct guard *g, char **old_dir, GError **err)
 {
-	g_autofree char *next = g_strconcat(cg_pin_dir(), ".new", NULL);
-	char *old = g_strconcat(cg_pin_dir(), ".old", NULL);
+	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
+	char *old = g_strconcat(cg_pin_dir(), "-old", NULL);
 
 	*old_dir = NULL;
 	if (!g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR)) {
@@ -520,7 +521,7 @@ fail:
 /* Puts the old guard's pins back after a failure past the swap. */
 static void unswap_pins(const char *old_dir)
 {
-	g_autofree char *next = g_strconcat(cg_pin_dir(), ".new", NULL);
+	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
 
 	if (rename(cg_pin_dir(), next) == 0 && rename(old_dir, cg_pin_dir()) == 0)
 		cg_unpin(next);

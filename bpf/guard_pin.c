@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -22,14 +23,50 @@
 
 /* --- pinning ----------------------------------------------------------- */
 
-/* Do we share init's mount namespace?  Unknown counts as no. */
-static gboolean initial_mount_ns(void)
+/*
+ * Would a bpffs mounted on @dir stay in this mount namespace only?  Yes
+ * when the mount it would land on is a slave (systemd's PrivateTmp= and
+ * friends make every mount of a unit's namespace one): mounts made there
+ * never propagate back to the host, and the pins would vanish with the
+ * unit.  Also yes when we know we are not in init's namespace and the
+ * mount is not shared.  (A private mount of a single namespace, as in a
+ * container, is fine: nothing outside it would look.)
+ */
+static gboolean mount_stays_private(const char *dir)
 {
+	char line[4096], mp[PATH_MAX], best_opt[4096] = "";
+	size_t best = 0, n;
 	struct stat self, init;
+	gboolean other_ns;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
 
-	return stat("/proc/self/ns/mnt", &self) == 0 &&
-	       stat("/proc/1/ns/mnt", &init) == 0 &&
-	       self.st_ino == init.st_ino && self.st_dev == init.st_dev;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - "), *opt;
+		int off = 0;
+
+		if (!sep || sscanf(line, "%*d %*d %*s %*s %4095s %*s %n", mp,
+				   &off) != 1 || !off)
+			continue;
+		n = strlen(mp);
+		opt = line + off;
+		if ((!strcmp(mp, "/") || (!strncmp(dir, mp, n) &&
+					 (dir[n] == '/' || !dir[n]))) &&
+		    n >= best && opt <= sep) {
+			best = n;
+			g_strlcpy(best_opt, opt, MIN(sizeof(best_opt),
+						     (size_t)(sep - opt) + 1));
+		}
+	}
+	if (f)
+		fclose(f);
+	if (strstr(best_opt, "shared:"))
+		return FALSE;
+	if (strstr(best_opt, "master:"))
+		return TRUE;
+	other_ns = stat("/proc/self/ns/mnt", &self) == 0 &&
+		   stat("/proc/1/ns/mnt", &init) == 0 &&
+		   (self.st_ino != init.st_ino || self.st_dev != init.st_dev);
+	return other_ns;
 }
 
 static gboolean ensure_bpffs(const char *dir, GError **err)
@@ -40,7 +77,7 @@ static gboolean ensure_bpffs(const char *dir, GError **err)
 	if (statfs(parent, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
 		return TRUE;
 	/* mounted here it would vanish with our private mount namespace */
-	if (!initial_mount_ns()) {
+	if (mount_stays_private(parent)) {
 		g_set_error(err, CG_ERROR, ENOTDIR, "%s is not on a bpf file "
 			    "system, and mounting one from this private mount "
 			    "namespace (a unit's PrivateTmp=, say) would hide the "

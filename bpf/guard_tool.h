@@ -141,6 +141,8 @@ struct cg_trace_opts {
 	double idle;		/* print an unfinished timeline after this */
 	gboolean backlog;	/* also what happened before the trace began */
 	const struct cprx_guard_status *st;	/* rule names; may be NULL */
+	int watch_fd;		/* > 0: stop when this pinned map is replaced */
+	const char *watch_pin;	/* its pin */
 };
 
 /*
