@@ -187,6 +187,16 @@ static void add_canary(struct guard *g, const struct cg_policy *p)
 			       CG_MAX_CGROUPS - 1, &g->canary_dir, &e)) {
 		g->canary_err = g_strdup(e->message);
 		g_error_free(e);
+		return;
+	}
+	/*
+	 * For tests (tests/guard/vm-guard.sh): a canary nobody guards, as if
+	 * the LSM programs were attached but never ran.
+	 */
+	if (g_getenv("CPRX_GUARD_TEST_UNGUARDED_CANARY")) {
+		__u32 slot = CG_MAX_CGROUPS - 1;
+
+		bpf_map_delete_elem(bpf_map__fd(g->skel->maps.cgroups), &slot);
 	}
 }
 
