@@ -96,6 +96,7 @@ struct guard {
 	enum guard_mode mode;
 	gboolean fallback;	/* anything but the LSM: nothing enforced */
 	char *canary_dir;	/* the canary's cgroup (guard_canary.c) */
+	__u32 canary_slot;	/* its index in `cgroups`: after the policy's */
 	char *canary_err;	/* why there is no canary */
 };
 
@@ -167,7 +168,7 @@ static void guard_close(struct guard *g)
 
 	if (g->canary_dir)
 		cg_canary_remove(bpf_map__fd(g->skel->maps.cgroups),
-				 CG_MAX_CGROUPS - 1, g->canary_dir);
+				 g->canary_slot, g->canary_dir);
 	g_clear_pointer(&g->canary_dir, g_free);
 	g_clear_pointer(&g->canary_err, g_free);
 	for (i = 0; i < g->nr_links; i++)
@@ -183,8 +184,9 @@ static void add_canary(struct guard *g, const struct cg_policy *p)
 	GError *e = NULL;
 
 	g_assert(p->cgroups->len < CG_MAX_CGROUPS);
+	g->canary_slot = p->cgroups->len;
 	if (!cg_canary_prepare(bpf_map__fd(g->skel->maps.cgroups),
-			       CG_MAX_CGROUPS - 1, &g->canary_dir, &e)) {
+			       g->canary_slot, &g->canary_dir, &e)) {
 		g->canary_err = g_strdup(e->message);
 		g_error_free(e);
 		return;
@@ -194,9 +196,8 @@ static void add_canary(struct guard *g, const struct cg_policy *p)
 	 * the LSM programs were attached but never ran.
 	 */
 	if (g_getenv("CPRX_GUARD_TEST_UNGUARDED_CANARY")) {
-		__u32 slot = CG_MAX_CGROUPS - 1;
-
-		bpf_map_delete_elem(bpf_map__fd(g->skel->maps.cgroups), &slot);
+		bpf_map_delete_elem(bpf_map__fd(g->skel->maps.cgroups),
+				    &g->canary_slot);
 	}
 }
 
@@ -388,7 +389,7 @@ static gboolean verify_enforcing(struct guard *g, char **why)
 	ok = cg_canary_run(g->canary_dir,
 			   bpf_map__fd(g->skel->maps.stats), &e);
 	cg_canary_remove(bpf_map__fd(g->skel->maps.cgroups),
-			 CG_MAX_CGROUPS - 1, g->canary_dir);
+			 g->canary_slot, g->canary_dir);
 	g_clear_pointer(&g->canary_dir, g_free);
 	if (!ok) {
 		*why = g_strdup_printf("enforcement unproven: %s", e->message);

@@ -6,7 +6,7 @@
  * kernel that accepts the link but never calls the hook, refuse nothing.
  *
  * The canary is a child placed in a cgroup of its own, which the loader
- * guards through the last slot of the `cgroups` map; it execs a memfd copy
+ * guards through the slot after the policy's in the `cgroups` map; it execs a memfd copy
  * of cprx-guard (an inode no allow rule can name) and must get EPERM, and
  * this guard's own "denied" counter must have moved, so an EPERM from
  * anything else (another LSM, another guard during a reload) is not taken
