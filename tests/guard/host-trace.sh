@@ -242,4 +242,11 @@ if out=$("$HERE/overhead.sh" "${bench[@]}" "$B" "${CPRX_GUARD_EXECS:-1000}" 2>&1
 else
 	notok "per-exec cost measured"; echo "$out" | diag
 fi
+# the trace-only fallback's cost per syscall: the same loops with and without it
+if out=$(bash "$HERE/ratio.sh" "$B" 100000 100 3 -- --fallback-trace 2>&1); then
+	echo "$out" | diag
+	ok "overhead ratio (trace-only fallback): $(echo "$out" | grep '^ioctl:' | cut -c1-160)"
+else
+	notok "overhead ratio (trace-only fallback)"; echo "$out" | diag
+fi
 echo "1..$n"

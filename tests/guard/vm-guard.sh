@@ -289,6 +289,16 @@ else
 fi
 check "after detach the same exec works again" in_cg "$OTHER" --version
 
+# --- overhead as a ratio: the same ioctl and exec loops without and with the guard --
+if bash "$HERE/ratio.sh" "$B" "${CPRX_GUARD_IOCTLS:-100000}" "${CPRX_GUARD_RATIO_EXECS:-100}" 3 >"$T/ratio.out" 2>&1; then
+	diag "$T/ratio.out"
+	while IFS= read -r line; do
+		case $line in ioctl:*|exec:*) ok "overhead ratio, $line" ;; esac
+	done <"$T/ratio.out"
+else
+	notok "overhead ratio (tests/guard/ratio.sh)"; diag "$T/ratio.out"
+fi
+
 # --- the unit's pins from a unit-like namespace (PrivateTmp=: slave mounts) -----------
 # Without bpffs mounted, cprx-guard must not mount its own in the unit's
 # namespace (the pins would be invisible to everyone else); with it mounted
