@@ -115,6 +115,29 @@ check "libcprx's view of the real status file: would refuse, NOT enforced" \
 kill "$GPID"; wait "$GPID"; GPID=
 check "foreground guard detaches and removes its status" test ! -e "$CPRX_GUARD_STATUS"
 
+# --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
+bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms
+	"$B/bench/cprx-bench" --guard-timeline --sizes 32M --reps 2 --rounds 1 --baselines floor \
+		--backends cloexec --no-progress --no-plots --vmm "$B/tools/cprx-vmm" --out "$1" &&
+	python3 - "$1/results.json" <<'PY'
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+cells = [c for c in d["cells"] if c["kind"] == "cprx"]
+ks = [s["kernel_ms"] for c in cells for s in c["samples"]]
+ex = [s["segments_ms"]["exec"] for c in cells for s in c["samples"]]
+assert ks and all(isinstance(k, (int, float)) and k > 0 for k in ks), ks
+print("kernel check->commit %s ms beside libcprx exec %s ms" % (ks, ex))
+PY
+}
+if [ -x "$B/bench/cprx-bench" ]; then
+	"$G" load --trace-only --pin --pin-dir /sys/fs/bpf/cprx-guard-bench-$$ \
+		--guard-exe "$B/tools/cprx-vmm" --allow "$B/tools/cprx-vmm" >"$T/bl.out" 2>&1
+	check "cprx-bench --guard-timeline: every update's kernel span from the guard" bench_guard "$T/bench"
+	"$G" detach --pin-dir /sys/fs/bpf/cprx-guard-bench-$$ >/dev/null 2>&1
+else
+	skip "cprx-bench --guard-timeline" "cprx-bench was not built"
+fi
+
 # --- fail closed, the status file, detach, reload (issue 13) ---------------------
 PIN2=/sys/fs/bpf/cprx-guard-host-$$	# bpffs refuses dots in names
 cleanup_pins() { "$G" detach --quiet --pin-dir "$PIN2" >/dev/null 2>&1; rm -rf "$PIN2" "$PIN2-new" "$PIN2-old" 2>/dev/null; }

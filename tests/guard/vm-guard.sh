@@ -299,6 +299,32 @@ else
 	notok "overhead ratio (tests/guard/ratio.sh)"; diag "$T/ratio.out"
 fi
 
+# --- cprx-bench --guard-timeline: the LSM's kernel timestamps beside libcprx's -----
+if [ -x "$B/bench/cprx-bench" ]; then
+	"$G" load --pin --guard-exe "$VMM" --allow "$VMM" >"$T/bl.out" 2>&1
+	"$B/bench/cprx-bench" --guard-timeline --sizes 16M --reps 2 --rounds 1 --baselines floor \
+		--backends kmod,cloexec --no-progress --no-plots --vmm "$VMM" --out "$T/bench" \
+		>"$T/bench.out" 2>&1
+	rc=$?
+	if [ $rc = 0 ] && python3 - "$T/bench/results.json" >"$T/bench.chk" 2>&1 <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+cells = [c for c in d["cells"] if c["kind"] == "cprx"]
+ks = [s["kernel_ms"] for c in cells for s in c["samples"]]
+ex = [s["segments_ms"]["exec"] for c in cells for s in c["samples"]]
+assert len(cells) == 2 and ks and all(isinstance(k, (int, float)) and k > 0 for k in ks), ks
+print("kernel check->commit %s ms beside libcprx exec %s ms" % (ks, ex))
+PY
+	then
+		ok "cprx-bench --guard-timeline: $(tail -n1 "$T/bench.chk" | cut -c1-160)"
+	else
+		notok "cprx-bench --guard-timeline (exit $rc)"; diag "$T/bench.out" "$T/bench.chk"
+	fi
+	"$G" detach >/dev/null 2>&1
+else
+	skip "cprx-bench --guard-timeline" "cprx-bench was not built"
+fi
+
 # --- the unit's pins from a unit-like namespace (PrivateTmp=: slave mounts) -----------
 # Without bpffs mounted, cprx-guard must not mount its own in the unit's
 # namespace (the pins would be invisible to everyone else); with it mounted
