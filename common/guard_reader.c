@@ -442,8 +442,8 @@ static enum cprx_guard_result decide(struct answer *a, bool armed)
 			 "file that was there when the policy was loaded, but "
 			 "it has been replaced on disk (or its ctime changed) "
 			 "since", r->rule, r->path);
-		say(a->hint, a->hlen, "reload the guard policy (cprx-guard "
-		    "detach, then load): rules are resolved to inodes at load");
+		say(a->hint, a->hlen, "reload the guard policy (cprx-guard load "
+		    "--pin --replace): rules are resolved to inodes at load");
 		return refuse(a, what);
 	}
 	if (!r) {
