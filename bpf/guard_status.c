@@ -70,9 +70,15 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 	for (i = 0; i < p->cgroups->len; i++) {
 		const char *d = g_ptr_array_index(p->cgroups, i);
 		g_autofree char *rel = cg_cgroup_rel(d, NULL);
+		struct stat sb;
 
 		g_string_append_printf(s, "guard-cgroup %s %s\n",
 				       rel ? rel : "/", d);
+		/* the directory the guard holds, by its id (guard_reader.h) */
+		if (stat(d, &sb) == 0)
+			g_string_append_printf(s, "guard-cgroup-id %llu %s\n",
+					       (unsigned long long)sb.st_ino,
+					       rel ? rel : "/");
 	}
 	status_rules(s, "guard-exe", p->exes, FALSE);
 	status_rules(s, "allow", p->allow, TRUE);

@@ -133,6 +133,20 @@ static int parse_cgroup(char *s, struct cprx_guard_cgroup *c)
 	return c->rel && c->mnt ? 0 : -1;
 }
 
+/* "<id> <path in cgroup2>": the id of the guard-cgroup at that path. */
+static void set_cgroup_id(struct cprx_guard_status *st, const char *val)
+{
+	unsigned long long id;
+	unsigned int i;
+	int n = 0;
+
+	if (sscanf(val, "%llu %n", &id, &n) != 1 || !n)
+		return;
+	for (i = 0; i < st->nr_cgroups; i++)
+		if (!strcmp(st->cgroups[i].rel, val + n))
+			st->cgroups[i].id = id;
+}
+
 static void copy(char *dst, size_t len, const char *src)
 {
 	snprintf(dst, len, "%s", src);
@@ -173,6 +187,8 @@ static int parse_line(struct cprx_guard_status *st, char *key, char *val)
 		    parse_cgroup(val, &st->cgroups[st->nr_cgroups]))
 			return -1;
 		st->nr_cgroups++;
+	} else if (!strcmp(key, "guard-cgroup-id")) {
+		set_cgroup_id(st, val);
 	} else if (!strcmp(key, "guard-exe")) {
 		if (st->nr_exes >= CPRX_GUARD_MAX_RULES ||
 		    parse_file(val, &st->exes[st->nr_exes]))
@@ -258,6 +274,58 @@ static bool proc_cgroup(const char *file, char *buf, size_t len)
 	return found;
 }
 
+/* The cgroup2 mount that shows the whole hierarchy (root "/"), or false. */
+static bool cgroup2_mount(char *mnt, size_t len)
+{
+	char line[CPRX_GUARD_PATH_MAX], root[CPRX_GUARD_PATH_MAX];
+	char mp[CPRX_GUARD_PATH_MAX];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+
+		if (!sep || strncmp(sep, " - cgroup2 ", 11))
+			continue;
+		if (sscanf(line, "%*d %*d %*s %4095s %4095s", root, mp) == 2 &&
+		    !strcmp(root, "/") && strlen(mp) < len) {
+			copy(mnt, len, mp);
+			found = true;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/*
+ * Is cgroup @path (in cgroup2) the cgroup @id or below it?  By the ids of
+ * its ancestors' directories, as the kernel matches the directory it holds:
+ * one re-created at the same path is another cgroup.  -1: cannot tell.
+ */
+static int under_id(const char *path, uint64_t id)
+{
+	char dir[2 * CPRX_GUARD_PATH_MAX], *slash;
+	size_t root;
+	struct stat sb;
+
+	if (!cgroup2_mount(dir, sizeof(dir)))
+		return -1;
+	root = strlen(dir);
+	if (strcmp(path, "/"))
+		snprintf(dir + root, sizeof(dir) - root, "%s", path);
+	for (;;) {
+		if (stat(dir, &sb) < 0)
+			return -1;
+		if ((uint64_t)sb.st_ino == id)
+			return 1;
+		slash = strrchr(dir, '/');
+		if (strlen(dir) <= root || !slash || (size_t)(slash - dir) < root)
+			return 0;
+		*slash = '\0';
+	}
+}
+
 static bool under(const char *path, const char *top)
 {
 	size_t n = strlen(top);
@@ -292,7 +360,10 @@ bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
 	}
 	if (st->nr_cgroups && proc_cgroup(cgroup_file, cg, sizeof(cg))) {
 		for (i = 0; i < st->nr_cgroups; i++) {
-			if (under(cg, st->cgroups[i].rel)) {
+			int by_id = st->cgroups[i].id ?
+				    under_id(cg, st->cgroups[i].id) : -1;
+
+			if (by_id == 1 || (by_id < 0 && under(cg, st->cgroups[i].rel))) {
 				snprintf(how, len, "cgroup %s", st->cgroups[i].mnt);
 				return true;
 			}

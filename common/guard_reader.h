@@ -21,6 +21,10 @@
  *   policy <file or "command line">
  *   guard-uid <uid>
  *   guard-cgroup <path in cgroup2> <mount path>
+ *   guard-cgroup-id <cgroup id> <path in cgroup2>
+ *                                      (the directory the guard holds: a
+ *                                       cgroup re-created at that path is
+ *                                       another one, and not guarded)
  *   guard-exe fp:<hex> <path>
  *   allow <rule> fp:<hex> <path>
  *
@@ -71,6 +75,7 @@ struct cprx_guard_file {
 struct cprx_guard_cgroup {
 	char *rel;		/* as in /proc/self/cgroup ("/vmm") */
 	char *mnt;		/* on the file system ("/sys/fs/cgroup/vmm") */
+	uint64_t id;		/* its cgroup id (inode) at load; 0: not given */
 };
 
 struct cprx_guard_status {

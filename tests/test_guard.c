@@ -494,4 +494,51 @@ TEST(sha256_known_vectors)
 	}
 }
 
+/*
+ * The guard holds a cgroup directory, not a path: one removed and created
+ * again at the same path is another cgroup, which the kernel does not
+ * match.  The status gives the id; the prediction follows it.
+ */
+TEST_F(g, recreated_cgroup_is_not_the_guarded_one)
+{
+	char line[4096], rel[4096] = "", mnt[4096] = "", path[8300], extra[16800];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	struct stat sb;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(rel, sizeof(rel), "%s", line + 3);
+		}
+	if (f)
+		fclose(f);
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char root[4096], mp[4096];
+
+		if (strstr(line, " - cgroup2 ") &&
+		    sscanf(line, "%*d %*d %*s %4095s %4095s", root, mp) == 2 &&
+		    !strcmp(root, "/"))
+			snprintf(mnt, sizeof(mnt), "%s", mp);
+	}
+	if (f)
+		fclose(f);
+	if (!*rel || !*mnt)
+		SKIP(return, "no cgroup v2 membership or mount");
+	snprintf(path, sizeof(path), "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+	ASSERT_EQ(0, stat(path, &sb));
+	/* the directory we are in: guarded */
+	snprintf(extra, sizeof(extra), "guard-cgroup %s %s\nguard-cgroup-id %llu %s\n",
+		 rel, path, (unsigned long long)sb.st_ino, rel);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	/* the same path, another directory (as after rmdir and mkdir) */
+	snprintf(extra, sizeof(extra), "guard-cgroup %s %s\nguard-cgroup-id %llu %s\n",
+		 rel, path, (unsigned long long)sb.st_ino + 424242, rel);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_UNGUARDED, verdict(self->f.other, false, self->why,
+						self->hint));
+}
+
 TEST_HARNESS_MAIN
