@@ -113,7 +113,7 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 	skel->rodata->cfg_nr_uids = p->uids->len;
 	for (i = 0; i < p->uids->len; i++)
 		skel->rodata->cfg_uids[i] = g_array_index(p->uids, guint32, i);
-	/* the LSM's last slot guards the canary's cgroup (guard_canary.c) */
+	/* the slot after the policy's guards the canary's cgroup (guard_canary.c) */
 	skel->rodata->cfg_nr_cgroups = p->cgroups->len + (mode == GM_LSM);
 	skel->rodata->cfg_nr_exes = p->exes->len;
 }
