@@ -290,7 +290,7 @@ fi
 check "after detach the same exec works again" in_cg "$OTHER" --version
 
 # --- overhead as a ratio: the same ioctl and exec loops without and with the guard --
-if bash "$HERE/ratio.sh" "$B" "${CPRX_GUARD_IOCTLS:-100000}" "${CPRX_GUARD_RATIO_EXECS:-100}" 3 >"$T/ratio.out" 2>&1; then
+if bash "$HERE/ratio.sh" "$B" "${CPRX_GUARD_IOCTLS:-50000}" "${CPRX_GUARD_RATIO_EXECS:-40}" 3 >"$T/ratio.out" 2>&1; then
 	diag "$T/ratio.out"
 	while IFS= read -r line; do
 		case $line in ioctl:*|exec:*) ok "overhead ratio, $line" ;; esac
