@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /*
  * Contiguous spans of the update's timeline, STOP to RESUMED; the verify
@@ -77,6 +78,8 @@ struct bench {
 	uint64_t copy_max;
 	char *vmm, *out, *copy_dir;
 	bool progress, plots;
+	struct guard_trace *guard;	/* --guard-timeline: guard.c */
+	bool timeline;			/* --guard-timeline: a kernel column */
 	/* results */
 	GPtrArray *cells;	/* struct cell *, in run order */
 	GPtrArray *notes;	/* char *: skips and hooks, for every output */
@@ -98,7 +101,7 @@ struct options {
 	char *baselines;
 	char *vmm, *out, *copy_dir, *copy_max, *vm_kernel, *vm_mem;
 	int reps, copy_reps, run_ms, rounds;
-	gboolean no_progress, no_plots, qemu, vm;
+	gboolean no_progress, no_plots, qemu, vm, guard;
 };
 
 /* configs.c */
@@ -107,6 +110,17 @@ bool build_configs(struct bench *b, const struct options *o);
 
 /* sweep.c */
 void sweep(struct bench *b);
+
+/*
+ * guard.c: --guard-timeline.  start runs `cprx-guard trace --json` (false,
+ * said, when it cannot); fill gives the @n samples of cprx-vmm @pid their
+ * kernel_ms; stop ends the trace.
+ */
+struct guard_trace;
+bool guard_trace_start(struct bench *b);
+void guard_trace_fill(struct bench *b, pid_t pid, struct sample *s,
+		      unsigned int n);
+void guard_trace_stop(struct bench *b);
 
 /* qemu.c */
 int run_qemu(const struct options *o);

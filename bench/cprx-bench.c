@@ -66,6 +66,10 @@ static const GOptionEntry entries[] = {
 	  "Real QEMU instead: cpr-exec pause of stock 10.2.2, 10.2.2 patched to "
 	  "use libcprx and stock 11.x side by side, by hand, and migration to a "
 	  "file + restart (qemu-integration/bench.sh; --sizes 256M,1G,4G)", NULL },
+	{ "guard-timeline", 0, 0, G_OPTION_ARG_NONE, &opts.guard,
+	  "Each update's kernel exec span (exec check -> commit) from the bpf/ "
+	  "guard's timestamps, beside libcprx's own (root, a loaded guard that "
+	  "sees cprx-vmm: the VM tier)", NULL },
 	{ "run-ms", 0, 0, G_OPTION_ARG_INT, &opts.run_ms,
 	  "Guest run time between updates (100)", "MS" },
 	{ "vmm", 0, 0, G_OPTION_ARG_FILENAME, &opts.vmm,
@@ -207,7 +211,13 @@ int main(int argc, char **argv)
 	}
 	started = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
 	g_strlcpy(b.started, started, sizeof(b.started));
+	b.timeline = opts.guard;
+	if (opts.guard && !guard_trace_start(&b)) {
+		bench_free(&b);
+		return 1;
+	}
 	sweep(&b);
+	guard_trace_stop(&b);
 	report_terminal(&b);
 	ret = report_files(&b);
 	if (b.plots && ret == 0)

@@ -65,9 +65,11 @@ static void print_table(FILE *f, const struct bench *b, bool md)
 		"pause ms: median (min-max)", "x floor");
 	for (j = 0; j < NR_SEGS; j++)
 		fprintf(f, md ? " | %s" : "  %7s", seg_names[j]);
+	if (b->timeline)
+		fprintf(f, md ? " | %s" : "  %7s", "kernel");
 	fputs(md ? " |\n|---|---|---|---|---|" : "\n", f);
 	if (md) {
-		for (j = 0; j < NR_SEGS; j++)
+		for (j = 0; j < NR_SEGS + (b->timeline ? 1u : 0u); j++)
 			fputs("---|", f);
 		fputc('\n', f);
 	}
@@ -92,6 +94,10 @@ static void print_table(FILE *f, const struct bench *b, bool md)
 			fmt_ms(seg, sizeof(seg), c->seg_median[j]);
 			fprintf(f, md ? "%s%s" : "%s%7s", sep, seg);
 		}
+		if (b->timeline) {
+			fmt_ms(seg, sizeof(seg), c->kernel_median);
+			fprintf(f, md ? "%s%s" : "%s%7s", sep, seg);
+		}
 		fputs(md ? " |\n" : "\n", f);
 	}
 }
@@ -112,6 +118,9 @@ void report_terminal(const struct bench *b)
 	printf("Command: %s\n\n", b->command);
 	print_table(stdout, b, false);
 	printf("\nPhase columns: medians in ms (prepare: state written -> execve).\n");
+	if (b->timeline)
+		printf("kernel: the guard's kernel timestamps, exec check -> exec "
+		       "commit (beside exec: libcprx's execve -> new image running).\n");
 	print_ratios(stdout, b, false);
 	print_notes(stdout, b, false);
 	printf("%.0f s; results in %s/\n", b->seconds, b->out);
@@ -129,7 +138,11 @@ int write_table_md(const struct bench *b)
 		b->started, b->seconds);
 	print_table(f, b, true);
 	fputs("\nPause: STOP to RESUMED (cprx-vmm's RAM check excluded). Phase columns: "
-	      "medians in ms; prepare is state written -> execve.\n\n", f);
+	      "medians in ms; prepare is state written -> execve.\n", f);
+	if (b->timeline)
+		fputs("kernel: the bpf/ guard's kernel timestamps, exec check -> exec "
+		      "commit, beside exec (libcprx: execve -> new image running).\n", f);
+	fputc('\n', f);
 	print_ratios(f, b, true);
 	print_notes(f, b, true);
 	return out_close(f);

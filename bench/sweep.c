@@ -157,6 +157,8 @@ static void cell_run(struct bench *b, struct cell *c, unsigned int reps)
 	free(line);
 	fclose(f);
 	waitpid(pid, &status, 0);
+	guard_trace_fill(b, pid, &g_array_index(c->samples, struct sample,
+			 c->samples->len - got), got);
 	unlink(copy_path);
 	if (got == reps && WIFEXITED(status) && !WEXITSTATUS(status)) {
 		close(err_fd);

@@ -45,7 +45,7 @@ int run_vm(const struct options *o, int argc, char **argv)
 	g_autofree char *run = g_build_filename(CPRX_SOURCE_ROOT, "tests/vm/run.sh", NULL);
 	g_autoptr(GPtrArray) ga = guest_args(argc, argv, out);
 	g_autofree char *gargs = g_strjoinv(" ", (char **)ga->pdata);
-	g_autofree char *script = NULL;
+	g_autofree char *script = NULL, *guard = NULL;
 	char *cmd[16];
 	int status = 0, n = 0;
 
@@ -59,10 +59,23 @@ int run_vm(const struct options *o, int argc, char **argv)
 			   strpbrk(out, " \t\n") ? "no spaces, please" : g_strerror(errno));
 		return 1;
 	}
+	/*
+	 * --guard-timeline: the guest's kernel runs the BPF LSM; a guard pinned
+	 * there (guarding cprx-vmm, allowing only it) traces every update.
+	 */
+	if (o->guard) {
+		g_autofree char *vmm = o->vmm ? g_canonicalize_filename(o->vmm, NULL) :
+				       g_build_filename(CPRX_BUILD_ROOT, "tools",
+							"cprx-vmm", NULL);
+
+		guard = g_strdup_printf("%s/bpf/cprx-guard load --pin --guard-exe %s "
+					"--allow %s || exit 1; ", CPRX_BUILD_ROOT,
+					vmm, vmm);
+	}
 	/* kmod first: the point of the VM tier is the module on a stock kernel */
 	/* the guest's ttyS1 is a terminal, but the bar would end up in a log */
-	script = g_strdup_printf("insmod %s || exit 1; exec %s --no-progress %s%s", ko,
-		self, gargs,
+	script = g_strdup_printf("insmod %s || exit 1; %sexec %s --no-progress %s%s", ko,
+		guard ? guard : "", self, gargs,
 		strstr(gargs, "--backends") ? "" : " --backends=kmod,cloexec");
 	cmd[n++] = run;
 	cmd[n++] = "--kernel";

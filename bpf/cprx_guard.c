@@ -97,6 +97,9 @@ struct guard {
 	int nr_links;
 	enum guard_mode mode;
 	gboolean fallback;	/* anything but the LSM: nothing enforced */
+	char *canary_dir;	/* the canary's cgroup (guard_canary.c) */
+	__u32 canary_slot;	/* its index in `cgroups`: after the policy's */
+	char *canary_err;	/* why there is no canary */
 };
 
 /* --- open, load, attach -------------------------------------------------- */
@@ -112,7 +115,8 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 	skel->rodata->cfg_nr_uids = p->uids->len;
 	for (i = 0; i < p->uids->len; i++)
 		skel->rodata->cfg_uids[i] = g_array_index(p->uids, guint32, i);
-	skel->rodata->cfg_nr_cgroups = p->cgroups->len;
+	/* the slot after the policy's guards the canary's cgroup (guard_canary.c) */
+	skel->rodata->cfg_nr_cgroups = p->cgroups->len + (mode == GM_LSM);
 	skel->rodata->cfg_nr_exes = p->exes->len;
 	skel->rodata->cfg_deny_userns = p->deny_userns;
 }
@@ -207,11 +211,39 @@ static void guard_close(struct guard *g)
 {
 	int i;
 
+	if (g->canary_dir)
+		cg_canary_remove(bpf_map__fd(g->skel->maps.cgroups),
+				 g->canary_slot, g->canary_dir);
+	g_clear_pointer(&g->canary_dir, g_free);
+	g_clear_pointer(&g->canary_err, g_free);
 	for (i = 0; i < g->nr_links; i++)
 		bpf_link__destroy(g->links[i]);
 	g->nr_links = 0;
 	cprx_guard_bpf__destroy(g->skel);
 	g->skel = NULL;
+}
+
+/* The canary's cgroup in the slot after the policy's (see set_policy). */
+static void add_canary(struct guard *g, const struct cg_policy *p)
+{
+	GError *e = NULL;
+
+	g_assert(p->cgroups->len < CG_MAX_CGROUPS);
+	g->canary_slot = p->cgroups->len;
+	if (!cg_canary_prepare(bpf_map__fd(g->skel->maps.cgroups),
+			       g->canary_slot, &g->canary_dir, &e)) {
+		g->canary_err = g_strdup(e->message);
+		g_error_free(e);
+		return;
+	}
+	/*
+	 * For tests (tests/guard/vm-guard.sh): a canary nobody guards, as if
+	 * the LSM programs were attached but never ran.
+	 */
+	if (g_getenv("CPRX_GUARD_TEST_UNGUARDED_CANARY")) {
+		bpf_map_delete_elem(bpf_map__fd(g->skel->maps.cgroups),
+				    &g->canary_slot);
+	}
 }
 
 static gboolean attach_one(struct guard *g, struct bpf_program *prog,
@@ -357,6 +389,8 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 	}
 	if (!fill_maps(g, p, err))
 		goto fail;
+	if (mode == GM_LSM)
+		add_canary(g, p);
 	trying = !fallback;
 	if (!attach_all(g, p, err)) {
 		trying = FALSE;
@@ -371,14 +405,17 @@ fail:
 
 /* --- the LSM, or trace-only ---------------------------------------------- */
 
-/* NULL when "bpf" is an active LSM (or we cannot tell), else why not. */
+/*
+ * NULL when "bpf" is an active LSM, or when we cannot tell (then only the
+ * canary can prove enforcement: see verify_enforcing), else why not.
+ */
 static char *lsm_missing(void)
 {
 	g_autofree char *list = NULL;
 	g_auto(GStrv) names = NULL;
 
 	if (!g_file_get_contents(LSM_LIST, &list, NULL, NULL))
-		return NULL;	/* no securityfs: let the kernel answer */
+		return NULL;
 	g_strstrip(list);
 	names = g_strsplit(list, ",", -1);
 	if (g_strv_contains((const char *const *)names, "bpf"))
@@ -387,16 +424,42 @@ static char *lsm_missing(void)
 			       "with lsm=%s,bpf", LSM_LIST, list, list);
 }
 
-static void shout_fallback(const char *why)
+static void shout(const char *what, const char *why)
 {
 	fprintf(stderr,
 		"cprx-guard: ******************************************************\n"
-		"cprx-guard: NOT ENFORCED: trace-only mode.\n"
+		"cprx-guard: NOT ENFORCED: %s.\n"
 		"cprx-guard: why: %s.\n"
 		"cprx-guard: guarded processes may exec any binary; the trace shows\n"
 		"cprx-guard: what the policy would have refused.\n"
 		"cprx-guard: ******************************************************\n",
-		why);
+		what, why);
+}
+
+/*
+ * Fail closed: a guard that cannot enforce is an error, unless trace-only
+ * was asked for (--fallback-trace, or the policy's mode is trace).
+ */
+static gboolean fallback_allowed(const struct cg_policy *p)
+{
+	return !cg_opt.require_enforce && (cg_opt.fallback_trace || p->trace);
+}
+
+/*
+ * The fallback decodes raw syscalls (ioctl, fcntl, execve, execveat) by
+ * number, and knows only x86-64's numbers (cprx_guard.bpf.c: NR_*).
+ */
+static gboolean fallback_arch_ok(GError **err)
+{
+#if defined(__x86_64__)
+	(void)err;
+	return TRUE;
+#else
+	g_set_error(err, CG_ERROR, ENOTSUP, "the trace-only fallback decodes "
+		    "x86-64 syscall numbers only, and this is not x86-64: no "
+		    "fallback here (boot a kernel with the BPF LSM active)");
+	return FALSE;
+#endif
 }
 
 /* LSM programs if we can, else the trace-only set, saying why. */
@@ -417,10 +480,13 @@ static gboolean attach_best(struct guard *g, const struct cg_policy *p,
 		*why = g_strdup(e->message);
 		g_clear_error(&e);
 	}
-	if (cg_opt.require_enforce) {
-		g_set_error(err, CG_ERROR, EPERM, "cannot enforce: %s", *why);
+	if (!fallback_allowed(p)) {
+		g_set_error(err, CG_ERROR, EPERM, "cannot enforce: %s (give "
+			    "--fallback-trace to load trace-only instead)", *why);
 		return FALSE;
 	}
+	if (!fallback_arch_ok(err))
+		return FALSE;
 	if (!guard_open(g, p, GM_FALLBACK, &e)) {
 		g_set_error(err, CG_ERROR, e->code, "BPF is unavailable: no LSM "
 			    "(%s), and no trace-only fallback either: %s", *why,
@@ -428,42 +494,79 @@ static gboolean attach_best(struct guard *g, const struct cg_policy *p,
 		g_error_free(e);
 		return FALSE;
 	}
-	shout_fallback(*why);
+	shout("trace-only mode", *why);
 	return TRUE;
+}
+
+/*
+ * Only the canary's EPERM proves that the attached programs refuse: until
+ * it has, the guard is not said to enforce.  FALSE, with @why, when not.
+ */
+static gboolean verify_enforcing(struct guard *g, char **why)
+{
+	GError *e = NULL;
+	gboolean ok;
+
+	if (!g->canary_dir) {
+		*why = g_strdup_printf("enforcement unproven: no canary (%s)",
+				       g->canary_err);
+		return FALSE;
+	}
+	ok = cg_canary_run(g->canary_dir,
+			   bpf_map__fd(g->skel->maps.stats), &e);
+	cg_canary_remove(bpf_map__fd(g->skel->maps.cgroups),
+			 g->canary_slot, g->canary_dir);
+	g_clear_pointer(&g->canary_dir, g_free);
+	if (!ok) {
+		*why = g_strdup_printf("enforcement unproven: %s", e->message);
+		g_error_free(e);
+	}
+	return ok;
 }
 
 /* --- the `load` verb ----------------------------------------------------- */
 
-/* Refuses a second guard: the status file and the pins are one each. */
+/*
+ * Refuses a second guard: the status file and the pins are one each.
+ * With --replace a pinned guard may be there: it is swapped out after the
+ * new one works (see swap_pins); a foreground one may not.
+ */
 static gboolean already_loaded(GError **err)
 {
 	struct cprx_guard_status st;
 
 	if (!cprx_guard_status_read(cg_status_file(), &st, NULL, 0)) {
-		g_set_error(err, CG_ERROR, EEXIST, "a guard is loaded already "
-			    "(%s: %s): cprx-guard detach first", cg_status_file(),
-			    st.pid ? "running in the foreground" : "pinned");
+		gboolean fg = st.pid != 0;
+
 		cprx_guard_status_free(&st);
+		if (cg_opt.replace && !fg)
+			return FALSE;
+		g_set_error(err, CG_ERROR, EEXIST, "a guard is loaded already "
+			    "(%s: %s): cprx-guard detach first%s", cg_status_file(),
+			    fg ? "running in the foreground" : "pinned",
+			    fg ? "" : ", or load --pin --replace");
 		return TRUE;
 	}
-	if (g_file_test(cg_pin_dir(), G_FILE_TEST_EXISTS)) {
+	if (!cg_opt.replace && g_file_test(cg_pin_dir(), G_FILE_TEST_EXISTS)) {
 		g_set_error(err, CG_ERROR, EEXIST, "%s exists: cprx-guard detach "
-			    "first", cg_pin_dir());
+			    "first, or load --pin --replace", cg_pin_dir());
 		return TRUE;
 	}
 	return FALSE;
 }
 
 static void print_loaded(const struct guard *g, const struct cg_policy *p,
-			 const char *pinned)
+			 gboolean enforcing, const char *pinned)
 {
 	int i;
 
 	printf("cprx-guard: %s; policy %s: %u allowed, guarding %u uid%s, "
 	       "%u cgroup%s, %u binar%s%s\n",
+	       enforcing ? "enforcing (BPF LSM, canary refused)" :
 	       g->fallback ? "trace-only (NOT ENFORCED)" :
 	       p->trace ? "BPF LSM attached, mode trace (NOT ENFORCED)" :
-	       "enforcing (BPF LSM)", p->source, p->allow->len,
+	       "BPF LSM attached, enforcement unproven (NOT ENFORCED)",
+	       p->source, p->allow->len,
 	       p->uids->len, p->uids->len == 1 ? "" : "s",
 	       p->cgroups->len, p->cgroups->len == 1 ? "" : "s",
 	       p->exes->len, p->exes->len == 1 ? "y" : "ies",
@@ -476,31 +579,94 @@ static void print_loaded(const struct guard *g, const struct cg_policy *p,
 	fflush(stdout);
 }
 
+/* Waits for SIGINT, SIGTERM or SIGHUP without missing one (sigsuspend). */
+static void wait_for_signal(void)
+{
+	sigset_t block, old;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	while (!cg_stop)
+		sigsuspend(&old);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 /* Holds the guard until a signal, printing timelines with --trace. */
 static int foreground(struct guard *g)
 {
 	struct cprx_guard_status st;
 	struct cg_trace_opts o = { .json = cg_opt.json, .idle = cg_opt.idle };
-	int ret = 0;
+	int ret = 0, lock;
 
-	cg_catch_signals();
-	if (cg_opt.trace) {
-		o.st = cprx_guard_status_read(cg_status_file(), &st, NULL, 0) ?
-		       NULL : &st;
-		ret = cg_trace_run(bpf_map__fd(g->skel->maps.events), &o,
-				   &cg_stop);
-		if (o.st)
-			cprx_guard_status_free(&st);
-	} else {
-		while (!cg_stop)
-			pause();
+	if (!cg_opt.trace) {
+		wait_for_signal();
+		return 0;
 	}
+	lock = cg_trace_lock();
+	if (lock < 0)
+		return 1;
+	o.st = cprx_guard_status_read(cg_status_file(), &st, NULL, 0) ?
+	       NULL : &st;
+	ret = cg_trace_run(bpf_map__fd(g->skel->maps.events), &o, &cg_stop);
+	if (o.st)
+		cprx_guard_status_free(&st);
+	close(lock);
 	return ret ? 1 : 0;
+}
+
+/*
+ * Pins the guard.  Replacing a pinned one, the new guard is pinned beside
+ * it and the directories are swapped: both guards are attached meanwhile
+ * (an exec must pass both: never less guarded than either policy), and
+ * the old one goes only once the new one holds.  *@old_dir: what to unpin
+ * once the status file names the new guard.  ("-new", "-old": bpffs
+ * refuses dots in names.)
+ */
+static gboolean pin_guard(struct guard *g, char **old_dir, GError **err)
+{
+	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
+	char *old = g_strconcat(cg_pin_dir(), "-old", NULL);
+
+	*old_dir = NULL;
+	if (!g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR)) {
+		g_free(old);
+		return cg_pin(g->skel->obj, g->links, g->names, g->nr_links,
+			      cg_pin_dir(), err);
+	}
+	cg_unpin(next);		/* a failed reload's leftovers */
+	cg_unpin(old);
+	if (!cg_pin(g->skel->obj, g->links, g->names, g->nr_links, next, err))
+		goto fail;
+	if (rename(cg_pin_dir(), old) < 0 || rename(next, cg_pin_dir()) < 0) {
+		g_set_error(err, CG_ERROR, errno, "cannot swap %s for %s: %s",
+			    next, cg_pin_dir(), g_strerror(errno));
+		if (!g_file_test(cg_pin_dir(), G_FILE_TEST_EXISTS))
+			rename(old, cg_pin_dir());
+		cg_unpin(next);
+		goto fail;
+	}
+	*old_dir = old;
+	return TRUE;
+fail:
+	g_free(old);
+	return FALSE;
+}
+
+/* Puts the old guard's pins back after a failure past the swap. */
+static void unswap_pins(const char *old_dir)
+{
+	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
+
+	if (rename(cg_pin_dir(), next) == 0 && rename(old_dir, cg_pin_dir()) == 0)
+		cg_unpin(next);
 }
 
 int cg_cmd_load(char **args)
 {
-	g_autofree char *why = NULL;
+	g_autofree char *why = NULL, *old_pins = NULL;
 	struct cg_policy *p;
 	struct guard g = { 0 };
 	GError *err = NULL;
@@ -508,25 +674,48 @@ int cg_cmd_load(char **args)
 	int ret = 0;
 
 	(void)args;
+	cg_catch_signals();	/* a SIGTERM from now on ends the guard cleanly */
+	if (cg_opt.replace && !cg_opt.pin) {
+		fprintf(stderr, "cprx-guard: --replace swaps a pinned guard: "
+			"give --pin too\n");
+		return 2;
+	}
 	p = cg_policy_from_options(&err);
 	if (!p || already_loaded(&err) || !attach_best(&g, p, &why, &err))
 		goto fail;
 	/* the rules' keys are in the maps: no file system stays busy */
 	cg_policy_close_files(p);
-	enforcing = !g.fallback && !p->trace;
-	if (!g.fallback && p->trace)
+	enforcing = !g.fallback && !p->trace && g.mode == GM_LSM;
+	if (!g.fallback && p->trace) {
 		why = g_strdup("the policy's mode is trace");
-	if (cg_opt.pin && !cg_pin(g.skel->obj, g.links, g.names, g.nr_links,
-				  cg_pin_dir(), &err))
+	} else if (enforcing && !verify_enforcing(&g, &why)) {
+		enforcing = FALSE;
+		if (!fallback_allowed(p)) {
+			g_set_error(&err, CG_ERROR, EPERM, "cannot enforce: %s "
+				    "(give --fallback-trace to load anyway, "
+				    "NOT ENFORCED)", why);
+			goto fail;
+		}
+		shout("the LSM programs are attached, but enforcement is "
+		      "unproven", why);
+	}
+	if (cg_opt.pin && !pin_guard(&g, &old_pins, &err))
 		goto fail;
 	if (!cg_status_write(p, cg_status_file(), enforcing, why,
 			     cg_opt.pin ? 0 : (long)getpid(),
 			     cg_opt.pin ? cg_pin_dir() : NULL, &err)) {
-		if (cg_opt.pin)
+		if (old_pins)
+			unswap_pins(old_pins);
+		else if (cg_opt.pin)
 			cg_unpin(cg_pin_dir());
 		goto fail;
 	}
-	print_loaded(&g, p, cg_opt.pin ? cg_pin_dir() : NULL);
+	if (old_pins) {
+		cg_unpin(old_pins);
+		printf("cprx-guard: replaced the pinned guard (no unguarded "
+		       "window: both were attached during the swap)\n");
+	}
+	print_loaded(&g, p, enforcing, cg_opt.pin ? cg_pin_dir() : NULL);
 	if (!cg_opt.pin) {
 		ret = foreground(&g);
 		unlink(cg_status_file());
@@ -536,6 +725,9 @@ int cg_cmd_load(char **args)
 	return ret;
 fail:
 	fprintf(stderr, "cprx-guard: %s\n", err->message);
+	if (cg_opt.replace)
+		fprintf(stderr, "cprx-guard: the guard loaded before (if any) "
+			"stays in place, unchanged\n");
 	g_error_free(err);
 	if (g.skel)
 		guard_close(&g);

@@ -66,9 +66,16 @@ const GOptionEntry cg_load_entries[] = {
 	{ "trace-only", 0, 0, G_OPTION_ARG_NONE, &cg_opt.trace_only,
 	  "Never refuse; report what would be refused", NULL },
 	{ "require-enforce", 0, 0, G_OPTION_ARG_NONE, &cg_opt.require_enforce,
-	  "Fail instead of falling back to trace-only", NULL },
+	  "Fail unless enforcing, even in mode trace (without it, the default "
+	  "fails too, unless --fallback-trace or mode trace)", NULL },
+	{ "fallback-trace", 0, 0, G_OPTION_ARG_NONE, &cg_opt.fallback_trace,
+	  "Where the guard cannot enforce, load trace-only (NOT ENFORCED) "
+	  "instead of failing", NULL },
 	{ "pin", 0, 0, G_OPTION_ARG_NONE, &cg_opt.pin,
 	  "Pin in bpffs and exit: the policy outlives the tool", NULL },
+	{ "replace", 0, 0, G_OPTION_ARG_NONE, &cg_opt.replace,
+	  "With --pin: replace a pinned guard, with no unguarded window; "
+	  "if the new one fails the old one stays", NULL },
 	{ "pin-dir", 0, 0, G_OPTION_ARG_FILENAME, &cg_opt.pin_dir,
 	  "Where to pin (" CG_DEFAULT_PIN ")", "DIR" },
 	{ "trace", 't', 0, G_OPTION_ARG_NONE, &cg_opt.trace,

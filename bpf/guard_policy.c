@@ -153,6 +153,7 @@ static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 	r->major = major(st.st_dev);
 	r->minor = minor(st.st_dev);
 	r->ino = st.st_ino;
+	r->fp = cprx_guard_fingerprint(&st);
 	return TRUE;
 }
 
@@ -301,11 +302,12 @@ gboolean cg_policy_check(const struct cg_policy *p, GError **err)
 			    "give guard-cgroup, guard-uid or guard-exe");
 		return FALSE;
 	}
-	if (p->uids->len > CG_MAX_UIDS || p->cgroups->len > CG_MAX_CGROUPS ||
+	/* the last cgroup slot is the load-time canary's (guard_canary.c) */
+	if (p->uids->len > CG_MAX_UIDS || p->cgroups->len > CG_MAX_CGROUPS - 1 ||
 	    p->exes->len + p->allow->len > CG_MAX_RULES) {
 		g_set_error(err, CG_ERROR, E2BIG, "too many rules: at most %d "
 			    "uids, %d cgroups, %d binaries", CG_MAX_UIDS,
-			    CG_MAX_CGROUPS, CG_MAX_RULES);
+			    CG_MAX_CGROUPS - 1, CG_MAX_RULES);
 		return FALSE;
 	}
 	if (!p->allow->len)
@@ -315,7 +317,7 @@ gboolean cg_policy_check(const struct cg_policy *p, GError **err)
 }
 
 /* The cgroup2 mount point from mountinfo; the hierarchy's root there. */
-static gboolean cgroup2_mount(char *mnt, size_t len, GError **err)
+gboolean cg_cgroup2_mount(char *mnt, size_t len, GError **err)
 {
 	char line[4096], root[PATH_MAX], mp[PATH_MAX];
 	gboolean found = FALSE;
@@ -360,7 +362,7 @@ char *cg_cgroup_rel(const char *dir, GError **err)
 			    "directory", dir);
 		return NULL;
 	}
-	if (!cgroup2_mount(mnt, sizeof(mnt), err))
+	if (!cg_cgroup2_mount(mnt, sizeof(mnt), err))
 		return NULL;
 	n = strlen(mnt);
 	if (strncmp(real, mnt, n) || (real[n] && real[n] != '/')) {

@@ -19,6 +19,13 @@
 
 /* --- writing ----------------------------------------------------------- */
 
+/* What the loader takes, the parser must read (common/guard_reader.h). */
+_Static_assert(CG_MAX_RULES <= CPRX_GUARD_MAX_RULES,
+	       "guard-exe and allow entries beyond the status parser's limit");
+_Static_assert(CG_MAX_UIDS <= CPRX_GUARD_MAX_SEL &&
+	       CG_MAX_CGROUPS <= CPRX_GUARD_MAX_SEL,
+	       "selectors beyond the status parser's limit");
+
 static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
 {
 	guint i;
@@ -29,8 +36,9 @@ static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
 		g_string_append(s, key);
 		if (num)
 			g_string_append_printf(s, " %u", i + 1);
-		g_string_append_printf(s, " %u:%u:%" G_GUINT64_FORMAT " %s\n",
-				       r->major, r->minor, r->ino, r->path);
+		/* a fingerprint, not the inode number (guard_reader.h) */
+		g_string_append_printf(s, " fp:%016" G_GINT64_MODIFIER "x %s\n",
+				       r->fp, r->path);
 	}
 }
 
@@ -40,6 +48,7 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 {
 	g_autoptr(GString) s = g_string_new("cprx-guard 1\n");
 	g_autofree char *dir = g_path_get_dirname(file);
+	unsigned long long start;
 	guint i;
 
 	g_string_append_printf(s, "state %s\n", enforcing ? "enforcing" :
@@ -49,6 +58,9 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 	g_string_append_printf(s, "mode %s\narmed-only %d\npid %ld\n",
 			       p->trace ? "trace" : "enforce", !!p->armed_only,
 			       pid);
+	/* the loader is its pid and start time: a pid may be reused */
+	if (pid > 0 && !cprx_guard_proc_start(pid, &start))
+		g_string_append_printf(s, "pid-start %llu\n", start);
 	if (pinned)
 		g_string_append_printf(s, "pinned %s\n", pinned);
 	g_string_append_printf(s, "policy %s\n", p->source);
@@ -58,9 +70,15 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 	for (i = 0; i < p->cgroups->len; i++) {
 		const char *d = g_ptr_array_index(p->cgroups, i);
 		g_autofree char *rel = cg_cgroup_rel(d, NULL);
+		struct stat sb;
 
 		g_string_append_printf(s, "guard-cgroup %s %s\n",
 				       rel ? rel : "/", d);
+		/* the directory the guard holds, by its id (guard_reader.h) */
+		if (stat(d, &sb) == 0)
+			g_string_append_printf(s, "guard-cgroup-id %llu %s\n",
+					       (unsigned long long)sb.st_ino,
+					       rel ? rel : "/");
 	}
 	status_rules(s, "guard-exe", p->exes, FALSE);
 	status_rules(s, "allow", p->allow, TRUE);
@@ -94,11 +112,10 @@ static void print_rules(const struct cprx_guard_status *st)
 
 		if (stat(r->path, &sb) < 0)
 			note = "  [gone from disk: reload the policy]";
-		else if (major(sb.st_dev) != r->major || minor(sb.st_dev) != r->minor ||
-			 sb.st_ino != r->ino)
-			note = "  [replaced on disk since load: the new file is NOT allowed]";
-		printf("  allow  rule %u: %s (%u:%u:%llu)%s\n", r->rule, r->path,
-		       r->major, r->minor, (unsigned long long)r->ino, note);
+		else if (!cprx_guard_find_rule(st, &sb))
+			note = "  [replaced on disk (or its ctime changed) since "
+			       "load: the file there now is NOT allowed]";
+		printf("  allow  rule %u: %s%s\n", r->rule, r->path, note);
 	}
 }
 

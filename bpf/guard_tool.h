@@ -30,6 +30,7 @@ struct cg_options {
 	char *policy, *pin_dir, *status_file;
 	char **allow, **cgroups, **exes, **uids;
 	gboolean armed_only, trace_only, pin, trace, require_enforce, bench;
+	gboolean fallback_trace, replace;
 	gboolean json, backlog, quiet, armed, verbose;
 	int count;
 	double timeout, idle;
@@ -62,6 +63,7 @@ struct cg_rule {
 	guint32 major, minor;
 	guint64 ino;
 	int fd;			/* O_RDONLY on the file; -1 once closed */
+	guint64 fp;		/* cprx_guard_fingerprint: the status file's name */
 };
 
 struct cg_policy {
@@ -93,6 +95,20 @@ guint32 cg_rule_kdev(const struct cg_rule *r);
 void cg_policy_close_files(struct cg_policy *p);
 /* A cgroup v2 directory's path inside the hierarchy ("/vmm"). */
 char *cg_cgroup_rel(const char *dir, GError **err);
+
+/* The cgroup2 file system's mount point (the hierarchy's root there). */
+gboolean cg_cgroup2_mount(char *mnt, size_t len, GError **err);
+
+/*
+ * guard_canary.c: the load-time proof of enforcement.  prepare creates the
+ * canary's cgroup *@dir and guards it through @slot of the `cgroups` map;
+ * run execs a non-allowed binary there and is TRUE only if this guard
+ * refused it (EPERM and its deny counter moved); remove undoes prepare.
+ */
+gboolean cg_canary_prepare(int cgroups_fd, __u32 slot, char **dir,
+			   GError **err);
+gboolean cg_canary_run(const char *dir, int stats_fd, GError **err);
+void cg_canary_remove(int cgroups_fd, __u32 slot, const char *dir);
 
 /* guard_options.c: the policy from --policy and the other load options. */
 struct cg_policy *cg_policy_from_options(GError **err);
@@ -132,7 +148,15 @@ struct cg_trace_opts {
 	double idle;		/* print an unfinished timeline after this */
 	gboolean backlog;	/* also what happened before the trace began */
 	const struct cprx_guard_status *st;	/* rule names; may be NULL */
+	int watch_fd;		/* > 0: stop when this pinned map is replaced */
+	const char *watch_pin;	/* its pin */
 };
+
+/*
+ * One trace reader at a time (a second one would split the events): a lock
+ * on the status file's directory; an fd to close when done, or -1 (said).
+ */
+int cg_trace_lock(void);
 
 /* Reads the ring buffer @map_fd, prints timelines until *stop or a limit. */
 int cg_trace_run(int map_fd, const struct cg_trace_opts *o,

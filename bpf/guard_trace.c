@@ -8,11 +8,13 @@
  * which finds a loaded guard's ring.  JSON lines by common/jsonl.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/sysmacros.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -355,6 +357,33 @@ static void flush(struct tracer *tr, gboolean all)
 	}
 }
 
+static __u32 map_id(int fd)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+
+	return fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len) ? info.id : 0;
+}
+
+/*
+ * A reload (load --pin --replace) or a detach leaves this reader on a ring
+ * nobody writes to: say so and stop, and systemd's Restart= follows the
+ * new guard.
+ */
+static gboolean replaced(const struct cg_trace_opts *o)
+{
+	int fd = bpf_obj_get(o->watch_pin);
+	gboolean gone = map_id(fd) != map_id(o->watch_fd);
+
+	if (fd >= 0)
+		close(fd);
+	if (gone)
+		fprintf(stderr, "cprx-guard: the guard pinned at %s was replaced "
+			"or detached: this trace ends (run it again to follow "
+			"the new one)\n", o->watch_pin);
+	return gone;
+}
+
 int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 		 volatile sig_atomic_t *stop)
 {
@@ -363,7 +392,7 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 		     (gint64)(o->timeout * G_USEC_PER_SEC) : 0;
 	struct ring_buffer *rb;
 	struct timespec now;
-	int ret = 0;
+	int ret = 0, polls = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	tr.start_ns = now.tv_sec * 1000000000ull + now.tv_nsec;
@@ -390,8 +419,12 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 			break;
 		if (end && g_get_monotonic_time() >= end)
 			break;
+		if (o->watch_fd > 0 && ++polls % 10 == 0 && replaced(o))
+			break;
 	}
 	ring_buffer__consume(rb);
+	if (!ret && o->watch_fd > 0 && replaced(o))
+		ret = -ESTALE;
 	if (!o->count || tr.printed < o->count)
 		flush(&tr, TRUE);
 	ring_buffer__free(rb);
@@ -401,18 +434,39 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 
 /* --- the `trace` verb -------------------------------------------------- */
 
+int cg_trace_lock(void)
+{
+	g_autofree char *dir = g_path_get_dirname(cg_status_file());
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "cprx-guard: cannot open %s to lock it: %s\n",
+			dir, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "cprx-guard: another trace reader holds %s (%s): "
+			"only one reader gets the events; stop it first "
+			"(cprx-guard-trace.service, or a load --trace)\n", dir,
+			errno == EWOULDBLOCK ? "locked" : strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The events ring of the loaded guard: from its pins, else by name. */
-static int events_fd(const struct cprx_guard_status *st)
+static int events_fd(const struct cprx_guard_status *st, char **pin)
 {
 	struct cg_loaded_prog progs[8];
-	g_autofree char *pin = NULL;
 	int fd;
 
 	if (st && *st->pinned) {
-		pin = g_build_filename(st->pinned, "events", NULL);
-		fd = bpf_obj_get(pin);
+		*pin = g_build_filename(st->pinned, "events", NULL);
+		fd = bpf_obj_get(*pin);
 		if (fd >= 0)
 			return fd;
+		g_clear_pointer(pin, g_free);
 	}
 	return cg_find_map(progs, cg_find_progs(progs, G_N_ELEMENTS(progs)),
 			   "events");
@@ -425,20 +479,33 @@ int cg_cmd_trace(char **args)
 				   .backlog = cg_opt.backlog };
 	struct cprx_guard_status st;
 	gboolean have = !cprx_guard_status_read(cg_status_file(), &st, NULL, 0);
-	int fd, ret;
+	g_autofree char *pin = NULL;
+	int fd, ret, lock;
 
 	(void)args;
-	fd = events_fd(have ? &st : NULL);
+	fd = events_fd(have ? &st : NULL, &pin);
 	if (fd < 0) {
 		fprintf(stderr, "cprx-guard: no guard is loaded (cprx-guard load)\n");
+		if (have)
+			cprx_guard_status_free(&st);
 		return 3;
+	}
+	lock = cg_trace_lock();
+	if (lock < 0) {
+		close(fd);
+		if (have)
+			cprx_guard_status_free(&st);
+		return 4;
 	}
 	if (have && !st.enforcing)
 		fprintf(stderr, "cprx-guard: NOT ENFORCED: %s\n", st.why);
 	o.st = have ? &st : NULL;
+	o.watch_fd = pin ? fd : -1;
+	o.watch_pin = pin;
 	cg_catch_signals();
 	ret = cg_trace_run(fd, &o, &cg_stop);
 	close(fd);
+	close(lock);
 	if (have)
 		cprx_guard_status_free(&st);
 	return ret ? 1 : 0;

@@ -6,6 +6,7 @@
  * the guest stops and an EPERM from execve can name the rule behind it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,12 +16,51 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include "guard_reader.h"
+#include "sha256.h"
 
 const char *cprx_guard_status_path(void)
 {
 	const char *env = getenv(CPRX_GUARD_STATUS_ENV);
 
 	return env && *env ? env : CPRX_GUARD_STATUS_PATH;
+}
+
+int cprx_guard_proc_start(long pid, unsigned long long *start)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	/* "pid (comm) state ...": comm may hold anything, ')' included */
+	p = strrchr(buf, ')');
+	/* from field 3 (state), 19 more fields to field 22 (starttime) */
+	for (i = 0; p && i < 20; i++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%llu", start) != 1)
+		return -EBADMSG;
+	return 0;
+}
+
+/*
+ * Is the loader named by the status alive?  The pid alone is not enough:
+ * a SIGKILLed loader's pid may be reused by anything.
+ */
+static bool loader_alive(const struct cprx_guard_status *st)
+{
+	unsigned long long start;
+
+	if (!st->pid_start)	/* a status written before pid-start */
+		return !(kill(st->pid, 0) < 0 && errno == ESRCH);
+	return !cprx_guard_proc_start(st->pid, &start) && start == st->pid_start;
 }
 
 void cprx_guard_status_free(struct cprx_guard_status *st)
@@ -38,19 +78,45 @@ void cprx_guard_status_free(struct cprx_guard_status *st)
 	memset(st, 0, sizeof(*st));
 }
 
-/* "<major>:<minor>:<ino> <path>" */
+uint64_t cprx_guard_fingerprint(const struct stat *sb)
+{
+	unsigned char in[40], out[32];
+	uint64_t v[4] = { major(sb->st_dev), minor(sb->st_dev), sb->st_ino,
+			  sb->st_ctim.tv_sec }, fp = 0;
+	uint32_t nsec = sb->st_ctim.tv_nsec;
+	int i, j;
+
+	/* little-endian fields: the same fingerprint on every host */
+	for (i = 0; i < 4; i++)
+		for (j = 0; j < 8; j++)
+			in[8 * i + j] = (unsigned char)(v[i] >> (8 * j));
+	for (j = 0; j < 4; j++)
+		in[32 + j] = (unsigned char)(nsec >> (8 * j));
+	memcpy(in + 36, "cg1", 4);
+	cprx_sha256(in, sizeof(in), out);
+	for (i = 0; i < 8; i++)
+		fp = fp << 8 | out[i];
+	return fp ? fp : 1;	/* 0 means "none" */
+}
+
+/* "fp:<hex> <path>", or the old "<major>:<minor>:<ino> <path>" */
 static int parse_file(char *s, struct cprx_guard_file *f)
 {
-	unsigned long long ino;
+	unsigned long long ino, fp;
 	unsigned int maj, min;
 	int n = 0;
 
-	if (sscanf(s, "%u:%u:%llu %n", &maj, &min, &ino, &n) != 3 || !n ||
-	    s[n] != '/')
+	memset(f, 0, sizeof(*f));
+	if (sscanf(s, "fp:%16llx %n", &fp, &n) == 1 && n && s[n] == '/' && fp) {
+		f->fp = fp;
+	} else if (n = 0, sscanf(s, "%u:%u:%llu %n", &maj, &min, &ino, &n) == 3 &&
+		   n && s[n] == '/') {
+		f->major = maj;
+		f->minor = min;
+		f->ino = ino;
+	} else {
 		return -1;
-	f->major = maj;
-	f->minor = min;
-	f->ino = ino;
+	}
 	f->path = strdup(s + n);
 	return f->path ? 0 : -1;
 }
@@ -65,6 +131,20 @@ static int parse_cgroup(char *s, struct cprx_guard_cgroup *c)
 	c->rel = strdup(s);
 	c->mnt = strdup(sp + 1);
 	return c->rel && c->mnt ? 0 : -1;
+}
+
+/* "<id> <path in cgroup2>": the id of the guard-cgroup at that path. */
+static void set_cgroup_id(struct cprx_guard_status *st, const char *val)
+{
+	unsigned long long id;
+	unsigned int i;
+	int n = 0;
+
+	if (sscanf(val, "%llu %n", &id, &n) != 1 || !n)
+		return;
+	for (i = 0; i < st->nr_cgroups; i++)
+		if (!strcmp(st->cgroups[i].rel, val + n))
+			st->cgroups[i].id = id;
 }
 
 static void copy(char *dst, size_t len, const char *src)
@@ -92,6 +172,8 @@ static int parse_line(struct cprx_guard_status *st, char *key, char *val)
 		st->armed_only = !strcmp(val, "1");
 	} else if (!strcmp(key, "pid")) {
 		st->pid = strtol(val, NULL, 10);
+	} else if (!strcmp(key, "pid-start")) {
+		st->pid_start = strtoull(val, NULL, 10);
 	} else if (!strcmp(key, "pinned")) {
 		copy(st->pinned, sizeof(st->pinned), val);
 	} else if (!strcmp(key, "policy")) {
@@ -105,8 +187,10 @@ static int parse_line(struct cprx_guard_status *st, char *key, char *val)
 		    parse_cgroup(val, &st->cgroups[st->nr_cgroups]))
 			return -1;
 		st->nr_cgroups++;
+	} else if (!strcmp(key, "guard-cgroup-id")) {
+		set_cgroup_id(st, val);
 	} else if (!strcmp(key, "guard-exe")) {
-		if (st->nr_exes >= CPRX_GUARD_MAX_SEL ||
+		if (st->nr_exes >= CPRX_GUARD_MAX_RULES ||
 		    parse_file(val, &st->exes[st->nr_exes]))
 			return -1;
 		st->nr_exes++;
@@ -156,10 +240,10 @@ int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,
 		return -EBADMSG;
 	}
 	/* a loader that died without cleaning up: its programs died too */
-	if (st->pid > 0 && kill(st->pid, 0) < 0 && errno == ESRCH) {
+	if (st->pid > 0 && !loader_alive(st)) {
 		if (err)
-			snprintf(err, errlen, "stale: its loader (pid %ld) is gone",
-				 st->pid);
+			snprintf(err, errlen, "stale: its loader (pid %ld, started "
+				 "at %llu) is gone", st->pid, st->pid_start);
 		cprx_guard_status_free(st);
 		return -ESTALE;
 	}
@@ -190,6 +274,58 @@ static bool proc_cgroup(const char *file, char *buf, size_t len)
 	return found;
 }
 
+/* The cgroup2 mount that shows the whole hierarchy (root "/"), or false. */
+static bool cgroup2_mount(char *mnt, size_t len)
+{
+	char line[CPRX_GUARD_PATH_MAX], root[CPRX_GUARD_PATH_MAX];
+	char mp[CPRX_GUARD_PATH_MAX];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+
+		if (!sep || strncmp(sep, " - cgroup2 ", 11))
+			continue;
+		if (sscanf(line, "%*d %*d %*s %4095s %4095s", root, mp) == 2 &&
+		    !strcmp(root, "/") && strlen(mp) < len) {
+			copy(mnt, len, mp);
+			found = true;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/*
+ * Is cgroup @path (in cgroup2) the cgroup @id or below it?  By the ids of
+ * its ancestors' directories, as the kernel matches the directory it holds:
+ * one re-created at the same path is another cgroup.  -1: cannot tell.
+ */
+static int under_id(const char *path, uint64_t id)
+{
+	char dir[2 * CPRX_GUARD_PATH_MAX], *slash;
+	size_t root;
+	struct stat sb;
+
+	if (!cgroup2_mount(dir, sizeof(dir)))
+		return -1;
+	root = strlen(dir);
+	if (strcmp(path, "/"))
+		snprintf(dir + root, sizeof(dir) - root, "%s", path);
+	for (;;) {
+		if (stat(dir, &sb) < 0)
+			return -1;
+		if ((uint64_t)sb.st_ino == id)
+			return 1;
+		slash = strrchr(dir, '/');
+		if (strlen(dir) <= root || !slash || (size_t)(slash - dir) < root)
+			return 0;
+		*slash = '\0';
+	}
+}
+
 static bool under(const char *path, const char *top)
 {
 	size_t n = strlen(top);
@@ -201,6 +337,8 @@ static bool under(const char *path, const char *top)
 
 static bool same_file(const struct cprx_guard_file *f, const struct stat *st)
 {
+	if (f->fp)
+		return f->fp == cprx_guard_fingerprint(st);
 	return f->major == major(st->st_dev) && f->minor == minor(st->st_dev) &&
 	       f->ino == (uint64_t)st->st_ino;
 }
@@ -222,7 +360,10 @@ bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
 	}
 	if (st->nr_cgroups && proc_cgroup(cgroup_file, cg, sizeof(cg))) {
 		for (i = 0; i < st->nr_cgroups; i++) {
-			if (under(cg, st->cgroups[i].rel)) {
+			int by_id = st->cgroups[i].id ?
+				    under_id(cg, st->cgroups[i].id) : -1;
+
+			if (by_id == 1 || (by_id < 0 && under(cg, st->cgroups[i].rel))) {
 				snprintf(how, len, "cgroup %s", st->cgroups[i].mnt);
 				return true;
 			}
@@ -239,10 +380,34 @@ bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
 	return false;
 }
 
+/*
+ * @uid as the guard sees it (the BPF side reads the kernel's uid, that of
+ * the initial user namespace): through /proc/self/uid_map, which maps this
+ * namespace's uids to its parent's.  One level: a namespace nested in
+ * another one maps to that one, not to the initial namespace.
+ */
+static uid_t kernel_uid(uid_t uid)
+{
+	unsigned long in, out, count;
+	uid_t res = uid;
+	FILE *f = fopen("/proc/self/uid_map", "re");
+
+	if (!f)
+		return uid;
+	while (fscanf(f, "%lu %lu %lu", &in, &out, &count) == 3) {
+		if (uid >= in && uid - in < count) {
+			res = out + (uid - in);
+			break;
+		}
+	}
+	fclose(f);
+	return res;
+}
+
 bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,
 			    size_t len)
 {
-	return cprx_guard_covers(st, getuid(), "/proc/self/cgroup",
+	return cprx_guard_covers(st, kernel_uid(getuid()), "/proc/self/cgroup",
 				 "/proc/self/exe", how, len);
 }
 
@@ -344,12 +509,12 @@ static enum cprx_guard_result decide(struct answer *a, bool armed)
 	char what[CPRX_GUARD_PATH_MAX + 200];
 
 	if (!r && (r = cprx_guard_find_replaced(a->st, a->path))) {
-		snprintf(what, sizeof(what), "rule %u (allow %s) names inode "
-			 "%llu, but the file there has been replaced on disk "
-			 "since the policy was loaded", r->rule, r->path,
-			 (unsigned long long)r->ino);
-		say(a->hint, a->hlen, "reload the guard policy (cprx-guard "
-		    "detach, then load): rules are resolved to inodes at load");
+		snprintf(what, sizeof(what), "rule %u (allow %s) names the "
+			 "file that was there when the policy was loaded, but "
+			 "it has been replaced on disk (or its ctime changed) "
+			 "since", r->rule, r->path);
+		say(a->hint, a->hlen, "reload the guard policy (cprx-guard load "
+		    "--pin --replace): rules are resolved to inodes at load");
 		return refuse(a, what);
 	}
 	if (!r) {
@@ -409,8 +574,9 @@ static enum cprx_guard_result verdict(const char *path, bool armed,
 		say(why, len, "%s guards this process (by %s); '%s' cannot be "
 		    "checked: %s", cprx_guard_name(&st), how, path,
 		    strerror(errno));
+		res = st.enforcing ? CPRX_GUARD_DENY : CPRX_GUARD_WOULD_DENY;
 		cprx_guard_status_free(&st);
-		return CPRX_GUARD_DENY;
+		return res;
 	}
 	res = decide(&a, armed);
 	cprx_guard_status_free(&st);

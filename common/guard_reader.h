@@ -15,12 +15,23 @@
  *   mode enforce|trace
  *   armed-only 0|1
  *   pid <pid>                          (0: pinned in bpffs, outlives the tool)
+ *   pid-start <ticks>                  (the loader's start time, field 22 of
+ *                                       /proc/PID/stat: a reused pid is not it)
  *   pinned <bpffs dir>
  *   policy <file or "command line">
  *   guard-uid <uid>
  *   guard-cgroup <path in cgroup2> <mount path>
- *   guard-exe <major>:<minor>:<ino> <path>
- *   allow <rule> <major>:<minor>:<ino> <path>
+ *   guard-cgroup-id <cgroup id> <path in cgroup2>
+ *                                      (the directory the guard holds: a
+ *                                       cgroup re-created at that path is
+ *                                       another one, and not guarded)
+ *   guard-exe fp:<hex> <path>
+ *   allow <rule> fp:<hex> <path>
+ *
+ * A binary is named by a fingerprint (cprx_guard_fingerprint: a hash of
+ * its device, inode and ctime at load), not by its inode number: the
+ * number is what an attacker needs to take a freed inode over.  Older
+ * status files give "<major>:<minor>:<ino>"; both are read.
  *
  * Nothing here needs glib, privileges or BPF: it reads that file, /proc/self
  * and stat(2).  cprx-guard itself uses the same parser.
@@ -36,8 +47,13 @@
 
 #define CPRX_GUARD_STATUS_ENV	"CPRX_GUARD_STATUS"
 #define CPRX_GUARD_STATUS_PATH	"/run/cprx-guard/status"
-#define CPRX_GUARD_MAX_RULES	256
-#define CPRX_GUARD_MAX_SEL	16
+/*
+ * The parser's limits; cprx-guard's (bpf/cprx_guard.h: CG_MAX_*) are held
+ * to them at compile time (bpf/guard_status.c), so a status the loader
+ * writes always parses.
+ */
+#define CPRX_GUARD_MAX_RULES	256	/* allow and guard-exe entries, each */
+#define CPRX_GUARD_MAX_SEL	16	/* guard-uid and guard-cgroup, each */
 #define CPRX_GUARD_PATH_MAX	4096
 
 enum cprx_guard_result {
@@ -50,7 +66,8 @@ enum cprx_guard_result {
 
 struct cprx_guard_file {
 	uint32_t major, minor;
-	uint64_t ino;
+	uint64_t ino;		/* old format only; 0 with a fingerprint */
+	uint64_t fp;		/* cprx_guard_fingerprint; 0 in the old format */
 	unsigned int rule;	/* allow: 1-based rule number */
 	char *path;
 };
@@ -58,6 +75,7 @@ struct cprx_guard_file {
 struct cprx_guard_cgroup {
 	char *rel;		/* as in /proc/self/cgroup ("/vmm") */
 	char *mnt;		/* on the file system ("/sys/fs/cgroup/vmm") */
+	uint64_t id;		/* its cgroup id (inode) at load; 0: not given */
 };
 
 struct cprx_guard_status {
@@ -65,21 +83,38 @@ struct cprx_guard_status {
 	bool armed_only;
 	bool mode_trace;	/* the policy asked for trace only */
 	long pid;		/* loader that holds the programs; 0 if pinned */
+	unsigned long long pid_start;	/* its start time; 0: not given */
 	char why[512];		/* trace-only: why */
 	char pinned[256];
 	char policy[256];
 	unsigned int nr_uids, nr_cgroups, nr_exes, nr_allow;
 	uint32_t uids[CPRX_GUARD_MAX_SEL];
 	struct cprx_guard_cgroup cgroups[CPRX_GUARD_MAX_SEL];
-	struct cprx_guard_file exes[CPRX_GUARD_MAX_SEL];
+	struct cprx_guard_file exes[CPRX_GUARD_MAX_RULES];
 	struct cprx_guard_file allow[CPRX_GUARD_MAX_RULES];
 };
+
+/*
+ * The start time of process @pid (clock ticks since boot, field 22 of
+ * /proc/PID/stat): with the pid, the identity of a loader.  0 on success;
+ * -errno (-ESRCH: no such process).
+ */
+int cprx_guard_proc_start(long pid, unsigned long long *start);
+
+/*
+ * A file's fingerprint in the status file: the first 64 bits of SHA-256
+ * over its device, inode and ctime.  It matches the file the policy
+ * resolved, and no longer once that file is replaced (or its ctime
+ * changes: chmod, chown, link), without publishing its inode number.
+ */
+uint64_t cprx_guard_fingerprint(const struct stat *sb);
 
 /* The status file in use: $CPRX_GUARD_STATUS or the default. */
 const char *cprx_guard_status_path(void);
 /*
  * Reads and checks a status file.  0; -ENOENT when there is none (no
- * guard); -ESTALE when its loader is gone; -EBADMSG with *err set when it
+ * guard); -ESTALE when its loader is gone (its pid gone, or now another
+ * process: the start time differs); -EBADMSG with *err set when it
  * does not parse (line number and what).
  */
 int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,

@@ -156,6 +156,16 @@ def host():
             tap(True, "gnuplot PNG and SVG plots", "SKIP gnuplot not installed")
         code, so, se = run(["--sizes", "1Q"], 30)
         tap(code == 1 and "--sizes" in se, "a bad size is refused by name", se)
+        # --guard-timeline needs cprx-guard trace: when that cannot run (here
+        # no cprx-guard at all; another guard may be loaded on this machine),
+        # it fails before the sweep and says what it needs
+        env = dict(os.environ, CPRX_GUARD=os.path.join(out, "no-cprx-guard"))
+        p = subprocess.run([BENCH, "--guard-timeline", "--sizes", "16M", "--out", out],
+                           env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        tap(p.returncode == 1 and "--guard-timeline" in p.stderr and
+            "loaded guard" in p.stderr,
+            "--guard-timeline without a loaded guard fails and says why", p.stderr[-800:])
         # --qemu runs qemu-integration/bench.sh (suite qemu measures with it);
         # here only its refusals, which must come before any guest boots.
         code, so, se = run(["--qemu", "--sizes", "64M"], 30)

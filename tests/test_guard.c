@@ -6,13 +6,18 @@
  * not, a binary replaced on disk, armed-only for a VMM and for a launcher,
  * trace-only.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include "harness.h"
 #include "guard_reader.h"
+#include "sha256.h"
 
 struct fake {
 	char dir[64];
@@ -66,9 +71,9 @@ static void write_status(struct fake *f, const char *state, const char *extra)
 		fprintf(o, "why the kernel refused the BPF LSM program (EPERM)\n");
 	fprintf(o, "mode enforce\npid 0\npinned /sys/fs/bpf/cprx-guard\n"
 		"policy /etc/cprx/guard.policy\n%s", extra);
-	fprintf(o, "allow 1 %u:%u:%llu %s\n", major(f->bin_st.st_dev),
-		minor(f->bin_st.st_dev), (unsigned long long)f->bin_st.st_ino,
-		f->bin);
+	/* as cprx-guard writes it: a fingerprint, no inode number */
+	fprintf(o, "allow 1 fp:%016llx %s\n",
+		(unsigned long long)cprx_guard_fingerprint(&f->bin_st), f->bin);
 	fclose(o);
 }
 
@@ -317,6 +322,223 @@ TEST_F(g, guarded_by_running_binary)
 	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
 					   self->hint));
 	EXPECT_NE_NULL(strstr(self->why, "guarded (by its binary"));
+}
+
+/*
+ * cprx-guard takes up to CG_MAX_RULES (256) guard-exe entries: the parser
+ * must read as many, or a loaded guard reads as "not loaded" (and a second
+ * one loads, and detach cannot find the first).
+ */
+TEST_F(g, many_guard_exe_entries_parse)
+{
+	struct cprx_guard_status st;
+	char *extra = malloc(CPRX_GUARD_MAX_RULES * 64), *p = extra;
+	char err[256] = "";
+	int i;
+
+	ASSERT_NE_NULL(extra);
+	for (i = 0; i < CPRX_GUARD_MAX_RULES - 1; i++)
+		p += sprintf(p, "guard-exe fp:%016x /opt/vmm%d\n", i + 1, i);
+	write_status(&self->f, "enforcing", extra);
+	free(extra);
+	ASSERT_EQ(0, cprx_guard_status_read(NULL, &st, err, sizeof(err)));
+	EXPECT_EQ(CPRX_GUARD_MAX_RULES - 1, st.nr_exes);
+	cprx_guard_status_free(&st);
+}
+
+/*
+ * A SIGKILLed loader leaves its status behind; its pid may then belong to
+ * anything (here: this test).  The start time tells them apart.
+ */
+TEST_F(g, stale_status_of_a_reused_pid)
+{
+	unsigned long long start;
+	char line[256];
+
+	ASSERT_EQ(0, cprx_guard_proc_start(getpid(), &start));
+	snprintf(line, sizeof(line), "%spid %d\npid-start %llu\n", uid_line(),
+		 getpid(), start + 1);
+	write_status(&self->f, "enforcing", line);
+	EXPECT_EQ(CPRX_GUARD_NONE, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "stale"));
+	/* the same pid with its own start time is a live loader */
+	snprintf(line, sizeof(line), "%spid %d\npid-start %llu\n", uid_line(),
+		 getpid(), start);
+	write_status(&self->f, "enforcing", line);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+}
+
+TEST(proc_start_of_a_process)
+{
+	unsigned long long a = 0, b = 0;
+	pid_t pid = fork();
+
+	if (!pid) {
+		pause();
+		_exit(0);
+	}
+	ASSERT_EQ(0, cprx_guard_proc_start(pid, &a));
+	ASSERT_EQ(0, cprx_guard_proc_start(getpid(), &b));
+	EXPECT_TRUE(a >= b && a > 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	EXPECT_EQ(-ESRCH, cprx_guard_proc_start(pid, &a));
+}
+
+/* Not enforced, a binary that cannot be stat()ed would be refused, no more. */
+TEST_F(g, unreadable_binary_when_trace_only)
+{
+	char gone[160];
+
+	snprintf(gone, sizeof(gone), "%s/no-such-binary", self->f.dir);
+	write_status(&self->f, "trace-only", uid_line());
+	EXPECT_EQ(CPRX_GUARD_WOULD_DENY, verdict(gone, false, self->why,
+						 self->hint));
+	write_status(&self->f, "enforcing", uid_line());
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(gone, false, self->why, self->hint));
+}
+
+/* The status file names binaries without their inode numbers. */
+TEST_F(g, no_inode_numbers_published)
+{
+	char buf[4096], ino[32];
+	FILE *f;
+	size_t n;
+
+	write_status(&self->f, "enforcing", uid_line());
+	f = fopen(self->f.status, "re");
+	ASSERT_NE_NULL(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	snprintf(ino, sizeof(ino), ":%llu ", (unsigned long long)self->f.bin_st.st_ino);
+	EXPECT_NULL(strstr(buf, ino));
+	/* and the fingerprint still names the file, and only it */
+	EXPECT_EQ(CPRX_GUARD_ALLOW, verdict(self->f.bin, false, self->why,
+					    self->hint));
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+}
+
+/*
+ * The guard sees the kernel's uid (the initial user namespace's); a
+ * process in a user namespace where it is uid 0 is still guarded by its
+ * real uid.
+ */
+TEST_F(g, uid_of_the_initial_user_namespace)
+{
+	char map[64], extra[64];
+	uid_t real = getuid();
+	int pipefd[2], fd, st;
+	char res = 'x';
+	pid_t pid;
+
+	snprintf(extra, sizeof(extra), "guard-uid %u\n", real);
+	write_status(&self->f, "enforcing", extra);
+	ASSERT_EQ(0, pipe(pipefd));
+	pid = fork();
+	if (!pid) {
+		if (unshare(CLONE_NEWUSER) < 0) {
+			res = 's';
+		} else {
+			fd = open("/proc/self/setgroups", O_WRONLY);
+			if (fd >= 0 && write(fd, "deny", 4) < 0)
+				res = 'e';
+			if (fd >= 0)
+				close(fd);
+			snprintf(map, sizeof(map), "4242 %u 1", real);
+			fd = open("/proc/self/uid_map", O_WRONLY);
+			if (fd < 0 || write(fd, map, strlen(map)) < 0)
+				res = 'e';
+			else if (getuid() != 4242)
+				res = 'e';
+			else
+				res = cprx_guard_verdict(self->f.other, false, NULL,
+							 0, NULL, 0) ==
+				      CPRX_GUARD_DENY ? 'y' : 'n';
+		}
+		if (write(pipefd[1], &res, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	ASSERT_EQ(1, read(pipefd[0], &res, 1));
+	close(pipefd[0]);
+	waitpid(pid, &st, 0);
+	if (res == 's')
+		SKIP(return, "no unprivileged user namespaces here");
+	ASSERT_NE('e', res);
+	EXPECT_EQ('y', res);
+}
+
+/* The fingerprints' hash: FIPS 180-4's examples, and a two-block tail. */
+TEST(sha256_known_vectors)
+{
+	static const struct { const char *in, *hex; } v[] = {
+		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+	};
+	unsigned char out[32];
+	char hex[65];
+	unsigned int i, j;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		cprx_sha256(v[i].in, strlen(v[i].in), out);
+		for (j = 0; j < 32; j++)
+			snprintf(hex + 2 * j, 3, "%02x", out[j]);
+		EXPECT_STREQ(v[i].hex, hex);
+	}
+}
+
+/*
+ * The guard holds a cgroup directory, not a path: one removed and created
+ * again at the same path is another cgroup, which the kernel does not
+ * match.  The status gives the id; the prediction follows it.
+ */
+TEST_F(g, recreated_cgroup_is_not_the_guarded_one)
+{
+	char line[4096], rel[4096] = "", mnt[4096] = "", path[8300], extra[16800];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	struct stat sb;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(rel, sizeof(rel), "%s", line + 3);
+		}
+	if (f)
+		fclose(f);
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char root[4096], mp[4096];
+
+		if (strstr(line, " - cgroup2 ") &&
+		    sscanf(line, "%*d %*d %*s %4095s %4095s", root, mp) == 2 &&
+		    !strcmp(root, "/"))
+			snprintf(mnt, sizeof(mnt), "%s", mp);
+	}
+	if (f)
+		fclose(f);
+	if (!*rel || !*mnt)
+		SKIP(return, "no cgroup v2 membership or mount");
+	snprintf(path, sizeof(path), "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+	ASSERT_EQ(0, stat(path, &sb));
+	/* the directory we are in: guarded */
+	snprintf(extra, sizeof(extra), "guard-cgroup %s %s\nguard-cgroup-id %llu %s\n",
+		 rel, path, (unsigned long long)sb.st_ino, rel);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	/* the same path, another directory (as after rmdir and mkdir) */
+	snprintf(extra, sizeof(extra), "guard-cgroup %s %s\nguard-cgroup-id %llu %s\n",
+		 rel, path, (unsigned long long)sb.st_ino + 424242, rel);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_UNGUARDED, verdict(self->f.other, false, self->why,
+						self->hint));
 }
 
 TEST_HARNESS_MAIN

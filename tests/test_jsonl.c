@@ -61,6 +61,23 @@ TEST(escape_utf8)
 		     escaped("d\xc3\xa9j\xc3\xa0 \xe2\x82\xac \xf0\x9f\x98\x80"));
 }
 
+/*
+ * Bytes that are not well-formed UTF-8 (a path or a comm from the kernel
+ * can hold anything) become U+FFFD, each: the line stays valid JSON.
+ */
+TEST(escape_invalid_utf8)
+{
+	EXPECT_STREQ("\"a\\ufffdb\"", escaped("a\xff" "b"));		/* not a lead */
+	EXPECT_STREQ("\"\\ufffd\"", escaped("\x80"));		/* lone continuation */
+	EXPECT_STREQ("\"\\ufffdA\"", escaped("\xc3" "A"));	/* truncated */
+	EXPECT_STREQ("\"\\ufffd\"", escaped("\xc3"));		/* cut by the end */
+	EXPECT_STREQ("\"\\ufffd\\ufffd\"", escaped("\xc0\xaf"));	/* overlong '/' */
+	EXPECT_STREQ("\"\\ufffd\\ufffd\\ufffd\"", escaped("\xed\xa0\x80")); /* surrogate */
+	EXPECT_STREQ("\"\\ufffd\\ufffd\\ufffd\\ufffd\"",
+		     escaped("\xf4\x90\x80\x80"));			/* > U+10FFFF */
+	EXPECT_STREQ("\"\xf4\x8f\xbf\xbf\"", escaped("\xf4\x8f\xbf\xbf")); /* U+10FFFF */
+}
+
 /* The line the other tests read back; @text gets it, with its newline. */
 static const char *sample(const char *text)
 {

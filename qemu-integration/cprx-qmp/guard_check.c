@@ -137,12 +137,12 @@ static gboolean guard_verdict(struct qmp_ctx *c, const struct cprx_guard_status 
 		if (!old && !c->other_root)
 			old = cprx_guard_find_replaced(st, bin);
 		if (old) {
-			what = g_strdup_printf("rule %u (allow %s) names inode %llu, but the file "
-					       "there has been replaced on disk since the policy "
-					       "was loaded", old->rule, old->path,
-					       (unsigned long long)old->ino);
-			*hint = "reload the cprx-guard policy (cprx-guard detach, then cprx-guard "
-				"load): its rules are resolved to inodes when it loads";
+			what = g_strdup_printf("rule %u (allow %s) names the file that was "
+					       "there when the policy was loaded, but it has been "
+					       "replaced on disk (or its ctime changed) since",
+					       old->rule, old->path);
+			*hint = "reload the cprx-guard policy (cprx-guard load --pin --replace): "
+				"its rules are resolved to inodes when it loads";
 		} else {
 			g_autofree char *h = g_strdup_printf("add 'allow %s' to the cprx-guard "
 				"policy (or --allow %s) and reload it (cprx-guard detach, then "

@@ -114,6 +114,148 @@ check "libcprx's view of the real status file: would refuse, NOT enforced" \
 
 kill "$GPID"; wait "$GPID"; GPID=
 check "foreground guard detaches and removes its status" test ! -e "$CPRX_GUARD_STATUS"
+
+# --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
+bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms
+	"$B/bench/cprx-bench" --guard-timeline --sizes 32M --reps 2 --rounds 1 --baselines floor \
+		--backends cloexec --no-progress --no-plots --vmm "$B/tools/cprx-vmm" --out "$1" &&
+	python3 - "$1/results.json" <<'PY'
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+cells = [c for c in d["cells"] if c["kind"] == "cprx"]
+ks = [s["kernel_ms"] for c in cells for s in c["samples"]]
+ex = [s["segments_ms"]["exec"] for c in cells for s in c["samples"]]
+assert ks and all(isinstance(k, (int, float)) and k > 0 for k in ks), ks
+print("kernel check->commit %s ms beside libcprx exec %s ms" % (ks, ex))
+PY
+}
+if [ -x "$B/bench/cprx-bench" ]; then
+	"$G" load --trace-only --pin --pin-dir /sys/fs/bpf/cprx-guard-bench-$$ \
+		--guard-exe "$B/tools/cprx-vmm" --allow "$B/tools/cprx-vmm" >"$T/bl.out" 2>&1
+	check "cprx-bench --guard-timeline: every update's kernel span from the guard" bench_guard "$T/bench"
+	"$G" detach --pin-dir /sys/fs/bpf/cprx-guard-bench-$$ >/dev/null 2>&1
+else
+	skip "cprx-bench --guard-timeline" "cprx-bench was not built"
+fi
+
+# --- fail closed, the status file, detach, reload (issue 13) ---------------------
+PIN2=/sys/fs/bpf/cprx-guard-host-$$	# bpffs refuses dots in names
+cleanup_pins() { "$G" detach --quiet --pin-dir "$PIN2" >/dev/null 2>&1; rm -rf "$PIN2" "$PIN2-new" "$PIN2-old" 2>/dev/null; }
+trap 'cleanup_pins; cleanup' EXIT
+if [ $fallback = 1 ]; then
+	out=$("$G" load --pin --pin-dir "$PIN2" --guard-exe "$T/vmm" --allow "$T/vmm" 2>&1); rc=$?
+	[ $rc != 0 ] && [[ $out == *"cannot enforce"* ]] && [ ! -e "$PIN2" ] &&
+		ok "fails closed: without --fallback-trace a guard that cannot enforce does not load (exit $rc)" ||
+		{ notok "fails closed: load without --fallback-trace (exit $rc)"; echo "$out" | diag; cleanup_pins; }
+else
+	skip "fails closed" "this kernel runs BPF LSM programs (the VM tier checks the canary)"
+fi
+
+# the status file publishes no inode number of a binary it names
+"$G" load --trace-only --pin --pin-dir "$PIN2" --guard-exe "$T/vmm" --allow "$T/vmm" >"$T/p1.out" 2>&1
+ino=$(stat -c %i "$T/vmm")
+check "status file: the allowed binary by fingerprint, not by inode number ($ino)" \
+	bash -c "grep -q '^allow 1 fp:[0-9a-f]\{16\} $T/vmm\$' '$CPRX_GUARD_STATUS' && ! grep -qw '$ino' '$CPRX_GUARD_STATUS'"
+
+# a reload as cprx-guard.service does it, with a policy that does not load
+unit=$B/bpf/cprx-guard.service
+printf 'guard-exe %s\nallow %s/no-such-vmm\nmode trace\n' "$T/vmm" "$T" >"$T/bad.policy"
+reload_rc=0
+while IFS= read -r cmd; do
+	cmd=${cmd#ExecReload=}; cmd=${cmd#-}
+	cmd=${cmd//\/etc\/cprx\/guard.policy/$T/bad.policy}
+	read -r -a argv <<<"$cmd"
+	"$G" "${argv[@]:1:1}" --pin-dir "$PIN2" "${argv[@]:2}" >>"$T/reload.out" 2>&1 || reload_rc=$?
+done < <(grep '^ExecReload=' "$unit")
+if [ $reload_rc != 0 ] && "$G" status | grep -q "^pinned in $PIN2" && [ -e "$PIN2/events" ] &&
+   grep -q "^allow 1 fp:.* $T/vmm\$" "$CPRX_GUARD_STATUS"; then
+	ok "reload (the unit's ExecReload) with a bad policy fails (exit $reload_rc) and keeps the old guard"
+else
+	notok "reload with a bad policy keeps the old guard (exit $reload_rc)"; diag "$T/reload.out"
+	"$G" status 2>&1 | diag
+fi
+printf 'guard-exe %s\nallow %s\nallow %s\nmode trace\n' "$T/vmm" "$T/vmm" "$T/vmm-other" >"$T/good.policy"
+"$G" load --pin --replace --pin-dir "$PIN2" --policy "$T/good.policy" >"$T/replace.out" 2>&1
+rc=$?
+if [ $rc = 0 ] && grep -q "^allow 2 fp:.* $T/vmm-other\$" "$CPRX_GUARD_STATUS" &&
+   [ -e "$PIN2/events" ] && [ ! -e "$PIN2-old" ] && [ ! -e "$PIN2-new" ] &&
+   [ "$("$G" status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["programs"]))')" -le 8 ]; then
+	ok "load --pin --replace swaps in the new policy; no leftovers"
+else
+	notok "load --pin --replace (exit $rc)"; diag "$T/replace.out"
+fi
+
+# a second trace reader would split the events: it refuses
+"$G" trace --json --timeout 30 >"$T/tr1.out" 2>"$T/tr1.err" &
+tpid=$!
+for i in $(seq 50); do grep -q tracing "$T/tr1.err" 2>/dev/null && break; sleep 0.1; done
+out=$("$G" trace --json --timeout 1 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"another trace reader"* ]] &&
+	ok "a second trace reader refuses (exit $rc)" ||
+	{ notok "a second trace reader refuses (exit $rc)"; echo "$out" | diag; }
+# a reload leaves the first reader on a dead ring: it says so and ends
+"$G" load --pin --replace --pin-dir "$PIN2" --policy "$T/good.policy" >>"$T/replace.out" 2>&1
+for i in $(seq 50); do kill -0 $tpid 2>/dev/null || break; sleep 0.1; done
+if ! kill -0 $tpid 2>/dev/null && grep -q "was replaced" "$T/tr1.err"; then
+	ok "a trace reader ends when its guard is replaced"
+else
+	notok "a trace reader ends when its guard is replaced"; diag "$T/tr1.err"
+	kill $tpid 2>/dev/null
+fi
+wait $tpid 2>/dev/null
+
+# detach as an unprivileged user must not claim success
+out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$G" detach --pin-dir "$PIN2" 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out != *"cprx-guard: detached"* ]] && [ -e "$PIN2/events" ] && [ -e "$CPRX_GUARD_STATUS" ] &&
+	ok "non-root detach fails and says so (exit $rc): ${out:0:120}" ||
+	{ notok "non-root detach fails and says so (exit $rc)"; echo "$out" | diag; }
+"$G" detach --pin-dir "$PIN2" >"$T/det.out" 2>&1
+check "root detach removes the pinned guard" bash -c "[ ! -e '$PIN2' ] && [ ! -e '$CPRX_GUARD_STATUS' ]"
+
+# 17 guard-exe entries: still loaded as far as status and a second load know
+exes=()
+for i in $(seq 17); do cp /usr/bin/true "$T/exe$i"; exes+=(--guard-exe "$T/exe$i"); done
+"$G" load --trace-only "${exes[@]}" --allow "$T/vmm" >"$T/g17.out" 2>"$T/g17.err" &
+GPID=$!
+for i in $(seq 100); do [ -e "$CPRX_GUARD_STATUS" ] && break; sleep 0.1; done
+check "17 guard-exe entries: status says loaded" bash -c "'$G' status | grep -q 'NOT ENFORCED\|ENFORCING'"
+out=$(timeout 5 "$G" load --trace-only --guard-exe "$T/vmm" --allow "$T/vmm" 2>&1); rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] && [[ $out == *"loaded already"* ]] &&
+	ok "17 guard-exe entries: a second load is refused" ||
+	{ notok "17 guard-exe entries: a second load is refused (exit $rc)"; echo "$out" | diag; }
+kill "$GPID"; wait "$GPID" 2>/dev/null; GPID=
+rm -f "$CPRX_GUARD_STATUS"
+
+# a SIGKILLed loader whose pid now belongs to another process
+"$G" load --trace-only --guard-exe "$T/vmm" --allow "$T/vmm" >"$T/gk.out" 2>"$T/gk.err" &
+GPID=$!
+for i in $(seq 100); do [ -e "$CPRX_GUARD_STATUS" ] && break; sleep 0.1; done
+kill -9 "$GPID"; wait "$GPID" 2>/dev/null; GPID=
+sleep 300 &
+victim=$!
+sed -i "s/^pid [0-9]*\$/pid $victim/" "$CPRX_GUARD_STATUS"
+out=$("$G" status 2>&1)
+[[ $out == *"not loaded"*stale* ]] && ok "SIGKILLed loader, pid reused: status says stale" ||
+	{ notok "SIGKILLed loader, pid reused: status says stale"; echo "$out" | diag; }
+"$G" detach --pin-dir "$PIN2" >"$T/det2.out" 2>&1
+kill -0 $victim 2>/dev/null && ok "SIGKILLed loader, pid reused: detach leaves that process alone" ||
+	{ notok "SIGKILLed loader, pid reused: detach killed pid $victim"; diag "$T/det2.out"; }
+kill $victim 2>/dev/null; wait $victim 2>/dev/null
+
+# bpffs mounted from a private mount namespace would hide the pins: a
+# namespace whose mounts are slaves of another one's, as a unit's PrivateTmp=
+# makes it (built here inside a namespace of our own, so the host's mounts
+# stay as they are)
+out=$(unshare -m bash -c "mount --make-rshared / && unshare -m --propagation unchanged bash -c \"mount --make-rslave / && umount -l /sys/fs/bpf 2>/dev/null; grep -q ' /sys [^-]*master:' /proc/self/mountinfo || exit 77; '$G' load --trace-only --pin --pin-dir '$PIN2' --guard-exe '$T/vmm' --allow '$T/vmm'\"" 2>&1); rc=$?
+if [ $rc = 77 ]; then
+	skip "load --pin refuses to mount bpffs in a unit-like private mount namespace" \
+		"this kernel shows no slave mounts (master:) in mountinfo"
+elif [ $rc != 0 ] && [[ $out == *"private mount namespace"* ]] && [ ! -e "$CPRX_GUARD_STATUS" ]; then
+	ok "load --pin refuses to mount bpffs in a unit-like private mount namespace"
+else
+	notok "load --pin refuses to mount bpffs in a unit-like private mount namespace (exit $rc)"; echo "$out" | diag
+	rm -f "$CPRX_GUARD_STATUS"
+fi
 bench=()
 # the check from sched_prepare_exec (>= 6.10) measures it natively here
 grep -qa btf_trace_sched_prepare_exec /sys/kernel/btf/vmlinux 2>/dev/null && bench=(--bench)
@@ -122,5 +264,12 @@ if out=$("$HERE/overhead.sh" "${bench[@]}" "$B" "${CPRX_GUARD_EXECS:-1000}" 2>&1
 	ok "per-exec cost measured (kernel.bpf_stats_enabled${bench:+, --bench: the check from sched_prepare_exec}): $(echo "$out" | grep -E '^(un)?guarded' | cut -d'(' -f1 | paste -sd';')"
 else
 	notok "per-exec cost measured"; echo "$out" | diag
+fi
+# the trace-only fallback's cost per syscall: the same loops with and without it
+if out=$(bash "$HERE/ratio.sh" "$B" 100000 100 3 -- --fallback-trace 2>&1); then
+	echo "$out" | diag
+	ok "overhead ratio (trace-only fallback): $(echo "$out" | grep '^ioctl:' | cut -c1-160)"
+else
+	notok "overhead ratio (trace-only fallback)"; echo "$out" | diag
 fi
 echo "1..$n"

@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir "$CG" || exit 1
 
-"$G" load --pin --pin-dir "$PIN" "${bench[@]}" --guard-cgroup "$CG" \
+"$G" load --pin --fallback-trace --pin-dir "$PIN" "${bench[@]}" --guard-cgroup "$CG" \
 	--allow /usr/bin/true >"$T/load.out" 2>&1 || { cat "$T/load.out" >&2; exit 1; }
 "$G" status | head -n1
 sysctl -qw kernel.bpf_stats_enabled=1

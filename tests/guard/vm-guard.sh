@@ -142,6 +142,35 @@ out=$(in_cg "$OTHER" --version 2>&1); rc=$?
 guard_stop
 check "foreground guard removes its status on exit" test ! -e "$CPRX_GUARD_STATUS"
 
+# --- fail closed: only the canary's EPERM makes it ENFORCING (issue 13) ---------
+check "load proved enforcement: its canary's exec was refused" \
+	grep -q 'enforcing (BPF LSM, canary refused)' "$T/g1.jsonl"
+CPRX_GUARD_TEST_UNGUARDED_CANARY=1 "$G" load --pin --pin-dir /sys/fs/bpf/cg-canary \
+	--guard-cgroup "$CG" --allow "$VMM" >"$T/c1.out" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q 'enforcement unproven' "$T/c1.out" &&
+   [ ! -e /sys/fs/bpf/cg-canary ] && [ ! -e "$CPRX_GUARD_STATUS" ]; then
+	ok "programs attached but not refusing (canary ran): load fails (exit $rc)"
+else
+	notok "programs attached but not refusing (canary ran): load fails (exit $rc)"
+	diag "$T/c1.out"; "$G" detach --pin-dir /sys/fs/bpf/cg-canary >/dev/null 2>&1
+fi
+CPRX_GUARD_TEST_UNGUARDED_CANARY=1 "$G" load --fallback-trace --pin --pin-dir /sys/fs/bpf/cg-canary \
+	--guard-cgroup "$CG" --allow "$VMM" >"$T/c2.out" 2>&1
+check "the same with --fallback-trace: loads, NOT ENFORCED, and says why" \
+	bash -c "'$G' status | grep -q 'NOT ENFORCED: .*enforcement unproven' && grep -qx 'state trace-only' '$CPRX_GUARD_STATUS'"
+"$G" detach --pin-dir /sys/fs/bpf/cg-canary >/dev/null 2>&1
+ls -d /sys/fs/cgroup/cprx-guard-canary.* >"$T/canary-left" 2>/dev/null
+check "no canary cgroup left behind" test ! -s "$T/canary-left"
+# "cannot tell" (no /sys/kernel/security/lsm): the canary decides
+unshare -m bash -c "mount -t tmpfs none /sys/kernel/security && exec '$G' load --guard-cgroup '$CG' --allow '$VMM'" \
+	>"$T/c3.out" 2>&1 &
+c3=$!
+for i in $(seq 300); do [ -e "$CPRX_GUARD_STATUS" ] && break; kill -0 $c3 2>/dev/null || break; sleep 0.1; done
+check "LSM list unreadable: ENFORCING only because the canary was refused" \
+	bash -c "'$G' status | grep -q 'ENFORCING (BPF LSM)' && grep -q 'canary refused' '$T/c3.out'"
+kill $c3 2>/dev/null; wait $c3 2>/dev/null
+
 # --- armed-only, from a policy file ---------------------------------------------
 cat >"$T/armed.policy" <<EOF
 # vm-guard.sh
@@ -360,6 +389,29 @@ fi
 check "outside the guarded cgroup, common/guard_reader.c says unguarded" \
 	bash -c "'$G' check '$OTHER' | grep -q ': unguarded: '"
 
+# --- reload: the new policy in place, no unguarded window, a bad one changes nothing --
+# guarded execs of a non-listed binary, as fast as they come, across the reloads
+in_cg bash -c "while [ ! -e '$T/stop-loop' ]; do '$OTHER' --version >/dev/null 2>&1 && echo ESCAPED; done" >"$T/loop.out" 2>&1 &
+lpid=$!
+printf 'guard-cgroup %s\nallow %s\nallow /usr/bin/true\nallow %s\n' "$CG" "$VMM" "$G" >"$T/r1.policy"
+for i in 1 2 3; do
+	"$G" load --pin --replace --require-enforce --policy "$T/r1.policy" >>"$T/r1.out" 2>&1 || echo "reload $i: exit $?" >>"$T/r1.err"
+done
+printf 'guard-cgroup %s\nallow %s/nonexistent\n' "$CG" "$T" >"$T/bad.policy"
+"$G" load --pin --replace --require-enforce --policy "$T/bad.policy" >"$T/rbad.out" 2>&1
+rbad=$?
+touch "$T/stop-loop"; wait $lpid
+check "3 reloads (load --pin --replace) succeed, canary refused each time" \
+	bash -c "[ ! -s '$T/r1.err' ] && [ \$(grep -c 'canary refused' '$T/r1.out') = 3 ]"
+check "no guarded exec got through while the policy was swapped" \
+	bash -c "! grep -q ESCAPED '$T/loop.out'"
+check "reload with a bad policy: fails (exit $rbad), the old guard stays" \
+	bash -c "[ $rbad != 0 ] && '$G' status | grep -q ENFORCING && grep -q '^policy $T/r1.policy' '$CPRX_GUARD_STATUS'"
+out=$(in_cg "$OTHER" --version 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"Operation not permitted"* ]] &&
+	ok "after the reloads a non-listed exec is still refused" ||
+	notok "after the reloads a non-listed exec is still refused (rc $rc: $out)"
+
 # --- overhead: per-exec cost from the kernel's BPF run-time statistics -------------
 sysctl -qw kernel.bpf_stats_enabled=1
 N=${CPRX_GUARD_EXECS:-400}
@@ -391,6 +443,78 @@ else
 	bpftool prog show 2>&1 | grep -A2 'name cg_' | diag
 fi
 check "after detach the same exec works again" in_cg "$OTHER" --version
+
+# --- overhead as a ratio: the same ioctl and exec loops without and with the guard --
+if bash "$HERE/ratio.sh" "$B" "${CPRX_GUARD_IOCTLS:-50000}" "${CPRX_GUARD_RATIO_EXECS:-40}" 3 >"$T/ratio.out" 2>&1; then
+	diag "$T/ratio.out"
+	while IFS= read -r line; do
+		case $line in ioctl:*|exec:*) ok "overhead ratio, $line" ;; esac
+	done <"$T/ratio.out"
+else
+	notok "overhead ratio (tests/guard/ratio.sh)"; diag "$T/ratio.out"
+fi
+
+# --- cprx-bench --guard-timeline: the LSM's kernel timestamps beside libcprx's -----
+if [ -x "$B/bench/cprx-bench" ]; then
+	"$G" load --pin --guard-exe "$VMM" --allow "$VMM" >"$T/bl.out" 2>&1
+	"$B/bench/cprx-bench" --guard-timeline --sizes 16M --reps 2 --rounds 1 --baselines floor \
+		--backends kmod,cloexec --no-progress --no-plots --vmm "$VMM" --out "$T/bench" \
+		>"$T/bench.out" 2>&1
+	rc=$?
+	if [ $rc = 0 ] && python3 - "$T/bench/results.json" >"$T/bench.chk" 2>&1 <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+cells = [c for c in d["cells"] if c["kind"] == "cprx"]
+ks = [s["kernel_ms"] for c in cells for s in c["samples"]]
+ex = [s["segments_ms"]["exec"] for c in cells for s in c["samples"]]
+assert len(cells) == 2 and ks and all(isinstance(k, (int, float)) and k > 0 for k in ks), ks
+print("kernel check->commit %s ms beside libcprx exec %s ms" % (ks, ex))
+PY
+	then
+		ok "cprx-bench --guard-timeline: $(tail -n1 "$T/bench.chk" | cut -c1-160)"
+	else
+		notok "cprx-bench --guard-timeline (exit $rc)"; diag "$T/bench.out" "$T/bench.chk"
+	fi
+	"$G" detach >/dev/null 2>&1
+else
+	skip "cprx-bench --guard-timeline" "cprx-bench was not built"
+fi
+
+# --- the unit's pins from a unit-like namespace (PrivateTmp=: slave mounts) -----------
+# Without bpffs mounted, cprx-guard must not mount its own in the unit's
+# namespace (the pins would be invisible to everyone else); with it mounted
+# (sys-fs-bpf.mount), the pinned guard outlives the unit and shows in
+# `status` from another shell.
+UNIT=$B/bpf/cprx-guard.service
+printf 'guard-cgroup %s\nallow %s\n' "$CG" "$VMM" >"$T/unit.policy"
+start=$(sed -n 's/^ExecStart=[^ ]*cprx-guard //p' "$UNIT" | sed "s|/etc/cprx/guard.policy|$T/unit.policy|")
+mount --make-rshared /
+umount /sys/fs/bpf
+unshare -m --propagation slave "$G" $start >"$T/unit1.out" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q 'private mount namespace' "$T/unit1.out"; then
+	ok "unit without bpffs: refuses to pin into its private namespace (exit $rc)"
+elif [ $rc = 0 ] && [ -e /sys/fs/bpf/cprx-guard/events ]; then
+	ok "unit without bpffs: its pins are visible outside it"
+else
+	notok "unit without bpffs: pins hidden in the unit's namespace (exit $rc)"; diag "$T/unit1.out"
+fi
+unshare -m --propagation slave bash -c "umount -l /sys/fs/bpf" 2>/dev/null	# the old code's private mount, if any
+rm -f "$CPRX_GUARD_STATUS"
+mount -t bpf -o mode=700 bpffs /sys/fs/bpf
+unshare -m --propagation slave "$G" $start >"$T/unit2.out" 2>&1
+rc=$?
+if [ $rc = 0 ] && [ -e /sys/fs/bpf/cprx-guard/events ] &&
+   "$G" status | grep -q 'ENFORCING' && "$G" status | grep -q 'pinned in /sys/fs/bpf/cprx-guard'; then
+	ok "unit with bpffs: the pinned guard outlives it and shows in status from another shell"
+else
+	notok "unit with bpffs: pinned guard visible from another shell (exit $rc)"; diag "$T/unit2.out"
+fi
+out=$(in_cg "$OTHER" --version 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"Operation not permitted"* ]] &&
+	ok "unit's pinned guard refuses a non-listed exec" ||
+	notok "unit's pinned guard refuses a non-listed exec (rc $rc: $out)"
+"$G" detach >/dev/null 2>&1
 rmdir "$CG" 2>/dev/null
 rmmod cprx 2>/dev/null
 if dmesg | grep -E 'WARNING:|BUG:|Oops|general protection fault' >"$T/dmesg.bad"; then
