@@ -8,6 +8,10 @@
  * foreground, and clean up.  When the BPF LSM is unavailable, or the kernel
  * refuses LSM programs, the trace-only set is loaded instead, and that is
  * said at load, in the status file and by `status`.
+ *
+ * Kept in one file: the load sequence reads top to bottom as it runs, and
+ * struct guard and the skeleton stay private to it (the canary, the pins
+ * and the status file, which need less, have files of their own).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -138,7 +138,7 @@ else
 	skip "cprx-bench --guard-timeline" "cprx-bench was not built"
 fi
 
-# --- fail closed, the status file, detach, reload (issue 13) ---------------------
+# --- fail closed, the status file, detach, reload ---
 PIN2=/sys/fs/bpf/cprx-guard-host-$$	# bpffs refuses dots in names
 cleanup_pins() { "$G" detach --quiet --pin-dir "$PIN2" >/dev/null 2>&1; rm -rf "$PIN2" "$PIN2-new" "$PIN2-old" 2>/dev/null; }
 trap 'cleanup_pins; cleanup' EXIT

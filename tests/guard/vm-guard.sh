@@ -142,7 +142,7 @@ out=$(in_cg "$OTHER" --version 2>&1); rc=$?
 guard_stop
 check "foreground guard removes its status on exit" test ! -e "$CPRX_GUARD_STATUS"
 
-# --- fail closed: only the canary's EPERM makes it ENFORCING (issue 13) ---------
+# --- fail closed: only the canary's EPERM makes it ENFORCING ---
 check "load proved enforcement: its canary's exec was refused" \
 	grep -q 'enforcing (BPF LSM, canary refused)' "$T/g1.jsonl"
 CPRX_GUARD_TEST_UNGUARDED_CANARY=1 "$G" load --pin --pin-dir /sys/fs/bpf/cg-canary \

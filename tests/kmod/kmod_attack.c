@@ -3,6 +3,10 @@
  * cprx.ko proofs of concept from a hostile review: each test states what a
  * sound module must do and fails on the module that does not.
  *
+ * Kept in one file: each test is an attack with its helpers beside it, read
+ * as one review; the topics they cross (batches, limits, /proc, identity)
+ * have their ordinary tests in the other kmod_*.c.
+ *
  * - batch_refusal_order: PRESERVE_FDS with @nr above max_pins answers
  *   ENOSPC (and the session's pin count in @failed) before it asks whether
  *   the caller owns the session, or whether it is armed or finished.
