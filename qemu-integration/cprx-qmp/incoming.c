@@ -142,14 +142,13 @@ static void parse_keyval(const char *v, struct incoming *in)
 		      g_hash_table_lookup(kv, "addr.offset"), in);
 }
 
-/* A value is a URI when a scheme of letters and digits ends in ':'. */
+/* A value is a URI when letters up to the first ':' make its scheme
+ * (QEMU's rule; "unknown:" is one too, and QEMU exits on it). */
 static gboolean is_uri(const char *v)
 {
-	const char *s = v;
-
-	while (g_ascii_isalnum(*s))
-		s++;
-	return s != v && *s == ':';
+	while (g_ascii_isalpha(*v))
+		v++;
+	return *v == ':';
 }
 
 /* Main-channel -incoming options of argv; the last one is what QEMU uses. */
