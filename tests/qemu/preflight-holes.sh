@@ -29,7 +29,7 @@ if [ -x "$croot$old" ]; then
 	guests="$guests old"
 fi
 wait
-echo "1..8"
+echo "1..9"
 for g in $guests; do
 	wait_tick "$W/$g" 3 || { cat "$W/$g.start" "$W/$g/qemu.log" 2>/dev/null | diag; }
 done
@@ -72,6 +72,29 @@ check "-incoming names another file than --state: refused naming both, guest run
 	"$W/inc" -- --state "$W/inc.state" -- "${new[@]}" -incoming "file:$W/other.state"
 check "no -incoming in the new command line: refused, saying what to add" \
 	refused inc2 "add -incoming file:/tmp/cprx-qmp-$pid.state" "$W/inc" -- -- "${new[@]}"
+# The forms QEMU accepts, preflight only (no trial): EXIT -incoming VALUE.
+forms() {
+	local want=$1 rc
+	shift
+	"$QMP" update -s "$W/inc/qmp.sock" --state "$W/inc.state" --preflight-only --no-trial \
+		-- "${new[@]}" "$@" >"$W/forms.out" 2>&1
+	rc=$?
+	[ $rc = "$want" ] || { echo "# exit $rc, not $want, for: $*"; diag <"$W/forms.out"; }
+	[ $rc = "$want" ]
+}
+forms_all() {
+	forms 2 -incoming defer &&
+	forms 2 -incoming "unix:$W/inc.sock" &&
+	forms 2 -incoming "file:$W/inc.state,offset=4096" &&
+	forms 2 -incoming "file:$W/inc.state" -incoming "file:$W/other.state" &&
+	forms 2 -incoming '{"channel-type": "main", "addr": {"transport": "socket", "type": "unix", "path": "/x"}}' &&
+	forms 0 -incoming "file:$W/inc.state,offset=0" &&
+	forms 0 -incoming "file:$W/other.state" --incoming "file:$W/inc.state" &&
+	forms 0 -incoming "main,addr.transport=file,addr.filename=$W/inc.state" &&
+	forms 0 -incoming "file:$W/inc.state" -incoming '{"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": "/x"}}'
+}
+check "-incoming forms: defer, unix:, offset 4096, a later other file refused; offset=0, keyval, a cpr channel beside accepted" \
+	forms_all
 # The same file named another way, in QEMU's JSON form: the update goes on.
 "$QMP" update -s "$W/inc/qmp.sock" --state "$W/inc.state" --json-out "$W/inc3.json" -- \
 	"${new[@]}" --incoming "{\"channel-type\": \"main\", \"addr\": {\"transport\": \"file\", \"filename\": \"$W/./inc.state\", \"offset\": 0}}" \
