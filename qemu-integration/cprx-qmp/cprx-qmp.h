@@ -49,6 +49,9 @@ struct qmp_ctx {
 	JsonObject *report;
 	JsonArray *checks;
 	gboolean warn;		/* set by a check that passes with a warning */
+	GPtrArray *trial_devs;	/* the trial instance's devices (devices.c) */
+	char *trial_devs_err;	/* why they could not be read */
+	double trial_devs_ms;
 };
 
 /* qemu_root.c: QEMU's view of the file system */
@@ -78,10 +81,14 @@ int prepare_update(struct qmp_ctx *c);
 struct qmp *follow(struct qmp_ctx *c, gint64 deadline, int *attempts);
 void ctx_free(struct qmp_ctx *c);
 
-/* preflight.c, guard_check.c: each check returns ok, fills detail and hint */
+/* preflight.c, guard_check.c, incoming.c, devices.c: each check returns ok, fills detail and hint */
 gboolean check_ram(struct qmp_ctx *c, GString *d, const char **hint);
 gboolean check_sandbox(struct qmp_ctx *c, GString *d, const char **hint);
 gboolean check_guard(struct qmp_ctx *c, GString *d, const char **hint);
+gboolean check_incoming(struct qmp_ctx *c, GString *d, const char **hint);
+gboolean check_devices(struct qmp_ctx *c, GString *d, const char **hint);
+/* devices.c: the realized devices of a QEMU, from its QOM tree */
+GPtrArray *qom_devices(struct qmp *q, GError **err);
 gboolean preflight(struct qmp_ctx *c);
 
 /* The commands (main.c's verb table). */

@@ -2,8 +2,10 @@
 /*
  * The preflight: checks that refuse an update before the guest stops
  * (cpr-exec support, shared RAM, QEMU's sandbox, the guard, the state
- * file, the new binary, and a paused trial instance of the new command
- * line). The guard's check is in guard_check.c.
+ * file, the new command line's -incoming, the new binary, a paused trial
+ * instance of the new command line, and its devices against the running
+ * ones). The guard's check is in guard_check.c, -incoming's in incoming.c,
+ * the devices' in devices.c.
  */
 #include "cprx-qmp.h"
 
@@ -195,9 +197,23 @@ static GPtrArray *trial_argv(struct qmp_ctx *c, const char *dir)
 	return a;
 }
 
-/* Waits for the trial instance's QMP, asks its machine type, quits it.
- * Returns FALSE when it never answered (it refused the command line). */
-static gboolean trial_run(GSubprocess *p, const char *sock, char **mtype)
+/* What the devices check needs from the trial: its devices, and the time
+ * the walk took. */
+static void trial_devices(struct qmp_ctx *c, struct qmp *t)
+{
+	g_autoptr(GError) e = NULL;
+	gint64 t0 = g_get_monotonic_time();
+
+	c->trial_devs = qom_devices(t, &e);
+	c->trial_devs_ms = ms_since(t0);
+	if (!c->trial_devs)
+		c->trial_devs_err = g_strdup(e->message);
+}
+
+/* Waits for the trial instance's QMP, asks its machine type and devices,
+ * quits it. Returns FALSE when it never answered (it refused the command
+ * line). */
+static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, char **mtype)
 {
 	gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
 
@@ -209,6 +225,7 @@ static gboolean trial_run(GSubprocess *p, const char *sock, char **mtype)
 			JsonNode *r;
 
 			*mtype = machine_type(t);
+			trial_devices(c, t);
 			r = qmp_cmd(t, "quit", NULL, 5000, NULL);
 			if (r)
 				json_node_unref(r);
@@ -243,7 +260,7 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 		rm_dir(tmpl);
 		return FALSE;
 	}
-	up = trial_run(p, hsock, &mnew);
+	up = trial_run(c, p, hsock, &mnew);
 	out = communicate_text(p);
 	rm_dir(tmpl);
 	if (!up) {
@@ -306,9 +323,13 @@ gboolean preflight(struct qmp_ctx *c)
 	ok &= run_check(c, "sandbox", check_sandbox);
 	ok &= run_check(c, "guard", check_guard);
 	ok &= run_check(c, "state", check_state);
+	ok &= run_check(c, "incoming", check_incoming);
 	if (run_check(c, "binary", check_binary)) {
-		if (!c->o->no_trial)
-			ok &= run_check(c, "cmdline", check_cmdline);
+		/* devices: only when the trial ran and answered. */
+		if (!c->o->no_trial && run_check(c, "cmdline", check_cmdline))
+			ok &= run_check(c, "devices", check_devices);
+		else if (!c->o->no_trial)
+			ok = FALSE;
 	} else {
 		ok = FALSE;
 	}

@@ -146,4 +146,7 @@ void ctx_free(struct qmp_ctx *c)
 		g_ptr_array_unref(c->new_argv);
 	if (c->report)
 		json_object_unref(c->report);
+	if (c->trial_devs)
+		g_ptr_array_unref(c->trial_devs);
+	g_free(c->trial_devs_err);
 }
