@@ -1,6 +1,6 @@
 #!/bin/bash
 # QEMU tier (TAP): the two updates that passed every other preflight check,
-# exec'd and lost the VM (issue 14), now refused before the guest stops:
+# exec'd and lost the VM, now refused before the guest stops:
 #   - the new command line's -incoming names another file than the one
 #     cprx-qmp migrates to (the new QEMU finds no state and exits);
 #   - the new command line lacks a device the running guest has (the new
