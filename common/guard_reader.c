@@ -241,9 +241,12 @@ int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,
 	}
 	/* a loader that died without cleaning up: its programs died too */
 	if (st->pid > 0 && !loader_alive(st)) {
-		if (err)
+		if (err && st->pid_start)
 			snprintf(err, errlen, "stale: its loader (pid %ld, started "
 				 "at %llu) is gone", st->pid, st->pid_start);
+		else if (err)	/* an older status file: no start time */
+			snprintf(err, errlen, "stale: its loader (pid %ld) is "
+				 "gone", st->pid);
 		cprx_guard_status_free(st);
 		return -ESTALE;
 	}

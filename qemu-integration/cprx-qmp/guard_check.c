@@ -145,8 +145,8 @@ static gboolean guard_verdict(struct qmp_ctx *c, const struct cprx_guard_status 
 				"its rules are resolved to inodes when it loads";
 		} else {
 			g_autofree char *h = g_strdup_printf("add 'allow %s' to the cprx-guard "
-				"policy (or --allow %s) and reload it (cprx-guard detach, then "
-				"cprx-guard load), or update to an allow-listed binary "
+				"policy (or --allow %s) and reload it in place (cprx-guard "
+				"load --pin --replace), or update to an allow-listed binary "
 				"(--new-binary)", real, real);
 
 			what = g_strdup_printf("no allow rule matches it (%u rule%s)", st->nr_allow,
