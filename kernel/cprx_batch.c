@@ -131,13 +131,8 @@ static int pin_batch(struct cprx_session *s, struct cprx_pin **pins,
 	int ret;
 
 	mutex_lock(&s->lock);
-	if (!cprx_is_image(s)) {
-		ret = -EPERM;
-	} else if (s->dead) {
-		ret = -ESRCH;
-	} else if (s->armed) {
-		ret = -EBUSY;
-	} else {
+	ret = cprx_may_pin(s);
+	if (!ret) {
 		added = add_pins(s, pins, got, &ret);
 		if (!ret && got < nr)
 			ret = ferr;
@@ -165,13 +160,8 @@ static int batch_allowed(struct cprx_session *s, u32 nr, u32 *failed)
 
 	mutex_lock(&s->lock);
 	room = max - min(s->nr_pins, max);
-	if (!cprx_is_image(s)) {
-		ret = -EPERM;
-	} else if (s->dead) {
-		ret = -ESRCH;
-	} else if (s->armed) {
-		ret = -EBUSY;
-	} else if (nr > room) {
+	ret = cprx_may_pin(s);
+	if (!ret && nr > room) {
 		*failed = room;
 		ret = -ENOSPC;
 	}

@@ -123,6 +123,20 @@ static inline bool cprx_is_image(struct cprx_session *s)
 	return cprx_is_owner(s) && current->mm == s->image_mm;
 }
 
+/*
+ * May current pin files in @s now?  Called with s->lock held: EPERM not its
+ * image, ESRCH finished or owner gone, EBUSY armed; 0 if it may.
+ */
+static inline int cprx_may_pin(struct cprx_session *s)
+{
+	lockdep_assert_held(&s->lock);
+	if (!cprx_is_image(s))
+		return -EPERM;
+	if (s->dead)
+		return -ESRCH;
+	return s->armed ? -EBUSY : 0;
+}
+
 static inline struct cprx_pin *cprx_find_pin(struct cprx_session *s,
 					     u64 token)
 {

@@ -337,17 +337,12 @@ static long session_preserve(struct cprx_session *s, void __user *uarg)
 	pin->file = file;
 
 	mutex_lock(&s->lock);
-	if (!cprx_is_image(s))
-		ret = -EPERM;
-	else if (s->dead)
-		ret = -ESRCH;
-	else if (s->armed)
-		ret = -EBUSY;
-	else if (cprx_find_pin(s, arg.token))
+	ret = cprx_may_pin(s);
+	if (!ret && cprx_find_pin(s, arg.token))
 		ret = -EEXIST;
-	else if (s->nr_pins >= READ_ONCE(cprx_max_pins))
+	else if (!ret && s->nr_pins >= READ_ONCE(cprx_max_pins))
 		ret = -ENOSPC;
-	else
+	else if (!ret)
 		ret = cprx_charge_pin(s->user);
 	if (!ret) {
 		hash_add(s->pins, &pin->node, pin->token);
