@@ -186,8 +186,9 @@ static __always_inline __u64 leader_start(struct task_struct *t)
  * "Guarded", kept in the task itself (task local storage, freed with it):
  * set the first time a selector matches, copied to every child at fork,
  * never cleared.  So exec'ing an allowed binary that is no guard-exe,
- * PR_SET_MM or leaving the cgroup do not un-guard.  The exec path of other tasks reads the task, not a hash table
- * whose cold buckets cost more than the whole check.
+ * PR_SET_MM or leaving the cgroup do not un-guard.  The exec path of other
+ * tasks reads the task, not a hash table whose cold buckets cost more than
+ * the whole check.
  */
 #define M_GUARDED	(1u << 0)
 

@@ -7,7 +7,8 @@
 # programs with EPERM) cprx-guard must fall back to trace-only and say so at
 # load, in its status file and in `status`; the tp_btf tracepoints must
 # still record a cprx-vmm update's timeline, phases in order, with the
-# verdict the policy would have given.  Runs in trace mode on a kernel that
+# verdict the policy would have given; a guard-cgroup removed and created
+# again, or created after the load, must be followed.  Runs in trace mode on a kernel that
 # does have the BPF LSM, so it never refuses anything either way.  Needs
 # root; SKIPs without it, or when BPF is unavailable altogether.
 set -u

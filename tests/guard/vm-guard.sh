@@ -9,8 +9,10 @@
 # phase in order; an exec of a binary that is not allow-listed gets EPERM
 # while the guest keeps running with RAM intact, and the message names the
 # guard's rule; armed-only refuses an unarmed exec; unguarded processes are
-# unaffected; a policy pinned in bpffs outlives the tool and detaches
-# cleanly; and the per-exec cost from kernel.bpf_stats_enabled.
+# unaffected; a guard-cgroup removed and created again, or created after the
+# load, is guarded; a policy with the most cgroups keeps its canary; a
+# policy pinned in bpffs outlives the tool and detaches cleanly; and the
+# per-exec cost from kernel.bpf_stats_enabled.
 set -u
 B=$(cd "$1" && pwd) KO=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
