@@ -28,6 +28,8 @@
  *                            set when a selector first matches and handed
  *                            to every child; no exec, cgroup move or exe
  *                            change takes it away.
+ *   tp_btf/cgroup_mkdir      a guard-cgroup is a path: a cgroup created at
+ *                            it (again) takes its slot.
  *   raw_tp/cprx_ioctl_done   cprx.ko's own tracepoint after an ioctl that
  *                            succeeded: session created, pins, armed,
  *                            retrieved, finished.  No hook runs on the
@@ -80,7 +82,10 @@ const volatile __u32 cfg_armed_only = 0;
 const volatile __u32 cfg_fallback = 0;		/* trace-only programs */
 const volatile __u32 cfg_nr_uids = 0;
 const volatile __u32 cfg_uids[CG_MAX_UIDS] = {};
-const volatile __u32 cfg_nr_cgroups = 0;
+const volatile __u32 cfg_nr_cgroups = 0;	/* the policy's, + the canary's */
+const volatile __u32 cfg_cgroup_levels[CG_CGROUP_SLOTS] = {};
+/* in the cgroup2 hierarchy, as cgroup_mkdir gives them; the canary's: "" */
+const volatile char cfg_cgroup_paths[CG_CGROUP_SLOTS][CG_CGROUP_PATH_LEN] = {};
 const volatile __u32 cfg_nr_exes = 0;
 const volatile __u32 cfg_deny_userns = 0;
 const volatile __u64 cfg_wakeup_bytes = 64 * 1024;
@@ -109,13 +114,16 @@ struct {
 	__type(value, __u32);
 } guard_exes SEC(".maps");
 
-/* Processes in one of these cgroups (v2, or below) are guarded. */
-struct {
-	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
-	__uint(max_entries, CG_MAX_CGROUPS);
-	__type(key, __u32);
-	__type(value, __u32);
-} cgroups SEC(".maps");
+/*
+ * Processes in the cgroup (v2) at cfg_cgroup_paths[i], or below, are
+ * guarded: the one at that path now.  Its id (kernfs id, the directory's
+ * inode number) is set by the loader and, when a cgroup is created at the
+ * path again (systemd removes machine.slice when it empties and creates it
+ * for the next VM), by cg_cgroup_mkdir.  0: none there.  After an rmdir the
+ * slot keeps a dead id, which no cgroup has again.  cgroup v2 has no
+ * rename (EPERM), so a path changes its cgroup only by rmdir and mkdir.
+ */
+__u64 cgroup_ids[CG_CGROUP_SLOTS];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -178,9 +186,9 @@ static __always_inline __u64 leader_start(struct task_struct *t)
  * "Guarded", kept in the task itself (task local storage, freed with it):
  * set the first time a selector matches, copied to every child at fork,
  * never cleared.  So exec'ing an allowed binary that is no guard-exe,
- * PR_SET_MM, leaving the cgroup or a re-created cgroup directory do not
- * un-guard.  The exec path of other tasks reads the task, not a hash table
- * whose cold buckets cost more than the whole check.
+ * PR_SET_MM or leaving the cgroup do not un-guard.  The exec path of other
+ * tasks reads the task, not a hash table whose cold buckets cost more than
+ * the whole check.
  */
 #define M_GUARDED	(1u << 0)
 
@@ -285,9 +293,13 @@ static bool selected(struct task_struct *t)
 			if (cfg_uids[i] == uid)
 				return true;
 	}
-	for (i = 0; i < CG_MAX_CGROUPS && i < cfg_nr_cgroups; i++)
-		if (bpf_current_task_under_cgroup(&cgroups, i) == 1)
+	for (i = 0; i < CG_CGROUP_SLOTS && i < cfg_nr_cgroups; i++) {
+		__u64 id = cgroup_ids[i];
+
+		/* the ancestor at the path's depth is the cgroup there */
+		if (id && bpf_get_current_ancestor_cgroup_id(cfg_cgroup_levels[i]) == id)
 			return true;
+	}
 	if (cfg_nr_exes) {
 		file_key(t->mm->exe_file, &k);
 		if (bpf_map_lookup_elem(&guard_exes, &k))
@@ -615,6 +627,34 @@ int BPF_PROG(cg_cprx_ioctl, unsigned int cmd, unsigned int pins,
 	     unsigned int armed)
 {
 	on_cprx_done(bpf_get_current_task_btf(), cmd, pins, armed);
+	return 0;
+}
+
+/*
+ * A cgroup created at a guard-cgroup path takes its slot: processes
+ * started in it are guarded like those in the one it replaces.  Under
+ * cgroup_mutex, which moving a task into it also takes: none is in it yet.
+ * @path is from the hierarchy's root, whatever the caller's cgroup
+ * namespace.  Hierarchy 0 is cgroup v2's ("0::" in /proc/PID/cgroup).
+ */
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(cg_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	char buf[CG_CGROUP_PATH_LEN];
+	__u32 i, level = cgrp->level;
+
+	if (cgrp->root->hierarchy_id != 0 ||
+	    bpf_probe_read_kernel_str(buf, sizeof(buf), path) <= 0)
+		return 0;
+	/* unrolled: bpf_strncmp wants a constant offset into .rodata */
+#pragma unroll
+	for (i = 0; i < CG_CGROUP_SLOTS; i++) {
+		if (i >= cfg_nr_cgroups)
+			break;
+		if (cfg_cgroup_levels[i] == level && cfg_cgroup_paths[i][0] &&
+		    !bpf_strncmp(buf, sizeof(buf), (const char *)cfg_cgroup_paths[i]))
+			cgroup_ids[i] = cgrp->kn->id;
+	}
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "errname.h"
@@ -102,11 +103,25 @@ struct guard {
 	enum guard_mode mode;
 	gboolean fallback;	/* anything but the LSM: nothing enforced */
 	char *canary_dir;	/* the canary's cgroup (guard_canary.c) */
-	__u32 canary_slot;	/* its index in `cgroups`: after the policy's */
+	__u32 canary_slot;	/* its cgroup slot: after the policy's */
 	char *canary_err;	/* why there is no canary */
 };
 
 /* --- open, load, attach -------------------------------------------------- */
+
+/* Slot @i follows cgroup2 path @rel ("/" or "/a/b": level 0 or 2). */
+static void set_cgroup_path(struct cprx_guard_bpf *skel, guint i,
+			    const char *rel)
+{
+	const char *c;
+	__u32 level = 0;
+
+	for (c = rel; *c; c++)
+		level += *c == '/' && c[1];
+	skel->rodata->cfg_cgroup_levels[i] = level;
+	g_strlcpy((char *)skel->rodata->cfg_cgroup_paths[i], rel,
+		  sizeof(skel->rodata->cfg_cgroup_paths[i]));
+}
 
 static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 		       enum guard_mode mode)
@@ -119,7 +134,10 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 	skel->rodata->cfg_nr_uids = p->uids->len;
 	for (i = 0; i < p->uids->len; i++)
 		skel->rodata->cfg_uids[i] = g_array_index(p->uids, guint32, i);
+	for (i = 0; i < p->cgroup_rels->len; i++)
+		set_cgroup_path(skel, i, g_ptr_array_index(p->cgroup_rels, i));
 	/* the slot after the policy's guards the canary's cgroup (guard_canary.c) */
+	skel->rodata->cfg_cgroup_levels[p->cgroups->len] = CG_CANARY_LEVEL;
 	skel->rodata->cfg_nr_cgroups = p->cgroups->len + (mode == GM_LSM);
 	skel->rodata->cfg_nr_exes = p->exes->len;
 	skel->rodata->cfg_deny_userns = p->deny_userns;
@@ -187,28 +205,9 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 			  GError **err)
 {
-	int cg_fd = bpf_map__fd(g->skel->maps.cgroups);
-	guint i;
-
-	if (!read_rule_keys(g, err) ||
-	    !fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, err) ||
-	    !fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes, err))
-		return FALSE;
-	for (i = 0; i < p->cgroups->len; i++) {
-		const char *dir = g_ptr_array_index(p->cgroups, i);
-		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		__u32 key = i;
-
-		if (fd < 0 || bpf_map_update_elem(cg_fd, &key, &fd, BPF_ANY) < 0) {
-			g_set_error(err, CG_ERROR, errno, "cgroup %s: %s", dir,
-				    g_strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			return FALSE;
-		}
-		close(fd);
-	}
-	return TRUE;
+	return read_rule_keys(g, err) &&
+	       fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, err) &&
+	       fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes, err);
 }
 
 static void guard_close(struct guard *g)
@@ -216,8 +215,8 @@ static void guard_close(struct guard *g)
 	int i;
 
 	if (g->canary_dir)
-		cg_canary_remove(bpf_map__fd(g->skel->maps.cgroups),
-				 g->canary_slot, g->canary_dir);
+		cg_canary_remove(&g->skel->bss->cgroup_ids[g->canary_slot],
+				 g->canary_dir);
 	g_clear_pointer(&g->canary_dir, g_free);
 	g_clear_pointer(&g->canary_err, g_free);
 	for (i = 0; i < g->nr_links; i++)
@@ -232,10 +231,10 @@ static void add_canary(struct guard *g, const struct cg_policy *p)
 {
 	GError *e = NULL;
 
-	g_assert(p->cgroups->len < CG_MAX_CGROUPS);
+	g_assert(p->cgroups->len < CG_CGROUP_SLOTS);
 	g->canary_slot = p->cgroups->len;
-	if (!cg_canary_prepare(bpf_map__fd(g->skel->maps.cgroups),
-			       g->canary_slot, &g->canary_dir, &e)) {
+	if (!cg_canary_prepare(&g->skel->bss->cgroup_ids[g->canary_slot],
+			       &g->canary_dir, &e)) {
 		g->canary_err = g_strdup(e->message);
 		g_error_free(e);
 		return;
@@ -244,10 +243,8 @@ static void add_canary(struct guard *g, const struct cg_policy *p)
 	 * For tests (tests/guard/vm-guard.sh): a canary nobody guards, as if
 	 * the LSM programs were attached but never ran.
 	 */
-	if (g_getenv("CPRX_GUARD_TEST_UNGUARDED_CANARY")) {
-		bpf_map_delete_elem(bpf_map__fd(g->skel->maps.cgroups),
-				    &g->canary_slot);
-	}
+	if (g_getenv("CPRX_GUARD_TEST_UNGUARDED_CANARY"))
+		g->skel->bss->cgroup_ids[g->canary_slot] = 0;
 }
 
 static gboolean attach_one(struct guard *g, struct bpf_program *prog,
@@ -266,6 +263,50 @@ static gboolean attach_one(struct guard *g, struct bpf_program *prog,
 	}
 	g->names[g->nr_links] = bpf_program__name(prog);
 	g->links[g->nr_links++] = l;
+	return TRUE;
+}
+
+/* The id of the cgroup at @dir now (its inode number), 0 if none. */
+static __u64 cgroup_id_at(const char *dir)
+{
+	struct stat st;
+
+	return stat(dir, &st) < 0 ? 0 : st.st_ino;
+}
+
+/*
+ * The cgroup at each guard-cgroup path, followed from now on: the mkdir
+ * program is attached first, then each slot gets the directory's id, read
+ * again after the write.  A directory created again in between was seen by
+ * the program, but the write may have put the older id over its: then the
+ * second read differs, and the slot is written again.
+ */
+static gboolean follow_cgroups(struct guard *g, const struct cg_policy *p,
+			       GError **err)
+{
+	__u64 *ids = g->skel->bss->cgroup_ids;
+	guint i, tries;
+
+	if (!p->cgroups->len)
+		return TRUE;
+	if (!attach_one(g, g->skel->progs.cg_cgroup_mkdir, err))
+		return FALSE;
+	for (i = 0; i < p->cgroups->len; i++) {
+		const char *dir = g_ptr_array_index(p->cgroups, i);
+		__u64 id = cgroup_id_at(dir), now;
+
+		for (tries = 0; tries < 100; tries++, id = now) {
+			__atomic_store_n(&ids[i], id, __ATOMIC_SEQ_CST);
+			now = cgroup_id_at(dir);
+			if (now == id)
+				break;
+		}
+		if (tries == 100) {
+			g_set_error(err, CG_ERROR, EAGAIN, "cgroup %s: created "
+				    "and removed too fast to be followed", dir);
+			return FALSE;
+		}
+	}
 	return TRUE;
 }
 
@@ -314,7 +355,7 @@ static gboolean attach_module_tp(struct guard *g, const struct cg_policy *p,
 
 /*
  * Which programs each mode loads, by the skeleton's handles; the
- * iterator and cprx.ko's tracepoint are attached on their own.
+ * iterator, cprx.ko's tracepoint and cgroup_mkdir are attached on their own.
  */
 static void choose_programs(struct cprx_guard_bpf *s,
 			    const struct cg_policy *p, enum guard_mode mode)
@@ -332,6 +373,7 @@ static void choose_programs(struct cprx_guard_bpf *s,
 	bpf_program__set_autoload(s->progs.cg_sys_enter, mode == GM_FALLBACK);
 	bpf_program__set_autoload(s->progs.cg_sys_exit, mode == GM_FALLBACK);
 	bpf_program__set_autoload(s->progs.cg_bench_check, mode == GM_BENCH);
+	bpf_program__set_autoload(s->progs.cg_cgroup_mkdir, p->cgroups->len > 0);
 	if (lsm && p->deny_userns && !has_lsm_hook("userns_create"))
 		g_printerr("cprx-guard: warning: this kernel has no "
 			   "userns_create LSM hook: user namespaces are not "
@@ -347,7 +389,8 @@ static gboolean attach_all(struct guard *g, const struct cg_policy *p,
 	bpf_object__for_each_program(prog, s->obj) {
 		if (!bpf_program__autoload(prog) ||
 		    prog == s->progs.cg_rule_keys ||
-		    prog == s->progs.cg_cprx_ioctl)
+		    prog == s->progs.cg_cprx_ioctl ||
+		    prog == s->progs.cg_cgroup_mkdir)
 			continue;
 		if (!attach_one(g, prog, err))
 			return FALSE;
@@ -391,7 +434,7 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 			    why_refused(-ret));
 		goto fail;
 	}
-	if (!fill_maps(g, p, err))
+	if (!fill_maps(g, p, err) || !follow_cgroups(g, p, err))
 		goto fail;
 	if (mode == GM_LSM)
 		add_canary(g, p);
@@ -518,8 +561,8 @@ static gboolean verify_enforcing(struct guard *g, char **why)
 	}
 	ok = cg_canary_run(g->canary_dir,
 			   bpf_map__fd(g->skel->maps.stats), &e);
-	cg_canary_remove(bpf_map__fd(g->skel->maps.cgroups),
-			 g->canary_slot, g->canary_dir);
+	cg_canary_remove(&g->skel->bss->cgroup_ids[g->canary_slot],
+			 g->canary_dir);
 	g_clear_pointer(&g->canary_dir, g_free);
 	if (!ok) {
 		*why = g_strdup_printf("enforcement unproven: %s", e->message);

@@ -8,7 +8,15 @@
 #define CPRX_GUARD_H
 
 #define CG_MAX_UIDS	8
-#define CG_MAX_CGROUPS	4
+#define CG_MAX_CGROUPS	4	/* guard-cgroup entries of a policy */
+/* the cgroup slots: the policy's, and one after them for the load-time canary */
+#define CG_CGROUP_SLOTS	(CG_MAX_CGROUPS + 1)
+/*
+ * A guard-cgroup's path in the cgroup2 hierarchy ("/machine.slice"), NUL
+ * included; at most CG_CGROUP_PATH_LEN - 2 characters, so that a longer
+ * path cut to the buffer never compares equal to one.
+ */
+#define CG_CGROUP_PATH_LEN	256
 #define CG_MAX_RULES	256	/* allow + guard-exe entries */
 #define CG_PATH_LEN	128
 #define CG_COMM_LEN	16

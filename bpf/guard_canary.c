@@ -6,8 +6,9 @@
  * kernel that accepts the link but never calls the hook, refuse nothing.
  *
  * The canary is a child placed in a cgroup of its own, which the loader
- * guards through the slot after the policy's in the `cgroups` map; it execs a memfd copy
- * of cprx-guard (an inode no allow rule can name) and must get EPERM, and
+ * guards through a cgroup slot of its own, after the policy's (a full
+ * policy keeps all of its slots); it execs a memfd copy of cprx-guard (an
+ * inode no allow rule can name) and must get EPERM, and
  * this guard's own "denied" counter must have moved, so an EPERM from
  * anything else (another LSM, another guard during a reload) is not taken
  * for ours.  Afterwards the slot is emptied and the cgroup removed.
@@ -30,11 +31,11 @@
 #define MFD_EXEC	0x0010U	/* Linux 6.3: exec allowed under memfd_noexec */
 #endif
 
-gboolean cg_canary_prepare(int cgroups_fd, __u32 slot, char **dir,
-			   GError **err)
+/* Directly under the cgroup2 root: at CG_CANARY_LEVEL. */
+gboolean cg_canary_prepare(__u64 *slot_id, char **dir, GError **err)
 {
 	char mnt[PATH_MAX];
-	int fd;
+	struct stat st;
 
 	*dir = NULL;
 	if (!cg_cgroup2_mount(mnt, sizeof(mnt), err))
@@ -46,27 +47,25 @@ gboolean cg_canary_prepare(int cgroups_fd, __u32 slot, char **dir,
 		g_clear_pointer(dir, g_free);
 		return FALSE;
 	}
-	fd = open(*dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || bpf_map_update_elem(cgroups_fd, &slot, &fd, BPF_ANY) < 0) {
+	/* the cgroup's id is its directory's inode number */
+	if (stat(*dir, &st) < 0) {
 		g_set_error(err, CG_ERROR, errno, "cannot guard the canary "
 			    "cgroup %s: %s", *dir, g_strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		rmdir(*dir);
 		g_clear_pointer(dir, g_free);
 		return FALSE;
 	}
-	close(fd);
+	*slot_id = st.st_ino;
 	return TRUE;
 }
 
-void cg_canary_remove(int cgroups_fd, __u32 slot, const char *dir)
+void cg_canary_remove(__u64 *slot_id, const char *dir)
 {
 	int tries;
 
 	if (!dir)
 		return;
-	bpf_map_delete_elem(cgroups_fd, &slot);
+	*slot_id = 0;
 	/* an exited child leaves its cgroup asynchronously */
 	for (tries = 0; tries < 50 && rmdir(dir) < 0 && errno == EBUSY; tries++)
 		g_usleep(20 * 1000);

@@ -20,7 +20,9 @@
  *   userns deny|allow        may guarded processes create user namespaces
  *                            (default deny)
  *   guard-uid UID            processes with this real uid
- *   guard-cgroup DIR         processes in this cgroup v2 directory or below
+ *   guard-cgroup DIR         processes in this cgroup v2 directory or below:
+ *                            the one at that path, also once created again
+ *                            (it need not exist at load)
  *   guard-exe PATH           processes running this binary
  *   allow PATH               what guarded processes may exec (rule 1, 2, ...)
  */
@@ -45,6 +47,7 @@ struct cg_policy *cg_policy_new(void)
 
 	p->uids = g_array_new(FALSE, FALSE, sizeof(guint32));
 	p->cgroups = g_ptr_array_new_with_free_func(g_free);
+	p->cgroup_rels = g_ptr_array_new_with_free_func(g_free);
 	p->exes = g_array_new(FALSE, TRUE, sizeof(struct cg_rule));
 	p->allow = g_array_new(FALSE, TRUE, sizeof(struct cg_rule));
 	p->deny_userns = TRUE;
@@ -87,6 +90,7 @@ void cg_policy_free(struct cg_policy *p)
 	g_free(p->source);
 	g_array_free(p->uids, TRUE);
 	g_ptr_array_free(p->cgroups, TRUE);
+	g_ptr_array_free(p->cgroup_rels, TRUE);
 	free_rules(p->exes);
 	free_rules(p->allow);
 	g_free(p);
@@ -204,18 +208,25 @@ static gboolean add_uid(struct cg_policy *p, const char *val, GError **err)
 
 static gboolean add_cgroup(struct cg_policy *p, const char *val, GError **err)
 {
-	char *rel = cg_cgroup_rel(val, err);
-	char real[PATH_MAX];
+	char *real = NULL, *rel = cg_cgroup_rel(val, &real, err);
+	struct stat st;
 
 	if (!rel)
 		return FALSE;
-	g_free(rel);
-	if (!realpath(val, real) || strchr(real, ' ')) {
+	if (strchr(real, ' ') || strlen(rel) > CG_CGROUP_PATH_LEN - 2) {
 		g_set_error(err, CG_ERROR, EINVAL, "cgroup '%s': a path with "
-			    "spaces is not supported", val);
+			    "spaces, or longer than %d characters in the cgroup2 "
+			    "hierarchy, is not supported", val,
+			    CG_CGROUP_PATH_LEN - 2);
+		g_free(real);
+		g_free(rel);
 		return FALSE;
 	}
-	g_ptr_array_add(p->cgroups, g_strdup(real));
+	if (stat(real, &st) < 0)
+		g_printerr("cprx-guard: cgroup %s does not exist (yet): processes "
+			   "in it are guarded once it is created\n", real);
+	g_ptr_array_add(p->cgroups, real);
+	g_ptr_array_add(p->cgroup_rels, rel);
 	return TRUE;
 }
 
@@ -302,12 +313,12 @@ gboolean cg_policy_check(const struct cg_policy *p, GError **err)
 			    "give guard-cgroup, guard-uid or guard-exe");
 		return FALSE;
 	}
-	/* the last cgroup slot is the load-time canary's (guard_canary.c) */
-	if (p->uids->len > CG_MAX_UIDS || p->cgroups->len > CG_MAX_CGROUPS - 1 ||
+	/* the canary has a cgroup slot of its own, after these */
+	if (p->uids->len > CG_MAX_UIDS || p->cgroups->len > CG_MAX_CGROUPS ||
 	    p->exes->len + p->allow->len > CG_MAX_RULES) {
 		g_set_error(err, CG_ERROR, E2BIG, "too many rules: at most %d "
 			    "uids, %d cgroups, %d binaries", CG_MAX_UIDS,
-			    CG_MAX_CGROUPS - 1, CG_MAX_RULES);
+			    CG_MAX_CGROUPS, CG_MAX_RULES);
 		return FALSE;
 	}
 	if (!p->allow->len)
@@ -346,29 +357,63 @@ gboolean cg_cgroup2_mount(char *mnt, size_t len, GError **err)
 	return found;
 }
 
-char *cg_cgroup_rel(const char *dir, GError **err)
+/*
+ * The canonical path of @abs (absolute, without "." or ".."), which may
+ * not exist: that of its longest existing ancestor, which must be a
+ * directory and whose file system *@fs gets, and the missing rest as it is.
+ */
+static char *real_or_missing(const char *abs, long *fs, GError **err)
 {
-	char real[PATH_MAX], mnt[PATH_MAX];
 	struct statfs sfs;
+	g_autofree char *base = g_strdup(abs);
+	const char *rest = "";
+	char real[PATH_MAX], *slash;
+	struct stat st;
+
+	while (!realpath(base, real)) {
+		slash = strrchr(base, '/');
+		if (errno != ENOENT || !slash || slash == base) {
+			g_set_error(err, CG_ERROR, errno, "cgroup '%s': %s", abs,
+				    g_strerror(errno));
+			return NULL;
+		}
+		*slash = '\0';
+		rest = abs + (slash - base);
+	}
+	if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode) || statfs(real, &sfs) < 0) {
+		g_set_error(err, CG_ERROR, ENOTDIR, "cgroup '%s': %s is not a "
+			    "directory", abs, real);
+		return NULL;
+	}
+	*fs = sfs.f_type;
+	return g_strconcat(real, rest, NULL);
+}
+
+char *cg_cgroup_rel(const char *dir, char **real, GError **err)
+{
+	g_autofree char *abs = g_canonicalize_filename(dir, NULL);
+	char mnt[PATH_MAX], *full, *rel = NULL;
+	long fs = 0;
 	size_t n;
 
-	if (!realpath(dir, real) || statfs(real, &sfs) < 0) {
-		g_set_error(err, CG_ERROR, errno, "cgroup '%s': %s", dir,
-			    g_strerror(errno));
+	/* the existing part decides: a missing rest would be made there */
+	full = real_or_missing(abs, &fs, err);
+	if (!full)
 		return NULL;
-	}
-	if (sfs.f_type != CGROUP2_SUPER_MAGIC) {
-		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not a cgroup v2 "
-			    "directory", dir);
-		return NULL;
-	}
 	if (!cg_cgroup2_mount(mnt, sizeof(mnt), err))
-		return NULL;
+		goto out;
 	n = strlen(mnt);
-	if (strncmp(real, mnt, n) || (real[n] && real[n] != '/')) {
-		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not under the "
-			    "cgroup2 mount %s", real, mnt);
-		return NULL;
+	if (strncmp(full, mnt, n) || (full[n] && full[n] != '/') ||
+	    fs != CGROUP2_SUPER_MAGIC) {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s' is not a cgroup v2 "
+			    "directory (under the cgroup2 mount %s)", full, mnt);
+		goto out;
 	}
-	return g_strdup(real[n] ? real + n : "/");
+	rel = g_strdup(full[n] ? full + n : "/");
+out:
+	if (rel && real)
+		*real = full;
+	else
+		g_free(full);
+	return rel;
 }

@@ -67,19 +67,11 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 	for (i = 0; i < p->uids->len; i++)
 		g_string_append_printf(s, "guard-uid %u\n",
 				       g_array_index(p->uids, guint32, i));
-	for (i = 0; i < p->cgroups->len; i++) {
-		const char *d = g_ptr_array_index(p->cgroups, i);
-		g_autofree char *rel = cg_cgroup_rel(d, NULL);
-		struct stat sb;
-
+	/* by path: the guard follows it (no guard-cgroup-id, guard_reader.h) */
+	for (i = 0; i < p->cgroups->len; i++)
 		g_string_append_printf(s, "guard-cgroup %s %s\n",
-				       rel ? rel : "/", d);
-		/* the directory the guard holds, by its id (guard_reader.h) */
-		if (stat(d, &sb) == 0)
-			g_string_append_printf(s, "guard-cgroup-id %llu %s\n",
-					       (unsigned long long)sb.st_ino,
-					       rel ? rel : "/");
-	}
+				       (char *)g_ptr_array_index(p->cgroup_rels, i),
+				       (char *)g_ptr_array_index(p->cgroups, i));
 	status_rules(s, "guard-exe", p->exes, FALSE);
 	status_rules(s, "allow", p->allow, TRUE);
 	/* readable by every VMM, so libcprx can explain a refusal */

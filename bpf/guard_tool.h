@@ -72,7 +72,8 @@ struct cg_policy {
 	gboolean armed_only;
 	gboolean deny_userns;	/* guarded tasks may not create user namespaces */
 	GArray *uids;		/* guint32 */
-	GPtrArray *cgroups;	/* char *: cgroup v2 directories */
+	GPtrArray *cgroups;	/* char *: cgroup v2 directories (may not exist) */
+	GPtrArray *cgroup_rels;	/* char *: the same in the hierarchy ("/vmm") */
 	GArray *exes;		/* struct cg_rule: guard processes running these */
 	GArray *allow;		/* struct cg_rule: what guarded processes may exec */
 };
@@ -93,22 +94,28 @@ gboolean cg_policy_check(const struct cg_policy *p, GError **err);
 guint32 cg_rule_kdev(const struct cg_rule *r);
 /* Closes the rules' files, once the loader has their keys. */
 void cg_policy_close_files(struct cg_policy *p);
-/* A cgroup v2 directory's path inside the hierarchy ("/vmm"). */
-char *cg_cgroup_rel(const char *dir, GError **err);
+/*
+ * A cgroup v2 directory's path inside the hierarchy ("/vmm"), and its
+ * canonical path on the mount (*@real, if not NULL).  It need not exist
+ * (the guard follows the path); the part of it that exists must be on the
+ * cgroup2 mount.
+ */
+char *cg_cgroup_rel(const char *dir, char **real, GError **err);
 
 /* The cgroup2 file system's mount point (the hierarchy's root there). */
 gboolean cg_cgroup2_mount(char *mnt, size_t len, GError **err);
 
 /*
  * guard_canary.c: the load-time proof of enforcement.  prepare creates the
- * canary's cgroup *@dir and guards it through @slot of the `cgroups` map;
- * run execs a non-allowed binary there and is TRUE only if this guard
- * refused it (EPERM and its deny counter moved); remove undoes prepare.
+ * canary's cgroup *@dir (CG_CANARY_NAME under the cgroup2 root: level 1)
+ * and guards it through its cgroup slot, whose id is *@slot_id; run execs
+ * a non-allowed binary there and is TRUE only if this guard refused it
+ * (EPERM and its deny counter moved); remove undoes prepare.
  */
-gboolean cg_canary_prepare(int cgroups_fd, __u32 slot, char **dir,
-			   GError **err);
+#define CG_CANARY_LEVEL	1
+gboolean cg_canary_prepare(__u64 *slot_id, char **dir, GError **err);
 gboolean cg_canary_run(const char *dir, int stats_fd, GError **err);
-void cg_canary_remove(int cgroups_fd, __u32 slot, const char *dir);
+void cg_canary_remove(__u64 *slot_id, const char *dir);
 
 /* guard_options.c: the policy from --policy and the other load options. */
 struct cg_policy *cg_policy_from_options(GError **err);

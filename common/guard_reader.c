@@ -133,7 +133,7 @@ static int parse_cgroup(char *s, struct cprx_guard_cgroup *c)
 	return c->rel && c->mnt ? 0 : -1;
 }
 
-/* "<id> <path in cgroup2>": the id of the guard-cgroup at that path. */
+/* "<id> <path in cgroup2>": the cgroup an older guard holds at that path. */
 static void set_cgroup_id(struct cprx_guard_status *st, const char *val)
 {
 	unsigned long long id;
@@ -303,8 +303,9 @@ static bool cgroup2_mount(char *mnt, size_t len)
 
 /*
  * Is cgroup @path (in cgroup2) the cgroup @id or below it?  By the ids of
- * its ancestors' directories, as the kernel matches the directory it holds:
- * one re-created at the same path is another cgroup.  -1: cannot tell.
+ * its ancestors' directories, as an older guard (guard-cgroup-id) matched
+ * the directory it held at load: for it, one created at the same path again
+ * is another cgroup.  -1: cannot tell.
  */
 static int under_id(const char *path, uint64_t id)
 {
@@ -346,7 +347,11 @@ static bool same_file(const struct cprx_guard_file *f, const struct stat *st)
 	       f->ino == (uint64_t)st->st_ino;
 }
 
-/* Same selectors as the BPF side: real uid, cgroup v2, running binary. */
+/*
+ * Same selectors as the BPF side: real uid, cgroup v2 by path (the kernel
+ * follows the path: a directory created there again is guarded; an older
+ * guard's held directory by id), running binary.
+ */
 bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
 		       const char *cgroup_file, const char *exe_file,
 		       char *how, size_t len)

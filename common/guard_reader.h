@@ -21,10 +21,14 @@
  *   policy <file or "command line">
  *   guard-uid <uid>
  *   guard-cgroup <path in cgroup2> <mount path>
+ *                                      (whichever cgroup is at that path:
+ *                                       the guard follows it, so one removed
+ *                                       and created again is guarded)
  *   guard-cgroup-id <cgroup id> <path in cgroup2>
- *                                      (the directory the guard holds: a
- *                                       cgroup re-created at that path is
- *                                       another one, and not guarded)
+ *                                      (older guards only: they held the
+ *                                       directory there at load, and a
+ *                                       cgroup created at that path again
+ *                                       was not guarded)
  *   guard-exe fp:<hex> <path>
  *   allow <rule> fp:<hex> <path>
  *
@@ -75,7 +79,7 @@ struct cprx_guard_file {
 struct cprx_guard_cgroup {
 	char *rel;		/* as in /proc/self/cgroup ("/vmm") */
 	char *mnt;		/* on the file system ("/sys/fs/cgroup/vmm") */
-	uint64_t id;		/* its cgroup id (inode) at load; 0: not given */
+	uint64_t id;		/* an older guard's: the cgroup id it holds; 0: none */
 };
 
 struct cprx_guard_status {

@@ -494,21 +494,17 @@ TEST(sha256_known_vectors)
 	}
 }
 
-/*
- * The guard holds a cgroup directory, not a path: one removed and created
- * again at the same path is another cgroup, which the kernel does not
- * match.  The status gives the id; the prediction follows it.
- */
-TEST_F(g, recreated_cgroup_is_not_the_guarded_one)
+/* This process's cgroup v2 path (@rel) and its directory (@path), or false. */
+static bool own_cgroup(char *rel, size_t rlen, char *path, size_t plen)
 {
-	char line[4096], rel[4096] = "", mnt[4096] = "", path[8300], extra[16800];
+	char line[4096], mnt[4096] = "";
 	FILE *f = fopen("/proc/self/cgroup", "re");
-	struct stat sb;
 
+	*rel = '\0';
 	while (f && fgets(line, sizeof(line), f))
 		if (!strncmp(line, "0::", 3)) {
 			line[strcspn(line, "\n")] = '\0';
-			snprintf(rel, sizeof(rel), "%s", line + 3);
+			snprintf(rel, rlen, "%s", line + 3);
 		}
 	if (f)
 		fclose(f);
@@ -523,9 +519,49 @@ TEST_F(g, recreated_cgroup_is_not_the_guarded_one)
 	}
 	if (f)
 		fclose(f);
-	if (!*rel || !*mnt)
+	snprintf(path, plen, "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+	return *rel && *mnt;
+}
+
+/*
+ * The guard follows a guard-cgroup path: a directory removed and created
+ * again there (systemd's machine.slice) is guarded, and so is one created
+ * only after the load.  Its status names the path alone (no
+ * guard-cgroup-id), and the prediction goes by the path: whichever
+ * directory is there, or none yet.
+ */
+TEST_F(g, cgroup_guarded_by_path_whatever_its_directory)
+{
+	char rel[4096], path[8300], extra[16800];
+
+	if (!own_cgroup(rel, sizeof(rel), path, sizeof(path)))
 		SKIP(return, "no cgroup v2 membership or mount");
-	snprintf(path, sizeof(path), "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+	snprintf(extra, sizeof(extra), "guard-cgroup %s %s\n", rel, path);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, path));
+	/* a path below ours that does not exist: not us */
+	snprintf(extra, sizeof(extra), "guard-cgroup %s/cprx-not-yet "
+		 "/sys/fs/cgroup-nowhere/cprx-not-yet\n",
+		 strcmp(rel, "/") ? rel : "");
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_UNGUARDED, verdict(self->f.other, false, self->why,
+						self->hint));
+}
+
+/*
+ * An older guard held the directory at its path at load: one removed and
+ * created again there was another cgroup, which it did not match.  Its
+ * status gives the id; the prediction follows it.
+ */
+TEST_F(g, older_guard_by_id_recreated_cgroup_is_not_the_held_one)
+{
+	char rel[4096], path[8300], extra[16800];
+	struct stat sb;
+
+	if (!own_cgroup(rel, sizeof(rel), path, sizeof(path)))
+		SKIP(return, "no cgroup v2 membership or mount");
 	ASSERT_EQ(0, stat(path, &sb));
 	/* the directory we are in: guarded */
 	snprintf(extra, sizeof(extra), "guard-cgroup %s %s\nguard-cgroup-id %llu %s\n",

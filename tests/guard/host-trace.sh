@@ -7,7 +7,8 @@
 # programs with EPERM) cprx-guard must fall back to trace-only and say so at
 # load, in its status file and in `status`; the tp_btf tracepoints must
 # still record a cprx-vmm update's timeline, phases in order, with the
-# verdict the policy would have given.  Runs in trace mode on a kernel that
+# verdict the policy would have given; a guard-cgroup removed and created
+# again, or created after the load, must be followed.  Runs in trace mode on a kernel that
 # does have the BPF LSM, so it never refuses anything either way.  Needs
 # root; SKIPs without it, or when BPF is unavailable altogether.
 set -u
@@ -114,6 +115,49 @@ check "libcprx's view of the real status file: would refuse, NOT enforced" \
 
 kill "$GPID"; wait "$GPID"; GPID=
 check "foreground guard detaches and removes its status" test ! -e "$CPRX_GUARD_STATUS"
+
+# --- guard-cgroup is a path: created again, or only after the load, it is guarded ---
+CGM=$(sed -n 's|^[0-9]* [0-9]* [^ ]* / \([^ ]*\) .* - cgroup2 .*|\1|p' /proc/self/mountinfo | head -n1)
+CGA=$CGM/cprx-guard-host-a.$$ CGB=$CGM/cprx-guard-host-b.$$
+cg_exec() { # DIR PROGRAM ARGS...: prints the pid, then runs PROGRAM in cgroup DIR
+	bash -c 'echo $$; echo $$ >"$0/cgroup.procs" && exec "$@"' "$@"
+}
+cg_rmdir() { local i; for i in $(seq 50); do rmdir "$@" 2>/dev/null && return; sleep 0.1; done; }
+if [ -z "$CGM" ] || ! mkdir "$CGA" 2>/dev/null; then
+	skip "a guard-cgroup directory removed and created again is still guarded" \
+		"no writable cgroup2 mount here"
+	skip "a guard-cgroup created after the load is guarded" "no writable cgroup2 mount here"
+else
+	"$G" load --trace-only --guard-cgroup "$CGA" --guard-cgroup "$CGB/vm" \
+		--allow "$T/vmm" --trace --json >"$T/cg.jsonl" 2>"$T/cg.err" &
+	GPID=$!
+	for i in $(seq 100); do grep -q 'cprx-guard: tracing' "$T/cg.err" 2>/dev/null && break; sleep 0.1; done
+	cg_rmdir "$CGA"; mkdir "$CGA"
+	pid=$(cg_exec "$CGA" "$T/vmm-other" --version | head -n1)
+	out=$(cg_exec "$CGA" "$G" check "$T/vmm-other" 2>&1 | tail -n +2)
+	if $GT timeline "$T/cg.jsonl" --pid "${pid:-0}" --outcome exec \
+		--phases checked,committed --verdict would-deny >"$T/cg.chk" 2>&1 &&
+	   [[ $out == *": would-deny: "* ]]; then
+		ok "a guard-cgroup directory removed and created again is still guarded (kernel and libcprx)"
+	else
+		notok "a guard-cgroup directory removed and created again is still guarded"
+		diag "$T/cg.chk" "$T/cg.err"; echo "$out" | diag
+	fi
+	mkdir -p "$CGB/vm"
+	pid=$(cg_exec "$CGB/vm" "$T/vmm-other" --version | head -n1)
+	ppid_=$(cg_exec "$CGB" "$T/vmm-other" --version | head -n1)
+	if $GT timeline "$T/cg.jsonl" --pid "${pid:-0}" --outcome exec \
+		--phases checked,committed --verdict would-deny >"$T/cg2.chk" 2>&1 &&
+	   ! $GT timeline "$T/cg.jsonl" --pid "${ppid_:-0}" --outcome exec \
+		--phases checked,committed --wait 1 >>"$T/cg2.chk" 2>&1; then
+		ok "a guard-cgroup created after the load is guarded, its parent is not"
+	else
+		notok "a guard-cgroup created after the load is guarded, its parent is not"
+		diag "$T/cg2.chk" "$T/cg.err"
+	fi
+	kill "$GPID"; wait "$GPID" 2>/dev/null; GPID=
+	cg_rmdir "$CGA" "$CGB/vm"; cg_rmdir "$CGB"
+fi
 
 # --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
 bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms

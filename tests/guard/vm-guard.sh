@@ -9,8 +9,10 @@
 # phase in order; an exec of a binary that is not allow-listed gets EPERM
 # while the guest keeps running with RAM intact, and the message names the
 # guard's rule; armed-only refuses an unarmed exec; unguarded processes are
-# unaffected; a policy pinned in bpffs outlives the tool and detaches
-# cleanly; and the per-exec cost from kernel.bpf_stats_enabled.
+# unaffected; a guard-cgroup removed and created again, or created after the
+# load, is guarded; a policy with the most cgroups keeps its canary; a
+# policy pinned in bpffs outlives the tool and detaches cleanly; and the
+# per-exec cost from kernel.bpf_stats_enabled.
 set -u
 B=$(cd "$1" && pwd) KO=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,8 +40,18 @@ check() { # NAME COMMAND...: ok/not ok from the status, output as a diagnostic
 	fi
 }
 
-# Runs a command in the guarded cgroup.
-in_cg() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
+# Runs a command in cgroup DIR; in_cg: in the guarded cgroup.
+in_dir() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$@"; }
+in_cg() { in_dir "$CG" "$@"; }
+# rmdir once the last process has left (an exited one leaves asynchronously)
+cg_rmdir() { local i; for i in $(seq 50); do rmdir "$@" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+refused() { # NAME OUTPUT RC: EPERM/EACCES and a failure, or not ok
+	if [ "$3" != 0 ] && [[ $2 == *"Operation not permitted"* || $2 == *"Permission denied"* ]]; then
+		ok "$1: refused ($(echo "$2" | tail -n1 | cut -c1-120))"
+	else
+		notok "$1: not refused (rc $3)"; echo "$2" | diag
+	fi
+}
 
 # A foreground guard writing trace JSON lines to $T/$1.jsonl.
 GPID=
@@ -171,6 +183,48 @@ check "LSM list unreadable: ENFORCING only because the canary was refused" \
 	bash -c "'$G' status | grep -q 'ENFORCING (BPF LSM)' && grep -q 'canary refused' '$T/c3.out'"
 kill $c3 2>/dev/null; wait $c3 2>/dev/null
 
+# --- guard-cgroup is a path: created again, or only after the load, guarded -------
+# cgroup v2 has no rename: a path changes its cgroup by rmdir and mkdir only
+out=$(mv "$CG" "$CG.renamed" 2>&1); rc=$?
+[ $rc != 0 ] && [ -d "$CG" ] && ok "cgroup v2 refuses to rename a directory (${out##*: })" ||
+	{ notok "cgroup v2 refuses to rename a directory (rc $rc)"; mv "$CG.renamed" "$CG"; }
+LATER=/sys/fs/cgroup/cprx-guard-later
+guard_start g3 --guard-cgroup "$CG" --guard-cgroup "$LATER/vm" --allow "$VMM" --allow "$G" ||
+	diag "$T/g3.err"
+cg_rmdir "$CG" && mkdir "$CG" || notok "cannot remove and create $CG again"
+out=$(in_cg "$OTHER" --version 2>&1)
+refused "a guard-cgroup directory removed and created again: a new process in it" "$out" $?
+out=$(in_cg "$G" check "$OTHER" 2>&1)
+[[ $out == *": deny: "* ]] && ok "libcprx predicts it there (deny)" ||
+	{ notok "libcprx predicts it there (deny)"; echo "$out" | diag; }
+mkdir -p "$LATER/vm"
+out=$(in_dir "$LATER/vm" "$OTHER" --version 2>&1)
+refused "a guard-cgroup created only after the load: a process in it" "$out" $?
+check "its parent is not guarded" in_dir "$LATER" "$OTHER" --version
+check "an allow-listed binary runs in it" in_dir "$LATER/vm" "$VMM" --version
+guard_stop
+cg_rmdir "$LATER/vm" "$LATER"
+# every cgroup slot a policy may have, and still one for the canary
+max=$(sed -n 's/^#define CG_MAX_CGROUPS[[:space:]]*\([0-9]*\).*/\1/p' "$HERE/../../bpf/cprx_guard.h")
+cgs=()
+for ((i = 1; i <= ${max:-0} + 1; i++)); do
+	mkdir -p "/sys/fs/cgroup/cprx-guard-max$i"; cgs+=(--guard-cgroup "/sys/fs/cgroup/cprx-guard-max$i")
+done
+"$G" load --pin --pin-dir /sys/fs/bpf/cg-max --require-enforce "${cgs[@]:0:2*max}" \
+	--allow "$VMM" >"$T/max.out" 2>&1
+rc=$?
+if [ $rc = 0 ] && grep -q 'canary refused' "$T/max.out"; then
+	ok "a policy with $max cgroups (CG_MAX_CGROUPS) loads, and its canary is refused"
+else
+	notok "a policy with ${max:-?} cgroups (CG_MAX_CGROUPS) loads, its canary refused (exit $rc)"; diag "$T/max.out"
+fi
+"$G" detach --pin-dir /sys/fs/bpf/cg-max >/dev/null 2>&1
+out=$("$G" load --pin --pin-dir /sys/fs/bpf/cg-max "${cgs[@]}" --allow "$VMM" 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"too many rules"*" $max cgroups"* ]] &&
+	ok "one cgroup more is refused: $(echo "$out" | tail -n1 | cut -c1-100)" ||
+	{ notok "one cgroup more than $max is refused (exit $rc)"; echo "$out" | diag; "$G" detach --pin-dir /sys/fs/bpf/cg-max >/dev/null 2>&1; }
+for ((i = 1; i <= ${max:-0} + 1; i++)); do rmdir "/sys/fs/cgroup/cprx-guard-max$i"; done
+
 # --- armed-only, from a policy file ---------------------------------------------
 cat >"$T/armed.policy" <<EOF
 # vm-guard.sh
@@ -224,13 +278,6 @@ allow $B2/file.cgx
 allow $B2/plain
 armed-only yes
 POL
-refused() { # NAME OUTPUT RC: EPERM/EACCES and a failure, or not ok
-	if [ "$3" != 0 ] && [[ $2 == *"Operation not permitted"* || $2 == *"Permission denied"* ]]; then
-		ok "$1: refused ($(echo "$2" | tail -n1 | cut -c1-120))"
-	else
-		notok "$1: not refused (rc $3)"; echo "$2" | diag
-	fi
-}
 guard_start g5 --policy "$T/bypass.policy" || diag "$T/g5.err"
 
 # 1. a #! interpreter: checked as a stage of its own
