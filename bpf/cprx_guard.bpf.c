@@ -34,6 +34,8 @@
  *                            succeeded: session created, pins, armed,
  *                            retrieved, finished.  No hook runs on the
  *                            host's other ioctls.
+ *   raw_tp/cprx_session_end  and when a session dies without FINISH (closed,
+ *                            owner gone): no longer armed.
  *   iter/task_file           at load only: the rules' keys, computed by
  *                            file_key() from the loader's open rule files.
  *
@@ -654,6 +656,32 @@ int BPF_PROG(cg_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 		if (cfg_cgroup_levels[i] == level && cfg_cgroup_paths[i][0] &&
 		    !bpf_strncmp(buf, sizeof(buf), (const char *)cfg_cgroup_paths[i]))
 			cgroup_ids[i] = cgrp->kn->id;
+	}
+	return 0;
+}
+
+/*
+ * A session of @owner died without FINISH: its last fd closed, or the owner
+ * gone.  This may run in a work item or another process: the owner is
+ * @owner and @start, never current.  @left and @left_armed are what the
+ * owner still holds, so its state follows the module's: none armed, nothing
+ * is armed for its next exec; none at all, it holds no session.
+ */
+SEC("raw_tp/" CG_MOD_TP_END)
+int BPF_PROG(cg_cprx_end, unsigned int owner, __u64 start, unsigned int armed,
+	     unsigned int left, unsigned int left_armed)
+{
+	__u32 tgid = owner;
+	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+
+	if (!p || p->start != start)
+		return 0;
+	if (!left_armed)
+		p->flags &= ~P_ARMED;
+	if (!left) {
+		p->flags &= ~P_SESSION;
+		p->pins = 0;
+		p->retrieved = 0;
 	}
 	return 0;
 }

@@ -317,45 +317,56 @@ static gboolean has_lsm_hook(const char *name)
 }
 
 /*
- * cprx.ko's tracepoint is where armed-only learns that a session is armed:
- * without the module loaded, attaching it fails, and armed-only could only
- * refuse every update.  Say so at load instead.
+ * cprx.ko's tracepoints are where armed-only learns that a session is armed
+ * and that it is not any more: without the module loaded, or with one that
+ * lacks either, armed-only could only refuse every update, or go on
+ * believing a closed session armed.  Say so at load instead.  The end is
+ * attached first: an arm the guard sees is never missing its end.
  */
 static gboolean attach_module_tp(struct guard *g, const struct cg_policy *p,
 				 GError **err)
 {
+	struct bpf_program *progs[] = { g->skel->progs.cg_cprx_end,
+					 g->skel->progs.cg_cprx_ioctl };
 	GError *e = NULL;
+	size_t i;
 
 	if (!g_file_test(CPRX_MODULE, G_FILE_TEST_IS_DIR)) {
 		if (p->armed_only) {
 			g_set_error(err, CG_ERROR, ENOENT, "armed-only needs "
-				    "cprx.ko loaded (its tracepoint %s says when "
-				    "a session is armed): modprobe cprx, then "
-				    "load the guard again", CG_MOD_TRACEPOINT);
+				    "cprx.ko loaded (its tracepoints %s and %s "
+				    "say when a session is armed and when it "
+				    "ends): modprobe cprx, then load the guard "
+				    "again", CG_MOD_TRACEPOINT, CG_MOD_TP_END);
 			return FALSE;
 		}
 		g_printerr("cprx-guard: cprx.ko is not loaded: its sessions are "
 			   "not traced (load it before the guard)\n");
 		return TRUE;
 	}
-	if (attach_one(g, g->skel->progs.cg_cprx_ioctl, &e))
-		return TRUE;
-	if (p->armed_only) {
-		g_set_error(err, CG_ERROR, e->code, "armed-only needs cprx.ko's "
-			    "tracepoint %s (%s): install the cprx.ko of this "
-			    "release", CG_MOD_TRACEPOINT, e->message);
-		g_error_free(e);
-		return FALSE;
+	for (i = 0; i < G_N_ELEMENTS(progs); i++) {
+		if (attach_one(g, progs[i], &e))
+			continue;
+		if (p->armed_only) {
+			g_set_error(err, CG_ERROR, e->code, "armed-only needs "
+				    "cprx.ko's tracepoints %s and %s (%s): "
+				    "install the cprx.ko of this release",
+				    CG_MOD_TRACEPOINT, CG_MOD_TP_END,
+				    e->message);
+			g_error_free(e);
+			return FALSE;
+		}
+		g_printerr("cprx-guard: warning: %s; cprx.ko sessions are not "
+			   "fully traced\n", e->message);
+		g_clear_error(&e);
 	}
-	g_printerr("cprx-guard: warning: %s; cprx.ko sessions are not "
-		   "traced\n", e->message);
-	g_error_free(e);
 	return TRUE;
 }
 
 /*
  * Which programs each mode loads, by the skeleton's handles; the
- * iterator, cprx.ko's tracepoint and cgroup_mkdir are attached on their own.
+ * iterator, cprx.ko's tracepoints and cgroup_mkdir are attached on their
+ * own.
  */
 static void choose_programs(struct cprx_guard_bpf *s,
 			    const struct cg_policy *p, enum guard_mode mode)
@@ -390,6 +401,7 @@ static gboolean attach_all(struct guard *g, const struct cg_policy *p,
 		if (!bpf_program__autoload(prog) ||
 		    prog == s->progs.cg_rule_keys ||
 		    prog == s->progs.cg_cprx_ioctl ||
+		    prog == s->progs.cg_cprx_end ||
 		    prog == s->progs.cg_cgroup_mkdir)
 			continue;
 		if (!attach_one(g, prog, err))

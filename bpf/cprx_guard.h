@@ -38,10 +38,13 @@
 #define CG_ARM_CANCEL		1u
 
 /*
- * cprx.ko's tracepoint after every ioctl that succeeded (kernel/cprx_trace.h):
- * (cmd, pins, armed).  Attached as a raw tracepoint: the module has no BTF.
+ * cprx.ko's tracepoints (kernel/cprx_trace.h), attached as raw tracepoints:
+ * the module has no BTF.  After every ioctl that succeeded: (cmd, pins,
+ * armed).  When a session dies without FINISH: (owner, start, armed, left,
+ * left_armed).
  */
 #define CG_MOD_TRACEPOINT	"cprx_ioctl_done"
+#define CG_MOD_TP_END		"cprx_session_end"
 
 /* One record of the ring buffer; the phases of an update, in order. */
 enum cg_event_type {

@@ -154,7 +154,8 @@ fail:
 
 static const char *const prog_names[] = {
 	"cg_bprm_check", "cg_file_ioctl", "cg_file_fcntl", "cg_exec",
-	"cg_sys_enter", "cg_sys_exit", "cg_bench_check", NULL,
+	"cg_sys_enter", "cg_sys_exit", "cg_bench_check",
+	"cg_cprx_ioctl", "cg_cprx_end", NULL,
 };
 
 int cg_find_progs(struct cg_loaded_prog *out, int max)

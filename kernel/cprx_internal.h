@@ -62,6 +62,8 @@ struct cprx_pin {
  * @nr_pins: entries in @pins (read locklessly by /proc: WRITE_ONCE)
  * @name: unique among the owner's live sessions, printable ASCII
  * @owner: tgid of the creator; only it may use or retrieve the session
+ * @owner_start: its leader's start time: with the tgid, cprx-guard's name
+ *	for the owner (cprx_trace.h), which a reused pid does not take
  * @uid: euid of the creator
  * @user: what @uid is charged for this session and its pins
  * @created: for the age /proc shows
@@ -97,6 +99,7 @@ struct cprx_session {
 	unsigned int nr_pins;
 	char name[CPRX_SESSION_NAME_LEN];
 	struct pid *owner;
+	u64 owner_start;
 	kuid_t uid;
 	struct cprx_user *user;
 	ktime_t created;

@@ -79,14 +79,47 @@ static void set_image(struct cprx_session *s, struct mm_struct *mm)
 	s->image_mm = mm;
 }
 
+/*
+ * Tells cprx-guard that @s died (cprx_trace.h) and what its owner still
+ * holds, counted after @s was marked dead so that it is not among them.
+ */
+static void announce_end(struct cprx_session *s, bool was_armed)
+{
+	unsigned int left = 0, left_armed = 0;
+	struct cprx_session *o;
+
+	if (!trace_cprx_session_end_enabled())
+		return;
+	mutex_lock(&cprx_sessions_lock);
+	list_for_each_entry(o, &cprx_sessions, node) {
+		if (o->owner != s->owner || READ_ONCE(o->dead))
+			continue;
+		left++;
+		left_armed += READ_ONCE(o->armed);
+	}
+	mutex_unlock(&cprx_sessions_lock);
+	trace_cprx_session_end(pid_nr(s->owner), s->owner_start, was_armed,
+			       left, left_armed);
+}
+
+/*
+ * Where a session dies unless it finished: owner gone, or last file closed.
+ * Called without cprx_sessions_lock, from any task or a work item.
+ */
 static void kill_session(struct cprx_session *s)
 {
+	bool was_live, was_armed;
+
 	mutex_lock(&s->lock);
+	was_live = !s->dead;
+	was_armed = s->armed;
 	drop_pins(s);
 	disarm(s);
 	set_image(s, NULL);
 	WRITE_ONCE(s->dead, true);
 	mutex_unlock(&s->lock);
+	if (was_live)
+		announce_end(s, was_armed);
 }
 
 /* Has every thread of the owner exited? */
@@ -147,6 +180,8 @@ static void session_free(struct kref *ref)
 	mutex_unlock(&cprx_sessions_lock);
 	/* no wakeup can queue the work once the entry is off the queue */
 	remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
+	/* closed before FINISH: armed or not, it ends here, and says so */
+	kill_session(s);
 	session_destroy(s);
 }
 
@@ -211,6 +246,7 @@ static struct cprx_session *session_alloc(const char *name)
 	hash_init(s->pins);
 	strscpy(s->name, name, sizeof(s->name));
 	s->owner = get_pid(task_tgid(current));
+	s->owner_start = current->group_leader->start_time;
 	s->uid = current_euid();
 	set_image(s, current->mm);
 	s->created = ktime_get();

@@ -8,9 +8,10 @@
 # allow-listed live update of cprx-vmm succeeds and its timeline lists every
 # phase in order; an exec of a binary that is not allow-listed gets EPERM
 # while the guest keeps running with RAM intact, and the message names the
-# guard's rule; armed-only refuses an unarmed exec; unguarded processes are
-# unaffected; a guard-cgroup removed and created again, or created after the
-# load, is guarded; a policy with the most cgroups keeps its canary; a
+# guard's rule; armed-only refuses an unarmed exec, and one whose armed
+# session was closed before it (cprx.ko's session end); unguarded processes
+# are unaffected; a guard-cgroup removed and created again, or created after
+# the load, is guarded; a policy with the most cgroups keeps its canary; a
 # policy pinned in bpffs outlives the tool and detaches cleanly; and the
 # per-exec cost from kernel.bpf_stats_enabled.
 set -u
@@ -327,6 +328,40 @@ for name, cmd in (("/tmp/cprx", 0xE700), ("/tmp/[cprx-session]", 0xE742)):
 os.execv(sys.argv[1], [sys.argv[1], "--version"])' "$VMM" 2>&1)
 refused "armed-only: a VMM with forged /tmp/cprx ioctls may not exec unarmed" "$out" $?
 rm -f /tmp/cprx '/tmp/[cprx-session]'
+
+# 4b. armed-only follows cprx.ko: a session that ends without FINISH (its fd
+# closed) is armed no more, and of two sessions the one left decides.
+# SCENARIO: c<name> create, a<name> arm, x<name> close; then exec the VMM.
+sessions_then_exec() {
+	in_cg "$PY" -c '
+import fcntl, os, struct, sys
+dev = os.open("/dev/cprx", os.O_RDWR)
+fds = {}
+for op in sys.argv[2].split(","):
+    verb, name = op[0], op[1:]
+    if verb == "c":
+        a = bytearray(struct.pack("=II64sii", 80, 0, name.encode(), -1, 0))
+        fcntl.ioctl(dev, 0xE700, a)
+        fds[name] = struct.unpack_from("=i", a, 72)[0]
+    elif verb == "a":
+        fcntl.ioctl(fds[name], 0xE742, struct.pack("=II", 8, 0))
+    else:
+        os.close(fds.pop(name))
+os.execv(sys.argv[1], [sys.argv[1], "--version"])' "$VMM" "$1" 2>&1
+}
+runs() { # NAME OUTPUT RC
+	[ "$3" = 0 ] && ok "$1: runs" || { notok "$1: refused (rc $3)"; echo "$2" | diag; }
+}
+out=$(sessions_then_exec cA,aA); rc=$?
+runs "armed-only: a VMM with an armed session may exec" "$out" $rc
+out=$(sessions_then_exec cA,aA,xA); rc=$?
+refused "armed-only: a VMM that armed a session, then closed it, may not exec" "$out" $rc
+out=$(sessions_then_exec cA,cB,aA,xA); rc=$?
+refused "armed-only: two sessions, the armed one closed: may not exec" "$out" $rc
+out=$(sessions_then_exec cA,cB,aA,xB); rc=$?
+runs "armed-only: two sessions, the unarmed one closed: the armed one still counts" "$out" $rc
+out=$(sessions_then_exec cA,cB,aA,aB,xA); rc=$?
+runs "armed-only: two armed sessions, one closed: the other still counts" "$out" $rc
 
 # 5. ptrace / /proc/PID/mem hand-off to an unguarded process
 sleep 300 &

@@ -541,28 +541,14 @@ TEST_F(kmod, process_with_own_table_thread_killed)
 /* Sends its own session fd into a socket the session pins, and exits. */
 static void scm_cycle(long unused)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	char c = 0;
-	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
-	struct msghdr m = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
-	};
 	int sfd = create(open_dev(), SESS), mfd = memfd_pattern(64 << 20, 0);
-	int s[2];
+	int s[2], ret;
 
 	(void)unused;
 	CHECK(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), "%m");
 	CHECK(!preserve(sfd, mfd, 1) && !preserve(sfd, s[1], 2), "preserve");
-	memset(&u, 0, sizeof(u));
-	u.h.cmsg_level = SOL_SOCKET;
-	u.h.cmsg_type = SCM_RIGHTS;
-	u.h.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&u.h), &sfd, sizeof(int));
-	CHECK(sendmsg(s[0], &m, 0) == 1, "sendmsg: %m");
+	ret = send_fd(s[0], sfd);
+	CHECK(!ret, "sendmsg: %s", strerror(-ret));
 	/* no session fd left in our table: flush() will not see the exit */
 	close(sfd);
 }

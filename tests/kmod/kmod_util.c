@@ -427,6 +427,56 @@ void report(int fd, int val)
 	CHECK(write(fd, &val, sizeof(val)) == sizeof(val), "report: %m");
 }
 
+/* Sends @fd over the unix socket @sock (one byte with it): 0 or -errno. */
+int send_fd(int sock, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	char c = 0;
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr m = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+
+	memset(&u, 0, sizeof(u));
+	u.h.cmsg_level = SOL_SOCKET;
+	u.h.cmsg_type = SCM_RIGHTS;
+	u.h.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&u.h), &fd, sizeof(int));
+	return sendmsg(sock, &m, 0) == 1 ? 0 : -errno;
+}
+
+/* The fd send_fd() sent over @sock, close-on-exec, or -errno. */
+int recv_fd(int sock)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	char c;
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr m = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *h;
+	ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	int fd;
+
+	if (n < 0)
+		return -errno;
+	if (n != 1)
+		return -EPIPE;
+	h = CMSG_FIRSTHDR(&m);
+	if (!h || h->cmsg_type != SCM_RIGHTS)
+		return -EBADMSG;
+	memcpy(&fd, CMSG_DATA(h), sizeof(int));
+	return fd;
+}
+
 void sleep_forever(void)
 {
 	for (;;)

@@ -129,6 +129,8 @@ long long memfd_bad(int fd, size_t size, unsigned int seed);
 int nofile_at_least(rlim_t n);
 int read_report(int fd, int *val, int ms);
 void report(int fd, int val);
+int send_fd(int sock, int fd);
+int recv_fd(int sock);
 __attribute__((noreturn))
 void sleep_forever(void);
 

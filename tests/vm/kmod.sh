@@ -51,5 +51,5 @@ esac
 exec tests/vm/run.sh --kernel "$kernel" --timeout "$timeout" \
 	--append "slub_debug=FZP,kmalloc-cg-4k" -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
-	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,fuzz,batch,perf,attack} \
+	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,trace,fuzz,batch,perf,attack} \
 	"${updates[@]}"
