@@ -25,6 +25,8 @@ _Static_assert(CG_MAX_RULES <= CPRX_GUARD_MAX_RULES,
 _Static_assert(CG_MAX_UIDS <= CPRX_GUARD_MAX_SEL &&
 	       CG_MAX_CGROUPS <= CPRX_GUARD_MAX_SEL,
 	       "selectors beyond the status parser's limit");
+_Static_assert(CPRX_GUARD_OBJ_NAME == BPF_OBJ_NAME_LEN,
+	       "program and map names as the kernel keeps them");
 
 static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
 {
