@@ -16,10 +16,11 @@
       FILE holds `cprx-guard status --json`: checks the programs it lists
       are exactly the ids of STATUS's prog lines, N of them, each name of
       --want once, none of the ids of --not.
-  guardtest.py decoy NAME [--type socket_filter|raw_tracepoint]
-      Loads a do-nothing BPF program called NAME (x86-64 bpf(2)), prints
-      its id and holds it until killed: a program named like the guard's
-      that is not the guard's.
+  guardtest.py decoy NAME[:TYPE] ...
+      Loads a do-nothing BPF program called NAME of TYPE (socket_filter,
+      the default, or raw_tracepoint) for each, by x86-64 bpf(2), prints
+      their ids, one a line, and holds them until killed: programs named
+      like the guard's that are not the guard's.
 
 Prints what it found; exit 0 when the check holds, 1 otherwise.
 """
@@ -176,21 +177,29 @@ def bpf(cmd, attr):
     return r
 
 
-def cmd_decoy(a):
-    # r0 = 0; exit
+def load_decoy(name, ptype):
+    """A program that returns 0, called @name: its id (the fd stays open)."""
     insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xb7, 0, 0, 0,
                                                     0x95, 0, 0, 0), 16)
     lic = ctypes.create_string_buffer(b"GPL")
     attr = bytearray(128)
-    struct.pack_into("<IIQQ", attr, 0, PROG_TYPES[a.type], 2,
+    struct.pack_into("<IIQQ", attr, 0, PROG_TYPES[ptype], 2,
                      ctypes.addressof(insns), ctypes.addressof(lic))
-    attr[48:48 + len(a.name)] = a.name.encode()[:15]
+    attr[48:48 + min(len(name), 15)] = name.encode()[:15]
     fd = bpf(BPF_PROG_LOAD, attr)
     info = ctypes.create_string_buffer(256)
     attr = bytearray(128)
     struct.pack_into("<IIQ", attr, 0, fd, 256, ctypes.addressof(info))
     bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
-    print(struct.unpack_from("<I", info.raw, 4)[0], flush=True)
+    return struct.unpack_from("<I", info.raw, 4)[0]
+
+
+def cmd_decoy(a):
+    ids = []
+    for spec in a.specs:
+        name, _, ptype = spec.partition(":")
+        ids.append(load_decoy(name, ptype or "socket_filter"))
+    print("\n".join(map(str, ids)), flush=True)
     signal.pause()
     return 0
 
@@ -220,8 +229,7 @@ def main():
     p.add_argument("--not", dest="exclude", default="")
     p.add_argument("--count", type=int)
     d = sub.add_parser("decoy")
-    d.add_argument("name")
-    d.add_argument("--type", choices=sorted(PROG_TYPES), default="socket_filter")
+    d.add_argument("specs", nargs="+", metavar="NAME[:TYPE]")
     a = ap.parse_args()
     return {"timeline": cmd_timeline, "update": cmd_update,
             "overhead": cmd_overhead, "programs": cmd_programs,

@@ -73,8 +73,7 @@ for l in open(sys.argv[1]):
         print(json.loads(l)["pid"]); break' "$1"; }
 
 # Program ids: those `status --json` lists; whether any of them is loaded.
-ids_of() { python3 -c 'import json,sys
-print(" ".join(str(p["id"]) for p in json.load(open(sys.argv[1]))["programs"]))' "$1"; }
+ids_of() { grep -o '"id":[0-9]*' "$1" | cut -d: -f2 | paste -sd' '; }
 loaded() { local id; for id; do bpftool prog show id "$id" >/dev/null 2>&1 && return 0; done; return 1; }
 
 # The libcprx in this build explains guard refusals (common/guard_reader.c linked)?
@@ -105,12 +104,10 @@ check status-enforcing bash -c "'$G' status | tee /dev/stderr | grep -q 'ENFORCI
 # --- the guard's programs by identity, never by name -------------------------------
 # Decoys, held until the end: a socket filter called cg_exec and a raw
 # tracepoint called cg_cprx_ioctl (the name and type of one of the guard's).
-$GT decoy cg_exec >"$T/decoy1" 2>&1 &
+$GT decoy cg_exec cg_cprx_ioctl:raw_tracepoint >"$T/decoys" 2>&1 &
 DECOYS=$!
-$GT decoy cg_cprx_ioctl --type raw_tracepoint >"$T/decoy2" 2>&1 &
-DECOYS="$DECOYS $!"
-for i in $(seq 100); do [ -s "$T/decoy1" ] && [ -s "$T/decoy2" ] && break; sleep 0.1; done
-D1=$(head -n1 "$T/decoy1") D2=$(head -n1 "$T/decoy2")
+for i in $(seq 300); do [ "$(wc -l <"$T/decoys")" -ge 2 ] && break; sleep 0.1; done
+D1=$(sed -n 1p "$T/decoys") D2=$(sed -n 2p "$T/decoys")
 check "decoys loaded: socket filter cg_exec (id $D1), raw tracepoint cg_cprx_ioctl (id $D2)" \
 	bash -c "bpftool prog show id '$D1' && bpftool prog show id '$D2'"
 "$G" status --json >"$T/fg.json"
@@ -119,7 +116,7 @@ check "status lists the foreground guard's programs: the ids its status records,
 	--want cg_bprm_check,cg_exec,cg_fork,cg_cprx_ioctl --count "$(grep -c ' attached$' "$T/g1.jsonl")"
 # ids wrap: a recorded id counts only while it names that type and name
 printf 'cprx-guard 1\nstate enforcing\nmode enforce\npid %s\npolicy forged\nprog %s 26 cg_exec\nprog %s 17 cg_cprx_ioctl\n' \
-	"${DECOYS%% *}" "$D1" "$D2" >"$T/forged.status"
+	"$DECOYS" "$D1" "$D2" >"$T/forged.status"
 CPRX_GUARD_STATUS=$T/forged.status "$G" status --json >"$T/forged.json"
 check "a recorded id counts only while it names a program of the recorded type and name" \
 	$GT programs "$T/forged.json" --want cg_cprx_ioctl --not "$D1" --count 1
