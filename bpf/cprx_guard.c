@@ -95,10 +95,15 @@ static const char *why_refused(int err)
 /* Which programs: the LSM, its trace-only fallback, or the benchmark. */
 enum guard_mode { GM_LSM, GM_FALLBACK, GM_BENCH };
 
+/* Every program of the object fits the status file's prog lines. */
+_Static_assert(sizeof(((struct cprx_guard_bpf *)0)->progs) /
+	       sizeof(struct bpf_program *) <= CPRX_GUARD_MAX_PROGS,
+	       "more guard programs than the status parser takes");
+
 struct guard {
 	struct cprx_guard_bpf *skel;
-	struct bpf_link *links[16];
-	const char *names[16];
+	struct bpf_link *links[CPRX_GUARD_MAX_PROGS];
+	const char *names[CPRX_GUARD_MAX_PROGS];
 	int nr_links;
 	enum guard_mode mode;
 	gboolean fallback;	/* anything but the LSM: nothing enforced */
@@ -224,6 +229,52 @@ static void guard_close(struct guard *g)
 	g->nr_links = 0;
 	cprx_guard_bpf__destroy(g->skel);
 	g->skel = NULL;
+}
+
+/* What the status file records of the guard: its programs and maps, by id. */
+static void guard_ids(const struct guard *g, struct cprx_guard_ids *ids)
+{
+	struct bpf_map *maps[] = { g->skel->maps.stats, g->skel->maps.events };
+	struct cprx_guard_obj *o;
+	struct cg_loaded_prog lp;
+	unsigned int i;
+
+	_Static_assert(G_N_ELEMENTS(maps) <= CPRX_GUARD_MAX_MAPS,
+		       "more maps than the status parser takes");
+	memset(ids, 0, sizeof(*ids));
+	for (i = 0; i < (unsigned int)g->nr_links; i++) {
+		if (!cg_link_prog(bpf_link__fd(g->links[i]), &lp))
+			continue;
+		o = &ids->progs[ids->nr_progs++];
+		o->id = lp.id;
+		o->type = lp.type;
+		g_strlcpy(o->name, lp.name, sizeof(o->name));
+	}
+	for (i = 0; i < G_N_ELEMENTS(maps); i++)
+		if (cg_map_obj(bpf_map__fd(maps[i]), &ids->maps[ids->nr_maps]))
+			ids->nr_maps++;
+}
+
+int cg_object_progs(struct cg_loaded_prog *out, int max)
+{
+	struct cprx_guard_bpf *s = cprx_guard_bpf__open();
+	struct bpf_program *prog;
+	int n = 0;
+
+	if (!s)
+		return 0;
+	bpf_object__for_each_program(prog, s->obj) {
+		if (n >= max)
+			break;
+		memset(&out[n], 0, sizeof(out[n]));
+		out[n].type = bpf_program__type(prog);
+		/* as the kernel keeps it: BPF_OBJ_NAME_LEN - 1 characters */
+		g_strlcpy(out[n].name, bpf_program__name(prog),
+			  sizeof(out[n].name));
+		n++;
+	}
+	cprx_guard_bpf__destroy(s);
+	return n;
 }
 
 /* The canary's cgroup in the slot after the policy's (see set_policy). */
@@ -726,6 +777,7 @@ static void unswap_pins(const char *old_dir)
 int cg_cmd_load(char **args)
 {
 	g_autofree char *why = NULL, *old_pins = NULL;
+	struct cprx_guard_ids ids;
 	struct cg_policy *p;
 	struct guard g = { 0 };
 	GError *err = NULL;
@@ -760,9 +812,10 @@ int cg_cmd_load(char **args)
 	}
 	if (cg_opt.pin && !pin_guard(&g, &old_pins, &err))
 		goto fail;
+	guard_ids(&g, &ids);
 	if (!cg_status_write(p, cg_status_file(), enforcing, why,
 			     cg_opt.pin ? 0 : (long)getpid(),
-			     cg_opt.pin ? cg_pin_dir() : NULL, &err)) {
+			     cg_opt.pin ? cg_pin_dir() : NULL, &ids, &err)) {
 		if (old_pins)
 			unswap_pins(old_pins);
 		else if (cg_opt.pin)

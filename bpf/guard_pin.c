@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * A loaded guard outside the loader: its links and maps pinned in bpffs
- * (so the policy outlives the tool), its programs and maps found among
- * those in the kernel, and the `detach` verb, which removes it either way.
+ * (so the policy outlives the tool), its programs and maps found by
+ * identity (its pins, or the ids its status file records; never by name),
+ * and the `detach` verb, which removes it either way.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -150,80 +152,246 @@ fail:
 	return FALSE;
 }
 
-/* --- finding a loaded guard ------------------------------------------- */
+/* --- finding a loaded guard: by identity, never by name ---------------- */
 
-static const char *const prog_names[] = {
-	"cg_bprm_check", "cg_file_ioctl", "cg_file_fcntl", "cg_exec",
-	"cg_sys_enter", "cg_sys_exit", "cg_bench_check",
-	"cg_cprx_ioctl", "cg_cprx_end", NULL,
-};
-
-int cg_find_progs(struct cg_loaded_prog *out, int max)
+/* Program @id, if it is still loaded. */
+static gboolean prog_by_id(__u32 id, struct cg_loaded_prog *lp)
 {
-	__u32 id = 0;
+	struct bpf_prog_info info = { 0 };
+	__u32 len = sizeof(info);
+	int fd = bpf_prog_get_fd_by_id(id);
+	gboolean ok;
+
+	if (fd < 0)
+		return FALSE;
+	ok = !bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	if (!ok)
+		return FALSE;
+	memset(lp, 0, sizeof(*lp));
+	lp->id = info.id;
+	lp->type = info.type;
+	g_strlcpy(lp->name, info.name, sizeof(lp->name));
+	lp->run_cnt = info.run_cnt;
+	lp->run_time_ns = info.run_time_ns;
+	return TRUE;
+}
+
+/* Ids are reused once they wrap: the same id of another type or name is not it. */
+static gboolean same_prog(const struct cg_loaded_prog *a, __u32 id, __u32 type,
+			  const char *name)
+{
+	return a->id == id && a->type == type && !strcmp(a->name, name);
+}
+
+gboolean cg_link_prog(int link_fd, struct cg_loaded_prog *lp)
+{
+	struct bpf_link_info info = { 0 };
+	__u32 len = sizeof(info);
+
+	return link_fd >= 0 && !bpf_obj_get_info_by_fd(link_fd, &info, &len) &&
+	       prog_by_id(info.prog_id, lp);
+}
+
+gboolean cg_map_obj(int map_fd, struct cprx_guard_obj *o)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+
+	if (map_fd < 0 || bpf_obj_get_info_by_fd(map_fd, &info, &len))
+		return FALSE;
+	o->id = info.id;
+	o->type = info.type;
+	g_strlcpy(o->name, info.name, sizeof(o->name));
+	return TRUE;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	const struct cg_loaded_prog *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int cg_pinned_progs(const char *dir, struct cg_loaded_prog *out, int max)
+{
+	struct dirent *d;
+	DIR *dd = opendir(dir);
+	int n = 0, fd;
+
+	while (dd && n < max && (d = readdir(dd))) {
+		g_autofree char *f = NULL;
+
+		if (!g_str_has_prefix(d->d_name, "link_"))
+			continue;
+		f = g_build_filename(dir, d->d_name, NULL);
+		fd = bpf_obj_get(f);
+		if (cg_link_prog(fd, &out[n]))
+			n++;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (dd)
+		closedir(dd);
+	qsort(out, n, sizeof(*out), by_id);	/* in load order, as from ids */
+	return n;
+}
+
+/* The programs whose ids @ids recorded, those still the same programs. */
+static int progs_by_ids(const struct cprx_guard_ids *ids,
+			struct cg_loaded_prog *out, int max)
+{
+	const struct cprx_guard_obj *o;
+	unsigned int i;
 	int n = 0;
 
-	while (n < max && !bpf_prog_get_next_id(id, &id)) {
-		struct bpf_prog_info info = { 0 };
-		__u32 len = sizeof(info);
-		struct cg_loaded_prog *lp = &out[n];
-		int fd = bpf_prog_get_fd_by_id(id);
-
-		if (fd < 0)
-			continue;
-		memset(lp, 0, sizeof(*lp));
-		info.nr_map_ids = G_N_ELEMENTS(lp->map_ids);
-		info.map_ids = (__u64)(unsigned long)lp->map_ids;
-		if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
-		    g_strv_contains((const char *const *)prog_names, info.name)) {
-			lp->id = info.id;
-			g_strlcpy(lp->name, info.name, sizeof(lp->name));
-			lp->run_cnt = info.run_cnt;
-			lp->run_time_ns = info.run_time_ns;
-			lp->nr_maps = MIN(info.nr_map_ids, G_N_ELEMENTS(lp->map_ids));
+	for (i = 0; i < ids->nr_progs && n < max; i++) {
+		o = &ids->progs[i];
+		if (prog_by_id(o->id, &out[n]) &&
+		    same_prog(&out[n], o->id, o->type, o->name))
 			n++;
-		}
-		close(fd);
 	}
 	return n;
 }
 
-int cg_find_map(const struct cg_loaded_prog *progs, int n, const char *name)
+int cg_find_progs(const struct cprx_guard_status *st,
+		  struct cg_loaded_prog *out, int max)
 {
-	int i, fd;
-	__u32 j;
+	if (*st->pinned)
+		return cg_pinned_progs(st->pinned, out, max);
+	return progs_by_ids(&st->ids, out, max);
+}
 
-	for (i = 0; i < n; i++) {
-		for (j = 0; j < progs[i].nr_maps; j++) {
-			struct bpf_map_info info = { 0 };
-			__u32 len = sizeof(info);
+/* An fd on the map @o recorded, if its id still names that map. */
+static int map_by_obj(const struct cprx_guard_obj *o)
+{
+	struct cprx_guard_obj now;
+	int fd = bpf_map_get_fd_by_id(o->id);
 
-			fd = bpf_map_get_fd_by_id(progs[i].map_ids[j]);
-			if (fd < 0)
-				continue;
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
-			    !strcmp(info.name, name))
-				return fd;
-			close(fd);
+	if (fd >= 0 && cg_map_obj(fd, &now) && now.type == o->type &&
+	    !strcmp(now.name, o->name))
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+int cg_find_map(const struct cprx_guard_status *st, const char *name)
+{
+	g_autofree char *pin = NULL;
+	unsigned int i;
+
+	if (*st->pinned) {
+		pin = g_build_filename(st->pinned, name, NULL);
+		return bpf_obj_get(pin);
+	}
+	for (i = 0; i < st->ids.nr_maps; i++)
+		if (!strcmp(st->ids.maps[i].name, name))
+			return map_by_obj(&st->ids.maps[i]);
+	return -1;
+}
+
+static gboolean has_id(const struct cg_loaded_prog *progs, int n, __u32 id)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (progs[i].id == id)
+			return TRUE;
+	return FALSE;
+}
+
+int cg_lookalikes(const struct cg_loaded_prog *known, int nknown,
+		  struct cg_loaded_prog *out, int max)
+{
+	struct cg_loaded_prog like[CPRX_GUARD_MAX_PROGS];
+	int nlike = cg_object_progs(like, G_N_ELEMENTS(like)), n = 0, i;
+	__u32 id = 0;
+
+	while (n < max && !bpf_prog_get_next_id(id, &id)) {
+		if (has_id(known, nknown, id) || !prog_by_id(id, &out[n]))
+			continue;
+		for (i = 0; i < nlike; i++) {
+			if (same_prog(&out[n], id, like[i].type, like[i].name)) {
+				n++;
+				break;
+			}
 		}
 	}
-	return -1;
+	return n;
 }
 
 /* --- the `detach` verb ------------------------------------------------- */
 
-static gboolean progs_gone(void)
+/* Adds @more to @all (*@n of @max) but the ids @all has already. */
+static void add_progs(struct cg_loaded_prog *all, int *n, int max,
+		      const struct cg_loaded_prog *more, int m)
 {
-	struct cg_loaded_prog progs[8];
-	int tries;
+	int i;
+
+	for (i = 0; i < m && *n < max; i++)
+		if (!has_id(all, *n, more[i].id))
+			all[(*n)++] = more[i];
+}
+
+/*
+ * The guard's own programs, before anything is removed: those of the
+ * loaded guard @st (may be NULL) and of the links pinned in the pin dir.
+ */
+static int own_progs(const struct cprx_guard_status *st,
+		     struct cg_loaded_prog *own, int max)
+{
+	struct cg_loaded_prog p[CPRX_GUARD_MAX_PROGS];
+	int n = 0;
+
+	if (st)
+		add_progs(own, &n, max, p, cg_find_progs(st, p, G_N_ELEMENTS(p)));
+	add_progs(own, &n, max, p, cg_pinned_progs(cg_pin_dir(), p,
+						   G_N_ELEMENTS(p)));
+	return n;
+}
+
+/* Which of @own are still loaded, as "name (id N)" words; "" when none. */
+static char *still_loaded(const struct cg_loaded_prog *own, int n)
+{
+	GString *s = g_string_new(NULL);
+	struct cg_loaded_prog now;
+	int tries, i;
 
 	/* links are released asynchronously (RCU) */
 	for (tries = 0; tries < 50; tries++) {
-		if (!cg_find_progs(progs, G_N_ELEMENTS(progs)))
-			return TRUE;
+		g_string_truncate(s, 0);
+		for (i = 0; i < n; i++)
+			if (prog_by_id(own[i].id, &now) &&
+			    same_prog(&now, own[i].id, own[i].type, own[i].name))
+				g_string_append_printf(s, " %s (id %u)", now.name,
+						       now.id);
+		if (!s->len)
+			break;
 		g_usleep(100 * 1000);
 	}
-	return FALSE;
+	return g_string_free(s, FALSE);
+}
+
+/*
+ * A diagnostic only: programs named and typed like the guard's, not this
+ * guard's, may be another guard (another --pin-dir or status file) left
+ * loaded, or anyone's programs that happen to look the same.
+ */
+static void warn_lookalikes(const struct cg_loaded_prog *own, int nown)
+{
+	struct cg_loaded_prog like[CPRX_GUARD_MAX_PROGS];
+	int n = cg_lookalikes(own, nown, like, G_N_ELEMENTS(like)), i;
+
+	if (!n)
+		return;
+	fprintf(stderr, "cprx-guard: warning: %d program%s named and typed like "
+		"the guard's %s loaded, not this guard's (another cprx-guard's, "
+		"with another --pin-dir or status file?):", n, n == 1 ? "" : "s",
+		n == 1 ? "is" : "are");
+	for (i = 0; i < n; i++)
+		fprintf(stderr, " %s (id %u)", like[i].name, like[i].id);
+	fprintf(stderr, "; bpftool prog show id ID\n");
 }
 
 /* A pidfd for the live loader of @st, or -1: never a reused pid. */
@@ -271,12 +439,33 @@ static gboolean stop_loader(const struct cprx_guard_status *st)
 	return TRUE;
 }
 
+/* Stops the loader @st names, if any; its programs are collected first. */
+static gboolean stop_guard(const struct cprx_guard_status *st,
+			   struct cg_loaded_prog *own, int *nown, int max)
+{
+	*nown = own_progs(st, own, max);
+	return st->pid <= 0 || stop_loader(st);
+}
+
+static gboolean unpin_dir(void)
+{
+	cg_unpin(cg_pin_dir());
+	if (g_file_test(cg_pin_dir(), G_FILE_TEST_EXISTS)) {
+		fprintf(stderr, "cprx-guard: cannot remove %s\n", cg_pin_dir());
+		return FALSE;
+	}
+	printf("cprx-guard: unpinned %s\n", cg_pin_dir());
+	return TRUE;
+}
+
 int cg_cmd_detach(char **args)
 {
+	struct cg_loaded_prog own[2 * CPRX_GUARD_MAX_PROGS];
 	struct cprx_guard_status st;
 	gboolean found = FALSE, ok = TRUE;
+	g_autofree char *left = NULL;
 	char why[256] = "";
-	int ret;
+	int ret, nown;
 
 	(void)args;
 	/* unprivileged, nothing below works: say so instead of "detached" */
@@ -288,22 +477,16 @@ int cg_cmd_detach(char **args)
 	ret = cprx_guard_status_read(cg_status_file(), &st, why, sizeof(why));
 	if (!ret) {
 		found = TRUE;
-		if (st.pid > 0)
-			ok = stop_loader(&st);
+		ok = stop_guard(&st, own, &nown, G_N_ELEMENTS(own));
 		cprx_guard_status_free(&st);
-	} else if (ret == -ESTALE) {
-		printf("cprx-guard: removing a stale status (%s)\n", why);
+	} else {
+		nown = own_progs(NULL, own, G_N_ELEMENTS(own));
+		if (ret == -ESTALE)
+			printf("cprx-guard: removing a stale status (%s)\n", why);
 	}
 	if (g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR)) {
 		found = TRUE;
-		cg_unpin(cg_pin_dir());
-		if (g_file_test(cg_pin_dir(), G_FILE_TEST_EXISTS)) {
-			fprintf(stderr, "cprx-guard: cannot remove %s\n",
-				cg_pin_dir());
-			ok = FALSE;
-		} else {
-			printf("cprx-guard: unpinned %s\n", cg_pin_dir());
-		}
+		ok = unpin_dir() && ok;
 	}
 	if (ok && unlink(cg_status_file()) < 0 && errno != ENOENT) {
 		fprintf(stderr, "cprx-guard: cannot remove %s: %s\n",
@@ -312,14 +495,21 @@ int cg_cmd_detach(char **args)
 	}
 	if (!ok)
 		return 1;
-	if (!progs_gone()) {
-		fprintf(stderr, "cprx-guard: guard programs are still loaded "
-			"(another loader, or a pin outside %s)\n", cg_pin_dir());
+	left = still_loaded(own, nown);
+	if (*left) {
+		fprintf(stderr, "cprx-guard: the guard's programs are still "
+			"loaded:%s (held by a pin outside %s, or an open fd)\n",
+			left, cg_pin_dir());
 		return 1;
 	}
+	warn_lookalikes(own, nown);
 	if (!found && !cg_opt.quiet)
 		printf("cprx-guard: nothing was loaded\n");
+	else if (found && nown)
+		printf("cprx-guard: detached; the guard's %d program%s gone from "
+		       "the kernel\n", nown, nown == 1 ? " is" : "s are");
 	else if (found)
-		printf("cprx-guard: detached; no guard program left in the kernel\n");
+		printf("cprx-guard: detached; no program of it was known to "
+		       "check (no pinned link, no recorded id)\n");
 	return 0;
 }

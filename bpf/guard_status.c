@@ -25,6 +25,8 @@ _Static_assert(CG_MAX_RULES <= CPRX_GUARD_MAX_RULES,
 _Static_assert(CG_MAX_UIDS <= CPRX_GUARD_MAX_SEL &&
 	       CG_MAX_CGROUPS <= CPRX_GUARD_MAX_SEL,
 	       "selectors beyond the status parser's limit");
+_Static_assert(CPRX_GUARD_OBJ_NAME == BPF_OBJ_NAME_LEN,
+	       "program and map names as the kernel keeps them");
 
 static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
 {
@@ -42,9 +44,23 @@ static void status_rules(GString *s, const char *key, GArray *a, gboolean num)
 	}
 }
 
+/* The guard's objects by id: how readers find it (guard_pin.c). */
+static void status_ids(GString *s, const struct cprx_guard_ids *ids)
+{
+	unsigned int i;
+
+	for (i = 0; i < ids->nr_progs; i++)
+		g_string_append_printf(s, "prog %u %u %s\n", ids->progs[i].id,
+				       ids->progs[i].type, ids->progs[i].name);
+	for (i = 0; i < ids->nr_maps; i++)
+		g_string_append_printf(s, "map %u %u %s\n", ids->maps[i].id,
+				       ids->maps[i].type, ids->maps[i].name);
+}
+
 gboolean cg_status_write(const struct cg_policy *p, const char *file,
 			 gboolean enforcing, const char *why, long pid,
-			 const char *pinned, GError **err)
+			 const char *pinned, const struct cprx_guard_ids *ids,
+			 GError **err)
 {
 	g_autoptr(GString) s = g_string_new("cprx-guard 1\n");
 	g_autofree char *dir = g_path_get_dirname(file);
@@ -74,6 +90,7 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 				       (char *)g_ptr_array_index(p->cgroups, i));
 	status_rules(s, "guard-exe", p->exes, FALSE);
 	status_rules(s, "allow", p->allow, TRUE);
+	status_ids(s, ids);
 	/* readable by every VMM, so libcprx can explain a refusal */
 	if (g_mkdir_with_parents(dir, 0755) < 0) {
 		g_set_error(err, CG_ERROR, errno, "%s: %s", dir, g_strerror(errno));
@@ -117,16 +134,19 @@ static const char *const stat_names[CG_ST_MAX] = {
 };
 
 /* Sums of the per-CPU counters; false when the map cannot be read. */
-static gboolean read_counters(const struct cg_loaded_prog *progs, int n,
+static gboolean read_counters(const struct cprx_guard_status *st,
 			      __u64 sums[CG_ST_MAX])
 {
-	int fd = cg_find_map(progs, n, "stats"), ncpu = libbpf_num_possible_cpus();
+	int fd, ncpu = libbpf_num_possible_cpus();
 	g_autofree __u64 *vals = g_new0(__u64, ncpu > 0 ? ncpu : 1);
 	__u32 k;
 	int c;
 
 	memset(sums, 0, CG_ST_MAX * sizeof(sums[0]));
-	if (fd < 0 || ncpu <= 0)
+	if (!st || geteuid() || ncpu <= 0)
+		return FALSE;
+	fd = cg_find_map(st, "stats");
+	if (fd < 0)
 		return FALSE;
 	for (k = 0; k < CG_ST_MAX; k++) {
 		if (bpf_map_lookup_elem(fd, &k, vals))
@@ -148,13 +168,14 @@ static char *stats_enabled(void)
 	return g_strstrip(en);
 }
 
-static void print_counters(const struct cg_loaded_prog *progs, int n)
+static void print_counters(const struct cprx_guard_status *st,
+			   const struct cg_loaded_prog *progs, int n)
 {
 	g_autofree char *en = stats_enabled();
 	__u64 sums[CG_ST_MAX];
 	int i;
 
-	if (read_counters(progs, n, sums)) {
+	if (read_counters(st, sums)) {
 		printf("counters:");
 		for (i = 0; i < CG_ST_MAX; i++)
 			printf(" %s %llu", stat_names[i], (unsigned long long)sums[i]);
@@ -162,7 +183,7 @@ static void print_counters(const struct cg_loaded_prog *progs, int n)
 	}
 	printf("programs (run time from kernel.bpf_stats_enabled=%s):\n", en);
 	for (i = 0; i < n; i++)
-		printf("  %-14s id %-6u runs %-10llu avg %llu ns\n", progs[i].name,
+		printf("  %-15s id %-6u runs %-10llu avg %llu ns\n", progs[i].name,
 		       progs[i].id, (unsigned long long)progs[i].run_cnt,
 		       progs[i].run_cnt ? (unsigned long long)(progs[i].run_time_ns /
 							       progs[i].run_cnt) : 0ULL);
@@ -189,7 +210,7 @@ static void status_json(const struct cprx_guard_status *st, int ret,
 	}
 	jsonl_str(&w, "bpf_stats_enabled", en);
 	jsonl_object_begin(&w, "counters");
-	if (read_counters(progs, n, sums))
+	if (read_counters(ret ? NULL : st, sums))
 		for (i = 0; i < CG_ST_MAX; i++)
 			jsonl_u64(&w, stat_names[i], sums[i]);
 	jsonl_object_end(&w);
@@ -206,16 +227,68 @@ static void status_json(const struct cprx_guard_status *st, int ret,
 	jsonl_end(&w);
 }
 
+/*
+ * The guard's programs, by identity (guard_pin.c): those of the guard the
+ * status describes, else those pinned in the pin dir.  Root only.
+ */
+static int guard_progs(const struct cprx_guard_status *st, int ret,
+		       struct cg_loaded_prog *out, int max)
+{
+	if (geteuid())
+		return 0;
+	if (!ret)
+		return cg_find_progs(st, out, max);
+	return cg_pinned_progs(cg_pin_dir(), out, max);
+}
+
+/* No status: what is loaded all the same (root only). */
+static void print_unloaded(int n)
+{
+	struct cg_loaded_prog like[CPRX_GUARD_MAX_PROGS];
+
+	if (n) {
+		printf("cprx-guard: but a guard is pinned in %s (%d program%s): "
+		       "cprx-guard detach\n", cg_pin_dir(), n, n == 1 ? "" : "s");
+		return;
+	}
+	n = geteuid() ? 0 : cg_lookalikes(NULL, 0, like, G_N_ELEMENTS(like));
+	if (n)
+		printf("cprx-guard: but %d program%s named and typed like the "
+		       "guard's %s loaded (from another status file or pin dir? "
+		       "bpftool prog show id %u)\n", n, n == 1 ? "" : "s",
+		       n == 1 ? "is" : "are", like[0].id);
+}
+
+/* Programs of the guard, or as non-root what cannot be shown. */
+static void print_programs(const struct cprx_guard_status *st,
+			   const struct cg_loaded_prog *progs, int n)
+{
+	if (geteuid()) {
+		printf("(counters and programs: run as root)\n");
+		return;
+	}
+	if (!*st->pinned && !st->ids.nr_progs) {
+		printf("(programs: the status file records none; its loader is "
+		       "older than this cprx-guard)\n");
+		return;
+	}
+	print_counters(st, progs, n);
+	if (!n || (unsigned int)n < st->ids.nr_progs)
+		printf("cprx-guard: WARNING: the status file says loaded, but "
+		       "%s of the guard's programs %s in the kernel\n",
+		       n ? "not all" : "none", n ? "are" : "is");
+}
+
 int cg_cmd_status(char **args)
 {
-	struct cg_loaded_prog progs[8];
+	struct cg_loaded_prog progs[CPRX_GUARD_MAX_PROGS];
 	struct cprx_guard_status st;
 	char err[256] = "";
 	int ret, n;
 
 	(void)args;
 	ret = cprx_guard_status_read(cg_status_file(), &st, err, sizeof(err));
-	n = geteuid() == 0 ? cg_find_progs(progs, G_N_ELEMENTS(progs)) : 0;
+	n = guard_progs(&st, ret, progs, G_N_ELEMENTS(progs));
 	if (cg_opt.json) {
 		status_json(&st, ret, progs, n);
 		if (!ret)
@@ -225,9 +298,7 @@ int cg_cmd_status(char **args)
 	if (ret) {
 		printf("cprx-guard: not loaded (%s: %s)\n", cg_status_file(),
 		       ret == -ENOENT ? "no such file" : err);
-		if (n)
-			printf("cprx-guard: but %d guard program%s loaded: "
-			       "cprx-guard detach\n", n, n == 1 ? " is" : "s are");
+		print_unloaded(n);
 		return 3;
 	}
 	if (st.enforcing)
@@ -243,14 +314,7 @@ int cg_cmd_status(char **args)
 	else
 		printf("pinned in %s\n", st.pinned);
 	print_rules(&st);
-	if (n) {
-		print_counters(progs, n);
-	} else if (geteuid()) {
-		printf("(counters and programs: run as root)\n");
-	} else {
-		printf("cprx-guard: WARNING: the status file says loaded, but no "
-		       "guard program is in the kernel\n");
-	}
+	print_programs(&st, progs, n);
 	cprx_guard_status_free(&st);
 	return 0;
 }

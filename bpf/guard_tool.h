@@ -2,9 +2,9 @@
 /*
  * What cprx-guard's userspace files share: guard_main.c (the verb table),
  * guard_options.c (the command line), cprx_guard.c (the loader: the `load`
- * verb), guard_pin.c (bpffs pins, finding a loaded guard, `detach`),
- * guard_status.c (the status file, `status`, `check`), guard_policy.c (the
- * policy) and guard_trace.c (timelines, `trace`).
+ * verb), guard_pin.c (bpffs pins, finding a loaded guard by identity,
+ * `detach`), guard_status.c (the status file, `status`, `check`),
+ * guard_policy.c (the policy) and guard_trace.c (timelines, `trace`).
  */
 #ifndef CPRX_GUARD_TOOL_H
 #define CPRX_GUARD_TOOL_H
@@ -126,19 +126,38 @@ gboolean cg_pin(struct bpf_object *obj, struct bpf_link *const *links,
 		GError **err);
 void cg_unpin(const char *dir);
 
-/* One of the guard's programs among those loaded in the kernel. */
+/* One of the guard's programs in the kernel. */
 struct cg_loaded_prog {
-	__u32 id;
+	__u32 id, type;
 	char name[BPF_OBJ_NAME_LEN];
 	__u64 run_cnt, run_time_ns;
-	__u32 map_ids[16];
-	__u32 nr_maps;
 };
 
-/* The guard's programs in the kernel (needs CAP_SYS_ADMIN). */
-int cg_find_progs(struct cg_loaded_prog *out, int max);
-/* A map of a loaded guard program, by name: an fd, or -1. */
-int cg_find_map(const struct cg_loaded_prog *progs, int n, const char *name);
+/*
+ * The programs and maps of the guard @st describes, by identity, never by
+ * name: a pinned guard's through its pins, a foreground one's by the ids
+ * its status records, each checked to name still an object of the type and
+ * name recorded (ids are reused once they wrap).  Need CAP_SYS_ADMIN.
+ */
+int cg_find_progs(const struct cprx_guard_status *st,
+		  struct cg_loaded_prog *out, int max);
+/* The map @name of that guard: an fd, or -1. */
+int cg_find_map(const struct cprx_guard_status *st, const char *name);
+/* The programs of the links pinned in @dir. */
+int cg_pinned_progs(const char *dir, struct cg_loaded_prog *out, int max);
+/* The program of a link; a map's id, type and name. */
+gboolean cg_link_prog(int link_fd, struct cg_loaded_prog *lp);
+gboolean cg_map_obj(int map_fd, struct cprx_guard_obj *o);
+/*
+ * Loaded programs other than @known named and typed like one of the
+ * guard's (cg_object_progs): what may be an orphaned guard.  A diagnostic:
+ * anyone may load a program under these names.
+ */
+int cg_lookalikes(const struct cg_loaded_prog *known, int nknown,
+		  struct cg_loaded_prog *out, int max);
+
+/* cprx_guard.c: the guard object's programs, type and name (as loaded). */
+int cg_object_progs(struct cg_loaded_prog *out, int max);
 
 /*
  * guard_status.c: the world-readable status (format in
@@ -146,7 +165,8 @@ int cg_find_map(const struct cg_loaded_prog *progs, int n, const char *name);
  */
 gboolean cg_status_write(const struct cg_policy *p, const char *file,
 			 gboolean enforcing, const char *why, long pid,
-			 const char *pinned, GError **err);
+			 const char *pinned, const struct cprx_guard_ids *ids,
+			 GError **err);
 
 struct cg_trace_opts {
 	gboolean json;

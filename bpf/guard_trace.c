@@ -455,21 +455,17 @@ int cg_trace_lock(void)
 	return fd;
 }
 
-/* The events ring of the loaded guard: from its pins, else by name. */
+/*
+ * The events ring of the loaded guard, by identity: its pin (watched, for
+ * a reload), else the id its status records.
+ */
 static int events_fd(const struct cprx_guard_status *st, char **pin)
 {
-	struct cg_loaded_prog progs[8];
-	int fd;
-
-	if (st && *st->pinned) {
+	if (!st)
+		return -1;
+	if (*st->pinned)
 		*pin = g_build_filename(st->pinned, "events", NULL);
-		fd = bpf_obj_get(*pin);
-		if (fd >= 0)
-			return fd;
-		g_clear_pointer(pin, g_free);
-	}
-	return cg_find_map(progs, cg_find_progs(progs, G_N_ELEMENTS(progs)),
-			   "events");
+	return cg_find_map(st, "events");
 }
 
 int cg_cmd_trace(char **args)

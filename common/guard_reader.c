@@ -152,6 +152,28 @@ static void copy(char *dst, size_t len, const char *src)
 	snprintf(dst, len, "%s", src);
 }
 
+/*
+ * "<id> <type> <name>": a prog or map line, into @objs[*nr] (< @max).  Only
+ * cprx-guard uses them, and a loader always writes what its parser takes
+ * (guard_reader.h): a line past the limit or not in this form, a newer
+ * guard's, is skipped, never a reason to ignore the status.
+ */
+static void parse_obj(const char *s, struct cprx_guard_obj *objs,
+		      unsigned int *nr, unsigned int max)
+{
+	struct cprx_guard_obj *o = &objs[*nr];
+	unsigned int id, type;
+	int n = 0;
+
+	if (*nr >= max || sscanf(s, "%u %u %n", &id, &type, &n) != 2 || !n ||
+	    !id || !s[n] || strlen(s + n) >= sizeof(o->name))
+		return;
+	o->id = id;
+	o->type = type;
+	copy(o->name, sizeof(o->name), s + n);
+	(*nr)++;
+}
+
 /* One "key value" line; unknown keys are a newer guard's: skipped. */
 static int parse_line(struct cprx_guard_status *st, char *key, char *val)
 {
@@ -194,6 +216,12 @@ static int parse_line(struct cprx_guard_status *st, char *key, char *val)
 		    parse_file(val, &st->exes[st->nr_exes]))
 			return -1;
 		st->nr_exes++;
+	} else if (!strcmp(key, "prog")) {
+		parse_obj(val, st->ids.progs, &st->ids.nr_progs,
+			  CPRX_GUARD_MAX_PROGS);
+	} else if (!strcmp(key, "map")) {
+		parse_obj(val, st->ids.maps, &st->ids.nr_maps,
+			  CPRX_GUARD_MAX_MAPS);
 	} else if (!strcmp(key, "allow")) {
 		if (st->nr_allow >= CPRX_GUARD_MAX_RULES ||
 		    sscanf(val, "%u %n", &rule, &n) != 1 || !n ||

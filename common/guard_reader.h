@@ -31,6 +31,16 @@
  *                                       was not guarded)
  *   guard-exe fp:<hex> <path>
  *   allow <rule> fp:<hex> <path>
+ *   prog <id> <type> <name>            (each attached program of the guard:
+ *                                       its id, enum bpf_prog_type and name
+ *                                       as the kernel gives them)
+ *   map <id> <type> <name>             (the maps cprx-guard reads: stats,
+ *                                       events; enum bpf_map_type)
+ *
+ * The ids let cprx-guard find a foreground guard's programs and maps by
+ * identity, not by name (a pinned one is found through its pins).  Ids are
+ * reused once they wrap around: a reader checks that the id still names an
+ * object of that type and name.  Older readers skip these lines.
  *
  * A binary is named by a fingerprint (cprx_guard_fingerprint: a hash of
  * its device, inode and ctime at load), not by its inode number: the
@@ -58,6 +68,9 @@
  */
 #define CPRX_GUARD_MAX_RULES	256	/* allow and guard-exe entries, each */
 #define CPRX_GUARD_MAX_SEL	16	/* guard-uid and guard-cgroup, each */
+#define CPRX_GUARD_MAX_PROGS	16	/* prog lines: the loader's links too */
+#define CPRX_GUARD_MAX_MAPS	4	/* map lines */
+#define CPRX_GUARD_OBJ_NAME	16	/* BPF_OBJ_NAME_LEN, its NUL included */
 #define CPRX_GUARD_PATH_MAX	4096
 
 enum cprx_guard_result {
@@ -82,6 +95,20 @@ struct cprx_guard_cgroup {
 	uint64_t id;		/* an older guard's: the cgroup id it holds; 0: none */
 };
 
+/* One of the guard's BPF programs or maps, as the kernel named it. */
+struct cprx_guard_obj {
+	uint32_t id;		/* cyclic: check type and name before use */
+	uint32_t type;		/* enum bpf_prog_type or enum bpf_map_type */
+	char name[CPRX_GUARD_OBJ_NAME];
+};
+
+/* The guard's objects: the prog and map lines. */
+struct cprx_guard_ids {
+	unsigned int nr_progs, nr_maps;
+	struct cprx_guard_obj progs[CPRX_GUARD_MAX_PROGS];
+	struct cprx_guard_obj maps[CPRX_GUARD_MAX_MAPS];
+};
+
 struct cprx_guard_status {
 	bool enforcing;		/* BPF LSM attached and mode enforce */
 	bool armed_only;
@@ -96,6 +123,7 @@ struct cprx_guard_status {
 	struct cprx_guard_cgroup cgroups[CPRX_GUARD_MAX_SEL];
 	struct cprx_guard_file exes[CPRX_GUARD_MAX_RULES];
 	struct cprx_guard_file allow[CPRX_GUARD_MAX_RULES];
+	struct cprx_guard_ids ids;	/* none in older status files */
 };
 
 /*

@@ -4,7 +4,7 @@
  * cprx-guard's status file, with fake status files ($CPRX_GUARD_STATUS):
  * no guard, a stale or malformed status, each selector, allow-listed or
  * not, a binary replaced on disk, armed-only for a VMM and for a launcher,
- * trace-only.
+ * trace-only, the guard's program and map ids.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -344,6 +344,45 @@ TEST_F(g, many_guard_exe_entries_parse)
 	ASSERT_EQ(0, cprx_guard_status_read(NULL, &st, err, sizeof(err)));
 	EXPECT_EQ(CPRX_GUARD_MAX_RULES - 1, st.nr_exes);
 	cprx_guard_status_free(&st);
+}
+
+/*
+ * The guard's programs and maps by id (how cprx-guard finds a foreground
+ * guard).  Only cprx-guard needs them: a line past the limit or in another
+ * form (a newer guard's) is skipped, as are unknown keys, as an older
+ * libcprx skips these; the status still parses, the verdict is unchanged.
+ */
+TEST_F(g, program_and_map_ids_parse)
+{
+	static const char *const skipped =
+		"prog x 29 cg_x\nprog 12 29\nprog 0 29 cg_x\n"
+		"map 12 6 a_name_over_15_ch\nprog-tag 7 0123abcd\n";
+	struct cprx_guard_status st;
+	char lines[CPRX_GUARD_MAX_PROGS * 32 + 512], *p = lines;
+	int i;
+
+	p += sprintf(p, "%s%s", uid_line(), skipped);
+	for (i = 0; i <= CPRX_GUARD_MAX_PROGS; i++)
+		p += sprintf(p, "prog %d 29 cg_prog%d\n", 100 + i, i);
+	for (i = 0; i <= CPRX_GUARD_MAX_MAPS; i++)
+		p += sprintf(p, "map %d %d %s\n", 7 + i, 6 + 21 * i,
+			     i ? "events" : "stats");
+	write_status(&self->f, "enforcing", lines);
+	ASSERT_EQ(0, cprx_guard_status_read(NULL, &st, NULL, 0));
+	ASSERT_EQ(CPRX_GUARD_MAX_PROGS, st.ids.nr_progs);
+	EXPECT_EQ(100, st.ids.progs[0].id);
+	EXPECT_EQ(115, st.ids.progs[15].id);
+	EXPECT_EQ(29, st.ids.progs[15].type);
+	EXPECT_STREQ("cg_prog15", st.ids.progs[15].name);
+	ASSERT_EQ(CPRX_GUARD_MAX_MAPS, st.ids.nr_maps);
+	EXPECT_STREQ("stats", st.ids.maps[0].name);
+	EXPECT_EQ(8, st.ids.maps[1].id);
+	EXPECT_EQ(27, st.ids.maps[1].type);
+	EXPECT_STREQ("events", st.ids.maps[1].name);
+	EXPECT_EQ(1, st.nr_uids);
+	cprx_guard_status_free(&st);
+	EXPECT_EQ(CPRX_GUARD_ALLOW, verdict(self->f.bin, false, self->why,
+					    self->hint));
 }
 
 /*

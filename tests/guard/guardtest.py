@@ -11,11 +11,24 @@
   guardtest.py overhead BEFORE AFTER
       Two `cprx-guard status --json` snapshots: per-exec cost of the exec
       path programs (check + commit), ns, from kernel.bpf_stats_enabled.
+  guardtest.py programs FILE [--status STATUS] [--want a,b] [--not ID,ID]
+               [--count N]
+      FILE holds `cprx-guard status --json`: checks the programs it lists
+      are exactly the ids of STATUS's prog lines, N of them, each name of
+      --want once, none of the ids of --not.
+  guardtest.py decoy NAME[:TYPE] ...
+      Loads a do-nothing BPF program called NAME of TYPE (socket_filter,
+      the default, or raw_tracepoint) for each, by x86-64 bpf(2), prints
+      their ids, one a line, and holds them until killed: programs named
+      like the guard's that are not the guard's.
 
 Prints what it found; exit 0 when the check holds, 1 otherwise.
 """
 import argparse
+import ctypes
 import json
+import signal
+import struct
 import sys
 import time
 
@@ -114,13 +127,80 @@ def cmd_overhead(a):
             c = e[name]["run_cnt"] - b[name]["run_cnt"]
             ns += d
             parts.append("%s %d runs %.0f ns" % (name, c, d / c if c else 0))
-    for name in ("cg_file_fcntl", "cg_file_ioctl", "cg_sys_enter", "cg_sys_exit"):
+    for name in ("cg_file_fcntl", "cg_sys_enter", "cg_sys_exit"):
         if name in e:
             d = e[name]["run_time_ns"] - b[name]["run_time_ns"]
             c = e[name]["run_cnt"] - b[name]["run_cnt"]
             parts.append("%s %d runs %.0f ns each" % (name, c, d / c if c else 0))
     per = ns / execs
     print("%.0f ns per exec over %d execs (%s)" % (per, execs, "; ".join(parts)))
+    return 0
+
+
+def cmd_programs(a):
+    with open(a.file) as f:
+        listed = json.load(f)["programs"]
+    ids = [p["id"] for p in listed]
+    names = [p["name"] for p in listed]
+    problems = []
+    if a.status:
+        with open(a.status) as f:
+            rec = [int(l.split()[1]) for l in f if l.startswith("prog ")]
+        if sorted(ids) != sorted(rec):
+            problems.append("ids %s, the status records %s" % (ids, rec))
+    if a.count is not None and len(ids) != a.count:
+        problems.append("%d programs, want %d" % (len(ids), a.count))
+    for name in filter(None, a.want.split(",")):
+        if names.count(name) != 1:
+            problems.append("%s listed %d times" % (name, names.count(name)))
+    for bad in filter(None, a.exclude.split(",")):
+        if int(bad) in ids:
+            problems.append("id %s (not the guard's) listed" % bad)
+    print(" ".join("%s:%s" % (n, i) for n, i in zip(names, ids)) +
+          ("" if not problems else " -- " + "; ".join(problems)))
+    return 1 if problems else 0
+
+
+SYS_BPF = 321                   # x86-64
+BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD = 5, 15
+PROG_TYPES = {"socket_filter": 1, "raw_tracepoint": 17}
+
+
+def bpf(cmd, attr):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+    r = libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_long(cmd), buf,
+                     ctypes.c_uint(len(attr)))
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "bpf(%d)" % cmd)
+    return r
+
+
+def load_decoy(name, ptype):
+    """A program that returns 0, called @name: its id (the fd stays open)."""
+    insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xb7, 0, 0, 0,
+                                                    0x95, 0, 0, 0), 16)
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = bytearray(128)
+    struct.pack_into("<IIQQ", attr, 0, PROG_TYPES[ptype], 2,
+                     ctypes.addressof(insns), ctypes.addressof(lic))
+    attr[48:48 + min(len(name), 15)] = name.encode()[:15]
+    fd = bpf(BPF_PROG_LOAD, attr)
+    info = ctypes.create_string_buffer(256)
+    attr = bytearray(128)
+    struct.pack_into("<IIQ", attr, 0, fd, 256, ctypes.addressof(info))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    return struct.unpack_from("<I", info.raw, 4)[0]
+
+
+def cmd_decoy(a):
+    ids = []
+    for spec in a.specs:
+        name, _, ptype = spec.partition(":")
+        ids.append(load_decoy(name, ptype or "socket_filter"))
+    print("\n".join(map(str, ids)), flush=True)
+    signal.pause()
     return 0
 
 
@@ -142,9 +222,18 @@ def main():
     o = sub.add_parser("overhead")
     o.add_argument("before")
     o.add_argument("after")
+    p = sub.add_parser("programs")
+    p.add_argument("file")
+    p.add_argument("--status")
+    p.add_argument("--want", default="")
+    p.add_argument("--not", dest="exclude", default="")
+    p.add_argument("--count", type=int)
+    d = sub.add_parser("decoy")
+    d.add_argument("specs", nargs="+", metavar="NAME[:TYPE]")
     a = ap.parse_args()
     return {"timeline": cmd_timeline, "update": cmd_update,
-            "overhead": cmd_overhead}[a.cmd](a)
+            "overhead": cmd_overhead, "programs": cmd_programs,
+            "decoy": cmd_decoy}[a.cmd](a)
 
 
 if __name__ == "__main__":

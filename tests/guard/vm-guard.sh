@@ -1,6 +1,8 @@
 #!/bin/bash
 # The guard's VM-tier test, run inside the guest (tests/guard/vm.sh boots
 # it); TAP on stdout, one line per check, numbered by vm.sh.
+# Kept in one file: the checks share one guest boot and build on the guard
+# each leaves loaded; split, each part would boot a TCG guest again.
 #
 #   vm-guard.sh BUILD_DIR CPRX_KO
 #
@@ -12,8 +14,10 @@
 # session was closed before it (cprx.ko's session end); unguarded processes
 # are unaffected; a guard-cgroup removed and created again, or created after
 # the load, is guarded; a policy with the most cgroups keeps its canary; a
-# policy pinned in bpffs outlives the tool and detaches cleanly; and the
-# per-exec cost from kernel.bpf_stats_enabled.
+# policy pinned in bpffs outlives the tool and detaches cleanly; the
+# guard's programs are its own, found by identity (programs named like
+# them are not counted nor waited for); and the per-exec cost from
+# kernel.bpf_stats_enabled.
 set -u
 B=$(cd "$1" && pwd) KO=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -75,12 +79,17 @@ guard_stop() {
 	wait $GPID 2>/dev/null
 	GPID=
 }
-trap 'guard_stop; "$G" detach --quiet >/dev/null 2>&1; rm -rf "$T"' EXIT
+DECOYS=
+trap 'guard_stop; kill $DECOYS 2>/dev/null; "$G" detach --quiet >/dev/null 2>&1; rm -rf "$T"' EXIT
 
 vmm_pid() { python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     if l.startswith("{") and "\"pid\"" in l:
         print(json.loads(l)["pid"]); break' "$1"; }
+
+# Program ids: those `status --json` lists; whether any of them is loaded.
+ids_of() { grep -o '"id":[0-9]*' "$1" | cut -d: -f2 | paste -sd' '; }
+loaded() { local id; for id; do bpftool prog show id "$id" >/dev/null 2>&1 && return 0; done; return 1; }
 
 # The libcprx in this build explains guard refusals (common/guard_reader.c linked)?
 shim_guard=0
@@ -106,6 +115,26 @@ else
 	diag "$T/g1.err"
 fi
 check status-enforcing bash -c "'$G' status | tee /dev/stderr | grep -q 'ENFORCING (BPF LSM)'"
+
+# --- the guard's programs by identity, never by name -------------------------------
+# Decoys, held until the end: a socket filter called cg_exec and a raw
+# tracepoint called cg_cprx_ioctl (the name and type of one of the guard's).
+$GT decoy cg_exec cg_cprx_ioctl:raw_tracepoint >"$T/decoys" 2>&1 &
+DECOYS=$!
+for i in $(seq 300); do [ "$(wc -l <"$T/decoys")" -ge 2 ] && break; sleep 0.1; done
+D1=$(sed -n 1p "$T/decoys") D2=$(sed -n 2p "$T/decoys")
+check "decoys loaded: socket filter cg_exec (id $D1), raw tracepoint cg_cprx_ioctl (id $D2)" \
+	bash -c "bpftool prog show id '$D1' && bpftool prog show id '$D2'"
+"$G" status --json >"$T/fg.json"
+check "status lists the foreground guard's programs: the ids its status records, each attached one, no decoy" \
+	$GT programs "$T/fg.json" --status "$CPRX_GUARD_STATUS" --not "$D1,$D2" \
+	--want cg_bprm_check,cg_exec,cg_fork,cg_cprx_ioctl --count "$(grep -c ' attached$' "$T/g1.jsonl")"
+# ids wrap: a recorded id counts only while it names that type and name
+printf 'cprx-guard 1\nstate enforcing\nmode enforce\npid %s\npolicy forged\nprog %s 26 cg_exec\nprog %s 17 cg_cprx_ioctl\n' \
+	"$DECOYS" "$D1" "$D2" >"$T/forged.status"
+CPRX_GUARD_STATUS=$T/forged.status "$G" status --json >"$T/forged.json"
+check "a recorded id counts only while it names a program of the recorded type and name" \
+	$GT programs "$T/forged.json" --want cg_cprx_ioctl --not "$D1" --count 1
 
 in_cg "$VMM" --backend kmod "${VMM_OPTS[@]}" >"$T/u1.json" 2>"$T/u1.err"
 rc=$?
@@ -182,7 +211,18 @@ c3=$!
 for i in $(seq 300); do [ -e "$CPRX_GUARD_STATUS" ] && break; kill -0 $c3 2>/dev/null || break; sleep 0.1; done
 check "LSM list unreadable: ENFORCING only because the canary was refused" \
 	bash -c "'$G' status | grep -q 'ENFORCING (BPF LSM)' && grep -q 'canary refused' '$T/c3.out'"
-kill $c3 2>/dev/null; wait $c3 2>/dev/null
+check "trace finds a foreground guard's ring by the id its status records" \
+	bash -c "timeout 60 '$G' trace --json --timeout 1 2>&1 | grep -q 'cprx-guard: tracing'"
+"$G" status --json >"$T/c3.json"
+ids=$(ids_of "$T/c3.json")
+"$G" detach >"$T/c3.det" 2>&1
+rc=$?
+wait $c3 2>/dev/null
+if [ $rc = 0 ] && [ -n "$ids" ] && ! loaded $ids && loaded "$D1" && loaded "$D2"; then
+	ok "detach stops a foreground guard: its programs ($ids) gone, the decoys still loaded"
+else
+	notok "detach of a foreground guard (exit $rc; its programs: $ids)"; diag "$T/c3.det"
+fi
 
 # --- guard-cgroup is a path: created again, or only after the load, guarded -------
 # cgroup v2 has no rename: a path changes its cgroup by rmdir and mkdir only
@@ -515,15 +555,22 @@ else
 	notok "guarded per-exec cost"; diag "$T/og.txt"
 fi
 
+"$G" status --json >"$T/pinned.json"
+check "status lists the pinned guard's programs: one per pinned link, no decoy" \
+	$GT programs "$T/pinned.json" --not "$D1,$D2" --want cg_bprm_check,cg_exec,cg_fork \
+	--count "$(ls /sys/fs/bpf/cprx-guard | grep -c '^link_')"
+ids=$(ids_of "$T/pinned.json")
 "$G" detach >"$T/det.out" 2>&1
 rc=$?
 if [ $rc = 0 ] && [ ! -e /sys/fs/bpf/cprx-guard ] && [ ! -e "$CPRX_GUARD_STATUS" ] &&
-   ! bpftool prog show 2>/dev/null | grep -q 'name cg_'; then
-	ok "detach: pins, status and programs gone"
+   [ -n "$ids" ] && ! loaded $ids && loaded "$D1" && loaded "$D2"; then
+	ok "detach: pins, status and the guard's programs ($ids) gone, the decoys still loaded"
 else
-	notok "detach (exit $rc)"; diag "$T/det.out"
+	notok "detach (exit $rc; the guard's programs: $ids)"; diag "$T/det.out"
 	bpftool prog show 2>&1 | grep -A2 'name cg_' | diag
 fi
+check "detach warns of the raw_tp decoy as a lookalike, not of the socket filter" \
+	bash -c "grep -q 'warning: .*cg_cprx_ioctl (id $D2)' '$T/det.out' && ! grep -q '(id $D1)' '$T/det.out'"
 check "after detach the same exec works again" in_cg "$OTHER" --version
 
 # --- overhead as a ratio: the same ioctl and exec loops without and with the guard --
