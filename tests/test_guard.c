@@ -4,7 +4,8 @@
  * cprx-guard's status file, with fake status files ($CPRX_GUARD_STATUS):
  * no guard, a stale or malformed status, each selector, allow-listed or
  * not, a binary replaced on disk, armed-only for a VMM and for a launcher,
- * trace-only.
+ * trace-only.  And common/sha256.c, the fingerprints' hash, one-shot and
+ * streamed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -484,14 +485,50 @@ TEST(sha256_known_vectors)
 	};
 	unsigned char out[32];
 	char hex[65];
-	unsigned int i, j;
+	unsigned int i;
 
 	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		cprx_sha256(v[i].in, strlen(v[i].in), out);
-		for (j = 0; j < 32; j++)
-			snprintf(hex + 2 * j, 3, "%02x", out[j]);
+		cprx_sha256_hex(out, hex);
 		EXPECT_STREQ(v[i].hex, hex);
 	}
+}
+
+/*
+ * Streamed, as a policy's binaries are hashed: FIPS 180-4's 112-byte
+ * example split at every byte (a partial block carried over, completed,
+ * or left whole), and a million 'a' fed in uneven pieces.
+ */
+TEST(sha256_streamed)
+{
+	static const char two[] = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklm"
+		"ghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+	static const size_t piece[] = { 1, 63, 64, 65, 127, 4096, 55, 56, 9 };
+	char *a = malloc(1000000), hex[65];
+	struct cprx_sha256 c;
+	unsigned char out[32];
+	size_t i, off, n;
+
+	ASSERT_NE_NULL(a);
+	for (i = 0; i <= sizeof(two) - 1; i++) {
+		cprx_sha256_init(&c);
+		cprx_sha256_update(&c, two, i);
+		cprx_sha256_update(&c, two + i, sizeof(two) - 1 - i);
+		cprx_sha256_final(&c, out);
+		cprx_sha256_hex(out, hex);
+		EXPECT_STREQ("cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1", hex);
+	}
+	memset(a, 'a', 1000000);
+	cprx_sha256_init(&c);
+	for (off = 0, i = 0; off < 1000000; off += n, i++) {
+		n = piece[i % (sizeof(piece) / sizeof(piece[0]))];
+		n = n < 1000000 - off ? n : 1000000 - off;
+		cprx_sha256_update(&c, a + off, n);
+	}
+	cprx_sha256_final(&c, out);
+	cprx_sha256_hex(out, hex);
+	EXPECT_STREQ("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", hex);
+	free(a);
 }
 
 /*
