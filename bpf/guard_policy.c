@@ -197,7 +197,8 @@ static gboolean parse_sha256(const char *word, guint8 out[32], GError **err)
 /*
  * A rule's value, "PATH" or "PATH sha256=HEX": *@path gets the path, @r
  * the digest.  A digest without a path is refused: finding the file would
- * take the kernel hashing every exec (bpf/README.md, "Content").
+ * take the kernel hashing every exec (bpf/README.md: "No rule by digest
+ * alone").
  */
 static gboolean parse_rule(const char *val, char **path, struct cg_rule *r,
 			   GError **err)
