@@ -198,6 +198,9 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 				    r->path);
 			return FALSE;
 		}
+		/* read after the key: no change since it was checked */
+		if (!cg_rule_unchanged(r, err))
+			return FALSE;
 		if (bpf_map_update_elem(fd, &k, &rule, BPF_ANY) < 0) {
 			g_set_error(err, CG_ERROR, errno, "rule '%s': %s",
 				    r->path, g_strerror(errno));

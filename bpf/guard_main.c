@@ -3,7 +3,8 @@
  * cprx-guard's main: the verb table, the command line's help built from it,
  * and the dispatch.  The verbs live with what they work on: `load` in
  * cprx_guard.c (the loader), `status` and `check` in guard_status.c,
- * `trace` in guard_trace.c, `detach` in guard_pin.c.
+ * `trace` in guard_trace.c, `detach` in guard_pin.c, `hash` in
+ * guard_policy.c.
  */
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,10 @@ static const struct verb verbs[] = {
 	{ "check", "PATH...", "The policy's verdict on execs of PATH.",
 	  "the loaded policy's verdict on PATH for this process",
 	  cg_check_entries, cg_cmd_check },
+	{ "hash", "PATH...", "Print an allow rule naming each PATH and its "
+	  "SHA-256.",
+	  "print 'allow PATH sha256=HEX' for each PATH: a rule bound to\n"
+	  "the file's content as well", NULL, cg_cmd_hash },
 	{ NULL }
 };
 

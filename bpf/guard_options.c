@@ -53,13 +53,16 @@ const GOptionEntry cg_load_entries[] = {
 	  "Policy file (items: mode, armed-only, guard-uid, guard-cgroup, "
 	  "guard-exe, allow)", "FILE" },
 	{ "allow", 'a', 0, G_OPTION_ARG_FILENAME_ARRAY, &cg_opt.allow,
-	  "Guarded processes may exec this binary (by inode, resolved now)", "PATH" },
+	  "Guarded processes may exec this binary (by inode, resolved now); "
+	  "'PATH sha256=HEX': only if its content has that SHA-256",
+	  "PATH[ sha256=HEX]" },
 	{ "guard-cgroup", 'c', 0, G_OPTION_ARG_FILENAME_ARRAY, &cg_opt.cgroups,
 	  "Guard processes in this cgroup v2 directory and below", "DIR" },
 	{ "guard-uid", 'u', 0, G_OPTION_ARG_STRING_ARRAY, &cg_opt.uids,
 	  "Guard processes with this real uid", "UID" },
 	{ "guard-exe", 'e', 0, G_OPTION_ARG_FILENAME_ARRAY, &cg_opt.exes,
-	  "Guard processes running this binary", "PATH" },
+	  "Guard processes running this binary (sha256= as for --allow)",
+	  "PATH[ sha256=HEX]" },
 	{ "armed-only", 0, 0, G_OPTION_ARG_NONE, &cg_opt.armed_only,
 	  "A VMM (a process running an allowed binary) may exec only while it "
 	  "holds an armed cprx.ko session", NULL },

@@ -14,6 +14,11 @@
  * and not writable by group or others: whoever can write it decides what
  * the guard allows.
  *
+ * A rule may name the content too (sha256=): the file is hashed at load
+ * through the same open fd the kernel's key is read from, and the change
+ * time must not move between the check and the key (cg_rule_unchanged), so
+ * the key, which holds the change time, names the content that was hashed.
+ *
  * Policy file, one item a line, '#' comments:
  *   mode enforce|trace
  *   armed-only yes|no
@@ -25,6 +30,10 @@
  *                            (it need not exist at load)
  *   guard-exe PATH           processes running this binary
  *   allow PATH               what guarded processes may exec (rule 1, 2, ...)
+ *
+ * After a guard-exe or allow PATH, "sha256=HEX" (64 hex digits, either
+ * case) is the content the file must have; it is the last word, so a path
+ * may still hold spaces.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +47,9 @@
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include "guard_tool.h"
+#include "sha256.h"
+
+#define CG_HASH_CHUNK	(256 * 1024)	/* bytes per read when hashing */
 
 G_DEFINE_QUARK(cprx-guard-error-quark, cg_error)
 
@@ -153,6 +165,7 @@ static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 		return FALSE;
 	}
 	r->fd = fd;
+	r->ctime = st.st_ctim;	/* before any hashing: see cg_rule_unchanged */
 	r->path = g_strdup(real);
 	r->major = major(st.st_dev);
 	r->minor = minor(st.st_dev);
@@ -161,13 +174,142 @@ static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 	return TRUE;
 }
 
-static gboolean add_rule(GArray *a, const char *path, GError **err)
+/* "sha256=HEX": 64 hex digits; either case, which carries no meaning. */
+static gboolean parse_sha256(const char *word, guint8 out[32], GError **err)
 {
+	const char *hex = word + strlen("sha256=");
+	size_t n = strlen(hex), i;
+
+	if (n != 64) {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s': a SHA-256 is 64 hex "
+			    "digits (as sha256sum prints it), not %zu", word, n);
+		return FALSE;
+	}
+	for (i = 0; i < 64; i++) {
+		int v = g_ascii_xdigit_value(hex[i]);
+
+		if (v < 0) {
+			g_set_error(err, CG_ERROR, EINVAL, "'%s': '%c' is not "
+				    "a hex digit", word, hex[i]);
+			return FALSE;
+		}
+		out[i / 2] = i % 2 ? out[i / 2] | v : v << 4;
+	}
+	return TRUE;
+}
+
+/*
+ * A rule's value, "PATH" or "PATH sha256=HEX": *@path gets the path, @r
+ * the digest.  A digest without a path is refused: finding the file would
+ * take the kernel hashing every exec (bpf/README.md: "No rule by digest
+ * alone").
+ */
+static gboolean parse_rule(const char *val, char **path, struct cg_rule *r,
+			   GError **err)
+{
+	const char *last = val + strlen(val);
+
+	while (last > val && !g_ascii_isspace(last[-1]))
+		last--;
+	if (!g_str_has_prefix(last, "sha256=")) {
+		*path = g_strdup(val);
+		return TRUE;
+	}
+	if (last == val) {
+		g_set_error(err, CG_ERROR, EINVAL, "'%s' names no file: a rule "
+			    "by digest alone is not supported (give PATH "
+			    "sha256=HEX; see cprx-guard hash)", val);
+		return FALSE;
+	}
+	if (!parse_sha256(last, r->sha256, err))
+		return FALSE;
+	r->has_sha256 = TRUE;
+	*path = g_strchomp(g_strndup(val, last - val));
+	return TRUE;
+}
+
+/* The SHA-256 of the file open at @fd, from its start (pread: no seek). */
+static gboolean hash_fd(int fd, const char *path, guint8 out[32],
+			GError **err)
+{
+	g_autofree guint8 *buf = g_malloc(CG_HASH_CHUNK);
+	struct cprx_sha256 c;
+	off_t off = 0;
+	ssize_t n;
+
+	cprx_sha256_init(&c);
+	while ((n = pread(fd, buf, CG_HASH_CHUNK, off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			g_set_error(err, CG_ERROR, errno, "'%s': cannot read it "
+				    "to check its SHA-256: %s", path,
+				    g_strerror(errno));
+			return FALSE;
+		}
+		cprx_sha256_update(&c, buf, n);
+		off += n;
+	}
+	cprx_sha256_final(&c, out);
+	return TRUE;
+}
+
+/*
+ * @r's content against its rule's digest, read through @r->fd: the open
+ * file whose key the loader reads, not the path again.
+ */
+static gboolean check_sha256(const struct cg_rule *r, GError **err)
+{
+	char want[65], got[65];
+	guint8 d[32];
+
+	if (!hash_fd(r->fd, r->path, d, err))
+		return FALSE;
+	if (!memcmp(d, r->sha256, sizeof(d)))
+		return TRUE;
+	cprx_sha256_hex(r->sha256, want);
+	cprx_sha256_hex(d, got);
+	g_set_error(err, CG_ERROR, EPERM, "'%s' does not have the content its "
+		    "rule names: the rule expects SHA-256 %s, the file's is %s "
+		    "(fix: if this file is the one to allow, put sha256=%s in "
+		    "the rule, as `cprx-guard hash '%s'` prints it; if not, "
+		    "put back the binary the rule was written for)", r->path,
+		    want, got, got, r->path);
+	return FALSE;
+}
+
+gboolean cg_rule_unchanged(const struct cg_rule *r, GError **err)
+{
+	struct stat st;
+
+	if (fstat(r->fd, &st) < 0) {
+		g_set_error(err, CG_ERROR, errno, "'%s': %s", r->path,
+			    g_strerror(errno));
+		return FALSE;
+	}
+	if (st.st_ctim.tv_sec == r->ctime.tv_sec &&
+	    st.st_ctim.tv_nsec == r->ctime.tv_nsec)
+		return TRUE;
+	g_set_error(err, CG_ERROR, EAGAIN, "'%s' changed while the policy was "
+		    "loading (its change time moved after it was checked%s): "
+		    "load the policy again", r->path,
+		    r->has_sha256 ? " and hashed" : "");
+	return FALSE;
+}
+
+static gboolean add_rule(GArray *a, const char *val, GError **err)
+{
+	g_autofree char *path = NULL;
 	struct cg_rule r = { 0 };
 	guint i;
 
-	if (!resolve(path, &r, err))
+	if (!parse_rule(val, &path, &r, err) || !resolve(path, &r, err))
 		return FALSE;
+	if (r.has_sha256 && !check_sha256(&r, err)) {
+		g_free(r.path);
+		close(r.fd);
+		return FALSE;
+	}
 	for (i = 0; i < a->len; i++) {
 		struct cg_rule *o = &g_array_index(a, struct cg_rule, i);
 
@@ -416,4 +558,35 @@ out:
 	else
 		g_free(full);
 	return rel;
+}
+
+/* `hash PATH...`: the allow rule naming each file and its content. */
+int cg_cmd_hash(char **args)
+{
+	GError *err = NULL;
+	int ret = 0;
+
+	if (!args || !*args) {
+		fprintf(stderr, "cprx-guard: hash: which files? (cprx-guard hash "
+			"PATH...)\n");
+		return 2;
+	}
+	for (; *args; args++) {
+		struct cg_rule r = { .fd = -1 };
+		char hex[65];
+		guint8 d[32];
+
+		if (resolve(*args, &r, &err) && hash_fd(r.fd, r.path, d, &err)) {
+			cprx_sha256_hex(d, hex);
+			printf("allow %s sha256=%s\n", r.path, hex);
+		} else {
+			fprintf(stderr, "cprx-guard: %s\n", err->message);
+			g_clear_error(&err);
+			ret = 1;
+		}
+		if (r.fd >= 0)
+			close(r.fd);
+		g_free(r.path);
+	}
+	return ret;
 }

@@ -4,12 +4,13 @@
  * guard_options.c (the command line), cprx_guard.c (the loader: the `load`
  * verb), guard_pin.c (bpffs pins, finding a loaded guard by identity,
  * `detach`), guard_status.c (the status file, `status`, `check`),
- * guard_policy.c (the policy) and guard_trace.c (timelines, `trace`).
+ * guard_policy.c (the policy, `hash`) and guard_trace.c (timelines, `trace`).
  */
 #ifndef CPRX_GUARD_TOOL_H
 #define CPRX_GUARD_TOOL_H
 
 #include <signal.h>
+#include <time.h>
 #include <glib.h>
 #include <linux/bpf.h>
 #include <linux/types.h>
@@ -50,13 +51,15 @@ int cg_cmd_status(char **args);
 int cg_cmd_trace(char **args);
 int cg_cmd_detach(char **args);
 int cg_cmd_check(char **args);
+int cg_cmd_hash(char **args);
 
 /* cprx_guard.c: libbpf's messages, quiet where a failure is expected. */
 void cg_libbpf_log(void);
 
 /*
  * A binary named by the policy, resolved at load.  @fd stays open until the
- * loader has read the kernel's key of the file (struct cg_file_key).
+ * loader has read the kernel's key of the file (struct cg_file_key); a
+ * digest is checked through it too, so what is hashed is what is keyed.
  */
 struct cg_rule {
 	char *path;		/* canonical */
@@ -64,6 +67,9 @@ struct cg_rule {
 	guint64 ino;
 	int fd;			/* O_RDONLY on the file; -1 once closed */
 	guint64 fp;		/* cprx_guard_fingerprint: the status file's name */
+	struct timespec ctime;	/* when checked (and hashed): see cg_rule_unchanged */
+	gboolean has_sha256;	/* the rule gave sha256=, and the content matched */
+	guint8 sha256[32];
 };
 
 struct cg_policy {
@@ -92,6 +98,12 @@ gboolean cg_policy_load_file(struct cg_policy *p, const char *file,
 gboolean cg_policy_check(const struct cg_policy *p, GError **err);
 /* The kernel's dev_t, as the BPF side sees inode->i_sb->s_dev. */
 guint32 cg_rule_kdev(const struct cg_rule *r);
+/*
+ * After the kernel's key of @r's file was read: its change time is still
+ * the one it had when it was checked and hashed, so the key (which holds
+ * the change time) names the content that was checked.
+ */
+gboolean cg_rule_unchanged(const struct cg_rule *r, GError **err);
 /* Closes the rules' files, once the loader has their keys. */
 void cg_policy_close_files(struct cg_policy *p);
 /*

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * SHA-256 (FIPS 180-4), one-shot, for small inputs: the fingerprints the
- * guard's world-readable status file gives instead of inode numbers
- * (common/guard_reader.c).  Plain C: libcprx links it without glib.
+ * SHA-256 (FIPS 180-4): one-shot for the fingerprints the guard's
+ * world-readable status file gives instead of inode numbers
+ * (common/guard_reader.c), streamed for the content of the binaries a
+ * policy names by digest (bpf/guard_policy.c).  Plain C: libcprx links it
+ * without glib.
  */
 #include <string.h>
 #include "sha256.h"
@@ -53,32 +55,73 @@ static void block(uint32_t h[8], const unsigned char *p)
 	h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
 }
 
-void cprx_sha256(const void *data, size_t len, unsigned char out[32])
+void cprx_sha256_init(struct cprx_sha256 *c)
 {
-	uint32_t h[8] = {
+	static const uint32_t h0[8] = {
 		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
 		0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 	};
-	const unsigned char *p = data;
-	unsigned char tail[128];
-	uint64_t bits = (uint64_t)len * 8;
-	size_t n, i;
 
-	for (; len >= 64; p += 64, len -= 64)
-		block(h, p);
-	memset(tail, 0, sizeof(tail));
-	memcpy(tail, p, len);
-	tail[len] = 0x80;
-	n = len + 1 + 8 <= 64 ? 64 : 128;
-	for (i = 0; i < 8; i++)
-		tail[n - 1 - i] = (unsigned char)(bits >> (8 * i));
-	block(h, tail);
-	if (n == 128)
-		block(h, tail + 64);
-	for (i = 0; i < 8; i++) {
-		out[4 * i] = h[i] >> 24;
-		out[4 * i + 1] = h[i] >> 16;
-		out[4 * i + 2] = h[i] >> 8;
-		out[4 * i + 3] = h[i];
+	memcpy(c->h, h0, sizeof(h0));
+	c->len = 0;
+}
+
+void cprx_sha256_update(struct cprx_sha256 *c, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t used = c->len % 64, n;
+
+	c->len += len;
+	if (used) {	/* complete the block a previous call left partial */
+		n = len < 64 - used ? len : 64 - used;
+		memcpy(c->buf + used, p, n);
+		p += n;
+		len -= n;
+		if (used + n < 64)
+			return;
+		block(c->h, c->buf);
 	}
+	for (; len >= 64; p += 64, len -= 64)
+		block(c->h, p);
+	memcpy(c->buf, p, len);
+}
+
+void cprx_sha256_final(struct cprx_sha256 *c, unsigned char out[32])
+{
+	uint64_t bits = c->len * 8;
+	size_t used = c->len % 64, i;
+	unsigned char pad[72] = { 0x80 };
+
+	/* 0x80, zeros to 56 mod 64, then the length in bits, big-endian */
+	for (i = 0; i < 8; i++)
+		pad[71 - i] = (unsigned char)(bits >> (8 * i));
+	cprx_sha256_update(c, pad, (used < 56 ? 56 - used : 120 - used));
+	cprx_sha256_update(c, pad + 64, 8);
+	for (i = 0; i < 8; i++) {
+		out[4 * i] = c->h[i] >> 24;
+		out[4 * i + 1] = c->h[i] >> 16;
+		out[4 * i + 2] = c->h[i] >> 8;
+		out[4 * i + 3] = c->h[i];
+	}
+}
+
+void cprx_sha256(const void *data, size_t len, unsigned char out[32])
+{
+	struct cprx_sha256 c;
+
+	cprx_sha256_init(&c);
+	cprx_sha256_update(&c, data, len);
+	cprx_sha256_final(&c, out);
+}
+
+void cprx_sha256_hex(const unsigned char digest[32], char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		hex[2 * i] = digits[digest[i] >> 4];
+		hex[2 * i + 1] = digits[digest[i] & 15];
+	}
+	hex[64] = '\0';
 }

@@ -17,7 +17,6 @@
 #include <sys/sysmacros.h>
 #include "harness.h"
 #include "guard_reader.h"
-#include "sha256.h"
 
 struct fake {
 	char dir[64];
@@ -510,27 +509,6 @@ TEST_F(g, uid_of_the_initial_user_namespace)
 		SKIP(return, "no unprivileged user namespaces here");
 	ASSERT_NE('e', res);
 	EXPECT_EQ('y', res);
-}
-
-/* The fingerprints' hash: FIPS 180-4's examples, and a two-block tail. */
-TEST(sha256_known_vectors)
-{
-	static const struct { const char *in, *hex; } v[] = {
-		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
-		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
-		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
-	};
-	unsigned char out[32];
-	char hex[65];
-	unsigned int i, j;
-
-	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		cprx_sha256(v[i].in, strlen(v[i].in), out);
-		for (j = 0; j < 32; j++)
-			snprintf(hex + 2 * j, 3, "%02x", out[j]);
-		EXPECT_STREQ(v[i].hex, hex);
-	}
 }
 
 /* This process's cgroup v2 path (@rel) and its directory (@path), or false. */

@@ -14,7 +14,8 @@
 # session was closed before it (cprx.ko's session end); unguarded processes
 # are unaffected; a guard-cgroup removed and created again, or created after
 # the load, is guarded; a policy with the most cgroups keeps its canary; a
-# policy pinned in bpffs outlives the tool and detaches cleanly; the
+# policy pinned in bpffs outlives the tool and detaches cleanly; a rule's
+# sha256= is checked at load (a wrong one keeps the old guard); the
 # guard's programs are its own, found by identity (programs named like
 # them are not counted nor waited for); and the per-exec cost from
 # kernel.bpf_stats_enabled.
@@ -533,6 +534,40 @@ out=$(in_cg "$OTHER" --version 2>&1); rc=$?
 [ $rc != 0 ] && [[ $out == *"Operation not permitted"* ]] &&
 	ok "after the reloads a non-listed exec is still refused" ||
 	notok "after the reloads a non-listed exec is still refused (rc $rc: $out)"
+
+# --- rules bound to content: sha256= checked at load, through the rule's open file --
+sum=$(sha256sum "$VMM" | cut -d' ' -f1)
+wrong=$(printf %s "$sum" | tr 0-9a-f 1-9a-f0)
+printf 'guard-cgroup %s\nallow %s sha256=%s\nallow /usr/bin/true\nallow %s\n' \
+	"$CG" "$VMM" "$wrong" "$G" >"$T/d-bad.policy"
+"$G" load --pin --replace --require-enforce --policy "$T/d-bad.policy" >"$T/dbad.out" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q "expects SHA-256 $wrong, the file's is $sum (fix: " "$T/dbad.out" &&
+   "$G" status | grep -q ENFORCING && grep -q "^policy $T/r1.policy" "$CPRX_GUARD_STATUS"; then
+	ok "a wrong sha256= fails the reload (exit $rc), naming both digests; the old guard stays"
+else
+	notok "a wrong sha256= fails the reload (exit $rc), naming both digests; the old guard stays"
+	diag "$T/dbad.out"
+fi
+{ echo "guard-cgroup $CG"; "$G" hash "$VMM" /usr/bin/true; echo "allow $G"; } >"$T/d-ok.policy" 2>&1
+check "cprx-guard hash prints the rule, with sha256sum's digest" \
+	grep -qx "allow $(realpath "$VMM") sha256=$sum" "$T/d-ok.policy"
+"$G" load --pin --replace --require-enforce --policy "$T/d-ok.policy" >"$T/dok.out" 2>&1
+rc=$?
+if [ $rc = 0 ] && grep -q "^policy $T/d-ok.policy" "$CPRX_GUARD_STATUS"; then
+	ok "the right sha256= loads (load --pin --replace), enforcing"
+	check "the status file publishes no digest" bash -c "! grep -q '$sum' '$CPRX_GUARD_STATUS'"
+	in_cg "$VMM" --backend kmod --no-probe "${VMM_OPTS[@]}" >"$T/d1.json" 2>"$T/d1.err"
+	check "the binary with that content is allowed: kmod update succeeds" \
+		$GT update "$T/d1.json" ok=true verify=ok backend=kmod
+	out=$(in_cg "$OTHER" --version 2>&1); rc=$?
+	[ $rc != 0 ] && [[ $out == *"Operation not permitted"* ]] &&
+		ok "the same bytes in another file are still refused (a rule is file and content)" ||
+		notok "the same bytes in another file are still refused (rc $rc: $out)"
+else
+	notok "the right sha256= loads (exit $rc); its status, allowed and refused execs not checked"
+	diag "$T/dok.out" "$T/d-ok.policy"
+fi
 
 # --- overhead: per-exec cost from the kernel's BPF run-time statistics -------------
 sysctl -qw kernel.bpf_stats_enabled=1
