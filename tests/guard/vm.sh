@@ -41,7 +41,7 @@ for k in "${kernels[@]}"; do
 		continue
 	fi
 	t0=$(date +%s)
-	"$VM/run.sh" --kernel "$k" "${shares[@]}" --timeout 900 \
+	"$VM/run.sh" --kernel "$k" "${shares[@]}" --timeout 1800 \
 		--dmesg-out "$scratch/$k-dmesg" -- \
 		bash "$HERE/vm-guard.sh" "$B" "$scratch/kmod-$k/cprx.ko" \
 		>"$scratch/$k.out" 2>"$scratch/$k.err"
