@@ -147,31 +147,45 @@ static JsonNode *check_refused(const struct run *r, const char *stage,
 }
 
 /*
- * The new image gave up and rolled back to the old one, which resumed the
- * guest verified and exits 3: one "rollback" line from the new image, then
- * the old image's update line saying so.  Returns the rollback line.
+ * The previous binary resumed the guest after a rollback, verified, and
+ * exits 3: its update line says so, with the reason the new image gave.
+ * Returns that line.
  */
-static JsonNode *check_rolled_back(const struct run *r)
+static JsonNode *check_resumed_by_old(const struct run *r)
 {
-	JsonNode *rb, *up;
+	JsonNode *up;
 
 	check_exit(r, 3, 0);
-	EXPECT_EQ(1, count_events(r, "rollback"));
 	EXPECT_EQ(0, count_events(r, "error"));
-	rb = event(r, "rollback", 0);
-	ASSERT_NE_NULL(rb);
-	EXPECT_EQ(r->pid, ju_int(rb, "pid"));
 	up = event(r, "update", 0);
 	ASSERT_NE_NULL(up);
 	EXPECT_EQ(1, count_events(r, "update"));
-	/* the new image spoke first */
-	EXPECT_LT(event_at(r, "rollback", 0), event_at(r, "update", 0));
 	EXPECT_EQ(1, ju_bool(up, "rollback"));
 	EXPECT_EQ(0, ju_bool(up, "ok"));
 	EXPECT_EQ(0, ju_int(up, "generation"));
 	EXPECT_EQ(r->pid, ju_int(up, "pid"));
 	EXPECT_STREQ("ok", ju_str(up, "verify"));
 	EXPECT_EQ(1, ju_int(event(r, "exit", 0), "refused"));
+	return up;
+}
+
+/*
+ * The new image gave up and rolled back to the old one, which resumed the
+ * guest: one "rollback" line from the new image, then the old image's
+ * update line saying so.  Returns the rollback line.
+ */
+static JsonNode *check_rolled_back(const struct run *r)
+{
+	JsonNode *rb, *up;
+
+	up = check_resumed_by_old(r);
+	EXPECT_EQ(1, count_events(r, "rollback"));
+	rb = event(r, "rollback", 0);
+	ASSERT_NE_NULL(rb);
+	EXPECT_EQ(r->pid, ju_int(rb, "pid"));
+	/* the new image spoke first */
+	EXPECT_LT(event_at(r, "rollback", 0), event_at(r, "update", 0));
+	EXPECT_STREQ(ju_str(rb, "error"), ju_str(up, "rollback_reason"));
 	return rb;
 }
 
@@ -413,6 +427,61 @@ TEST_F(vmm, rollback_refused_twice)
 	EXPECT_TRUE(contains(ju_str(l, "error"), "reject-always"));
 	/* a handful of execs, not a loop cut short by the deadline */
 	EXPECT_LT(r->ms, 20000);
+}
+
+/* The new image dies before commit, asking for nothing: libcprx rolls back ---------- */
+
+#define EXITED_1	"new image exited with status 1 before commit"
+#define GOT_SEGV	"new image got SIGSEGV before commit"
+
+/* exit(1) in the new image: the previous binary resumes, with the reason. */
+TEST_F(vmm, rollback_exit_before_commit)
+{
+	const struct run *r;
+	JsonNode *up;
+
+	r = VMM("--inject", "exit-before-commit", "--ram", "16M", "--run-ms", "20");
+	up = check_resumed_by_old(r);
+	EXPECT_EQ(0, count_events(r, "rollback"));
+	EXPECT_STREQ(EXITED_1, ju_str(up, "rollback_reason"));
+}
+
+/* The new image dies of SIGSEGV: rolled back the same way. */
+TEST_F(vmm, rollback_crash_before_commit)
+{
+	const struct run *r;
+	JsonNode *up;
+
+	r = VMM("--inject", "crash-before-commit", "--ram", "16M", "--run-ms", "20");
+	up = check_resumed_by_old(r);
+	EXPECT_EQ(0, count_events(r, "rollback"));
+	EXPECT_STREQ(GOT_SEGV, ju_str(up, "rollback_reason"));
+}
+
+/*
+ * The new image dies, and the rollback image refuses the guest too: the
+ * VM is lost (exit 4) after one rollback, not a loop.
+ */
+TEST_F(vmm, rollback_after_death_refused)
+{
+	static const char *const deaths[] = { "exit-before-commit,reject-always",
+					      "crash-before-commit,reject-always" };
+	const struct run *r;
+	JsonNode *l;
+
+	for (unsigned int i = 0; i < 2; i++) {
+		r = VMM("--inject", deaths[i], "--ram", "16M", "--run-ms", "20");
+		check_lines(r);
+		ASSERT_EQ(4, r->code);
+		EXPECT_EQ(0, count_events(r, "update"));
+		EXPECT_EQ(1, count_events(r, "rollback"));
+		EXPECT_EQ(1, count_events(r, "error"));
+		l = event(r, "error", 0);
+		ASSERT_NE_NULL(l);
+		EXPECT_EQ(r->pid, ju_int(l, "pid"));
+		EXPECT_STREQ("ELOOP", ju_str(l, "errno"));
+		EXPECT_LT(r->ms, 20000);
+	}
 }
 
 /*
