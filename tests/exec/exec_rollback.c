@@ -10,13 +10,15 @@
  * Each test's child first becomes exec case "old": it saves the guest and
  * execs into the new image's case, and is what the rollback re-runs, with
  * the same arguments (struct old_args): so the rollback image knows the
- * reason it must read, and whether it is to fail too.
+ * reason it must read (from libcprx, and from its own /proc/PID/environ as
+ * cprx-qmp reads it), and whether it is to fail too.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "exec_util.h"
+#include "handover.h"
 
 #define PID_BLOB	"pid"
 /* The rollback image fails too: its own exit status. */
@@ -71,6 +73,8 @@ static void fail_again(const char *how)
 /* argv: struct old_args, in order. */
 EXEC_CASE(old)
 {
+	char err[CPRX_MSG_MAX];
+	struct cprx_handover h;
 	struct cprx_session *s;
 	const void *blob;
 	struct guest g;
@@ -78,8 +82,11 @@ EXEC_CASE(old)
 	int ret = cprx_incoming(&s, NULL);
 
 	CHECK(argc == 4, "old: %d arguments", argc);
-	if (ret == 0)
+	if (ret == 0) {
+		CHECK(cprx_handover_of_pid(getpid(), &h, NULL, 0) == -ENOENT,
+		      "a handover in a fresh start's environment");
 		first_start(argv);
+	}
 	CHECK(ret == 1, "rollback image rejected the state: %s", cprx_errmsg(s));
 	CHECK(cprx_is_rollback(s), "not marked as rollback");
 	CHECK(cprx_generation(s) == 0, "generation %u after rollback",
@@ -90,6 +97,11 @@ EXEC_CASE(old)
 	      argv[2]);
 	CHECK(!cprx_get_blob(s, PID_BLOB, &blob, &len) && len == sizeof(pid_t) &&
 	      *(const pid_t *)blob == getpid(), "not the pid that saved the guest");
+	/* what another process reads (cprx-qmp), though the image unset it */
+	ret = cprx_handover_of_pid(getpid(), &h, err, sizeof(err));
+	CHECK(!ret && h.rollback && !strcmp(h.why, argv[2]),
+	      "handover in /proc/self/environ: %d %s, rb=%d, why '%s'", ret, err,
+	      h.rollback, h.why);
 	reclaim_guest(s, &g);
 	check_guest(&g);
 	/* never a loop: a rollback image does not arm */
