@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "vmm.h"
 
@@ -152,15 +153,17 @@ static void reclaim_ram(struct vm *vm, struct cprx_session *s)
  */
 static void maybe_die(struct vm *vm, bool rollback)
 {
-	static int *volatile nowhere;
+	volatile char *page;
 
-	if (rollback)
+	if (rollback || !(vm->cfg.faults & (F_EXIT_EARLY | F_CRASH_EARLY)))
 		return;
 	fflush(NULL);
 	if (vm->cfg.faults & F_EXIT_EARLY)
 		exit(EXIT_SETUP);
-	if (vm->cfg.faults & F_CRASH_EARLY)
-		*nowhere = 1;
+	/* a real fault, not a NULL pointer a sanitizer would catch first */
+	page = mmap(NULL, GPAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page != MAP_FAILED)
+		*page = 1;
 }
 
 /* Injected refusals; before verify, which drains the devices. */
