@@ -6,9 +6,10 @@
  *             cprx_add_blob -> cprx_preflight -> (stop guest) -> cprx_save ->
  *             cprx_exec.  cprx_exec returns only on failure, and then every
  *             fd flag is restored: resume the guest and carry on.
- * New image:  cprx_incoming -> cprx_reclaim_fd / cprx_reclaim_ram /
- *             cprx_get_blob -> (resume guest) -> cprx_commit, or
- *             cprx_rollback to re-exec the previous binary.
+ * New image:  cprx_incoming -> [cprx_rollback_on_failure] ->
+ *             cprx_reclaim_fd / cprx_reclaim_ram / cprx_get_blob ->
+ *             (resume guest) -> cprx_commit, or cprx_rollback to re-exec
+ *             the previous binary.
  *
  * Every call returns 0 or a negative errno.  The session keeps a message that
  * names the problem and a hint that names the fix (cprx_errmsg/cprx_errhint).
@@ -25,8 +26,9 @@
  * With the cloexec backend no other thread may fork, vfork or spawn while
  * cprx_exec runs (see there).
  *
- * ABI: every symbol is versioned (CPRX_0.2 for this release); a release adds
- * a node and never changes what an older node's symbols do.  Structs the
+ * ABI: every symbol is versioned (CPRX_0.2, then CPRX_0.3 for what 0.3
+ * added: cprx_rollback_on_failure); a release adds a node and never changes
+ * what an older node's symbols do.  Structs the
  * caller passes in start with their size: a larger struct from a newer
  * header is accepted while its unknown tail is zero.
  */
@@ -43,7 +45,7 @@ extern "C" {
 
 /* The release this header belongs to; cprx_version_*() give the library's. */
 #define CPRX_VERSION_MAJOR	0
-#define CPRX_VERSION_MINOR	2
+#define CPRX_VERSION_MINOR	3
 #define CPRX_VERSION_PATCH	0
 /* True when this header is release maj.min or newer. */
 #define CPRX_VERSION_AT_LEAST(maj, min)					\
@@ -272,6 +274,43 @@ int cprx_commit(struct cprx_session *s);
  * Returns only on failure.
  */
 int cprx_rollback(struct cprx_session *s, const char *why);
+/*
+ * Since 0.3 (CPRX_VERSION_AT_LEAST(0, 3)).  With @on, from now until
+ * cprx_commit (or cprx_session_close, or this call with @on false) a
+ * failure of this image rolls back by itself, as cprx_rollback does: an
+ * exit() (or a return from main) in any thread, and a SIGSEGV, SIGBUS,
+ * SIGILL, SIGFPE or SIGABRT (abort(), a failed assert) in any thread.  The
+ * reason the rollback image reads is "new image exited with status N
+ * before commit" or "new image got SIGSEGV before commit".  Call it right
+ * after cprx_incoming returned 1, and turn it off (@on false, or commit)
+ * before the guest runs in this image: from then on the previous binary
+ * would resume a device state older than guest RAM.
+ *
+ * The exec is prepared here (argv, environment, handover): what runs at
+ * the failure makes system calls only (the fds' close-on-exec flags or
+ * the cprx.ko arm, execveat), so it is safe in a signal handler on any
+ * thread, holding any lock.  The environment is the one at this call.
+ * The handlers chain to those installed before them, and are put back at
+ * the end unless replaced meanwhile; a handler installed later must chain
+ * to the one it replaced for a crash to roll back.  Only the process that
+ * armed it rolls back: the exit or crash of a fork or vfork child does not.
+ * The rollback is slower than an update: the old address space is torn
+ * down inside the exec (no keeper can start in a signal handler).
+ *
+ * Not rolled back: _exit(), _Exit(), quick_exit() and exit_group (no
+ * exit handler runs), SIGKILL and signals that are requests (SIGTERM,
+ * SIGINT...), a stack overflow on a thread without sigaltstack, and a new
+ * binary that never gets this far (the dynamic loader fails, a wrapper
+ * script exits): this process is gone before the library runs, and only
+ * a supervisor outside it can restart the VMM.
+ *
+ * 0 when armed (or turned off: always 0); -ELOOP in a rollback image,
+ * where nothing is armed (a failure there loses the VM: never a loop);
+ * -EINVAL not an incoming session, or committed; -EPERM the handover was
+ * refused; -EBADMSG the state names no previous binary; -EBUSY another
+ * session has it armed; -ENOMEM.
+ */
+int cprx_rollback_on_failure(struct cprx_session *s, bool on);
 /* false for NULL */
 bool cprx_is_rollback(const struct cprx_session *s);
 /* In a rollback image: the reason the failed image gave; else NULL. */
@@ -305,7 +344,7 @@ const char *cprx_errhint(const struct cprx_session *s);
 /* The library's release, which may be newer than this header's. */
 unsigned int cprx_version_major(void);
 unsigned int cprx_version_minor(void);
-/* "0.2.0" */
+/* "0.3.0" */
 const char *cprx_version_string(void);
 
 #ifdef __cplusplus

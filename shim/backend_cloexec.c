@@ -64,6 +64,26 @@ static void cloexec_disarm(struct cprx_session *s)
 		set_cloexec(s->exe_fd, true);
 }
 
+static void cloexec_field(const struct cprx_session *s, char *field,
+			  size_t len)
+{
+	snprintf(field, len, "fd=%d", s->state_fd);
+}
+
+/* fcntl and fstat only: safe in a signal handler */
+static void cloexec_arm_now(struct cprx_session *s)
+{
+	unsigned int i;
+
+	for (i = 0; i < s->nr_ents; i++)
+		if (still_ours(s, &s->ents[i]))
+			set_cloexec(s->ents[i].fd, false);
+	if (s->state_fd >= 0)
+		set_cloexec(s->state_fd, false);
+	if (s->exe_fd >= 0)
+		set_cloexec(s->exe_fd, false);
+}
+
 static int cloexec_arm(struct cprx_session *s, char *field, size_t len)
 {
 	unsigned int i;
@@ -90,7 +110,7 @@ static int cloexec_arm(struct cprx_session *s, char *field, size_t len)
 		goto err;
 	if (s->exe_fd >= 0 && (ret = set_cloexec(s->exe_fd, false)))
 		goto err;
-	snprintf(field, len, "fd=%d", s->state_fd);
+	cloexec_field(s, field, len);
 	return 0;
 err:
 	cloexec_disarm(s);
@@ -257,6 +277,8 @@ const struct cprx_backend_ops cprx_backend_cloexec = {
 	.unpreserve = cloexec_unpreserve,
 	.arm = cloexec_arm,
 	.disarm = cloexec_disarm,
+	.field = cloexec_field,
+	.arm_now = cloexec_arm_now,
 	.incoming = cloexec_incoming,
 	.retrieve = cloexec_retrieve,
 	.commit = cloexec_commit,

@@ -296,6 +296,11 @@ static void unpin_internal(struct cprx_session *s)
 	s->kmod_internal = false;
 }
 
+static void kmod_field(const struct cprx_session *s, char *field, size_t len)
+{
+	snprintf(field, len, "kmod=%d", s->kmod_sfd);
+}
+
 static int kmod_arm(struct cprx_session *s, char *field, size_t len)
 {
 	int ret;
@@ -317,8 +322,16 @@ static int kmod_arm(struct cprx_session *s, char *field, size_t len)
 				 "arming cprx.ko session '%s' failed: %s", s->name,
 				 strerror(-ret));
 	}
-	snprintf(field, len, "kmod=%d", s->kmod_sfd);
+	kmod_field(s, field, len);
 	return 0;
+}
+
+/* An ioctl and an fcntl: safe in a signal handler.  Nothing is queued in
+ * a new image, and the state and binary are pinned since the exec. */
+static void kmod_arm_now(struct cprx_session *s)
+{
+	if (!arm_ioctl(s, 0))
+		fcntl(s->kmod_sfd, F_SETFD, 0);
 }
 
 static void kmod_disarm(struct cprx_session *s)
@@ -425,6 +438,8 @@ const struct cprx_backend_ops cprx_backend_kmod = {
 	.flush = kmod_flush,
 	.arm = kmod_arm,
 	.disarm = kmod_disarm,
+	.field = kmod_field,
+	.arm_now = kmod_arm_now,
 	.incoming = kmod_incoming,
 	.retrieve = kmod_retrieve,
 	.commit = kmod_commit,

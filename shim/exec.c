@@ -411,8 +411,11 @@ static int exec_failure(struct cprx_session *s, const char *path, int err,
 			 cprx_errname(err), strerror(err));
 }
 
-/* environ without a stale CPRX_INCOMING, plus ours. */
-static char **build_envp(const char *value)
+/*
+ * environ without a stale CPRX_INCOMING, plus ours (@value, which may be
+ * written until the exec).  The strings are environ's, not copies.
+ */
+char **cprx_build_envp(const char *value)
 {
 	size_t n = 0, i, j = 0;
 	char **envp;
@@ -430,7 +433,7 @@ static char **build_envp(const char *value)
 }
 
 /* ",mirror=<path>", escaped as the handover's values are. */
-static char *mirror_field(const char *path)
+char *cprx_mirror_field(const char *path)
 {
 	size_t len = sizeof(",mirror=") + 3 * strlen(path);
 	char *out = malloc(len);
@@ -442,13 +445,30 @@ static char *mirror_field(const char *path)
 	return out;
 }
 
+/*
+ * The handover in @buf, "CPRX_INCOMING=v=1,<field>,<extra>..." up to its
+ * save= time: the exec= time is the caller's to append, at the exec.
+ * Returns its length (cut short at @len, as snprintf does).
+ */
+size_t cprx_handover_head(struct cprx_session *s, char *buf, size_t len,
+			  const char *field, const char *extra,
+			  const char *mirror, pid_t keeper, const char *reap)
+{
+	int n = snprintf(buf, len, "%s=v=1,%s,%s%s,keeper=%d,reap=%s,save=%llu",
+			 CPRX_ENV, field, extra, mirror ? mirror : "",
+			 (int)keeper, reap,
+			 (unsigned long long)s->ts[CPRX_PH_SAVE_END]);
+
+	return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
 int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *extra, int exe_fd)
 {
 	struct cprx_keeper keeper = { 0 };
 	char reap[128], field[64], *env = NULL, *mirror = NULL;
 	char **envp = NULL;
-	size_t envlen;
+	size_t envlen, n;
 	bool warm;
 	int ret, err;
 
@@ -458,13 +478,13 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 	 * is kept as short as it can be.
 	 */
 	if (s->mirror_path)
-		mirror = mirror_field(s->mirror_path);
+		mirror = cprx_mirror_field(s->mirror_path);
 	envlen = sizeof(CPRX_ENV) + strlen(extra) + (mirror ? strlen(mirror) : 0) +
 		 sizeof(field) + sizeof(reap) + 128;
 	if (!s->mirror_path || mirror)
 		env = malloc(envlen);
 	if (env)
-		envp = build_envp(env);
+		envp = cprx_build_envp(env);
 	if (!envp) {
 		ret = cprx_fail(s, ENOMEM, "free memory on the host and retry",
 				"out of memory for the new image's environment");
@@ -493,10 +513,9 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 		goto out;
 	}
 	cprx_mark(s, CPRX_PH_EXEC);
-	snprintf(env, envlen, "%s=v=1,%s,%s%s,keeper=%d,reap=%s,save=%llu,"
-		 "exec=%llu", CPRX_ENV, field, extra, mirror ? mirror : "",
-		 (int)keeper.pid, reap,
-		 (unsigned long long)s->ts[CPRX_PH_SAVE_END],
+	n = cprx_handover_head(s, env, envlen, field, extra, mirror,
+			       keeper.pid, reap);
+	snprintf(env + n, envlen - n, ",exec=%llu",
 		 (unsigned long long)s->ts[CPRX_PH_EXEC]);
 	if (exe_fd >= 0)
 		syscall(SYS_execveat, exe_fd, "", argv, envp, AT_EMPTY_PATH);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * New image: find the state, take the fds back, commit - or roll back to the
- * previous binary when this image cannot carry on.
+ * New image: find the state, take the fds back, commit (rollback.c: or
+ * hand the guest back to the previous binary).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -479,6 +479,7 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 	if (s->committed)
 		return cprx_fail(s, EALREADY, "commit once",
 				 "session '%s' is already committed", s->name);
+	cprx_rollback_disarm(s);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
 	cprx_entries_release(s);
@@ -492,41 +493,4 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 	s->committed = true;
 	cprx_mark(s, CPRX_PH_COMMIT);
 	return 0;
-}
-
-CPRX_EXPORT const char *cprx_rollback_reason(const struct cprx_session *s)
-{
-	return s ? s->why : NULL;
-}
-
-CPRX_EXPORT int cprx_rollback(struct cprx_session *s, const char *why)
-{
-	char reason[CPRX_MSG_MAX], extra[512], esc[400];
-
-	if (!s)
-		return cprx_null_arg(s, __func__, "s");
-	/* @why may be cprx_errmsg(s), which every refusal below rewrites */
-	snprintf(reason, sizeof(reason), "%s", why && *why ? why :
-		 "no reason given");
-	if (!s->incoming || s->committed)
-		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
-				 "new image", "nothing to roll back (%s)", reason);
-	if (!s->verified)
-		return cprx_fail(s, EPERM, "nothing is known of the previous "
-				 "image: restart the VMM", "cannot roll back "
-				 "(%s): the handover was refused", reason);
-	if (s->rollback)
-		return cprx_fail(s, ELOOP, "the previous binary cannot resume this "
-				 "state either; inspect the state and the logs",
-				 "refusing a second rollback: this image is already "
-				 "the rollback of a failed update (%s)", reason);
-	if (!s->in.exe_path || !s->in.argv || !s->in.argc)
-		return cprx_fail(s, EBADMSG, "the state is unreadable; the guest "
-				 "cannot be resumed", "cannot roll back (%s): the "
-				 "state does not name the previous binary", reason);
-	/* a reason cut short still says why */
-	cprx_handover_escape(esc, sizeof(esc), why && *why ? reason : "");
-	snprintf(extra, sizeof(extra), "rb=1,why=%s", esc);
-	/* Same fds, same state, previous binary; ts tell the story. */
-	return cprx_do_exec(s, s->in.exe_path, s->in.argv, extra, s->exe_fd);
 }

@@ -123,6 +123,15 @@ struct cprx_backend_ops {
 	int (*arm)(struct cprx_session *s, char *field, size_t len);
 	/* execve failed: put everything back as it was */
 	void (*disarm)(struct cprx_session *s);
+	/* the handover field arm writes ("fd=N"), without arming */
+	void (*field)(const struct cprx_session *s, char *field, size_t len);
+	/*
+	 * New image, rolling back by itself (rollback.c): arm from an exit or
+	 * a signal handler, in any thread, with system calls only.  What is
+	 * no longer the preserved file is left close-on-exec: the rollback
+	 * image finds it missing rather than another file at its number.
+	 */
+	void (*arm_now)(struct cprx_session *s);
 	/* new image: find the state (s->state_fd) and the previous binary */
 	int (*incoming)(struct cprx_session *s, const struct cprx_handover *h);
 	/* new image: the fd of a record, checked to be the preserved file */
@@ -182,10 +191,18 @@ void cprx_entries_release(struct cprx_session *s);
 
 /* exec.c */
 int cprx_prepare(struct cprx_session *s);
+char **cprx_build_envp(const char *value);
+char *cprx_mirror_field(const char *path);
+size_t cprx_handover_head(struct cprx_session *s, char *buf, size_t len,
+			  const char *field, const char *extra,
+			  const char *mirror, pid_t keeper, const char *reap);
 int cprx_do_exec(struct cprx_session *s, const char *path,
 		 char *const argv[], const char *extra, int exe_fd);
 int cprx_resolve_path(const char *path, char *out, size_t len);
 int cprx_argv_check(struct cprx_session *s, char *why, size_t len);
+
+/* rollback.c: ends the automatic rollback of @s, if armed */
+void cprx_rollback_disarm(struct cprx_session *s);
 
 /* mirror.c: the state file, a durable copy of the sealed state memfd */
 int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len);

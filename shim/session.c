@@ -167,6 +167,7 @@ CPRX_EXPORT void cprx_session_close(struct cprx_session *s)
 
 	if (!s)
 		return;
+	cprx_rollback_disarm(s);	/* its fds and state go now */
 	cprx_keeper_drop(&s->keeper);
 	if (s->backend)
 		s->backend->close(s);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * libFuzzer target for the handover string (shim/handover.c): what
+ * libFuzzer target for the handover string (common/handover.c): what
  * CPRX_INCOMING holds, which anyone who starts the process can set.
  *
  * The input, cut at its first NUL, goes to the parser; whatever parses

@@ -147,45 +147,60 @@ static JsonNode *check_refused(const struct run *r, const char *stage,
 }
 
 /*
- * The new image gave up and rolled back to the old one, which resumed the
- * guest verified and exits 3: one "rollback" line from the new image, then
- * the old image's update line saying so.  Returns the rollback line.
+ * The previous binary resumed the guest after a rollback, verified, and
+ * exits 3: its update line says so, with the reason the new image gave.
+ * Returns that line.
  */
-static JsonNode *check_rolled_back(const struct run *r)
+static JsonNode *check_resumed_by_old(const struct run *r)
 {
-	JsonNode *rb, *up;
+	JsonNode *up;
 
 	check_exit(r, 3, 0);
-	EXPECT_EQ(1, count_events(r, "rollback"));
 	EXPECT_EQ(0, count_events(r, "error"));
-	rb = event(r, "rollback", 0);
-	ASSERT_NE_NULL(rb);
-	EXPECT_EQ(r->pid, ju_int(rb, "pid"));
 	up = event(r, "update", 0);
 	ASSERT_NE_NULL(up);
 	EXPECT_EQ(1, count_events(r, "update"));
-	/* the new image spoke first */
-	EXPECT_LT(event_at(r, "rollback", 0), event_at(r, "update", 0));
 	EXPECT_EQ(1, ju_bool(up, "rollback"));
 	EXPECT_EQ(0, ju_bool(up, "ok"));
 	EXPECT_EQ(0, ju_int(up, "generation"));
 	EXPECT_EQ(r->pid, ju_int(up, "pid"));
 	EXPECT_STREQ("ok", ju_str(up, "verify"));
 	EXPECT_EQ(1, ju_int(event(r, "exit", 0), "refused"));
+	return up;
+}
+
+/*
+ * The new image gave up and rolled back to the old one, which resumed the
+ * guest: one "rollback" line from the new image, then the old image's
+ * update line saying so.  Returns the rollback line.
+ */
+static JsonNode *check_rolled_back(const struct run *r)
+{
+	JsonNode *rb, *up;
+
+	up = check_resumed_by_old(r);
+	EXPECT_EQ(1, count_events(r, "rollback"));
+	rb = event(r, "rollback", 0);
+	ASSERT_NE_NULL(rb);
+	EXPECT_EQ(r->pid, ju_int(rb, "pid"));
+	/* the new image spoke first */
+	EXPECT_LT(event_at(r, "rollback", 0), event_at(r, "update", 0));
+	EXPECT_STREQ(ju_str(rb, "error"), ju_str(up, "rollback_reason"));
 	return rb;
 }
 
 /*
- * Both the new image and the rollback image refused: exit 4, two rollback
- * lines and the fatal error of the second, refused rollback.
+ * Both the new image and the rollback image refused: exit 4, @rollbacks
+ * rollback lines (one from each image that asked for one) and the fatal
+ * error of the second, refused rollback.
  */
-static JsonNode *check_lost(const struct run *r)
+static JsonNode *check_lost(const struct run *r, int rollbacks)
 {
 	JsonNode *l;
 
 	check_lines(r);
 	ASSERT_EQ(4, r->code);
-	EXPECT_EQ(2, count_events(r, "rollback"));
+	EXPECT_EQ(rollbacks, count_events(r, "rollback"));
 	EXPECT_EQ(1, count_events(r, "error"));
 	EXPECT_EQ(0, count_events(r, "update"));
 	l = event(r, "error", 0);
@@ -407,12 +422,60 @@ TEST_F(vmm, rollback_refused_twice)
 	JsonNode *l;
 
 	r = VMM("--inject", "reject-always", "--ram", "16M", "--run-ms", "20");
-	check_lost(r);
+	check_lost(r, 2);
 	l = event(r, "rollback", 1);
 	ASSERT_NE_NULL(l);
 	EXPECT_TRUE(contains(ju_str(l, "error"), "reject-always"));
 	/* a handful of execs, not a loop cut short by the deadline */
 	EXPECT_LT(r->ms, 20000);
+}
+
+/* The new image dies before commit, asking for nothing: libcprx rolls back ---------- */
+
+/*
+ * The new image dies of @fault, asking for nothing: the previous binary
+ * resumes, and its update line gives @reason.
+ */
+static void died_before_commit(FIXTURE_DATA(vmm) *self, const char *fault,
+			       const char *reason)
+{
+	const struct run *r;
+	JsonNode *up;
+
+	r = VMM("--inject", fault, "--ram", "16M", "--run-ms", "20");
+	up = check_resumed_by_old(r);
+	EXPECT_EQ(0, count_events(r, "rollback"));
+	EXPECT_STREQ(reason, ju_str(up, "rollback_reason"));
+}
+
+TEST_F(vmm, rollback_exit_before_commit)
+{
+	died_before_commit(self, "exit-before-commit",
+			   "new image exited with status 1 before commit");
+}
+
+TEST_F(vmm, rollback_crash_before_commit)
+{
+	died_before_commit(self, "crash-before-commit",
+			   "new image got SIGSEGV before commit");
+}
+
+/*
+ * The new image dies, and the rollback image refuses the guest too: the
+ * VM is lost (exit 4) after one rollback, not a loop.
+ */
+TEST_F(vmm, rollback_after_death_refused)
+{
+	static const char *const deaths[] = { "exit-before-commit,reject-always",
+					      "crash-before-commit,reject-always" };
+	const struct run *r;
+
+	for (unsigned int i = 0; i < 2; i++) {
+		r = VMM("--inject", deaths[i], "--ram", "16M", "--run-ms", "20");
+		/* the new image died without a word: one rollback line */
+		check_lost(r, 1);
+		EXPECT_LT(r->ms, 20000);
+	}
 }
 
 /*

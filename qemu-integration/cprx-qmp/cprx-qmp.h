@@ -91,6 +91,10 @@ gboolean check_devices(struct qmp_ctx *c, GString *d, const char **hint);
 GPtrArray *qom_devices(struct qmp *q, GError **err);
 gboolean preflight(struct qmp_ctx *c);
 
+/* rollback.c: the reason QEMU at @pid was rolled back to (libcprx's
+ * rollback after the new QEMU failed), or NULL when it was not */
+char *rollback_reason(pid_t pid);
+
 /* The commands (main.c's verb table). */
 int do_status(struct qmp_opts *o);
 int do_update(struct qmp_opts *o);

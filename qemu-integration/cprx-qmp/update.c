@@ -58,6 +58,7 @@ static int migrate(struct qmp_ctx *c)
 	g_autoptr(GError) e = NULL;
 	g_autoptr(JsonNode) r = NULL, stop = NULL, resume = NULL;
 	g_autofree char *why = NULL, *uri = g_strdup_printf("file:%s", o->state);
+	g_autofree char *rb = NULL, *msg = NULL;
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	JsonObject *ph = json_object_new();
 	gint64 t_mig, t_exec, t_qmp, usec_exec, usec_qmp;
@@ -92,21 +93,28 @@ static int migrate(struct qmp_ctx *c)
 	t_exec = g_get_monotonic_time();
 	usec_exec = g_get_real_time();
 	stop = qmp_event(c->q, "STOP", 0, NULL);
-	qmp_close(c->q);
-	c->q = follow(c, deadline, &attempts);
-	if (!c->q)
-		return fail(c, EXIT_LOST, "the new QEMU", "the new QEMU never served QMP on its socket "
-			    "(it exited: the VM is lost)", "see QEMU's stderr for why the new "
-			    "command line failed");
-	t_qmp = g_get_monotonic_time();
-	usec_qmp = g_get_real_time();
+	for (;;) {
+		qmp_close(c->q);
+		c->q = follow(c, deadline, &attempts);
+		if (!c->q)
+			return fail(c, EXIT_LOST, "the new QEMU", "the new QEMU never served QMP on "
+				    "its socket (it exited: the VM is lost)", "see QEMU's stderr for "
+				    "why the new command line failed");
+		t_qmp = g_get_monotonic_time();
+		usec_qmp = g_get_real_time();
+		st = guest_status(c);
+		g_clear_error(&e);
+		resume = qmp_event(c->q, "RESUME", strcmp(st, "running") ?
+				   (int)((deadline - g_get_monotonic_time()) / 1000) : 0, &e);
+		/* QMP gone, the PID alive: libcprx restarted the previous QEMU */
+		if (resume || !strcmp(st, "running") ||
+		    !g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF))
+			break;
+	}
 	json_object_set_int_member(c->report, "new_pid", qmp_pid(c->q));
 	json_object_set_boolean_member(c->report, "same_pid", qmp_pid(c->q) == c->pid);
 	json_object_set_string_member(c->report, "new_qemu_version", qmp_version(c->q));
 	json_object_set_int_member(c->report, "qmp_attempts", attempts);
-	st = guest_status(c);
-	resume = qmp_event(c->q, "RESUME", strcmp(st, "running") ?
-			   (int)((deadline - g_get_monotonic_time()) / 1000) : 0, NULL);
 	if (!resume && strcmp(st, "running"))
 		return fail(c, EXIT_FAILED, "resume", "the new QEMU did not resume the guest",
 			    "query-status on the new QEMU tells its state");
@@ -125,6 +133,15 @@ static int migrate(struct qmp_ctx *c)
 		json_object_set_boolean_member(c->report, "resume_event_missed", TRUE);
 		json_object_set_double_member(c->report, "pause_ms_at_most",
 			(usec_qmp - (stop ? qmp_event_usec(stop) : usec_exec)) / 1000.0);
+	}
+	rb = rollback_reason(c->pid);
+	if (rb) {
+		json_object_set_boolean_member(c->report, "rolled_back", TRUE);
+		json_object_set_string_member(c->report, "rollback_reason", rb);
+		msg = g_strdup_printf("rolled back: the new QEMU failed (%s); the previous "
+				      "QEMU resumed the guest in the same PID", rb);
+		return fail(c, EXIT_FAILED, "rolled back", msg,
+			    "see QEMU's stderr for why the new QEMU failed");
 	}
 	json_object_set_string_member(c->report, "guest_status", guest_status(c));
 	json_object_set_string_member(c->report, "result", "ok");

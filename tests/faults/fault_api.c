@@ -284,7 +284,7 @@ TEST(version_agrees)
 	EXPECT_STREQ(macros, cprx_version_string());
 	ASSERT_NE(NULL, project);
 	EXPECT_STREQ(project, cprx_version_string());
-	EXPECT_TRUE(CPRX_VERSION_AT_LEAST(0, 2));
+	EXPECT_TRUE(CPRX_VERSION_AT_LEAST(0, 3));
 	EXPECT_TRUE(CPRX_VERSION_AT_LEAST(CPRX_VERSION_MAJOR, 0));
 	EXPECT_FALSE(CPRX_VERSION_AT_LEAST(CPRX_VERSION_MAJOR,
 					   CPRX_VERSION_MINOR + 1));
@@ -294,13 +294,14 @@ TEST(version_agrees)
 /*
  * Test Case: symbols_versioned
  * The shared library ($CPRX_LIBCPRX, from meson) exports only cprx_*
- * functions, every one at a version node (CPRX_0.2), and at least the
- * calls this header declares: nothing internal leaks into the ABI.
+ * functions, every one at a version node (CPRX_0.2, CPRX_0.3), and at
+ * least the calls this header declares: nothing internal leaks into the
+ * ABI.  0.3's call is at CPRX_0.3, and 0.2's stay at CPRX_0.2.
  */
 TEST(symbols_versioned)
 {
 	const char *lib = getenv("CPRX_LIBCPRX");
-	unsigned int n = 0, bad = 0;
+	unsigned int n = 0, bad = 0, at_new = 0, at_old = 0;
 	char cmd[PATH_MAX + 64], line[512];
 	FILE *f;
 
@@ -316,17 +317,23 @@ TEST(symbols_versioned)
 			   type, bind, vis, ndx, name) != 5 ||
 		    !strcmp(ndx, "UND") || !strcmp(ndx, "Ndx"))
 			continue;
-		if (!strcmp(type, "OBJECT") && !strcmp(name, "CPRX_0.2"))
-			continue;	/* the version node itself */
-		if (strncmp(name, "cprx_", 5) || !strstr(name, "@@CPRX_0.2")) {
+		if (!strcmp(type, "OBJECT") && (!strcmp(name, "CPRX_0.2") ||
+						 !strcmp(name, "CPRX_0.3")))
+			continue;	/* the version nodes themselves */
+		if (strncmp(name, "cprx_", 5) || (!strstr(name, "@@CPRX_0.2") &&
+						   !strstr(name, "@@CPRX_0.3"))) {
 			printf("# exported: %s (%s %s)\n", name, type, bind);
 			bad++;
 		}
+		at_new += !strcmp(name, "cprx_rollback_on_failure@@CPRX_0.3");
+		at_old += !strcmp(name, "cprx_rollback@@CPRX_0.2");
 		n++;
 	}
 	ASSERT_EQ(0, pclose(f));
 	EXPECT_EQ(0, bad);
-	EXPECT_GE(n, 27);
+	EXPECT_GE(n, 28);
+	EXPECT_EQ(1, at_new);
+	EXPECT_EQ(1, at_old);
 }
 
 /* ---- error codes in a real new image -------------------------------------- */

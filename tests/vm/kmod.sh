@@ -39,10 +39,10 @@ fi
 # checkers, but test_vmm's 200-update growth run, which takes a quarter of
 # an hour there and whose leaks kmemleak finds in the other updates (it
 # runs in full on bookworm).
-updates=("$build"/tests/exec_{update,refused,preflight,api}
+updates=("$build"/tests/exec_{update,rollback,refused,preflight,api}
 	"$build"/tests/faults/fault_{state,handover} "$build/tests/test_vmm")
 case $kernel in
-sid) updates=("$build"/tests/exec_{update,refused}) ;;
+sid) updates=("$build"/tests/exec_{update,rollback,refused}) ;;
 research) export CPRX_TEST_EXCLUDE=no_growth_200_updates ;;
 esac
 # Sessions live in kmalloc-cg-4k: poisoned on free there, a use after free

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "vmm.h"
 
@@ -146,6 +147,25 @@ static void reclaim_ram(struct vm *vm, struct cprx_session *s)
 	ram_advise(vm);
 }
 
+/*
+ * Injected deaths before commit: no rollback asked for, libcprx's exit or
+ * SIGSEGV handler does it.
+ */
+static void maybe_die(struct vm *vm, bool rollback)
+{
+	volatile char *page;
+
+	if (rollback || !(vm->cfg.faults & (F_EXIT_EARLY | F_CRASH_EARLY)))
+		return;
+	fflush(NULL);
+	if (vm->cfg.faults & F_EXIT_EARLY)
+		exit(EXIT_SETUP);
+	/* a real fault, not a NULL pointer a sanitizer would catch first */
+	page = mmap(NULL, GPAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page != MAP_FAILED)
+		*page = 1;
+}
+
 /* Injected refusals; before verify, which drains the devices. */
 static void maybe_reject(struct vm *vm, struct cprx_session *s, bool rollback)
 {
@@ -165,19 +185,29 @@ void new_image(struct vm *vm, struct cprx_session *s)
 	struct report rep;
 	int r;
 
+	/* until the guest runs here, any exit or crash hands it back */
+	r = cprx_rollback_on_failure(s, true);
+	if (r < 0 && !rollback)	/* a rollback image: -ELOOP, never a loop */
+		warn_msg("cprx_rollback_on_failure: %s", sess_msg(s, r));
 	vm->generation = cprx_generation(s);	/* until the blob says */
 	blob_load(vm, s, rollback);
 	reclaim_devs(vm, s, rollback);
 	cprx_mark(s, CPRX_PH_RECLAIM_END);
 	reclaim_ram(vm, s);
 	cprx_mark(s, CPRX_PH_REMAP_END);
+	maybe_die(vm, rollback);
 	maybe_reject(vm, s, rollback);
 
 	report_init(&rep, s);
 	rep.rollback = rollback;
+	if (rollback)
+		snprintf(rep.reason, sizeof(rep.reason), "%s",
+			 cprx_rollback_reason(s) ? cprx_rollback_reason(s) : "");
 	rep.verified = vm_verify(vm, rep.verify, sizeof(rep.verify));
 	vm->verify_failed |= !rep.verified;
 	cprx_mark(s, CPRX_PH_VERIFY_END);
+	/* from here a rollback would resume devices older than guest RAM */
+	cprx_rollback_on_failure(s, false);
 	vcpus_start(vm);
 	cprx_mark(s, CPRX_PH_RESUMED);
 	r = cprx_commit(s);

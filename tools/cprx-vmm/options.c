@@ -33,6 +33,10 @@ static const struct fault_desc {
 	  "map guest RAM MAP_PRIVATE, which preflight must refuse" },
 	{ "e2big", F_E2BIG,
 	  "exec with 8 MiB of extra arguments: execve fails with E2BIG" },
+	{ "exit-before-commit", F_EXIT_EARLY,
+	  "the new image exits 1 before it commits: libcprx rolls back by itself" },
+	{ "crash-before-commit", F_CRASH_EARLY,
+	  "the new image dies of SIGSEGV before it commits: rolled back too" },
 };
 
 enum {

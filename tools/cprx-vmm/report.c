@@ -112,6 +112,8 @@ static void json_update(const struct vm *vm, const struct report *rep)
 	jsonl_u64(&w, "pid", (uint64_t)getpid());
 	jsonl_str(&w, "backend", rep->backend);
 	jsonl_bool(&w, "rollback", rep->rollback);
+	if (rep->rollback)
+		jsonl_str(&w, "rollback_reason", rep->reason);
 	jsonl_u64(&w, "ram_bytes", c->ram_bytes);
 	jsonl_str(&w, "pages", page_kind_name(c->page_kind));
 	jsonl_u64(&w, "vcpus", c->vcpus);
@@ -161,10 +163,11 @@ static void human_update(const struct vm *vm, const struct report *rep)
 		       rep->hint[0] ? " (hint: " : "", rep->hint, rep->hint[0] ? ")" : "",
 		       rep->resumed ? "resumed" : "NOT resumed", rep->verify);
 	} else {
-		printf("update %u%s: pause %.3f ms (stop %.3f, save %.3f, exec %.3f, "
+		printf("update %u%s%s%s: pause %.3f ms (stop %.3f, save %.3f, exec %.3f, "
 		       "reclaim %.3f, remap %.3f, resume %.3f), RAM %s %s, %d devices %s\n",
 		       rep->rollback ? vm->generation + 1 : vm->generation,
-		       rep->rollback ? " rolled back, guest resumed on the previous binary" : "",
+		       rep->rollback ? " rolled back, guest resumed on the previous binary (" : "",
+		       rep->rollback ? rep->reason : "", rep->rollback ? ")" : "",
 		       rep->pause_ms,
 		       span_ms(ts, CPRX_PH_STOP, CPRX_PH_STOPPED),
 		       span_ms(ts, CPRX_PH_SAVE_START, CPRX_PH_SAVE_END),

@@ -49,6 +49,8 @@ enum fault {
 	F_REQUIRE_TOKEN	= 1u << 4,
 	F_PRIVATE_RAM	= 1u << 5,
 	F_E2BIG		= 1u << 6,
+	F_EXIT_EARLY	= 1u << 7,
+	F_CRASH_EARLY	= 1u << 8,
 };
 
 /* vm_config.flags */
@@ -166,6 +168,7 @@ struct report {
 	char backend[32];
 	double pause_ms;
 	bool rollback;
+	char reason[CPRX_MSG_MAX];	/* the rollback's, as the failed image gave it */
 	bool resumed;
 	bool verified;
 	char verify[320];

@@ -7,10 +7,13 @@
  * named.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "handover.h"
 
 static int hexval(char c)
@@ -257,4 +260,69 @@ int cprx_handover_parse(const char *value, struct cprx_handover *h,
 		return bad(err, errlen, seen[K_FD] ? "both fd= and kmod= given" :
 			   "neither fd= nor kmod= given");
 	return 0;
+}
+
+/* /proc/PID/environ whole, NUL-terminated; NULL and errno on failure. */
+static char *read_environ(pid_t pid, size_t *lenp)
+{
+	size_t cap = 16384, n = 0;
+	char path[40], *buf = NULL, *p;
+	ssize_t got;
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	for (;;) {
+		if (!buf || n + 1 >= cap) {
+			p = realloc(buf, buf ? cap *= 2 : cap);
+			if (!p) {
+				err = ENOMEM;
+				break;
+			}
+			buf = p;
+		}
+		got = read(fd, buf + n, cap - 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			err = got < 0 ? errno : 0;
+			break;
+		}
+		n += got;
+	}
+	close(fd);
+	if (err) {
+		free(buf);
+		errno = err;
+		return NULL;
+	}
+	buf[n] = '\0';
+	*lenp = n;
+	return buf;
+}
+
+int cprx_handover_of_pid(pid_t pid, struct cprx_handover *h, char *err,
+			 size_t errlen)
+{
+	static const char key[] = CPRX_ENV "=";
+	size_t len = 0, off;
+	char *env = read_environ(pid, &len);
+	int ret = -ENOENT;
+
+	memset(h, 0, sizeof(*h));
+	if (errlen)
+		err[0] = '\0';
+	if (!env)
+		return errno == ENOENT ? -ESRCH : -errno;
+	for (off = 0; off < len; off += strlen(env + off) + 1) {
+		if (!strncmp(env + off, key, sizeof(key) - 1)) {
+			ret = cprx_handover_parse(env + off + sizeof(key) - 1, h,
+						  err, errlen);
+			break;
+		}
+	}
+	free(env);
+	return ret;
 }
