@@ -36,6 +36,10 @@ struct qmp_opts {
 	gboolean pin_machine;	/* -machine ALIAS -> the running machine type */
 	gboolean keep;		/* demo: keep the guest's directory */
 	int timeout;		/* seconds */
+	gboolean all;		/* update --all: every QEMU of the host */
+	gboolean replaced_only;	/* --all: only those whose binary was replaced */
+	char *under;		/* --all: only QMP sockets under this directory */
+	int jobs;		/* --all: updates at a time */
 };
 
 /* One run against a running QEMU: its connection, and the report. */
@@ -95,9 +99,26 @@ gboolean preflight(struct qmp_ctx *c);
  * rollback after the new QEMU failed), or NULL when it was not */
 char *rollback_reason(pid_t pid);
 
+/* discover.c: a running QEMU found by update --all, and its outcome */
+struct vm {
+	pid_t pid;
+	char *exe;		/* its argv[0] */
+	gboolean replaced;	/* the file at that path is not its image */
+	char *qmp;		/* its QMP server socket (QEMU's path), or NULL */
+	char *host_qmp;		/* the same, reachable from here */
+	char *skip;		/* why it is not updated, or NULL */
+	int status;		/* the update's exit status */
+	char *result;		/* updated, refused, rolled back, ... */
+	char *detail;		/* why, when not updated */
+	JsonObject *report;	/* the update's JSON report */
+};
+GPtrArray *discover_qemus(const char *under);
+void vm_free(struct vm *v);
+
 /* The commands (main.c's verb table). */
 int do_status(struct qmp_opts *o);
 int do_update(struct qmp_opts *o);
+int do_update_all(struct qmp_opts *o);
 int do_restart(struct qmp_opts *o);
 int do_demo(struct qmp_opts *o);
 

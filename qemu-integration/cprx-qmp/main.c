@@ -5,6 +5,7 @@
  *
  *   cprx-qmp status -s QMP.sock
  *   cprx-qmp update -s QMP.sock [--new-binary PATH] [-- NEW ARGV...]
+ *   cprx-qmp update --all [--jobs N] [--replaced] [--under DIR]
  *   cprx-qmp restart -s QMP.sock
  *   cprx-qmp demo
  *
@@ -22,6 +23,7 @@ static void opts_clear(struct qmp_opts *o)
 	g_free(o->new_binary);
 	g_free(o->state);
 	g_free(o->json_out);
+	g_free(o->under);
 	g_strfreev(o->add_args);
 	g_strfreev(o->argv);
 }
@@ -50,17 +52,21 @@ static const char *usage_text =
 	"COMMAND: status | update | restart | demo\n\n"
 	"  status  what the running QEMU is and whether it can be updated\n"
 	"  update  preflight, then cpr-exec into the new binary/command line\n"
+	"  update --all  every running QEMU of the host (a QMP server socket on its\n"
+	"          command line), each a separate update, --jobs at a time; a table\n"
+	"          (or --json) of each VM's result, pause and versions\n"
 	"  restart the baseline: migrate to a file, quit, start QEMU again with\n"
 	"          -incoming (RAM copied; a new PID), report the pause the same way\n"
 	"  demo    boot a small Linux guest (qemu-integration/guest.sh) and update it 3 times\n\n"
 	"update keeps QEMU's command line (read from /proc/PID/cmdline), with\n"
 	"-incoming file:STATE, unless a full new argv follows --. Exit status: 0 ok,\n"
 	"1 usage or connection error, 2 refused by the preflight (nothing stopped),\n"
-	"3 failed with the guest still running, 4 VM lost.";
+	"3 failed with the guest still running (rolled back included), 4 VM lost;\n"
+	"for --all, the worst of its updates (a QEMU skipped counts as refused).";
 
 int main(int argc, char **argv)
 {
-	struct qmp_opts o = { .timeout = 120 };
+	struct qmp_opts o = { .timeout = 120, .jobs = 2 };
 	GOptionEntry entries[] = {
 		{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &o.socket, "QMP socket of the running QEMU", "PATH" },
 		{ "new-binary", 'b', 0, G_OPTION_ARG_FILENAME, &o.new_binary, "new QEMU binary (path in QEMU's root; default: the running one)", "PATH" },
@@ -74,6 +80,10 @@ int main(int argc, char **argv)
 		{ "json-out", 0, 0, G_OPTION_ARG_FILENAME, &o.json_out, "also write the JSON report to FILE", "FILE" },
 		{ "timeout", 't', 0, G_OPTION_ARG_INT, &o.timeout, "seconds to wait for the update (120)", "SEC" },
 		{ "keep", 0, 0, G_OPTION_ARG_NONE, &o.keep, "demo: keep the guest's directory", NULL },
+		{ "all", 0, 0, G_OPTION_ARG_NONE, &o.all, "update: every running QEMU of the host", NULL },
+		{ "jobs", 0, 0, G_OPTION_ARG_INT, &o.jobs, "--all: updates at a time (2)", "N" },
+		{ "replaced", 0, 0, G_OPTION_ARG_NONE, &o.replaced_only, "--all: only QEMUs whose binary was replaced on disk", NULL },
+		{ "under", 0, 0, G_OPTION_ARG_FILENAME, &o.under, "--all: only QEMUs whose QMP socket is under DIR", "DIR" },
 		{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &o.argv, NULL, NULL },
 		G_OPTION_ENTRY_NULL
 	};
@@ -101,6 +111,11 @@ int main(int argc, char **argv)
 	if (!verb) {
 		say("say which: status, update, restart or demo (see --help)");
 		ret = EXIT_USAGE;
+	} else if (o.all && verb->run != do_update) {
+		say("--all is for update only");
+		ret = EXIT_USAGE;
+	} else if (o.all) {
+		ret = do_update_all(&o);
 	} else if (verb->needs_socket && !o.socket) {
 		say("--socket is needed");
 		ret = EXIT_USAGE;

@@ -32,7 +32,7 @@ QEMU_CPRX_TEST_FAIL_LOAD=1 "$GUEST" start "$W/hook" --prog "$px" >/dev/null 2>"$
 	>/dev/null 2>"$W/dev.start" &
 "$GUEST" start "$W/bad" --prog "$px" >/dev/null 2>"$W/bad.start" &
 wait
-echo "1..10"
+echo "1..14"
 for g in hook dev bad; do
 	wait_tick "$W/$g" 3 || { cat "$W/$g.start" "$W/$g/qemu.log" 2>/dev/null | diag; }
 done
@@ -92,37 +92,49 @@ intact() {
 		! grep -q '^ram BAD' "$dir/serial.log"
 }
 
-# NAME DIR REASON -- cprx-qmp args: two points, rolled back and intact.
+# DIR FROM TEXT: QEMU's log past byte FROM names TEXT (the failure was the
+# one this case makes, not another that also rolls back).
+log_says() {
+	tail -c +"$(($2 + 1))" "$1/qemu.log" | tr -d '\0' | grep -qF -- "$3"
+}
+
+# NAME DIR WHAT CAUSE -- cprx-qmp args: three points, rolled back for CAUSE
+# and intact.
 case_rolls_back() {
-	local name=$1 dir=$2 what=$3 pid
-	shift 3
+	local name=$1 dir=$2 what=$3 cause=$4 pid from
+	shift 4
 	pid=$(cat "$dir/pid")
+	from=$(stat -c %s "$dir/qemu.log" 2>/dev/null || echo 0)
 	check "$what: cprx-qmp says rolled back ($EXITED), guest running" \
 		rolled_back "$name" "$dir" "$@"
+	check "$what: the new QEMU failed for that cause (\"$cause\")" \
+		log_says "$dir" "$from" "$cause"
 	check "$what: same PID $pid, query-status running, ticks without gap or reboot, RAM intact" \
 		intact "$dir" "$pid"
 }
 
 # --- a load failure no preflight can see --------------------------------------
-case_rolls_back hook "$W/hook" "load failure injected by QEMU_CPRX_TEST_FAIL_LOAD" --
-check "the failed QEMU named the test hook, the previous one took the guest back" \
-	sh -c "tr -d '\\0' <'$W/hook/qemu.log' | grep -q 'load failure injected by the test hook' &&
-		tr -d '\\0' <'$W/hook/qemu.log' | grep -q 'this QEMU takes the guest back'"
+case_rolls_back hook "$W/hook" "load failure injected by QEMU_CPRX_TEST_FAIL_LOAD" \
+	"load failure injected by the test hook" --
+check "the previous QEMU said it took the guest back" \
+	log_says "$W/hook" 0 "this QEMU takes the guest back"
 
 # --- a device missing from the new command line -------------------------------
 st=$W/dev.state
 mapfile -d '' new < <(argv_without "$W/dev" -device virtio-rng-pci,id=rng0)
-case_rolls_back dev "$W/dev" "new command line without rng0 (device check bypassed)" -- \
+case_rolls_back dev "$W/dev" "new command line without rng0 (device check bypassed)" \
+	"Unknown section or instance" -- \
 	--no-trial --state "$st" -- "${new[@]}" -incoming "file:$st"
 
 # --- a device that fails to realize, then a state refused ----------------------
 st=$W/bad.state
 mapfile -d '' new < <(argv_without "$W/bad")
-case_rolls_back realize "$W/bad" "a device that fails to realize" -- \
+case_rolls_back realize "$W/bad" "a device that fails to realize" "no-such-rng" -- \
 	--no-trial --state "$st" -- "${new[@]}" -device virtio-rng-pci,rng=no-such-rng \
 	-incoming "file:$st"
 mapfile -d '' new < <(argv_without "$W/bad" -machine pc,memory-backend=ram0,aux-ram-share=on)
-case_rolls_back machine "$W/bad" "another machine type: the state is refused" -- \
+case_rolls_back machine "$W/bad" "another machine type: the state is refused" \
+	"Machine type received is" -- \
 	--no-trial --state "$st" -- "${new[@]}" \
 	-machine pc-i440fx-10.0,memory-backend=ram0,aux-ram-share=on -incoming "file:$st"
 
