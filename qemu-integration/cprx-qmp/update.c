@@ -128,6 +128,9 @@ static int migrate(struct qmp_ctx *c)
 		json_object_set_double_member(ph, "stop_to_exec_ms", (usec_exec - s) / 1000.0);
 		json_object_set_double_member(ph, "exec_to_resume_ms", (rs - usec_exec) / 1000.0);
 		json_object_set_double_member(c->report, "pause_ms", (rs - s) / 1000.0);
+		/* QEMU's clock, for its traces' timestamps (pause-breakdown.py) */
+		json_object_set_int_member(c->report, "stop_usec", s);
+		json_object_set_int_member(c->report, "resume_usec", rs);
 	} else {
 		/* RESUME came before we could listen: bound the pause from above. */
 		json_object_set_boolean_member(c->report, "resume_event_missed", TRUE);
