@@ -8,16 +8,8 @@
 # Exits with luo_smoke's status: a failed stage 1 stops the harness's kexec.
 stage=$1 bin=$2
 . "$(dirname "$0")/kernel-log.sh"
-
-check() { # NAME COMMAND...: one CHECK line from COMMAND's status and output
-	local name=s$stage-$1 out
-	shift
-	if out=$("$@" 2>&1); then
-		echo "CHECK ok $name${out:+ ($(echo "$out" | paste -sd' ' | cut -c1-200))}"
-	else
-		echo "CHECK fail $name: $(echo "$out" | paste -sd' ' | cut -c1-600)"
-	fi
-}
+. "$(dirname "$0")/checks.sh"
+CHECK_PREFIX=s$stage-
 
 t_stage() {
 	[ "${CPRX_VM_STAGE:-}" = "$stage" ] ||

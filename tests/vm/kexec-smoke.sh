@@ -32,6 +32,7 @@ n=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 notok() { n=$((n + 1)); echo "not ok $n - $*"; }
 diag() { sed 's/^/#   /' "$@"; }
+. "$VM/checks.sh"
 
 guest=(bash "$VM/kexec-smoke-guest.sh")
 "$VM/run.sh" --kernel research --kexec --timeout 1500 \
@@ -46,11 +47,4 @@ else
 	notok "research -> research kexec, both stages exit 0 (run.sh: $rc, kexec: $(r KEXEC))"
 	diag "$scratch/out" "$scratch/err"
 fi
-for c in "${checks[@]}"; do
-	line=$(grep -E "^CHECK (ok|fail) $c( |:|$)" "$scratch/out" | head -n1)
-	case $line in
-	"CHECK ok $c"*) ok "$c${line#CHECK ok "$c"}" ;;
-	"CHECK fail $c"*) notok "$c: ${line#CHECK fail "$c": }" ;;
-	*) notok "$c: no result from the guest" ;;
-	esac
-done
+check_points "$scratch/out" "" "${checks[@]}"

@@ -103,6 +103,15 @@ static void fill_page(uint64_t *p, size_t pg, uint64_t seed)
 	}
 }
 
+static int open_luo(void)
+{
+	int fd = open("/dev/liveupdate", O_RDWR);
+
+	check(fd >= 0, "luo-open", "/dev/liveupdate: %s",
+	      fd >= 0 ? "open" : strerror(errno));
+	return fd;
+}
+
 static int session_ioctl(int fd, unsigned long cmd, const char *name)
 {
 	struct lu_session_arg a = { .size = sizeof(a) };
@@ -184,9 +193,7 @@ static int stage1(void)
 	struct lu_fd_arg p = { .size = sizeof(p), .token = TOKEN };
 	pid_t pid;
 
-	luo = open("/dev/liveupdate", O_RDWR);
-	check(luo >= 0, "luo-open", "/dev/liveupdate: %s",
-	      luo >= 0 ? "open" : strerror(errno));
+	luo = open_luo();
 	if (luo < 0)
 		return 1;
 	sfd = session_ioctl(luo, LU_RETRIEVE_SESSION, SESSION);
@@ -227,9 +234,7 @@ static int stage2(void)
 	int luo, sfd, mfd, err;
 	long bad;
 
-	luo = open("/dev/liveupdate", O_RDWR);
-	check(luo >= 0, "luo-open", "/dev/liveupdate: %s",
-	      luo >= 0 ? "open" : strerror(errno));
+	luo = open_luo();
 	if (luo < 0)
 		return 1;
 	sfd = session_ioctl(luo, LU_RETRIEVE_SESSION, SESSION);

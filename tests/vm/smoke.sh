@@ -37,6 +37,7 @@ ok() { n=$((n + 1)); echo "ok $n - $*"; }
 notok() { n=$((n + 1)); echo "not ok $n - $*"; }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
 diag() { sed 's/^/#   /' "$@"; }
+. "$VM/checks.sh"
 
 scratch=$(mktemp -d /tmp/cprx-vm-smoke.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
@@ -94,14 +95,7 @@ for k in "${kernels[@]}"; do
 		notok "$k: boots, runs a command and returns its exit status (got $rc, want 7)"
 		diag "$scratch/$k-guest.log" "$scratch/$k-run.err"
 	fi
-	for c in "${checks[@]}"; do
-		line=$(grep -E "^CHECK (ok|fail) $c( |:|$)" "$scratch/$k-guest.log" | head -n1)
-		case $line in
-		"CHECK ok $c"*) ok "$k: $c${line#CHECK ok "$c"}" ;;
-		"CHECK fail $c"*) notok "$k: $c: ${line#CHECK fail "$c": }" ;;
-		*) notok "$k: $c: no result from the guest" ;;
-		esac
-	done
+	check_points "$scratch/$k-guest.log" "$k: " "${checks[@]}"
 
 	# 4: the host sees what the guest wrote to the share
 	if [ "$(cat "$share/from-guest" 2>/dev/null)" = "from-guest $kver" ]; then
