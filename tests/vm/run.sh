@@ -34,8 +34,10 @@
 #                          there. Processes STAGE1 leaves running (a daemon
 #                          holding live update fds) are still running at the
 #                          kexec. See "kexec stages" in tests/vm/README.md.
-#   --kexec-kernel K       the kernel to kexec into (bookworm|sid|research;
-#                          default: the --kernel)
+#   --kexec-kernel K       the kernel to kexec into: bookworm|sid|research, or
+#                          a directory laid out as kernels.sh's (another
+#                          build of the research kernel, say); default: the
+#                          --kernel
 #   --kexec-append ARGS    more kernel command line for the kexec'd kernel only
 #   --stage-report FILE    with --kexec: KEY=VALUE lines on the stages
 #                          (STAGE1_STATUS, KEXEC=ok|failed|skipped,
@@ -134,8 +136,12 @@ command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 missing (
 kdir=$("$VM_DIR/kernels.sh" "$kernel") || { vm_log "error: no $kernel kernel"; exit 125; }
 kver=$(vm_info "$kdir/info" KVER)
 if [ $kexec = 1 ]; then
-	kdir2=$("$VM_DIR/kernels.sh" "$kernel2") ||
-		{ vm_log "error: no $kernel2 kernel to kexec into"; exit 125; }
+	if [ -f "$kernel2/info" ]; then
+		kdir2=$(readlink -f "$kernel2")
+	else
+		kdir2=$("$VM_DIR/kernels.sh" "$kernel2") ||
+			{ vm_log "error: no $kernel2 kernel to kexec into"; exit 125; }
+	fi
 	kver2=$(vm_info "$kdir2/info" KVER)
 fi
 # The uncompressed PVH-bootable vmlinux when kernels.sh found one (no
