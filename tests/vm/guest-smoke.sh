@@ -4,16 +4,7 @@
 # Prints "CHECK ok NAME" or "CHECK fail NAME: why" lines, then exits 7 on
 # purpose: smoke.sh checks that this status reaches the host.
 kver=$1 repo=$2 share=$3 ko=$4
-
-check() { # NAME COMMAND...: one CHECK line from COMMAND's status and output
-	local name=$1 out
-	shift
-	if out=$("$@" 2>&1); then
-		echo "CHECK ok $name${out:+ ($(echo "$out" | paste -sd' ' | cut -c1-200))}"
-	else
-		echo "CHECK fail $name: $(echo "$out" | paste -sd' ' | cut -c1-300)"
-	fi
-}
+. "$(dirname "$0")/checks.sh"
 
 t_uname() {
 	[ "$(uname -r)" = "$kver" ] || { echo "uname -r is $(uname -r), want $kver"; return 1; }

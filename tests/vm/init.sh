@@ -43,6 +43,13 @@ mount -t 9p -o "$opts,cache=none" cprxio "$R/run/cprx-vm/io" || fail "cannot mou
 IO="$R/run/cprx-vm/io"
 [ -f "$IO/job.sh" ] || fail "no job.sh in the I/O share"
 . "$IO/job.sh"
+# run.sh --kexec: in the kexec'd kernel, whose command line says so, that
+# kernel's version and modules.
+case " $(cat /proc/cmdline) " in *" cprx_vm.stage=2 "*)
+	CPRX_VM_KVER=$CPRX_VM_KVER2
+	CPRX_VM_KMODDIR=$CPRX_VM_KMODDIR2
+	CPRX_VM_KMODTAG=$CPRX_VM_KMODTAG2 ;;
+esac
 
 # Writable scratch. /tmp etc. hide the host's contents; --share dirs (mounted
 # below, after the tmpfs) punch through them.

@@ -10,6 +10,8 @@
 BAD_TAINT=$(( (1 << 4) | (1 << 5) | (1 << 7) | (1 << 9) | (1 << 14) ))
 BAD_LOG='BUG|WARNING|Oops|leak|kmemleak|general protection|refcount_t'
 KMEMLEAK=/sys/kernel/debug/kmemleak
+# What every boot of the research kernel says that BAD_LOG would match.
+BOOT_OK='kmemleak: Kernel memory leak detector initialized|kmemleak: Automatic memory scanning thread'
 
 klog_mark() {	# NAME
 	klog_marker="$1: start $$.$RANDOM"
@@ -27,8 +29,8 @@ klog_trouble() {
 		echo scan >"$KMEMLEAK"
 		leaks=$(cat "$KMEMLEAK")
 	fi
-	log=$(dmesg | awk -v m="$klog_marker" 'found; index($0, m) { found = 1 }')
-	bad=$(printf '%s\n' "$log" | grep -E "$BAD_LOG")
+	log=$(dmesg | awk -v m="$klog_marker" 'm == "" || found; m != "" && index($0, m) { found = 1 }')
+	bad=$(printf '%s\n' "$log" | grep -E "$BAD_LOG" | grep -vE "$BOOT_OK")
 	taint=$(cat /proc/sys/kernel/tainted)
 	new_taint=$(( taint & ~klog_taint0 & BAD_TAINT ))
 	[ -z "$bad" ] && [ -z "$leaks" ] && [ $new_taint = 0 ] && return 0
@@ -37,4 +39,20 @@ klog_trouble() {
 	echo "taint $klog_taint0 -> $taint"
 	printf '%s\n' "$log" | tail -n 60
 	return 1
+}
+
+# The whole boot, for a guest that lives through a kexec (each kernel's log
+# starts empty): klog_boot_trouble SUBSYS_ERE prints what klog_trouble would
+# since boot (taint against none), plus every message of level warning or
+# worse from the subsystems whose prefixes SUBSYS_ERE matches (e.g. 'KHO|luo'
+# matches "KHO: " and "luo_session: "): their warnings count too.
+klog_boot_trouble() {
+	local sub rc=0
+	klog_marker=
+	klog_taint0=0
+	sub=$(dmesg --level=emerg,alert,crit,err,warn 2>/dev/null |
+		grep -E "^\[[ 0-9.]+\] ($1)[a-z_]*: ")
+	klog_trouble || rc=1
+	[ -z "$sub" ] || { printf '%s\n' "$sub"; rc=1; }
+	return $rc
 }

@@ -9,7 +9,9 @@
 # a clean kernel log; research also: KASAN, lockdep and kmemleak live, kexec
 # handover and /dev/liveupdate), and check that the guest's exit status
 # reaches the host. Then check that a timeout is reported as 124, and a panic
-# before /init as 125 after a retry.
+# before /init as 125 after a retry; and run.sh --kexec: both stages' output
+# and statuses reach the host, a failed stage 1 means no kexec, a refused
+# kexec is 123, a kexec'd kernel that never starts stage 2 is 125.
 #
 # A kernel that cannot be fetched (no registry, sid moved on and the cache is
 # empty) makes its tests "ok # SKIP", unless CPRX_VM_REQUIRE_KERNELS=1.
@@ -24,7 +26,7 @@ checks_of() {
 	[ "$1" != research ] || echo debug-checkers kexec-handover
 	echo dmesg-clean
 }
-total=2
+total=6
 for k in "${kernels[@]}"; do
 	total=$(( total + 4 + $(checks_of "$k" | wc -w) ))
 done
@@ -35,6 +37,7 @@ ok() { n=$((n + 1)); echo "ok $n - $*"; }
 notok() { n=$((n + 1)); echo "not ok $n - $*"; }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
 diag() { sed 's/^/#   /' "$@"; }
+. "$VM/checks.sh"
 
 scratch=$(mktemp -d /tmp/cprx-vm-smoke.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
@@ -92,14 +95,7 @@ for k in "${kernels[@]}"; do
 		notok "$k: boots, runs a command and returns its exit status (got $rc, want 7)"
 		diag "$scratch/$k-guest.log" "$scratch/$k-run.err"
 	fi
-	for c in "${checks[@]}"; do
-		line=$(grep -E "^CHECK (ok|fail) $c( |:|$)" "$scratch/$k-guest.log" | head -n1)
-		case $line in
-		"CHECK ok $c"*) ok "$k: $c${line#CHECK ok "$c"}" ;;
-		"CHECK fail $c"*) notok "$k: $c: ${line#CHECK fail "$c": }" ;;
-		*) notok "$k: $c: no result from the guest" ;;
-		esac
-	done
+	check_points "$scratch/$k-guest.log" "$k: " "${checks[@]}"
 
 	# 4: the host sees what the guest wrote to the share
 	if [ "$(cat "$share/from-guest" 2>/dev/null)" = "from-guest $kver" ]; then
@@ -145,4 +141,70 @@ if [ -n "$any_kernel" ]; then
 	fi
 else
 	skip "no kernel to test a boot panic with"
+fi
+
+# run.sh --kexec, on the first kernel that could be had, kexec'ing into
+# itself. Stage 1 notes the boot's id, writes to its /tmp and leaves a process
+# running; stage 2 must see a new boot id, an empty /tmp, the share, and its
+# status (5) must be run.sh's.
+kexec_run() {	# NAME RUN.SH-ARGS...: run.sh --kexec, output in $scratch/NAME.*
+	local name=$1
+	shift
+	t0=$(date +%s)
+	"$VM/run.sh" --kernel "$any_kernel" --kexec --timeout 300 \
+		--stage-report "$scratch/$name.stages" "$@" \
+		>"$scratch/$name.out" 2>"$scratch/$name.err"
+	rc=$?
+	secs=$(( $(date +%s) - t0 ))
+}
+if [ -n "$any_kernel" ]; then
+	kx_share="$scratch/kexec-share"
+	mkdir -p "$kx_share"
+	kexec_run kexec --share "$kx_share" -- sh -c '
+		echo "stage $CPRX_VM_STAGE in $CPRX_VM_KERNEL, to $CPRX_VM_KEXEC_KERNEL"
+		cat /proc/sys/kernel/random/boot_id >"$1/boot_id"
+		echo here >/tmp/stage1
+		setsid sleep 1000 </dev/null >/dev/null 2>&1 &' sh "$kx_share" ::: sh -c '
+		echo "stage $CPRX_VM_STAGE in $CPRX_VM_KERNEL"
+		[ "$(cat /proc/sys/kernel/random/boot_id)" != "$(cat "$1/boot_id")" ] && echo new boot
+		[ -e /tmp/stage1 ] || echo fresh tmp
+		exit 5' sh "$kx_share"
+	want=$(printf '%s\n' "stage 1 in $any_kernel, to $any_kernel" "stage 2 in $any_kernel" "new boot" "fresh tmp")
+	if [ $rc = 5 ] && [ "$(cat "$scratch/kexec.out")" = "$want" ] &&
+	   grep -qx 'KEXEC=ok' "$scratch/kexec.stages" && grep -qx 'STAGE1_STATUS=0' "$scratch/kexec.stages" &&
+	   grep -q 'stage 2 exited 5' "$scratch/kexec.err"; then
+		ok "run.sh --kexec: stage 1, a kexec, stage 2 in a new boot; output and statuses reach the host (${secs}s: $(grep -o 'stage 1 .*' "$scratch/kexec.err"))"
+	else
+		notok "run.sh --kexec: stage 1, a kexec, stage 2 in a new boot; output and statuses reach the host (got $rc)"
+		diag "$scratch/kexec.out" "$scratch/kexec.err" "$scratch/kexec.stages"
+	fi
+
+	kexec_run stage1-fails -- sh -c 'exit 3' ::: sh -c 'echo stage 2 ran'
+	if [ $rc = 3 ] && grep -qx 'KEXEC=skipped' "$scratch/stage1-fails.stages" &&
+	   ! grep -q 'stage 2 ran' "$scratch/stage1-fails.out"; then
+		ok "run.sh --kexec: a failed stage 1 (3) is the status, and no kexec (${secs}s)"
+	else
+		notok "run.sh --kexec: a failed stage 1 (3) is the status, and no kexec (got $rc)"
+		diag "$scratch/stage1-fails.out" "$scratch/stage1-fails.err"
+	fi
+
+	# kexec_load_disabled makes kexec_file_load fail with EPERM.
+	kexec_run refused -- sh -c 'echo 1 >/proc/sys/kernel/kexec_load_disabled' ::: true
+	if [ $rc = 123 ] && grep -q 'the kexec into .* failed: kexec-boot: kexec_file_load .*Operation not permitted' "$scratch/refused.err"; then
+		ok "run.sh --kexec: a refused kexec is 123, saying why (${secs}s)"
+	else
+		notok "run.sh --kexec: a refused kexec is 123, saying why (got $rc)"
+		diag "$scratch/refused.out" "$scratch/refused.err"
+	fi
+
+	# The kexec'd kernel finds no /init to run: it panics before stage 2.
+	kexec_run no-stage2 --kexec-append rdinit=/cprx-no-such-init -- true ::: true
+	if [ $rc = 125 ] && grep -q "panicked before stage 2 started" "$scratch/no-stage2.err"; then
+		ok "run.sh --kexec: a kexec'd kernel that never starts stage 2 is 125, saying so (${secs}s)"
+	else
+		notok "run.sh --kexec: a kexec'd kernel that never starts stage 2 is 125, saying so (got $rc)"
+		diag "$scratch/no-stage2.out" "$scratch/no-stage2.err"
+	fi
+else
+	for _ in 1 2 3 4; do skip "no kernel to test run.sh --kexec with"; done
 fi
