@@ -350,13 +350,44 @@ static void check_guard(struct preflight *pf, const char *path)
 }
 
 /*
+ * luo: a kexec keeps only what LUO preserves, shmem memfds.  Each other
+ * file is refused here, by its token, while the guest still runs.
+ */
+static void check_luo(struct preflight *pf, const struct cprx_entry *e)
+{
+	char name[CPRX_NAME_MAX + 8], why[CPRX_MSG_MAX];
+	int err = cprx_luo_check_fd(e->fd, why, sizeof(why));
+
+	snprintf(name, sizeof(name), "luo:%s", e->token);
+	if (!err) {
+		report(pf, name, CPRX_PASS, 0, "%s", why);
+		return;
+	}
+	pf->luo_refused++;
+	hint(pf, e->kind == CPRX_FD_RAM ? "back guest RAM with a plain memfd "
+	     "(no MFD_HUGETLB) to keep it across a kexec" : "a kexec keeps "
+	     "no device fd: unpreserve it and carry the device's state in a "
+	     "blob (cprx_add_blob), to be recreated after the kexec");
+	report(pf, name, CPRX_FAIL, -err, "%s '%s': %s", e->kind == CPRX_FD_RAM ?
+	       "RAM" : "device", e->token, why);
+}
+
+/*
  * A backend that defers work from preserve (kmod queues its pins) does it
  * now, while the guest runs: what it would refuse at exec is known here.
  */
 static void check_backend(struct preflight *pf)
 {
 	char why[CPRX_MSG_MAX];
-	int err = pf->s->backend->flush ? pf->s->backend->flush(pf->s) : 0;
+	int err;
+
+	if (pf->luo_refused) {
+		report(pf, "backend", CPRX_WARN, 0, "luo: nothing sent to "
+		       "cprx-luod while %u file%s refused above",
+		       pf->luo_refused, pf->luo_refused == 1 ? " is" : "s are");
+		return;
+	}
+	err = pf->s->backend->flush ? pf->s->backend->flush(pf->s) : 0;
 
 	if (err) {
 		snprintf(why, sizeof(why), "%s", pf->s->msg);
@@ -367,6 +398,9 @@ static void check_backend(struct preflight *pf)
 	if (pf->s->backend == &cprx_backend_kmod)
 		report(pf, "backend", CPRX_PASS, 0, "kmod: cprx.ko pins %u fds "
 		       "in session '%s'", pf->s->nr_ents, pf->s->name);
+	else if (pf->s->backend == &cprx_backend_luo)
+		report(pf, "backend", CPRX_PASS, 0, "luo: %u memfds in cprx-luod's "
+		       "session '%s' for this uid", pf->s->nr_ents, pf->s->name);
 	else
 		report(pf, "backend", CPRX_PASS, 0, "cloexec: fds cross the exec "
 		       "with FD_CLOEXEC cleared%s", cprx_kmod_available() ? "" :
@@ -468,6 +502,8 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	for (i = 0; i < s->nr_ents; i++)
 		if (s->ents[i].kind == CPRX_FD_RAM)
 			check_ram(&pf, &s->ents[i]);
+	for (i = 0; s->backend == &cprx_backend_luo && i < s->nr_ents; i++)
+		check_luo(&pf, &s->ents[i]);
 	check_fds(&pf);
 	check_backend(&pf);
 	check_seccomp(&pf);

@@ -9,6 +9,7 @@ struct preflight {
 	struct cprx_session *s;
 	struct cprx_preflight_report *rep;
 	enum cprx_verdict binary;	/* the binary check's, for the probe */
+	unsigned int luo_refused;	/* luo: files LUO cannot preserve */
 	int first_err;
 	char first_hint[CPRX_MSG_MAX];
 };
