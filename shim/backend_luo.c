@@ -245,7 +245,11 @@ static void luo_field(const struct cprx_session *s, char *field, size_t len)
 	snprintf(field, len, "luo=1");
 }
 
-/* The state last: sealed, so that nothing changes it before the kexec. */
+/*
+ * The state last: sealed, so that nothing changes it before the kexec.
+ * A refusal leaves a session that may hold the state: the next try
+ * starts a new one.
+ */
 int cprx_luo_hold(struct cprx_session *s)
 {
 	int ret = luo_flush(s);
@@ -255,6 +259,8 @@ int cprx_luo_hold(struct cprx_session *s)
 	if (!ret)
 		ret = ask(s, "HOLD", -1, NULL, "check cprx-luod's state "
 			  "directory (/var/lib/cprx-luod)");
+	if (ret)
+		s->luo_stale = true;
 	return ret;
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -51,8 +52,12 @@ int luod_start(struct luod_run *r, const char *const extra[])
 	if (!r->pid) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 
-		if (fd >= 0)
+		/* a test that fails half-way must not leave it, nor its stdout */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (fd >= 0) {
+			dup2(fd, 1);
 			dup2(fd, 2);
+		}
 		execv(bin, (char **)argv);
 		_exit(127);
 	}

@@ -278,6 +278,32 @@ TEST(dropped_with_connection)
 	luod_cleanup(&r);
 }
 
+/*
+ * Test Case: per_uid_limit
+ * One uid may hold 32 sessions at most: the 33rd CREATE is refused
+ * (ENOSPC) saying so, and slots stay for the other uids.
+ */
+TEST(per_uid_limit)
+{
+	char out[CPRX_LUOD_MSG_MAX], req[32];
+	struct luod_run r = { 0 };
+	int fds[33], i;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	for (i = 0; i < 33; i++) {
+		fds[i] = luod_connect(&r);
+		ASSERT_LE(0, fds[i]);
+		snprintf(req, sizeof(req), "CREATE vm%d", i);
+		ASSERT_GT(luod_ask(fds[i], req, -1, out, sizeof(out), NULL), 0);
+		if (i < 32)
+			EXPECT_STREQ("OK", out);
+	}
+	EXPECT_TRUE(has(out, "ERR 28 uid 0 holds 32 sessions"));
+	for (i = 0; i < 33; i++)
+		close(fds[i]);
+	luod_cleanup(&r);
+}
+
 static int nobody_status(void *arg)
 {
 	const struct luod_run *r = arg;

@@ -16,6 +16,7 @@
 
 #define LUOD_MAX_CONNS		256
 #define LUOD_MAX_SESSIONS	256
+#define LUOD_MAX_PER_UID	32	/* one uid cannot take every slot */
 #define LUOD_MAX_FDS		4096	/* per session, fake device only */
 
 enum sess_state {

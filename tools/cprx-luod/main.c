@@ -116,7 +116,8 @@ static void accept_conn(struct luod *d)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	unsigned int i;
-	int fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
+	/* non-blocking: a peer that never reads its replies stalls no one */
+	int fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return;

@@ -65,6 +65,15 @@ static struct sess *find(struct luod *d, unsigned int uid, const char *name)
 	return NULL;
 }
 
+static unsigned int count_uid(const struct luod *d, unsigned int uid)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++)
+		n += d->sess[i].used && d->sess[i].uid == uid;
+	return n;
+}
+
 /* A name is what a session name may be: no '/', no space, no dot. */
 static bool name_ok(const char *name)
 {
@@ -85,6 +94,10 @@ static void do_create(struct luod *d, struct conn *c, const char *name)
 		return refuse(c, EINVAL, "session name '%s' is not 1 to %d "
 			      "bytes without '/', '.' or spaces", name,
 			      CPRX_LUOD_NAME_MAX);
+	if (count_uid(d, c->uid) >= LUOD_MAX_PER_UID)
+		return refuse(c, ENOSPC, "uid %u holds %d sessions, the most "
+			      "one uid may", (unsigned int)c->uid,
+			      LUOD_MAX_PER_UID);
 	if (find(d, c->uid, name))
 		return refuse(c, EEXIST, "uid %u has a session '%s' already "
 			      "(one per VMM: give each its own name)",
