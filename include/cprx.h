@@ -307,7 +307,8 @@ int cprx_kexec_prepare(struct cprx_session *s);
 int cprx_commit(struct cprx_session *s);
 /*
  * Re-execs the previous binary with its argv, the same fds and state, marked
- * as a rollback.  Refused (-ELOOP) when this image is itself a rollback.
+ * as a rollback.  Refused (-ELOOP) when this image is itself a rollback,
+ * and (-EOPNOTSUPP) after a kexec (backend luo).
  * Returns only on failure.
  */
 int cprx_rollback(struct cprx_session *s, const char *why);
@@ -344,7 +345,8 @@ int cprx_rollback(struct cprx_session *s, const char *why);
  * 0 when armed (or turned off: always 0); -ELOOP in a rollback image,
  * where nothing is armed (a failure there loses the VM: never a loop);
  * -EINVAL not an incoming session, or committed; -EPERM the handover was
- * refused; -EBADMSG the state names no previous binary; -EBUSY another
+ * refused; -EOPNOTSUPP after a kexec (backend luo: the previous image ran
+ * on another kernel); -EBADMSG the state names no previous binary; -EBUSY another
  * session has it armed; -ENOMEM.
  */
 int cprx_rollback_on_failure(struct cprx_session *s, bool on);

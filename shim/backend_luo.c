@@ -108,6 +108,10 @@ static int luo_open(struct cprx_session *s)
 	char req[128];
 	int ret;
 
+	if (s->opts.target == CPRX_STATE_FILE)
+		return cprx_fail(s, EINVAL, "use CPRX_STATE_MEMFD with the luo "
+				 "backend", "the luo backend keeps the state in "
+				 "its LUO session: a state file would outlive it");
 	if (strlen(s->name) > CPRX_LUOD_NAME_MAX)
 		return cprx_fail(s, ENAMETOOLONG, "use a session name of at most "
 				 "47 bytes with the luo backend", "session name "

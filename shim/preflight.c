@@ -323,6 +323,10 @@ static void check_keeper(struct preflight *pf)
 		report(pf, "keeper", CPRX_PASS, 0, "off (no_deferred_teardown)");
 		return;
 	}
+	if (pf->s->backend == &cprx_backend_luo) {	/* nothing to tear down */
+		report(pf, "keeper", CPRX_PASS, 0, "off (luo: a kexec, no exec)");
+		return;
+	}
 	cprx_keeper_drop(&pf->s->keeper);	/* an earlier preflight's */
 	report(pf, "keeper", cprx_keeper_probe(&pf->s->keeper, why, sizeof(why)) ?
 	       CPRX_WARN : CPRX_PASS, 0, "%s", why);

@@ -124,6 +124,25 @@ TEST(luo_selected)
 }
 
 /*
+ * Test Case: no_state_file
+ * The luo backend keeps the state in its session: a state file (which
+ * nothing after the kexec would remove) is refused at open.
+ */
+TEST(no_state_file)
+{
+	struct cprx_options o = { .size = sizeof(o), .backend = CPRX_BACKEND_LUO,
+				  .target = CPRX_STATE_FILE,
+				  .state_path = "/tmp/cprx-luo-state" };
+	struct luod_run r = { 0 };
+	struct cprx_session *s = NULL;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	EXPECT_EQ(-EINVAL, cprx_session_open(&s, "vm", &o));
+	EXPECT_TRUE(has(cprx_errmsg(NULL), "state file would outlive it"));
+	luod_cleanup(&r);
+}
+
+/*
  * Test Case: exec_and_prepare_mismatch
  * cprx_exec on a luo session and cprx_kexec_prepare on another backend's
  * are refused, saying which call fits.
@@ -217,6 +236,9 @@ TEST(preflight_refuses_by_name)
 		EXPECT_TRUE(has(c->reason, "hugetlb"));
 	}
 	EXPECT_TRUE(has(cprx_errmsg(s), "luo:dev.efd"));
+	c = check(&rep, "keeper");	/* no exec: nothing to tear down */
+	ASSERT_NE(NULL, c);
+	EXPECT_TRUE(has(c->reason, "off (luo"));
 	c = check(&rep, "backend");
 	ASSERT_NE(NULL, c);
 	EXPECT_EQ(CPRX_WARN, c->verdict);
