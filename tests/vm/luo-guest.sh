@@ -43,8 +43,9 @@ check "root's cprx-vmm --kexec prepares vm-a (exit 0)" \
 diag <"$W/a.json"
 check "cprx-luod holds /dev/liveupdate open" \
 	sh -c "ls -l /proc/$luod_pid/fd | grep -q /dev/liveupdate"
+# the shell that fails to open it says why, and exits
 check "a second opener of /dev/liveupdate gets EBUSY" \
-	sh -c '! exec 9<>/dev/liveupdate' 2>/dev/null
+	sh -c "sh -c 'exec 9<>/dev/liveupdate' 2>&1 | grep -q 'resource busy'"
 prepare vm-b "$W/b.json" as_nobody
 check "nobody's cprx-vmm --kexec prepares vm-b (exit 0)" \
 	grep -q '"event":"kexec-prepared"' "$W/b.json"
