@@ -10,6 +10,10 @@
  *             cprx_reclaim_fd / cprx_reclaim_ram / cprx_get_blob ->
  *             (resume guest) -> cprx_commit, or cprx_rollback to re-exec
  *             the previous binary.
+ * Across a kexec (backend luo, since 0.4): the same calls up to
+ *             cprx_save, then cprx_kexec_prepare instead of cprx_exec; after
+ *             the reboot a new VMM's cprx_incoming (with
+ *             cprx_options.kexec_session) gets RAM and state back.
  *
  * Every call returns 0 or a negative errno.  The session keeps a message that
  * names the problem and a hint that names the fix (cprx_errmsg/cprx_errhint).
@@ -27,7 +31,8 @@
  * cprx_exec runs (see there).
  *
  * ABI: every symbol is versioned (CPRX_0.2, then CPRX_0.3 for what 0.3
- * added: cprx_rollback_on_failure); a release adds a node and never changes
+ * added: cprx_rollback_on_failure, CPRX_0.4 for cprx_kexec_prepare); a
+ * release adds a node and never changes
  * what an older node's symbols do.  Structs the
  * caller passes in start with their size: a larger struct from a newer
  * header is accepted while its unknown tail is zero.
@@ -45,7 +50,7 @@ extern "C" {
 
 /* The release this header belongs to; cprx_version_*() give the library's. */
 #define CPRX_VERSION_MAJOR	0
-#define CPRX_VERSION_MINOR	3
+#define CPRX_VERSION_MINOR	4
 #define CPRX_VERSION_PATCH	0
 /* True when this header is release maj.min or newer. */
 #define CPRX_VERSION_AT_LEAST(maj, min)					\
@@ -57,13 +62,14 @@ extern "C" {
 
 /* The one environment variable that tells a new image where its state is. */
 #define CPRX_ENV	"CPRX_INCOMING"
-/* Forces a backend: "cloexec", "kmod" or "auto". */
+/* Forces a backend: "cloexec", "kmod", "luo" or "auto". */
 #define CPRX_ENV_BACKEND "CPRX_BACKEND"
 
 enum cprx_backend {
 	CPRX_BACKEND_AUTO = 0,
 	CPRX_BACKEND_CLOEXEC,	/* userspace: clear FD_CLOEXEC just before execve */
 	CPRX_BACKEND_KMOD,	/* /dev/cprx pins the files across the exec */
+	CPRX_BACKEND_LUO,	/* since 0.4: memfds survive a kexec (cprx-luod) */
 };
 
 enum cprx_page_kind {
@@ -116,6 +122,12 @@ struct cprx_options {
 	enum cprx_state_target target;
 	const char *state_path;		/* for CPRX_STATE_FILE */
 	bool no_deferred_teardown;	/* tear the old mm down inside execve */
+	/*
+	 * Since 0.4, backend luo: the name the session was opened with
+	 * before the kexec.  cprx_incoming asks cprx-luod for it; NULL: no
+	 * kexec is looked for.
+	 */
+	const char *kexec_session;
 };
 
 struct cprx_session;
@@ -232,6 +244,15 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  * Returns 1 and a session when this process was started by a live update,
  * 0 when it was not, or a negative errno when it was but the state is
  * unusable; then *sp is still set so that cprx_rollback can be called.
+ *
+ * After a kexec (since 0.4): with backend luo (opts or $CPRX_BACKEND) and
+ * opts->kexec_session set, and no CPRX_INCOMING, it asks cprx-luod for
+ * that session of this uid: 1 and a session (generation + 1; no
+ * rollback: the old kernel is gone), 0 when there is none, or -ENODEV
+ * when one was prepared but this kernel has no /dev/liveupdate, -ENOENT
+ * when the kernel did not bring it: the state is gone, and cprx_errmsg
+ * says when it was prepared and why it was lost.  -ENODEV too when
+ * cprx-luod cannot be reached.
  * Bad options are -EINVAL (and *sp NULL) whether or not there is an update.
  *
  * CPRX_INCOMING is read with secure_getenv and trusted only as far as it is
@@ -264,13 +285,30 @@ int cprx_reclaim_ram(struct cprx_session *s, const char *token, void **addr,
 int cprx_get_blob(struct cprx_session *s, const char *token,
 		  const void **data, size_t *len);
 /*
+ * Since 0.4 (CPRX_VERSION_AT_LEAST(0, 4)), backend luo, instead of
+ * cprx_exec, with the guest stopped: saves the state if cprx_save was not
+ * called, hands every preserved memfd and the sealed state to the
+ * session cprx-luod holds for this VMM (named after the session and this
+ * process's uid), and asks the daemon to hold it until the kexec.  The
+ * VMM may exit then: the daemon's fd keeps the session; guest RAM lives
+ * in it, and only a kexec (or cprx-luod stopping, which drops it) ends
+ * that.  After the kexec, a new VMM started with the same session name
+ * in cprx_options.kexec_session gets it from cprx_incoming.
+ * -EINVAL another backend, or an incoming session; -EOPNOTSUPP a file LUO
+ * cannot preserve (preflight names it first); -ECONNRESET cprx-luod
+ * went away; what cprx_save returns.  On failure nothing is held: resume
+ * the guest (cprx_session_close drops the half-made session).
+ */
+int cprx_kexec_prepare(struct cprx_session *s);
+/*
  * Releases the state and the library's own fds: the update is final.
  * -EINVAL: not an incoming session; -EALREADY: committed before.
  */
 int cprx_commit(struct cprx_session *s);
 /*
  * Re-execs the previous binary with its argv, the same fds and state, marked
- * as a rollback.  Refused (-ELOOP) when this image is itself a rollback.
+ * as a rollback.  Refused (-ELOOP) when this image is itself a rollback,
+ * and (-EOPNOTSUPP) after a kexec (backend luo).
  * Returns only on failure.
  */
 int cprx_rollback(struct cprx_session *s, const char *why);
@@ -307,7 +345,8 @@ int cprx_rollback(struct cprx_session *s, const char *why);
  * 0 when armed (or turned off: always 0); -ELOOP in a rollback image,
  * where nothing is armed (a failure there loses the VM: never a loop);
  * -EINVAL not an incoming session, or committed; -EPERM the handover was
- * refused; -EBADMSG the state names no previous binary; -EBUSY another
+ * refused; -EOPNOTSUPP after a kexec (backend luo: the previous image ran
+ * on another kernel); -EBADMSG the state names no previous binary; -EBUSY another
  * session has it armed; -ENOMEM.
  */
 int cprx_rollback_on_failure(struct cprx_session *s, bool on);
@@ -330,7 +369,7 @@ void cprx_mark(struct cprx_session *s, enum cprx_phase phase);
 int cprx_timeline(const struct cprx_session *s, uint64_t *ts, unsigned int n);
 /* "unknown" for a value out of range. */
 const char *cprx_phase_name(enum cprx_phase phase);
-/* "cloexec" or "kmod"; "none" for NULL. */
+/* "cloexec", "kmod" or "luo"; "none" for NULL. */
 const char *cprx_backend_name(const struct cprx_session *s);
 
 /*
@@ -344,7 +383,7 @@ const char *cprx_errhint(const struct cprx_session *s);
 /* The library's release, which may be newer than this header's. */
 unsigned int cprx_version_major(void);
 unsigned int cprx_version_minor(void);
-/* "0.3.0" */
+/* "0.4.0" */
 const char *cprx_version_string(void);
 
 #ifdef __cplusplus

@@ -2,7 +2,8 @@
 /*
  * Backends: how preserved files cross the exec.  "kmod" when cprx.ko's
  * /dev/cprx is there (only the session's fd crosses the exec), "cloexec"
- * otherwise; $CPRX_BACKEND or opts.backend force one.
+ * otherwise; $CPRX_BACKEND or opts.backend force one.  "luo" (a kexec,
+ * not an exec) is never chosen by itself: only when asked for.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,8 +21,10 @@ static int parse_backend_env(struct cprx_session *s, enum cprx_backend *want)
 		*want = CPRX_BACKEND_CLOEXEC;
 	else if (!strcmp(env, "kmod"))
 		*want = CPRX_BACKEND_KMOD;
+	else if (!strcmp(env, "luo"))
+		*want = CPRX_BACKEND_LUO;
 	else
-		return cprx_fail(s, EINVAL, "use auto, cloexec or kmod",
+		return cprx_fail(s, EINVAL, "use auto, cloexec, kmod or luo",
 				 "%s=%s names no backend", CPRX_ENV_BACKEND, env);
 	return 0;
 }
@@ -55,6 +58,9 @@ int cprx_backend_select(struct cprx_session *s, enum cprx_backend want)
 					 "/dev/cprx", errno == EACCES ?
 					 "not ours to open" : "missing");
 		s->backend = &cprx_backend_kmod;
+		return 0;
+	case CPRX_BACKEND_LUO:	/* its open reaches cprx-luod, or says why not */
+		s->backend = &cprx_backend_luo;
 		return 0;
 	}
 	return cprx_fail(s, EINVAL, "use enum cprx_backend",

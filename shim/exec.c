@@ -276,19 +276,27 @@ static int write_state(struct cprx_session *s, const void *buf, size_t len)
 	return 0;
 }
 
+/* What only an old image's session may do: 0, or the refusal. */
+static int outgoing(struct cprx_session *s, const char *call)
+{
+	if (!s)
+		return cprx_null_arg(s, call, "s");
+	if (s->incoming)
+		return cprx_fail(s, EINVAL, "open a new session for the next update",
+				 "session '%s' is an incoming session", s->name);
+	return 0;
+}
+
 CPRX_EXPORT int cprx_save(struct cprx_session *s)
 {
 	struct cprx_state st = { 0 };
 	char why[CPRX_MSG_MAX];
 	size_t len = 0;
 	void *buf = NULL;
-	int ret;
+	int ret = outgoing(s, __func__);
 
-	if (!s)
-		return cprx_null_arg(s, __func__, "s");
-	if (s->incoming)
-		return cprx_fail(s, EINVAL, "open a new session for the next update",
-				 "session '%s' is an incoming session", s->name);
+	if (ret)
+		return ret;
 	s->saved = false;
 	ret = cprx_argv_check(s, why, sizeof(why));
 	if (ret)
@@ -546,6 +554,11 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 	if (!argv[0])
 		return cprx_fail(s, EINVAL, "pass the new binary and its argv",
 				 "cprx_exec needs a path and argv[0]");
+	if (s->backend == &cprx_backend_luo)
+		return cprx_fail(s, EOPNOTSUPP, "call cprx_kexec_prepare, then "
+				 "kexec; or open the session with another backend",
+				 "session '%s' is a luo session: it survives a "
+				 "kexec, not an exec", s->name);
 	if (!s->saved) {
 		ret = cprx_save(s);
 		if (ret)
@@ -561,4 +574,27 @@ CPRX_EXPORT int cprx_exec(struct cprx_session *s, const char *path,
 				 "its directory to PATH", "'%s' is in no directory "
 				 "of PATH", path);
 	return cprx_do_exec(s, resolved, argv, "rb=0", -1);
+}
+
+CPRX_EXPORT int cprx_kexec_prepare(struct cprx_session *s)
+{
+	int ret = outgoing(s, __func__);
+
+	if (ret)
+		return ret;
+	if (s->backend != &cprx_backend_luo)
+		return cprx_fail(s, EINVAL, "open the session with backend luo "
+				 "(CPRX_BACKEND=luo) to survive a kexec",
+				 "session '%s' uses the %s backend, which survives "
+				 "an exec, not a kexec", s->name, s->backend->name);
+	if (!s->saved) {
+		ret = cprx_save(s);
+		if (ret)
+			return ret;
+	}
+	cprx_mark(s, CPRX_PH_EXEC);	/* the last step before the kexec */
+	ret = cprx_luo_hold(s);
+	if (ret)
+		s->ts[CPRX_PH_EXEC] = 0;
+	return ret;
 }

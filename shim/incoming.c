@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,13 +162,15 @@ static int take_entries(struct cprx_session *s)
 static int check_origin(struct cprx_session *s)
 {
 	int pid = s->in.pid, backend = s->in.backend;
+	/* after a kexec: another process, its uid's session (cprx-luod) */
+	bool luo = s->backend == &cprx_backend_luo;
 
-	if (pid == getpid() && backend == (int)s->backend->id) {
+	if ((luo || pid == getpid()) && backend == (int)s->backend->id) {
 		s->verified = true;
 		return 0;
 	}
 	cprx_state_free(&s->in);
-	if (pid != getpid())
+	if (!luo && pid != getpid())
 		return cprx_fail(s, EPERM, "unset " CPRX_ENV ": only the process "
 				 "that called cprx_exec may take its state",
 				 "the state was saved by pid %d, this is pid %d: "
@@ -219,6 +222,78 @@ static void take_exe_fd(struct cprx_session *s)
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+/* What @opts asks of a kexec: the session name, or NULL. */
+static const char *kexec_wanted(const struct cprx_options *opts)
+{
+	size_t end = offsetof(struct cprx_options, kexec_session) +
+		     sizeof(opts->kexec_session);
+	enum cprx_backend want = CPRX_BACKEND_AUTO;
+	const char *env;
+
+	if (!opts || opts->size < end || !opts->kexec_session)
+		return NULL;
+	want = opts->backend;
+	env = getenv(CPRX_ENV_BACKEND);
+	if (want == CPRX_BACKEND_AUTO && env && !strcmp(env, "luo"))
+		want = CPRX_BACKEND_LUO;
+	return want == CPRX_BACKEND_LUO ? opts->kexec_session : NULL;
+}
+
+/* The state, its records and entries, of a session retrieved after a kexec. */
+static int kexec_take(struct cprx_session *s, const char *name, uint64_t t0)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = read_state(s, s->state_fd, &buf, &len);
+	if (!ret)
+		ret = decode(s, buf, len);
+	free(buf);
+	if (ret)
+		return ret;
+	if (strcmp(s->in.session, name))
+		return cprx_fail(s, EBADMSG, "the guest cannot be resumed: start "
+				 "it afresh", "the state in LUO session '%s' was "
+				 "saved by session '%s'", name, s->in.session);
+	snprintf(s->name, sizeof(s->name), "%s", s->in.session);
+	/* the old kernel's CLOCK_MONOTONIC means nothing in this one */
+	s->ts[CPRX_PH_INCOMING] = t0;
+	s->generation = s->in.generation + 1;
+	cprx_process_generation = s->generation;
+	if (take_entries(s))
+		return cprx_fail(s, ENOMEM, NULL, "out of memory");
+	s->accepted = true;
+	return 1;
+}
+
+/*
+ * No exec handed anything over: a VMM started after a kexec asks
+ * cprx-luod for the session it names, when it names one.
+ */
+static int kexec_incoming(struct cprx_session **sp,
+			  const struct cprx_options *opts, uint64_t t0)
+{
+	const char *name = kexec_wanted(opts);
+	struct cprx_session *s;
+	int ret;
+
+	if (!name)
+		return 0;
+	s = cprx_session_alloc("incoming", opts);
+	if (!s)
+		return cprx_fail(NULL, ENOMEM, NULL, "out of memory");
+	s->incoming = true;
+	s->backend = &cprx_backend_luo;
+	ret = cprx_luo_retrieve(s, name);
+	if (!ret) {
+		cprx_session_close(s);
+		return 0;
+	}
+	*sp = s;	/* set on failure too: its message says what was lost */
+	return ret < 0 ? ret : kexec_take(s, name, t0);
+}
+
 CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 			      const struct cprx_options *opts)
 {
@@ -240,7 +315,7 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 	/* a privileged image must not believe whoever started it */
 	env = secure_getenv(CPRX_ENV);
 	if (!env)
-		return 0;
+		return kexec_incoming(sp, opts, t0);
 	s = cprx_session_alloc("incoming", opts);
 	if (!s)
 		return cprx_fail(NULL, ENOMEM, NULL, "out of memory");

@@ -27,7 +27,7 @@ struct cprx_entry {
 	uint64_t handle;	/* backend's key: cloexec the inode, kmod a token */
 	int held;		/* new image: a dup of an anon inode's fd, or -1 */
 	bool reclaimed;
-	bool pinned;		/* kmod: in the session, not queued */
+	bool pinned;		/* kmod, luo: in the session, not queued */
 };
 
 struct cprx_blob {
@@ -83,6 +83,8 @@ struct cprx_session {
 	bool kmod_single;	/* kmod: cprx.ko has no PRESERVE_FDS */
 	unsigned int kmod_queued;	/* kmod: entries not pinned yet */
 	unsigned int kmod_max_pins;	/* kmod: max_pins at open; 0: unknown */
+	int luo_sock;		/* luo: the connection to cprx-luod */
+	bool luo_stale;		/* luo: a sent fd was unpreserved since */
 	bool saved;		/* state_fd holds the current state */
 	struct cprx_keeper keeper;	/* started by preflight, for cprx_exec */
 	int argv_err;		/* origin.argv cannot be carried: -errno */
@@ -143,7 +145,12 @@ struct cprx_backend_ops {
 
 extern const struct cprx_backend_ops cprx_backend_cloexec;
 extern const struct cprx_backend_ops cprx_backend_kmod;
+extern const struct cprx_backend_ops cprx_backend_luo;
 bool cprx_kmod_available(void);
+/* backend_luo.c: what exec.c, incoming.c and preflight.c ask of it */
+int cprx_luo_check_fd(int fd, char *why, size_t len);
+int cprx_luo_hold(struct cprx_session *s);
+int cprx_luo_retrieve(struct cprx_session *s, const char *name);
 int cprx_backend_select(struct cprx_session *s, enum cprx_backend want);
 
 /* error.c */

@@ -2,48 +2,30 @@
 /*
  * Preflight: everything that can be known before the guest stops, checked
  * without changing anything.  A failed live update costs a VM; a failed
- * preflight costs nothing.
+ * preflight costs nothing.  The probe run of the new binary is in
+ * preflight_probe.c.
  */
 #include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
 #include "internal.h"
-#include "errname.h"
+#include "preflight.h"
 #include "guard_reader.h"
 
-#define PROBE_TIMEOUT_MS 10000
-
-extern char **environ;
-
-struct preflight {
-	struct cprx_session *s;
-	struct cprx_preflight_report *rep;
-	enum cprx_verdict binary;	/* the binary check's, for the probe */
-	int first_err;
-	char first_hint[CPRX_MSG_MAX];
-};
-
-static void __attribute__((format(printf, 5, 6)))
-report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
-       const char *fmt, ...)
+static void vreport(struct preflight *pf, const char *name, enum cprx_verdict v,
+		    int err, const char *fmt, va_list ap)
 {
 	struct cprx_preflight_report *rep = pf->rep;
 	struct cprx_check spare, *c = &spare;
-	va_list ap;
 
 	/*
 	 * Every check counts and the verdict is kept even when the caller's
@@ -59,9 +41,7 @@ report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
 		pf->binary = v;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->verdict = v;
-	va_start(ap, fmt);
 	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
-	va_end(ap);
 	if (v == CPRX_FAIL && !pf->first_err) {
 		pf->first_err = err ? err : EINVAL;
 		cprx_fail(pf->s, pf->first_err, pf->first_hint,
@@ -69,10 +49,37 @@ report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
 	}
 }
 
+static void __attribute__((format(printf, 5, 6)))
+report(struct preflight *pf, const char *name, enum cprx_verdict v, int err,
+       const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(pf, name, v, err, fmt, ap);
+	va_end(ap);
+}
+
 static void hint(struct preflight *pf, const char *h)
 {
 	if (!pf->first_err)
 		snprintf(pf->first_hint, sizeof(pf->first_hint), "%s", h);
+}
+
+/* The same two for preflight_probe.c. */
+void cprx_pf_report(struct preflight *pf, const char *name, enum cprx_verdict v,
+		    int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(pf, name, v, err, fmt, ap);
+	va_end(ap);
+}
+
+void cprx_pf_hint(struct preflight *pf, const char *h)
+{
+	hint(pf, h);
 }
 
 /*
@@ -316,6 +323,10 @@ static void check_keeper(struct preflight *pf)
 		report(pf, "keeper", CPRX_PASS, 0, "off (no_deferred_teardown)");
 		return;
 	}
+	if (pf->s->backend == &cprx_backend_luo) {	/* nothing to tear down */
+		report(pf, "keeper", CPRX_PASS, 0, "off (luo: a kexec, no exec)");
+		return;
+	}
 	cprx_keeper_drop(&pf->s->keeper);	/* an earlier preflight's */
 	report(pf, "keeper", cprx_keeper_probe(&pf->s->keeper, why, sizeof(why)) ?
 	       CPRX_WARN : CPRX_PASS, 0, "%s", why);
@@ -343,13 +354,44 @@ static void check_guard(struct preflight *pf, const char *path)
 }
 
 /*
+ * luo: a kexec keeps only what LUO preserves, shmem memfds.  Each other
+ * file is refused here, by its token, while the guest still runs.
+ */
+static void check_luo(struct preflight *pf, const struct cprx_entry *e)
+{
+	char name[CPRX_NAME_MAX + 8], why[CPRX_MSG_MAX];
+	int err = cprx_luo_check_fd(e->fd, why, sizeof(why));
+
+	snprintf(name, sizeof(name), "luo:%s", e->token);
+	if (!err) {
+		report(pf, name, CPRX_PASS, 0, "%s", why);
+		return;
+	}
+	pf->luo_refused++;
+	hint(pf, e->kind == CPRX_FD_RAM ? "back guest RAM with a plain memfd "
+	     "(no MFD_HUGETLB) to keep it across a kexec" : "a kexec keeps "
+	     "no device fd: unpreserve it and carry the device's state in a "
+	     "blob (cprx_add_blob), to be recreated after the kexec");
+	report(pf, name, CPRX_FAIL, -err, "%s '%s': %s", e->kind == CPRX_FD_RAM ?
+	       "RAM" : "device", e->token, why);
+}
+
+/*
  * A backend that defers work from preserve (kmod queues its pins) does it
  * now, while the guest runs: what it would refuse at exec is known here.
  */
 static void check_backend(struct preflight *pf)
 {
 	char why[CPRX_MSG_MAX];
-	int err = pf->s->backend->flush ? pf->s->backend->flush(pf->s) : 0;
+	int err;
+
+	if (pf->luo_refused) {
+		report(pf, "backend", CPRX_WARN, 0, "luo: nothing sent to "
+		       "cprx-luod while %u file%s refused above",
+		       pf->luo_refused, pf->luo_refused == 1 ? " is" : "s are");
+		return;
+	}
+	err = pf->s->backend->flush ? pf->s->backend->flush(pf->s) : 0;
 
 	if (err) {
 		snprintf(why, sizeof(why), "%s", pf->s->msg);
@@ -360,6 +402,9 @@ static void check_backend(struct preflight *pf)
 	if (pf->s->backend == &cprx_backend_kmod)
 		report(pf, "backend", CPRX_PASS, 0, "kmod: cprx.ko pins %u fds "
 		       "in session '%s'", pf->s->nr_ents, pf->s->name);
+	else if (pf->s->backend == &cprx_backend_luo)
+		report(pf, "backend", CPRX_PASS, 0, "luo: %u memfds in cprx-luod's "
+		       "session '%s' for this uid", pf->s->nr_ents, pf->s->name);
 	else
 		report(pf, "backend", CPRX_PASS, 0, "cloexec: fds cross the exec "
 		       "with FD_CLOEXEC cleared%s", cprx_kmod_available() ? "" :
@@ -422,167 +467,6 @@ static void check_argv(struct preflight *pf)
 	       "arguments carried", pf->s->origin.argc);
 }
 
-/*
- * Collects what the probe printed and waits for it, within a deadline.
- * Only a probe still ours (not yet reaped by anyone) is killed at the end.
- */
-static int probe_wait(pid_t pid, int rfd, char *out, size_t len, int *status)
-{
-	struct timespec t0, t;
-	size_t got = 0;
-	int elapsed = 0;
-	ssize_t n;
-	pid_t ret;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (elapsed < PROBE_TIMEOUT_MS) {
-		struct pollfd p = { .fd = rfd, .events = POLLIN };
-
-		if (poll(&p, 1, 100) > 0) {
-			char tmp[512];
-
-			n = read(rfd, tmp, sizeof(tmp));
-			if (n > 0 && got < len - 1) {
-				size_t k = (size_t)n < len - 1 - got ? (size_t)n
-								      : len - 1 - got;
-				memcpy(out + got, tmp, k);
-				got += k;
-			}
-		}
-		ret = waitpid(pid, status, WNOHANG);
-		if (ret == pid || (ret < 0 && errno == ECHILD)) {
-			/* ECHILD: gone, reaped by the kernel or the VMM */
-			out[got] = '\0';
-			return ret < 0 ? -ECHILD : 0;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		elapsed = (t.tv_sec - t0.tv_sec) * 1000 +
-			  (t.tv_nsec - t0.tv_nsec) / 1000000;
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, status, 0);
-	out[got] = '\0';
-	return -ETIMEDOUT;
-}
-
-static void first_line(char *s)
-{
-	s[strcspn(s, "\n")] = '\0';
-}
-
-static void probe_spawned(struct preflight *pf, const char *path, pid_t pid,
-			  int rfd)
-{
-	char out[1024];
-	int status = 0, ret;
-
-	ret = probe_wait(pid, rfd, out, sizeof(out), &status);
-	if (ret == -ECHILD) {
-		first_line(out);
-		report(pf, "probe", CPRX_WARN, 0, "'%s' ran, but its exit status "
-		       "was taken by the VMM (SIGCHLD ignored, SA_NOCLDWAIT or a "
-		       "waitpid(-1)): %s", path, *out ? out : "(no output)");
-		return;
-	}
-	if (ret) {
-		hint(pf, "make the probe argv one that exits at once (--version)");
-		report(pf, "probe", CPRX_FAIL, ETIMEDOUT, "'%s' did not exit within "
-		       "%d s", path, PROBE_TIMEOUT_MS / 1000);
-		return;
-	}
-	first_line(out);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		report(pf, "probe", CPRX_PASS, 0, "'%s' ran: %s", path,
-		       *out ? out : "(no output)");
-	} else if (WIFEXITED(status)) {
-		hint(pf, WEXITSTATUS(status) == 127 ?
-		     "install the libraries the new binary needs (ldd)" :
-		     "run the probe command by hand to see why it fails");
-		report(pf, "probe", CPRX_FAIL, ELIBBAD, "'%s' exited with %d: %s",
-		       path, WEXITSTATUS(status), *out ? out : "(no output)");
-	} else {
-		hint(pf, "run the probe command by hand to see why it fails");
-		report(pf, "probe", CPRX_FAIL, ELIBBAD, "'%s' killed by signal %d: %s",
-		       path, WTERMSIG(status), *out ? out : "(no output)");
-	}
-}
-
-static void probe_refused(struct preflight *pf, const char *path, int err)
-{
-	unsigned int nr;
-	char lsm[256];
-
-	if (err == EPERM) {
-		char msg[CPRX_MSG_MAX], h[CPRX_MSG_MAX];
-
-		if (cprx_guard_explain(path, pf->s->backend == &cprx_backend_kmod,
-				       msg, sizeof(msg), h, sizeof(h))) {
-			hint(pf, h);
-			report(pf, "probe", CPRX_FAIL, EPERM, "%s", msg);
-			return;
-		}
-		cprx_describe_lsm(lsm, sizeof(lsm));
-		if (cprx_seccomp_mode(&nr) == 2) {
-			hint(pf, "allow execve in the VMM's sandbox (e.g. QEMU "
-			     "-sandbox on,spawn=allow) for live update");
-			report(pf, "probe", CPRX_FAIL, EPERM, "exec of '%s' refused: "
-			       "a seccomp filter (%u) blocks execve", path, nr);
-		} else {
-			hint(pf, "check the LSM policy for a rule that denies this exec");
-			report(pf, "probe", CPRX_FAIL, EPERM, "exec of '%s' refused "
-			       "by an LSM (active: %s)", path, lsm);
-		}
-		return;
-	}
-	hint(pf, "fix the new binary; the binary check above says more");
-	report(pf, "probe", CPRX_FAIL, err, "exec of '%s' failed: %s (%s)", path,
-	       strerror(err), cprx_errname(err));
-}
-
-/* vfork-style spawn: a large guest address space is not copied. */
-static void check_probe(struct preflight *pf, const char *path,
-			char *const probe_argv[])
-{
-	posix_spawn_file_actions_t fa;
-	char **argv;
-	int pfd[2], in[2] = { -1, -1 }, err, n;
-	pid_t pid;
-
-	for (n = 0; probe_argv[n]; n++)
-		;
-	argv = calloc(n + 2, sizeof(char *));
-	if (!argv || pipe2(pfd, O_CLOEXEC) < 0) {
-		free(argv);
-		report(pf, "probe", CPRX_WARN, 0, "could not set up the probe");
-		return;
-	}
-	/* stdin at EOF: a pipe with no writer, for a jail has no /dev/null */
-	if (pipe2(in, O_CLOEXEC) < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		free(argv);
-		report(pf, "probe", CPRX_WARN, 0, "could not set up the probe");
-		return;
-	}
-	close(in[1]);
-	memcpy(argv, probe_argv, n * sizeof(char *));
-	argv[0] = (char *)path;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
-	err = posix_spawn(&pid, path, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pfd[1]);
-	close(in[0]);
-	if (err)
-		probe_refused(pf, path, err);
-	else
-		probe_spawned(pf, path, pid, pfd[0]);
-	close(pfd[0]);
-	free(argv);
-}
-
 CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 			       char *const probe_argv[],
 			       struct cprx_preflight_report *rep)
@@ -622,6 +506,8 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	for (i = 0; i < s->nr_ents; i++)
 		if (s->ents[i].kind == CPRX_FD_RAM)
 			check_ram(&pf, &s->ents[i]);
+	for (i = 0; s->backend == &cprx_backend_luo && i < s->nr_ents; i++)
+		check_luo(&pf, &s->ents[i]);
 	check_fds(&pf);
 	check_backend(&pf);
 	check_seccomp(&pf);
@@ -632,7 +518,7 @@ CPRX_EXPORT int cprx_preflight(struct cprx_session *s, const char *path,
 	check_state_target(&pf);
 	check_argv(&pf);
 	if (probe_argv && pf.binary != CPRX_FAIL)
-		check_probe(&pf, resolved, probe_argv);
+		cprx_pf_probe(&pf, resolved, probe_argv);
 	cprx_mark(s, CPRX_PH_PREFLIGHT_END);
 	return pf.first_err ? -pf.first_err : 0;
 }

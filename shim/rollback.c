@@ -61,6 +61,12 @@ static int refused(struct cprx_session *s, const char *what,
 	if (!s->incoming || s->committed)
 		return cprx_fail(s, EINVAL, "roll back before cprx_commit, in the "
 				 "new image", "nothing to roll back (%s)", reason);
+	if (s->backend == &cprx_backend_luo)
+		return cprx_fail(s, EOPNOTSUPP, "start the guest afresh, or "
+				 "kexec back into the previous kernel and "
+				 "prepare again", "refusing %s (%s): the previous "
+				 "image ran on a kernel a kexec replaced", what,
+				 reason);
 	if (!s->verified)
 		return cprx_fail(s, EPERM, "nothing is known of the previous "
 				 "image: restart the VMM", "cannot roll back "

@@ -76,24 +76,48 @@ struct cprx_session *cprx_session_alloc(const char *name,
 	s->state_fd = -1;
 	s->exe_fd = -1;
 	s->kmod_sfd = -1;
+	s->luo_sock = -1;
 	s->generation = cprx_process_generation;
 	return s;
 }
 
 /* The end of the last field this library knows: a newer one may follow. */
-#define OPTIONS_KNOWN	(offsetof(struct cprx_options, no_deferred_teardown) + \
+#define OPTIONS_KNOWN	(offsetof(struct cprx_options, kexec_session) + \
+			 sizeof(const char *))
+
+/* The padding 0.4 left after no_deferred_teardown, where 0.3 ended. */
+#define OPTIONS_PAD	(offsetof(struct cprx_options, no_deferred_teardown) + \
 			 sizeof(bool))
+#define OPTIONS_PAD_END	offsetof(struct cprx_options, kexec_session)
+
+/* A non-zero byte in [@from, @to) of the caller's @size bytes: -EINVAL. */
+static int zero_tail(const struct cprx_options *opts, size_t from, size_t to)
+{
+	const unsigned char *p = (const unsigned char *)opts;
+	size_t off;
+
+	for (off = from; off < to && off < opts->size; off++)
+		if (p[off])
+			return cprx_fail(NULL, EINVAL,
+					 "zero the options this library does not "
+					 "know, or use a newer libcprx",
+					 "cprx_options has a non-zero byte at "
+					 "offset %zu, past the %zu bytes this "
+					 "library knows", off, from);
+	return 0;
+}
 
 /*
  * Options from a newer header (size larger than ours) are accepted while
  * every byte past the fields this library knows is zero: a non-zero one
  * asks for something it cannot do.  Fields past a smaller size are zero.
+ * The padding inside the struct must be zero too: a newer header may put
+ * a field there.
  */
 int cprx_check_options(const struct cprx_options *opts)
 {
-	const unsigned char *p = (const unsigned char *)opts;
 	struct cprx_options o = { 0 };
-	size_t off;
+	int ret;
 
 	if (!opts)
 		return 0;
@@ -101,19 +125,18 @@ int cprx_check_options(const struct cprx_options *opts)
 		return cprx_fail(NULL, EINVAL,
 				 "set opts.size = sizeof(struct cprx_options)",
 				 "cprx_options.size is %u", opts->size);
-	for (off = OPTIONS_KNOWN; opts->size > sizeof(o) && off < opts->size;
-	     off++)
-		if (p[off])
-			return cprx_fail(NULL, EINVAL,
-					 "zero the options this library does not "
-					 "know, or use a newer libcprx",
-					 "cprx_options has a non-zero byte at "
-					 "offset %zu, past the %zu bytes this "
-					 "library knows", off, OPTIONS_KNOWN);
+	ret = zero_tail(opts, OPTIONS_PAD, OPTIONS_PAD_END);
+	if (!ret && opts->size > sizeof(o))
+		ret = zero_tail(opts, OPTIONS_KNOWN, opts->size);
+	if (ret)
+		return ret;
 	memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
 	if (o.target > CPRX_STATE_FILE)
 		return cprx_fail(NULL, EINVAL, "use enum cprx_state_target",
 				 "state target %d is unknown", o.target);
+	if (o.backend > CPRX_BACKEND_LUO)
+		return cprx_fail(NULL, EINVAL, "use enum cprx_backend",
+				 "backend %d is unknown", o.backend);
 	if (o.target == CPRX_STATE_FILE && !o.state_path)
 		return cprx_fail(NULL, EINVAL, "set opts.state_path",
 				 "state target is a file but no path is given");
@@ -210,6 +233,8 @@ static const char *own_fd(const struct cprx_session *s, int fd)
 		return "this binary, held for a rollback";
 	if (fd == s->kmod_sfd)
 		return "the cprx.ko session";
+	if (fd == s->luo_sock)
+		return "the connection to cprx-luod";
 	if (fd == cprx_io_ring_fd(s->ring))
 		return "the save's io_uring";
 	if (s->keeper.pid && (fd == s->keeper.pidfd || fd == s->keeper.wfd))

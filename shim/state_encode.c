@@ -157,7 +157,7 @@ static int check_input(const struct cprx_state *st)
 {
 	uint32_t i;
 
-	if (bad_token(st->session, true) || st->backend > CPRX_BACKEND_KMOD)
+	if (bad_token(st->session, true) || st->backend > CPRX_BACKEND_LUO)
 		return -EINVAL;
 	if (st->exe_path && strnlen(st->exe_path, PATH_LEN_MAX + 1) >
 			    PATH_LEN_MAX)

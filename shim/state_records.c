@@ -133,7 +133,7 @@ int cprx_parse_origin(struct dec *d, struct rd *r, struct cprx_state *st,
 	argc = rd_u32(r, "argc");
 	if (r->why[0])
 		return rd_end(d, r, strict);
-	if (strict && st->backend > CPRX_BACKEND_KMOD)
+	if (strict && st->backend > CPRX_BACKEND_LUO)
 		return cprx_rec_err(d, -EBADMSG, ": backend %u out of range",
 				    st->backend);
 	/* every string takes 4 bytes at least: bound argc before calloc */

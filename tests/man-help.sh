@@ -4,7 +4,8 @@
 #   tests/man-help.sh MAN_DIR
 #
 # For each tool whose binary is given in the environment (CPRX_VMM,
-# CPRX_BENCH, CPRX_QMP, CPRX_GUARD; a tool not built is skipped, saying so),
+# CPRX_BENCH, CPRX_QMP, CPRX_GUARD, CPRX_LUOD; a tool not built is skipped,
+# saying so),
 # every option its --help defines (lines starting "  -x, --foo" or
 # "  --foo"), and those of each command's --help (cprx-qmp's and
 # cprx-guard's commands, as their --help lists them), must appear in the
@@ -69,6 +70,7 @@ tools=(
 	"cprx-bench:${CPRX_BENCH:-}:cprx-bench.1"
 	"cprx-qmp:${CPRX_QMP:-}:cprx-qmp.1"
 	"cprx-guard:${CPRX_GUARD:-}:cprx-guard.8"
+	"cprx-luod:${CPRX_LUOD:-}:cprx-luod.8"
 )
 for t in "${tools[@]}"; do
 	IFS=: read -r name bin page <<<"$t"

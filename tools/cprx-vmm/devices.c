@@ -138,20 +138,13 @@ static int file_arm(struct vm *vm, const struct dev_expect *d)
 	return 0;
 }
 
-/* Puts the state the new image of generation @gen must find into the devices. */
-int devs_arm(struct vm *vm, uint32_t gen)
+/* Writes vm->dev, the state the devices must hold, into them. */
+static int devs_write(struct vm *vm)
 {
-	struct dev_expect *d = &vm->dev;
+	const struct dev_expect *d = &vm->dev;
+	uint32_t gen = d->gen;
 	unsigned int i;
 
-	memset(d, 0, sizeof(*d));
-	d->gen = gen;
-	d->efd_count = 1000 + gen;
-	d->file_size = 8192 + gen % 4096;
-	d->file_off = 1000 + gen % 4096;
-	snprintf(d->pipe_msg, sizeof(d->pipe_msg), "cprx-pipe-%u", gen);
-	snprintf(d->sock_msg, sizeof(d->sock_msg), "cprx-sock-%u", gen);
-	d->armed = 1;	/* even half-armed: the check drains what is there */
 	if (write_all(vm->dev_fd[DEV_EFD], &d->efd_count, 8, dev_token[DEV_EFD]) ||
 	    write_all(vm->dev_fd[DEV_PIPE_W], d->pipe_msg, strlen(d->pipe_msg),
 		      dev_token[DEV_PIPE_W]) ||
@@ -165,6 +158,36 @@ int devs_arm(struct vm *vm, uint32_t gen)
 			return -1;
 	}
 	return file_arm(vm, d);
+}
+
+/* Puts the state the new image of generation @gen must find into the devices. */
+int devs_arm(struct vm *vm, uint32_t gen)
+{
+	struct dev_expect *d = &vm->dev;
+
+	memset(d, 0, sizeof(*d));
+	d->gen = gen;
+	d->efd_count = 1000 + gen;
+	d->file_size = 8192 + gen % 4096;
+	d->file_off = 1000 + gen % 4096;
+	snprintf(d->pipe_msg, sizeof(d->pipe_msg), "cprx-pipe-%u", gen);
+	snprintf(d->sock_msg, sizeof(d->sock_msg), "cprx-sock-%u", gen);
+	d->armed = 1;	/* even half-armed: the check drains what is there */
+	return devs_write(vm);
+}
+
+/*
+ * After a kexec no device fd survives: new devices get the state the blob
+ * carried (vm->dev), which verify then checks is the generation's.
+ */
+int devs_restore(struct vm *vm)
+{
+	struct dev_expect want = vm->dev;
+
+	devs_create(vm);
+	if (!want.armed || devs_arm(vm, want.gen))
+		return -1;
+	return memcmp(&want, &vm->dev, sizeof(want)) ? -1 : 0;
 }
 
 /* Reads what is queued in @fd: it must be exactly @want, then nothing. */

@@ -26,6 +26,10 @@ reject(struct vm *vm, struct cprx_session *s, const char *stage, int err,
 	int r;
 
 	snprintf(msg, sizeof(msg), "%s", why);
+	if (vm->cfg.flags & CFG_KEXEC) {	/* the old kernel is gone */
+		print_event(vm, "error", stage, err, msg, hint);
+		exit(EXIT_LOST);
+	}
 	print_event(vm, "rollback", stage, err, msg, hint);
 	fflush(NULL);
 	r = s ? cprx_rollback(s, msg) : -EINVAL;
@@ -179,19 +183,39 @@ static void maybe_reject(struct vm *vm, struct cprx_session *s, bool rollback)
 		       NULL);
 }
 
+/* After a kexec: new devices, given the state the blob carried. */
+static void restore_devs(struct vm *vm, struct cprx_session *s)
+{
+	char why[CPRX_MSG_MAX];
+
+	if (vm->dev.gen != vm->generation) {
+		snprintf(why, sizeof(why), "blob '" BLOB_TOKEN "': device state "
+			 "of generation %u, this is generation %u", vm->dev.gen,
+			 vm->generation);
+		reject(vm, s, "devices", -EBADMSG, why, NULL);
+	}
+	if (devs_restore(vm) < 0)
+		reject(vm, s, "devices", -EBADMSG, "blob '" BLOB_TOKEN "': the "
+		       "device state is not the one its generation holds", NULL);
+}
+
 void new_image(struct vm *vm, struct cprx_session *s)
 {
 	bool rollback = cprx_is_rollback(s);
+	bool kexec = !strcmp(cprx_backend_name(s), "luo");
 	struct report rep;
 	int r;
 
 	/* until the guest runs here, any exit or crash hands it back */
-	r = cprx_rollback_on_failure(s, true);
+	r = kexec ? 0 : cprx_rollback_on_failure(s, true);
 	if (r < 0 && !rollback)	/* a rollback image: -ELOOP, never a loop */
 		warn_msg("cprx_rollback_on_failure: %s", sess_msg(s, r));
 	vm->generation = cprx_generation(s);	/* until the blob says */
 	blob_load(vm, s, rollback);
-	reclaim_devs(vm, s, rollback);
+	if (kexec)
+		restore_devs(vm, s);
+	else
+		reclaim_devs(vm, s, rollback);
 	cprx_mark(s, CPRX_PH_RECLAIM_END);
 	reclaim_ram(vm, s);
 	cprx_mark(s, CPRX_PH_REMAP_END);
@@ -231,5 +255,7 @@ incoming_failed(struct vm *vm, struct cprx_session *s, int err)
 		exit(EXIT_LOST);
 	}
 	vm->generation = cprx_generation(s);
+	if (!strcmp(cprx_backend_name(s), "luo"))
+		vm->cfg.flags |= CFG_KEXEC;	/* no rollback across a kexec */
 	reject(vm, s, "incoming", err, why, sess_hint(s));
 }

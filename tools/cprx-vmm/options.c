@@ -37,6 +37,8 @@ static const struct fault_desc {
 	  "the new image exits 1 before it commits: libcprx rolls back by itself" },
 	{ "crash-before-commit", F_CRASH_EARLY,
 	  "the new image dies of SIGSEGV before it commits: rolled back too" },
+	{ "kexec-device", F_KEXEC_DEVICE,
+	  "--kexec also preserves the device fds, which preflight must refuse" },
 };
 
 enum {
@@ -58,6 +60,8 @@ enum {
 	OPT_DEVICES,
 	OPT_BASELINE,
 	OPT_SETTLE,
+	OPT_KEXEC,
+	OPT_NAME,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +83,8 @@ static const struct option long_opts[] = {
 	{ "devices",	required_argument, NULL, OPT_DEVICES },
 	{ "baseline",	required_argument, NULL, OPT_BASELINE },
 	{ "settle",	no_argument,	   NULL, OPT_SETTLE },
+	{ "kexec",	no_argument,	   NULL, OPT_KEXEC },
+	{ "name",	required_argument, NULL, OPT_NAME },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -99,7 +105,14 @@ static void usage(FILE *f)
 	      "  --exec PATH       binary to update to (default: this one, from /proc/self/exe)\n"
 	      "  --teardown MODE   deferred (default: old mm torn down after the exec) or inline\n"
 	      "  --state TARGET    where the state goes: memfd (default) or a file PATH\n"
-	      "  --backend NAME    auto (default, honours $" CPRX_ENV_BACKEND "), cloexec or kmod\n"
+	      "  --backend NAME    auto (default, honours $" CPRX_ENV_BACKEND "), cloexec, kmod\n"
+	      "                    or luo\n"
+	      "  --kexec           update across a kexec (backend luo, cprx-luod): preserve\n"
+	      "                    RAM, carry the devices' state in the blob, hand the session\n"
+	      "                    to cprx-luod and exit 0; started again with the same\n"
+	      "                    options after the kexec, resume the guest from it\n"
+	      "  --name NAME       the session's name (default " VMM_NAME "; one per VMM of a\n"
+	      "                    uid with --kexec; at most 47 bytes)\n"
 	      "  --no-probe        preflight skips the \"PATH --version\" probe run\n"
 	      "  --force           exec even when preflight fails (to test error paths)\n"
 	      "  --json            one JSON line per event (default unless stdout is a tty)\n"
@@ -124,7 +137,9 @@ static void usage(FILE *f)
 	      "all of guest RAM is this tool's own check, a real VMM does not do it.\n"
 	      "\n"
 	      "Exit status: 0 all verified, 1 usage or setup error, 2 verification failed,\n"
-	      "3 an update was refused but the guest kept running intact, 4 the VM is lost.\n", f);
+	      "3 an update was refused but the guest kept running intact, 4 the VM is lost\n"
+	      "(with --kexec: also when the kexec lost the state, e.g. into a kernel without\n"
+	      "/dev/liveupdate).\n", f);
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -238,7 +253,7 @@ static int parse_choice(const char *opt, const char *arg,
 static int parse_one(struct vm_config *c, int opt, const char *arg)
 {
 	static const char *const pages[] = { "4k", "thp", "hugetlb" };
-	static const char *const backends[] = { "auto", "cloexec", "kmod" };
+	static const char *const backends[] = { "auto", "cloexec", "kmod", "luo" };
 	static const char *const teardowns[] = { "deferred", "inline" };
 	static const char *const baselines[] = { "none", "floor", "naive", "copy" };
 	uint32_t v;
@@ -284,7 +299,7 @@ static int parse_one(struct vm_config *c, int opt, const char *arg)
 		}
 		return parse_path("state", c->state_path, arg);
 	case OPT_BACKEND:
-		return parse_choice("backend", arg, backends, 3, &c->backend);
+		return parse_choice("backend", arg, backends, 4, &c->backend);
 	case OPT_NO_PROBE:
 		c->flags |= CFG_NO_PROBE;
 		return 0;
@@ -312,6 +327,17 @@ static int parse_one(struct vm_config *c, int opt, const char *arg)
 		return 0;
 	case OPT_SETTLE:
 		c->flags |= CFG_SETTLE;
+		return 0;
+	case OPT_KEXEC:
+		c->flags |= CFG_KEXEC;
+		return 0;
+	case OPT_NAME:
+		if (!*arg || strlen(arg) > SESSION_NAME_MAX || strpbrk(arg, "/. ")) {
+			bad_opt("name", "'%s' is not 1 to %d bytes without '/', '.' "
+				"or spaces", arg, SESSION_NAME_MAX);
+			return -1;
+		}
+		snprintf(c->name, sizeof(c->name), "%s", arg);
 		return 0;
 	}
 	return -1;
@@ -349,6 +375,19 @@ static int check_config(struct vm_config *c)
 		bad_opt("baseline", "does not combine with --inject");
 		return -1;
 	}
+	if (c->flags & CFG_KEXEC) {
+		if (c->backend != CPRX_BACKEND_AUTO &&
+		    c->backend != CPRX_BACKEND_LUO) {
+			bad_opt("kexec", "needs the luo backend");
+			return -1;
+		}
+		if (cfg_baseline(c) || c->state_path[0]) {
+			bad_opt("kexec", "does not combine with --baseline or "
+				"--state PATH");
+			return -1;
+		}
+		c->backend = CPRX_BACKEND_LUO;
+	}
 	/* the point of seccomp-deny-exec is a refused execve, not preflight */
 	if (c->faults & F_SECCOMP)
 		c->flags |= CFG_FORCE;
@@ -364,6 +403,7 @@ static void config_defaults(struct vm_config *c)
 	c->updates = 1;
 	c->run_ms = 100;
 	c->backend = CPRX_BACKEND_AUTO;
+	snprintf(c->name, sizeof(c->name), "%s", VMM_NAME);
 }
 
 int parse_options(int argc, char **argv, struct vm_config *c)
@@ -403,4 +443,6 @@ void session_options(const struct vm_config *c, struct cprx_options *o)
 	o->target = c->state_path[0] ? CPRX_STATE_FILE : CPRX_STATE_MEMFD;
 	o->state_path = c->state_path[0] ? c->state_path : NULL;
 	o->no_deferred_teardown = c->flags & CFG_INLINE;
+	/* after a kexec, cprx_incoming asks cprx-luod for this session */
+	o->kexec_session = c->flags & CFG_KEXEC ? c->name : NULL;
 }

@@ -229,6 +229,11 @@ void print_event(const struct vm *vm, const char *event, const char *stage,
 {
 	struct jsonl w;
 
+	if (vm->human && !strcmp(event, "kexec-prepared")) {
+		printf("kexec prepared: %s\n", error);
+		fflush(stdout);
+		return;
+	}
 	if (vm->human) {
 		printf("%s at %s: %s: %s%s%s%s\n", !strcmp(event, "rollback") ?
 		       "rolling back" : "VM LOST", stage, cprx_errname(err), error,
@@ -243,7 +248,7 @@ void print_event(const struct vm *vm, const char *event, const char *stage,
 	jsonl_u64(&w, "generation", vm->generation);
 	jsonl_u64(&w, "pid", (uint64_t)getpid());
 	jsonl_str(&w, "stage", stage);
-	jsonl_str(&w, "errno", cprx_errname(err));
+	jsonl_str(&w, "errno", err ? cprx_errname(err) : NULL);
 	jsonl_str(&w, "error", error);
 	jsonl_str(&w, "hint", hint);
 	jsonl_end(&w);

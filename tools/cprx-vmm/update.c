@@ -56,6 +56,9 @@ static int preserve_all(struct vm *vm, struct cprx_session *s)
 
 	r = cprx_preserve_ram(s, RAM_TOKEN, vm->ram_fd, vm->ram, vm->cfg.ram_bytes,
 			      (enum cprx_page_kind)vm->cfg.page_kind);
+	/* no device fd survives a kexec: the blob carries their state */
+	if ((vm->cfg.flags & CFG_KEXEC) && !(vm->cfg.faults & F_KEXEC_DEVICE))
+		return r;
 	for (i = 0; !r && i < NR_DEV_FDS; i++)
 		r = cprx_preserve_fd(s, dev_token[i], vm->dev_fd[i]);
 	for (i = 0; !r && i < vm->cfg.devices; i++) {
@@ -140,6 +143,23 @@ void exec_path_default(struct vm *vm)
 	vm->cfg.exec_path[n] = '\0';
 }
 
+/*
+ * The session is cprx-luod's now, guest RAM in it: this VMM's part is over
+ * until a VMM started after the kexec takes it back.
+ */
+void kexec_prepared(struct vm *vm, struct cprx_session *s)
+{
+	char msg[CPRX_MSG_MAX];
+
+	snprintf(msg, sizeof(msg), "session '%s' held by cprx-luod until the "
+		 "kexec; start " VMM_NAME " again with the same options after "
+		 "it", vm->cfg.name);
+	print_event(vm, "kexec-prepared", "kexec-prepare", 0, msg, NULL);
+	cprx_session_close(s);
+	fflush(NULL);
+	exit(EXIT_OK);
+}
+
 /* Returns only when the update was refused; the guest then runs on. */
 void update(struct vm *vm)
 {
@@ -155,7 +175,7 @@ void update(struct vm *vm)
 	if (cfg_baseline(&vm->cfg))
 		baseline_update(vm);	/* execs or dies */
 	session_options(&vm->cfg, &o);
-	r = cprx_session_open(&s, VMM_NAME, &o);
+	r = cprx_session_open(&s, vm->cfg.name, &o);
 	if (r < 0)
 		goto refused;
 	r = update_prepare(vm, s, &stage);
@@ -179,6 +199,13 @@ void update(struct vm *vm)
 	r = stop_and_save(vm, s, &stage);
 	if (r < 0)
 		goto refused;
+	if (vm->cfg.flags & CFG_KEXEC) {
+		stage = "kexec-prepare";
+		r = cprx_kexec_prepare(s);
+		if (!r)
+			kexec_prepared(vm, s);
+		goto refused;
+	}
 	fflush(NULL);	/* exec drops stdio buffers */
 	stage = "exec";
 	if (vm->cfg.faults & F_E2BIG)

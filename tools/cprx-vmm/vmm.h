@@ -24,7 +24,7 @@
 #define GPAGE		4096u	/* guest page: the unit of the RAM invariant */
 #define MAX_VCPUS	64
 #define BLOB_MAGIC	0x626f6c626d6d7663ull	/* "cvmmblob" */
-#define BLOB_VERSION	1
+#define BLOB_VERSION	2
 #define BLOB_TOKEN	"vmm"
 #define RAM_TOKEN	"ram0"
 #define EXTRA_TOKEN	"dev.extra"
@@ -51,6 +51,7 @@ enum fault {
 	F_E2BIG		= 1u << 6,
 	F_EXIT_EARLY	= 1u << 7,
 	F_CRASH_EARLY	= 1u << 8,
+	F_KEXEC_DEVICE	= 1u << 9,
 };
 
 /* vm_config.flags */
@@ -63,6 +64,8 @@ enum fault {
 #define CFG_BASE_SHIFT	5
 #define CFG_BASE_MASK	(3u << CFG_BASE_SHIFT)
 #define CFG_SETTLE	(1u << 7)	/* --settle */
+#define CFG_KEXEC	(1u << 8)	/* --kexec: backend luo, across a kexec */
+#define SESSION_NAME_MAX 47	/* what cprx-luod takes, the uid added */
 enum baseline { BASE_NONE, BASE_FLOOR, BASE_NAIVE, BASE_COPY };
 #define BASELINE_ENV	"CPRX_VMM_BASELINE"
 #define MAX_XDEVS	1000	/* --devices: extra eventfd devices */
@@ -81,6 +84,7 @@ struct vm_config {
 	uint32_t devices;		/* --devices: extra eventfds */
 	char state_path[PATH_MAX];	/* "" = state in a memfd */
 	char exec_path[PATH_MAX];
+	char name[SESSION_NAME_MAX + 1];	/* --name: the libcprx session's */
 };
 
 /* What the devices must hold when the new image looks at them. */
@@ -219,6 +223,7 @@ extern const char *const dev_token[NR_DEV_FDS];
 void xdev_token(char *buf, size_t len, unsigned int i);
 void devs_create(struct vm *vm);
 int devs_arm(struct vm *vm, uint32_t gen);
+int devs_restore(struct vm *vm);
 bool fds_cloexec(const struct vm *vm, char *msg, size_t len);
 bool vm_verify(struct vm *vm, char *msg, size_t len);
 
@@ -242,6 +247,8 @@ void print_exit(const struct vm *vm, const char *verify, int code);
 /* update.c */
 void exec_path_default(struct vm *vm);
 void update(struct vm *vm);
+void __attribute__((noreturn)) kexec_prepared(struct vm *vm,
+					      struct cprx_session *s);
 
 /* baseline.c */
 void keeper_reap(struct vm *vm);

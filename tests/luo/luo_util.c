@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* The luo tests' own cprx-luod and its clients (luo_util.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <grp.h>
+#include <sys/wait.h>
+#include "luo_util.h"
+#include "luod_proto.h"
+
+int luod_start(struct luod_run *r, const char *const extra[])
+{
+	const char *bin = getenv("CPRX_LUOD");
+	const char *argv[16];
+	char log[128];
+	unsigned int i, n = 0;
+	int tries;
+
+	if (!bin)
+		return -1;
+	if (!r->dir[0]) {
+		snprintf(r->dir, sizeof(r->dir), "/tmp/cprx-luo.XXXXXX");
+		if (!mkdtemp(r->dir))
+			return -1;
+		chmod(r->dir, 0755);	/* other uids connect to the socket */
+	}
+	snprintf(r->sock, sizeof(r->sock), "%s/sock", r->dir);
+	snprintf(r->state, sizeof(r->state), "%s/state", r->dir);
+	snprintf(log, sizeof(log), "%s/log", r->dir);
+	unlink(r->sock);
+	argv[n++] = bin;
+	argv[n++] = "--socket";
+	argv[n++] = r->sock;
+	argv[n++] = "--state-dir";
+	argv[n++] = r->state;
+	for (i = 0; extra && extra[i] && n < 15; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	r->pid = fork();
+	if (r->pid < 0)
+		return -1;
+	if (!r->pid) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		/* a test that fails half-way must not leave it, nor its stdout */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(bin, (char **)argv);
+		_exit(127);
+	}
+	setenv(CPRX_LUOD_ENV, r->sock, 1);
+	for (tries = 0; tries < 200; tries++) {
+		int fd = luod_connect(r);
+
+		if (fd >= 0) {
+			close(fd);
+			return 0;
+		}
+		usleep(10000);
+	}
+	luod_stop(r);
+	return -1;
+}
+
+void luod_stop(struct luod_run *r)
+{
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		waitpid(r->pid, NULL, 0);
+	}
+	r->pid = 0;
+}
+
+void luod_cleanup(struct luod_run *r)
+{
+	char cmd[128];
+
+	luod_stop(r);
+	if (r->dir[0] && !strncmp(r->dir, "/tmp/cprx-luo.", 14)) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+		if (system(cmd))
+			fprintf(stderr, "# could not remove %s\n", r->dir);
+	}
+}
+
+int luod_connect(const struct luod_run *r)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", r->sock);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+int luod_ask(int fd, const char *req, int pass, char *out, size_t len,
+	     int *got)
+{
+	int rfd = -1, ret = cprx_luod_send(fd, req, pass);
+
+	if (!ret)
+		ret = cprx_luod_recv(fd, out, len, &rfd);
+	if (got)
+		*got = rfd;
+	else if (rfd >= 0)
+		close(rfd);
+	return ret;
+}
+
+int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len)
+{
+	int fd = luod_connect(r), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = luod_ask(fd, req, -1, out, len, NULL);
+	close(fd);
+	return ret;
+}
+
+int luo_memfd(const char *name, size_t size, int byte)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	void *p;
+
+	if (fd < 0 || ftruncate(fd, size) < 0)
+		return -1;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	memset(p, byte, size);
+	munmap(p, size);
+	return fd;
+}
+
+int as_uid(uid_t uid, int (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(99);
+		_exit(fn(arg));
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the luo tests share: a cprx-luod of their own (--fake-kexec on the
+ * host, where there is no /dev/liveupdate) in a temporary directory, and
+ * one-verb clients of its protocol.
+ */
+#ifndef CPRX_LUO_UTIL_H
+#define CPRX_LUO_UTIL_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct luod_run {
+	pid_t pid;
+	char dir[64];		/* the test's directory: socket, state, logs */
+	char sock[96];
+	char state[96];
+};
+
+/*
+ * Starts $CPRX_LUOD with --socket and --state-dir in @r->dir (made when
+ * empty) and @extra (NULL-terminated), and points $CPRX_LUOD_SOCKET at
+ * it.  0, or -1 when it did not come up.
+ */
+int luod_start(struct luod_run *r, const char *const extra[]);
+void luod_stop(struct luod_run *r);
+void luod_cleanup(struct luod_run *r);
+/* A connection to it, or -1. */
+int luod_connect(const struct luod_run *r);
+/*
+ * One request on @fd (with @pass, or -1), the reply into @out; *@got the
+ * fd the reply carried (may be NULL).  The reply's length, or -errno.
+ */
+int luod_ask(int fd, const char *req, int pass, char *out, size_t len,
+	     int *got);
+/* The same on a connection of its own. */
+int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len);
+/* A shmem memfd of @size bytes filled with @byte. */
+int luo_memfd(const char *name, size_t size, int byte);
+/*
+ * Runs @fn in a child with uid and gid @uid; its exit status (0 = pass),
+ * or -1.  The child's stdio is the test's.
+ */
+int as_uid(uid_t uid, int (*fn)(void *), void *arg);
+
+#endif

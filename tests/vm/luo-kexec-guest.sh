@@ -1,0 +1,113 @@
+#!/bin/bash
+# Runs inside the guest for luo-kexec.sh, once in each stage of run.sh
+# --kexec:
+#   luo-kexec-guest.sh 1|2 BUILD_DIR SHARE
+# SHARE (shared read-write with the host) keeps cprx-luod's records and
+# logs across the kexec.  Prints "CHECK ok sN-NAME ..." / "CHECK fail
+# sN-NAME: why" lines (tests/vm/checks.sh).
+#
+# Stage 1: cprx-luod (left running: it must hold the sessions at the
+# jump) and two cprx-vmm --kexec of 256 MiB, root's vm-a and nobody's
+# vm-b, prepared.  Stage 2, in a kernel with LUO: the status verb lists
+# both unfinished; a VMM of a third uid asking for either name starts
+# afresh (it cannot retrieve them); root's and nobody's VMMs resume theirs
+# (RAM and device state verified, generation 1), the status listing the
+# one not yet resumed.  In a kernel without LUO: both VMMs say their state
+# is gone and why and exit 4, the status lists both unfinished, the third
+# uid starts afresh.  Each boot's kernel log must be clean, KHO's and
+# LUO's warnings included.  Exits 1 when a stage-1 check failed (no kexec).
+stage=$1 build=$2 share=$3
+here=$(dirname "$0")
+. "$here/kernel-log.sh"
+. "$here/checks.sh"
+CHECK_PREFIX=s$stage-
+luod=$build/tools/cprx-luod
+vmm=$build/tools/cprx-vmm
+export CPRX_LUOD_SOCKET=/run/cprx-luod.sock
+failed=0
+
+as_uid() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups -- "$@"; }
+# cprx-vmm --kexec NAME as UID, its JSON in SHARE/NAME-UID.STAGE; the status
+run_vmm() {	# UID NAME [ARGS...]
+	local u=$1 name=$2
+	shift 2
+	as_uid "$u" "$vmm" --kexec --name "$name" --ram 256M --json "$@" \
+		>"$share/$name-$u.$stage" 2>&1
+}
+start_luod() {
+	setsid "$luod" --state-dir "$share/state" --socket "$CPRX_LUOD_SOCKET" \
+		</dev/null >>"$share/luod.$stage.log" 2>&1 &
+	for _ in $(seq 100); do [ -S "$CPRX_LUOD_SOCKET" ] && return 0; sleep 0.1; done
+	echo "cprx-luod did not come up: $(tail -n 3 "$share/luod.$stage.log")"
+	return 1
+}
+t_stage() {
+	[ "${CPRX_VM_STAGE:-}" = "$stage" ] ||
+		{ echo "CPRX_VM_STAGE is '${CPRX_VM_STAGE:-}', want $stage"; return 1; }
+	echo "$CPRX_VM_KERNEL $(uname -r), /dev/liveupdate:" \
+		"$([ -c /dev/liveupdate ] && echo yes || echo no)"
+}
+t_prepared() {	# UID NAME
+	run_vmm "$1" "$2" || { tail -n 3 "$share/$2-$1.$stage"; return 1; }
+	grep -q '"event":"kexec-prepared"' "$share/$2-$1.$stage"
+}
+t_status() {	# EXTENDED-REGEX... every one must match a line of the status
+	local st re
+	st=$("$luod" status 2>&1) || { echo "$st"; return 1; }
+	for re in "$@"; do
+		grep -qE "$re" <<<"$st" || { echo "no '$re' in: $st"; return 1; }
+	done
+	echo "$st" | head -n 3
+}
+t_resumed() {	# UID NAME
+	run_vmm "$1" "$2"
+	local rc=$? out=$share/$2-$1.$stage
+	[ $rc = 0 ] && grep -q '"event":"update","ok":true,"generation":1,' "$out" &&
+		grep -q '"backend":"luo"' "$out" && grep -q '"verify":"ok"}' "$out" &&
+		{ grep -o '"verify":"[^"]*"' "$out" | head -n1; return 0; }
+	echo "exit $rc: $(tail -n 2 "$out")"
+	return 1
+}
+t_fresh() {	# UID NAME: a VMM of another uid gets no one's session
+	run_vmm "$1" "$2" --updates 0
+	local rc=$? out=$share/$2-$1.$stage
+	[ $rc = 0 ] && grep -q '"event":"exit","generation":0,' "$out" &&
+		! grep -q '"event":"update"' "$out" && { echo "fresh start"; return 0; }
+	echo "exit $rc: $(tail -n 2 "$out")"
+	return 1
+}
+t_gone() {	# UID NAME: exit 4, saying the state is gone and why
+	run_vmm "$1" "$2"
+	local rc=$? out=$share/$2-$1.$stage
+	[ $rc = 4 ] && grep -q "state of session '$2'.* is gone: /dev/liveupdate is missing" "$out" &&
+		{ grep -o '"error":"[^"]*"' "$out" | cut -c1-200; return 0; }
+	echo "exit $rc: $(tail -n 2 "$out")"
+	return 1
+}
+
+run() { local out; out=$(check "$@"); echo "$out"; case $out in "CHECK fail"*) failed=1 ;; esac; }
+
+run stage t_stage
+if [ "$stage" = 1 ]; then
+	run luod start_luod
+	run prepare-root t_prepared 0 vm-a
+	run prepare-nobody t_prepared 65534 vm-b
+	run status-held t_status '^0 vm-a held' '^65534 vm-b held'
+elif [ -c /dev/liveupdate ]; then
+	run luod start_luod
+	run status-unfinished t_status '^0 vm-a incoming' '^65534 vm-b incoming'
+	run other-uid-a t_fresh 65533 vm-a
+	run other-uid-b t_fresh 65533 vm-b
+	run resume-root t_resumed 0 vm-a
+	run status-one-left t_status '^1$' '^65534 vm-b incoming'
+	run resume-nobody t_resumed 65534 vm-b
+	run status-none-left t_status '^0$'
+else
+	run luod start_luod
+	run gone-root t_gone 0 vm-a
+	run gone-nobody t_gone 65534 vm-b
+	run status-unfinished t_status '^0 vm-a incoming' '^65534 vm-b incoming'
+	run other-uid-a t_fresh 65533 vm-a
+fi
+run dmesg klog_boot_trouble 'KHO|kho|luo|liveupdate|memfd_luo'
+exit $failed

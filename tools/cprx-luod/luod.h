@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cprx-luod: owns /dev/liveupdate (one opener per host) and hands each VMM
+ * a session of its own over a Unix socket (common/luod_proto.h).  This
+ * header: the daemon's state and what its files offer each other.
+ */
+#ifndef CPRX_LUOD_H
+#define CPRX_LUOD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <limits.h>
+#include <sys/types.h>
+#include "luod_proto.h"
+#include "luo_uapi.h"
+
+#define LUOD_MAX_CONNS		256
+#define LUOD_MAX_SESSIONS	256
+#define LUOD_MAX_PER_UID	32	/* one uid cannot take every slot */
+#define LUOD_MAX_FDS		4096	/* per session, fake device only */
+
+enum sess_state {
+	S_OPEN,		/* created, its connection still preserving */
+	S_HELD,		/* prepared: held until the kexec */
+	S_INCOMING,	/* from before the kexec, not retrieved yet */
+	S_RETRIEVED,	/* retrieved, not finished */
+	S_LOST,		/* prepared in this boot by a daemon that stopped */
+};
+
+struct conn;
+
+struct fake_fd {
+	uint64_t token;
+	int fd;
+};
+
+struct sess {
+	bool used;
+	unsigned int uid;
+	char name[CPRX_LUOD_NAME_MAX + 1];
+	char kname[CPRX_LUO_NAME_LEN];
+	enum sess_state state;
+	int sfd;			/* the kernel's session fd, or -1 */
+	struct fake_fd *fds;		/* --fake-kexec: what it holds */
+	unsigned int nr_fds;
+	struct conn *owner;		/* S_OPEN, S_RETRIEVED: who uses it */
+	char since[320];		/* from the marker: boot, kernel, time */
+};
+
+struct conn {
+	int fd;
+	uid_t uid;
+	pid_t pid;
+	struct sess *s;
+};
+
+struct luod {
+	const char *device;
+	const char *state_dir;
+	const char *socket;
+	char boot_id[64];
+	bool fake;			/* --fake-kexec: no device, for tests */
+	int devfd;			/* opened at first need, kept */
+	int lfd;
+	struct conn conns[LUOD_MAX_CONNS];
+	struct sess sess[LUOD_MAX_SESSIONS];
+	char why[512];			/* the last device error, for ERR */
+};
+
+/* dev.c: the device, real (ioctls) or fake (fds kept in the daemon) */
+int dev_create(struct luod *d, struct sess *s);
+int dev_retrieve(struct luod *d, struct sess *s);
+int dev_preserve(struct luod *d, struct sess *s, int fd, uint64_t token);
+int dev_get(struct luod *d, struct sess *s, uint64_t token);
+int dev_finish(struct luod *d, struct sess *s);
+void dev_drop(struct sess *s);
+void dev_fake_kexec(struct luod *d);
+
+/* marker.c: what survives the kexec on disk, to say what a reboot lost */
+int marker_write(struct luod *d, struct sess *s);
+void marker_remove(struct luod *d, const struct sess *s);
+void markers_load(struct luod *d);
+const char *state_name(enum sess_state st);
+
+/* verbs.c */
+void conn_request(struct luod *d, struct conn *c);
+void conn_closed(struct luod *d, struct conn *c);
+struct sess *sess_new(struct luod *d);
+void sess_free(struct sess *s);
+
+void __attribute__((format(printf, 1, 2))) logmsg(const char *fmt, ...);
+
+#endif

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The protocol's verbs (common/luod_proto.h).  Every session belongs to the
+ * uid SO_PEERCRED gave its creator: lookups match uid and name, so another
+ * uid's session is never named, found or touched, only listed to root.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "luod.h"
+
+struct sess *sess_new(struct luod *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++) {
+		if (!d->sess[i].used) {
+			memset(&d->sess[i], 0, sizeof(d->sess[i]));
+			d->sess[i].used = true;
+			d->sess[i].sfd = -1;
+			return &d->sess[i];
+		}
+	}
+	return NULL;
+}
+
+void sess_free(struct sess *s)
+{
+	s->used = false;
+}
+
+static void reply(struct conn *c, const char *msg, int fd)
+{
+	int ret = cprx_luod_send(c->fd, msg, fd);
+
+	if (ret)
+		logmsg("pid %d: reply lost: %s", (int)c->pid, strerror(-ret));
+}
+
+static void __attribute__((format(printf, 3, 4)))
+refuse(struct conn *c, int err, const char *fmt, ...)
+{
+	char msg[CPRX_LUOD_MSG_MAX];
+	va_list ap;
+	int n = snprintf(msg, sizeof(msg), "ERR %d ", err);
+
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
+	va_end(ap);
+	reply(c, msg, -1);
+}
+
+static struct sess *find(struct luod *d, unsigned int uid, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++)
+		if (d->sess[i].used && d->sess[i].uid == uid &&
+		    !strcmp(d->sess[i].name, name))
+			return &d->sess[i];
+	return NULL;
+}
+
+static unsigned int count_uid(const struct luod *d, unsigned int uid)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++)
+		n += d->sess[i].used && d->sess[i].uid == uid;
+	return n;
+}
+
+/* A name is what a session name may be: no '/', no space, no dot. */
+static bool name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n && n <= CPRX_LUOD_NAME_MAX && !strpbrk(name, "/ \t\n.");
+}
+
+static void do_create(struct luod *d, struct conn *c, const char *name)
+{
+	struct sess *s;
+	int ret;
+
+	if (c->s)
+		return refuse(c, EBUSY, "this connection has session '%s' "
+			      "already", c->s->name);
+	if (!name_ok(name))
+		return refuse(c, EINVAL, "session name '%s' is not 1 to %d "
+			      "bytes without '/', '.' or spaces", name,
+			      CPRX_LUOD_NAME_MAX);
+	if (count_uid(d, c->uid) >= LUOD_MAX_PER_UID)
+		return refuse(c, ENOSPC, "uid %u holds %d sessions, the most "
+			      "one uid may", (unsigned int)c->uid,
+			      LUOD_MAX_PER_UID);
+	if (find(d, c->uid, name))
+		return refuse(c, EEXIST, "uid %u has a session '%s' already "
+			      "(one per VMM: give each its own name)",
+			      (unsigned int)c->uid, name);
+	s = sess_new(d);
+	if (!s)
+		return refuse(c, ENOSPC, "cprx-luod holds %d sessions, its "
+			      "limit", LUOD_MAX_SESSIONS);
+	s->uid = c->uid;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	cprx_luod_kname(s->kname, sizeof(s->kname), s->uid, name);
+	ret = dev_create(d, s);
+	if (ret) {
+		sess_free(s);
+		return refuse(c, -ret, "%s", d->why);
+	}
+	s->state = S_OPEN;
+	s->owner = c;
+	c->s = s;
+	logmsg("pid %d uid %u: created %s", (int)c->pid, s->uid, s->kname);
+	reply(c, "OK", -1);
+}
+
+static bool parse_token(const char *p, uint64_t *token)
+{
+	char *end;
+
+	if (strlen(p) != 16)
+		return false;
+	errno = 0;
+	*token = strtoull(p, &end, 16);
+	return !errno && !*end;
+}
+
+static void do_preserve(struct luod *d, struct conn *c, const char *arg, int fd)
+{
+	uint64_t token;
+	int ret;
+
+	if (!c->s || c->s->state != S_OPEN)
+		return refuse(c, EINVAL, "PRESERVE needs a session created on "
+			      "this connection and not held yet");
+	if (fd < 0 || !parse_token(arg, &token))
+		return refuse(c, EINVAL, "PRESERVE takes a 16-digit hex token "
+			      "and one fd");
+	d->why[0] = '\0';
+	ret = dev_preserve(d, c->s, fd, token);
+	if (ret)
+		return refuse(c, -ret, "%s", d->why[0] ? d->why : strerror(-ret));
+	reply(c, "OK", -1);
+}
+
+static void do_hold(struct luod *d, struct conn *c)
+{
+	int ret;
+
+	if (!c->s || c->s->state != S_OPEN)
+		return refuse(c, EINVAL, "HOLD needs a session created on this "
+			      "connection");
+	ret = marker_write(d, c->s);
+	if (ret)
+		return refuse(c, -ret, "%s", d->why);
+	c->s->state = S_HELD;
+	c->s->owner = NULL;
+	logmsg("pid %d uid %u: %s held until the kexec", (int)c->pid,
+	       c->s->uid, c->s->kname);
+	c->s = NULL;
+	reply(c, "OK", -1);
+}
+
+static void do_retrieve(struct luod *d, struct conn *c, const char *name)
+{
+	struct sess *s = find(d, c->uid, name);
+	int ret;
+
+	if (c->s)
+		return refuse(c, EBUSY, "this connection has session '%s' "
+			      "already", c->s->name);
+	if (!s || s->state == S_OPEN || s->state == S_HELD)
+		return reply(c, "NONE", -1);
+	if (s->state == S_LOST)
+		return refuse(c, ENOENT, "session '%s' (%s) was dropped by the "
+			      "kernel: cprx-luod stopped before the kexec, and "
+			      "with it the session's fd", name, s->since);
+	if (s->owner)
+		return refuse(c, EBUSY, "session '%s' is being resumed by pid "
+			      "%d", name, (int)s->owner->pid);
+	d->why[0] = '\0';
+	ret = dev_retrieve(d, s);
+	if (ret)
+		return refuse(c, ret == -ENODEV ? ENODEV : -ret, "the state of "
+			      "session '%s' (%s) is gone: %s", name, s->since,
+			      ret == -ENOENT ? "the kernel has no such session "
+			      "(the reboot was not a live update kexec)" : d->why);
+	s->state = S_RETRIEVED;
+	s->owner = c;
+	c->s = s;
+	logmsg("pid %d uid %u: retrieved %s", (int)c->pid, s->uid, s->kname);
+	reply(c, "OK", -1);
+}
+
+static void do_get(struct luod *d, struct conn *c, const char *arg)
+{
+	uint64_t token;
+	int fd;
+
+	if (!c->s || c->s->state != S_RETRIEVED)
+		return refuse(c, EINVAL, "GET needs a session retrieved on this "
+			      "connection");
+	if (!parse_token(arg, &token))
+		return refuse(c, EINVAL, "GET takes a 16-digit hex token");
+	fd = dev_get(d, c->s, token);
+	if (fd < 0)
+		return refuse(c, -fd, "session '%s' has no file under token "
+			      "%s: %s", c->s->name, arg, strerror(-fd));
+	reply(c, "OK", fd);
+	close(fd);
+}
+
+static void do_finish(struct luod *d, struct conn *c)
+{
+	struct sess *s = c->s;
+	int ret;
+
+	if (!s || s->state != S_RETRIEVED)
+		return refuse(c, EINVAL, "FINISH needs a session retrieved on "
+			      "this connection");
+	ret = dev_finish(d, s);
+	if (ret)
+		return refuse(c, -ret, "%s", d->why);
+	marker_remove(d, s);
+	logmsg("pid %d uid %u: finished %s", (int)c->pid, s->uid, s->kname);
+	sess_free(s);
+	c->s = NULL;
+	reply(c, "OK", -1);
+}
+
+/* Root sees every session, anyone else their own. */
+static void do_status(struct luod *d, struct conn *c)
+{
+	char msg[CPRX_LUOD_MSG_MAX];
+	size_t off;
+	unsigned int i, n = 0;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++)
+		n += d->sess[i].used && (!c->uid || d->sess[i].uid == c->uid);
+	off = snprintf(msg, sizeof(msg), "OK %u", n);
+	for (i = 0; i < LUOD_MAX_SESSIONS && off < sizeof(msg); i++) {
+		const struct sess *s = &d->sess[i];
+
+		if (!s->used || (c->uid && s->uid != c->uid))
+			continue;
+		off += snprintf(msg + off, sizeof(msg) - off, "\n%u %s %s %s",
+				s->uid, s->name, state_name(s->state),
+				s->since[0] ? s->since : "-");
+	}
+	reply(c, msg, -1);
+}
+
+static void do_kexec(struct luod *d, struct conn *c)
+{
+	if (!d->fake)
+		return refuse(c, EPERM, "KEXEC is for --fake-kexec (tests); a "
+			      "real kexec is reboot(LINUX_REBOOT_CMD_KEXEC)");
+	if (c->uid)
+		return refuse(c, EPERM, "only root may KEXEC");
+	dev_fake_kexec(d);
+	logmsg("fake kexec: held sessions are incoming now");
+	reply(c, "OK", -1);
+}
+
+void conn_request(struct luod *d, struct conn *c)
+{
+	char msg[CPRX_LUOD_MSG_MAX], *arg;
+	int fd, n = cprx_luod_recv(c->fd, msg, sizeof(msg), &fd);
+
+	if (n < 0) {
+		conn_closed(d, c);
+		return;
+	}
+	arg = strchr(msg, ' ');
+	if (arg)
+		*arg++ = '\0';
+	else
+		arg = msg + strlen(msg);
+	if (!strcmp(msg, "CREATE"))
+		do_create(d, c, arg);
+	else if (!strcmp(msg, "PRESERVE"))
+		do_preserve(d, c, arg, fd);
+	else if (!strcmp(msg, "HOLD"))
+		do_hold(d, c);
+	else if (!strcmp(msg, "RETRIEVE"))
+		do_retrieve(d, c, arg);
+	else if (!strcmp(msg, "GET"))
+		do_get(d, c, arg);
+	else if (!strcmp(msg, "FINISH"))
+		do_finish(d, c);
+	else if (!strcmp(msg, "STATUS"))
+		do_status(d, c);
+	else if (!strcmp(msg, "KEXEC"))
+		do_kexec(d, c);
+	else
+		refuse(c, EINVAL, "unknown verb '%.32s'", msg);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * A session still open when its VMM goes is dropped: nothing stays pinned
+ * for an update that never got as far as HOLD.  A retrieved one stays,
+ * unfinished, for the status verb and the next try.
+ */
+void conn_closed(struct luod *d, struct conn *c)
+{
+	struct sess *s = c->s;
+
+	(void)d;
+	if (s && s->state == S_OPEN) {
+		logmsg("pid %d uid %u: gone before HOLD, dropping %s",
+		       (int)c->pid, s->uid, s->kname);
+		dev_drop(s);
+		sess_free(s);
+	} else if (s) {
+		s->owner = NULL;
+	}
+	close(c->fd);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
