@@ -159,6 +159,53 @@ else
 	cg_rmdir "$CGA" "$CGB/vm"; cg_rmdir "$CGB"
 fi
 
+# --- guarded stays guarded: a task running before the load, and across a reload ---
+# Each leaves the guarded cgroup by writing cgroup.procs (no hook sees that),
+# then execs a binary that is not allowed: the trace must show it guarded.
+CGC=$CGM/cprx-guard-host-c.$$ PIN3=/sys/fs/bpf/cprx-guard-host-m-$$
+if [ -z "$CGM" ] || ! mkdir "$CGC" 2>/dev/null; then
+	skip "a task in a guard-cgroup before the load, leaving it after, is guarded" \
+		"no writable cgroup2 mount here"
+	skip "a marked task out of its cgroup stays guarded across a reload" \
+		"no writable cgroup2 mount here"
+else
+	mkfifo "$T/go-early" "$T/go-moved"
+	# no fork nor exec in the cgroup before the load: only the load can mark it
+	bash -c 'echo $$ >"$0/cgroup.procs"; read -r _ <"$1"; echo $$ >"$2/cgroup.procs"; exec "$3" --version' \
+		"$CGC" "$T/go-early" "$CGM" "$T/vmm-other" >/dev/null 2>&1 &
+	early=$!
+	"$G" load --trace-only --pin --pin-dir "$PIN3" --guard-cgroup "$CGC" --allow "$T/vmm" \
+		>"$T/m1.out" 2>&1 || diag "$T/m1.out"
+	# marked by a fork in the cgroup, then out of it; it execs after a reload
+	bash -c 'echo $$ >"$0/cgroup.procs"; "$1" --version >/dev/null; echo $$ >"$2/cgroup.procs"; read -r _ <"$3"; exec "$4" --version' \
+		"$CGC" "$T/vmm" "$CGM" "$T/go-moved" "$T/vmm-other" >/dev/null 2>&1 &
+	moved=$!
+	go() { timeout 10 bash -c 'echo go >"$0"' "$1"; }	# never blocks
+	trace_pinned() { # OUT: a reader of the pinned guard for 5 s
+		"$G" trace --json --timeout 5 --idle 2 >"$1" 2>"$1.err" &
+		tpid=$!
+		for i in $(seq 100); do grep -q tracing "$1.err" 2>/dev/null && break; sleep 0.1; done
+	}
+	trace_pinned "$T/m1.jsonl"
+	go "$T/go-early"; wait $early
+	wait $tpid
+	check "a task in a guard-cgroup before the load, leaving it after, is guarded" \
+		$GT timeline "$T/m1.jsonl" --pid "$early" --outcome exec \
+		--phases checked,committed --verdict would-deny
+	for i in 1 2; do
+		"$G" load --trace-only --pin --replace --pin-dir "$PIN3" --guard-cgroup "$CGC" \
+			--allow "$T/vmm" >>"$T/m2.out" 2>&1 || { echo "reload $i failed"; cat "$T/m2.out"; } | diag
+	done
+	trace_pinned "$T/m2.jsonl"
+	go "$T/go-moved"; wait $moved
+	wait $tpid
+	check "a marked task out of its cgroup stays guarded across 2 reloads (--pin --replace)" \
+		$GT timeline "$T/m2.jsonl" --pid "$moved" --outcome exec \
+		--phases checked,committed --verdict would-deny
+	"$G" detach --quiet --pin-dir "$PIN3" >/dev/null 2>&1
+	cg_rmdir "$CGC"
+fi
+
 # --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
 bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms
 	"$B/bench/cprx-bench" --guard-timeline --sizes 32M --reps 2 --rounds 1 --baselines floor \
