@@ -933,6 +933,51 @@ int BPF_PROG(cg_file_fcntl, struct file *file, unsigned int cmd,
 	return 0;
 }
 
+/*
+ * An exec of a guarded process begins: its state, and a CHECK whose verdict
+ * comes at commit.  @at_commit: first seen at commit (see cg_exec), where
+ * the old image is gone: a VMM by its mark then, and no vfork probe (the
+ * parent was released already); @path is the kernel's, else the caller's.
+ */
+static struct proc *exec_begins(struct task_struct *t, const char *path,
+				bool at_commit)
+{
+	__u32 tgid = t->tgid;
+	bool guarded = is_guarded(t), update;
+	struct cg_event *e;
+	struct proc *p;
+
+	stat_inc(CG_ST_EXECS);
+	if (!guarded)
+		return NULL;
+	p = proc_get(t, tgid, true);
+	if (!p)
+		return NULL;
+	update = p->inherit || (p->flags & P_ARMED);
+	flush_inherit(t, p);
+	p->flags &= ~(P_WAS_VMM | P_WAS_PROBE | P_COMMITTED);
+	p->flags |= P_CHECKED | P_GUARDED | (update ? P_UPDATE : 0);
+	if (cfg_armed_only) {
+		if (at_commit ? (marks_of(t) & M_VMM) : runs_vmm(t))
+			p->flags |= P_WAS_VMM;
+		if (!at_commit && probe_of_session(t))
+			p->flags |= P_WAS_PROBE;
+	}
+	e = ev_new(CG_EV_CHECK, t);
+	if (!e)
+		return p;
+	e->verdict = CG_V_UNCHECKED;
+	e->flags = CG_F_GUARDED |
+		   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
+		   (p->flags & P_SESSION ? CG_F_KMOD : 0);
+	if (at_commit)
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
+	else
+		bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	ev_send(e, false);
+	return p;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	     struct linux_binprm *bprm)
@@ -942,13 +987,19 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_file_key k;
 	struct proc *p;
 
-	if (!marked(t))
+	if (cfg_fallback ? !is_guarded(t) : !marked(t))
 		return 0;
+	p = proc_get(t, tgid, false);
+	/*
+	 * Trace-only: an exec the syscall decoder did not see (an int 0x80
+	 * or x32 entry, numbered otherwise) is seen here, not missed.
+	 */
+	if (cfg_fallback && !(p && (p->flags & P_CHECKED)))
+		p = exec_begins(t, bprm->filename, true);
 	file_key(bprm->file, &k);
 	/* a VMM from now on, whatever happens to its binary's file later */
 	if (bpf_map_lookup_elem(&allow, &k))
 		mark_bits(t, M_VMM);
-	p = proc_get(t, tgid, false);
 	if (!p || !(p->flags & P_CHECKED))
 		return 0;
 	if (cfg_fallback && (p->flags & P_GUARDED)) {
@@ -979,37 +1030,7 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 
 static void on_exec_enter(struct task_struct *t, const char *upath)
 {
-	__u32 tgid = t->tgid;
-	bool guarded = is_guarded(t), update;
-	struct cg_event *e;
-	struct proc *p;
-
-	stat_inc(CG_ST_EXECS);
-	if (!guarded)
-		return;
-	p = proc_get(t, tgid, true);
-	if (!p)
-		return;
-	update = p->inherit || (p->flags & P_ARMED);
-	flush_inherit(t, p);
-	p->flags &= ~(P_WAS_VMM | P_WAS_PROBE | P_COMMITTED);
-	p->flags |= P_CHECKED | (guarded ? P_GUARDED : 0) |
-		    (update ? P_UPDATE : 0);
-	if (guarded && cfg_armed_only) {
-		if (runs_vmm(t))
-			p->flags |= P_WAS_VMM;
-		if (probe_of_session(t))
-			p->flags |= P_WAS_PROBE;
-	}
-	e = ev_new(CG_EV_CHECK, t);
-	if (!e)
-		return;
-	e->verdict = CG_V_UNCHECKED;
-	e->flags = CG_F_GUARDED |
-		   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
-		   (p->flags & P_SESSION ? CG_F_KMOD : 0);
-	bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
-	ev_send(e, false);
+	exec_begins(t, upath, false);
 }
 
 SEC("tp_btf/sys_enter")

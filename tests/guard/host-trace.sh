@@ -8,7 +8,9 @@
 # load, in its status file and in `status`; the tp_btf tracepoints must
 # still record a cprx-vmm update's timeline, phases in order, with the
 # verdict the policy would have given; a guard-cgroup removed and created
-# again, or created after the load, must be followed.  Runs in trace mode on a kernel that
+# again, or created after the load, must be followed; a task guarded before
+# the load or a reload stays guarded out of its cgroup; an exec through the
+# ia32 entry is traced too.  Runs in trace mode on a kernel that
 # does have the BPF LSM, so it never refuses anything either way.  Needs
 # root; SKIPs without it, or when BPF is unavailable altogether.
 set -u
@@ -168,6 +170,7 @@ if [ -z "$CGM" ] || ! mkdir "$CGC" 2>/dev/null; then
 		"no writable cgroup2 mount here"
 	skip "a marked task out of its cgroup stays guarded across a reload" \
 		"no writable cgroup2 mount here"
+	skip "an exec through int 0x80 (ia32) is traced" "no writable cgroup2 mount here"
 else
 	mkfifo "$T/go-early" "$T/go-moved"
 	# no fork nor exec in the cgroup before the load: only the load can mark it
@@ -202,6 +205,22 @@ else
 	check "a marked task out of its cgroup stays guarded across 2 reloads (--pin --replace)" \
 		$GT timeline "$T/m2.jsonl" --pid "$moved" --outcome exec \
 		--phases checked,committed --verdict would-deny
+	# an exec through int 0x80 (ia32 numbers, which the trace-only decoder
+	# does not know) by a process that joined the cgroup: seen at commit
+	cp /bin/true "$T/true-other"
+	trace_pinned "$T/m3.jsonl"
+	$GT exec32 --cgroup "$CGC" "$T/true-other" >"$T/x32.out" 2>&1 &
+	x32=$!
+	wait $x32; xrc=$?
+	wait $tpid
+	if [ $xrc -gt 128 ]; then
+		skip "an exec through int 0x80 (ia32) is traced, would-deny" \
+			"no ia32 entry here (killed by signal $((xrc - 128)))"
+	else
+		check "an exec through int 0x80 (ia32) is traced, would-deny" \
+			$GT timeline "$T/m3.jsonl" --pid "$x32" --outcome exec \
+			--phases checked,committed --verdict would-deny
+	fi
 	"$G" detach --quiet --pin-dir "$PIN3" >/dev/null 2>&1
 	cg_rmdir "$CGC"
 fi
