@@ -314,6 +314,11 @@ else
 fi
 wait $tpid 2>/dev/null
 
+# detach from another pin dir than the status names leaves that guard, and its status
+out=$("$G" detach --pin-dir "$PIN2-other" 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"pinned in $PIN2,"* ]] && [ -e "$PIN2/events" ] && [ -e "$CPRX_GUARD_STATUS" ] &&
+	ok "detach --pin-dir elsewhere: exit $rc, the guard and its status stay" ||
+	{ notok "detach --pin-dir elsewhere: the guard and its status stay (exit $rc)"; echo "$out" | diag; }
 # detach as an unprivileged user must not claim success
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$G" detach --pin-dir "$PIN2" 2>&1); rc=$?
 [ $rc != 0 ] && [[ $out != *"cprx-guard: detached"* ]] && [ -e "$PIN2/events" ] && [ -e "$CPRX_GUARD_STATUS" ] &&
