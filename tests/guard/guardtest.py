@@ -32,6 +32,7 @@ Prints what it found; exit 0 when the check holds, 1 otherwise.
 import argparse
 import ctypes
 import json
+import os
 import signal
 import struct
 import sys
@@ -235,7 +236,7 @@ def cmd_exec32(a):
     ctypes.memmove(argv, struct.pack("<II", path, 0), 8)
     ctypes.memmove(path, name, len(name))
     r = ctypes.CFUNCTYPE(ctypes.c_int)(page)()
-    print("int 0x80 execve(%s): %d" % (a.path, r))
+    print("int 0x80 execve(%s): %d (%s)" % (a.path, r, os.strerror(-r)))
     return 1
 
 

@@ -421,6 +421,14 @@ chmod 0755 "$B2/vmm2"	# a new change time, the same file
 go "$T/go-vmm2"; wait $vpid; rc=$?
 refused "armed-only: a VMM whose binary's change time moved may not exec unarmed" "$(cat "$T/vmm2.out")" $rc
 
+# 4d. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
+out=$($GT exec32 --cgroup "$CG" "$OTHER" 2>&1); rc=$?
+if [ $rc -gt 128 ]; then
+	skip "an exec through int 0x80 (ia32)" "no ia32 entry here (signal $((rc - 128)))"
+else
+	refused "an exec through int 0x80 (ia32)" "$out" $rc
+fi
+
 # 5. ptrace / /proc/PID/mem hand-off to an unguarded process
 sleep 300 &
 victim=$!
