@@ -170,6 +170,7 @@ if [ -z "$CGM" ] || ! mkdir "$CGC" 2>/dev/null; then
 		"no writable cgroup2 mount here"
 	skip "a marked task out of its cgroup stays guarded across a reload" \
 		"no writable cgroup2 mount here"
+	skip "a reload that cannot take over the marks fails" "no writable cgroup2 mount here"
 	skip "an exec through int 0x80 (ia32) is traced" "no writable cgroup2 mount here"
 else
 	mkfifo "$T/go-early" "$T/go-moved"
@@ -204,6 +205,15 @@ else
 	done
 	traced_exec "a marked task out of its cgroup stays guarded across 2 reloads (--pin --replace)" \
 		"$T/go-moved" $moved
+	# no marks to take over: the reload fails, the old guard stays
+	mv "$PIN3/marks" "$PIN3-marks"
+	out=$("$G" load --trace-only --pin --replace --pin-dir "$PIN3" --guard-cgroup "$CGC" \
+		--allow "$T/vmm-other" 2>&1); rc=$?
+	[ $rc != 0 ] && [[ $out == *"cannot take over the pinned guard's marks"* ]] &&
+	   ! grep -q "vmm-other" "$CPRX_GUARD_STATUS" && [ -e "$PIN3/events" ] &&
+		ok "a reload that cannot take over the marks fails (exit $rc), the old guard stays" ||
+		{ notok "a reload that cannot take over the marks fails, the old guard stays (exit $rc)"; echo "$out" | diag; }
+	mv "$PIN3-marks" "$PIN3/marks"
 	# an exec through int 0x80 (ia32 numbers, which the trace-only decoder
 	# does not know) by a process that joined the cgroup: seen at commit
 	cp /bin/true "$T/true-other"
