@@ -302,6 +302,22 @@ else
 	notok "load --pin --replace (exit $rc)"; diag "$T/replace.out"
 fi
 
+# an unprivileged user cannot hold the readers' lock (the status directory is 0755)
+chmod 0755 "$T"
+setpriv --reuid=65534 --regid=65534 --clear-groups flock -n "$T" -c 'sleep 8' >/dev/null 2>&1 &
+squat=$!
+for i in $(seq 50); do ! flock -n "$T" true && break; sleep 0.1; done
+out=$(timeout 20 "$G" trace --json --timeout 1 2>&1); rc=$?
+if flock -n "$T" true; then
+	skip "a user's lock on the status directory blocks no trace reader" "nobody could not lock $T"
+elif [ $rc = 0 ] && [[ $out == *"cprx-guard: tracing"* ]]; then
+	ok "a user's lock on the status directory blocks no trace reader"
+else
+	notok "a user's lock on the status directory blocks no trace reader (exit $rc)"; echo "$out" | diag
+fi
+kill $squat 2>/dev/null; wait $squat 2>/dev/null
+chmod 0700 "$T"
+
 # a second trace reader would split the events: it refuses
 "$G" trace --json --timeout 30 >"$T/tr1.out" 2>"$T/tr1.err" &
 tpid=$!
