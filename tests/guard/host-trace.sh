@@ -304,7 +304,8 @@ fi
 
 # an unprivileged user cannot hold the readers' lock (the status directory is 0755)
 chmod 0755 "$T"
-setpriv --reuid=65534 --regid=65534 --clear-groups flock -n "$T" -c 'sleep 8' >/dev/null 2>&1 &
+# -F: flock execs sleep itself, so the kill below ends the lock too
+setpriv --reuid=65534 --regid=65534 --clear-groups flock -F -n "$T" sleep 8 >/dev/null 2>&1 &
 squat=$!
 for i in $(seq 50); do ! flock -n "$T" true && break; sleep 0.1; done
 out=$(timeout 20 "$G" trace --json --timeout 1 2>&1); rc=$?
