@@ -38,6 +38,8 @@
  *                            owner gone): no longer armed.
  *   iter/task_file           at load only: the rules' keys, computed by
  *                            file_key() from the loader's open rule files.
+ *   iter/task                at load only: marks the tasks the selectors
+ *                            match already (started before the guard).
  *
  * Trace-only fallback (no BPF LSM, or the kernel refuses trampolines): the
  * exec events from tp_btf/sys_enter and tp_btf/sys_exit (x86-64 syscall
@@ -190,9 +192,16 @@ static __always_inline __u64 leader_start(struct task_struct *t)
  * never cleared.  So exec'ing an allowed binary that is no guard-exe,
  * PR_SET_MM or leaving the cgroup do not un-guard.  The exec path of other
  * tasks reads the task, not a hash table whose cold buckets cost more than
- * the whole check.
+ * the whole check.  A reload (load --pin --replace) hands this map to the
+ * new guard, so the marks outlive the guard that set them.
+ *
+ * M_VMM: the task runs, or ran, an allow-listed binary (set at commit,
+ * copied at fork).  Armed-only binds such a VMM although its binary's key
+ * no longer matches a rule (a package upgrade unlinks it, which moves its
+ * change time): it may not turn into a launcher by its file changing.
  */
 #define M_GUARDED	(1u << 0)
+#define M_VMM		(1u << 1)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -201,21 +210,31 @@ struct {
 	__type(value, __u32);
 } marks SEC(".maps");
 
-static __always_inline bool marked(struct task_struct *t)
+static __always_inline __u32 marks_of(struct task_struct *t)
 {
 	__u32 *m = bpf_task_storage_get(&marks, t, NULL, 0);
 
-	return m && (*m & M_GUARDED);
+	return m ? *m : 0;
 }
 
-static __always_inline void mark(struct task_struct *t)
+static __always_inline bool marked(struct task_struct *t)
 {
-	__u32 init = M_GUARDED, *m;
+	return marks_of(t) & M_GUARDED;
+}
+
+static __always_inline void mark_bits(struct task_struct *t, __u32 bits)
+{
+	__u32 init = bits, *m;
 
 	m = bpf_task_storage_get(&marks, t, &init,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (m)
-		*m |= M_GUARDED;
+		*m |= bits;
+}
+
+static __always_inline void mark(struct task_struct *t)
+{
+	mark_bits(t, M_GUARDED);
 }
 
 static struct proc *proc_get(struct task_struct *t, __u32 tgid, bool create)
@@ -311,6 +330,49 @@ static bool selected(struct task_struct *t)
 }
 
 /*
+ * The id of @t's cgroup v2 ancestor at @level, 0 if it is not that deep:
+ * bpf_get_current_ancestor_cgroup_id() for a task that is not current.
+ * Read with probe reads: an index into ancestors[] is no BTF access.
+ */
+static __u64 task_ancestor_cgroup_id(struct task_struct *t, __u32 level)
+{
+	struct cgroup *c = BPF_CORE_READ(t, cgroups, dfl_cgrp), *a = NULL;
+	__u32 off = bpf_core_field_offset(struct cgroup, ancestors);
+
+	if (!c || level > (__u32)BPF_CORE_READ(c, level) || level > 4096)
+		return 0;
+	bpf_probe_read_kernel(&a, sizeof(a),
+			      (void *)c + off + level * sizeof(a));
+	return a ? BPF_CORE_READ(a, kn, id) : 0;
+}
+
+/* selected() for a task that need not be current: at load, by the iterator. */
+static bool task_selected(struct task_struct *t)
+{
+	struct cg_file_key k;
+	__u32 uid, i;
+
+	if (cfg_nr_uids) {
+		uid = BPF_CORE_READ(t, cred, uid.val);
+		for (i = 0; i < CG_MAX_UIDS && i < cfg_nr_uids; i++)
+			if (cfg_uids[i] == uid)
+				return true;
+	}
+	for (i = 0; i < CG_CGROUP_SLOTS && i < cfg_nr_cgroups; i++) {
+		__u64 id = cgroup_ids[i];
+
+		if (id && task_ancestor_cgroup_id(t, cfg_cgroup_levels[i]) == id)
+			return true;
+	}
+	if (cfg_nr_exes && t->mm) {
+		file_key(t->mm->exe_file, &k);
+		if (bpf_map_lookup_elem(&guard_exes, &k))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Is the current task @t guarded: marked, or selected now (and marked from
  * then on).  Runs for every exec and fork on the machine.
  */
@@ -322,12 +384,6 @@ static bool is_guarded(struct task_struct *t)
 		return false;
 	mark(t);
 	return true;
-}
-
-/* The state of a guarded process; NULL, cheaply, for the others. */
-static __always_inline struct proc *proc_of(struct task_struct *t, __u32 tgid)
-{
-	return marked(t) ? proc_get(t, tgid, false) : NULL;
 }
 
 /* @deny: a refusal, which may use the room kept for refusals. */
@@ -419,13 +475,24 @@ static bool probe_of_session(struct task_struct *t)
 	return pp && pp->start == leader_start(parent) && (pp->flags & P_SESSION);
 }
 
-/* Is the process running an allow-listed binary, i.e. a VMM? */
-static bool runs_vmm(struct task_struct *t)
+/* Does @t run an allow-listed binary now? */
+static bool runs_allowed(struct task_struct *t)
 {
 	struct cg_file_key k;
 
+	if (!t->mm)
+		return false;
 	file_key(t->mm->exe_file, &k);
 	return bpf_map_lookup_elem(&allow, &k) != NULL;
+}
+
+/*
+ * Is the process a VMM: it runs an allow-listed binary, or did since it
+ * was guarded (M_VMM), though that binary's key no longer matches?
+ */
+static bool runs_vmm(struct task_struct *t)
+{
+	return (marks_of(t) & M_VMM) || runs_allowed(t);
 }
 
 /* One exec event: the verdict, the rule behind it and the binary @path. */
@@ -691,7 +758,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(cg_fork, struct task_struct *parent, struct task_struct *child)
 {
 	if (is_guarded(parent))
-		mark(child);
+		mark_bits(child, M_GUARDED | (marks_of(parent) & M_VMM));
 	return 0;
 }
 
@@ -801,6 +868,26 @@ int cg_rule_keys(struct bpf_iter__task_file *ctx)
 }
 
 /*
+ * At load, after the hooks are attached: the tasks the selectors match
+ * already (started before this guard, never through a hook since) are
+ * marked now, or one could leave its cgroup and exec unguarded.  Those
+ * running an allow-listed binary are VMMs.  Every task, threads included.
+ */
+SEC("iter/task")
+int cg_mark_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+
+	if (!t)
+		return 0;
+	if (!marked(t) && task_selected(t))
+		mark(t);
+	if (marked(t) && runs_allowed(t))
+		mark_bits(t, M_VMM);
+	return 0;
+}
+
+/*
  * The cloexec backend: F_SETFD without FD_CLOEXEC before the exec (arm);
  * with it after the exec (first reclaim) or after a failed exec (restore).
  * Processes using cprx.ko are followed through their ioctls instead.
@@ -846,6 +933,51 @@ int BPF_PROG(cg_file_fcntl, struct file *file, unsigned int cmd,
 	return 0;
 }
 
+/*
+ * An exec of a guarded process begins: its state, and a CHECK whose verdict
+ * comes at commit.  @at_commit: first seen at commit (see cg_exec), where
+ * the old image is gone: a VMM by its mark then, and no vfork probe (the
+ * parent was released already); @path is the kernel's, else the caller's.
+ */
+static struct proc *exec_begins(struct task_struct *t, const char *path,
+				bool at_commit)
+{
+	__u32 tgid = t->tgid;
+	bool guarded = is_guarded(t), update;
+	struct cg_event *e;
+	struct proc *p;
+
+	stat_inc(CG_ST_EXECS);
+	if (!guarded)
+		return NULL;
+	p = proc_get(t, tgid, true);
+	if (!p)
+		return NULL;
+	update = p->inherit || (p->flags & P_ARMED);
+	flush_inherit(t, p);
+	p->flags &= ~(P_WAS_VMM | P_WAS_PROBE | P_COMMITTED);
+	p->flags |= P_CHECKED | P_GUARDED | (update ? P_UPDATE : 0);
+	if (cfg_armed_only) {
+		if (at_commit ? (marks_of(t) & M_VMM) : runs_vmm(t))
+			p->flags |= P_WAS_VMM;
+		if (!at_commit && probe_of_session(t))
+			p->flags |= P_WAS_PROBE;
+	}
+	e = ev_new(CG_EV_CHECK, t);
+	if (!e)
+		return p;
+	e->verdict = CG_V_UNCHECKED;
+	e->flags = CG_F_GUARDED |
+		   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
+		   (p->flags & P_SESSION ? CG_F_KMOD : 0);
+	if (at_commit)
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
+	else
+		bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	ev_send(e, false);
+	return p;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	     struct linux_binprm *bprm)
@@ -855,10 +987,21 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_file_key k;
 	struct proc *p;
 
-	p = proc_of(t, tgid);
+	if (cfg_fallback ? !is_guarded(t) : !marked(t))
+		return 0;
+	p = proc_get(t, tgid, false);
+	/*
+	 * Trace-only: an exec the syscall decoder did not see (an int 0x80
+	 * or x32 entry, numbered otherwise) is seen here, not missed.
+	 */
+	if (cfg_fallback && !(p && (p->flags & P_CHECKED)))
+		p = exec_begins(t, bprm->filename, true);
+	file_key(bprm->file, &k);
+	/* a VMM from now on, whatever happens to its binary's file later */
+	if (bpf_map_lookup_elem(&allow, &k))
+		mark_bits(t, M_VMM);
 	if (!p || !(p->flags & P_CHECKED))
 		return 0;
-	file_key(bprm->file, &k);
 	if (cfg_fallback && (p->flags & P_GUARDED)) {
 		/* trace-only: what the policy would have said */
 		v = decide(t, p, &k, &rule, &reason);
@@ -887,37 +1030,7 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 
 static void on_exec_enter(struct task_struct *t, const char *upath)
 {
-	__u32 tgid = t->tgid;
-	bool guarded = is_guarded(t), update;
-	struct cg_event *e;
-	struct proc *p;
-
-	stat_inc(CG_ST_EXECS);
-	if (!guarded)
-		return;
-	p = proc_get(t, tgid, true);
-	if (!p)
-		return;
-	update = p->inherit || (p->flags & P_ARMED);
-	flush_inherit(t, p);
-	p->flags &= ~(P_WAS_VMM | P_WAS_PROBE | P_COMMITTED);
-	p->flags |= P_CHECKED | (guarded ? P_GUARDED : 0) |
-		    (update ? P_UPDATE : 0);
-	if (guarded && cfg_armed_only) {
-		if (runs_vmm(t))
-			p->flags |= P_WAS_VMM;
-		if (probe_of_session(t))
-			p->flags |= P_WAS_PROBE;
-	}
-	e = ev_new(CG_EV_CHECK, t);
-	if (!e)
-		return;
-	e->verdict = CG_V_UNCHECKED;
-	e->flags = CG_F_GUARDED |
-		   (p->flags & P_ARMED ? CG_F_ARMED : 0) |
-		   (p->flags & P_SESSION ? CG_F_KMOD : 0);
-	bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
-	ev_send(e, false);
+	exec_begins(t, upath, false);
 }
 
 SEC("tp_btf/sys_enter")

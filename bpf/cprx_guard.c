@@ -148,24 +148,21 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 	skel->rodata->cfg_deny_userns = p->deny_userns;
 }
 
-/*
- * The rules' keys as the kernel sees their files: the iterator cg_rule_keys
- * runs file_key() on each file this process holds open, into rule_keys.
- */
-static gboolean read_rule_keys(struct guard *g, GError **err)
+/* Runs the iterator @prog once, to its end: @what says what it does. */
+static gboolean run_iter(struct bpf_program *prog, const char *what,
+			 GError **err)
 {
 	struct bpf_link *l;
 	char buf[64];
 	ssize_t n;
 	int fd;
 
-	g->skel->bss->iter_tgid = getpid();
-	l = bpf_program__attach_iter(g->skel->progs.cg_rule_keys, NULL);
+	l = bpf_program__attach_iter(prog, NULL);
 	fd = l ? bpf_iter_create(bpf_link__fd(l)) : -1;
 	if (fd < 0) {
-		g_set_error(err, CG_ERROR, errno, "cannot read the rules' "
-			    "inodes through a BPF iterator (iter/task_file): %s",
-			    g_strerror(errno));
+		g_set_error(err, CG_ERROR, errno, "cannot %s through a BPF "
+			    "iterator (%s): %s", what,
+			    bpf_program__section_name(prog), g_strerror(errno));
 		bpf_link__destroy(l);
 		return FALSE;
 	}
@@ -174,11 +171,22 @@ static gboolean read_rule_keys(struct guard *g, GError **err)
 	close(fd);
 	bpf_link__destroy(l);
 	if (n < 0) {
-		g_set_error(err, CG_ERROR, errno, "BPF iterator: %s",
+		g_set_error(err, CG_ERROR, errno, "BPF iterator (%s): %s", what,
 			    g_strerror(errno));
 		return FALSE;
 	}
 	return TRUE;
+}
+
+/*
+ * The rules' keys as the kernel sees their files: the iterator cg_rule_keys
+ * runs file_key() on each file this process holds open, into rule_keys.
+ */
+static gboolean read_rule_keys(struct guard *g, GError **err)
+{
+	g->skel->bss->iter_tgid = getpid();
+	return run_iter(g->skel->progs.cg_rule_keys, "read the rules' inodes",
+			err);
 }
 
 static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
@@ -364,6 +372,60 @@ static gboolean follow_cgroups(struct guard *g, const struct cg_policy *p,
 	return TRUE;
 }
 
+/*
+ * A reload hands the pinned guard's marks (who is guarded, who is a VMM)
+ * to the new guard: a task guarded by its mark alone (it left its cgroup,
+ * or exec'd an allowed binary that is no guard-exe) must stay guarded once
+ * the old guard is gone.  No marks to take over: the reload fails, and the
+ * old guard stays.
+ */
+static gboolean keep_marks(struct cprx_guard_bpf *s, GError **err)
+{
+	g_autofree char *pin = NULL;
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	int fd, e;
+
+	if (!cg_opt.replace || !g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR))
+		return TRUE;
+	pin = g_build_filename(cg_pin_dir(), "marks", NULL);
+	fd = bpf_obj_get(pin);
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) ||
+	    info.type != bpf_map__type(s->maps.marks) ||
+	    info.key_size != bpf_map__key_size(s->maps.marks) ||
+	    info.value_size != bpf_map__value_size(s->maps.marks)) {
+		e = fd < 0 ? errno : EINVAL;
+		g_set_error(err, CG_ERROR, e, "cannot take over the pinned "
+			    "guard's marks (%s: %s): the processes it guards by "
+			    "their mark alone would be unguarded after the swap "
+			    "(detach, then load, if that is what you want)", pin,
+			    fd < 0 ? g_strerror(e) : "not a map of this guard's "
+			    "kind");
+		if (fd >= 0)
+			close(fd);
+		return FALSE;
+	}
+	e = bpf_map__reuse_fd(s->maps.marks, fd);
+	close(fd);
+	if (e) {
+		g_set_error(err, CG_ERROR, -e, "cannot take over the pinned "
+			    "guard's marks (%s): %s", pin, g_strerror(-e));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/*
+ * With the hooks attached (every fork and exec from now on marks), the
+ * tasks the selectors match already are marked: those started before the
+ * guard could otherwise leave their cgroup and exec unguarded.
+ */
+static gboolean mark_tasks(struct guard *g, GError **err)
+{
+	return run_iter(g->skel->progs.cg_mark_tasks, "mark the guarded "
+			"processes running already", err);
+}
+
 /* Does this kernel have the LSM hook @name (userns_create: 6.1)? */
 static gboolean has_lsm_hook(const char *name)
 {
@@ -419,7 +481,7 @@ static gboolean attach_module_tp(struct guard *g, const struct cg_policy *p,
 
 /*
  * Which programs each mode loads, by the skeleton's handles; the
- * iterator, cprx.ko's tracepoints and cgroup_mkdir are attached on their
+ * iterators, cprx.ko's tracepoints and cgroup_mkdir are attached on their
  * own.
  */
 static void choose_programs(struct cprx_guard_bpf *s,
@@ -454,6 +516,7 @@ static gboolean attach_all(struct guard *g, const struct cg_policy *p,
 	bpf_object__for_each_program(prog, s->obj) {
 		if (!bpf_program__autoload(prog) ||
 		    prog == s->progs.cg_rule_keys ||
+		    prog == s->progs.cg_mark_tasks ||
 		    prog == s->progs.cg_cprx_ioctl ||
 		    prog == s->progs.cg_cprx_end ||
 		    prog == s->progs.cg_cgroup_mkdir)
@@ -482,6 +545,8 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 	}
 	set_policy(s, p, mode);
 	choose_programs(s, p, mode);
+	if (!keep_marks(s, err))
+		goto fail;
 	refused_prog[0] = '\0';
 	trying = !fallback;
 	ret = cprx_guard_bpf__load(s);
@@ -510,6 +575,8 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 		goto fail;
 	}
 	trying = FALSE;
+	if (!mark_tasks(g, err))
+		goto fail;
 	return TRUE;
 fail:
 	guard_close(g);

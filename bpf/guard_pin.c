@@ -475,6 +475,18 @@ int cg_cmd_detach(char **args)
 		return 1;
 	}
 	ret = cprx_guard_status_read(cg_status_file(), &st, why, sizeof(why));
+	/*
+	 * The status names a guard pinned elsewhere: unpinning here would
+	 * leave it enforcing, and removing its status hide it.
+	 */
+	if (!ret && *st.pinned && strcmp(st.pinned, cg_pin_dir())) {
+		fprintf(stderr, "cprx-guard: %s names a guard pinned in %s, not "
+			"%s: nothing was detached (cprx-guard detach --pin-dir "
+			"%s)\n", cg_status_file(), st.pinned, cg_pin_dir(),
+			st.pinned);
+		cprx_guard_status_free(&st);
+		return 1;
+	}
 	if (!ret) {
 		found = TRUE;
 		ok = stop_guard(&st, own, &nown, G_N_ELEMENTS(own));

@@ -193,7 +193,8 @@ struct cg_trace_opts {
 
 /*
  * One trace reader at a time (a second one would split the events): a lock
- * on the status file's directory; an fd to close when done, or -1 (said).
+ * on trace.lock beside the status file, root's, 0600; an fd to close when
+ * done, or -1 (said).
  */
 int cg_trace_lock(void);
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -434,20 +435,36 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
 
 /* --- the `trace` verb -------------------------------------------------- */
 
+/*
+ * One reader at a time: a lock on a file of its own beside the status,
+ * root's and mode 0600.  Not on the status directory, which every user may
+ * open (0755) and so hold locked, refusing every reader, and a foreground
+ * `load --trace` with them.
+ */
 int cg_trace_lock(void)
 {
 	g_autofree char *dir = g_path_get_dirname(cg_status_file());
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	g_autofree char *file = g_build_filename(dir, "trace.lock", NULL);
+	struct stat st;
+	int fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 	if (fd < 0) {
 		fprintf(stderr, "cprx-guard: cannot open %s to lock it: %s\n",
-			dir, strerror(errno));
+			file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != geteuid() || (st.st_mode & 077)) {
+		fprintf(stderr, "cprx-guard: %s is not this user's own file "
+			"(mode 0600): another user could hold it locked; remove "
+			"it\n", file);
+		close(fd);
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr, "cprx-guard: another trace reader holds %s (%s): "
 			"only one reader gets the events; stop it first "
-			"(cprx-guard-trace.service, or a load --trace)\n", dir,
+			"(cprx-guard-trace.service, or a load --trace)\n", file,
 			errno == EWOULDBLOCK ? "locked" : strerror(errno));
 		close(fd);
 		return -1;

@@ -21,12 +21,18 @@
       the default, or raw_tracepoint) for each, by x86-64 bpf(2), prints
       their ids, one a line, and holds them until killed: programs named
       like the guard's that are not the guard's.
+  guardtest.py exec32 [--cgroup DIR] PATH
+      Joins cgroup DIR (v2), then execve(PATH) through int 0x80, the ia32
+      entry, as a 64-bit process: an exec numbered otherwise than
+      x86-64's.  Returns only if it failed (exit 1); without an ia32 entry
+      the kernel kills it (SIGSEGV).
 
 Prints what it found; exit 0 when the check holds, 1 otherwise.
 """
 import argparse
 import ctypes
 import json
+import os
 import signal
 import struct
 import sys
@@ -204,6 +210,36 @@ def cmd_decoy(a):
     return 0
 
 
+def cmd_exec32(a):
+    if a.cgroup:
+        with open(a.cgroup + "/cgroup.procs", "w") as f:
+            f.write("0")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    # code and strings below 4 GiB: the ia32 entry takes 32-bit pointers
+    page = libc.mmap(None, 4096, 7, 0x22 | 0x40, -1, 0)  # RWX, MAP_32BIT
+    if page is None or page >= 1 << 32:
+        print("no page below 4 GiB")
+        return 1
+    path, argv = page + 64, page + 32
+    code = (b"\x53"                                 # push rbx
+            b"\xb8\x0b\x00\x00\x00"                 # mov eax, 11 (execve)
+            b"\xbb" + struct.pack("<I", path) +     # mov ebx, path
+            b"\xb9" + struct.pack("<I", argv) +     # mov ecx, argv
+            b"\x31\xd2"                             # xor edx, edx
+            b"\xcd\x80"                             # int 0x80
+            b"\x5b\xc3")                            # pop rbx; ret
+    name = a.path.encode() + b"\0"
+    ctypes.memmove(page, code, len(code))
+    ctypes.memmove(argv, struct.pack("<II", path, 0), 8)
+    ctypes.memmove(path, name, len(name))
+    r = ctypes.CFUNCTYPE(ctypes.c_int)(page)()
+    print("int 0x80 execve(%s): %d (%s)" % (a.path, r, os.strerror(-r)))
+    return 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -230,10 +266,13 @@ def main():
     p.add_argument("--count", type=int)
     d = sub.add_parser("decoy")
     d.add_argument("specs", nargs="+", metavar="NAME[:TYPE]")
+    x = sub.add_parser("exec32")
+    x.add_argument("--cgroup")
+    x.add_argument("path")
     a = ap.parse_args()
     return {"timeline": cmd_timeline, "update": cmd_update,
             "overhead": cmd_overhead, "programs": cmd_programs,
-            "decoy": cmd_decoy}[a.cmd](a)
+            "decoy": cmd_decoy, "exec32": cmd_exec32}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 # load, in its status file and in `status`; the tp_btf tracepoints must
 # still record a cprx-vmm update's timeline, phases in order, with the
 # verdict the policy would have given; a guard-cgroup removed and created
-# again, or created after the load, must be followed.  Runs in trace mode on a kernel that
+# again, or created after the load, must be followed; a task guarded before
+# the load or a reload stays guarded out of its cgroup; an exec through the
+# ia32 entry is traced too.  Runs in trace mode on a kernel that
 # does have the BPF LSM, so it never refuses anything either way.  Needs
 # root; SKIPs without it, or when BPF is unavailable altogether.
 set -u
@@ -159,6 +161,77 @@ else
 	cg_rmdir "$CGA" "$CGB/vm"; cg_rmdir "$CGB"
 fi
 
+# --- guarded stays guarded: a task running before the load, and across a reload ---
+# Each leaves the guarded cgroup by writing cgroup.procs (no hook sees that),
+# then execs a binary that is not allowed: the trace must show it guarded.
+CGC=$CGM/cprx-guard-host-c.$$ PIN3=/sys/fs/bpf/cprx-guard-host-m-$$
+if [ -z "$CGM" ] || ! mkdir "$CGC" 2>/dev/null; then
+	skip "a task in a guard-cgroup before the load, leaving it after, is guarded" \
+		"no writable cgroup2 mount here"
+	skip "a marked task out of its cgroup stays guarded across a reload" \
+		"no writable cgroup2 mount here"
+	skip "a reload that cannot take over the marks fails" "no writable cgroup2 mount here"
+	skip "an exec through int 0x80 (ia32) is traced" "no writable cgroup2 mount here"
+else
+	mkfifo "$T/go-early" "$T/go-moved"
+	# no fork nor exec in the cgroup before the load: only the load can mark it
+	bash -c 'echo $$ >"$0/cgroup.procs"; read -r _ <"$1"; echo $$ >"$2/cgroup.procs"; exec "$3" --version' \
+		"$CGC" "$T/go-early" "$CGM" "$T/vmm-other" >/dev/null 2>&1 &
+	early=$!
+	"$G" load --trace-only --pin --pin-dir "$PIN3" --guard-cgroup "$CGC" --allow "$T/vmm" \
+		>"$T/m1.out" 2>&1 || diag "$T/m1.out"
+	# marked by a fork in the cgroup, then out of it; it execs after a reload
+	bash -c 'echo $$ >"$0/cgroup.procs"; "$1" --version >/dev/null; echo $$ >"$2/cgroup.procs"; read -r _ <"$3"; exec "$4" --version' \
+		"$CGC" "$T/vmm" "$CGM" "$T/go-moved" "$T/vmm-other" >/dev/null 2>&1 &
+	moved=$!
+	go() { timeout 10 bash -c 'echo go >"$0"' "$1"; }	# never blocks
+	# NAME FIFO PID: wakes PID, which execs; a reader of the pinned guard
+	# must see that exec as a guarded process's (would-deny)
+	traced_exec() {
+		local out=$T/m-$3.jsonl tpid i
+		"$G" trace --json --timeout 5 --idle 2 >"$out" 2>"$out.err" &
+		tpid=$!
+		for i in $(seq 100); do grep -q tracing "$out.err" 2>/dev/null && break; sleep 0.1; done
+		go "$2"; wait "$3"
+		wait $tpid
+		check "$1" $GT timeline "$out" --pid "$3" --outcome exec \
+			--phases checked,committed --verdict would-deny
+	}
+	traced_exec "a task in a guard-cgroup before the load, leaving it after, is guarded" \
+		"$T/go-early" $early
+	for i in 1 2; do
+		"$G" load --trace-only --pin --replace --pin-dir "$PIN3" --guard-cgroup "$CGC" \
+			--allow "$T/vmm" >>"$T/m2.out" 2>&1 || { echo "reload $i failed"; cat "$T/m2.out"; } | diag
+	done
+	traced_exec "a marked task out of its cgroup stays guarded across 2 reloads (--pin --replace)" \
+		"$T/go-moved" $moved
+	# no marks to take over: the reload fails, the old guard stays
+	mv "$PIN3/marks" "$PIN3-marks"
+	out=$("$G" load --trace-only --pin --replace --pin-dir "$PIN3" --guard-cgroup "$CGC" \
+		--allow "$T/vmm-other" 2>&1); rc=$?
+	[ $rc != 0 ] && [[ $out == *"cannot take over the pinned guard's marks"* ]] &&
+	   ! grep -q "vmm-other" "$CPRX_GUARD_STATUS" && [ -e "$PIN3/events" ] &&
+		ok "a reload that cannot take over the marks fails (exit $rc), the old guard stays" ||
+		{ notok "a reload that cannot take over the marks fails, the old guard stays (exit $rc)"; echo "$out" | diag; }
+	mv "$PIN3-marks" "$PIN3/marks"
+	# an exec through int 0x80 (ia32 numbers, which the trace-only decoder
+	# does not know) by a process that joined the cgroup: seen at commit
+	cp /bin/true "$T/true-other"
+	mkfifo "$T/go-x32"
+	bash -c 'read -r _ <"$0"; exec "$@"' "$T/go-x32" $GT exec32 --cgroup "$CGC" "$T/true-other" \
+		>"$T/x32.out" 2>&1 &
+	x32=$!
+	if ! $GT exec32 --cgroup "$CGM" /bin/true >"$T/x32-probe.out" 2>&1; then
+		skip "an exec through int 0x80 (ia32) is traced, would-deny" \
+			"no ia32 entry here: $(tail -c 100 "$T/x32-probe.out")"
+		go "$T/go-x32"; wait $x32
+	else
+		traced_exec "an exec through int 0x80 (ia32) is traced, would-deny" "$T/go-x32" $x32
+	fi
+	"$G" detach --quiet --pin-dir "$PIN3" >/dev/null 2>&1
+	cg_rmdir "$CGC"
+fi
+
 # --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
 bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms
 	"$B/bench/cprx-bench" --guard-timeline --sizes 32M --reps 2 --rounds 1 --baselines floor \
@@ -229,6 +302,23 @@ else
 	notok "load --pin --replace (exit $rc)"; diag "$T/replace.out"
 fi
 
+# an unprivileged user cannot hold the readers' lock (the status directory is 0755)
+chmod 0755 "$T"
+# -F: flock execs sleep itself, so the kill below ends the lock too
+setpriv --reuid=65534 --regid=65534 --clear-groups flock -F -n "$T" sleep 8 >/dev/null 2>&1 &
+squat=$!
+for i in $(seq 50); do ! flock -n "$T" true && break; sleep 0.1; done
+out=$(timeout 20 "$G" trace --json --timeout 1 2>&1); rc=$?
+if flock -n "$T" true; then
+	skip "a user's lock on the status directory blocks no trace reader" "nobody could not lock $T"
+elif [ $rc = 0 ] && [[ $out == *"cprx-guard: tracing"* ]]; then
+	ok "a user's lock on the status directory blocks no trace reader"
+else
+	notok "a user's lock on the status directory blocks no trace reader (exit $rc)"; echo "$out" | diag
+fi
+kill $squat 2>/dev/null; wait $squat 2>/dev/null
+chmod 0700 "$T"
+
 # a second trace reader would split the events: it refuses
 "$G" trace --json --timeout 30 >"$T/tr1.out" 2>"$T/tr1.err" &
 tpid=$!
@@ -248,6 +338,11 @@ else
 fi
 wait $tpid 2>/dev/null
 
+# detach from another pin dir than the status names leaves that guard, and its status
+out=$("$G" detach --pin-dir "$PIN2-other" 2>&1); rc=$?
+[ $rc != 0 ] && [[ $out == *"pinned in $PIN2,"* ]] && [ -e "$PIN2/events" ] && [ -e "$CPRX_GUARD_STATUS" ] &&
+	ok "detach --pin-dir elsewhere: exit $rc, the guard and its status stay" ||
+	{ notok "detach --pin-dir elsewhere: the guard and its status stay (exit $rc)"; echo "$out" | diag; }
 # detach as an unprivileged user must not claim success
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$G" detach --pin-dir "$PIN2" 2>&1); rc=$?
 [ $rc != 0 ] && [[ $out != *"cprx-guard: detached"* ]] && [ -e "$PIN2/events" ] && [ -e "$CPRX_GUARD_STATUS" ] &&

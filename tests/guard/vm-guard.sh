@@ -13,7 +13,9 @@
 # guard's rule; armed-only refuses an unarmed exec, and one whose armed
 # session was closed before it (cprx.ko's session end); unguarded processes
 # are unaffected; a guard-cgroup removed and created again, or created after
-# the load, is guarded; a policy with the most cgroups keeps its canary; a
+# the load, is guarded; a process in it before the load, or marked before a
+# reload, stays guarded out of it; a VMM stays one when its binary's file
+# changes; a policy with the most cgroups keeps its canary; a
 # policy pinned in bpffs outlives the tool and detaches cleanly; a rule's
 # sha256= is checked at load (a wrong one keeps the old guard); the
 # guard's programs are its own, found by identity (programs named like
@@ -51,6 +53,8 @@ in_dir() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$@"; }
 in_cg() { in_dir "$CG" "$@"; }
 # rmdir once the last process has left (an exited one leaves asynchronously)
 cg_rmdir() { local i; for i in $(seq 50); do rmdir "$@" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# wakes a process blocked reading FIFO (never blocks if it is gone)
+go() { timeout 10 bash -c 'echo go >"$0"' "$1"; }
 refused() { # NAME OUTPUT RC: EPERM/EACCES and a failure, or not ok
 	if [ "$3" != 0 ] && [[ $2 == *"Operation not permitted"* || $2 == *"Permission denied"* ]]; then
 		ok "$1: refused ($(echo "$2" | tail -n1 | cut -c1-120))"
@@ -307,6 +311,7 @@ cp /bin/true "$B2/file.cgx"	# an allowed file a binfmt_misc handler matches
 printf '#!%s\n' "$B2/interp" >"$B2/script.sh"
 cp "$(realpath /bin/bash)" "$B2/gexe"	# a guard-exe
 cp "$(realpath /bin/bash)" "$B2/plain"	# allowed, but no guard-exe
+cp "$(realpath /bin/bash)" "$B2/vmm2"	# an allowed VMM whose file changes while it runs
 chmod 0755 "$B2"/*
 cat >"$T/bypass.policy" <<POL
 guard-cgroup $CG
@@ -318,6 +323,7 @@ allow $B2/interp
 allow $B2/script.sh
 allow $B2/file.cgx
 allow $B2/plain
+allow $B2/vmm2
 armed-only yes
 POL
 guard_start g5 --policy "$T/bypass.policy" || diag "$T/g5.err"
@@ -404,6 +410,28 @@ runs "armed-only: two sessions, the unarmed one closed: the armed one still coun
 out=$(sessions_then_exec cA,cB,aA,aB,xA); rc=$?
 runs "armed-only: two armed sessions, one closed: the other still counts" "$out" $rc
 
+# 4c. armed-only: a VMM stays one when its binary's file changes (a package
+# upgrade unlinks it, which moves its change time): it may not exec unarmed
+# as if it were a launcher
+mkfifo "$T/go-vmm2"
+in_cg "$B2/vmm2" -c 'read -r _ <"$0"; exec "$1" --version' "$T/go-vmm2" "$VMM" >"$T/vmm2.out" 2>&1 &
+vpid=$!
+for i in $(seq 100); do [ "$(readlink /proc/$vpid/exe)" = "$B2/vmm2" ] && break; sleep 0.1; done
+chmod 0755 "$B2/vmm2"	# a new change time, the same file
+go "$T/go-vmm2"; wait $vpid; rc=$?
+out=$(cat "$T/vmm2.out")
+# the VMM's exec, not its own start, must be the one refused
+[[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
+refused "armed-only: a VMM whose binary's change time moved may not exec unarmed" "$out" $rc
+
+# 4d. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
+out=$($GT exec32 --cgroup "$CG" "$OTHER" 2>&1); rc=$?
+if [ $rc -gt 128 ]; then
+	skip "an exec through int 0x80 (ia32)" "no ia32 entry here (signal $((rc - 128)))"
+else
+	refused "an exec through int 0x80 (ia32)" "$out" $rc
+fi
+
 # 5. ptrace / /proc/PID/mem hand-off to an unguarded process
 sleep 300 &
 victim=$!
@@ -478,9 +506,19 @@ out=$(timeout 20 "$G" load --guard-cgroup "$CG" --allow "$T/weak" 2>&1); rc=$?
 	{ notok "a group-writable allowed binary is refused at load (rc $rc)"; echo "$out" | diag; "$G" detach --quiet >/dev/null 2>&1; }
 
 # --- pinned: outlives the tool ----------------------------------------------------
+# a shell in the guarded cgroup before the load (no fork nor exec there since,
+# so only the load can mark it) leaves it after the load, then execs
+mkfifo "$T/go-early"
+in_cg bash -c 'read -r _ <"$0"; echo $$ >/sys/fs/cgroup/cgroup.procs; exec "$1" --version' \
+	"$T/go-early" "$OTHER" >"$T/early.out" 2>&1 &
+early=$!
+for i in $(seq 100); do grep -q "^0::/${CG#/sys/fs/cgroup/}\$" /proc/$early/cgroup 2>/dev/null && break; sleep 0.1; done
 "$G" load --pin --require-enforce --guard-cgroup "$CG" --allow "$VMM" \
 	--allow /usr/bin/true --allow "$G" >"$T/pin.out" 2>&1
 rc=$?
+go "$T/go-early"; wait $early; erc=$?
+refused "a process in the guard-cgroup before the load, out of it after: still guarded" \
+	"$(cat "$T/early.out")" $erc
 if [ $rc = 0 ] && ls /sys/fs/bpf/cprx-guard/link_cg_bprm_check >/dev/null 2>&1; then
 	ok "load --pin exits, links pinned in /sys/fs/bpf/cprx-guard"
 else
@@ -516,6 +554,12 @@ check "outside the guarded cgroup, common/guard_reader.c says unguarded" \
 # guarded execs of a non-listed binary, as fast as they come, across the reloads
 in_cg bash -c "while [ ! -e '$T/stop-loop' ]; do '$OTHER' --version >/dev/null 2>&1 && echo ESCAPED; done" >"$T/loop.out" 2>&1 &
 lpid=$!
+# marked by a fork in the cgroup, then out of it: it execs after the reloads
+mkfifo "$T/go-moved"
+bash -c 'echo $$ >"$0/cgroup.procs"; /usr/bin/true; echo $$ >/sys/fs/cgroup/cgroup.procs; read -r _ <"$1"; exec "$2" --version' \
+	"$CG" "$T/go-moved" "$OTHER" >"$T/moved.out" 2>&1 &
+moved=$!
+for i in $(seq 100); do grep -q '^0::/$' /proc/$moved/cgroup 2>/dev/null && break; sleep 0.1; done
 printf 'guard-cgroup %s\nallow %s\nallow /usr/bin/true\nallow %s\n' "$CG" "$VMM" "$G" >"$T/r1.policy"
 for i in 1 2 3; do
 	"$G" load --pin --replace --require-enforce --policy "$T/r1.policy" >>"$T/r1.out" 2>&1 || echo "reload $i: exit $?" >>"$T/r1.err"
@@ -534,6 +578,8 @@ out=$(in_cg "$OTHER" --version 2>&1); rc=$?
 [ $rc != 0 ] && [[ $out == *"Operation not permitted"* ]] &&
 	ok "after the reloads a non-listed exec is still refused" ||
 	notok "after the reloads a non-listed exec is still refused (rc $rc: $out)"
+go "$T/go-moved"; wait $moved; rc=$?
+refused "marked in the guard-cgroup, out of it, 3 reloads: still guarded" "$(cat "$T/moved.out")" $rc
 
 # --- rules bound to content: sha256= checked at load, through the rule's open file --
 sum=$(sha256sum "$VMM" | cut -d' ' -f1)
