@@ -139,7 +139,12 @@ static int reap(pid_t pid, int *status, long long deadline)
 
 void vmm_spawn(struct run *r, const char *const *args)
 {
-	const char *argv[MAX_ARGS + 2] = { vmm_path() };
+	prog_spawn(r, vmm_path(), args);
+}
+
+void prog_spawn(struct run *r, const char *prog, const char *const *args)
+{
+	const char *argv[MAX_ARGS + 2] = { prog };
 	int out[2], err[2], status = 0, ret, n = 1;
 	long long start, deadline;
 	size_t off;

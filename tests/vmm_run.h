@@ -35,6 +35,8 @@ const char *vmm_next_path(void);
  * a fatal assertion when it cannot be run or does not finish in time.
  */
 void vmm_spawn(struct run *r, const char *const *args);
+/* The same for another program @prog (cprx-guardian running the VMM). */
+void prog_spawn(struct run *r, const char *prog, const char *const *args);
 /* Logs @r's pid, status, time and output (TH_LOG); its command is not. */
 void run_log(const struct run *r);
 void run_free(struct run *r);

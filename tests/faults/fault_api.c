@@ -284,7 +284,7 @@ TEST(version_agrees)
 	EXPECT_STREQ(macros, cprx_version_string());
 	ASSERT_NE(NULL, project);
 	EXPECT_STREQ(project, cprx_version_string());
-	EXPECT_TRUE(CPRX_VERSION_AT_LEAST(0, 3));
+	EXPECT_TRUE(CPRX_VERSION_AT_LEAST(0, 4));
 	EXPECT_TRUE(CPRX_VERSION_AT_LEAST(CPRX_VERSION_MAJOR, 0));
 	EXPECT_FALSE(CPRX_VERSION_AT_LEAST(CPRX_VERSION_MAJOR,
 					   CPRX_VERSION_MINOR + 1));
@@ -294,14 +294,14 @@ TEST(version_agrees)
 /*
  * Test Case: symbols_versioned
  * The shared library ($CPRX_LIBCPRX, from meson) exports only cprx_*
- * functions, every one at a version node (CPRX_0.2, CPRX_0.3), and at
+ * functions, every one at a version node (CPRX_0.2, CPRX_0.3, CPRX_0.4), and at
  * least the calls this header declares: nothing internal leaks into the
- * ABI.  0.3's call is at CPRX_0.3, and 0.2's stay at CPRX_0.2.
+ * ABI.  0.4's calls are at CPRX_0.4, 0.3's at CPRX_0.3, 0.2's at CPRX_0.2.
  */
 TEST(symbols_versioned)
 {
 	const char *lib = getenv("CPRX_LIBCPRX");
-	unsigned int n = 0, bad = 0, at_new = 0, at_old = 0;
+	unsigned int n = 0, bad = 0, at_new = 0, at_old = 0, at_04 = 0;
 	char cmd[PATH_MAX + 64], line[512];
 	FILE *f;
 
@@ -318,21 +318,27 @@ TEST(symbols_versioned)
 		    !strcmp(ndx, "UND") || !strcmp(ndx, "Ndx"))
 			continue;
 		if (!strcmp(type, "OBJECT") && (!strcmp(name, "CPRX_0.2") ||
-						 !strcmp(name, "CPRX_0.3")))
+						 !strcmp(name, "CPRX_0.3") ||
+						 !strcmp(name, "CPRX_0.4")))
 			continue;	/* the version nodes themselves */
 		if (strncmp(name, "cprx_", 5) || (!strstr(name, "@@CPRX_0.2") &&
-						   !strstr(name, "@@CPRX_0.3"))) {
+						   !strstr(name, "@@CPRX_0.3") &&
+						   !strstr(name, "@@CPRX_0.4"))) {
 			printf("# exported: %s (%s %s)\n", name, type, bind);
 			bad++;
 		}
 		at_new += !strcmp(name, "cprx_rollback_on_failure@@CPRX_0.3");
+		at_04 += !strcmp(name, "cprx_set_guardian@@CPRX_0.4") ||
+			 !strcmp(name, "cprx_guardian_pid@@CPRX_0.4") ||
+			 !strcmp(name, "cprx_is_guardian_restart@@CPRX_0.4");
 		at_old += !strcmp(name, "cprx_rollback@@CPRX_0.2");
 		n++;
 	}
 	ASSERT_EQ(0, pclose(f));
 	EXPECT_EQ(0, bad);
-	EXPECT_GE(n, 28);
+	EXPECT_GE(n, 31);
 	EXPECT_EQ(1, at_new);
+	EXPECT_EQ(3, at_04);
 	EXPECT_EQ(1, at_old);
 }
 

@@ -37,6 +37,8 @@ static const struct fault_desc {
 	  "the new image exits 1 before it commits: libcprx rolls back by itself" },
 	{ "crash-before-commit", F_CRASH_EARLY,
 	  "the new image dies of SIGSEGV before it commits: rolled back too" },
+	{ "kill-before-commit", F_KILL_EARLY,
+	  "the new image is SIGKILLed before it commits: only a guardian helps" },
 };
 
 enum {
@@ -58,6 +60,7 @@ enum {
 	OPT_DEVICES,
 	OPT_BASELINE,
 	OPT_SETTLE,
+	OPT_CRASH_WINDOW,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +82,7 @@ static const struct option long_opts[] = {
 	{ "devices",	required_argument, NULL, OPT_DEVICES },
 	{ "baseline",	required_argument, NULL, OPT_BASELINE },
 	{ "settle",	no_argument,	   NULL, OPT_SETTLE },
+	{ "crash-window", required_argument, NULL, OPT_CRASH_WINDOW },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -114,6 +118,9 @@ static void usage(FILE *f)
 	      "              it into new RAM; what migration without CPR does\n"
 	      "  --settle          before each update, wait (up to 30 s) until the last one's\n"
 	      "                    teardown is over, so that it does not share the CPUs\n"
+	      "  --crash-window MS each update SIGKILLs this VMM at a random point up to MS ms\n"
+	      "                    after its exec, unless the new image commits first (tests\n"
+	      "                    of cprx-guardian, which restarts the previous binary)\n"
 	      "  --inject FAULT    inject a fault; repeatable or comma-separated:\n", f);
 	for (i = 0; i < ARRAY_SIZE(fault_descs); i++)
 		fprintf(f, "      %-19s %s\n", fault_descs[i].name, fault_descs[i].help);
@@ -312,6 +319,13 @@ static int parse_one(struct vm_config *c, int opt, const char *arg)
 		return 0;
 	case OPT_SETTLE:
 		c->flags |= CFG_SETTLE;
+		return 0;
+	case OPT_CRASH_WINDOW:
+		if (parse_uint(arg, 1, 600000, &c->crash_window_ms) < 0) {
+			bad_opt("crash-window", "'%s' is not a number of ms from 1 to 600000",
+				arg);
+			return -1;
+		}
 		return 0;
 	}
 	return -1;

@@ -51,6 +51,7 @@ enum fault {
 	F_E2BIG		= 1u << 6,
 	F_EXIT_EARLY	= 1u << 7,
 	F_CRASH_EARLY	= 1u << 8,
+	F_KILL_EARLY	= 1u << 9,
 };
 
 /* vm_config.flags */
@@ -79,6 +80,7 @@ struct vm_config {
 	uint32_t flags;			/* CFG_* */
 	uint32_t faults;		/* F_* */
 	uint32_t devices;		/* --devices: extra eventfds */
+	uint32_t crash_window_ms;	/* --crash-window (crash.c) */
 	char state_path[PATH_MAX];	/* "" = state in a memfd */
 	char exec_path[PATH_MAX];
 };
@@ -227,6 +229,10 @@ int seccomp_deny_exec(void);
 int corrupt_state(const char *path);
 char **e2big_argv(struct vm *vm);
 void e2big_argv_free(struct vm *vm, char **av);
+
+/* crash.c */
+void crash_arm(struct vm *vm);
+void crash_stop(void);
 
 /* report.c */
 void report_init(struct report *rep, const struct cprx_session *s);
