@@ -219,6 +219,17 @@ void run_log(const struct run *r)
 	dump_text("stderr", r->err ? r->err : "");
 }
 
+void runs_end(struct run *runs, int n, bool failed)
+{
+	for (int i = 0; i < n; i++) {
+		if (failed) {
+			TH_LOG("run %d: %s", i + 1, runs[i].cmd);
+			run_log(&runs[i]);
+		}
+		run_free(&runs[i]);
+	}
+}
+
 void run_free(struct run *r)
 {
 	int i;
