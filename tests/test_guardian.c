@@ -16,6 +16,8 @@
  *                        --crash-window): every guest completes or is resumed
  *                        verified; Shmem returns to where it was
  *   set_guardian_refused cprx_set_guardian's refusals
+ *   restart_refused      a handover naming a restart is believed only from
+ *                        the guardian, the new image's parent
  */
 #include <dirent.h>
 #include <errno.h>
@@ -296,12 +298,50 @@ TEST_TIMEOUT(crash_chain, 3600)
 	EXPECT_LT(after, before + SHMEM_SLACK_KB);
 }
 
+/*
+ * One end of an AF_UNIX SOCK_SEQPACKET pair a child of ours made (so the
+ * child is its peer), passed to us; the child, in *pid, waits to be killed.
+ */
+static int pair_of_child(pid_t *pid)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, x = 0;
+	struct iovec iov = { .iov_base = &x, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	int st[2], fd = -1, pair[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st))
+		return -errno;
+	*pid = fork();
+	if (*pid < 0)
+		return -errno;
+	if (!*pid) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair))
+			_exit(1);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pair[1], sizeof(int));
+		if (sendmsg(st[1], &mh, 0) < 0)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	if (recvmsg(st[0], &mh, 0) == 1 && CMSG_FIRSTHDR(&mh))
+		memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+	close(st[0]);
+	close(st[1]);
+	return fd;
+}
+
 TEST(set_guardian_refused)
 {
 	struct cprx_options o = { .size = sizeof(o),
 				  .backend = CPRX_BACKEND_CLOEXEC };
 	struct cprx_session *s = NULL;
-	int sv[2], st[2], fd;
+	int sv[2], st[2], fd, gfd;
 	pid_t child;
 
 	EXPECT_EQ(0, cprx_guardian_pid(NULL));
@@ -319,54 +359,87 @@ TEST(set_guardian_refused)
 	EXPECT_EQ(-EINVAL, cprx_set_guardian(s, sv[0]));
 	close(sv[0]);
 	close(sv[1]);
-	/* one a child made, passed to us over @st: the child is the peer */
-	child = fork();
-	ASSERT_GE(child, 0);
-	if (!child) {
-		int pair[2];
-		struct msghdr mh = { 0 };
-		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-		struct cmsghdr *c;
-		struct iovec iov = { .iov_base = "x", .iov_len = 1 };
-
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair))
-			_exit(1);
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pair[1], sizeof(int));
-		if (sendmsg(st[1], &mh, 0) < 0)
-			_exit(1);
-		pause();
-		_exit(0);
-	}
-	{
-		char cbuf[CMSG_SPACE(sizeof(int))], x;
-		struct iovec iov = { .iov_base = &x, .iov_len = 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = cbuf,
-				     .msg_controllen = sizeof(cbuf) };
-		int gfd;
-
-		ASSERT_EQ(1, recvmsg(st[0], &mh, MSG_CMSG_CLOEXEC));
-		memcpy(&gfd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
-		EXPECT_EQ(0, cprx_set_guardian(s, gfd));
-		EXPECT_EQ(child, cprx_guardian_pid(s));
-		EXPECT_EQ(-EBUSY, cprx_set_guardian(s, gfd));
-		EXPECT_FALSE(cprx_is_guardian_restart(s));
-		close(gfd);
-	}
+	/* one a child made: the child is the peer */
+	gfd = pair_of_child(&child);
+	ASSERT_GE(gfd, 0);
+	EXPECT_EQ(0, cprx_set_guardian(s, gfd));
+	EXPECT_EQ(child, cprx_guardian_pid(s));
+	EXPECT_EQ(-EBUSY, cprx_set_guardian(s, gfd));
+	EXPECT_FALSE(cprx_is_guardian_restart(s));
+	close(gfd);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	cprx_session_close(s);
 	close(fd);
 	close(st[0]);
 	close(st[1]);
+}
+
+/* In a child: what cprx_incoming says of CPRX_INCOMING=@handover. */
+static int incoming_in_child(const char *handover, char *msg, size_t len)
+{
+	struct cprx_session *s = NULL;
+	int p[2], ret = 0;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		int r;
+
+		setenv(CPRX_ENV, handover, 1);
+		r = cprx_incoming(&s, NULL);
+		dprintf(p[1], "%d %s", r, cprx_errmsg(s));
+		_exit(0);
+	}
+	close(p[1]);
+	memset(msg, 0, len);
+	if (read(p[0], msg, len - 1) <= 0)
+		ret = -EIO;
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	return ret ? ret : atoi(msg);
+}
+
+/*
+ * A restart is believed only from the guardian, the new image's parent:
+ * restart= without a guardian socket, or with one whose peer is not the
+ * parent, is refused before the state is looked at.
+ */
+TEST(restart_refused)
+{
+	char h[128], msg[CPRX_MSG_MAX + 16];
+	int sv[2], gfd, nul = open("/dev/null", O_RDONLY);
+	pid_t other;
+
+	ASSERT_GE(nul, 0);
+	snprintf(h, sizeof(h), "v=1,fd=%d,rb=1,restart=%d", nul, (int)getpid());
+	EXPECT_EQ(-EPERM, incoming_in_child(h, msg, sizeof(msg)));
+	EXPECT_NE_NULL(strstr(msg, "without a guardian socket"));
+	/* a pair another child made: its peer is not the new image's parent */
+	gfd = pair_of_child(&other);
+	ASSERT_GE(gfd, 0);
+	fcntl(gfd, F_SETFD, 0);
+	snprintf(h, sizeof(h), "v=1,fd=%d,rb=1,restart=%d,guardian=%d", nul,
+		 (int)getpid(), gfd);
+	EXPECT_EQ(-EPERM, incoming_in_child(h, msg, sizeof(msg)));
+	EXPECT_NE_NULL(strstr(msg, "but this process's parent is"));
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	close(gfd);
+	/* ours, made before the fork: the parent is the peer, the state next */
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv));
+	snprintf(h, sizeof(h), "v=1,fd=%d,rb=1,restart=%d,guardian=%d", nul,
+		 (int)getpid(), sv[1]);
+	EXPECT_EQ(-EPERM, incoming_in_child(h, msg, sizeof(msg)));
+	EXPECT_NULL(strstr(msg, "parent"));
+	EXPECT_NE_NULL(strstr(msg, "not the sealed memfd"));
+	close(sv[0]);
+	close(sv[1]);
+	close(nul);
 }
 
 TEST_HARNESS_MAIN
