@@ -119,7 +119,7 @@ static long dev_get_session(struct cprx_ioctl_create_session *arg,
 	return 0;
 }
 
-/* RETRIEVE and ADOPT_SESSION's argument is CREATE_SESSION's, field for field. */
+/* RETRIEVE and ADOPT_SESSION take CREATE_SESSION's argument as it is */
 static_assert(sizeof(struct cprx_ioctl_create_session) ==
 	      sizeof(struct cprx_ioctl_retrieve_session));
 static_assert(offsetof(struct cprx_ioctl_create_session, fd) ==
