@@ -136,19 +136,21 @@ static bool may_keep(struct cprx_session *s)
 /*
  * The owner's fd table is going away with the process, @s among its files.
  * Returns true when @s is kept for its guardian instead of ended: in the
- * middle of an update, with the guardian alive.  The file being closed
- * holds a reference: the one taken here is never the last.
+ * middle of an update, with the guardian alive; or kept already, when the
+ * table held more than one fd on it.  The file being closed holds a
+ * reference: the one taken here is never the last.
  */
 bool cprx_keep_for_guardian(struct cprx_session *s)
 {
 	struct file *file;
-	bool keep;
+	bool keep, kept;
 
 	mutex_lock(&s->lock);
+	kept = cprx_kept(s);
 	keep = may_keep(s);
 	mutex_unlock(&s->lock);
-	if (!keep)
-		return false;
+	if (kept || !keep)
+		return kept;
 	kref_get(&s->ref);
 	file = cprx_session_file(s);
 	if (IS_ERR(file)) {
@@ -162,10 +164,11 @@ bool cprx_keep_for_guardian(struct cprx_session *s)
 		WRITE_ONCE(s->orphan, true);
 		file = NULL;
 	}
+	kept = cprx_kept(s);
 	mutex_unlock(&s->lock);
 	if (file)
 		fput(file);
-	return keep;
+	return kept;
 }
 
 /* Is @s kept for its guardian (orphan or adopted)?  Under s->lock. */

@@ -136,7 +136,7 @@ KMOD_EXEC_CASE(adopted, want, finish_it, unused)
 	mem = retrieve_fd(sfd, GTOK);
 	CHECK(mem >= 0, "retrieve_fd: %d", mem);
 	bad = memfd_bad(mem, MEM_SIZE, GSEED);
-	CHECK(bad == 0, "%lld bytes of the owner's memfd differ", bad);
+	CHECK(bad < 0, "the owner's memfd differs at offset %lld", bad);
 	if (finish_it)
 		CHECK(!finish(sfd), "finish");
 	return 0;
