@@ -18,7 +18,8 @@ out=$build/kmod-$kernel
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-cached=() timeout=900
+# test_guardian's 200 restarts take about 9 of the guest's minutes
+cached=() timeout=1800
 if [ "$kernel" = research ]; then
 	cached=(--cached) timeout=2400
 fi
