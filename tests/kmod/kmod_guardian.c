@@ -262,6 +262,21 @@ TEST_F(kmod, set_guardian_checks)
 }
 
 /*
+ * Our child retrieves the adopted session @afd after its exec and finishes
+ * it; then nothing of the test is left.
+ */
+static void resume_and_end(FIXTURE_DATA(kmod) *self, int afd, int rep,
+			   int sv[2])
+{
+	EXPECT_EQ(0, run_adopted(self, afd, 0));
+	close(afd);
+	close(rep);
+	close(sv[0]);
+	close(sv[1]);
+	EXPECT_EQ(0, settle(sessions_left, 0));
+}
+
+/*
  * The owner dies at @stage: we adopt (QUERY: ORPHAN and ARMED), a second
  * ADOPT finds nothing, our child retrieves it and finds the memfd intact.
  */
@@ -280,12 +295,7 @@ static void adopt_at(FIXTURE_DATA(kmod) *self, int stage)
 	EXPECT_TRUE(flags_of(afd) & CPRX_SESSION_ORPHAN);
 	EXPECT_TRUE(flags_of(afd) & CPRX_SESSION_ARMED);
 	EXPECT_EQ(-ENOENT, adopt(self->dev, GSESS));
-	EXPECT_EQ(0, run_adopted(self, afd, 0));
-	close(afd);
-	close(rep);
-	close(sv[0]);
-	close(sv[1]);
-	EXPECT_EQ(0, settle(sessions_left, 0));
+	resume_and_end(self, afd, rep, sv);
 }
 
 /*
@@ -384,12 +394,7 @@ TEST_F(kmod, adopt_permissions)
 	}
 	EXPECT_EQ(0, reap(pid));
 	/* still there for our own child */
-	EXPECT_EQ(0, run_adopted(self, afd, 0));
-	close(afd);
-	close(rep);
-	close(sv[0]);
-	close(sv[1]);
-	EXPECT_EQ(0, settle(sessions_left, 0));
+	resume_and_end(self, afd, rep, sv);
 }
 
 /*
