@@ -81,6 +81,8 @@ static void take_arm(struct held *h, const struct cprx_gmsg *m,
 static int take(struct held *h, const struct cprx_gmsg *m, const int *fds,
 		unsigned int n)
 {
+	bool had;
+
 	switch (m->type) {
 	case CPRX_GMSG_ARM:
 		take_arm(h, m, fds, n);
@@ -88,10 +90,12 @@ static int take(struct held *h, const struct cprx_gmsg *m, const int *fds,
 	case CPRX_GMSG_DISARM:
 	case CPRX_GMSG_COMMIT:
 		close_fds(fds, n);
-		if (h->complete || h->building)
+		had = h->complete || h->building;
+		held_drop(h);
+		/* said once the copies are gone: a reader may check at once */
+		if (had)
 			say("event=%s pid=%d", m->type == CPRX_GMSG_COMMIT ?
 			    "committed" : "disarmed", (int)m->pid);
-		held_drop(h);
 		return m->type == CPRX_GMSG_COMMIT;
 	}
 	close_fds(fds, n);
