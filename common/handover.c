@@ -147,12 +147,13 @@ static bool add_keepers(struct cprx_handover *h, const char *p, size_t n)
 }
 
 enum key { K_V, K_FD, K_KMOD, K_RB, K_SAVE, K_EXEC, K_WHY, K_KEEPER, K_REAP,
-	   K_MIRROR, K_MAX };
+	   K_MIRROR, K_GUARDIAN, K_RESTART, K_MAX };
 
 static const char *const keys[K_MAX] = {
 	[K_V] = "v", [K_FD] = "fd", [K_KMOD] = "kmod", [K_RB] = "rb",
 	[K_SAVE] = "save", [K_EXEC] = "exec", [K_WHY] = "why",
 	[K_KEEPER] = "keeper", [K_REAP] = "reap", [K_MIRROR] = "mirror",
+	[K_GUARDIAN] = "guardian", [K_RESTART] = "restart",
 };
 
 static int field(struct cprx_handover *h, enum key k, const char *val,
@@ -170,10 +171,18 @@ static int field(struct cprx_handover *h, enum key k, const char *val,
 		return 0;
 	case K_FD:
 	case K_KMOD:
+	case K_GUARDIAN:
 		if (!number(val, n, INT_MAX, &v))
 			return bad(err, errlen, "%s='%.*s' is not an fd number",
 				   keys[k], (int)n, val);
-		*(k == K_FD ? &h->fd : &h->kmod) = (int)v;
+		*(k == K_FD ? &h->fd : k == K_KMOD ? &h->kmod :
+		  &h->guardian) = (int)v;
+		return 0;
+	case K_RESTART:
+		if (!number(val, n, INT_MAX, &v) || !v)
+			return bad(err, errlen, "restart='%.*s' is not a pid",
+				   (int)n, val);
+		h->restart = (pid_t)v;
 		return 0;
 	case K_RB:
 		if (!number(val, n, 1, &v))
@@ -226,6 +235,7 @@ int cprx_handover_parse(const char *value, struct cprx_handover *h,
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
 	h->kmod = -1;
+	h->guardian = -1;
 	if (errlen)
 		err[0] = '\0';
 	for (;;) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The handover: what the old image puts in CPRX_INCOMING for the new one,
- * "v=1,fd=3,rb=0,keeper=812,reap=,save=N,exec=N[,why=..][,mirror=..]".
+ * "v=1,fd=3,rb=0,keeper=812,reap=,save=N,exec=N[,why=..][,mirror=..]"
+ * [,guardian=N][,restart=PID].
  * Comma-separated key=value fields; why= and mirror= are escaped (',', '%'
  * and control bytes as %XX).  Private to libcprx and its tools: libcprx
  * parses its own, cprx-qmp another process's (a QEMU rolled back says so,
@@ -28,6 +29,8 @@ struct cprx_handover {
 	unsigned long long save_ns, exec_ns;
 	char why[CPRX_MSG_MAX];
 	char mirror[PATH_MAX];	/* the state file's durable mirror, or "" */
+	int guardian;		/* the guardian's socket, else -1 */
+	pid_t restart;		/* guardian restart: the owner that died, or 0 */
 };
 
 /*

@@ -31,9 +31,9 @@
  * cprx_exec runs (see there).
  *
  * ABI: every symbol is versioned (CPRX_0.2, then CPRX_0.3 for what 0.3
- * added: cprx_rollback_on_failure, CPRX_0.4 for cprx_kexec_prepare); a
- * release adds a node and never changes
- * what an older node's symbols do.  Structs the
+ * added: cprx_rollback_on_failure, CPRX_0.4 for cprx_kexec_prepare and
+ * the guardian calls); a release adds a node and never changes what an
+ * older node's symbols do.  Structs the
  * caller passes in start with their size: a larger struct from a newer
  * header is accepted while its unknown tail is zero.
  */
@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,6 +65,8 @@ extern "C" {
 #define CPRX_ENV	"CPRX_INCOMING"
 /* Forces a backend: "cloexec", "kmod", "luo" or "auto". */
 #define CPRX_ENV_BACKEND "CPRX_BACKEND"
+/* The guardian's socket, as cprx-guardian(1) starts a VMM: "CPRX_GUARDIAN_FD=N" */
+#define CPRX_ENV_GUARDIAN "CPRX_GUARDIAN_FD"
 
 enum cprx_backend {
 	CPRX_BACKEND_AUTO = 0,
@@ -356,6 +359,48 @@ bool cprx_is_rollback(const struct cprx_session *s);
 const char *cprx_rollback_reason(const struct cprx_session *s);
 /* Updates this process has been through: 0 in a fresh VMM, and for NULL. */
 unsigned int cprx_generation(const struct cprx_session *s);
+
+/* The guardian (since 0.4, CPRX_VERSION_AT_LEAST(0, 4)) ----------------- */
+
+/*
+ * Names the peer of @sockfd, a connected AF_UNIX SOCK_SEQPACKET socket (the
+ * one cprx-guardian(1) names in $CPRX_GUARDIAN_FD, or a supervisor's own),
+ * as the guardian of this update.  Should this process die - SIGKILL, an
+ * OOM kill, anything - after cprx_exec armed and before the new image's
+ * cprx_commit, the guardian gets the guest's RAM, devices and state and
+ * restarts the previous binary, with its argv, from them: a rollback
+ * image (cprx_is_rollback, cprx_is_guardian_restart) in a new pid.
+ * cloexec backend: cprx_exec sends the guardian copies of the preserved
+ * fds, the state and this binary just before execve; kmod: cprx.ko keeps
+ * the session for the guardian (SET_GUARDIAN, ADOPT_SESSION).  The new
+ * image's cprx_commit tells the guardian, which drops what it holds.
+ * Outside an update, or with the guardian gone too, nothing outlives this
+ * process.
+ *
+ * The socket stays the caller's (never closed here); it crosses the exec,
+ * named in the handover, and the new image's session uses it.  A guardian
+ * that is gone or does not read at cprx_exec leaves that update unguarded.
+ *
+ * A guarded new image must call cprx_commit before it changes guest RAM or
+ * devices (before its vCPUs run): until then the guardian may restart the
+ * previous binary from them, which must find them as they were saved.
+ *
+ * Old image, before cprx_exec.  -EBADF/-ENOTSOCK not a socket, -EINVAL not
+ * AF_UNIX SOCK_SEQPACKET or its peer is this process, or an incoming
+ * session; -ENOTCONN no peer; -EPERM the peer runs under another euid;
+ * -EBUSY a guardian is set; -EOPNOTSUPP (kmod) cprx.ko predates it.
+ */
+int cprx_set_guardian(struct cprx_session *s, int sockfd);
+/*
+ * The guardian's pid: the one cprx_set_guardian named, or in a new image
+ * the one the update came with; 0 when none (and for NULL).
+ */
+pid_t cprx_guardian_pid(const struct cprx_session *s);
+/*
+ * True in an image the guardian started after the VMM died mid-update:
+ * a rollback image in another pid (false for NULL).
+ */
+bool cprx_is_guardian_restart(const struct cprx_session *s);
 
 /* Both images ------------------------------------------------------------- */
 

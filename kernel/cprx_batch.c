@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
+ * The pins: PRESERVE_FD and UNPRESERVE_FD one at a time, and
  * PRESERVE_FDS: many pins in one ioctl, all or nothing.  The files are
  * taken before the session's lock; the pins go into the session under it,
  * one by one with PRESERVE_FD's checks and charges, and come out again if
@@ -227,4 +228,84 @@ long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg)
 	/* proven writable above: a fault now is the caller's own unmap */
 	(void)put_user(failed, &u->failed);
 	return ret;
+}
+
+long cprx_session_preserve(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_preserve_fd arg;
+	struct cprx_pin *pin;
+	struct file *file;
+	u32 usize;
+	int ret;
+
+	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
+	if (ret)
+		return ret;
+	file = fget(arg.fd);
+	if (!file)
+		return -EBADF;
+	if (cprx_is_session(file)) {
+		fput(file);	/* a session pinned in a session never dies */
+		return -EINVAL;
+	}
+	pin = kmalloc(sizeof(*pin), GFP_KERNEL_ACCOUNT);
+	if (!pin) {
+		fput(file);
+		return -ENOMEM;
+	}
+	pin->token = arg.token;
+	pin->file = file;
+
+	mutex_lock(&s->lock);
+	ret = cprx_may_pin(s);
+	if (!ret && cprx_find_pin(s, arg.token))
+		ret = -EEXIST;
+	else if (!ret && s->nr_pins >= READ_ONCE(cprx_max_pins))
+		ret = -ENOSPC;
+	else if (!ret)
+		ret = cprx_charge_pin(s->user);
+	if (!ret) {
+		hash_add(s->pins, &pin->node, pin->token);
+		WRITE_ONCE(s->nr_pins, s->nr_pins + 1);
+	}
+	mutex_unlock(&s->lock);
+	if (ret) {
+		fput(file);
+		kfree(pin);
+	}
+	return ret;
+}
+
+long cprx_session_unpreserve(struct cprx_session *s, void __user *uarg)
+{
+	struct cprx_session_unpreserve_fd arg;
+	struct cprx_pin *pin = NULL;
+	u32 usize;
+	int ret;
+
+	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
+	if (ret)
+		return ret;
+	if (arg.reserved)
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	if (!cprx_is_image(s))
+		ret = -EPERM;
+	else if (s->armed)
+		ret = -EBUSY;
+	else
+		pin = cprx_find_pin(s, arg.token);
+	if (!ret && !pin)
+		ret = -ENOENT;
+	if (!ret) {
+		hash_del(&pin->node);
+		WRITE_ONCE(s->nr_pins, s->nr_pins - 1);
+		cprx_uncharge_pins(s->user, 1);
+	}
+	mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	fput(pin->file);
+	kfree(pin);
+	return 0;
 }

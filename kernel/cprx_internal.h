@@ -82,6 +82,14 @@ struct cprx_pin {
  * @retrieved: taken back after that exec: RETRIEVE_FD works
  * @retrieved_before_arm: what CPRX_ARM_CANCEL restores
  * @dead: owner gone or finished: no pins, only QUERY answers
+ * @guardian: who is left the session if the owner dies mid-update, or NULL
+ *	(cprx_guardian.c); held until the session is freed
+ * @guardian_wait: on the guardian's pid wait queue, woken when it exits
+ * @guardian_gone: the work that ends an orphan once the guardian is gone
+ * @orphan_file: the reference that keeps an orphan alive, for ADOPT
+ * @guardian_exited: the guardian is gone: the session dies with its owner
+ * @orphan: the owner died mid-update: kept for the guardian to adopt
+ * @adopted: adopted by the guardian, for its child to retrieve
  *
  * A session lives while a file refers to it.  The owner keeps an fd on it
  * across the exec (libcprx clears its FD_CLOEXEC when it arms), so the pins
@@ -112,6 +120,13 @@ struct cprx_session {
 	bool retrieved;
 	bool retrieved_before_arm;
 	bool dead;
+	struct pid *guardian;
+	struct wait_queue_entry guardian_wait;
+	struct work_struct guardian_gone;
+	struct file *orphan_file;
+	bool guardian_exited;
+	bool orphan;
+	bool adopted;
 };
 
 /* Only the creating process, under the creating euid, uses a session. */
@@ -171,10 +186,29 @@ bool cprx_same_subject(const struct cred *armed,
 		       const struct cprx_lsm_subject *lsm);
 
 struct file *cprx_session_create(const char *name);
+struct file *cprx_session_file(struct cprx_session *s);
+void cprx_session_put_never_last(struct cprx_session *s);
+void cprx_kill_session(struct cprx_session *s);
+void cprx_disarm(struct cprx_session *s);
+void cprx_set_image(struct cprx_session *s, struct mm_struct *mm);
 bool cprx_is_session(struct file *file);
 long cprx_session_preserve_fds(struct cprx_session *s, void __user *uarg);
+long cprx_session_preserve(struct cprx_session *s, void __user *uarg);
+long cprx_session_unpreserve(struct cprx_session *s, void __user *uarg);
 long cprx_session_query(struct cprx_session *s, void __user *uarg);
 struct file *cprx_session_retrieve(const char *name);
+
+/* cprx_guardian.c */
+bool cprx_pid_exited(struct pid *pid);
+void cprx_guardian_init(struct cprx_session *s);
+void cprx_guardian_release(struct cprx_session *s);
+bool cprx_keep_for_guardian(struct cprx_session *s);
+bool cprx_kept(struct cprx_session *s);
+bool cprx_is_adopter(struct cprx_session *s);
+long cprx_session_set_guardian(struct cprx_session *s, void __user *uarg);
+struct file *cprx_session_adopt(const char *name);
+struct cprx_session *cprx_find_adopted(const char *name);
+void cprx_take_adopted(struct cprx_session *s);
 
 int cprx_copy_arg(void *dst, size_t ksize, size_t minsize,
 		  void __user *uarg, u32 *usizep);

@@ -119,11 +119,15 @@ static long dev_get_session(struct cprx_ioctl_create_session *arg,
 	return 0;
 }
 
-/* RETRIEVE_SESSION's argument is CREATE_SESSION's, field for field. */
+/* RETRIEVE and ADOPT_SESSION take CREATE_SESSION's argument as it is */
 static_assert(sizeof(struct cprx_ioctl_create_session) ==
 	      sizeof(struct cprx_ioctl_retrieve_session));
 static_assert(offsetof(struct cprx_ioctl_create_session, fd) ==
 	      offsetof(struct cprx_ioctl_retrieve_session, fd));
+static_assert(sizeof(struct cprx_ioctl_create_session) ==
+	      sizeof(struct cprx_ioctl_adopt_session));
+static_assert(offsetof(struct cprx_ioctl_create_session, fd) ==
+	      offsetof(struct cprx_ioctl_adopt_session, fd));
 
 static long dev_session(void __user *uarg,
 			struct file *(*get)(const char *name))
@@ -151,6 +155,9 @@ static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case CPRX_IOCTL_RETRIEVE_SESSION:
 		ret = dev_session((void __user *)arg, cprx_session_retrieve);
+		break;
+	case CPRX_IOCTL_ADOPT_SESSION:
+		ret = dev_session((void __user *)arg, cprx_session_adopt);
 		break;
 	default:
 		return -ENOTTY;

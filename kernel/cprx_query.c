@@ -54,7 +54,8 @@ long cprx_session_query(struct cprx_session *s, void __user *uarg)
 		return ret;
 	if (arg.flags || arg.owner_pid)
 		return -EINVAL;
-	if (!cprx_is_owner(s))
+	/* an adopted session answers the guardian and the child it starts */
+	if (!cprx_is_owner(s) && !cprx_is_adopter(s))
 		return -EPERM;
 	/* by the pins there are: nr_entries is only the caller's room */
 	cap = min(arg.nr_entries, READ_ONCE(s->nr_pins));
@@ -73,7 +74,11 @@ long cprx_session_query(struct cprx_session *s, void __user *uarg)
 	}
 	arg.flags = (s->armed ? CPRX_SESSION_ARMED : 0) |
 		    (s->retrieved ? CPRX_SESSION_RETRIEVED : 0) |
-		    (s->dead ? CPRX_SESSION_DEAD : 0);
+		    (s->dead ? CPRX_SESSION_DEAD : 0) |
+		    (s->guardian ? CPRX_SESSION_GUARDED : 0) |
+		    (s->orphan || s->adopted ? CPRX_SESSION_ORPHAN : 0);
+	/* the dead owner's number may be another process's by now */
+	arg.owner_pid = s->adopted ? 0 : pid_vnr(s->owner);
 	mutex_unlock(&s->lock);
 	if (ents && copy_to_user(u64_to_user_ptr(arg.entries), ents,
 				 min(n, cap) * sizeof(*ents)))
@@ -82,7 +87,6 @@ long cprx_session_query(struct cprx_session *s, void __user *uarg)
 	if (ret)
 		return ret;
 	arg.nr_entries = n;
-	arg.owner_pid = pid_vnr(s->owner);
 	memcpy(arg.name, s->name, sizeof(arg.name));
 	return cprx_copy_back(uarg, &arg, sizeof(arg), usize);
 }

@@ -19,7 +19,9 @@
  * one that retrieves it; only that image changes it or takes files back.
  *
  * The pins never outlive the owner: the exit of its last thread flushes
- * them, and its pid wait queue catches the rest.  Locks: cprx_sessions_lock
+ * them, and its pid wait queue catches the rest - unless the owner dies in
+ * the middle of an update with a guardian (cprx_guardian.c) alive, which
+ * then takes the session over for its own child.  Locks: cprx_sessions_lock
  * (the list) nests outside s->lock (one session), which nests outside
  * cprx_users_lock (the charges, a spinlock).
  */
@@ -60,7 +62,7 @@ static void drop_pins(struct cprx_session *s)
 	WRITE_ONCE(s->nr_pins, 0);
 }
 
-static void disarm(struct cprx_session *s)
+void cprx_disarm(struct cprx_session *s)
 {
 	lockdep_assert_held(&s->lock);
 	WRITE_ONCE(s->armed, false);
@@ -70,7 +72,7 @@ static void disarm(struct cprx_session *s)
 }
 
 /* The session belongs to image @mm now (NULL: to none). */
-static void set_image(struct cprx_session *s, struct mm_struct *mm)
+void cprx_set_image(struct cprx_session *s, struct mm_struct *mm)
 {
 	if (mm)
 		mmgrab(mm);
@@ -102,46 +104,54 @@ static void announce_end(struct cprx_session *s, bool was_armed)
 			       left, left_armed);
 }
 
+/* Ends @s; returns whether it was live, and @was_armed.  Under s->lock. */
+static bool end_session(struct cprx_session *s, bool *was_armed)
+{
+	bool was_live = !s->dead;
+
+	lockdep_assert_held(&s->lock);
+	*was_armed = s->armed;
+	drop_pins(s);
+	cprx_disarm(s);
+	cprx_set_image(s, NULL);
+	WRITE_ONCE(s->dead, true);
+	return was_live;
+}
+
 /*
- * Where a session dies unless it finished: owner gone, or last file closed.
- * Called without cprx_sessions_lock, from any task or a work item.
+ * Where a session dies unless it finished: owner gone, last file closed,
+ * or the guardian of an orphan gone.  Called without cprx_sessions_lock,
+ * from any task or a work item.
  */
-static void kill_session(struct cprx_session *s)
+void cprx_kill_session(struct cprx_session *s)
 {
 	bool was_live, was_armed;
 
 	mutex_lock(&s->lock);
-	was_live = !s->dead;
-	was_armed = s->armed;
-	drop_pins(s);
-	disarm(s);
-	set_image(s, NULL);
-	WRITE_ONCE(s->dead, true);
+	was_live = end_session(s, &was_armed);
 	mutex_unlock(&s->lock);
 	if (was_live)
 		announce_end(s, was_armed);
 }
 
-/* Has every thread of the owner exited? */
-static bool owner_exited(struct cprx_session *s)
-{
-	struct task_struct *t;
-	bool gone;
-
-	rcu_read_lock();
-	t = pid_task(s->owner, PIDTYPE_TGID);
-	gone = !t || (t->exit_state && thread_group_empty(t));
-	rcu_read_unlock();
-	return gone;
-}
-
+/*
+ * The owner is read under s->lock: a guardian's child that retrieves an
+ * adopted session becomes its owner under that lock.  A session kept for
+ * the guardian (cprx_guardian.c) is not the dead owner's to end.
+ */
 static void owner_gone_work(struct work_struct *work)
 {
 	struct cprx_session *s = container_of(work, struct cprx_session,
 					      owner_gone);
+	bool end, was_live = false, was_armed;
 
-	if (owner_exited(s))
-		kill_session(s);
+	mutex_lock(&s->lock);
+	end = cprx_pid_exited(s->owner) && !cprx_kept(s);
+	if (end)
+		was_live = end_session(s, &was_armed);
+	mutex_unlock(&s->lock);
+	if (was_live)
+		announce_end(s, was_armed);
 }
 
 /* Runs under the wait queue's spinlock: defer to a work item. */
@@ -159,10 +169,11 @@ static int owner_woken(struct wait_queue_entry *wait, unsigned int mode,
 static void session_destroy(struct cprx_session *s)
 {
 	cancel_work_sync(&s->owner_gone);
+	cprx_guardian_release(s);
 	mutex_lock(&s->lock);	/* nobody else can reach @s: for the asserts */
 	drop_pins(s);
-	disarm(s);
-	set_image(s, NULL);
+	cprx_disarm(s);
+	cprx_set_image(s, NULL);
 	mutex_unlock(&s->lock);
 	if (s->user)
 		cprx_uncharge_session(s->user);
@@ -181,7 +192,7 @@ static void session_free(struct kref *ref)
 	/* no wakeup can queue the work once the entry is off the queue */
 	remove_wait_queue(&s->owner->wait_pidfd, &s->owner_wait);
 	/* closed before FINISH: armed or not, it ends here, and says so */
-	kill_session(s);
+	cprx_kill_session(s);
 	session_destroy(s);
 }
 
@@ -191,13 +202,18 @@ static void session_never_free(struct kref *ref)
 	WARN_ON_ONCE(1);
 }
 
+void cprx_session_put_never_last(struct cprx_session *s)
+{
+	kref_put(&s->ref, session_never_free);
+}
+
 static void session_put(struct cprx_session *s)
 {
 	kref_put_mutex(&s->ref, session_free, &cprx_sessions_lock);
 }
 
 /* A file on @s; it takes over a reference the caller holds. */
-static struct file *session_file(struct cprx_session *s)
+struct file *cprx_session_file(struct cprx_session *s)
 {
 	return anon_inode_getfile("[cprx-session]", &cprx_session_fops, s,
 				  O_RDWR);
@@ -248,10 +264,11 @@ static struct cprx_session *session_alloc(const char *name)
 	s->owner = get_pid(task_tgid(current));
 	s->owner_start = current->group_leader->start_time;
 	s->uid = current_euid();
-	set_image(s, current->mm);
+	cprx_set_image(s, current->mm);
 	s->created = ktime_get();
 	INIT_WORK(&s->owner_gone, owner_gone_work);
 	init_waitqueue_func_entry(&s->owner_wait, owner_woken);
+	cprx_guardian_init(s);
 	return s;
 }
 
@@ -271,7 +288,7 @@ struct file *cprx_session_create(const char *name)
 	mutex_lock(&cprx_sessions_lock);
 	ret = may_create(s);
 	if (!ret) {
-		file = session_file(s);
+		file = cprx_session_file(s);
 		if (IS_ERR(file))
 			ret = PTR_ERR(file);
 	}
@@ -320,6 +337,8 @@ struct file *cprx_session_retrieve(const char *name)
 	mutex_lock(&cprx_sessions_lock);
 	/* another process's name is no more known to us than a free one */
 	s = find_session(task_tgid(current), name);
+	if (!s)		/* or one its parent, a guardian, adopted for it */
+		s = cprx_find_adopted(name);
 	if (!s) {
 		file = ERR_PTR(-ENOENT);
 		goto out;
@@ -330,13 +349,15 @@ struct file *cprx_session_retrieve(const char *name)
 		file = ERR_PTR(ret);
 	} else {
 		kref_get(&s->ref);	/* our list lock keeps the count above zero */
-		file = session_file(s);
+		file = cprx_session_file(s);
 		if (IS_ERR(file)) {
 			/* never the last reference: the list lock is held */
 			kref_put(&s->ref, session_never_free);
 		} else {
-			disarm(s);
-			set_image(s, current->mm);
+			if (s->adopted)
+				cprx_take_adopted(s);
+			cprx_disarm(s);
+			cprx_set_image(s, current->mm);
 			WRITE_ONCE(s->retrieved, true);
 		}
 	}
@@ -344,86 +365,6 @@ struct file *cprx_session_retrieve(const char *name)
 out:
 	mutex_unlock(&cprx_sessions_lock);
 	return file;
-}
-
-static long session_preserve(struct cprx_session *s, void __user *uarg)
-{
-	struct cprx_session_preserve_fd arg;
-	struct cprx_pin *pin;
-	struct file *file;
-	u32 usize;
-	int ret;
-
-	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
-	if (ret)
-		return ret;
-	file = fget(arg.fd);
-	if (!file)
-		return -EBADF;
-	if (file->f_op == &cprx_session_fops) {
-		fput(file);	/* a session pinned in a session never dies */
-		return -EINVAL;
-	}
-	pin = kmalloc(sizeof(*pin), GFP_KERNEL_ACCOUNT);
-	if (!pin) {
-		fput(file);
-		return -ENOMEM;
-	}
-	pin->token = arg.token;
-	pin->file = file;
-
-	mutex_lock(&s->lock);
-	ret = cprx_may_pin(s);
-	if (!ret && cprx_find_pin(s, arg.token))
-		ret = -EEXIST;
-	else if (!ret && s->nr_pins >= READ_ONCE(cprx_max_pins))
-		ret = -ENOSPC;
-	else if (!ret)
-		ret = cprx_charge_pin(s->user);
-	if (!ret) {
-		hash_add(s->pins, &pin->node, pin->token);
-		WRITE_ONCE(s->nr_pins, s->nr_pins + 1);
-	}
-	mutex_unlock(&s->lock);
-	if (ret) {
-		fput(file);
-		kfree(pin);
-	}
-	return ret;
-}
-
-static long session_unpreserve(struct cprx_session *s, void __user *uarg)
-{
-	struct cprx_session_unpreserve_fd arg;
-	struct cprx_pin *pin = NULL;
-	u32 usize;
-	int ret;
-
-	ret = CPRX_COPY_ARG(arg, token, uarg, &usize);
-	if (ret)
-		return ret;
-	if (arg.reserved)
-		return -EINVAL;
-	mutex_lock(&s->lock);
-	if (!cprx_is_image(s))
-		ret = -EPERM;
-	else if (s->armed)
-		ret = -EBUSY;
-	else
-		pin = cprx_find_pin(s, arg.token);
-	if (!ret && !pin)
-		ret = -ENOENT;
-	if (!ret) {
-		hash_del(&pin->node);
-		WRITE_ONCE(s->nr_pins, s->nr_pins - 1);
-		cprx_uncharge_pins(s->user, 1);
-	}
-	mutex_unlock(&s->lock);
-	if (ret)
-		return ret;
-	fput(pin->file);
-	kfree(pin);
-	return 0;
 }
 
 static long session_arm(struct cprx_session *s, void __user *uarg)
@@ -449,7 +390,7 @@ static long session_arm(struct cprx_session *s, void __user *uarg)
 		ret = -EBUSY;
 	if (!ret && (arg.flags & CPRX_ARM_CANCEL)) {
 		/* only the image that armed, whose exec failed */
-		disarm(s);
+		cprx_disarm(s);
 		WRITE_ONCE(s->retrieved, s->retrieved_before_arm);
 	} else if (!ret) {
 		s->armed_cred = get_current_cred();
@@ -557,9 +498,9 @@ static long session_dispatch(struct cprx_session *s, unsigned int cmd,
 {
 	switch (cmd) {
 	case CPRX_SESSION_PRESERVE_FD:
-		return session_preserve(s, uarg);
+		return cprx_session_preserve(s, uarg);
 	case CPRX_SESSION_UNPRESERVE_FD:
-		return session_unpreserve(s, uarg);
+		return cprx_session_unpreserve(s, uarg);
 	case CPRX_SESSION_ARM:
 		return session_arm(s, uarg);
 	case CPRX_SESSION_RETRIEVE_FD:
@@ -570,6 +511,8 @@ static long session_dispatch(struct cprx_session *s, unsigned int cmd,
 		return cprx_session_query(s, uarg);
 	case CPRX_SESSION_PRESERVE_FDS:
 		return cprx_session_preserve_fds(s, uarg);
+	case CPRX_SESSION_SET_GUARDIAN:
+		return cprx_session_set_guardian(s, uarg);
 	}
 	return -ENOTTY;
 }
@@ -600,8 +543,8 @@ static int session_flush(struct file *file, fl_owner_t id)
 	struct cprx_session *s = file->private_data;
 
 	if ((current->flags & PF_EXITING) && task_tgid(current) == s->owner &&
-	    !atomic_read(&current->signal->live))
-		kill_session(s);
+	    !atomic_read(&current->signal->live) && !cprx_keep_for_guardian(s))
+		cprx_kill_session(s);
 	return 0;
 }
 

@@ -247,6 +247,25 @@ out:
 	return ret;
 }
 
+/* The guardian cprx.ko keeps the session for if this process dies armed. */
+int cprx_kmod_set_guardian(struct cprx_session *s, int sockfd)
+{
+	struct cprx_session_set_guardian arg = {
+		.size = sizeof(arg), .fd = sockfd,
+	};
+
+	if (!ioctl(s->kmod_sfd, CPRX_SESSION_SET_GUARDIAN, &arg))
+		return 0;
+	if (errno == ENOTTY)
+		return cprx_fail(s, EOPNOTSUPP, "load a cprx.ko of cprx 0.4 or "
+				 "later, or use CPRX_BACKEND=cloexec",
+				 "cprx.ko has no guardian (SET_GUARDIAN)");
+	return cprx_fail(s, errno, "name the guardian before cprx_exec, "
+			 "over a socket connected to it", "cprx.ko refused the "
+			 "guardian of session '%s': %s", s->name,
+			 strerror(errno));
+}
+
 static int kmod_flush(struct cprx_session *s)
 {
 	return flush(s, s->nr_ents, false);

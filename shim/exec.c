@@ -462,10 +462,16 @@ size_t cprx_handover_head(struct cprx_session *s, char *buf, size_t len,
 			  const char *field, const char *extra,
 			  const char *mirror, pid_t keeper, const char *reap)
 {
-	int n = snprintf(buf, len, "%s=v=1,%s,%s%s,keeper=%d,reap=%s,save=%llu",
-			 CPRX_ENV, field, extra, mirror ? mirror : "",
-			 (int)keeper, reap,
-			 (unsigned long long)s->ts[CPRX_PH_SAVE_END]);
+	char guardian[32] = "";
+	int n;
+
+	if (s->guardian_fd >= 0)
+		snprintf(guardian, sizeof(guardian), ",guardian=%d",
+			 s->guardian_fd);
+	n = snprintf(buf, len, "%s=v=1,%s,%s%s%s,keeper=%d,reap=%s,save=%llu",
+		     CPRX_ENV, field, extra, mirror ? mirror : "", guardian,
+		     (int)keeper, reap,
+		     (unsigned long long)s->ts[CPRX_PH_SAVE_END]);
 
 	return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
 }
@@ -520,6 +526,8 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 		cprx_keeper_stop(&keeper);
 		goto out;
 	}
+	/* armed first: cprx.ko keeps only an armed session for the guardian */
+	cprx_guardian_arm(s);
 	cprx_mark(s, CPRX_PH_EXEC);
 	n = cprx_handover_head(s, env, envlen, field, extra, mirror,
 			       keeper.pid, reap);
@@ -532,6 +540,7 @@ int cprx_do_exec(struct cprx_session *s, const char *path,
 	err = errno;
 	/* Still here: the exec failed.  Undo everything, the guest resumes. */
 	cprx_keeper_stop(&keeper);
+	cprx_guardian_disarm(s);
 	s->backend->disarm(s);
 	ret = exec_failure(s, path, err, argv, envp);
 	s->ts[CPRX_PH_EXEC] = 0;

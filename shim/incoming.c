@@ -165,6 +165,9 @@ static int check_origin(struct cprx_session *s)
 	/* after a kexec: another process, its uid's session (cprx-luod) */
 	bool luo = s->backend == &cprx_backend_luo;
 
+	/* a guardian's restart: the dead owner's state, checked by the guardian */
+	if (s->guardian_restart && pid == s->guardian_restart)
+		pid = getpid();
 	if ((luo || pid == getpid()) && backend == (int)s->backend->id) {
 		s->verified = true;
 		return 0;
@@ -330,7 +333,9 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 				 err);
 	/* the handover, not this machine, says how the fds came through */
 	s->backend = h.kmod >= 0 ? &cprx_backend_kmod : &cprx_backend_cloexec;
-	ret = s->backend->incoming(s, &h);
+	ret = cprx_guardian_incoming(s, &h);
+	if (!ret)
+		ret = s->backend->incoming(s, &h);
 	if (ret)
 		return ret;
 
@@ -343,8 +348,8 @@ CPRX_EXPORT int cprx_incoming(struct cprx_session **sp,
 			s->state_fd = -1;	/* not known to be ours: untouched */
 		return ret;	/* nor is its rb= or why= believed */
 	}
-	s->rollback = h.rollback;
-	if (h.rollback && h.why[0])
+	s->rollback = h.rollback || h.restart;
+	if (s->rollback && h.why[0])
 		s->why = strdup(h.why);
 	if (s->backend == &cprx_backend_cloexec)
 		fcntl(s->state_fd, F_SETFD, FD_CLOEXEC);
@@ -557,6 +562,8 @@ CPRX_EXPORT int cprx_commit(struct cprx_session *s)
 	cprx_rollback_disarm(s);
 	cprx_keepers_hurry();
 	s->backend->commit(s);
+	/* after the backend dropped its pins: the guardian's copies go last */
+	cprx_guardian_commit(s);
 	cprx_entries_release(s);
 	cprx_mirror_remove(s);	/* no device state stays on disk */
 	if (s->state_fd >= 0)

@@ -92,6 +92,12 @@ struct cprx_session {
 	/* the state file, a durable copy of state_fd; new image: from handover */
 	char *mirror_path;
 	uint64_t mirror_dev, mirror_ino;	/* old image: the file it wrote */
+	/* the guardian (guardian.c): its socket, the caller's; -1: none */
+	int guardian_fd;
+	pid_t guardian_pid;	/* its peer */
+	bool guardian_armed;	/* old image: it holds this update's files */
+	bool guardian_cloexec;	/* old image: the socket's flag to put back */
+	pid_t guardian_restart;	/* new image: restarted for this dead pid */
 
 	/* new image */
 	bool incoming;
@@ -210,6 +216,15 @@ int cprx_argv_check(struct cprx_session *s, char *why, size_t len);
 
 /* rollback.c: ends the automatic rollback of @s, if armed */
 void cprx_rollback_disarm(struct cprx_session *s);
+
+/* guardian.c */
+int cprx_guardian_arm(struct cprx_session *s);
+void cprx_guardian_disarm(struct cprx_session *s);
+void cprx_guardian_commit(struct cprx_session *s);
+int cprx_guardian_incoming(struct cprx_session *s,
+			   const struct cprx_handover *h);
+/* backend_kmod.c: names the guardian to cprx.ko */
+int cprx_kmod_set_guardian(struct cprx_session *s, int sockfd);
 
 /* mirror.c: the state file, a durable copy of the sealed state memfd */
 int cprx_mirror_write(struct cprx_session *s, const void *buf, size_t len);

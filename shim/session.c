@@ -77,6 +77,7 @@ struct cprx_session *cprx_session_alloc(const char *name,
 	s->exe_fd = -1;
 	s->kmod_sfd = -1;
 	s->luo_sock = -1;
+	s->guardian_fd = -1;
 	s->generation = cprx_process_generation;
 	return s;
 }
@@ -235,6 +236,8 @@ static const char *own_fd(const struct cprx_session *s, int fd)
 		return "the cprx.ko session";
 	if (fd == s->luo_sock)
 		return "the connection to cprx-luod";
+	if (fd == s->guardian_fd)
+		return "the guardian's socket";
 	if (fd == cprx_io_ring_fd(s->ring))
 		return "the save's io_uring";
 	if (s->keeper.pid && (fd == s->keeper.pidfd || fd == s->keeper.wfd))

@@ -55,16 +55,8 @@ FIXTURE_SETUP(vmm)
 
 FIXTURE_TEARDOWN(vmm)
 {
-	int i;
-
 	/* th_res: the harness's verdict so far; only a failure is logged */
-	for (i = 0; i < self->nr; i++) {
-		if (th_res->status == TH_FAIL) {
-			TH_LOG("run %d: %s", i + 1, self->run[i].cmd);
-			run_log(&self->run[i]);
-		}
-		run_free(&self->run[i]);
-	}
+	runs_end(self->run, self->nr, th_res->status == TH_FAIL);
 	unlink(self->state);
 	rmdir(self->dir);
 }

@@ -139,7 +139,12 @@ static int reap(pid_t pid, int *status, long long deadline)
 
 void vmm_spawn(struct run *r, const char *const *args)
 {
-	const char *argv[MAX_ARGS + 2] = { vmm_path() };
+	prog_spawn(r, vmm_path(), args);
+}
+
+void prog_spawn(struct run *r, const char *prog, const char *const *args)
+{
+	const char *argv[MAX_ARGS + 2] = { prog };
 	int out[2], err[2], status = 0, ret, n = 1;
 	long long start, deadline;
 	size_t off;
@@ -212,6 +217,17 @@ void run_log(const struct run *r)
 	TH_LOG("  pid %d, exit %d, %lld ms", r->pid, r->code, r->ms);
 	dump_text("stdout", r->out ? r->out : "");
 	dump_text("stderr", r->err ? r->err : "");
+}
+
+void runs_end(struct run *runs, int n, bool failed)
+{
+	for (int i = 0; i < n; i++) {
+		if (failed) {
+			TH_LOG("run %d: %s", i + 1, runs[i].cmd);
+			run_log(&runs[i]);
+		}
+		run_free(&runs[i]);
+	}
 }
 
 void run_free(struct run *r)

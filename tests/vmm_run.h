@@ -7,6 +7,7 @@
 #ifndef CPRX_TESTS_VMM_RUN_H
 #define CPRX_TESTS_VMM_RUN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -35,9 +36,13 @@ const char *vmm_next_path(void);
  * a fatal assertion when it cannot be run or does not finish in time.
  */
 void vmm_spawn(struct run *r, const char *const *args);
+/* The same for another program @prog (cprx-guardian running the VMM). */
+void prog_spawn(struct run *r, const char *prog, const char *const *args);
 /* Logs @r's pid, status, time and output (TH_LOG); its command is not. */
 void run_log(const struct run *r);
 void run_free(struct run *r);
+/* Frees @n runs, logging each first when the test @failed. */
+void runs_end(struct run *runs, int n, bool failed);
 
 /* The @nth (from 0) line whose "event" is @ev: its index, or -1. */
 int event_at(const struct run *r, const char *ev, int nth);

@@ -106,8 +106,8 @@ TEST_F(kmod, create_args)
 	/* each file takes only its own commands */
 	EXPECT_EQ(-ENOTTY, xioctl(sfd, CPRX_IOCTL_CREATE_SESSION, &a));
 	EXPECT_EQ(-ENOTTY, xioctl(self->dev, CPRX_SESSION_ARM, &a));
-	EXPECT_EQ(-ENOTTY, xioctl(self->dev, _IO(CPRX_IOCTL_TYPE, 0x02), &a));
-	EXPECT_EQ(-ENOTTY, xioctl(sfd, _IO(CPRX_IOCTL_TYPE, 0x47), &a));
+	EXPECT_EQ(-ENOTTY, xioctl(self->dev, _IO(CPRX_IOCTL_TYPE, 0x03), &a));
+	EXPECT_EQ(-ENOTTY, xioctl(sfd, _IO(CPRX_IOCTL_TYPE, 0x48), &a));
 	/* the size is in the struct, not in the command */
 	EXPECT_EQ(-ENOTTY, xioctl(self->dev,
 				  _IOWR(CPRX_IOCTL_TYPE, 0, typeof(a)), &a));

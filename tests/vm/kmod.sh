@@ -18,7 +18,8 @@ out=$build/kmod-$kernel
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-cached=() timeout=900
+# test_guardian's 200 restarts take about 9 of the guest's minutes
+cached=() timeout=1800
 if [ "$kernel" = research ]; then
 	cached=(--cached) timeout=2400
 fi
@@ -39,11 +40,21 @@ fi
 # checkers, but test_vmm's 200-update growth run, which takes a quarter of
 # an hour there and whose leaks kmemleak finds in the other updates (it
 # runs in full on bookworm).
+# test_guardian: cprx-guardian restarting VMMs SIGKILLed mid-update, with
+# cprx.ko keeping their sessions; 200 kills on bookworm, fewer elsewhere.
 updates=("$build"/tests/exec_{update,rollback,refused,preflight,api}
-	"$build"/tests/faults/fault_{state,handover} "$build/tests/test_vmm")
+	"$build"/tests/faults/fault_{state,handover} "$build/tests/test_vmm"
+	"$build/tests/test_guardian")
+export CPRX_GUARDIAN=${CPRX_GUARDIAN:-$build/tools/cprx-guardian}
+export CPRX_GUARDIAN_CRASHES=${CPRX_GUARDIAN_CRASHES:-200}
 case $kernel in
-sid) updates=("$build"/tests/exec_{update,rollback,refused}) ;;
-research) export CPRX_TEST_EXCLUDE=no_growth_200_updates ;;
+sid)
+	updates=("$build"/tests/exec_{update,rollback,refused}
+		"$build/tests/test_guardian")
+	export CPRX_GUARDIAN_CRASHES=${CPRX_GUARDIAN_CRASHES_SID:-50} ;;
+research)
+	export CPRX_TEST_EXCLUDE=no_growth_200_updates
+	export CPRX_GUARDIAN_CRASHES=20 ;;
 esac
 # Sessions live in kmalloc-cg-4k: poisoned on free there, a use after free
 # (a work item run on a freed session, say) faults at once instead of
@@ -51,5 +62,5 @@ esac
 exec tests/vm/run.sh --kernel "$kernel" --timeout "$timeout" \
 	--append "slub_debug=FZP,kmalloc-cg-4k" -- \
 	tests/vm/kmod-tests.sh "$out/cprx.ko" \
-	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,trace,fuzz,batch,perf,attack} \
+	"$build"/tests/kmod_{abi,uapi,exec,who,limits,lifetime,race,trace,fuzz,batch,perf,attack,guardian} \
 	"${updates[@]}"

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -159,11 +160,14 @@ static void maybe_die(struct vm *vm, bool rollback)
 {
 	volatile char *page;
 
-	if (rollback || !(vm->cfg.faults & (F_EXIT_EARLY | F_CRASH_EARLY)))
+	if (rollback ||
+	    !(vm->cfg.faults & (F_EXIT_EARLY | F_CRASH_EARLY | F_KILL_EARLY)))
 		return;
 	fflush(NULL);
 	if (vm->cfg.faults & F_EXIT_EARLY)
 		exit(EXIT_SETUP);
+	if (vm->cfg.faults & F_KILL_EARLY)
+		raise(SIGKILL);
 	/* a real fault, not a NULL pointer a sanitizer would catch first */
 	page = mmap(NULL, GPAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page != MAP_FAILED)
@@ -199,10 +203,22 @@ static void restore_devs(struct vm *vm, struct cprx_session *s)
 		       "device state is not the one its generation holds", NULL);
 }
 
+static void commit(struct cprx_session *s)
+{
+	int r;
+
+	crash_stop();	/* --crash-window: no kill lands after the commit */
+	r = cprx_commit(s);
+	if (r < 0)
+		warn_msg("cprx_commit: %s", sess_msg(s, r));
+}
+
 void new_image(struct vm *vm, struct cprx_session *s)
 {
 	bool rollback = cprx_is_rollback(s);
 	bool kexec = !strcmp(cprx_backend_name(s), "luo");
+	/* a guardian may restart the previous binary until the commit */
+	bool guarded = cprx_guardian_pid(s) > 0;
 	struct report rep;
 	int r;
 
@@ -227,6 +243,12 @@ void new_image(struct vm *vm, struct cprx_session *s)
 	if (rollback)
 		snprintf(rep.reason, sizeof(rep.reason), "%s",
 			 cprx_rollback_reason(s) ? cprx_rollback_reason(s) : "");
+	/*
+	 * Guarded: commit before verify drains the devices and the vCPUs
+	 * write RAM, which the restarted previous binary must find unchanged.
+	 */
+	if (guarded)
+		commit(s);
 	rep.verified = vm_verify(vm, rep.verify, sizeof(rep.verify));
 	vm->verify_failed |= !rep.verified;
 	cprx_mark(s, CPRX_PH_VERIFY_END);
@@ -234,9 +256,8 @@ void new_image(struct vm *vm, struct cprx_session *s)
 	cprx_rollback_on_failure(s, false);
 	vcpus_start(vm);
 	cprx_mark(s, CPRX_PH_RESUMED);
-	r = cprx_commit(s);
-	if (r < 0)
-		warn_msg("cprx_commit: %s", sess_msg(s, r));
+	if (!guarded)
+		commit(s);
 	cprx_timeline(s, rep.ts, CPRX_PH_MAX);
 	rep.pause_ms = pause_ms(rep.ts);
 	print_update(vm, &rep);

@@ -39,6 +39,8 @@ static const struct fault_desc {
 	  "the new image dies of SIGSEGV before it commits: rolled back too" },
 	{ "kexec-device", F_KEXEC_DEVICE,
 	  "--kexec also preserves the device fds, which preflight must refuse" },
+	{ "kill-before-commit", F_KILL_EARLY,
+	  "the new image is SIGKILLed before it commits: only a guardian helps" },
 };
 
 enum {
@@ -62,6 +64,7 @@ enum {
 	OPT_SETTLE,
 	OPT_KEXEC,
 	OPT_NAME,
+	OPT_CRASH_WINDOW,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +88,7 @@ static const struct option long_opts[] = {
 	{ "settle",	no_argument,	   NULL, OPT_SETTLE },
 	{ "kexec",	no_argument,	   NULL, OPT_KEXEC },
 	{ "name",	required_argument, NULL, OPT_NAME },
+	{ "crash-window", required_argument, NULL, OPT_CRASH_WINDOW },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -127,6 +131,9 @@ static void usage(FILE *f)
 	      "              it into new RAM; what migration without CPR does\n"
 	      "  --settle          before each update, wait (up to 30 s) until the last one's\n"
 	      "                    teardown is over, so that it does not share the CPUs\n"
+	      "  --crash-window MS each update SIGKILLs this VMM at a random point up to MS ms\n"
+	      "                    after its exec, unless the new image commits first (tests\n"
+	      "                    of cprx-guardian, which restarts the previous binary)\n"
 	      "  --inject FAULT    inject a fault; repeatable or comma-separated:\n", f);
 	for (i = 0; i < ARRAY_SIZE(fault_descs); i++)
 		fprintf(f, "      %-19s %s\n", fault_descs[i].name, fault_descs[i].help);
@@ -338,6 +345,13 @@ static int parse_one(struct vm_config *c, int opt, const char *arg)
 			return -1;
 		}
 		snprintf(c->name, sizeof(c->name), "%s", arg);
+		return 0;
+	case OPT_CRASH_WINDOW:
+		if (parse_uint(arg, 1, 600000, &c->crash_window_ms) < 0) {
+			bad_opt("crash-window", "'%s' is not a number of ms from 1 to 600000",
+				arg);
+			return -1;
+		}
 		return 0;
 	}
 	return -1;

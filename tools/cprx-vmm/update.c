@@ -5,6 +5,7 @@
  * fails, verify and resume the guest and say why.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -160,6 +161,21 @@ void kexec_prepared(struct vm *vm, struct cprx_session *s)
 	exit(EXIT_OK);
 }
 
+/* Started by cprx-guardian (or a supervisor alike): name it the guardian. */
+static int guard(struct cprx_session *s)
+{
+	const char *env = getenv(CPRX_ENV_GUARDIAN);
+	char *end;
+	long fd;
+
+	if (!env)
+		return 0;
+	fd = strtol(env, &end, 10);
+	if (*end || end == env || fd < 0 || fd > INT_MAX)
+		return -EINVAL;
+	return cprx_set_guardian(s, (int)fd);
+}
+
 /* Returns only when the update was refused; the guest then runs on. */
 void update(struct vm *vm)
 {
@@ -176,6 +192,10 @@ void update(struct vm *vm)
 		baseline_update(vm);	/* execs or dies */
 	session_options(&vm->cfg, &o);
 	r = cprx_session_open(&s, vm->cfg.name, &o);
+	if (r < 0)
+		goto refused;
+	stage = "guardian";
+	r = guard(s);
 	if (r < 0)
 		goto refused;
 	r = update_prepare(vm, s, &stage);
@@ -210,7 +230,9 @@ void update(struct vm *vm)
 	stage = "exec";
 	if (vm->cfg.faults & F_E2BIG)
 		argv = e2big_argv(vm);
+	crash_arm(vm);
 	r = cprx_exec(s, vm->cfg.exec_path, argv);
+	crash_stop();
 	if (argv != vm->argv)
 		e2big_argv_free(vm, argv);
 refused:

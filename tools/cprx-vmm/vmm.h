@@ -52,6 +52,7 @@ enum fault {
 	F_EXIT_EARLY	= 1u << 7,
 	F_CRASH_EARLY	= 1u << 8,
 	F_KEXEC_DEVICE	= 1u << 9,
+	F_KILL_EARLY	= 1u << 10,
 };
 
 /* vm_config.flags */
@@ -82,6 +83,7 @@ struct vm_config {
 	uint32_t flags;			/* CFG_* */
 	uint32_t faults;		/* F_* */
 	uint32_t devices;		/* --devices: extra eventfds */
+	uint32_t crash_window_ms;	/* --crash-window (crash.c) */
 	char state_path[PATH_MAX];	/* "" = state in a memfd */
 	char exec_path[PATH_MAX];
 	char name[SESSION_NAME_MAX + 1];	/* --name: the libcprx session's */
@@ -232,6 +234,10 @@ int seccomp_deny_exec(void);
 int corrupt_state(const char *path);
 char **e2big_argv(struct vm *vm);
 void e2big_argv_free(struct vm *vm, char **av);
+
+/* crash.c */
+void crash_arm(struct vm *vm);
+void crash_stop(void);
 
 /* report.c */
 void report_init(struct report *rep, const struct cprx_session *s);

@@ -50,6 +50,7 @@ enum {
 	/* on /dev/cprx */
 	CPRX_CMD_CREATE_SESSION = 0x00,
 	CPRX_CMD_RETRIEVE_SESSION = 0x01,
+	CPRX_CMD_ADOPT_SESSION = 0x02,
 	/* on a session fd */
 	CPRX_CMD_PRESERVE_FD = 0x40,
 	CPRX_CMD_UNPRESERVE_FD = 0x41,
@@ -58,6 +59,7 @@ enum {
 	CPRX_CMD_FINISH = 0x44,
 	CPRX_CMD_QUERY = 0x45,
 	CPRX_CMD_PRESERVE_FDS = 0x46,
+	CPRX_CMD_SET_GUARDIAN = 0x47,
 };
 
 /*
@@ -87,7 +89,8 @@ struct cprx_ioctl_create_session {
  * process, as a new fd (O_CLOEXEC); @fd is written only on success.  The
  * session is disarmed by it.
  *   ENOENT  the caller has no live session of that name (another
- *           process's name is no different from a free one)
+ *           process's name is no different from a free one), and its
+ *           parent adopted none of that name for it (ADOPT_SESSION)
  *   EPERM   not armed; or no exec since the arm; or the caller's euid is
  *           not the creator's; or its uids, gids, groups, user namespace or
  *           LSM labels (those the LSMs report for the task: SELinux, Smack,
@@ -109,6 +112,32 @@ struct cprx_ioctl_retrieve_session {
 
 #define CPRX_IOCTL_RETRIEVE_SESSION \
 	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_RETRIEVE_SESSION)
+
+/*
+ * ADOPT_SESSION: the guardian (SET_GUARDIAN) of session @name, whose owner
+ * died in the middle of an update, takes it: the session is armed anew
+ * with the guardian's credentials, for a child of the guardian to retrieve
+ * (RETRIEVE_SESSION, by name, after its exec) and so become its owner.
+ * The guardian gets the session in @fd (O_CLOEXEC) to hand to that child;
+ * the pins stay until the child finishes the session or dies after the
+ * retrieve, or the guardian exits before it.  Same struct as
+ * CREATE_SESSION.
+ *   ENOENT  no session of that name is waiting for the caller: not its
+ *           guardian, or the owner alive, or the session died with it
+ *           (the owner died outside an update: no arm, or finished)
+ *   EPERM   the caller's euid is not the session's
+ *   EMFILE  no free fd
+ */
+struct cprx_ioctl_adopt_session {
+	__u32 size;
+	__u32 flags;		/* must be 0 */
+	__u8 name[CPRX_SESSION_NAME_LEN];
+	__s32 fd;		/* out */
+	__u32 reserved;
+};
+
+#define CPRX_IOCTL_ADOPT_SESSION \
+	_IO(CPRX_IOCTL_TYPE, CPRX_CMD_ADOPT_SESSION)
 
 /*
  * PRESERVE_FD: pin the file behind @fd under @token.
@@ -251,11 +280,15 @@ struct cprx_query_entry {
 #define CPRX_SESSION_ARMED	(1u << 0)
 #define CPRX_SESSION_RETRIEVED	(1u << 1)
 #define CPRX_SESSION_DEAD	(1u << 2)	/* finished, or owner gone */
+#define CPRX_SESSION_GUARDED	(1u << 3)	/* a guardian is set */
+#define CPRX_SESSION_ORPHAN	(1u << 4)	/* owner died, kept for it */
 
 /*
  * QUERY: session state and up to @nr_entries pins into @entries (a user
  * pointer to struct cprx_query_entry[]).  On return @nr_entries holds how
- * many pins there are, which may be more than were copied.
+ * many pins there are, which may be more than were copied.  A session
+ * adopted by a guardian answers the guardian and its children too, and
+ * @owner_pid is then 0 until a child retrieves it.
  *   EPERM   not the owner's process or euid (any image of it may query)
  *   EINVAL  @flags or @owner_pid set (they are out only)
  */
@@ -269,5 +302,29 @@ struct cprx_session_query {
 };
 
 #define CPRX_SESSION_QUERY _IO(CPRX_IOCTL_TYPE, CPRX_CMD_QUERY)
+
+/*
+ * SET_GUARDIAN: the peer of @fd, a connected AF_UNIX socket, becomes the
+ * session's guardian.  Should the owner die in the middle of an update -
+ * armed, or retrieved and not finished - while the guardian lives, the
+ * session is not ended but kept for the guardian (ADOPT_SESSION).  It is
+ * ended when the guardian exits first; outside an update the session dies
+ * with its owner as ever.  A kept session still counts against the owner's
+ * user limits.  Once per session, before ARM.
+ *   EPERM   not the owner; or the peer's euid is not the session's
+ *   ESRCH   finished or owner gone; or the peer has exited
+ *   EBUSY   armed
+ *   EEXIST  a guardian is set
+ *   EBADF   @fd is not open
+ *   ENOTSOCK @fd is not a socket
+ *   EINVAL  not an AF_UNIX socket; or the peer is the owner itself
+ *   ENOTCONN no peer
+ */
+struct cprx_session_set_guardian {
+	__u32 size;
+	__s32 fd;
+};
+
+#define CPRX_SESSION_SET_GUARDIAN _IO(CPRX_IOCTL_TYPE, CPRX_CMD_SET_GUARDIAN)
 
 #endif /* _UAPI_LINUX_CPRX_H */
