@@ -1,0 +1,242 @@
+#!/bin/bash
+# QEMU tier (TAP): stock QEMUs (sid's 11.x, and 10.2.2 when qemu-build.sh
+# has built it) updated into new QEMUs that die after the exec, before the
+# guest runs again, where nothing rolls back:
+#   - a new binary that is a wrapper exiting 1 when it is given the state
+#     (it runs QEMU for the preflight's -version and trial instance);
+#   - a new QEMU killed with SIGKILL after the exec (paused by -S, so it is
+#     killed before it resumes the guest);
+#   - a load failure: a device missing from the new command line, with the
+#     checks that would have refused it bypassed (--no-trial).
+# cprx-qmp keeps the guest's RAM and the migration file before the stop
+# and starts the previous QEMU again on them: each case must end rescued -
+# exit 5, the new PID reported in text and JSON, query-status running there,
+# the guest's ticks on without a gap or a reboot, its RAM pattern and the
+# firmware at the reset vector intact, cprx-qmp's fds back to what they were
+# before it kept anything, /proc/meminfo's Shmem back to the level before
+# the update, and the rescued QEMU holding no more memfds than the QEMU it
+# replaces plus the RAM it was given.  Then a good update of the rescued
+# QEMU works, and the SIGKILL case with --no-rescue says the VM is lost
+# (exit 4, not 3).
+#
+#   tests/qemu/rescue.sh BUILD_DIR
+#
+# SKIPs as the QEMU tier does; 10.2.2's cases SKIP without it
+# (qemu-integration/qemu-build.sh).
+set -uo pipefail
+build=${1:?usage: rescue.sh BUILD_DIR}
+. "$(dirname "$0")/lib.sh"
+qemu_tier_setup rescue
+
+croot=$("$src/qemu-integration/qemu-chroot.sh" --check)
+q11=/usr/bin/qemu-system-x86_64
+q10=/opt/qemu-10.2.2/bin/qemu-system-x86_64
+versions="11"
+[ -x "$croot$q10" ] && versions="11 10"
+
+# Per version: a guest for the rescues (with rng0, so a command line can
+# lack it), one to be lost without rescue.
+for v in $versions; do
+	eval "prog=\$q$v"
+	"$GUEST" start "$W/g$v" --prog "$prog" -- -device virtio-rng-pci,id=rng0 \
+		>/dev/null 2>"$W/g$v.start" &
+	"$GUEST" start "$W/l$v" --prog "$prog" >/dev/null 2>"$W/l$v.start" &
+done
+wait
+echo "1..22"
+for v in $versions; do
+	for g in g l; do
+		wait_tick "$W/$g$v" 3 || { cat "$W/$g$v.start" "$W/$g$v/qemu.log" 2>/dev/null | diag; }
+	done
+done
+
+# A new "binary" that runs QEMU except when it is given the state.
+wrapper() {	# PATH REAL-QEMU
+	cat >"$1" <<EOF
+#!/bin/sh
+case " \$* " in *" -incoming file:"*) echo "wrapper: exit 1" >&2; exit 1 ;; esac
+exec $2 "\$@"
+EOF
+	chmod +x "$1"
+}
+
+# QEMU's argv without its -incoming and without OPTION VALUE; NUL-separated.
+argv_without() {	# DIR OPTION VALUE
+	local a i
+	mapfile -d '' a </proc/"$(cat "$1/pid")"/cmdline
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		if [ "${a[i]}" = -incoming ] || { [ "${a[i]}" = "$2" ] && [ "${a[i + 1]:-}" = "$3" ]; }; then
+			i=$((i + 1))
+			continue
+		fi
+		printf '%s\0' "${a[i]}"
+	done
+}
+
+# One boot, ticks consecutive: the guest never restarted nor skipped.
+one_run() {
+	console "$1" | awk '/^CPRX-GUEST ready/ { boots++ }
+		/^tick / { n = $2 + 0
+			if (seen && n != last + 1) { print "# gap: tick " last " -> " n; bad = 1 }
+			last = n; seen = 1 }
+		END { if (boots != 1) { print "# " boots + 0 " boots"; bad = 1 }
+			exit bad || !seen }'
+}
+
+# HMP through QMP: the 16 bytes at the reset vector, the firmware's.
+reset_vector() {	# DIR
+	python3 - "$1/qmp.sock" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def cmd(c, **a):
+    f.write(json.dumps({"execute": c, "arguments": a}) + "\n"); f.flush()
+    while True:
+        m = json.loads(f.readline())
+        if "return" in m or "error" in m:
+            return m
+f.readline()
+cmd("qmp_capabilities")
+print(cmd("human-monitor-command", **{"command-line": "xp /16xb 0xfffffff0"})["return"].strip())
+EOF
+}
+
+shmem_kb() { sed -n 's/^Shmem: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
+memfds() { find /proc/"$1"/fd -lname '/memfd:*' 2>/dev/null | wc -l; }
+
+# NAME DIR cprx-qmp args: the update, its new QEMU killed by SIGKILL once
+# it has exec'd (its argv changed) and had a second to serve QMP; cprx-qmp's
+# exit status.
+killed_after_exec() {
+	local name=$1 dir=$2 pid before i qp
+	shift 2
+	pid=$(cat "$dir/pid")
+	before=$(tr '\0' ' ' </proc/"$pid"/cmdline)
+	"$QMP" update -s "$dir/qmp.sock" --json-out "$W/$name.json" "$@" >"$W/$name.out" 2>&1 &
+	qp=$!
+	for ((i = 0; i < 300; i++)); do
+		[ "$(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)" != "$before" ] && break
+		sleep 0.1
+	done
+	sleep 1
+	kill -KILL "$pid"
+	wait $qp
+	i=$?
+	diag <"$W/$name.out"
+	return $i
+}
+
+# NAME DIR -- cprx-qmp args: exit 5, the new PID in text and JSON.
+rescued() {
+	local name=$1 dir=$2 old rc new
+	shift 3
+	old=$(cat "$dir/pid")
+	"$QMP" update -s "$dir/qmp.sock" --json-out "$W/$name.json" "$@" >"$W/$name.out" 2>&1
+	rc=$?
+	diag <"$W/$name.out"
+	new=$(json "$W/$name.json" new_pid 2>/dev/null)
+	[ -n "$new" ] && [ "$new" != "$old" ] && echo "$new" >"$dir/pid"
+	[ $rc = 5 ] || { echo "# cprx-qmp exit $rc, not 5"; return 1; }
+	[ "$(json "$W/$name.json" rescued 2>/dev/null)" = True ] &&
+		[ "$(json "$W/$name.json" result 2>/dev/null)" = rescued ] &&
+		grep -q "update FAILED, guest rescued" "$W/$name.out" &&
+		grep -q "the guest runs in pid $new (was $old)" "$W/$name.out" &&
+		grep -q "guest: running (query-status on pid $new)" "$W/$name.out"
+}
+
+# DIR RESET-VECTOR: the new PID runs the guest on, intact.
+intact() {
+	local dir=$1 rv=$2 pid t
+	pid=$(cat "$dir/pid")
+	t=$(last_tick "$dir")
+	[ -d "/proc/$pid" ] || { echo "# QEMU $pid is gone"; return 1; }
+	"$QMP" status -s "$dir/qmp.sock" --json >"$W/status.json" 2>&1 &&
+		[ "$(json "$W/status.json" guest_status)" = running ] &&
+		[ "$(json "$W/status.json" pid)" = "$pid" ] ||
+		{ echo "# query-status:"; diag <"$W/status.json"; return 1; }
+	[ "$(reset_vector "$dir")" = "$rv" ] || { echo "# firmware: $(reset_vector "$dir")"; return 1; }
+	wait_tick "$dir" "$((${t:-0} + 10))" ram && one_run "$dir" &&
+		! grep -q '^ram BAD' "$dir/serial.log"
+}
+
+# NAME SHMEM-BEFORE MEMFDS-BEFORE: cprx-qmp's fds as before it kept
+# anything, Shmem as before the update (16 MiB of slack for the guest's
+# own growth), the rescued QEMU's memfds those of the QEMU it replaced
+# plus the RAM given to it.
+no_leak() {
+	local name=$1 sh0=$2 mf0=$3 b a sh1 mf1
+	b=$(json "$W/$name.json" kept_fds_before 2>/dev/null)
+	a=$(json "$W/$name.json" kept_fds_after 2>/dev/null)
+	sh1=$(shmem_kb)
+	mf1=$(memfds "$(cat "$4/pid")")
+	echo "# cprx-qmp fds $b -> $a; Shmem $sh0 -> $sh1 kB; QEMU memfds $mf0 -> $mf1"
+	[ -n "$b" ] && [ "$b" = "$a" ] && [ $((sh1 - sh0)) -lt 16384 ] && [ "$mf1" = "$mf0" ]
+}
+
+# NAME DIR WHAT -- cprx-qmp args: rescued, intact, nothing leaked.
+case_rescued() {
+	local name=$1 dir=$2 what=$3 sh0 mf0
+	shift 3
+	sh0=$(shmem_kb)
+	check "$what: rescued (exit 5), the new PID reported" rescued "$name" "$dir" "$@"
+	check "$what: query-status running in the new PID, ticks without gap or reboot, RAM and firmware intact" \
+		intact "$dir" "$rv"
+	check "$what: no fd, memfd or Shmem left behind" no_leak "$name" "$sh0" "$mf" "$dir"
+}
+
+for v in $versions; do
+	eval "prog=\$q$v"
+	V=$([ "$v" = 11 ] && echo 11.x || echo 10.2.2)
+	g=$W/g$v
+	rv=$(reset_vector "$g")
+	# The first rescued QEMU holds the guest's RAM once more (fd 200);
+	# the later ones as many as it.
+	mf=$(($(memfds "$(cat "$g/pid")") + 1))
+	echo "# $V: reset vector $rv, $((mf - 1)) memfds in QEMU"
+
+	wrapper "$W/exit1-$v.sh" "$prog"
+	case_rescued "exit$v" "$g" "$V: new binary a wrapper exiting 1" -- -b "$W/exit1-$v.sh"
+
+	# -S: the new QEMU loads the state and waits, to be killed.
+	sh0=$(shmem_kb)
+	pid=$(cat "$g/pid")
+	killed_after_exec "kill$v" "$g" -a -S
+	rc=$?
+	new=$(json "$W/kill$v.json" new_pid 2>/dev/null)
+	[ -n "$new" ] && [ "$new" != "$pid" ] && echo "$new" >"$g/pid"
+	check "$V: new QEMU killed by SIGKILL after the exec: rescued (exit $rc), the new PID reported" \
+		sh -c "[ $rc = 5 ] && grep -q 'the guest runs in pid $new (was $pid)' '$W/kill$v.out'"
+	check "$V: SIGKILL: query-status running in the new PID, ticks without gap or reboot, RAM and firmware intact" \
+		intact "$g" "$rv"
+	check "$V: SIGKILL: no fd, memfd or Shmem left behind" no_leak "kill$v" "$sh0" "$mf" "$g"
+
+	st=$W/g$v.state
+	mapfile -d '' new < <(argv_without "$g" -device virtio-rng-pci,id=rng0)
+	case_rescued "load$v" "$g" "$V: load failure (rng0 missing from the new command line)" -- \
+		--no-trial --state "$st" -- "${new[@]}" -incoming "file:$st"
+	grep -q 'Unknown section or instance' "$g/qemu.log" ||
+		echo "# $V: the load failure was not the missing device's"
+
+	# The rescued QEMU, whose RAM is on an fd of its own, updates as any.
+	pid=$(cat "$g/pid")
+	t=$(last_tick "$g")
+	"$QMP" update -s "$g/qmp.sock" --json-out "$W/good$v.json" >"$W/good$v.out" 2>&1
+	rc=$?
+	diag <"$W/good$v.out"
+	[ $rc = 0 ] && [ "$(json "$W/good$v.json" new_pid 2>/dev/null)" = "$pid" ] &&
+		wait_tick "$g" "$((${t:-0} + 10))" ram && one_run "$g" &&
+		! grep -q '^ram BAD' "$g/serial.log"
+	check "$V: then a good update of the rescued QEMU: ok, same PID, ticks and RAM intact (exit $rc)" \
+		[ $? = 0 ]
+
+	# Without rescue the same death is the VM lost, and said so.
+	l=$W/l$v
+	killed_after_exec "lost$v" "$l" --no-rescue -a -S
+	rc=$?
+	res=$(json "$W/lost$v.json" result 2>/dev/null)
+	check "$V: --no-rescue, new QEMU killed after it served QMP: VM lost (exit $rc, not 3)" \
+		sh -c "[ $rc = 4 ] && [ '$res' = lost ] && grep -q 'guest: lost' '$W/lost$v.out'"
+done
+[ "$versions" = 11 ] && skip 11 "no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
+exit $((failed > 0))
