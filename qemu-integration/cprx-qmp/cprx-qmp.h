@@ -54,7 +54,7 @@ struct kept {
 	GArray *blocks;		/* struct kept_block */
 	GPtrArray *caps;	/* migration capabilities QEMU had on */
 	GPtrArray *env;		/* its environment, NULL-terminated */
-	int fds_before;		/* our fds before any was kept */
+	GArray *fds_before;	/* our fds (int) before any was kept */
 	guint unkept;		/* RAM blocks with no fd (not shared): not restored */
 };
 
@@ -121,7 +121,6 @@ gboolean preflight(struct qmp_ctx *c);
 /* keep.c: the references kept before the stop (the "rescue" check) */
 gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint);
 void keep_drop(struct qmp_ctx *c);
-int count_own_fds(void);
 gboolean parse_ramblock(const char *line, char **name, guint64 *used, guint64 *hva);
 /* rescue.c: the previous QEMU started again when the new one died */
 gboolean rescue_argv_ok(struct qmp_ctx *c, GString *d);

@@ -31,13 +31,46 @@
 #define SYS_pidfd_getfd 438
 #endif
 
-int count_own_fds(void)
+/* Our open fds, by number. */
+static GArray *own_fds(void)
 {
-	g_autoptr(GDir) d = g_dir_open("/proc/self/fd", 0, NULL);
-	int n = -1;	/* the directory's own fd */
+	GArray *a = g_array_new(FALSE, FALSE, sizeof(int));
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
 
-	while (d && g_dir_read_name(d))
-		n++;
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] != '.' && fd != dirfd(d))
+			g_array_append_val(a, fd);
+	}
+	if (d)
+		closedir(d);
+	return a;
+}
+
+static gboolean has_fd(GArray *a, int fd)
+{
+	for (guint i = 0; i < a->len; i++)
+		if (g_array_index(a, int, i) == fd)
+			return TRUE;
+	return FALSE;
+}
+
+/* The fds opened since the references were taken and still open, but for
+ * the connection to QEMU and its pidfd (a rescued QEMU's are new): what
+ * the keeping leaked. */
+static guint fds_left(struct qmp_ctx *c)
+{
+	g_autoptr(GArray) now = own_fds();
+	guint n = 0;
+
+	for (guint i = 0; i < now->len; i++) {
+		int fd = g_array_index(now, int, i);
+
+		n += !has_fd(c->kept->fds_before, fd) && fd != c->pidfd &&
+		     (!c->q || fd != qmp_fd(c->q));
+	}
 	return n;
 }
 
@@ -260,6 +293,7 @@ static gboolean proc_reachable(struct qmp_ctx *c, GString *d)
 
 static void describe(struct qmp_ctx *c, GString *d)
 {
+	g_autofree char *rs = NULL, *os = NULL;
 	guint64 ram = 0, other = 0;
 	guint n = 0;
 
@@ -271,8 +305,8 @@ static void describe(struct qmp_ctx *c, GString *d)
 		else
 			other += b->used, n++;
 	}
-	g_autofree char *rs = g_format_size_full(ram, G_FORMAT_SIZE_IEC_UNITS);
-	g_autofree char *os = g_format_size_full(other, G_FORMAT_SIZE_IEC_UNITS);
+	rs = g_format_size_full(ram, G_FORMAT_SIZE_IEC_UNITS);
+	os = g_format_size_full(other, G_FORMAT_SIZE_IEC_UNITS);
 
 	g_string_printf(d, "kept: guest RAM %s and %u other RAM blocks (%s%s) by pidfd_getfd, "
 			"the migration file, %s's binary; the previous QEMU is started again if "
@@ -290,7 +324,7 @@ gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint)
 	k->blocks = g_array_new(FALSE, TRUE, sizeof(struct kept_block));
 	k->caps = g_ptr_array_new_with_free_func(g_free);
 	k->env = g_ptr_array_new_with_free_func(g_free);
-	k->fds_before = count_own_fds();
+	k->fds_before = own_fds();
 	c->kept = k;
 	if (c->pidfd < 0) {
 		g_string_printf(d, "pidfd_open(%d): %s", c->pid, g_strerror(c->pidfd_errno));
@@ -313,6 +347,13 @@ gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint)
 	return TRUE;
 }
 
+static void close_kept(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 /* Drops every reference (the update is confirmed, or it is over). */
 void keep_drop(struct qmp_ctx *c)
 {
@@ -320,12 +361,13 @@ void keep_drop(struct qmp_ctx *c)
 
 	if (!k)
 		return;
-	int *fds[] = { &k->exe, &k->state, &k->ns, &k->root, &k->cwd,
-		       &k->stdio[0], &k->stdio[1], &k->stdio[2] };
-
-	for (guint i = 0; i < G_N_ELEMENTS(fds); i++)
-		if (*fds[i] >= 0)
-			close(*fds[i]);
+	close_kept(&k->exe);
+	close_kept(&k->state);
+	close_kept(&k->ns);
+	close_kept(&k->root);
+	close_kept(&k->cwd);
+	for (int i = 0; i < 3; i++)
+		close_kept(&k->stdio[i]);
 	for (guint i = 0; i < k->blocks->len; i++) {
 		struct kept_block *b = &g_array_index(k->blocks, struct kept_block, i);
 
@@ -336,8 +378,8 @@ void keep_drop(struct qmp_ctx *c)
 	g_array_unref(k->blocks);
 	g_ptr_array_unref(k->caps);
 	g_ptr_array_unref(k->env);
-	json_object_set_int_member(c->report, "kept_fds_before", k->fds_before);
-	json_object_set_int_member(c->report, "kept_fds_after", count_own_fds());
+	json_object_set_int_member(c->report, "kept_fds_left", fds_left(c));
+	g_array_unref(k->fds_before);
 	g_free(k);
 	c->kept = NULL;
 }

@@ -166,10 +166,11 @@ char *trial_backend(const char *opt)
 		    !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p)))
 			return NULL;
 		o = json_node_get_object(json_parser_get_root(p));
-		for (const char *const *k = (const char *[]){ "mem-path", "align", "offset",
-			"discard-data", "pmem", "readonly", "rom", NULL }; *k; k++)
-			if (json_object_has_member(o, *k))
-				json_object_remove_member(o, *k);
+		g_autoptr(GList) keys = json_object_get_members(o);
+
+		for (GList *k = keys; k; k = k->next)
+			if (file_only(k->data))
+				json_object_remove_member(o, k->data);
 		json_object_set_string_member(o, "qom-type", "memory-backend-memfd");
 		return json_to_string(json_parser_get_root(p), FALSE);
 	}
@@ -357,6 +358,7 @@ static gboolean wait_running(struct qmp_ctx *c, gint64 deadline, GString *why)
 			g_string_printf(why, "the rescued QEMU (pid %d) exited too", c->pid);
 			return FALSE;
 		}
+		g_usleep(10000);	/* QMP may be gone before the process */
 	}
 	g_string_printf(why, "the rescued QEMU (pid %d) did not resume the guest in time", c->pid);
 	return FALSE;
@@ -412,5 +414,6 @@ int rescue(struct qmp_ctx *c, const char *what)
 	json_object_set_boolean_member(c->report, "same_pid", FALSE);
 	msg = g_strdup_printf("%s; the previous QEMU was started again on the same RAM and "
 			      "state: the guest runs in pid %d (was %d)", what, pid, old);
-	return fail(c, EXIT_RESCUED, "rescued", msg, "see QEMU's stderr for why the new QEMU died");
+	return fail(c, EXIT_RESCUED, "the new QEMU died", msg,
+		    "see QEMU's stderr for why the new QEMU died");
 }

@@ -71,6 +71,7 @@ static int migrate(struct qmp_ctx *c)
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	JsonObject *ph = json_object_new();
 	gint64 t_mig, t_exec, t_qmp, usec_exec, usec_qmp;
+	gboolean served = FALSE;	/* a QEMU in that PID answered QMP */
 	int attempts;
 	const char *st;
 
@@ -105,11 +106,14 @@ static int migrate(struct qmp_ctx *c)
 	for (;;) {
 		qmp_close(c->q);
 		c->q = follow(c, deadline, &attempts);
+		/* Its pidfd turns readable only after its sockets closed. */
 		if (!c->q && !qemu_alive(c))
-			return rescue(c, died(c, "before it served QMP"));
+			return rescue(c, died(c, served ? "after it served QMP, before the guest ran" :
+					      "before it served QMP"));
 		if (!c->q)
 			return fail(c, EXIT_LOST, "the new QEMU", "the new QEMU did not serve QMP "
 				    "on its socket in time", "see QEMU's stderr");
+		served = TRUE;
 		t_qmp = g_get_monotonic_time();
 		usec_qmp = g_get_real_time();
 		st = guest_status(c);

@@ -12,12 +12,13 @@
 # and starts the previous QEMU again on them: each case must end rescued -
 # exit 5, the new PID reported in text and JSON, query-status running there,
 # the guest's ticks on without a gap or a reboot, its RAM pattern and the
-# firmware at the reset vector intact, cprx-qmp's fds back to what they were
-# before it kept anything, /proc/meminfo's Shmem back to the level before
-# the update, and the rescued QEMU holding no more memfds than the QEMU it
-# replaces plus the RAM it was given.  Then a good update of the rescued
+# firmware at the reset vector intact, no fd cprx-qmp opened since it kept
+# its references left open at its end, /proc/meminfo's Shmem back to the
+# level before the update, no memfd of the QEMU replaced held by any
+# process but the rescued QEMU (the RAM), and the rescued QEMU holding no
+# more memfds than the first QEMU plus the RAM it was given.  Then a good update of the rescued
 # QEMU works, and the SIGKILL case with --no-rescue says the VM is lost
-# (exit 4, not 3).
+# (exit 4) after the new QEMU served QMP.
 #
 #   tests/qemu/rescue.sh BUILD_DIR
 #
@@ -104,25 +105,56 @@ EOF
 
 shmem_kb() { sed -n 's/^Shmem: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
 memfds() { find /proc/"$1"/fd -lname '/memfd:*' 2>/dev/null | wc -l; }
+# PID: device:inode of each memfd QEMU has open.
+memfd_inodes() {
+	find /proc/"$1"/fd -lname '/memfd:*' -exec stat -L -c '%d:%i' {} + 2>/dev/null | sort -u
+}
+# DEV:INODE...: those that a process of the machine has open or mapped.
+referenced() {
+	python3 - "$@" <<'EOF'
+import glob, os, sys
+want = set(sys.argv[1:])
+held = set()
+for d in glob.glob("/proc/[0-9]*/fd/*"):
+    try:
+        st = os.stat(d)
+        held.add("%d:%d" % (st.st_dev, st.st_ino))
+    except OSError:
+        pass
+for m in glob.glob("/proc/[0-9]*/maps"):
+    try:
+        for line in open(m):
+            f = line.split()
+            if len(f) >= 5 and f[4] != "0":
+                ma, mi = (int(x, 16) for x in f[3].split(":"))
+                held.add("%d:%s" % (os.makedev(ma, mi), f[4]))
+    except OSError:
+        pass
+print("\n".join(sorted(want & held)))
+EOF
+}
 
 # NAME DIR cprx-qmp args: the update, its new QEMU killed by SIGKILL once
-# it has exec'd (its argv changed) and had a second to serve QMP; cprx-qmp's
-# exit status.
+# it has exec'd (its argv changed) and serves QMP (its socket is a new
+# inode), cprx-qmp given a second to connect; cprx-qmp's exit status.
 killed_after_exec() {
-	local name=$1 dir=$2 pid before i qp
+	local name=$1 dir=$2 pid before sock i qp
 	shift 2
 	pid=$(cat "$dir/pid")
 	before=$(tr '\0' ' ' </proc/"$pid"/cmdline)
+	sock=$(stat -c %i "$dir/qmp.sock")
 	"$QMP" update -s "$dir/qmp.sock" --json-out "$W/$name.json" "$@" >"$W/$name.out" 2>&1 &
 	qp=$!
 	for ((i = 0; i < 300; i++)); do
-		[ "$(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)" != "$before" ] && break
+		[ "$(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)" != "$before" ] &&
+			[ "$(stat -c %i "$dir/qmp.sock" 2>/dev/null)" != "$sock" ] && break
 		sleep 0.1
 	done
 	sleep 1
 	kill -KILL "$pid"
 	wait $qp
 	i=$?
+	shmem_kb >"$W/$name.shmem"
 	diag <"$W/$name.out"
 	return $i
 }
@@ -134,6 +166,7 @@ rescued() {
 	old=$(cat "$dir/pid")
 	"$QMP" update -s "$dir/qmp.sock" --json-out "$W/$name.json" "$@" >"$W/$name.out" 2>&1
 	rc=$?
+	shmem_kb >"$W/$name.shmem"
 	diag <"$W/$name.out"
 	new=$(json "$W/$name.json" new_pid 2>/dev/null)
 	[ -n "$new" ] && [ "$new" != "$old" ] && echo "$new" >"$dir/pid"
@@ -160,29 +193,37 @@ intact() {
 		! grep -q '^ram BAD' "$dir/serial.log"
 }
 
-# NAME SHMEM-BEFORE MEMFDS-BEFORE: cprx-qmp's fds as before it kept
-# anything, Shmem as before the update (16 MiB of slack for the guest's
-# own growth), the rescued QEMU's memfds those of the QEMU it replaced
-# plus the RAM given to it.
+# NAME SHMEM-BEFORE INODES-BEFORE DIR: none of cprx-qmp's fds opened since
+# it kept its references left open at its end (it counts them in
+# /proc/self/fd: kept_fds_left); /proc/meminfo's Shmem as right before the
+# update once cprx-qmp is done (the machine is shared: 32 MiB of slack);
+# each memfd of the QEMU replaced either held by the rescued QEMU (its
+# RAM) or by no process at all; the rescued QEMU's memfds as many as the
+# first QEMU's plus the RAM it was given.
 no_leak() {
-	local name=$1 sh0=$2 mf0=$3 b a sh1 mf1
-	b=$(json "$W/$name.json" kept_fds_before 2>/dev/null)
-	a=$(json "$W/$name.json" kept_fds_after 2>/dev/null)
-	sh1=$(shmem_kb)
-	mf1=$(memfds "$(cat "$4/pid")")
-	echo "# cprx-qmp fds $b -> $a; Shmem $sh0 -> $sh1 kB; QEMU memfds $mf0 -> $mf1"
-	[ -n "$b" ] && [ "$b" = "$a" ] && [ $((sh1 - sh0)) -lt 16384 ] && [ "$mf1" = "$mf0" ]
+	local name=$1 sh0=$2 old=$3 dir=$4 left sh1 pid gone held mf1
+	left=$(json "$W/$name.json" kept_fds_left 2>/dev/null)
+	sh1=$(cat "$W/$name.shmem")
+	pid=$(cat "$dir/pid")
+	gone=$(comm -23 <(tr ' ' '\n' <<<"$old" | grep . | sort -u) <(memfd_inodes "$pid"))
+	# shellcheck disable=SC2086
+	held=$(referenced $gone | tr '\n' ' ' | sed 's/ *$//')
+	mf1=$(memfds "$pid")
+	echo "# cprx-qmp fds left ${left:-?}; Shmem $sh0 -> $sh1 kB; QEMU memfds $mf -> $mf1;" \
+		"old memfds still held elsewhere: ${held:-none}"
+	[ "$left" = 0 ] && [ $((sh1 - sh0)) -lt 32768 ] && [ -z "$held" ] && [ "$mf1" = "$mf" ]
 }
 
 # NAME DIR WHAT -- cprx-qmp args: rescued, intact, nothing leaked.
 case_rescued() {
-	local name=$1 dir=$2 what=$3 sh0 mf0
+	local name=$1 dir=$2 what=$3 sh0 old
 	shift 3
+	old=$(memfd_inodes "$(cat "$dir/pid")" | tr '\n' ' ')
 	sh0=$(shmem_kb)
 	check "$what: rescued (exit 5), the new PID reported" rescued "$name" "$dir" "$@"
 	check "$what: query-status running in the new PID, ticks without gap or reboot, RAM and firmware intact" \
 		intact "$dir" "$rv"
-	check "$what: no fd, memfd or Shmem left behind" no_leak "$name" "$sh0" "$mf" "$dir"
+	check "$what: no fd, memfd or Shmem left behind" no_leak "$name" "$sh0" "$old" "$dir"
 }
 
 for v in $versions; do
@@ -199,8 +240,9 @@ for v in $versions; do
 	case_rescued "exit$v" "$g" "$V: new binary a wrapper exiting 1" -- -b "$W/exit1-$v.sh"
 
 	# -S: the new QEMU loads the state and waits, to be killed.
-	sh0=$(shmem_kb)
 	pid=$(cat "$g/pid")
+	old=$(memfd_inodes "$pid" | tr '\n' ' ')
+	sh0=$(shmem_kb)
 	killed_after_exec "kill$v" "$g" -a -S
 	rc=$?
 	new=$(json "$W/kill$v.json" new_pid 2>/dev/null)
@@ -209,7 +251,7 @@ for v in $versions; do
 		sh -c "[ $rc = 5 ] && grep -q 'the guest runs in pid $new (was $pid)' '$W/kill$v.out'"
 	check "$V: SIGKILL: query-status running in the new PID, ticks without gap or reboot, RAM and firmware intact" \
 		intact "$g" "$rv"
-	check "$V: SIGKILL: no fd, memfd or Shmem left behind" no_leak "kill$v" "$sh0" "$mf" "$g"
+	check "$V: SIGKILL: no fd, memfd or Shmem left behind" no_leak "kill$v" "$sh0" "$old" "$g"
 
 	st=$W/g$v.state
 	mapfile -d '' new < <(argv_without "$g" -device virtio-rng-pci,id=rng0)
@@ -235,8 +277,9 @@ for v in $versions; do
 	killed_after_exec "lost$v" "$l" --no-rescue -a -S
 	rc=$?
 	res=$(json "$W/lost$v.json" result 2>/dev/null)
-	check "$V: --no-rescue, new QEMU killed after it served QMP: VM lost (exit $rc, not 3)" \
-		sh -c "[ $rc = 4 ] && [ '$res' = lost ] && grep -q 'guest: lost' '$W/lost$v.out'"
+	check "$V: --no-rescue, new QEMU killed after it served QMP: VM lost, said so (exit $rc)" \
+		sh -c "[ $rc = 4 ] && [ '$res' = lost ] && grep -q 'guest: lost' '$W/lost$v.out' &&
+			grep -q 'died after it served QMP, before the guest ran' '$W/lost$v.out'"
 done
 [ "$versions" = 11 ] && skip 11 "no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
 exit $((failed > 0))
