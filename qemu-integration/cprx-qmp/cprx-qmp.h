@@ -19,7 +19,7 @@
 #include <sys/types.h>
 
 /* Exit status, as --help lists it. */
-enum { EXIT_USAGE = 1, EXIT_REFUSED = 2, EXIT_FAILED = 3, EXIT_LOST = 4 };
+enum { EXIT_USAGE = 1, EXIT_REFUSED = 2, EXIT_FAILED = 3, EXIT_LOST = 4, EXIT_RESCUED = 5 };
 
 /* The command line. */
 struct qmp_opts {
@@ -35,6 +35,7 @@ struct qmp_opts {
 	gboolean preflight_only;
 	gboolean pin_machine;	/* -machine ALIAS -> the running machine type */
 	gboolean keep;		/* demo: keep the guest's directory */
+	gboolean no_rescue;	/* update without keeping the guest's RAM and state */
 	int timeout;		/* seconds */
 	gboolean all;		/* update --all: every QEMU of the host */
 	gboolean replaced_only;	/* --all: only those whose binary was replaced */
@@ -42,11 +43,34 @@ struct qmp_opts {
 	int jobs;		/* --all: updates at a time */
 };
 
+/* A RAM block of QEMU, its file kept open (keep.c). */
+struct kept_block {
+	char *name;
+	int fd;
+	guint64 used;
+	gboolean backend;	/* a memory backend (-object), not a ROM or device RAM */
+};
+
+/* What cprx-qmp holds of the guest across an update (keep.c), to start the
+ * previous QEMU again if the new one dies (rescue.c). */
+struct kept {
+	int exe, state, ns, root, cwd, stdio[3];
+	GArray *blocks;		/* struct kept_block */
+	GPtrArray *caps;	/* migration capabilities QEMU had on */
+	GPtrArray *env;		/* its environment, NULL-terminated */
+	GArray *fds_before;	/* our fds (int) before any was kept */
+	guint unkept;		/* RAM blocks with no fd (not shared): not restored */
+};
+
 /* One run against a running QEMU: its connection, and the report. */
 struct qmp_ctx {
 	struct qmp_opts *o;
 	struct qmp *q;
 	pid_t pid;
+	int pidfd;		/* QEMU's, -1 when pidfd_open failed */
+	int pidfd_errno;
+	struct kept *kept;	/* NULL with --no-rescue */
+	gboolean state_created;	/* the migration file is ours to remove */
 	gboolean other_root;	/* QEMU's / is not ours */
 	GPtrArray *old_argv;
 	GPtrArray *new_argv;
@@ -83,6 +107,9 @@ char *machine_type(struct qmp *q);
 int connect_qemu(struct qmp_ctx *c);
 int prepare_update(struct qmp_ctx *c);
 struct qmp *follow(struct qmp_ctx *c, gint64 deadline, int *attempts);
+struct qmp *follow_at(struct qmp_ctx *c, const char *sock, gint64 deadline, int *attempts);
+gboolean qemu_alive(struct qmp_ctx *c);
+void set_qemu_pid(struct qmp_ctx *c, pid_t pid);
 void ctx_free(struct qmp_ctx *c);
 
 /* preflight.c, guard_check.c, incoming.c, devices.c: each check returns ok, fills detail and hint */
@@ -94,6 +121,15 @@ gboolean check_devices(struct qmp_ctx *c, GString *d, const char **hint);
 /* devices.c: the realized devices of a QEMU, from its QOM tree */
 GPtrArray *qom_devices(struct qmp *q, GError **err);
 gboolean preflight(struct qmp_ctx *c);
+
+/* keep.c: the references kept before the stop (the "rescue" check) */
+gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint);
+void keep_drop(struct qmp_ctx *c);
+gboolean parse_ramblock(const char *line, char **name, guint64 *used, guint64 *hva);
+/* rescue.c: the previous QEMU started again when the new one died */
+gboolean rescue_argv_ok(struct qmp_ctx *c, GString *d);
+int rescue(struct qmp_ctx *c, const char *what);
+char *trial_backend(const char *opt);
 
 /* rollback.c: the reason QEMU at @pid was rolled back to (libcprx's
  * rollback after the new QEMU failed), or NULL when it was not */

@@ -61,8 +61,10 @@ static const char *usage_text =
 	"update keeps QEMU's command line (read from /proc/PID/cmdline), with\n"
 	"-incoming file:STATE, unless a full new argv follows --. Exit status: 0 ok,\n"
 	"1 usage or connection error, 2 refused by the preflight (nothing stopped),\n"
-	"3 failed with the guest still running (rolled back included), 4 VM lost;\n"
-	"for --all, the worst of its updates (a QEMU skipped counts as refused).";
+	"3 failed with the guest still running (rolled back included), 4 VM lost,\n"
+	"5 failed and rescued: the new QEMU died, the previous one runs the guest\n"
+	"again in a new PID; for --all, the worst of its updates (lost, rescued,\n"
+	"failed, error, refused or skipped, updated).";
 
 int main(int argc, char **argv)
 {
@@ -75,6 +77,7 @@ int main(int argc, char **argv)
 		{ "add-arg", 'a', 0, G_OPTION_ARG_STRING_ARRAY, &o.add_args, "append an argument to the new command line", "ARG" },
 		{ "no-trial", 0, 0, G_OPTION_ARG_NONE, &o.no_trial, "skip the trial instance of the new command line", NULL },
 		{ "preflight-only", 0, 0, G_OPTION_ARG_NONE, &o.preflight_only, "run the preflight and stop", NULL },
+		{ "no-rescue", 0, 0, G_OPTION_ARG_NONE, &o.no_rescue, "keep no reference to the guest's RAM and state: a new QEMU that dies loses the VM", NULL },
 		{ "pin-machine", 0, 0, G_OPTION_ARG_NONE, &o.pin_machine, "replace -machine ALIAS (pc, q35) by the running machine type (for another QEMU version)", NULL },
 		{ "json", 'j', 0, G_OPTION_ARG_NONE, &o.json, "print the report as JSON instead of a summary", NULL },
 		{ "json-out", 0, 0, G_OPTION_ARG_FILENAME, &o.json_out, "also write the JSON report to FILE", "FILE" },

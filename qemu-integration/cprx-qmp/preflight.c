@@ -164,7 +164,8 @@ static char *redirect_paths(const char *opt, const char *dir, guint n)
 }
 
 /* The new argv, made harmless: paused, waiting for an incoming migration
- * that never comes, every socket and file elsewhere, our own QMP. */
+ * that never comes, every socket and file elsewhere, our own QMP (and a
+ * rescued QEMU's RAM, on fds only it has, a memfd of the trial's own). */
 static GPtrArray *trial_argv(struct qmp_ctx *c, const char *dir)
 {
 	static const char *drop2[] = { "-incoming", "-pidfile", "-D", "-qmp", "-qmp-pretty", NULL };
@@ -175,6 +176,7 @@ static GPtrArray *trial_argv(struct qmp_ctx *c, const char *dir)
 	g_ptr_array_add(a, g_strdup(c->new_argv->pdata[0]));
 	for (guint i = 1; i < n; i++) {
 		const char *arg = c->new_argv->pdata[i];
+		char *obj;
 
 		if (i + 1 < n && g_strv_contains(drop2, arg)) {
 			i++;
@@ -183,7 +185,11 @@ static GPtrArray *trial_argv(struct qmp_ctx *c, const char *dir)
 		if (!strcmp(arg, "-daemonize"))
 			continue;
 		g_ptr_array_add(a, g_strdup(arg));
-		if (i + 1 < n && g_strv_contains(redirect, arg)) {
+		if (i + 1 < n && (!strcmp(arg, "-object") || !strcmp(arg, "--object")) &&
+		    (obj = trial_backend(c->new_argv->pdata[i + 1]))) {
+			g_ptr_array_add(a, obj);
+			i++;
+		} else if (i + 1 < n && g_strv_contains(redirect, arg)) {
 			i++;
 			g_ptr_array_add(a, redirect_paths(c->new_argv->pdata[i], dir, i));
 		}
@@ -333,6 +339,9 @@ gboolean preflight(struct qmp_ctx *c)
 	} else {
 		ok = FALSE;
 	}
+	/* Last: its references are counted against the fds of the rest. */
+	if (!c->o->no_rescue)
+		ok &= run_check(c, "rescue", check_rescue);
 	json_object_set_double_member(c->report, "preflight_ms", ms_since(t0));
 	return ok;
 }

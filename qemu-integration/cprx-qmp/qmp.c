@@ -172,6 +172,11 @@ void qmp_close(struct qmp *q)
 	g_free(q);
 }
 
+int qmp_fd(struct qmp *q)
+{
+	return g_socket_get_fd(q->sock);
+}
+
 pid_t qmp_pid(struct qmp *q)
 {
 	return q->pid;

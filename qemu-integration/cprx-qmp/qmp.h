@@ -22,6 +22,8 @@ struct qmp;
 /* Connects, reads the greeting and leaves capability negotiation. */
 struct qmp *qmp_open(const char *path, GError **err);
 void qmp_close(struct qmp *q);
+/* The connection's socket. */
+int qmp_fd(struct qmp *q);
 /* Peer's PID from SO_PEERCRED, -1 when unknown. */
 pid_t qmp_pid(struct qmp *q);
 /* The greeting's QEMU version, "major.minor.micro". */

@@ -73,15 +73,18 @@ int fail(struct qmp_ctx *c, int code, const char *what, const char *msg, const c
 {
 	const char *st = code == EXIT_LOST ? "lost" : guest_status(c);
 
+	keep_drop(c);	/* whatever happens next, nothing more to keep */
 	json_object_set_string_member(c->report, "result", code == EXIT_REFUSED ? "refused" :
-				      code == EXIT_LOST ? "lost" : "failed");
+				      code == EXIT_LOST ? "lost" :
+				      code == EXIT_RESCUED ? "rescued" : "failed");
 	json_object_set_string_member(c->report, "error", msg);
 	if (hint)
 		json_object_set_string_member(c->report, "hint", hint);
 	json_object_set_string_member(c->report, "guest_status", st);
 	write_report(c);
 	if (!c->o->json) {
-		printf("update %s: %s\n", code == EXIT_REFUSED ? "refused" : "FAILED", what);
+		printf("update %s: %s\n", code == EXIT_REFUSED ? "refused" :
+		       code == EXIT_RESCUED ? "FAILED, guest rescued" : "FAILED", what);
 		printf("  error: %s\n", msg);
 		if (hint)
 			printf("  hint: %s\n", hint);

@@ -88,7 +88,7 @@ static int restart(struct qmp_ctx *c, struct root_fds *rf)
 	p = spawn_restart(c, rf, &e);
 	if (!p)
 		return fail(c, EXIT_LOST, "restart", e->message, NULL);
-	c->pid = atoi(g_subprocess_get_identifier(p));
+	set_qemu_pid(c, atoi(g_subprocess_get_identifier(p)));
 	c->q = follow(c, deadline, &attempts);
 	if (!c->q)
 		return fail(c, EXIT_LOST, "restart", "the restarted QEMU never served QMP", NULL);

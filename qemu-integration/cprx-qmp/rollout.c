@@ -37,6 +37,8 @@ static GPtrArray *child_argv(struct qmp_opts *o, struct vm *v, const char *json)
 		g_ptr_array_add(a, g_strdup("--no-trial"));
 	if (o->preflight_only)
 		g_ptr_array_add(a, g_strdup("--preflight-only"));
+	if (o->no_rescue)
+		g_ptr_array_add(a, g_strdup("--no-rescue"));
 	g_ptr_array_add(a, NULL);
 	return a;
 }
@@ -106,16 +108,17 @@ static void finish_one(struct vm *v, int wstatus, const char *dir)
 		v->detail = g_strstrip(g_strdup(text));	/* e.g. cannot talk QMP */
 	if (!WIFEXITED(wstatus))
 		v->result = g_strdup("unknown");
-	else if (r && json_object_get_boolean_member_with_default(r, "rolled_back", FALSE))
-		v->result = g_strdup("rolled back");
 	else if (r && json_object_get_boolean_member_with_default(r, "rescued", FALSE))
 		v->result = g_strdup("rescued");
+	else if (r && json_object_get_boolean_member_with_default(r, "rolled_back", FALSE))
+		v->result = g_strdup("rolled back");
 	else
 		v->result = g_strdup(v->status == 0 ? (r && !g_strcmp0(json_object_get_string_member_with_default(
 						r, "result", ""), "preflight-ok") ? "preflight ok" : "updated") :
 				     v->status == EXIT_REFUSED ? "refused" :
 				     v->status == EXIT_FAILED ? "failed" :
-				     v->status == EXIT_LOST ? "lost" : "error");
+				     v->status == EXIT_LOST ? "lost" :
+				     v->status == EXIT_RESCUED ? "rescued" : "error");
 }
 
 static struct vm *vm_of_child(GPtrArray *vms, GArray *children, pid_t child)
@@ -230,16 +233,30 @@ static JsonObject *vm_json(struct vm *v)
 	return j;
 }
 
-/* The worst outcome: lost 4 > failed or rolled back 3 > refused or skipped
- * 2 > could not talk to it 1 > updated 0. */
+/* How bad an update's exit status is: lost, then rescued (the guest runs,
+ * in a new PID), failed or rolled back, could not talk to it, refused or
+ * skipped (nothing touched), updated. */
+static int badness(int status)
+{
+	static const int rank[] = {
+		[0] = 0, [EXIT_REFUSED] = 1, [EXIT_USAGE] = 2, [EXIT_FAILED] = 3,
+		[EXIT_RESCUED] = 4, [EXIT_LOST] = 5,
+	};
+
+	return status >= 0 && status < (int)G_N_ELEMENTS(rank) ? rank[status] : 5;
+}
+
+/* The worst outcome's exit status. */
 static int worst(GPtrArray *vms)
 {
 	int w = 0;
 
 	for (guint i = 0; i < vms->len; i++) {
 		struct vm *v = vms->pdata[i];
+		int s = v->skip ? EXIT_REFUSED : v->status;
 
-		w = MAX(w, v->skip ? EXIT_REFUSED : v->status);
+		if (badness(s) > badness(w))
+			w = s;
 	}
 	return w;
 }

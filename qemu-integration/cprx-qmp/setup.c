@@ -6,7 +6,15 @@
  */
 #include "cprx-qmp.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 JsonNode *str_node(const char *s)
 {
@@ -75,18 +83,30 @@ static GPtrArray *make_new_argv(struct qmp_ctx *c)
 	return a;
 }
 
+/* The QEMU this run follows, and a pidfd that says whether it lives
+ * (whatever reaps it, whoever gets its PID next). */
+void set_qemu_pid(struct qmp_ctx *c, pid_t pid)
+{
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+	c->pid = pid;
+	c->pidfd = syscall(SYS_pidfd_open, pid, 0);
+	c->pidfd_errno = errno;
+}
+
 /* Connects to the running QEMU: its PID, its root, its command line; starts
  * the report. */
 int connect_qemu(struct qmp_ctx *c)
 {
 	g_autoptr(GError) e = NULL;
 
+	c->pidfd = -1;
 	c->q = qmp_open(c->o->socket, &e);
 	if (!c->q) {
 		say("cannot talk QMP on %s: %s", c->o->socket, e->message);
 		return EXIT_USAGE;
 	}
-	c->pid = qmp_pid(c->q);
+	set_qemu_pid(c, qmp_pid(c->q));
 	c->other_root = !same_root(c->pid);
 	c->old_argv = read_cmdline(c->pid, &e);
 	if (!c->old_argv) {
@@ -118,28 +138,48 @@ int prepare_update(struct qmp_ctx *c)
 	return 0;
 }
 
-/* Connects to the new QEMU's QMP socket as soon as it listens. */
-struct qmp *follow(struct qmp_ctx *c, gint64 deadline, int *attempts)
+/* Whether QEMU (c->pid) still runs: its pidfd turns readable when it
+ * exits, a zombie included. */
+gboolean qemu_alive(struct qmp_ctx *c)
 {
-	g_autofree char *hp = host_path(c, c->o->new_qmp);
 	g_autofree char *proc = g_strdup_printf("/proc/%d", c->pid);
+	struct pollfd p = { .fd = c->pidfd, .events = POLLIN };
+
+	if (c->pidfd < 0)
+		return g_file_test(proc, G_FILE_TEST_EXISTS);
+	return poll(&p, 1, 0) == 0;
+}
+
+/* Connects to QEMU's QMP socket @sock (QEMU's path) as soon as it listens. */
+struct qmp *follow_at(struct qmp_ctx *c, const char *sock, gint64 deadline, int *attempts)
+{
+	g_autofree char *hp = host_path(c, sock);
 
 	for (*attempts = 1; g_get_monotonic_time() < deadline; (*attempts)++) {
 		struct qmp *q = qmp_open(hp, NULL);
 
 		if (q)
 			return q;
-		if (!g_file_test(proc, G_FILE_TEST_EXISTS))
+		if (!qemu_alive(c))
 			return NULL;
 		g_usleep(1000);
 	}
 	return NULL;
 }
 
+/* The new QEMU's socket, after an exec or a restart. */
+struct qmp *follow(struct qmp_ctx *c, gint64 deadline, int *attempts)
+{
+	return follow_at(c, c->o->new_qmp, deadline, attempts);
+}
+
 /* What a run holds (not its options). */
 void ctx_free(struct qmp_ctx *c)
 {
+	keep_drop(c);
 	qmp_close(c->q);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
 	if (c->old_argv)
 		g_ptr_array_unref(c->old_argv);
 	if (c->new_argv)

@@ -49,6 +49,15 @@ static gboolean wait_exec(struct qmp_ctx *c, gint64 deadline, char **why)
 	return FALSE;
 }
 
+/* How the new QEMU ended, for the report. */
+static const char *died(struct qmp_ctx *c, const char *when)
+{
+	static char s[128];
+
+	g_snprintf(s, sizeof(s), "the new QEMU (pid %d) died %s", c->pid, when);
+	return s;
+}
+
 /* cpr-exec itself: from the migrate command to the guest running again in
  * the new QEMU, with the pause's phases in the report. */
 static int migrate(struct qmp_ctx *c)
@@ -62,6 +71,7 @@ static int migrate(struct qmp_ctx *c)
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	JsonObject *ph = json_object_new();
 	gint64 t_mig, t_exec, t_qmp, usec_exec, usec_qmp;
+	gboolean served = FALSE;	/* a QEMU in that PID answered QMP */
 	int attempts;
 	const char *st;
 
@@ -96,21 +106,29 @@ static int migrate(struct qmp_ctx *c)
 	for (;;) {
 		qmp_close(c->q);
 		c->q = follow(c, deadline, &attempts);
+		/* Its pidfd turns readable only after its sockets closed. */
+		if (!c->q && !qemu_alive(c))
+			return rescue(c, died(c, served ? "after it served QMP, before the guest ran" :
+					      "before it served QMP"));
 		if (!c->q)
-			return fail(c, EXIT_LOST, "the new QEMU", "the new QEMU never served QMP on "
-				    "its socket (it exited: the VM is lost)", "see QEMU's stderr for "
-				    "why the new command line failed");
+			return fail(c, EXIT_LOST, "the new QEMU", "the new QEMU did not serve QMP "
+				    "on its socket in time", "see QEMU's stderr");
+		served = TRUE;
 		t_qmp = g_get_monotonic_time();
 		usec_qmp = g_get_real_time();
 		st = guest_status(c);
 		g_clear_error(&e);
 		resume = qmp_event(c->q, "RESUME", strcmp(st, "running") ?
 				   (int)((deadline - g_get_monotonic_time()) / 1000) : 0, &e);
-		/* QMP gone, the PID alive: libcprx restarted the previous QEMU */
 		if (resume || !strcmp(st, "running") ||
 		    !g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF))
 			break;
+		/* QMP gone, the PID alive: libcprx restarted the previous QEMU */
+		if (!qemu_alive(c))
+			return rescue(c, died(c, "after it served QMP, before the guest ran"));
 	}
+	if (!resume && strcmp(st, "running") && !qemu_alive(c))
+		return rescue(c, died(c, "before the guest ran"));
 	json_object_set_int_member(c->report, "new_pid", qmp_pid(c->q));
 	json_object_set_boolean_member(c->report, "same_pid", qmp_pid(c->q) == c->pid);
 	json_object_set_string_member(c->report, "new_qemu_version", qmp_version(c->q));
@@ -137,6 +155,7 @@ static int migrate(struct qmp_ctx *c)
 		json_object_set_double_member(c->report, "pause_ms_at_most",
 			(usec_qmp - (stop ? qmp_event_usec(stop) : usec_exec)) / 1000.0);
 	}
+	keep_drop(c);	/* the guest runs: nothing to rescue any more */
 	rb = rollback_reason(c->pid);
 	if (rb) {
 		json_object_set_boolean_member(c->report, "rolled_back", TRUE);
@@ -199,12 +218,16 @@ int do_update(struct qmp_opts *o)
 	} else {
 		ret = migrate(&c);
 		if (!ret) {
-			g_autofree char *hs = host_path(&c, o->state);
-
-			unlink(hs);	/* the state is consumed */
 			write_report(&c);
 			summary(&c);
 		}
+	}
+	/* Consumed, or of no use; kept when the VM is lost (it has the
+	 * devices' state), and when it was not ours to begin with. */
+	if (ret != EXIT_LOST && (c.state_created || (ret != EXIT_REFUSED && !o->preflight_only))) {
+		g_autofree char *hs = host_path(&c, o->state);
+
+		unlink(hs);
 	}
 	ctx_free(&c);
 	return ret;

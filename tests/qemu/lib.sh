@@ -3,7 +3,8 @@
 # without cprx-qmp, root, the QEMU chroot, the bookworm kernel or the guest's
 # initramfs, and makes the work directory $W (its guests, DIR/pid, are
 # killed on exit); then the console helpers for guests of
-# qemu-integration/guest.sh.
+# qemu-integration/guest.sh, and those of the tests that update a guest
+# into a QEMU that fails (rollback.sh, rescue.sh).
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$src/tests/tap.sh"
 GUEST=$src/qemu-integration/guest.sh
@@ -48,4 +49,29 @@ wait_tick() {
 		sleep 0.2
 	done
 	return 1
+}
+
+# QEMU's argv without its -incoming and without OPTION VALUE, when given;
+# NUL-separated.
+argv_without() {	# DIR [OPTION VALUE]
+	local a i
+	mapfile -d '' a </proc/"$(cat "$1/pid")"/cmdline
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		if [ "${a[i]}" = -incoming ] ||
+			{ [ $# = 3 ] && [ "${a[i]}" = "$2" ] && [ "${a[i + 1]:-}" = "$3" ]; }; then
+			i=$((i + 1))
+			continue
+		fi
+		printf '%s\0' "${a[i]}"
+	done
+}
+
+# One boot, ticks consecutive: the guest never restarted nor skipped.
+one_run() {
+	console "$1" | awk '/^CPRX-GUEST ready/ { boots++ }
+		/^tick / { n = $2 + 0
+			if (seen && n != last + 1) { print "# gap: tick " last " -> " n; bad = 1 }
+			last = n; seen = 1 }
+		END { if (boots != 1) { print "# " boots + 0 " boots"; bad = 1 }
+			exit bad || !seen }'
 }

@@ -39,31 +39,6 @@ done
 
 EXITED="new image exited with status 1 before commit"
 
-# QEMU's argv without its -incoming and without OPTION VALUE, when given;
-# NUL-separated.
-argv_without() {	# DIR [OPTION VALUE]
-	local a i
-	mapfile -d '' a </proc/"$(cat "$1/pid")"/cmdline
-	for ((i = 0; i < ${#a[@]}; i++)); do
-		if [ "${a[i]}" = -incoming ] ||
-			{ [ $# = 3 ] && [ "${a[i]}" = "$2" ] && [ "${a[i + 1]:-}" = "$3" ]; }; then
-			i=$((i + 1))
-			continue
-		fi
-		printf '%s\0' "${a[i]}"
-	done
-}
-
-# One boot, ticks consecutive: the guest never restarted nor skipped.
-one_run() {
-	console "$1" | awk '/^CPRX-GUEST ready/ { boots++ }
-		/^tick / { n = $2 + 0
-			if (seen && n != last + 1) { print "# gap: tick " last " -> " n; bad = 1 }
-			last = n; seen = 1 }
-		END { if (boots != 1) { print "# " boots + 0 " boots"; bad = 1 }
-			exit bad || !seen }'
-}
-
 # NAME DIR -- cprx-qmp args: the update was rolled back, and says so.
 rolled_back() {
 	local name=$1 dir=$2 rc
