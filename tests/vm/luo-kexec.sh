@@ -49,8 +49,12 @@ diag() { sed 's/^/#   /' "$@"; }
 guest=(bash "$VM/luo-kexec-guest.sh")
 # two 256 MiB guests stay pinned in LUO across the kexec: 1 GiB is too small
 # for them under KASAN (the second VMM is OOM-killed); with 2 GiB the research
-# kernel reports a KASAN wild-memory-access in early boot
+# kernel reports a KASAN wild-memory-access in early boot. Until the handover
+# the kexec'd kernel has only KHO's scratch memory, where its KASAN shadow of
+# 1536 MiB (192 MiB) and memory map must fit: the built-in kho_scratch= is
+# sized for 1 GiB guests, so this one gets more (the last one given wins).
 "$VM/run.sh" --kernel research --kexec --kexec-kernel "$target" --mem 1536M \
+	--append "kho_scratch=32M,352M,32M" \
 	--timeout 2400 --share "$scratch" --stage-report "$scratch/stages" -- \
 	"${guest[@]}" 1 "$build" "$scratch" ::: \
 	"${guest[@]}" 2 "$build" "$scratch" >"$scratch/out" 2>"$scratch/err"
