@@ -16,6 +16,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Exit status, as --help lists it. */
@@ -121,6 +122,7 @@ gboolean check_devices(struct qmp_ctx *c, GString *d, const char **hint);
 /* devices.c: the realized devices of a QEMU, from its QOM tree */
 GPtrArray *qom_devices(struct qmp *q, GError **err);
 gboolean preflight(struct qmp_ctx *c);
+const char *state_foreign(struct qmp_ctx *c, const struct stat *st);
 
 /* keep.c: the references kept before the stop (the "rescue" check) */
 gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint);

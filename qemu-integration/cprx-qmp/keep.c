@@ -252,6 +252,8 @@ static gboolean keep_process(struct qmp_ctx *c, GString *d)
 {
 	struct kept *k = c->kept;
 	g_autofree char *hs = host_path(c, c->o->state);
+	const char *why = NULL;
+	struct stat st;
 
 	k->exe = open_proc(c->pid, "exe", O_RDONLY);
 	k->ns = open_proc(c->pid, "ns/mnt", O_RDONLY);
@@ -267,10 +269,16 @@ static gboolean keep_process(struct qmp_ctx *c, GString *d)
 	k->state = open(hs, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	c->state_created = k->state >= 0;
 	if (k->state < 0 && errno == EEXIST)
-		k->state = open(hs, O_RDWR | O_CLOEXEC);
+		k->state = open(hs, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (k->state < 0) {
 		g_string_printf(d, "cannot create the migration file %s: %s", c->o->state,
 				g_strerror(errno));
+		return FALSE;
+	}
+	/* one found there may have changed since the "state" check */
+	if (!c->state_created && (fstat(k->state, &st) || (why = state_foreign(c, &st)))) {
+		g_string_printf(d, "the migration file %s: %s", c->o->state,
+				why ? why : g_strerror(errno));
 		return FALSE;
 	}
 	return TRUE;
