@@ -61,6 +61,9 @@ struct kept {
 	GPtrArray *env;		/* its environment, NULL-terminated */
 	GArray *fds_before;	/* our fds (int) before any was kept */
 	guint unkept;		/* RAM blocks with no fd (not shared): not restored */
+	uid_t uid[3];		/* QEMU's real, effective, saved ids, */
+	gid_t gid[3];
+	GArray *groups;		/* and supplementary groups (32-bit ids) */
 };
 
 /* One run against a running QEMU: its connection, and the report. */
