@@ -15,6 +15,7 @@
  *   crash_chain          chained updates killed at random points (cprx-vmm
  *                        --crash-window): every guest completes or is resumed
  *                        verified; Shmem returns to where it was
+ *   guardian_fd_cloexec  the new image's guardian socket is close-on-exec
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
@@ -193,6 +194,60 @@ TEST(kill_outside_update)
 	EXPECT_EQ(128 + SIGKILL, bg_end(&b));
 	EXPECT_NULL(strstr(b.log, "event=restart"));
 	EXPECT_NE_NULL(strstr(b.log, "event=exit"));
+}
+
+/* Process @pid's sockets: how many, and how many without FD_CLOEXEC. */
+static int sockets(pid_t pid, int *inherited)
+{
+	char dir[64], path[320], link[256], info[128];
+	struct dirent *d;
+	int n = 0;
+	DIR *dp;
+
+	*inherited = 0;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	if (!dp)
+		return -1;
+	while ((d = readdir(dp))) {
+		ssize_t len;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0 || strncmp(link, "socket:", 7))
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid,
+			 d->d_name);
+		f = fopen(path, "r");
+		while (f && fgets(info, sizeof(info), f))
+			if (!strncmp(info, "flags:", 6))
+				*inherited += !(strtoul(info + 6, NULL, 8) & O_CLOEXEC);
+		if (f)
+			fclose(f);
+	}
+	closedir(dp);
+	return n;
+}
+
+/*
+ * The new image's guardian socket came through the exec: libcprx's now, it
+ * must not go on to what the VMM spawns (a child holding it would speak
+ * for the VMM to the guardian, and hide its end).
+ */
+TEST(guardian_fd_cloexec)
+{
+	struct bg b;
+	int n, inherited;
+
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
+				       "--run-ms", "1500", NULL });
+	ASSERT_TRUE(bg_wait_for(&b, "event=committed"));
+	n = sockets(b.vmm, &inherited);
+	EXPECT_GE(n, 1);
+	EXPECT_EQ(0, inherited);
+	EXPECT_EQ(0, bg_end(&b));
 }
 
 /* How many of process @pid's fds are guest RAM or a libcprx state. */
