@@ -257,6 +257,8 @@ int cprx_guardian_incoming(struct cprx_session *s,
 				 "as its parent", "restart of pid %d by pid %d, "
 				 "but this process's parent is pid %d",
 				 h->restart, (int)uc.pid, (int)getppid());
+	/* libcprx's now, as the state is: nothing this image spawns gets it */
+	fcntl(h->guardian, F_SETFD, FD_CLOEXEC);
 	s->guardian_fd = h->guardian;
 	s->guardian_pid = uc.pid;
 	s->guardian_restart = h->restart;

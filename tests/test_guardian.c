@@ -15,6 +15,9 @@
  *   crash_chain          chained updates killed at random points (cprx-vmm
  *                        --crash-window): every guest completes or is resumed
  *                        verified; Shmem returns to where it was
+ *   guardian_fd_cloexec  the new image's guardian socket is close-on-exec
+ *   restart_runs_previous_binary  the restart runs the dead VMM's inode, not
+ *                        what is at its path by now
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
@@ -28,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "cprx.h"
@@ -193,6 +197,131 @@ TEST(kill_outside_update)
 	EXPECT_EQ(128 + SIGKILL, bg_end(&b));
 	EXPECT_NULL(strstr(b.log, "event=restart"));
 	EXPECT_NE_NULL(strstr(b.log, "event=exit"));
+}
+
+/* Process @pid's sockets: how many, and how many without FD_CLOEXEC. */
+static int sockets(pid_t pid, int *inherited)
+{
+	char dir[64], path[320], link[256], info[128];
+	struct dirent *d;
+	int n = 0;
+	DIR *dp;
+
+	*inherited = 0;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	if (!dp)
+		return -1;
+	while ((d = readdir(dp))) {
+		ssize_t len;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0 || strncmp(link, "socket:", 7))
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid,
+			 d->d_name);
+		f = fopen(path, "r");
+		while (f && fgets(info, sizeof(info), f))
+			if (!strncmp(info, "flags:", 6))
+				*inherited += !(strtoul(info + 6, NULL, 8) & O_CLOEXEC);
+		if (f)
+			fclose(f);
+	}
+	closedir(dp);
+	return n;
+}
+
+/*
+ * The new image's guardian socket came through the exec: libcprx's now, it
+ * must not go on to what the VMM spawns (a child holding it would speak
+ * for the VMM to the guardian, and hide its end).
+ */
+TEST(guardian_fd_cloexec)
+{
+	struct bg b;
+	int n, inherited;
+
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
+				       "--run-ms", "1500", NULL });
+	ASSERT_TRUE(bg_wait_for(&b, "event=committed"));
+	n = sockets(b.vmm, &inherited);
+	EXPECT_GE(n, 1);
+	EXPECT_EQ(0, inherited);
+	EXPECT_EQ(0, bg_end(&b));
+}
+
+/* A copy of @from at @to, executable; its inode. */
+static ino_t copy_exe(const char *from, const char *to)
+{
+	char buf[65536];
+	struct stat st;
+	ssize_t got;
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+
+	while (in >= 0 && out >= 0 && (got = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, got) != got)
+			break;
+	if (in >= 0)
+		close(in);
+	if (out < 0 || fstat(out, &st))
+		st.st_ino = 0;
+	if (out >= 0)
+		close(out);
+	return st.st_ino;
+}
+
+/*
+ * The restart runs the binary the dead VMM was, not the one at its path by
+ * now: the path is replaced (by a copy, another inode) once the update is
+ * armed; the new image killed before its commit, the guardian must restart
+ * the first inode.
+ */
+TEST(restart_runs_previous_binary)
+{
+	char dir[] = "/tmp/cprx-guardian-exe.XXXXXX", exe[64], old[80];
+	char *vmm = strdup(vmm_path()), *saved = getenv("CPRX_VMM");
+	char link[128], *at;
+	struct stat st, g;
+	ino_t first;
+	struct bg b;
+
+	saved = saved ? strdup(saved) : NULL;
+	ASSERT_NE_NULL(mkdtemp(dir));
+	snprintf(exe, sizeof(exe), "%s/vmm", dir);
+	snprintf(old, sizeof(old), "%s/vmm.old", dir);
+	first = copy_exe(vmm, exe);
+	ASSERT_NE(0, first);
+	setenv("CPRX_VMM", exe, 1);
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
+				       "--run-ms", "1500", "--inject",
+				       "kill-before-commit", NULL });
+	if (saved)
+		setenv("CPRX_VMM", saved, 1);
+	else
+		unsetenv("CPRX_VMM");
+	/* armed: the state names the path; another file is there at once */
+	ASSERT_TRUE(bg_wait_for(&b, "event=armed"));
+	EXPECT_NE(0, copy_exe(vmm, old));
+	EXPECT_EQ(0, rename(old, exe));
+	ASSERT_TRUE(bg_wait_for(&b, "event=restart pid="));
+	at = strstr(b.log, "event=restart pid=") + strlen("event=restart pid=");
+	snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
+	ASSERT_EQ(0, stat(guardian_path(), &g));
+	/* said right after the fork: the child may not have exec'd yet */
+	for (int i = 0; i < 300 && !stat(link, &st) && st.st_ino == g.st_ino; i++)
+		usleep(10 * 1000);
+	EXPECT_EQ(0, stat(link, &st));
+	EXPECT_EQ(first, st.st_ino);
+	bg_end(&b);
+	unlink(exe);
+	unlink(old);
+	rmdir(dir);
+	free(saved);
+	free(vmm);
 }
 
 /* How many of process @pid's fds are guest RAM or a libcprx state. */

@@ -16,6 +16,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Exit status, as --help lists it. */
@@ -60,6 +61,9 @@ struct kept {
 	GPtrArray *env;		/* its environment, NULL-terminated */
 	GArray *fds_before;	/* our fds (int) before any was kept */
 	guint unkept;		/* RAM blocks with no fd (not shared): not restored */
+	uid_t uid[3];		/* QEMU's real, effective, saved ids, */
+	gid_t gid[3];
+	GArray *groups;		/* and supplementary groups (32-bit ids) */
 };
 
 /* One run against a running QEMU: its connection, and the report. */
@@ -121,6 +125,7 @@ gboolean check_devices(struct qmp_ctx *c, GString *d, const char **hint);
 /* devices.c: the realized devices of a QEMU, from its QOM tree */
 GPtrArray *qom_devices(struct qmp *q, GError **err);
 gboolean preflight(struct qmp_ctx *c);
+const char *state_foreign(struct qmp_ctx *c, const struct stat *st);
 
 /* keep.c: the references kept before the stop (the "rescue" check) */
 gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint);

@@ -291,15 +291,46 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 	return TRUE;
 }
 
+/*
+ * Why a migration file that exists already is not ours to use, or NULL.
+ * QEMU writes it (O_TRUNC follows a symlink) and a rescue loads it: one a
+ * local user left in a shared directory such as /tmp, the default, would
+ * take the devices' state to that user or a write to any file QEMU can.
+ */
+const char *state_foreign(struct qmp_ctx *c, const struct stat *st)
+{
+	g_autofree char *proc = g_strdup_printf("/proc/%d", c->pid);
+	struct stat q;
+
+	if (S_ISLNK(st->st_mode))
+		return "a symbolic link";
+	if (!S_ISREG(st->st_mode))
+		return "not a regular file";
+	if (st->st_nlink != 1)
+		return "a file with other hard links";
+	if (st->st_uid != geteuid() && (stat(proc, &q) || st->st_uid != q.st_uid))
+		return "owned by another user than QEMU's and ours";
+	return NULL;
+}
+
 static gboolean check_state(struct qmp_ctx *c, GString *d, const char **hint)
 {
 	g_autofree char *dn = g_path_get_dirname(c->o->state);
 	g_autofree char *hd = host_path(c, dn);
+	g_autofree char *hs = host_path(c, c->o->state);
+	const char *why = NULL;
+	struct stat st;
 
 	g_string_printf(d, "file:%s", c->o->state);
 	if (access(hd, W_OK)) {
 		g_string_append_printf(d, ": %s: %s", dn, g_strerror(errno));
 		*hint = "give --state a file in a directory QEMU can write";
+		return FALSE;
+	}
+	if (!lstat(hs, &st) && (why = state_foreign(c, &st))) {
+		g_string_append_printf(d, ": exists, %s", why);
+		*hint = "remove it, or give --state a file in a directory only QEMU's user "
+			"can write";
 		return FALSE;
 	}
 	return TRUE;

@@ -11,18 +11,20 @@
  *   - -incoming defer; then, over QMP, the old QEMU's migration
  *     capabilities, mode cpr-exec (the file was written in that mode: no
  *     RAM block's pages are in it) and migrate-incoming of the kept
- *     migration file, /proc/<our pid>/fd/M;
+ *     migration file, handed to it as fd M: /proc/self/fd/M;
  *   - the other RAM blocks (firmware, option ROMs, device RAM), which a
  *     QEMU started with -incoming leaves empty, get the kept blocks'
  *     contents before the load, written at their new address through
  *     /proc/PID/mem.
  *
+ * It runs as the QEMU it replaces did: its user, group and groups.
  * The guest resumes in a new PID.  Once only: a rescued QEMU that dies
  * too is the VM lost.
  */
 #include "cprx-qmp.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -64,10 +66,9 @@ static char *backend_path(struct qmp_ctx *c, const char *id)
 	return g_strdup_printf("/proc/self/fd/%u", CHILD_FD0 + nth);
 }
 
-static char *kept_path(int fd)
-{
-	return g_strdup_printf("/proc/%d/fd/%d", getpid(), fd);
-}
+/* The kept migration file, an fd of the rescued QEMU too: one of ours in
+ * /proc would not open for a QEMU that runs as another user. */
+#define CHILD_STATE_FD (CHILD_FD0 - 1)
 
 /* Properties only the memfd backend has. */
 static gboolean memfd_only(const char *key)
@@ -249,9 +250,16 @@ static void child_exec(const struct child_args *a)
 		if (b->backend && dup2(b->fd, CHILD_FD0 + n++) < 0)
 			_exit(126);
 	}
+	if (dup2(a->k->state, CHILD_STATE_FD) < 0)
+		_exit(126);
 	if (a->other_root && (setns(a->k->ns, CLONE_NEWNS) || fchdir(a->k->root) || chroot(".")))
 		_exit(126);
 	if (fchdir(a->k->cwd))
+		_exit(126);
+	/* last: entering QEMU's root needs our privileges, not QEMU's */
+	if (!geteuid() && (setgroups(a->k->groups->len, (gid_t *)a->k->groups->data) ||
+			   setresgid(a->k->gid[0], a->k->gid[1], a->k->gid[2]) ||
+			   setresuid(a->k->uid[0], a->k->uid[1], a->k->uid[2])))
 		_exit(126);
 	setsid();	/* outlive cprx-qmp, like the QEMU it replaces */
 	syscall(SYS_execveat, a->k->exe, "", a->argv, a->envp, AT_EMPTY_PATH);
@@ -321,8 +329,7 @@ static gboolean load_state(struct qmp_ctx *c, GString *why)
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonNode) r1 = NULL, r2 = NULL, r3 = NULL;
 	g_autoptr(GError) e = NULL;
-	g_autofree char *path = kept_path(c->kept->state);
-	g_autofree char *uri = g_strdup_printf("file:%s", path);
+	g_autofree char *uri = g_strdup_printf("file:/proc/self/fd/%d", CHILD_STATE_FD);
 
 	json_builder_begin_array(b);
 	for (guint i = 0; i < c->kept->caps->len; i++) {

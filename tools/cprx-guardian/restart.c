@@ -110,9 +110,13 @@ static int adopt(struct held *h)
 
 /*
  * In the child: every held fd at its number, clear of each other (cloexec;
- * kmod: only the session crosses, the kernel holds the rest).
+ * kmod: only the session crosses, the kernel holds the rest).  Our copy of
+ * the binary, *exe_fd, moves out of the way too: at a number the VMM used,
+ * it would be replaced by what the VMM had there (its RAM...) before the
+ * execveat.
  */
-static void place_all(const struct held *h, int end, int *kmod_fd)
+static void place_all(const struct held *h, int end, int *kmod_fd,
+		      int *exe_fd)
 {
 	int above = h->guardian_fd + 1;
 	unsigned int i;
@@ -120,6 +124,8 @@ static void place_all(const struct held *h, int end, int *kmod_fd)
 	for (i = 0; i < h->nr; i++)
 		if (h->num[i] >= above)
 			above = h->num[i] + 1;
+	if (*exe_fd >= 0)
+		*exe_fd = fcntl(*exe_fd, F_DUPFD_CLOEXEC, above);
 	end = fcntl(end, F_DUPFD_CLOEXEC, above);
 	if (h->adopted >= 0) {
 		*kmod_fd = fcntl(h->adopted, F_DUPFD, above);
@@ -149,7 +155,7 @@ restart_child(struct guardian *g, int end, const char *exe, char **argv,
 	for (i = 0; i < h->nr; i++)
 		if (h->num[i] == h->exe_fd)
 			exe_fd = h->fd[i];
-	place_all(h, end, &kmod_fd);
+	place_all(h, end, &kmod_fd, &exe_fd);
 	cprx_handover_escape(esc, sizeof(esc), why);
 	if (kmod_fd >= 0)
 		snprintf(env, sizeof(env), "v=1,kmod=%d", kmod_fd);
