@@ -65,6 +65,7 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 	g_autoptr(GString) s = g_string_new("cprx-guard 1\n");
 	g_autofree char *dir = g_path_get_dirname(file);
 	unsigned long long start;
+	char boot_id[40];
 	guint i;
 
 	g_string_append_printf(s, "state %s\n", enforcing ? "enforcing" :
@@ -77,6 +78,9 @@ gboolean cg_status_write(const struct cg_policy *p, const char *file,
 	/* the loader is its pid and start time: a pid may be reused */
 	if (pid > 0 && !cprx_guard_proc_start(pid, &start))
 		g_string_append_printf(s, "pid-start %llu\n", start);
+	/* programs and pins die with this kernel: the status with them */
+	if (!cprx_guard_boot_id(boot_id, sizeof(boot_id)))
+		g_string_append_printf(s, "boot-id %s\n", boot_id);
 	if (pinned)
 		g_string_append_printf(s, "pinned %s\n", pinned);
 	g_string_append_printf(s, "policy %s\n", p->source);

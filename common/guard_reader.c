@@ -25,44 +25,6 @@ const char *cprx_guard_status_path(void)
 	return env && *env ? env : CPRX_GUARD_STATUS_PATH;
 }
 
-int cprx_guard_proc_start(long pid, unsigned long long *start)
-{
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd, i;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
-	/* "pid (comm) state ...": comm may hold anything, ')' included */
-	p = strrchr(buf, ')');
-	/* from field 3 (state), 19 more fields to field 22 (starttime) */
-	for (i = 0; p && i < 20; i++)
-		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p + 1, "%llu", start) != 1)
-		return -EBADMSG;
-	return 0;
-}
-
-/*
- * Is the loader named by the status alive?  The pid alone is not enough:
- * a SIGKILLed loader's pid may be reused by anything.
- */
-static bool loader_alive(const struct cprx_guard_status *st)
-{
-	unsigned long long start;
-
-	if (!st->pid_start)	/* a status written before pid-start */
-		return !(kill(st->pid, 0) < 0 && errno == ESRCH);
-	return !cprx_guard_proc_start(st->pid, &start) && start == st->pid_start;
-}
-
 void cprx_guard_status_free(struct cprx_guard_status *st)
 {
 	unsigned int i;
@@ -196,6 +158,8 @@ static int parse_line(struct cprx_guard_status *st, char *key, char *val)
 		st->pid = strtol(val, NULL, 10);
 	} else if (!strcmp(key, "pid-start")) {
 		st->pid_start = strtoull(val, NULL, 10);
+	} else if (!strcmp(key, "boot-id")) {
+		copy(st->boot_id, sizeof(st->boot_id), val);
 	} else if (!strcmp(key, "pinned")) {
 		copy(st->pinned, sizeof(st->pinned), val);
 	} else if (!strcmp(key, "policy")) {
@@ -267,14 +231,8 @@ int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,
 		cprx_guard_status_free(st);
 		return -EBADMSG;
 	}
-	/* a loader that died without cleaning up: its programs died too */
-	if (st->pid > 0 && !loader_alive(st)) {
-		if (err && st->pid_start)
-			snprintf(err, errlen, "stale: its loader (pid %ld, started "
-				 "at %llu) is gone", st->pid, st->pid_start);
-		else if (err)	/* an older status file: no start time */
-			snprintf(err, errlen, "stale: its loader (pid %ld) is "
-				 "gone", st->pid);
+	/* from another boot, or its loader gone: its programs are gone */
+	if (cprx_guard_status_stale(st, err, errlen)) {
 		cprx_guard_status_free(st);
 		return -ESTALE;
 	}

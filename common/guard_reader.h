@@ -17,6 +17,9 @@
  *   pid <pid>                          (0: pinned in bpffs, outlives the tool)
  *   pid-start <ticks>                  (the loader's start time, field 22 of
  *                                       /proc/PID/stat: a reused pid is not it)
+ *   boot-id <uuid>                     (/proc/sys/kernel/random/boot_id at
+ *                                       load: a status from another boot,
+ *                                       e.g. before a kexec, is stale)
  *   pinned <bpffs dir>
  *   policy <file or "command line">
  *   guard-uid <uid>
@@ -115,6 +118,7 @@ struct cprx_guard_status {
 	bool mode_trace;	/* the policy asked for trace only */
 	long pid;		/* loader that holds the programs; 0 if pinned */
 	unsigned long long pid_start;	/* its start time; 0: not given */
+	char boot_id[40];	/* the boot it was loaded in; "": not given */
 	char why[512];		/* trace-only: why */
 	char pinned[256];
 	char policy[256];
@@ -132,6 +136,8 @@ struct cprx_guard_status {
  * -errno (-ESRCH: no such process).
  */
 int cprx_guard_proc_start(long pid, unsigned long long *start);
+/* This boot's id (/proc/sys/kernel/random/boot_id) into @buf; 0 or -errno. */
+int cprx_guard_boot_id(char *buf, size_t len);
 
 /*
  * A file's fingerprint in the status file: the first 64 bits of SHA-256
@@ -145,13 +151,20 @@ uint64_t cprx_guard_fingerprint(const struct stat *sb);
 const char *cprx_guard_status_path(void);
 /*
  * Reads and checks a status file.  0; -ENOENT when there is none (no
- * guard); -ESTALE when its loader is gone (its pid gone, or now another
+ * guard); -ESTALE when it is from another boot (a kexec or reboot took
+ * its programs along) or its loader is gone (its pid gone, or now another
  * process: the start time differs); -EBADMSG with *err set when it
  * does not parse (line number and what).
  */
 int cprx_guard_status_read(const char *file, struct cprx_guard_status *st,
 			   char *err, size_t errlen);
 void cprx_guard_status_free(struct cprx_guard_status *st);
+/*
+ * True, with @err set, when @st no longer describes a loaded guard: it was
+ * written in another boot, or its foreground loader is gone (guard_stale.c).
+ */
+bool cprx_guard_status_stale(const struct cprx_guard_status *st, char *err,
+			     size_t errlen);
 
 /* Why this process is guarded ("cgroup /vmm"), or false. */
 bool cprx_guard_covers_self(const struct cprx_guard_status *st, char *how,

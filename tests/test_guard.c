@@ -408,6 +408,29 @@ TEST_F(g, stale_status_of_a_reused_pid)
 					   self->hint));
 }
 
+/*
+ * A pinned guard (pid 0) has no loader to outlive: a status kept across a
+ * kexec or reboot (on a path that is not a fresh tmpfs) is known stale by
+ * its boot id.
+ */
+TEST_F(g, stale_status_of_another_boot)
+{
+	char line[256], now[40];
+
+	ASSERT_EQ(0, cprx_guard_boot_id(now, sizeof(now)));
+	snprintf(line, sizeof(line), "%sboot-id %s\n", uid_line(),
+		 "00000000-0000-0000-0000-000000000000");
+	write_status(&self->f, "enforcing", line);
+	EXPECT_EQ(CPRX_GUARD_NONE, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "another boot"));
+	/* this boot's: the pinned guard is believed */
+	snprintf(line, sizeof(line), "%sboot-id %s\n", uid_line(), now);
+	write_status(&self->f, "enforcing", line);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+}
+
 TEST(proc_start_of_a_process)
 {
 	unsigned long long a = 0, b = 0;
