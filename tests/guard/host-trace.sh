@@ -304,10 +304,11 @@ fi
 
 # an unprivileged user cannot hold the readers' lock (the status directory is 0755)
 chmod 0755 "$T"
-# -F: flock execs sleep itself, so the kill below ends the lock too
-setpriv --reuid=65534 --regid=65534 --clear-groups flock -F -n "$T" sleep 8 >/dev/null 2>&1 &
+# -F: flock execs sleep itself, so the kill below ends the lock; the sleep
+# outlasts a slow trace under load (the kill comes right after the check)
+setpriv --reuid=65534 --regid=65534 --clear-groups flock -F -n "$T" sleep 120 >/dev/null 2>&1 &
 squat=$!
-for i in $(seq 50); do ! flock -n "$T" true && break; sleep 0.1; done
+for i in $(seq 200); do ! flock -n "$T" true && break; sleep 0.1; done
 out=$(timeout 20 "$G" trace --json --timeout 1 2>&1); rc=$?
 if flock -n "$T" true; then
 	skip "a user's lock on the status directory blocks no trace reader" "nobody could not lock $T"
