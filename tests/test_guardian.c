@@ -199,39 +199,57 @@ TEST(kill_outside_update)
 	EXPECT_NE_NULL(strstr(b.log, "event=exit"));
 }
 
-/* Process @pid's sockets: how many, and how many without FD_CLOEXEC. */
-static int sockets(pid_t pid, int *inherited)
+/* Calls @fn with each fd of process @pid and what it links to; the count of
+ * fds @fn says yes to, or -1. */
+static int fd_walk(pid_t pid, bool (*fn)(pid_t, const char *, const char *, void *),
+		   void *arg)
 {
-	char dir[64], path[320], link[256], info[128];
+	char dir[64], path[320], link[256];
 	struct dirent *d;
 	int n = 0;
 	DIR *dp;
 
-	*inherited = 0;
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	dp = opendir(dir);
 	if (!dp)
 		return -1;
 	while ((d = readdir(dp))) {
 		ssize_t len;
-		FILE *f;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
 		len = readlink(path, link, sizeof(link) - 1);
-		if (len <= 0 || strncmp(link, "socket:", 7))
+		if (len <= 0)
 			continue;
-		n++;
-		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid,
-			 d->d_name);
-		f = fopen(path, "r");
-		while (f && fgets(info, sizeof(info), f))
-			if (!strncmp(info, "flags:", 6))
-				*inherited += !(strtoul(info + 6, NULL, 8) & O_CLOEXEC);
-		if (f)
-			fclose(f);
+		link[len] = '\0';
+		n += fn(pid, d->d_name, link, arg);
 	}
 	closedir(dp);
 	return n;
+}
+
+/* A socket; *inherited counts those without FD_CLOEXEC. */
+static bool is_socket(pid_t pid, const char *fd, const char *link, void *inherited)
+{
+	char path[320], info[128];
+	FILE *f;
+
+	if (strncmp(link, "socket:", 7))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, fd);
+	f = fopen(path, "r");
+	while (f && fgets(info, sizeof(info), f))
+		if (!strncmp(info, "flags:", 6))
+			*(int *)inherited += !(strtoul(info + 6, NULL, 8) & O_CLOEXEC);
+	if (f)
+		fclose(f);
+	return true;
+}
+
+/* Process @pid's sockets: how many, and how many without FD_CLOEXEC. */
+static int sockets(pid_t pid, int *inherited)
+{
+	*inherited = 0;
+	return fd_walk(pid, is_socket, inherited);
 }
 
 /*
@@ -324,30 +342,16 @@ TEST(restart_runs_previous_binary)
 	free(vmm);
 }
 
+static bool is_guest_fd(pid_t pid, const char *fd, const char *link, void *arg)
+{
+	(void)pid, (void)fd, (void)arg;
+	return strstr(link, "memfd:cprx");
+}
+
 /* How many of process @pid's fds are guest RAM or a libcprx state. */
 static int guest_fds(pid_t pid)
 {
-	char dir[64], path[320], link[256];
-	struct dirent *d;
-	int n = 0;
-	DIR *dp;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	dp = opendir(dir);
-	if (!dp)
-		return -1;
-	while ((d = readdir(dp))) {
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		len = readlink(path, link, sizeof(link) - 1);
-		if (len <= 0)
-			continue;
-		link[len] = '\0';
-		n += !!strstr(link, "memfd:cprx");
-	}
-	closedir(dp);
-	return n;
+	return fd_walk(pid, is_guest_fd, NULL);
 }
 
 TEST(copies_dropped)
