@@ -81,6 +81,9 @@ int fail(struct qmp_ctx *c, int code, const char *what, const char *msg, const c
 	if (hint)
 		json_object_set_string_member(c->report, "hint", hint);
 	json_object_set_string_member(c->report, "guest_status", st);
+	/* update() keeps it for a lost VM: the one copy of its devices' state */
+	if (code == EXIT_LOST)
+		json_object_set_string_member(c->report, "state_kept", c->o->state);
 	write_report(c);
 	if (!c->o->json) {
 		printf("update %s: %s\n", code == EXIT_REFUSED ? "refused" :
@@ -89,6 +92,9 @@ int fail(struct qmp_ctx *c, int code, const char *what, const char *msg, const c
 		if (hint)
 			printf("  hint: %s\n", hint);
 		printf("  guest: %s (query-status on pid %d)\n", st, c->pid);
+		if (code == EXIT_LOST)
+			printf("  state: kept in %s (the lost VM's devices; remove it when "
+			       "done)\n", c->o->state);
 	}
 	return code;
 }

@@ -42,7 +42,7 @@ PIN=/sys/fs/bpf/cprx-guard-host.$$	# never created: no --pin here
 GPID=
 cleanup() {
 	[ -z "$GPID" ] || { kill "$GPID" 2>/dev/null; wait "$GPID" 2>/dev/null; }
-	rm -rf "$T"
+	rm -rf "$T" "$T.squat"
 }
 trap cleanup EXIT
 # A copy of cprx-vmm of our own: only our processes are guarded.
@@ -305,13 +305,15 @@ fi
 # an unprivileged user cannot hold the readers' lock (the status directory is 0755)
 chmod 0755 "$T"
 # -F: flock execs sleep itself, so the kill below ends the lock; the sleep
-# outlasts a slow trace under load (the kill comes right after the check)
-setpriv --reuid=65534 --regid=65534 --clear-groups flock -F -n "$T" sleep 120 >/dev/null 2>&1 &
+# outlasts a slow trace under load (the kill comes right after the check).
+# It waits for the lock (no -n): the probe below holds it for an instant,
+# and a squatter that gave up then would hold nothing.
+setpriv --reuid=65534 --regid=65534 --clear-groups flock -F "$T" sleep 120 >/dev/null 2>"$T.squat" &
 squat=$!
 for i in $(seq 200); do ! flock -n "$T" true && break; sleep 0.1; done
 out=$(timeout 20 "$G" trace --json --timeout 1 2>&1); rc=$?
 if flock -n "$T" true; then
-	skip "a user's lock on the status directory blocks no trace reader" "nobody could not lock $T"
+	skip "a user's lock on the status directory blocks no trace reader" "nobody could not lock $T: $(head -c 200 "$T.squat")"
 elif [ $rc = 0 ] && [[ $out == *"cprx-guard: tracing"* ]]; then
 	ok "a user's lock on the status directory blocks no trace reader"
 else

@@ -51,7 +51,7 @@ gone() {
 	tr -d '\0' <"$1/qemu.log" | tail -n 5 | diag
 	console "$1" | tail -n 3 | diag
 }
-echo "1..22"
+echo "1..24"
 
 # A new "binary" that runs QEMU except when it is given the state.
 wrapper() {	# PATH REAL-QEMU
@@ -78,7 +78,9 @@ def cmd(c, **a):
             return m
 f.readline()
 cmd("qmp_capabilities")
-print(cmd("human-monitor-command", **{"command-line": "xp /16xb 0xfffffff0"})["return"].strip())
+# One line: xp prints 8 bytes a line, and the caller echoes it into TAP.
+out = cmd("human-monitor-command", **{"command-line": "xp /16xb 0xfffffff0"})["return"]
+print(" | ".join(l.strip() for l in out.splitlines() if l.strip()))
 EOF
 }
 
@@ -266,9 +268,14 @@ for v in $versions; do
 	killed_after_exec "lost$v" "$l" --no-rescue -a -S
 	rc=$?
 	res=$(json "$W/lost$v.json" result 2>/dev/null)
+	kept=$(json "$W/lost$v.json" state_kept 2>/dev/null)
 	check "$V: --no-rescue, new QEMU killed after it served QMP: VM lost, said so (exit $rc)" \
 		sh -c "[ $rc = 4 ] && [ '$res' = lost ] && grep -q 'guest: lost' '$W/lost$v.out' &&
 			grep -q 'died after it served QMP, before the guest ran' '$W/lost$v.out'"
+	# The lost VM's device state is the one thing left of it: kept and named.
+	check "$V: the lost VM's migration file is kept and named ($kept)" \
+		sh -c "[ -n '$kept' ] && [ -s '$kept' ] && grep -qF 'state: kept in $kept' '$W/lost$v.out'"
+	[ -z "$kept" ] || rm -f "$kept"
 done
-[ "$versions" = 11 ] && skip 11 "no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
+[ "$versions" = 11 ] && skip 12 "no QEMU 10.2.2 (qemu-integration/qemu-build.sh)"
 exit $((failed > 0))
