@@ -18,11 +18,9 @@ build=${1:?usage: guard-preflight.sh BUILD_DIR}
 . "$(dirname "$0")/lib.sh"
 qemu_tier_setup guard
 
-"$GUEST" start "$W/g" >/dev/null 2>"$W/g.start"
 echo "1..13"
-wait_tick "$W/g" 3 || cat "$W/g.start" "$W/g/qemu.log" 2>/dev/null | diag
+one_guest
 check "the guest boots under the chroot's stock QEMU and ticks" [ -n "$(last_tick "$W/g")" ]
-pid=$(cat "$W/g/pid" 2>/dev/null)
 bin=/usr/bin/qemu-system-x86_64
 # The new binary (the running one) as the guard sees it: device and inode
 # through QEMU's root, as cprx-guard load resolves its allow rules.

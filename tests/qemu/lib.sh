@@ -32,6 +32,15 @@ qemu_tier_setup() {	# NAME (of the work directory); needs $build
 		skip_all "cannot build the guest initramfs: $(tail -n1 "$W/initramfs.log")"
 }
 
+# One guest in $W/g under the chroot's stock QEMU (GUEST_ARGS go to
+# guest.sh start); waits for its ticks and sets $pid.  The caller checks
+# that it booted.
+one_guest() {	# [GUEST_ARGS...]
+	"$GUEST" start "$W/g" "$@" >/dev/null 2>"$W/g.start"
+	wait_tick "$W/g" 3 || cat "$W/g.start" "$W/g/qemu.log" 2>/dev/null | diag
+	pid=$(cat "$W/g/pid" 2>/dev/null)
+}
+
 # The console's lines end in \r\n (the guest tty's ONLCR).
 console() { tr -d '\r' <"$1/serial.log"; }
 last_tick() { console "$1" | sed -n 's/^tick \([0-9]*\) .*/\1/p' | tail -n1; }

@@ -29,9 +29,7 @@ printf '#!/bin/sh\ncase " $* " in *" -incoming file:"*) echo "wrapper: exit 1" >
 chmod 755 "$W/as-nobody.sh" "$W/exit1.sh"
 
 echo "1..7"
-"$GUEST" start "$W/g" --prog "$W/as-nobody.sh" >/dev/null 2>"$W/g.start"
-wait_tick "$W/g" 3 || cat "$W/g.start" "$W/g/qemu.log" 2>/dev/null | diag
-pid=$(cat "$W/g/pid" 2>/dev/null)
+one_guest --prog "$W/as-nobody.sh"
 # Uid, Gid and Groups lines of /proc/PID/status, one line.
 ids() { sed -n 's/^\(Uid\|Gid\|Groups\):[[:space:]]*//p' "/proc/$1/status" 2>/dev/null | tr -s '\t\n' '  '; }
 want="$nobody $nobody $nobody $nobody $nobody $nobody $nobody $nobody "

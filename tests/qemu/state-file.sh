@@ -16,11 +16,9 @@ build=${1:?usage: state-file.sh BUILD_DIR}
 . "$(dirname "$0")/lib.sh"
 qemu_tier_setup state
 
-"$GUEST" start "$W/g" >/dev/null 2>"$W/g.start"
 echo "1..6"
-wait_tick "$W/g" 3 || cat "$W/g.start" "$W/g/qemu.log" 2>/dev/null | diag
+one_guest
 check "the guest boots under the chroot's stock QEMU and ticks" [ -n "$(last_tick "$W/g")" ]
-pid=$(cat "$W/g/pid" 2>/dev/null)
 # The default path, as QEMU (in its root) and as we see it.
 state=/tmp/cprx-qmp-$pid.state
 hs=/proc/$pid/root$state
