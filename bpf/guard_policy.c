@@ -12,7 +12,8 @@
  * generation and change time too, so a recycled inode number or a file
  * rewritten in place is not allowed.  A rule's file must be owned by root
  * and not writable by group or others: whoever can write it decides what
- * the guard allows.
+ * the guard allows.  Nor may it be on FUSE, whose server makes all of that
+ * up.
  *
  * A rule may name the content too (sha256=): the file is hashed at load
  * through the same open fd the kernel's key is read from, and the change
@@ -138,6 +139,32 @@ static gboolean safe_owner(const char *path, const struct stat *st,
 	return TRUE;
 }
 
+/*
+ * A FUSE server, which any user may run, reports whatever owner, mode,
+ * inode number, generation and change time it likes, and may serve other
+ * bytes at exec than it served the digest: a rule's file there binds
+ * nothing.  (Keys hold the file system's magic, so a rule elsewhere never
+ * matches a FUSE file.)
+ */
+static gboolean trusted_fs(const char *path, int fd, GError **err)
+{
+	struct statfs sfs;
+
+	if (fstatfs(fd, &sfs) < 0) {
+		g_set_error(err, CG_ERROR, errno, "'%s': statfs: %s", path,
+			    g_strerror(errno));
+		return FALSE;
+	}
+	if (sfs.f_type == FUSE_SUPER_MAGIC) {
+		g_set_error(err, CG_ERROR, EPERM, "'%s' is on a FUSE file "
+			    "system: its server, not the kernel, says who owns "
+			    "it and what it holds (fix: install the binary on "
+			    "a local file system and name it there)", path);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 {
 	char real[PATH_MAX];
@@ -160,7 +187,7 @@ static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 		close(fd);
 		return FALSE;
 	}
-	if (!safe_owner(real, &st, err)) {
+	if (!trusted_fs(real, fd, err) || !safe_owner(real, &st, err)) {
 		close(fd);
 		return FALSE;
 	}

@@ -5,12 +5,14 @@
  * either case, no path), the content hashed through the rule's open fd
  * (a million 'a', several reads), a mismatch naming the file, both
  * digests and the fix, a path with spaces, a policy file's line number,
- * and a file changed after it was checked and hashed.
+ * a file changed after it was checked and hashed, and a file that a FUSE
+ * mount (bindfs) shows as root's and read-only.
  *
  * A rule's file must be owned by root: the tests that resolve one SKIP
  * when not run as root.
  */
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include "harness.h"
 #include "guard_tool.h"
@@ -230,6 +232,38 @@ TEST_F(pol, changed_after_check_refused)
 		EXPECT_TRUE(ERR_HAS("changed while the policy was loading"));
 		EXPECT_TRUE(ERR_HAS("and hashed") == (i == 0));
 	}
+}
+
+/*
+ * Test Case: fuse_rule_refused
+ * nobody's file, shown through bindfs as root's and read-only (what any
+ * user's FUSE server may claim): refused naming FUSE, not bound to a key.
+ */
+TEST_F(pol, fuse_rule_refused)
+{
+	g_autofree char *src = g_strdup_printf("%s/src", self->dir);
+	g_autofree char *mnt = g_strdup_printf("%s/mnt", self->dir);
+	g_autofree char *file = g_strdup_printf("%s/vmm", src);
+	g_autofree char *cmd = NULL;
+
+	if (geteuid())
+		SKIP(return, "mounting FUSE and a rule's file need root");
+	if (access("/dev/fuse", R_OK | W_OK) || system("command -v bindfs >/dev/null"))
+		SKIP(return, "no /dev/fuse or no bindfs (tools/deps.sh installs it)");
+	ASSERT_EQ(0, mkdir(src, 0755));
+	ASSERT_EQ(0, mkdir(mnt, 0755));
+	write_file(file, "abc", 3, 1);
+	ASSERT_EQ(0, chown(file, 65534, 65534));
+	ASSERT_EQ(0, chmod(file, 0777));
+	cmd = g_strdup_printf("bindfs --force-user=root --force-group=root "
+			      "--perms=a-w '%s' '%s'", src, mnt);
+	ASSERT_EQ(0, system(cmd));
+	EXPECT_FALSE(add(self->p, &self->err, "allow", "%s/vmm", mnt));
+	EXPECT_TRUE(ERR_HAS("is on a FUSE file system"));
+	EXPECT_TRUE(ERR_HAS("fix: install the binary on a local file system"));
+	EXPECT_EQ(0, self->p->allow->len);
+	if (umount2(mnt, MNT_DETACH))
+		TH_LOG("cannot unmount %s: %s", mnt, strerror(errno));
 }
 
 TEST_HARNESS_MAIN
