@@ -5,12 +5,14 @@
 # SHARE (read-write, on the host) gets every stage's output; the host side
 # (bench/kexec.c) reads it after the run.
 #
-# Stage 1: the baseline VMM writes its RAM to SHARE (fsync'd) and exits;
-# then the LUO VMM (cprx-luod left running to hold its session at the jump)
-# prepares and exits.  Stage 2, the other way round, so that the LUO
-# VMM's blackout holds none of the baseline's work: the LUO VMM resumes,
-# then the baseline VMM reads its RAM back; then the clock record (TSC
-# against the kernel log's clock), off every blackout.  Exits non-zero
+# Stage 1: the clock record (the TSC rate, the kernel's log lines); the
+# baseline VMM writes its RAM to SHARE (fsync'd) and exits; then the LUO
+# VMM (cprx-luod left running to hold its session at the jump) prepares
+# and exits, the last thing before the harness's kexec.  Stage 2, the
+# other way round, so that the LUO VMM's blackout holds none of the
+# baseline's work: the LUO VMM resumes,
+# then the baseline VMM reads its RAM back; then the clock record (the TSC
+# against the new kernel's log clock), off every blackout.  Exits non-zero
 # when a step failed: in stage 1, there is then no kexec.
 set -u
 stage=$1 bench=$2 vmm=$3 luod=$4 share=$5 size=$6
@@ -33,10 +35,10 @@ vmm_run() {
 
 base=(--baseline copy --state "$share/baseline-ram" --name bench-base)
 if [ "$stage" = 1 ]; then
+	"$bench" --kexec-clock >"$share/clock.1" || exit 1
 	start_luod || exit 1
 	vmm_run baseline "${base[@]}" || exit 1
 	vmm_run luo --name bench-luo || exit 1
-	"$bench" --kexec-clock >"$share/clock.1" || exit 1
 else
 	cp /run/cprx-vm/io/kexec.tsc "$share/kexec.tsc" 2>/dev/null ||
 		echo "no kexec.tsc from the harness"
