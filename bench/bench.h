@@ -102,6 +102,7 @@ struct options {
 	char *vmm, *out, *copy_dir, *copy_max, *vm_kernel, *vm_mem;
 	int reps, copy_reps, run_ms, rounds;
 	gboolean no_progress, no_plots, qemu, vm, guard, kexec, kexec_clock;
+	gboolean kexec_reuse;
 };
 
 /* configs.c */

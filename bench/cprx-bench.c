@@ -91,6 +91,8 @@ static const GOptionEntry entries[] = {
 	  "Blackout across a kexec of the VM tier's research kernel: cprx-vmm --kexec "
 	  "(LUO) against RAM through a file, same guest run (sizes 256M,1G; reps 1)",
 	  NULL },
+	{ "kexec-reuse", 0, 0, G_OPTION_ARG_NONE, &opts.kexec_reuse,
+	  "With --kexec: no guest run, report from the records already in --out", NULL },
 	{ "kexec-clock", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opts.kexec_clock,
 	  "(in the guest) the TSC against the kernel log's clock", NULL },
 	{ NULL }

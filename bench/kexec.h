@@ -38,7 +38,8 @@ struct krow {
 	char size_label[16];
 	enum kpath path;
 	unsigned int rep;
-	double blackout_ms;	/* the new VMM's pause_ms, across the kexec */
+	double blackout_ms;	/* the new VMM's pause, at the parts' TSC rate */
+	double vmm_pause_ms;	/* its pause_ms, at its own rate (vmm_hz) */
 	double alone_ms;	/* without KP_OTHER */
 	double parts[NR_KPARTS];
 	double sum_ms;		/* of the parts */

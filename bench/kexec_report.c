@@ -228,6 +228,7 @@ static void jsamples(JsonBuilder *j, const struct kexec_bench *kb)
 		jnum(j, "sum_ms", r->sum_ms);
 		jparts(j, r->parts);
 		jnum(j, "verify_ms", r->verify_ms);
+		jnum(j, "vmm_pause_ms", r->vmm_pause_ms);
 		jnum(j, "vmm_tsc_hz", r->vmm_hz);
 		json_builder_set_member_name(j, "verify");
 		json_builder_add_string_value(j, r->verify);
