@@ -18,13 +18,8 @@ set -u
 stage=$1 bench=$2 vmm=$3 luod=$4 share=$5 size=$6
 export CPRX_LUOD_SOCKET=/run/cprx-luod.sock
 
-start_luod() {
-	setsid "$luod" --state-dir "$share/luod-state" --socket "$CPRX_LUOD_SOCKET" \
-		</dev/null >>"$share/luod.$stage.log" 2>&1 &
-	for _ in $(seq 200); do [ -S "$CPRX_LUOD_SOCKET" ] && return 0; sleep 0.05; done
-	echo "cprx-luod did not come up: $(tail -n 3 "$share/luod.$stage.log")"
-	return 1
-}
+. "$(dirname "$0")/../tests/vm/luod.sh"
+start_luod() { luod_start "$luod" "$share/luod-state" "$share/luod.$stage.log"; }
 # PATH NAME [ARGS...]: one cprx-vmm, its JSON to SHARE/NAME.STAGE
 vmm_run() {
 	local name=$1

@@ -63,7 +63,6 @@ struct kexec_bench {
 int run_kexec(const struct options *o, int argc, char **argv);
 
 /* kexec_clock.c: --kexec-clock, in the guest */
-uint64_t bench_tsc(void);
 int kexec_clock(void);
 
 /* kexec_report.c */

@@ -19,21 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "kexec.h"
+#include "tsc.h"
 
 #define MARKER "cprx-bench-clock"
-
-uint64_t bench_tsc(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	uint32_t lo, hi;
-
-	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-	return ((uint64_t)hi << 32) | lo;
-#else
-	return 0;
-#endif
-}
 
 static uint64_t mono_ns(void)
 {
@@ -46,11 +35,11 @@ static uint64_t mono_ns(void)
 /* Over 500 ms: the read jitter of either clock stays under 1e-5. */
 static double measured_hz(void)
 {
-	uint64_t n0 = mono_ns(), t0 = bench_tsc(), n1, t1;
+	uint64_t n0 = mono_ns(), t0 = cprx_tsc(), n1, t1;
 
 	g_usleep(500000);
 	n1 = mono_ns();
-	t1 = bench_tsc();
+	t1 = cprx_tsc();
 	return (double)(t1 - t0) * 1e9 / (double)(n1 - n0);
 }
 
@@ -132,7 +121,7 @@ int kexec_clock(void)
 	double hz;
 	int fd, r;
 
-	if (!bench_tsc()) {
+	if (!cprx_tsc()) {
 		g_printerr("cprx-bench: --kexec-clock: no TSC on this architecture\n");
 		return 1;
 	}
@@ -141,9 +130,9 @@ int kexec_clock(void)
 		g_printerr("cprx-bench: --kexec-clock: /dev/kmsg: %s\n", g_strerror(errno));
 		return 1;
 	}
-	a = bench_tsc();
+	a = cprx_tsc();
 	r = (int)write(fd, MARKER "\n", strlen(MARKER) + 1);
-	b = bench_tsc();
+	b = cprx_tsc();
 	close(fd);
 	hz = measured_hz();
 	if (r < 0 || klog_read(&k) < 0 || isnan(k.marker_us)) {

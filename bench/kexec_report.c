@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "kexec.h"
+#include "report_json.h"
 
 /* Medians of one size and path over the repetitions. */
 struct kmed {
@@ -185,24 +186,9 @@ static int write_csv(const struct kexec_bench *kb)
 	return fclose(f) ? -1 : 0;
 }
 
-static void jnum(JsonBuilder *j, const char *key, double v)
-{
-	json_builder_set_member_name(j, key);
-	if (isnan(v) || isinf(v))
-		json_builder_add_null_value(j);
-	else
-		json_builder_add_double_value(j, round(v * 1000) / 1000);
-}
-
 static void jparts(JsonBuilder *j, const double *parts)
 {
-	unsigned int k;
-
-	json_builder_set_member_name(j, "parts_ms");
-	json_builder_begin_object(j);
-	for (k = 0; k < NR_KPARTS; k++)
-		jnum(j, kpart_names[k], parts[k]);
-	json_builder_end_object(j);
+	json_named(j, "parts_ms", kpart_names, parts, NR_KPARTS);
 }
 
 static void jsamples(JsonBuilder *j, const struct kexec_bench *kb)
@@ -215,23 +201,18 @@ static void jsamples(JsonBuilder *j, const struct kexec_bench *kb)
 		const struct krow *r = &g_array_index(kb->rows, struct krow, i);
 
 		json_builder_begin_object(j);
-		json_builder_set_member_name(j, "size");
-		json_builder_add_string_value(j, r->size_label);
-		json_builder_set_member_name(j, "ram_bytes");
-		json_builder_add_int_value(j, (gint64)r->size);
-		json_builder_set_member_name(j, "path");
-		json_builder_add_string_value(j, kpath_names[r->path]);
-		json_builder_set_member_name(j, "rep");
-		json_builder_add_int_value(j, r->rep);
-		jnum(j, "blackout_ms", r->blackout_ms);
-		jnum(j, "alone_ms", r->alone_ms);
-		jnum(j, "sum_ms", r->sum_ms);
+		json_str(j, "size", r->size_label);
+		json_int(j, "ram_bytes", (gint64)r->size);
+		json_str(j, "path", kpath_names[r->path]);
+		json_int(j, "rep", r->rep);
+		json_num(j, "blackout_ms", r->blackout_ms);
+		json_num(j, "alone_ms", r->alone_ms);
+		json_num(j, "sum_ms", r->sum_ms);
 		jparts(j, r->parts);
-		jnum(j, "verify_ms", r->verify_ms);
-		jnum(j, "vmm_pause_ms", r->vmm_pause_ms);
-		jnum(j, "vmm_tsc_hz", r->vmm_hz);
-		json_builder_set_member_name(j, "verify");
-		json_builder_add_string_value(j, r->verify);
+		json_num(j, "verify_ms", r->verify_ms);
+		json_num(j, "vmm_pause_ms", r->vmm_pause_ms);
+		json_num(j, "vmm_tsc_hz", r->vmm_hz);
+		json_str(j, "verify", r->verify);
 		json_builder_end_object(j);
 	}
 	json_builder_end_array(j);
@@ -251,23 +232,21 @@ static void jsummary(JsonBuilder *j, const struct kexec_bench *kb)
 
 		size_label(z, label, sizeof(label));
 		json_builder_begin_object(j);
-		json_builder_set_member_name(j, "size");
-		json_builder_add_string_value(j, label);
+		json_str(j, "size", label);
 		for (p = 0; p < NR_KPATHS; p++) {
 			kmed_of(kb, z, (enum kpath)p, &m[p]);
 			json_builder_set_member_name(j, kpath_names[p]);
 			json_builder_begin_object(j);
-			json_builder_set_member_name(j, "n");
-			json_builder_add_int_value(j, m[p].n);
-			jnum(j, "blackout_ms", m[p].blackout);
-			jnum(j, "alone_ms", m[p].alone);
+			json_int(j, "n", m[p].n);
+			json_num(j, "blackout_ms", m[p].blackout);
+			json_num(j, "alone_ms", m[p].alone);
 			jparts(j, m[p].parts);
 			json_builder_set_member_name(j, "ram_verified");
 			json_builder_add_boolean_value(j, m[p].verified);
 			json_builder_end_object(j);
 		}
-		jnum(j, "ratio_luo_baseline", m[KPATH_LUO].blackout / m[KPATH_BASE].alone);
-		jnum(j, "kernel_boot_share", m[KPATH_LUO].parts[KP_BOOT] /
+		json_num(j, "ratio_luo_baseline", m[KPATH_LUO].blackout / m[KPATH_BASE].alone);
+		json_num(j, "kernel_boot_share", m[KPATH_LUO].parts[KP_BOOT] /
 		     m[KPATH_LUO].blackout);
 		json_builder_end_object(j);
 	}
@@ -278,24 +257,18 @@ static void jheader(JsonBuilder *j, const struct kexec_bench *kb)
 {
 	unsigned int i;
 
-	json_builder_set_member_name(j, "mode");
-	json_builder_add_string_value(j, "kexec");
-	json_builder_set_member_name(j, "command");
-	json_builder_add_string_value(j, kb->command);
-	json_builder_set_member_name(j, "host_kernel");
-	json_builder_add_string_value(j, kb->m.kernel);
-	json_builder_set_member_name(j, "accel");
-	json_builder_add_string_value(j, "tcg");
-	json_builder_set_member_name(j, "emulated");
-	json_builder_add_string_value(j, tcg_note);
+	json_str(j, "mode", "kexec");
+	json_str(j, "command", kb->command);
+	json_str(j, "host_kernel", kb->m.kernel);
+	json_str(j, "accel", "tcg");
+	json_str(j, "emulated", tcg_note);
 	json_builder_set_member_name(j, "tsc");
 	json_builder_begin_object(j);
-	jnum(j, "hz_first_kernel", kb->hz[0]);
-	jnum(j, "hz_new_kernel", kb->hz[1]);
-	jnum(j, "log_detected_hz", kb->detected_hz);
-	jnum(j, "log_refined_hz", kb->refined_hz);
-	json_builder_set_member_name(j, "clocksource");
-	json_builder_add_string_value(j, kb->clocksource);
+	json_num(j, "hz_first_kernel", kb->hz[0]);
+	json_num(j, "hz_new_kernel", kb->hz[1]);
+	json_num(j, "log_detected_hz", kb->detected_hz);
+	json_num(j, "log_refined_hz", kb->refined_hz);
+	json_str(j, "clocksource", kb->clocksource);
 	json_builder_end_object(j);
 	json_builder_set_member_name(j, "parts");
 	json_builder_begin_array(j);

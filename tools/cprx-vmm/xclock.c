@@ -8,18 +8,12 @@
  */
 #include <math.h>
 
+#include "tsc.h"
 #include "vmm.h"
 
 uint64_t tsc_now(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-	uint32_t lo, hi;
-
-	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-	return ((uint64_t)hi << 32) | lo;
-#else
-	return 0;
-#endif
+	return cprx_tsc();
 }
 
 /* The anchor of tsc_hz(): as early in main as can be. */
