@@ -217,7 +217,9 @@ static int guest_run(const struct options *o, const char *dir, uint64_t size)
 	g_autofree char *run = g_build_filename(CPRX_SOURCE_ROOT, "tests/vm/run.sh", NULL);
 	g_autofree char *script = g_build_filename(CPRX_SOURCE_ROOT, "bench",
 						   "kexec-guest.sh", NULL);
-	g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+	/* by its path in the build, not /proc/self/exe: a rebuild may replace it */
+	g_autofree char *self = g_build_filename(CPRX_BUILD_ROOT, "bench", "cprx-bench",
+						 NULL);
 	g_autofree char *vmm = o->vmm ? g_canonicalize_filename(o->vmm, NULL) :
 			       g_build_filename(CPRX_BUILD_ROOT, "tools", "cprx-vmm", NULL);
 	g_autofree char *luod = g_build_filename(CPRX_BUILD_ROOT, "tools", "cprx-luod",
