@@ -122,7 +122,7 @@ static void header(FILE *f, const struct kexec_bench *kb)
 	g_autofree char *mline = machine_line(&kb->m);
 
 	fprintf(f, "Host: %s\nCommand: %s\n%s\n", mline, kb->command, tcg_note);
-	fprintf(f, "Clock: the guest's TSC (%.2f MHz measured in the first kernel, "
+	fprintf(f, "Clock: the guest's TSC (last guest run: %.2f MHz measured in the first kernel, "
 		"%.2f MHz in the new one; its log: detected %.2f, refined %.2f MHz; "
 		"clocksource %s)\n", kb->hz[0] / 1e6, kb->hz[1] / 1e6,
 		kb->detected_hz / 1e6, kb->refined_hz / 1e6, kb->clocksource);
