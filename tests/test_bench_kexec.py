@@ -111,11 +111,12 @@ def main():
     else:
         vm = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vm")
         p = subprocess.run([os.path.join(vm, "kernels.sh"), "--cached", "research"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
         if p.returncode:
-            skip_all("research kernel not cached: %s"
-                     % (p.stderr.strip().splitlines() or ["?"])[-1])
+            skip_all("research kernel not cached (tests/vm/kernels.sh --cached "
+                     "research: exit %d%s)" % (p.returncode, "".join(
+                         ", " + l for l in p.stdout.strip().splitlines()[-1:])))
         h = subprocess.run([os.path.join(vm, "run.sh"), "--help"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if "--kexec-kernel" not in h.stdout:
