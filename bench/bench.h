@@ -101,7 +101,8 @@ struct options {
 	char *baselines;
 	char *vmm, *out, *copy_dir, *copy_max, *vm_kernel, *vm_mem;
 	int reps, copy_reps, run_ms, rounds;
-	gboolean no_progress, no_plots, qemu, vm, guard;
+	gboolean no_progress, no_plots, qemu, vm, guard, kexec, kexec_clock;
+	gboolean kexec_reuse;
 };
 
 /* configs.c */
@@ -137,7 +138,8 @@ bool thp_shmem_usable(char *why, size_t len);
 int parse_size(const char *s, uint64_t *out);
 void size_label(uint64_t n, char *buf, size_t len);
 
-/* stats.c */
+/* stats.c; median_of: @n values @stride doubles apart, NANs left out */
+double median_of(const double *v, unsigned int n, size_t stride);
 void cell_stats(struct cell *c);
 /* pause over the floor's at the same size, pages and vCPUs; NAN if none */
 double vs_floor(const struct bench *b, const struct cell *c);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "kexec.h"
 
 const char *const seg_names[NR_SEGS] = {
 	"stop", "save", "prepare", "exec", "reclaim", "remap", "resume",
@@ -32,7 +33,7 @@ static struct options opts = {
 	.states = "memfd", .vcpus = "2", .devices = "0",
 	.baselines = "floor,naive,copy", .out = "bench-out",
 	.vm_kernel = "bookworm", .vm_mem = "3G",
-	.reps = 5, .copy_reps = 0, .run_ms = 100, .rounds = 1,
+	.reps = -1, .copy_reps = 0, .run_ms = 100, .rounds = 1,
 };
 
 static const GOptionEntry entries[] = {
@@ -50,7 +51,7 @@ static const GOptionEntry entries[] = {
 	{ "devices", 'd', 0, G_OPTION_ARG_STRING, &opts.devices,
 	  "Extra device fds, 0..1000, on top of the 6 standard ones (0)", "LIST" },
 	{ "reps", 'r', 0, G_OPTION_ARG_INT, &opts.reps,
-	  "Updates per cell, i.e. samples (5)", "N" },
+	  "Updates per cell, i.e. samples (5); with --kexec guest runs per size (1)", "N" },
 	{ "rounds", 'R', 0, G_OPTION_ARG_INT, &opts.rounds,
 	  "Run every size's cells this many times, interleaved, so that a burst "
 	  "of load hits all configurations alike (1)", "N" },
@@ -86,6 +87,14 @@ static const GOptionEntry entries[] = {
 	  "Guest kernel for --vm: bookworm, sid (bookworm)", "NAME" },
 	{ "vm-mem", 0, 0, G_OPTION_ARG_STRING, &opts.vm_mem,
 	  "Guest memory for --vm (3G)", "SIZE" },
+	{ "kexec", 0, 0, G_OPTION_ARG_NONE, &opts.kexec,
+	  "Blackout across a kexec of the VM tier's research kernel: cprx-vmm --kexec "
+	  "(LUO) against RAM through a file, same guest run (sizes 256M,1G; reps 1)",
+	  NULL },
+	{ "kexec-reuse", 0, 0, G_OPTION_ARG_NONE, &opts.kexec_reuse,
+	  "With --kexec: no guest run, report from the records already in --out", NULL },
+	{ "kexec-clock", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opts.kexec_clock,
+	  "(in the guest) the TSC against the kernel log's clock", NULL },
 	{ NULL }
 };
 
@@ -201,6 +210,12 @@ int main(int argc, char **argv)
 		g_printerr("cprx-bench: unexpected argument '%s' (see --help)\n", argv[1]);
 		return 1;
 	}
+	if (opts.kexec_clock)
+		return kexec_clock();
+	if (opts.kexec)
+		return run_kexec(&opts, g_strv_length(args), args);
+	if (opts.reps < 0)
+		opts.reps = 5;
 	if (opts.vm)
 		return run_vm(&opts, g_strv_length(args), args);
 	if (opts.qemu)

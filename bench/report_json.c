@@ -4,23 +4,24 @@
 #include <math.h>
 
 #include "bench.h"
+#include "report_json.h"
 
-static void json_num(JsonBuilder *j, const char *key, double v)
+void json_num(JsonBuilder *j, const char *key, double v)
 {
 	json_builder_set_member_name(j, key);
-	if (isnan(v))
+	if (isnan(v) || isinf(v))
 		json_builder_add_null_value(j);
 	else
 		json_builder_add_double_value(j, round(v * 10000) / 10000);
 }
 
-static void json_str(JsonBuilder *j, const char *key, const char *v)
+void json_str(JsonBuilder *j, const char *key, const char *v)
 {
 	json_builder_set_member_name(j, key);
 	json_builder_add_string_value(j, v);
 }
 
-static void json_int(JsonBuilder *j, const char *key, gint64 v)
+void json_int(JsonBuilder *j, const char *key, gint64 v)
 {
 	json_builder_set_member_name(j, key);
 	json_builder_add_int_value(j, v);
@@ -38,15 +39,21 @@ static void json_machine(JsonBuilder *j, const struct bench *b)
 	json_builder_end_object(j);
 }
 
-static void json_segs(JsonBuilder *j, const char *key, const double *seg)
+void json_named(JsonBuilder *j, const char *key, const char *const *names,
+		const double *v, unsigned int n)
 {
 	unsigned int k;
 
 	json_builder_set_member_name(j, key);
 	json_builder_begin_object(j);
-	for (k = 0; k < NR_SEGS; k++)
-		json_num(j, seg_names[k], seg[k]);
+	for (k = 0; k < n; k++)
+		json_num(j, names[k], v[k]);
 	json_builder_end_object(j);
+}
+
+static void json_segs(JsonBuilder *j, const char *key, const double *seg)
+{
+	json_named(j, key, seg_names, seg, NR_SEGS);
 }
 
 static void json_samples(JsonBuilder *j, const struct cell *c)

@@ -17,7 +17,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Median of @n values at @stride doubles apart; NANs are left out. */
-static double median_of(const double *v, unsigned int n, size_t stride)
+double median_of(const double *v, unsigned int n, size_t stride)
 {
 	g_autofree double *t = g_new(double, n ? n : 1);
 	unsigned int i, m = 0;

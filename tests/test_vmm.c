@@ -487,6 +487,40 @@ TEST_F(vmm, corrupt_state)
 	EXPECT_NE(0, access(self->state, F_OK));
 }
 
+/*
+ * The baseline of cprx-bench --kexec, without a kexec: the first run
+ * writes RAM and state beside --state and exits 0; the second, same
+ * options, reads them back, verifies the guest and reports its downtime
+ * across both processes by the TSC, then removes the files.
+ */
+TEST_F(vmm, kexec_baseline_copy)
+{
+	char meta[PATH_MAX + 8];
+	const struct run *r;
+	JsonNode *l;
+
+	snprintf(meta, sizeof(meta), "%s.meta", self->state);
+	r = VMM("--kexec", "--baseline", "copy", "--state", self->state,
+		"--ram", "16M", "--run-ms", "20");
+	check_lines(r);
+	ASSERT_EQ(0, r->code);
+	l = event(r, "kexec-prepared", 0);
+	ASSERT_NE_NULL(l);
+	EXPECT_STREQ("copy", ju_str(l, "baseline"));
+	EXPECT_TRUE(ju_num(l, "save_ms") > 0);
+	EXPECT_TRUE(ju_num(l, "tsc_hz") > 0);
+	EXPECT_EQ(0, access(self->state, F_OK));
+	EXPECT_EQ(0, access(meta, F_OK));
+	r = VMM("--kexec", "--baseline", "copy", "--state", self->state,
+		"--ram", "16M", "--run-ms", "20");
+	check_exit(r, 0, 1);
+	l = check_update_ok(r, 0);
+	EXPECT_EQ(1, ju_bool(l, "across_kexec"));
+	EXPECT_TRUE(ju_num(l, "tsc_hz") > 0);
+	EXPECT_NE(0, access(self->state, F_OK));
+	EXPECT_NE(0, access(meta, F_OK));
+}
+
 /* Soak ------------------------------------------------------------------------------ */
 
 /*

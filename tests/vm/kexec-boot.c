@@ -5,7 +5,11 @@
  * the path on which the kernel serialises live update state (LUO's sessions,
  * KHO's preserved memory) just before the jump.
  *
- *   kexec-boot KERNEL INITRD CMDLINE
+ *   kexec-boot KERNEL INITRD CMDLINE [TSCFILE]
+ *
+ * TSCFILE (x86): the TSC before and after the load and just before the
+ * reboot call, "load_start=N load_end=N reboot=N", fsync'd: the TSC keeps
+ * counting across the kexec, so the new kernel can time the jump.
  *
  * Returns only on failure, with one line on stderr naming the step and the
  * errno; the harness reports it. run.sh builds it statically: it runs from
@@ -29,6 +33,32 @@ static int fail(const char *step, const char *what, int err)
 	return 1;
 }
 
+static unsigned long long tsc(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned int lo, hi;
+
+	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((unsigned long long)hi << 32) | lo;
+#else
+	return 0;
+#endif
+}
+
+/* The stamps, on disk before the jump; a failure here only loses them. */
+static void tsc_write(const char *path, unsigned long long t0,
+		      unsigned long long t1, unsigned long long t2)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return;
+	fprintf(f, "load_start=%llu load_end=%llu reboot=%llu\n", t0, t1, t2);
+	fflush(f);
+	fsync(fileno(f));
+	fclose(f);
+}
+
 static int open_ro(const char *path)
 {
 	return open(path, O_RDONLY | O_CLOEXEC);
@@ -36,11 +66,12 @@ static int open_ro(const char *path)
 
 int main(int argc, char **argv)
 {
+	unsigned long long t_load, t_loaded;
 	const char *cmdline;
 	int kfd, ifd, err;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: kexec-boot KERNEL INITRD CMDLINE\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: kexec-boot KERNEL INITRD CMDLINE [TSCFILE]\n");
 		return 2;
 	}
 	cmdline = argv[3];
@@ -50,11 +81,15 @@ int main(int argc, char **argv)
 	ifd = open_ro(argv[2]);
 	if (ifd < 0)
 		return fail("open", argv[2], errno);
+	t_load = tsc();
 	/* The length counts the terminating NUL. */
 	if (syscall(SYS_kexec_file_load, kfd, ifd, strlen(cmdline) + 1,
 		    cmdline, 0UL))
 		return fail("kexec_file_load", argv[1], errno);
+	t_loaded = tsc();
 	sync();
+	if (argc == 5)
+		tsc_write(argv[4], t_load, t_loaded, tsc());
 	reboot(LINUX_REBOOT_CMD_KEXEC);
 	/*
 	 * Still here: the kernel refused, e.g. a live update participant

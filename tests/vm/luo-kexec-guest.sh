@@ -20,6 +20,7 @@ stage=$1 build=$2 share=$3
 here=$(dirname "$0")
 . "$here/kernel-log.sh"
 . "$here/checks.sh"
+. "$here/luod.sh"
 CHECK_PREFIX=s$stage-
 luod=$build/tools/cprx-luod
 vmm=$build/tools/cprx-vmm
@@ -34,13 +35,7 @@ run_vmm() {	# UID NAME [ARGS...]
 	as_uid "$u" "$vmm" --kexec --name "$name" --ram 256M --json "$@" \
 		>"$share/$name-$u.$stage" 2>&1
 }
-start_luod() {
-	setsid "$luod" --state-dir "$share/state" --socket "$CPRX_LUOD_SOCKET" \
-		</dev/null >>"$share/luod.$stage.log" 2>&1 &
-	for _ in $(seq 100); do [ -S "$CPRX_LUOD_SOCKET" ] && return 0; sleep 0.1; done
-	echo "cprx-luod did not come up: $(tail -n 3 "$share/luod.$stage.log")"
-	return 1
-}
+start_luod() { luod_start "$luod" "$share/state" "$share/luod.$stage.log"; }
 t_stage() {
 	[ "${CPRX_VM_STAGE:-}" = "$stage" ] ||
 		{ echo "CPRX_VM_STAGE is '${CPRX_VM_STAGE:-}', want $stage"; return 1; }

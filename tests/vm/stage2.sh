@@ -45,7 +45,7 @@ kexec_next() {
 	echo "CPRX-VM-KEXEC-NOW" >/dev/console
 	$BB sync
 	/run/cprx-vm/kexec-boot "$IO/kexec-kernel" "$IO/kexec-initrd" \
-		"$CPRX_VM_KEXEC_CMDLINE" 2>"$IO/kexec.err"
+		"$CPRX_VM_KEXEC_CMDLINE" "$IO/kexec.tsc" 2>"$IO/kexec.err"
 	st=$?
 	[ -s "$IO/kexec.err" ] || echo "kexec-boot came back with status $st" >"$IO/kexec.err"
 	rc=123

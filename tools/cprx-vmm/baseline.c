@@ -65,8 +65,11 @@ static void copy_path(const struct vm_config *c, char *buf, size_t len)
 			 (int)getpid());
 }
 
-/* Plain pwrite/pread in 8 MiB pieces, page cache included: a kind baseline. */
-static void copy_io(struct vm *vm, const char *path, bool out)
+/*
+ * Plain pwrite/pread in 8 MiB pieces, page cache included: a kind baseline.
+ * @sync: fsync before close (across a kexec the page cache is gone).
+ */
+static void copy_io(struct vm *vm, const char *path, bool out, bool sync)
 {
 	const size_t chunk = 8u << 20;
 	uint64_t off, size = vm->cfg.ram_bytes;
@@ -87,6 +90,8 @@ static void copy_io(struct vm *vm, const char *path, bool out)
 			    "writing" : "reading", path, off, n < 0 ? strerror(errno) :
 			    "short file");
 	}
+	if (sync && fsync(fd) < 0)
+		die(EXIT_LOST, "baseline copy: fsync %s: %m", path);
 	close(fd);
 }
 
@@ -153,6 +158,115 @@ void settle(struct vm *vm)
 		sleep_ms(10);
 }
 
+/* --kexec --baseline copy: the blob and the TSC stamps beside RAM's file. */
+struct kexec_meta {
+	struct vm_blob blob;
+	struct kexec_clock kc;
+};
+
+static void meta_path(const struct vm_config *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s.meta", c->state_path);
+}
+
+bool baseline_kexec_pending(const struct vm_config *c)
+{
+	char meta[PATH_MAX + 8];
+
+	if (cfg_baseline(c) != BASE_COPY || !(c->flags & CFG_KEXEC))
+		return false;
+	meta_path(c, meta, sizeof(meta));
+	return !access(meta, F_OK);
+}
+
+static void meta_io(const char *path, struct kexec_meta *m, bool out)
+{
+	int fd = open(path, out ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC :
+		      O_RDONLY | O_CLOEXEC, 0600);
+	ssize_t n;
+
+	if (fd < 0)
+		die(EXIT_LOST, "baseline copy: %s: %m", path);
+	n = out ? write(fd, m, sizeof(*m)) : read(fd, m, sizeof(*m));
+	if (n != (ssize_t)sizeof(*m) || (out && fsync(fd) < 0))
+		die(EXIT_LOST, "baseline copy: %s %s: %s", out ? "writing" : "reading",
+		    path, n < 0 ? strerror(errno) : "short");
+	close(fd);
+}
+
+/*
+ * What migration through storage does across a host kernel update: guest
+ * RAM and state to a file that outlives the kernel, fsync'd; this process
+ * exits and one started after the kexec reads them back.
+ */
+static void __attribute__((noreturn)) baseline_kexec_save(struct vm *vm)
+{
+	static struct kexec_meta m;
+	uint64_t ts[CPRX_PH_MAX] = { 0 }, prepared_tsc;
+	char meta[PATH_MAX + 8], msg[CPRX_MSG_MAX];
+
+	meta_path(&vm->cfg, meta, sizeof(meta));
+	/* devices as --kexec leaves them: armed, their state in the blob */
+	if (devs_arm(vm, vm->generation + 1) < 0)
+		die(EXIT_SETUP, "baseline copy: arming the devices failed");
+	ts[CPRX_PH_STOP] = now_ns();
+	vm->kc.stop_tsc = tsc_now();
+	vcpus_stop(vm);
+	ts[CPRX_PH_STOPPED] = ts[CPRX_PH_SAVE_START] = now_ns();
+	copy_io(vm, vm->cfg.state_path, true, true);
+	blob_fill(vm, &m.blob);
+	m.kc = vm->kc;
+	meta_io(meta, &m, true);
+	ts[CPRX_PH_SAVE_END] = now_ns();
+	prepared_tsc = tsc_now();
+	snprintf(msg, sizeof(msg), "guest RAM in %.300s; start " VMM_NAME " again with "
+		 "the same options after the kexec", vm->cfg.state_path);
+	print_kexec_prepared(vm, msg, prepared_tsc, ts);
+	fflush(NULL);
+	exit(EXIT_OK);
+}
+
+/* After the kexec: RAM and state back from the files, verified, resumed. */
+void baseline_kexec_incoming(struct vm *vm)
+{
+	static struct kexec_meta m;
+	char meta[PATH_MAX + 8];
+	struct report rep;
+
+	meta_path(&vm->cfg, meta, sizeof(meta));
+	meta_io(meta, &m, false);
+	if (m.blob.magic != BLOB_MAGIC || m.blob.version != BLOB_VERSION ||
+	    m.blob.size != sizeof(m.blob) || m.blob.cfg.ram_bytes != vm->cfg.ram_bytes)
+		die(EXIT_LOST, "baseline copy: %s is not this guest's state", meta);
+	vm->across_kexec = true;
+	vm->kc = m.kc;
+	vm->cfg.vcpus = m.blob.cfg.vcpus;
+	vm->generation = m.blob.generation + 1;
+	vm->updates_ok = m.blob.updates_ok + 1;
+	vm->t_start_ns = now_ns();	/* the old kernel's clock means nothing */
+	memcpy(vm->stripe_sum, m.blob.stripe_sum, sizeof(vm->stripe_sum));
+	vm->dev = m.blob.dev;
+	vm->cfg.updates = m.blob.cfg.updates;
+	ram_create(vm, false);
+	copy_io(vm, vm->cfg.state_path, false, false);
+	vm->xt[XT_REMAP_END] = tsc_now();
+	exec_path_default(vm);
+	report_init(&rep, NULL);
+	if (devs_restore(vm) < 0)
+		die(EXIT_LOST, "baseline copy: the device state in %s is wrong", meta);
+	rep.verified = vm_verify(vm, rep.verify, sizeof(rep.verify));
+	vm->verify_failed |= !rep.verified;
+	vm->xt[XT_VERIFY_END] = tsc_now();
+	vcpus_start(vm);
+	vm->xt[XT_RESUMED] = tsc_now();
+	unlink(vm->cfg.state_path);
+	unlink(meta);
+	rep.resumed = true;
+	rep.tsc_hz = tsc_hz(vm);
+	rep.pause_ms = kexec_pause_ms(vm, rep.tsc_hz);
+	print_update(vm, &rep);
+}
+
 void __attribute__((noreturn)) baseline_update(struct vm *vm)
 {
 	enum baseline b = cfg_baseline(&vm->cfg);
@@ -160,13 +274,16 @@ void __attribute__((noreturn)) baseline_update(struct vm *vm)
 	char env[PATH_MAX + 256], path[PATH_MAX];
 	pid_t keeper = 0;
 
+	if (vm->cfg.flags & CFG_KEXEC)
+		baseline_kexec_save(vm);
+
 	keeper_reap(vm);	/* the last teardown stays out of this pause */
 	copy_path(&vm->cfg, path, sizeof(path));
 	ts[CPRX_PH_STOP] = now_ns();
 	vcpus_stop(vm);
 	ts[CPRX_PH_STOPPED] = ts[CPRX_PH_SAVE_START] = now_ns();
 	if (b == BASE_COPY)
-		copy_io(vm, path, true);
+		copy_io(vm, path, true, false);
 	ts[CPRX_PH_SAVE_END] = now_ns();
 	if (b == BASE_FLOOR)
 		keeper = keeper_start();
@@ -203,7 +320,7 @@ void baseline_incoming(struct vm *vm, const char *env)
 	ts[CPRX_PH_INCOMING] = ts[CPRX_PH_RECLAIM_END] = t_in;
 	if (b == BASE_COPY) {
 		ram_create(vm, false);
-		copy_io(vm, env + pos, false);
+		copy_io(vm, env + pos, false, false);
 		unlink(env + pos);
 	} else {
 		vm->ram_fd = ram_fd;

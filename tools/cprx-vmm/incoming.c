@@ -203,6 +203,21 @@ static void restore_devs(struct vm *vm, struct cprx_session *s)
 		       "device state is not the one its generation holds", NULL);
 }
 
+/* The old image's TSC stamps; without them the pause stays null. */
+static void clock_load(struct vm *vm, struct cprx_session *s)
+{
+	const void *data;
+	size_t len;
+
+	vm->across_kexec = true;
+	if (cprx_get_blob(s, CLOCK_TOKEN, &data, &len) < 0 ||
+	    len != sizeof(vm->kc)) {
+		warn_msg("no blob '" CLOCK_TOKEN "': the pause across the kexec is unknown");
+		return;
+	}
+	memcpy(&vm->kc, data, sizeof(vm->kc));
+}
+
 static void commit(struct cprx_session *s)
 {
 	int r;
@@ -228,13 +243,16 @@ void new_image(struct vm *vm, struct cprx_session *s)
 		warn_msg("cprx_rollback_on_failure: %s", sess_msg(s, r));
 	vm->generation = cprx_generation(s);	/* until the blob says */
 	blob_load(vm, s, rollback);
-	if (kexec)
+	if (kexec) {
+		clock_load(vm, s);
 		restore_devs(vm, s);
-	else
+	} else {
 		reclaim_devs(vm, s, rollback);
+	}
 	cprx_mark(s, CPRX_PH_RECLAIM_END);
 	reclaim_ram(vm, s);
 	cprx_mark(s, CPRX_PH_REMAP_END);
+	vm->xt[XT_REMAP_END] = tsc_now();
 	maybe_die(vm, rollback);
 	maybe_reject(vm, s, rollback);
 
@@ -252,14 +270,22 @@ void new_image(struct vm *vm, struct cprx_session *s)
 	rep.verified = vm_verify(vm, rep.verify, sizeof(rep.verify));
 	vm->verify_failed |= !rep.verified;
 	cprx_mark(s, CPRX_PH_VERIFY_END);
+	vm->xt[XT_VERIFY_END] = tsc_now();
 	/* from here a rollback would resume devices older than guest RAM */
 	cprx_rollback_on_failure(s, false);
 	vcpus_start(vm);
 	cprx_mark(s, CPRX_PH_RESUMED);
+	vm->xt[XT_RESUMED] = tsc_now();
 	if (!guarded)
 		commit(s);
 	cprx_timeline(s, rep.ts, CPRX_PH_MAX);
-	rep.pause_ms = pause_ms(rep.ts);
+	/* CLOCK_MONOTONIC began again at the kexec: the TSC spans it */
+	if (kexec) {
+		rep.tsc_hz = tsc_hz(vm);
+		rep.pause_ms = kexec_pause_ms(vm, rep.tsc_hz);
+	} else {
+		rep.pause_ms = pause_ms(rep.ts);
+	}
 	print_update(vm, &rep);
 	cprx_session_close(s);
 }

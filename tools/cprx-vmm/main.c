@@ -29,6 +29,7 @@ static struct vm the_vm;
 static void fresh_start(struct vm *vm)
 {
 	vm->t_start_ns = now_ns();
+	vm->kc.start_tsc = vm->tsc0;
 	exec_path_default(vm);
 	ram_create(vm, true);
 	devs_create(vm);
@@ -48,7 +49,8 @@ static int finish(struct vm *vm)
 	int code;
 
 	vcpus_stop(vm);
-	if (cfg_baseline(&vm->cfg)) {	/* nothing was carried over to check */
+	/* nothing was carried over to check, but across a kexec all of it was */
+	if (cfg_baseline(&vm->cfg) && !vm->across_kexec) {
 		keeper_reap(vm);
 		print_exit(vm, "not verified (baseline)", EXIT_OK);
 		return EXIT_OK;
@@ -70,6 +72,8 @@ int main(int argc, char **argv)
 	bool incoming = getenv(CPRX_ENV) != NULL;
 	int r, perr;
 
+	xclock_start(vm);
+	vm->xt[XT_INCOMING] = vm->tsc0;
 	/* a new image takes its config from the blob: argv is only a fallback */
 	perr = parse_options(argc, argv, &vm->cfg);
 	if (perr < 0 && !incoming)
@@ -85,7 +89,13 @@ int main(int argc, char **argv)
 		baseline_incoming(vm, getenv(BASELINE_ENV));
 		goto run;
 	}
+	if (perr == 0 && baseline_kexec_pending(&vm->cfg)) {
+		set_output(vm);
+		baseline_kexec_incoming(vm);
+		goto run;
+	}
 	session_options(&vm->cfg, &o);
+	vm->xt[XT_INCOMING] = tsc_now();
 	r = cprx_incoming(&s, &o);
 	if (r < 0)
 		incoming_failed(vm, s, r);

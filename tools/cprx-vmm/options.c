@@ -115,6 +115,8 @@ static void usage(FILE *f)
 	      "                    RAM, carry the devices' state in the blob, hand the session\n"
 	      "                    to cprx-luod and exit 0; started again with the same\n"
 	      "                    options after the kexec, resume the guest from it\n"
+	      "                    With --baseline copy --state PATH: RAM to PATH (fsync'd),\n"
+	      "                    exit 0; started again after the kexec, read it back\n"
 	      "  --name NAME       the session's name (default " VMM_NAME "; one per VMM of a\n"
 	      "                    uid with --kexec; at most 47 bytes)\n"
 	      "  --no-probe        preflight skips the \"PATH --version\" probe run\n"
@@ -389,7 +391,13 @@ static int check_config(struct vm_config *c)
 		bad_opt("baseline", "does not combine with --inject");
 		return -1;
 	}
-	if (c->flags & CFG_KEXEC) {
+	/* the kexec baseline: RAM through a file that outlives the kernel */
+	if ((c->flags & CFG_KEXEC) && cfg_baseline(c)) {
+		if (cfg_baseline(c) != BASE_COPY || !c->state_path[0]) {
+			bad_opt("kexec", "takes only --baseline copy, with --state PATH");
+			return -1;
+		}
+	} else if (c->flags & CFG_KEXEC) {
 		if (c->backend != CPRX_BACKEND_AUTO &&
 		    c->backend != CPRX_BACKEND_LUO) {
 			bad_opt("kexec", "needs the luo backend");

@@ -100,6 +100,20 @@ static void json_timeline(struct jsonl *w, const uint64_t *ts)
 	jsonl_object_end(w);
 }
 
+/* Raw TSC stamps of an update across a kexec, and the rate to read them. */
+static void json_tsc(struct jsonl *w, const struct vm *vm, double hz)
+{
+	jsonl_ms(w, "tsc_hz", hz);
+	jsonl_object_begin(w, "tsc");
+	jsonl_u64(w, "process_start", vm->tsc0);
+	jsonl_u64(w, "stop", vm->kc.stop_tsc);
+	jsonl_u64(w, "incoming", vm->xt[XT_INCOMING]);
+	jsonl_u64(w, "remap_end", vm->xt[XT_REMAP_END]);
+	jsonl_u64(w, "verify_end", vm->xt[XT_VERIFY_END]);
+	jsonl_u64(w, "resumed", vm->xt[XT_RESUMED]);
+	jsonl_object_end(w);
+}
+
 static void json_update(const struct vm *vm, const struct report *rep)
 {
 	const struct vm_config *c = &vm->cfg;
@@ -121,6 +135,9 @@ static void json_update(const struct vm *vm, const struct report *rep)
 	jsonl_str(&w, "state", c->state_path[0] || cfg_baseline(c) == BASE_COPY ?
 	       "file" : "memfd");
 	jsonl_ms(&w, "pause_ms", rep->pause_ms);
+	jsonl_bool(&w, "across_kexec", vm->across_kexec);
+	if (vm->across_kexec)
+		json_tsc(&w, vm, rep->tsc_hz);
 	jsonl_object_begin(&w, "phases_ms");
 	for (i = 0; i < ARRAY_SIZE(spans); i++)
 		jsonl_ms(&w, spans[i].name, span_ms(rep->ts, spans[i].from, spans[i].to));
@@ -316,10 +333,55 @@ static void json_fds(struct jsonl *w, const struct vm *vm, const int *fds,
 	jsonl_array_end(w);
 }
 
+/*
+ * The kexec-prepared line: the session is cprx-luod's (or, for the copy
+ * baseline, RAM is in its file); the TSC stamps let the new image, and
+ * cprx-bench --kexec, time the guest's downtime across the kexec.
+ */
+void print_kexec_prepared(const struct vm *vm, const char *msg,
+			  uint64_t prepared_tsc, const uint64_t *ts)
+{
+	double hz = tsc_hz(vm);
+	struct jsonl w;
+
+	if (vm->human) {
+		printf("kexec prepared: %s (guest stopped %.3f ms ago)\n", msg,
+		       tsc_ms(vm->kc.stop_tsc, prepared_tsc, hz));
+		fflush(stdout);
+		return;
+	}
+	json_event(&w, "kexec-prepared");
+	jsonl_u64(&w, "generation", vm->generation);
+	jsonl_u64(&w, "pid", (uint64_t)getpid());
+	jsonl_str(&w, "stage", "kexec-prepare");
+	jsonl_str(&w, "error", msg);
+	jsonl_u64(&w, "ram_bytes", vm->cfg.ram_bytes);
+	if (cfg_baseline(&vm->cfg))
+		jsonl_str(&w, "baseline", baseline_names[cfg_baseline(&vm->cfg)]);
+	jsonl_ms(&w, "save_ms", tsc_ms(vm->kc.stop_tsc, prepared_tsc, hz));
+	jsonl_ms(&w, "tsc_hz", hz);
+	jsonl_object_begin(&w, "tsc");
+	jsonl_u64(&w, "process_start", vm->tsc0);
+	jsonl_u64(&w, "stop", vm->kc.stop_tsc);
+	jsonl_u64(&w, "prepared", prepared_tsc);
+	jsonl_object_end(&w);
+	json_timeline(&w, ts);
+	jsonl_end(&w);
+}
+
+/* Since the first image started: by the TSC when a kexec came between. */
+static uint64_t uptime_ms(const struct vm *vm, double hz)
+{
+	if (vm->across_kexec)
+		return (uint64_t)tsc_ms(vm->kc.start_tsc, tsc_now(), hz);
+	return (now_ns() - vm->t_start_ns) / 1000000;
+}
+
 void print_exit(const struct vm *vm, const char *verify, int code)
 {
 	long long rss = proc_kb("/proc/self/status", "VmRSS");
-	uint64_t up = (now_ns() - vm->t_start_ns) / 1000000;
+	double hz = vm->across_kexec ? tsc_hz(vm) : NAN;
+	uint64_t up = uptime_ms(vm, hz);
 	unsigned int n, i, stray = 0;
 	int fds[1024];
 	struct jsonl w;
@@ -343,6 +405,8 @@ void print_exit(const struct vm *vm, const char *verify, int code)
 	jsonl_str(&w, "verify", verify);
 	jsonl_u64(&w, "guest_writes", guest_writes(vm));
 	jsonl_u64(&w, "uptime_ms", up);
+	if (vm->across_kexec)
+		jsonl_u64(&w, "tsc_exit", tsc_now());
 	jsonl_int(&w, "vm_rss_kb", rss);
 	json_fds(&w, vm, fds, n);
 	jsonl_u64(&w, "exit_code", (uint64_t)code);
@@ -357,4 +421,5 @@ void report_init(struct report *rep, const struct cprx_session *s)
 	memset(rep, 0, sizeof(*rep));
 	snprintf(rep->backend, sizeof(rep->backend), "%s", b ? b : "none");
 	rep->pause_ms = NAN;
+	rep->tsc_hz = NAN;
 }

@@ -71,7 +71,7 @@ static int preserve_all(struct vm *vm, struct cprx_session *s)
 	return r;
 }
 
-static void blob_fill(const struct vm *vm, struct vm_blob *b)
+void blob_fill(const struct vm *vm, struct vm_blob *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->magic = BLOB_MAGIC;
@@ -97,11 +97,15 @@ static int stop_and_save(struct vm *vm, struct cprx_session *s, const char **sta
 	int r;
 
 	cprx_mark(s, CPRX_PH_STOP);
+	vm->kc.stop_tsc = tsc_now();
 	vcpus_stop(vm);
 	cprx_mark(s, CPRX_PH_STOPPED);
 	blob_fill(vm, &blob);
 	*stage = "blob";
 	r = cprx_add_blob(s, BLOB_TOKEN, &blob, sizeof(blob));
+	/* the one clock the new kernel shares with this one */
+	if (!r && (vm->cfg.flags & CFG_KEXEC))
+		r = cprx_add_blob(s, CLOCK_TOKEN, &vm->kc, sizeof(vm->kc));
 	if (r < 0)
 		return r;
 	*stage = "save";
@@ -150,12 +154,14 @@ void exec_path_default(struct vm *vm)
  */
 void kexec_prepared(struct vm *vm, struct cprx_session *s)
 {
+	uint64_t prepared_tsc = tsc_now(), ts[CPRX_PH_MAX] = { 0 };
 	char msg[CPRX_MSG_MAX];
 
 	snprintf(msg, sizeof(msg), "session '%s' held by cprx-luod until the "
 		 "kexec; start " VMM_NAME " again with the same options after "
 		 "it", vm->cfg.name);
-	print_event(vm, "kexec-prepared", "kexec-prepare", 0, msg, NULL);
+	cprx_timeline(s, ts, CPRX_PH_MAX);
+	print_kexec_prepared(vm, msg, prepared_tsc, ts);
 	cprx_session_close(s);
 	fflush(NULL);
 	exit(EXIT_OK);

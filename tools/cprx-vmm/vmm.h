@@ -124,6 +124,25 @@ enum dev_slot {
 	NR_DEV_FDS
 };
 
+/*
+ * Across a kexec (xclock.c): TSC stamps of the old image, carried in the
+ * "clock" blob (luo) or the copy baseline's side file.
+ */
+#define CLOCK_TOKEN	"clock"
+struct kexec_clock {
+	uint64_t start_tsc;		/* the first image's start */
+	uint64_t stop_tsc;		/* CPRX_PH_STOP */
+};
+
+/* TSC stamps of this image's side of an update across a kexec. */
+enum xstamp {
+	XT_INCOMING,	/* before cprx_incoming (the process just started) */
+	XT_REMAP_END,
+	XT_VERIFY_END,
+	XT_RESUMED,
+	NR_XT
+};
+
 struct vm;
 
 struct vcpu {
@@ -161,6 +180,11 @@ struct vm {
 	struct dev_expect dev;
 	int xdev_fd[MAX_XDEVS];		/* --devices */
 	pid_t base_keeper;		/* --baseline floor: old mm's holder */
+
+	uint64_t ns0, tsc0;		/* xclock.c: this process's anchor */
+	uint64_t xt[NR_XT];		/* new image, across a kexec */
+	struct kexec_clock kc;		/* the old image's stamps */
+	bool across_kexec;		/* this image resumed after a kexec */
 };
 
 /* What one update line reports. */
@@ -173,6 +197,7 @@ struct report {
 	uint64_t ts[CPRX_PH_MAX];
 	char backend[32];
 	double pause_ms;
+	double tsc_hz;		/* across a kexec: the rate of the TSC stamps */
 	bool rollback;
 	char reason[CPRX_MSG_MAX];	/* the rollback's, as the failed image gave it */
 	bool resumed;
@@ -206,6 +231,13 @@ const char *page_kind_name(uint32_t kind);
 void fmt_bytes(char *buf, size_t len, uint64_t n);
 long long proc_kb(const char *path, const char *key);
 uint64_t hugepage_bytes(void);
+
+/* xclock.c */
+uint64_t tsc_now(void);
+void xclock_start(struct vm *vm);
+double tsc_hz(const struct vm *vm);
+double tsc_ms(uint64_t from, uint64_t to, double hz);
+double kexec_pause_ms(const struct vm *vm, double hz);
 
 /* options.c */
 int parse_options(int argc, char **argv, struct vm_config *c);
@@ -249,10 +281,13 @@ void print_warnings(const struct cprx_preflight_report *pf);
 void print_event(const struct vm *vm, const char *event, const char *stage,
 		 int err, const char *error, const char *hint);
 void print_exit(const struct vm *vm, const char *verify, int code);
+void print_kexec_prepared(const struct vm *vm, const char *msg,
+			  uint64_t prepared_tsc, const uint64_t *ts);
 
 /* update.c */
 void exec_path_default(struct vm *vm);
 void update(struct vm *vm);
+void blob_fill(const struct vm *vm, struct vm_blob *b);
 void __attribute__((noreturn)) kexec_prepared(struct vm *vm,
 					      struct cprx_session *s);
 
@@ -261,6 +296,8 @@ void keeper_reap(struct vm *vm);
 void settle(struct vm *vm);
 void __attribute__((noreturn)) baseline_update(struct vm *vm);
 void baseline_incoming(struct vm *vm, const char *env);
+bool baseline_kexec_pending(const struct vm_config *c);
+void baseline_kexec_incoming(struct vm *vm);
 
 /* incoming.c */
 void new_image(struct vm *vm, struct cprx_session *s);
