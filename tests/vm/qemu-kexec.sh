@@ -64,7 +64,7 @@ guest=(bash "$VM/qemu-kexec-guest.sh")
 # As vm-kexec: the kexec'd KASAN kernel must fit in KHO's scratch memory.
 "$VM/run.sh" --kernel research --kexec --mem 1536M \
 	--append "kho_scratch=32M,352M,32M" \
-	--timeout 2400 --share "$scratch" --stage-report "$scratch/stages" \
+	--timeout 3400 --share "$scratch" --stage-report "$scratch/stages" \
 	--dmesg-out "$scratch/dmesg" -- \
 	"${guest[@]}" 1 "$build" "$scratch" "$PX" "$kdir" ::: \
 	"${guest[@]}" 2 "$build" "$scratch" "$PX" "$kdir" >"$scratch/out" 2>"$scratch/err"
