@@ -6,7 +6,8 @@
 #   qemu-integration/guest.sh initramfs
 #       build (cached) and print the initramfs path
 #   qemu-integration/guest.sh start DIR [--mem SIZE] [--share on|off]
-#       [--sandbox SPEC] [--dirty MiB] [--prog PATH] [-- EXTRA QEMU ARGS]
+#       [--sandbox SPEC] [--dirty MiB] [--prog PATH] [--kernel-dir DIR]
+#       [-- EXTRA QEMU ARGS]
 #       boot it under the chroot's QEMU 11 (qemu-run.sh, -accel tcg) in the
 #       background; prints QEMU's PID once DIR/qmp.sock exists
 #
@@ -83,7 +84,7 @@ INIT
 }
 
 start() {
-	local dir=$1 mem=256M share=on sandbox="" dirty="" prog=() kdir kernel rd
+	local dir=$1 mem=256M share=on sandbox="" dirty="" prog=() kdir="" kernel rd
 	shift
 	while [ $# -gt 0 ]; do
 		case $1 in
@@ -92,6 +93,7 @@ start() {
 		--sandbox) sandbox=$2; shift ;;
 		--dirty) dirty=" cprx.dirty=$2"; shift ;;
 		--prog) prog=(--prog "$2"); shift ;;
+		--kernel-dir) kdir=$2; shift ;;
 		--) shift; break ;;
 		*) vm_die "unknown start option $1" ;;
 		esac
@@ -99,7 +101,8 @@ start() {
 	done
 	mkdir -p "$dir"
 	dir=$(realpath "$dir")
-	kdir=$("$here/../tests/vm/kernels.sh" bookworm) || vm_die "no bookworm kernel"
+	[ -n "$kdir" ] || kdir=$("$here/../tests/vm/kernels.sh" bookworm) ||
+		vm_die "no bookworm kernel"
 	kernel=$kdir/vmlinuz
 	[ -f "$kdir/vmlinux" ] && kernel=$kdir/vmlinux	# PVH: no decompression under TCG
 	rd=$(initramfs)

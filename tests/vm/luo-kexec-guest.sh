@@ -20,7 +20,7 @@ stage=$1 build=$2 share=$3
 here=$(dirname "$0")
 . "$here/kernel-log.sh"
 . "$here/checks.sh"
-. "$here/luod.sh"
+. "$here/luod-checks.sh"
 CHECK_PREFIX=s$stage-
 luod=$build/tools/cprx-luod
 vmm=$build/tools/cprx-vmm
@@ -35,24 +35,9 @@ run_vmm() {	# UID NAME [ARGS...]
 	as_uid "$u" "$vmm" --kexec --name "$name" --ram 256M --json "$@" \
 		>"$share/$name-$u.$stage" 2>&1
 }
-start_luod() { luod_start "$luod" "$share/state" "$share/luod.$stage.log"; }
-t_stage() {
-	[ "${CPRX_VM_STAGE:-}" = "$stage" ] ||
-		{ echo "CPRX_VM_STAGE is '${CPRX_VM_STAGE:-}', want $stage"; return 1; }
-	echo "$CPRX_VM_KERNEL $(uname -r), /dev/liveupdate:" \
-		"$([ -c /dev/liveupdate ] && echo yes || echo no)"
-}
 t_prepared() {	# UID NAME
 	run_vmm "$1" "$2" || { tail -n 3 "$share/$2-$1.$stage"; return 1; }
 	grep -q '"event":"kexec-prepared"' "$share/$2-$1.$stage"
-}
-t_status() {	# EXTENDED-REGEX... every one must match a line of the status
-	local st re
-	st=$("$luod" status 2>&1) || { echo "$st"; return 1; }
-	for re in "$@"; do
-		grep -qE "$re" <<<"$st" || { echo "no '$re' in: $st"; return 1; }
-	done
-	echo "$st" | head -n 3
 }
 t_resumed() {	# UID NAME
 	run_vmm "$1" "$2"
@@ -79,8 +64,6 @@ t_gone() {	# UID NAME: exit 4, saying the state is gone and why
 	echo "exit $rc: $(tail -n 2 "$out")"
 	return 1
 }
-
-run() { local out; out=$(check "$@"); echo "$out"; case $out in "CHECK fail"*) failed=1 ;; esac; }
 
 run stage t_stage
 if [ "$stage" = 1 ]; then
