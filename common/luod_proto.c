@@ -32,6 +32,15 @@ int cprx_luod_send(int sock, const char *msg, int fd)
 	return n < 0 ? -errno : 0;
 }
 
+void cprx_luod_drop_fd(int fd)
+{
+	struct linger off = { 0 };
+
+	/* fails on anything but a socket, and asks no file system */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+	close(fd);
+}
+
 /* Every fd that came with the message: one is taken, more is an error. */
 static int take_fds(struct msghdr *mh, int *fd)
 {
@@ -52,7 +61,7 @@ static int take_fds(struct msghdr *mh, int *fd)
 				*fd = got;
 				continue;
 			}
-			close(got);
+			cprx_luod_drop_fd(got);
 			ret = -EPROTO;
 		}
 	}
@@ -81,7 +90,7 @@ int cprx_luod_recv(int sock, char *buf, size_t len, int *fd)
 		ret = -EPROTO;
 	if (ret || !n) {
 		if (*fd >= 0)
-			close(*fd);
+			cprx_luod_drop_fd(*fd);
 		*fd = -1;
 		return ret ? ret : -ECONNRESET;
 	}

@@ -20,6 +20,12 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <time.h>
+#include <grp.h>
 #include "harness.h"
 #include "cprx.h"
 #include "luo_util.h"
@@ -489,6 +495,187 @@ TEST(daemon_stopped_state_gone)
 	EXPECT_TRUE(has(out, "ERR 19 /nonexistent/liveupdate is missing"));
 	ASSERT_GT(luod_ask1(&r, "KEXEC", out, sizeof(out)), 0);
 	EXPECT_TRUE(has(out, "ERR 1 KEXEC is for --fake-kexec"));
+	luod_cleanup(&r);
+}
+
+/* ---- what another local user may try ------------------------------------- */
+
+/* A child of uid @uid holding @n connections to @r until killed; its pid. */
+static pid_t hog_conns(const struct luod_run *r, uid_t uid, int n)
+{
+	int p[2], i, fd;
+	char c = 0;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (!pid) {
+		close(p[0]);
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(99);
+		for (i = 0; i < n; i++) {
+			fd = luod_connect(r);
+			if (fd < 0)
+				break;
+		}
+		c = 1;
+		if (write(p[1], &c, 1) != 1)
+			_exit(98);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid > 0 && (read(p[0], &c, 1) != 1 || c != 1)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	close(p[0]);
+	return pid;
+}
+
+/*
+ * Test Case: conns_per_uid
+ * One uid holding every connection the daemon takes (LUOD_MAX_CONNS) must
+ * not lock the other uids out: a VMM of another uid still gets answers.
+ */
+TEST(conns_per_uid)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	pid_t hog;
+
+	if (geteuid())
+		SKIP(return, "needs root: the connections are held as uid %d",
+		     NOBODY);
+	ASSERT_EQ(0, luod_start(&r, fake));
+	hog = hog_conns(&r, NOBODY, 300);
+	ASSERT_LT(0, hog);
+	usleep(300000);
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	ASSERT_GT(luod_ask1(&r, "CREATE vm", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK", out);
+	kill(hog, SIGKILL);
+	waitpid(hog, NULL, 0);
+	luod_cleanup(&r);
+}
+
+/*
+ * A TCP socket whose close waits: connected to a listener that never
+ * reads, its send queue full, SO_LINGER set to @secs.  Closing its last
+ * reference blocks the closer until the peer takes the data or @secs pass.
+ */
+static int lingering_socket(int *listener, int secs)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct linger l = { .l_onoff = 1, .l_linger = secs };
+	socklen_t len = sizeof(sa);
+	char buf[65536] = { 0 };
+	int fd, small = 4096;
+
+	*listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*listener < 0 ||
+	    setsockopt(*listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) ||
+	    bind(*listener, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(*listener, (struct sockaddr *)&sa, &len) ||
+	    listen(*listener, 1))
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK))
+		return -1;
+	while (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) > 0)
+		;
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)))
+		return -1;
+	return fd;
+}
+
+/* Seconds a STATUS on a new connection takes to be answered, or -1. */
+static double status_secs(const struct luod_run *r)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct timespec a, b;
+	struct timeval tv = { .tv_sec = 10 };
+	int fd = luod_connect(r), ret;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ret = luod_ask(fd, "STATUS", -1, out, sizeof(out), NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	close(fd);
+	if (ret <= 0)
+		return -1;
+	return (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+/*
+ * Test Case: lingering_fd
+ * Any uid may send the daemon an fd whose close waits (a TCP socket with
+ * SO_LINGER and unsent data), with a verb that takes none, with one that
+ * takes one (PRESERVE), as a second fd, or left queued on a connection the
+ * daemon closes.  The daemon stays single-threaded: each such close must
+ * not wait, or every VMM waits with it.
+ */
+TEST(lingering_fd)
+{
+	static const char *const ways[] = { "STATUS", "CREATE vm",
+					    "PRESERVE 0000000000000001",
+					    "two fds", "queued" };
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	unsigned int i;
+	double secs;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	for (i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+		int lis, sk = lingering_socket(&lis, 30), fd = luod_connect(&r);
+
+		ASSERT_LE(0, sk);
+		ASSERT_LE(0, fd);
+		if (strncmp(ways[i], "CREATE", 6) && strcmp(ways[i], "queued")) {
+			ASSERT_EQ(0, cprx_luod_send(fd, "CREATE vm", -1));
+			ASSERT_GT(cprx_luod_recv(fd, out, sizeof(out),
+						 &(int){ -1 }), 0);
+		}
+		/* stopped, so that the daemon's is the fd's last reference */
+		kill(r.pid, SIGSTOP);
+		if (!strcmp(ways[i], "two fds")) {
+			char cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
+			struct iovec iov = { .iov_base = "STATUS", .iov_len = 6 };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+					     .msg_control = cbuf,
+					     .msg_controllen = sizeof(cbuf) };
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			int two[2] = { lis, sk };
+
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(two));
+			memcpy(CMSG_DATA(c), two, sizeof(two));
+			ASSERT_LT(0, sendmsg(fd, &mh, 0));
+		} else if (!strcmp(ways[i], "queued")) {
+			/* a message the daemon refuses, then one it never reads */
+			ASSERT_EQ(0, cprx_luod_send(fd, "", -1));
+			ASSERT_EQ(0, cprx_luod_send(fd, "STATUS", sk));
+		} else {
+			ASSERT_EQ(0, cprx_luod_send(fd, ways[i], sk));
+		}
+		close(sk);
+		kill(r.pid, SIGCONT);
+		secs = status_secs(&r);
+		TH_LOG("%s with a lingering fd: the next STATUS took %.1f s",
+		       ways[i], secs);
+		EXPECT_LE(0, secs);
+		EXPECT_GT(2.0, secs);
+		close(fd);
+		close(lis);
+	}
 	luod_cleanup(&r);
 }
 

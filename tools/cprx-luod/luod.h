@@ -17,6 +17,9 @@
 #define LUOD_MAX_CONNS		256
 #define LUOD_MAX_SESSIONS	256
 #define LUOD_MAX_PER_UID	32	/* one uid cannot take every slot */
+/* a uid's sessions, each on its connection until held, and some to spare */
+#define LUOD_CONNS_PER_UID	48
+#define LUOD_DRAIN_MAX		1024	/* messages read from a closing peer */
 #define LUOD_MAX_FDS		4096	/* per session, fake device only */
 
 enum sess_state {
@@ -85,6 +88,7 @@ const char *state_name(enum sess_state st);
 /* verbs.c */
 void conn_request(struct luod *d, struct conn *c);
 void conn_closed(struct luod *d, struct conn *c);
+void peer_close(int sock);
 struct sess *sess_new(struct luod *d);
 void sess_free(struct sess *s);
 

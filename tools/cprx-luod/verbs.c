@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include "luod.h"
 
 struct sess *sess_new(struct luod *d)
@@ -302,7 +303,32 @@ void conn_request(struct luod *d, struct conn *c)
 	else
 		refuse(c, EINVAL, "unknown verb '%.32s'", msg);
 	if (fd >= 0)
-		close(fd);
+		cprx_luod_drop_fd(fd);
+}
+
+/*
+ * Closing a connection releases the fds still queued on it, here: a
+ * lingering socket among them would stop the daemon.  Each is taken and
+ * dropped first (cprx_luod_drop_fd).  After the shutdown the peer adds
+ * none, and its send buffer (net.core.wmem_max) holds fewer messages than
+ * LUOD_DRAIN_MAX; a zero-length message reads as the end, so the loop
+ * does not stop there.
+ */
+void peer_close(int sock)
+{
+	char buf[CPRX_LUOD_MSG_MAX];
+	unsigned int i;
+	int fd, ret;
+
+	shutdown(sock, SHUT_RDWR);
+	for (i = 0; i < LUOD_DRAIN_MAX; i++) {
+		ret = cprx_luod_recv(sock, buf, sizeof(buf), &fd);
+		if (fd >= 0)
+			cprx_luod_drop_fd(fd);
+		if (ret < 0 && ret != -ECONNRESET && ret != -EPROTO)
+			break;
+	}
+	close(sock);
 }
 
 /*
@@ -323,7 +349,7 @@ void conn_closed(struct luod *d, struct conn *c)
 	} else if (s) {
 		s->owner = NULL;
 	}
-	close(c->fd);
+	peer_close(c->fd);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 }
