@@ -43,6 +43,7 @@ struct sess {
 	char name[CPRX_LUOD_NAME_MAX + 1];
 	char kname[CPRX_LUO_NAME_LEN];
 	enum sess_state state;
+	bool gone;			/* retrieved in vain: the kernel has none */
 	int sfd;			/* the kernel's session fd, or -1 */
 	struct fake_fd *fds;		/* --fake-kexec: what it holds */
 	unsigned int nr_fds;

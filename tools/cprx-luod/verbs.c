@@ -83,6 +83,23 @@ static bool name_ok(const char *name)
 	return n && n <= CPRX_LUOD_NAME_MAX && !strpbrk(name, "/ \t\n.");
 }
 
+/*
+ * A record whose state is known gone holds nothing: the VMM was told, and
+ * when it prepares again under its name the new session takes its place.
+ */
+static void drop_dead(struct luod *d, struct conn *c, const char *name)
+{
+	struct sess *s = find(d, c->uid, name);
+
+	if (!s || (s->state != S_LOST && !s->gone))
+		return;
+	logmsg("pid %d uid %u: %s replaces its %s record (%s)", (int)c->pid,
+	       s->uid, s->kname, s->state == S_LOST ? "lost" : "gone", s->since);
+	marker_remove(d, s);
+	dev_drop(s);
+	sess_free(s);
+}
+
 static void do_create(struct luod *d, struct conn *c, const char *name)
 {
 	struct sess *s;
@@ -95,6 +112,7 @@ static void do_create(struct luod *d, struct conn *c, const char *name)
 		return refuse(c, EINVAL, "session name '%s' is not 1 to %d "
 			      "bytes without '/', '.' or spaces", name,
 			      CPRX_LUOD_NAME_MAX);
+	drop_dead(d, c, name);
 	if (count_uid(d, c->uid) >= LUOD_MAX_PER_UID)
 		return refuse(c, ENOSPC, "uid %u holds %d sessions, the most "
 			      "one uid may", (unsigned int)c->uid,
@@ -188,6 +206,7 @@ static void do_retrieve(struct luod *d, struct conn *c, const char *name)
 			      "%d", name, (int)s->owner->pid);
 	d->why[0] = '\0';
 	ret = dev_retrieve(d, s);
+	s->gone = ret == -ENOENT || ret == -ENODEV;
 	if (ret)
 		return refuse(c, ret == -ENODEV ? ENODEV : -ret, "the state of "
 			      "session '%s' (%s) is gone: %s", name, s->since,
