@@ -68,9 +68,16 @@ static int take_fds(struct msghdr *mh, int *fd)
 	return ret;
 }
 
+/*
+ * Room for every fd one message can carry (the kernel's SCM_MAX_FD): those
+ * a short buffer cannot take the kernel closes in the receiver, waiting on
+ * whatever their close waits on.  All are taken, and dropped.
+ */
+#define MSG_FDS_MAX	253
+
 int cprx_luod_recv(int sock, char *buf, size_t len, int *fd)
 {
-	char cbuf[CMSG_SPACE(4 * sizeof(int))];
+	char cbuf[CMSG_SPACE(MSG_FDS_MAX * sizeof(int))];
 	struct iovec iov = { .iov_base = buf, .iov_len = len - 1 };
 	struct msghdr mh = {
 		.msg_iov = &iov, .msg_iovlen = 1,

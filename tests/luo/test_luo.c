@@ -662,7 +662,7 @@ TEST(lingering_fd)
 {
 	static const char *const ways[] = { "STATUS", "CREATE vm",
 					    "PRESERVE 0000000000000001",
-					    "two fds", "queued" };
+					    "two fds", "eight fds", "queued" };
 	char out[CPRX_LUOD_MSG_MAX];
 	struct luod_run r = { 0 };
 	unsigned int i;
@@ -681,19 +681,23 @@ TEST(lingering_fd)
 		}
 		/* stopped, so that the daemon's is the fd's last reference */
 		kill(r.pid, SIGSTOP);
-		if (!strcmp(ways[i], "two fds")) {
-			char cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
+		if (strstr(ways[i], " fds")) {
+			/* the lingering one last: past what a short buffer takes */
+			char cbuf[CMSG_SPACE(8 * sizeof(int))] = { 0 };
 			struct iovec iov = { .iov_base = "STATUS", .iov_len = 6 };
 			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 					     .msg_control = cbuf,
 					     .msg_controllen = sizeof(cbuf) };
 			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			int two[2] = { lis, sk };
+			int many[8] = { lis, lis, lis, lis, lis, lis, lis, lis };
+			int n = ways[i][0] == 't' ? 2 : 8;
 
+			many[n - 1] = sk;
+			mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
 			c->cmsg_level = SOL_SOCKET;
 			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(two));
-			memcpy(CMSG_DATA(c), two, sizeof(two));
+			c->cmsg_len = CMSG_LEN(n * sizeof(int));
+			memcpy(CMSG_DATA(c), many, n * sizeof(int));
 			ASSERT_LT(0, sendmsg(fd, &mh, 0));
 		} else if (!strcmp(ways[i], "queued")) {
 			/* a message the daemon refuses, then one it never reads */
