@@ -534,6 +534,33 @@ TEST(dead_session_name_free)
 	luod_cleanup(&r);
 }
 
+/*
+ * Test Case: name_control_chars
+ * A session name reaches root's `cprx-luod status`, the journal and the
+ * state directory: a control character (a terminal escape) is refused
+ * like a '/', and a non-ASCII name still passes.
+ */
+TEST(name_control_chars)
+{
+	static const char *const bad[] = { "CREATE vm\033]0;owned\007",
+					   "CREATE vm\rroot-vm\033[K",
+					   "CREATE vm\177" };
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	unsigned int i;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ASSERT_GT(luod_ask1(&r, bad[i], out, sizeof(out)), 0);
+		EXPECT_TRUE(has(out, "ERR 22 session name"));
+	}
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	ASSERT_GT(luod_ask1(&r, "CREATE vm-\303\251t\303\251", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK", out);
+	luod_cleanup(&r);
+}
+
 /* ---- what another local user may try ------------------------------------- */
 
 /* A child of uid @uid holding @n connections to @r until killed; its pid. */

@@ -75,12 +75,18 @@ static unsigned int count_uid(const struct luod *d, unsigned int uid)
 	return n;
 }
 
-/* A name is what a session name may be: no '/', no space, no dot. */
+/*
+ * A name is what a session name may be: no '/', no space, no dot, and no
+ * control character (it reaches root's status listing and the journal).
+ */
 static bool name_ok(const char *name)
 {
-	size_t n = strlen(name);
+	size_t i, n = strlen(name);
 
-	return n && n <= CPRX_LUOD_NAME_MAX && !strpbrk(name, "/ \t\n.");
+	for (i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	return n && n <= CPRX_LUOD_NAME_MAX && !strpbrk(name, "/ .");
 }
 
 /*
@@ -110,8 +116,8 @@ static void do_create(struct luod *d, struct conn *c, const char *name)
 			      "already", c->s->name);
 	if (!name_ok(name))
 		return refuse(c, EINVAL, "session name '%s' is not 1 to %d "
-			      "bytes without '/', '.' or spaces", name,
-			      CPRX_LUOD_NAME_MAX);
+			      "bytes without '/', '.', spaces or control "
+			      "characters", name, CPRX_LUOD_NAME_MAX);
 	drop_dead(d, c, name);
 	if (count_uid(d, c->uid) >= LUOD_MAX_PER_UID)
 		return refuse(c, ENOSPC, "uid %u holds %d sessions, the most "
