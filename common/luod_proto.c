@@ -107,7 +107,8 @@ int cprx_luod_recv(int sock, char *buf, size_t len, int *fd)
 
 const char *cprx_luod_path(void)
 {
-	const char *env = getenv(CPRX_LUOD_ENV);
+	/* a set-user-ID VMM must not ask whatever socket its user names */
+	const char *env = secure_getenv(CPRX_LUOD_ENV);
 
 	return env && *env ? env : CPRX_LUOD_SOCKET;
 }

@@ -21,6 +21,8 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <signal.h>
@@ -747,6 +749,63 @@ TEST(lingering_fd)
 }
 
 /* ---- cprx-vmm --kexec ------------------------------------------------------ */
+
+static int run_setuid_vmm(void *arg)
+{
+	const char *dir = arg;
+	char bin[128], sock[128];
+
+	snprintf(bin, sizeof(bin), "%s/vmm", dir);
+	snprintf(sock, sizeof(sock), "%s/fake.sock", dir);
+	setenv(CPRX_LUOD_ENV, sock, 1);
+	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
+	freopen("/dev/null", "w", stderr);
+	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
+	      "--name", "vm", (char *)NULL);
+	return 127;
+}
+
+/*
+ * Test Case: setuid_vmm_socket
+ * A VMM image running with more privilege than its user (set-user-ID)
+ * must not take $CPRX_LUOD_SOCKET from that user: a socket of theirs
+ * could hand it a forged state.  Run as nobody, a set-user-ID root copy
+ * of cprx-vmm --kexec does not connect to the socket the variable names.
+ */
+TEST(setuid_vmm_socket)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[] = "/tmp/cprx-luo.XXXXXX", cmd[512], bin[64];
+	const char *vmm_bin = getenv("CPRX_VMM");
+	int lfd, c;
+
+	if (geteuid() || !vmm_bin)
+		SKIP(return, "needs root and $CPRX_VMM: a set-user-ID copy run "
+		     "as uid %d", NOBODY);
+	ASSERT_NE(NULL, mkdtemp(dir));
+	chmod(dir, 0755);
+	snprintf(bin, sizeof(bin), "%s/vmm", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 4755 '%s'", vmm_bin,
+		 bin, bin);
+	ASSERT_EQ(0, system(cmd));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake.sock", dir);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ASSERT_LE(0, lfd);
+	ASSERT_EQ(0, bind(lfd, (struct sockaddr *)&sa, sizeof(sa)));
+	chmod(sa.sun_path, 0666);
+	ASSERT_EQ(0, listen(lfd, 8));
+	as_uid(NOBODY, run_setuid_vmm, dir);
+	c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (c >= 0) {
+		TH_LOG("the set-user-ID VMM connected to its user's socket");
+		close(c);
+	}
+	EXPECT_GT(0, c);
+	close(lfd);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		TH_LOG("could not remove %s", dir);
+}
 
 /* Runs $CPRX_VMM with @args; its exit status and its stdout in @out. */
 static int vmm(const char *args, char *out, size_t len)
