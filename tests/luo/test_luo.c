@@ -563,6 +563,40 @@ TEST(name_control_chars)
 	luod_cleanup(&r);
 }
 
+/*
+ * Test Case: hold_after_giving_up
+ * A VMM whose HOLD got no answer in time (a daemon stalled) gives up,
+ * closes its connection and runs its guest on: the stalled daemon must
+ * not hold that session when it gets to the request, or a later kexec
+ * carries the guest's new RAM with its old device state.
+ */
+TEST(hold_after_giving_up)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	int fd, mfd;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	fd = luod_connect(&r);
+	mfd = luo_memfd("state", 4096, 1);
+	ASSERT_LE(0, fd);
+	ASSERT_LE(0, mfd);
+	ASSERT_GT(luod_ask(fd, "CREATE vm", -1, out, sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	ASSERT_GT(luod_ask(fd, "PRESERVE ffffffffffffffff", mfd, out,
+			   sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	kill(r.pid, SIGSTOP);
+	ASSERT_EQ(0, cprx_luod_send(fd, "HOLD", -1));
+	close(fd);
+	kill(r.pid, SIGCONT);
+	usleep(200000);
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	close(mfd);
+	luod_cleanup(&r);
+}
+
 /* ---- what another local user may try ------------------------------------- */
 
 /* A child of uid @uid holding @n connections to @r until killed; its pid. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include "luod.h"
@@ -175,6 +176,17 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg, int fd)
 	reply(c, "OK", -1);
 }
 
+/*
+ * A VMM that hung up gave up waiting and runs its guest on: holding its
+ * session now would carry the guest's new RAM with its old state.
+ */
+static bool peer_gone(const struct conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
+}
+
 static void do_hold(struct luod *d, struct conn *c)
 {
 	int ret;
@@ -182,6 +194,10 @@ static void do_hold(struct luod *d, struct conn *c)
 	if (!c->s || c->s->state != S_OPEN)
 		return refuse(c, EINVAL, "HOLD needs a session created on this "
 			      "connection");
+	if (peer_gone(c))	/* dropped when the connection closes */
+		return logmsg("pid %d uid %u: gone before its HOLD was read, "
+			      "not holding %s", (int)c->pid, c->s->uid,
+			      c->s->kname);
 	ret = marker_write(d, c->s);
 	if (ret)
 		return refuse(c, -ret, "%s", d->why);
