@@ -32,6 +32,15 @@ int cprx_luod_send(int sock, const char *msg, int fd)
 	return n < 0 ? -errno : 0;
 }
 
+void cprx_luod_drop_fd(int fd)
+{
+	struct linger off = { 0 };
+
+	/* fails on anything but a socket, and asks no file system */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+	close(fd);
+}
+
 /* Every fd that came with the message: one is taken, more is an error. */
 static int take_fds(struct msghdr *mh, int *fd)
 {
@@ -52,16 +61,23 @@ static int take_fds(struct msghdr *mh, int *fd)
 				*fd = got;
 				continue;
 			}
-			close(got);
+			cprx_luod_drop_fd(got);
 			ret = -EPROTO;
 		}
 	}
 	return ret;
 }
 
+/*
+ * Room for every fd one message can carry (the kernel's SCM_MAX_FD): those
+ * a short buffer cannot take the kernel closes in the receiver, waiting on
+ * whatever their close waits on.  All are taken, and dropped.
+ */
+#define MSG_FDS_MAX	253
+
 int cprx_luod_recv(int sock, char *buf, size_t len, int *fd)
 {
-	char cbuf[CMSG_SPACE(4 * sizeof(int))];
+	char cbuf[CMSG_SPACE(MSG_FDS_MAX * sizeof(int))];
 	struct iovec iov = { .iov_base = buf, .iov_len = len - 1 };
 	struct msghdr mh = {
 		.msg_iov = &iov, .msg_iovlen = 1,
@@ -81,7 +97,7 @@ int cprx_luod_recv(int sock, char *buf, size_t len, int *fd)
 		ret = -EPROTO;
 	if (ret || !n) {
 		if (*fd >= 0)
-			close(*fd);
+			cprx_luod_drop_fd(*fd);
 		*fd = -1;
 		return ret ? ret : -ECONNRESET;
 	}
@@ -91,7 +107,8 @@ int cprx_luod_recv(int sock, char *buf, size_t len, int *fd)
 
 const char *cprx_luod_path(void)
 {
-	const char *env = getenv(CPRX_LUOD_ENV);
+	/* a set-user-ID VMM must not ask whatever socket its user names */
+	const char *env = secure_getenv(CPRX_LUOD_ENV);
 
 	return env && *env ? env : CPRX_LUOD_SOCKET;
 }

@@ -40,7 +40,15 @@ int cprx_luod_send(int sock, const char *msg, int fd);
  * with more than one fd is refused (-EPROTO), the extra fds closed.
  */
 int cprx_luod_recv(int sock, char *buf, size_t len, int *fd);
-/* The socket path: $CPRX_LUOD_SOCKET when set, else CPRX_LUOD_SOCKET. */
+/*
+ * Closes an fd a peer sent without waiting on it: a socket with SO_LINGER
+ * set would hold the closer until its unsent data is gone.
+ */
+void cprx_luod_drop_fd(int fd);
+/*
+ * The socket path: $CPRX_LUOD_SOCKET when set (and the process runs with
+ * no more privilege than its user: secure_getenv), else CPRX_LUOD_SOCKET.
+ */
 const char *cprx_luod_path(void);
 /* "cprx-<uid>-<name>": the kernel's name for a VMM's session. */
 int cprx_luod_kname(char *out, size_t len, unsigned int uid, const char *name);

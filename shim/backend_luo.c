@@ -69,6 +69,8 @@ static int connect_daemon(struct cprx_session *s)
 	return 0;
 }
 
+static void luo_close(struct cprx_session *s);
+
 /*
  * One request, one reply.  0 on "OK", 1 on "NONE", else the daemon's errno
  * (negative) with its words in the session's message.  *@fdp, if given,
@@ -83,10 +85,17 @@ static int ask(struct cprx_session *s, const char *req, int fd, int *fdp,
 	ret = cprx_luod_send(s->luo_sock, req, fd);
 	if (!ret)
 		ret = cprx_luod_recv(s->luo_sock, msg, sizeof(msg), &rfd);
-	if (ret < 0)
+	if (ret < 0) {
+		/*
+		 * Unanswered, it may still be acted on: a late HOLD would keep
+		 * a state this VMM runs on from.  Hanging up stops that (the
+		 * daemon drops a session whose connection is gone).
+		 */
+		luo_close(s);
 		return cprx_fail(s, ECONNRESET, "check cprx-luod's log "
 				 "(journalctl -u cprx-luod)", "cprx-luod did not "
 				 "answer '%.16s': %s", req, strerror(-ret));
+	}
 	if (fdp)
 		*fdp = rfd;
 	else if (rfd >= 0)

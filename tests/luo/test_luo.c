@@ -492,6 +492,42 @@ TEST(daemon_stopped_state_gone)
 	luod_cleanup(&r);
 }
 
+/*
+ * Test Case: dead_session_name_free
+ * A session whose state is known gone (lost with a daemon that stopped
+ * before the kexec, or retrieved in vain after one) holds nothing: the
+ * VMM told so starts afresh and must be able to prepare under its name
+ * again, and the dead record must not keep a slot of its uid.
+ */
+TEST(dead_session_name_free)
+{
+	const char *const nolu[] = { "--device", "/nonexistent/liveupdate",
+				     "--boot-id", "after-the-kexec", NULL };
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	struct cprx_session *s = NULL;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	ASSERT_EQ(0, prepare("vm", 0x44));
+	luod_stop(&r);
+	ASSERT_EQ(0, luod_start(&r, fake));
+	EXPECT_EQ(-ENOENT, incoming("vm", &s));
+	cprx_session_close(s);
+	s = NULL;
+	/* lost: the same name prepares again */
+	EXPECT_EQ(0, prepare("vm", 0x45));
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_TRUE(has(out, "OK 1\n0 vm held"));
+	luod_stop(&r);
+	ASSERT_EQ(0, luod_start(&r, nolu));
+	EXPECT_EQ(-ENODEV, incoming("vm", &s));
+	cprx_session_close(s);
+	/* gone: the name is free, this kernel's lack of LUO the refusal */
+	ASSERT_GT(luod_ask1(&r, "CREATE vm", out, sizeof(out)), 0);
+	EXPECT_TRUE(has(out, "ERR 19 /nonexistent/liveupdate is missing"));
+	luod_cleanup(&r);
+}
+
 /* ---- cprx-vmm --kexec ------------------------------------------------------ */
 
 /* Runs $CPRX_VMM with @args; its exit status and its stdout in @out. */

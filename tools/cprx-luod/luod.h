@@ -17,6 +17,9 @@
 #define LUOD_MAX_CONNS		256
 #define LUOD_MAX_SESSIONS	256
 #define LUOD_MAX_PER_UID	32	/* one uid cannot take every slot */
+/* a uid's sessions, each on its connection until held, and some to spare */
+#define LUOD_CONNS_PER_UID	48
+#define LUOD_DRAIN_MAX		1024	/* messages read from a closing peer */
 #define LUOD_MAX_FDS		4096	/* per session, fake device only */
 
 enum sess_state {
@@ -40,6 +43,7 @@ struct sess {
 	char name[CPRX_LUOD_NAME_MAX + 1];
 	char kname[CPRX_LUO_NAME_LEN];
 	enum sess_state state;
+	bool gone;			/* retrieved in vain: the kernel has none */
 	int sfd;			/* the kernel's session fd, or -1 */
 	struct fake_fd *fds;		/* --fake-kexec: what it holds */
 	unsigned int nr_fds;
@@ -85,6 +89,7 @@ const char *state_name(enum sess_state st);
 /* verbs.c */
 void conn_request(struct luod *d, struct conn *c);
 void conn_closed(struct luod *d, struct conn *c);
+void peer_close(int sock);
 struct sess *sess_new(struct luod *d);
 void sess_free(struct sess *s);
 

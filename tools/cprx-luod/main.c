@@ -113,9 +113,10 @@ static int bind_socket(const char *path)
 
 static void accept_conn(struct luod *d)
 {
+	char msg[128];
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	unsigned int i;
+	unsigned int i, n;
 	/* non-blocking: a peer that never reads its replies stalls no one */
 	int fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
@@ -123,14 +124,24 @@ static void accept_conn(struct luod *d)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		logmsg("SO_PEERCRED: %m; connection refused");
-		close(fd);
+		peer_close(fd);
+		return;
+	}
+	for (i = 0, n = 0; i < LUOD_MAX_CONNS; i++)
+		n += d->conns[i].fd >= 0 && d->conns[i].uid == cred.uid;
+	if (n >= LUOD_CONNS_PER_UID) {
+		snprintf(msg, sizeof(msg), "ERR 24 uid %u has %d connections to "
+			 "cprx-luod, the most one uid may", (unsigned int)cred.uid,
+			 LUOD_CONNS_PER_UID);
+		cprx_luod_send(fd, msg, -1);
+		peer_close(fd);
 		return;
 	}
 	for (i = 0; i < LUOD_MAX_CONNS && d->conns[i].fd >= 0; i++)
 		;
 	if (i == LUOD_MAX_CONNS) {
 		cprx_luod_send(fd, "ERR 24 cprx-luod has too many connections", -1);
-		close(fd);
+		peer_close(fd);
 		return;
 	}
 	d->conns[i].fd = fd;

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include "luod.h"
 
 struct sess *sess_new(struct luod *d)
@@ -74,12 +76,35 @@ static unsigned int count_uid(const struct luod *d, unsigned int uid)
 	return n;
 }
 
-/* A name is what a session name may be: no '/', no space, no dot. */
+/*
+ * A name is what a session name may be: no '/', no space, no dot, and no
+ * control character (it reaches root's status listing and the journal).
+ */
 static bool name_ok(const char *name)
 {
-	size_t n = strlen(name);
+	size_t i, n = strlen(name);
 
-	return n && n <= CPRX_LUOD_NAME_MAX && !strpbrk(name, "/ \t\n.");
+	for (i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	return n && n <= CPRX_LUOD_NAME_MAX && !strpbrk(name, "/ .");
+}
+
+/*
+ * A record whose state is known gone holds nothing: the VMM was told, and
+ * when it prepares again under its name the new session takes its place.
+ */
+static void drop_dead(struct luod *d, struct conn *c, const char *name)
+{
+	struct sess *s = find(d, c->uid, name);
+
+	if (!s || (s->state != S_LOST && !s->gone))
+		return;
+	logmsg("pid %d uid %u: %s replaces its %s record (%s)", (int)c->pid,
+	       s->uid, s->kname, s->state == S_LOST ? "lost" : "gone", s->since);
+	marker_remove(d, s);
+	dev_drop(s);
+	sess_free(s);
 }
 
 static void do_create(struct luod *d, struct conn *c, const char *name)
@@ -92,8 +117,9 @@ static void do_create(struct luod *d, struct conn *c, const char *name)
 			      "already", c->s->name);
 	if (!name_ok(name))
 		return refuse(c, EINVAL, "session name '%s' is not 1 to %d "
-			      "bytes without '/', '.' or spaces", name,
-			      CPRX_LUOD_NAME_MAX);
+			      "bytes without '/', '.', spaces or control "
+			      "characters", name, CPRX_LUOD_NAME_MAX);
+	drop_dead(d, c, name);
 	if (count_uid(d, c->uid) >= LUOD_MAX_PER_UID)
 		return refuse(c, ENOSPC, "uid %u holds %d sessions, the most "
 			      "one uid may", (unsigned int)c->uid,
@@ -150,6 +176,17 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg, int fd)
 	reply(c, "OK", -1);
 }
 
+/*
+ * A VMM that hung up gave up waiting and runs its guest on: holding its
+ * session now would carry the guest's new RAM with its old state.
+ */
+static bool peer_gone(const struct conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
+}
+
 static void do_hold(struct luod *d, struct conn *c)
 {
 	int ret;
@@ -157,6 +194,10 @@ static void do_hold(struct luod *d, struct conn *c)
 	if (!c->s || c->s->state != S_OPEN)
 		return refuse(c, EINVAL, "HOLD needs a session created on this "
 			      "connection");
+	if (peer_gone(c))	/* dropped when the connection closes */
+		return logmsg("pid %d uid %u: gone before its HOLD was read, "
+			      "not holding %s", (int)c->pid, c->s->uid,
+			      c->s->kname);
 	ret = marker_write(d, c->s);
 	if (ret)
 		return refuse(c, -ret, "%s", d->why);
@@ -187,6 +228,7 @@ static void do_retrieve(struct luod *d, struct conn *c, const char *name)
 			      "%d", name, (int)s->owner->pid);
 	d->why[0] = '\0';
 	ret = dev_retrieve(d, s);
+	s->gone = ret == -ENOENT || ret == -ENODEV;
 	if (ret)
 		return refuse(c, ret == -ENODEV ? ENODEV : -ret, "the state of "
 			      "session '%s' (%s) is gone: %s", name, s->since,
@@ -302,7 +344,32 @@ void conn_request(struct luod *d, struct conn *c)
 	else
 		refuse(c, EINVAL, "unknown verb '%.32s'", msg);
 	if (fd >= 0)
-		close(fd);
+		cprx_luod_drop_fd(fd);
+}
+
+/*
+ * Closing a connection releases the fds still queued on it, here: a
+ * lingering socket among them would stop the daemon.  Each is taken and
+ * dropped first (cprx_luod_drop_fd).  After the shutdown the peer adds
+ * none, and its send buffer (net.core.wmem_max) holds fewer messages than
+ * LUOD_DRAIN_MAX; a zero-length message reads as the end, so the loop
+ * does not stop there.
+ */
+void peer_close(int sock)
+{
+	char buf[CPRX_LUOD_MSG_MAX];
+	unsigned int i;
+	int fd, ret;
+
+	shutdown(sock, SHUT_RDWR);
+	for (i = 0; i < LUOD_DRAIN_MAX; i++) {
+		ret = cprx_luod_recv(sock, buf, sizeof(buf), &fd);
+		if (fd >= 0)
+			cprx_luod_drop_fd(fd);
+		if (ret < 0 && ret != -ECONNRESET && ret != -EPROTO)
+			break;
+	}
+	close(sock);
 }
 
 /*
@@ -323,7 +390,7 @@ void conn_closed(struct luod *d, struct conn *c)
 	} else if (s) {
 		s->owner = NULL;
 	}
-	close(c->fd);
+	peer_close(c->fd);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 }

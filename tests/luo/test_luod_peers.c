@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cprx-luod against the other local users: any uid may connect, send
+ * fds of any kind, hold connections, stall, hang up mid-request.  The
+ * daemon (--fake-kexec) must keep answering the rest, act on no request
+ * whose VMM gave up, and a set-user-ID VMM must not ask its user's socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <grp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include "harness.h"
+#include "luo_util.h"
+#include "luod_proto.h"
+
+#define NOBODY		65534
+
+static const char *const fake[] = { "--fake-kexec", NULL };
+
+/*
+ * Test Case: name_control_chars
+ * A session name reaches root's `cprx-luod status`, the journal and the
+ * state directory: a control character (a terminal escape) is refused
+ * like a '/', and a non-ASCII name still passes.
+ */
+TEST(name_control_chars)
+{
+	static const char *const bad[] = { "CREATE vm\033]0;owned\007",
+					   "CREATE vm\rroot-vm\033[K",
+					   "CREATE vm\177" };
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	unsigned int i;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ASSERT_GT(luod_ask1(&r, bad[i], out, sizeof(out)), 0);
+		EXPECT_EQ(0, strncmp(out, "ERR 22 session name", 19));
+	}
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	ASSERT_GT(luod_ask1(&r, "CREATE vm-\303\251t\303\251", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK", out);
+	luod_cleanup(&r);
+}
+
+/*
+ * Test Case: hold_after_giving_up
+ * A VMM whose HOLD got no answer in time (a daemon stalled) gives up,
+ * closes its connection and runs its guest on: the stalled daemon must
+ * not hold that session when it gets to the request, or a later kexec
+ * carries the guest's new RAM with its old device state.
+ */
+TEST(hold_after_giving_up)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	int fd, mfd;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	fd = luod_connect(&r);
+	mfd = luo_memfd("state", 4096, 1);
+	ASSERT_LE(0, fd);
+	ASSERT_LE(0, mfd);
+	ASSERT_GT(luod_ask(fd, "CREATE vm", -1, out, sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	ASSERT_GT(luod_ask(fd, "PRESERVE ffffffffffffffff", mfd, out,
+			   sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	kill(r.pid, SIGSTOP);
+	ASSERT_EQ(0, cprx_luod_send(fd, "HOLD", -1));
+	close(fd);
+	kill(r.pid, SIGCONT);
+	usleep(200000);
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	close(mfd);
+	luod_cleanup(&r);
+}
+
+/* A child of uid @uid holding @n connections to @r until killed; its pid. */
+static pid_t hog_conns(const struct luod_run *r, uid_t uid, int n)
+{
+	int p[2], i, fd;
+	char c = 0;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (!pid) {
+		close(p[0]);
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(99);
+		for (i = 0; i < n; i++) {
+			fd = luod_connect(r);
+			if (fd < 0)
+				break;
+		}
+		c = 1;
+		if (write(p[1], &c, 1) != 1)
+			_exit(98);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid > 0 && (read(p[0], &c, 1) != 1 || c != 1)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	close(p[0]);
+	return pid;
+}
+
+/*
+ * Test Case: conns_per_uid
+ * One uid holding every connection the daemon takes (LUOD_MAX_CONNS) must
+ * not lock the other uids out: a VMM of another uid still gets answers.
+ */
+TEST(conns_per_uid)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	pid_t hog;
+
+	if (geteuid())
+		SKIP(return, "needs root: the connections are held as uid %d",
+		     NOBODY);
+	ASSERT_EQ(0, luod_start(&r, fake));
+	hog = hog_conns(&r, NOBODY, 300);
+	ASSERT_LT(0, hog);
+	usleep(300000);
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	ASSERT_GT(luod_ask1(&r, "CREATE vm", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK", out);
+	kill(hog, SIGKILL);
+	waitpid(hog, NULL, 0);
+	luod_cleanup(&r);
+}
+
+/*
+ * A TCP socket whose close waits: connected to a listener that never
+ * reads, its send queue full, SO_LINGER set to @secs.  Closing its last
+ * reference blocks the closer until the peer takes the data or @secs pass.
+ */
+static int lingering_socket(int *listener, int secs)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct linger l = { .l_onoff = 1, .l_linger = secs };
+	socklen_t len = sizeof(sa);
+	char buf[65536] = { 0 };
+	int fd, small = 4096;
+
+	*listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*listener < 0 ||
+	    setsockopt(*listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) ||
+	    bind(*listener, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(*listener, (struct sockaddr *)&sa, &len) ||
+	    listen(*listener, 1))
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK))
+		return -1;
+	while (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) > 0)
+		;
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)))
+		return -1;
+	return fd;
+}
+
+/* Seconds a STATUS on a new connection takes to be answered, or -1. */
+static double status_secs(const struct luod_run *r)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct timespec a, b;
+	struct timeval tv = { .tv_sec = 10 };
+	int fd = luod_connect(r), ret;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ret = luod_ask(fd, "STATUS", -1, out, sizeof(out), NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	close(fd);
+	if (ret <= 0)
+		return -1;
+	return (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+/*
+ * Test Case: lingering_fd
+ * Any uid may send the daemon an fd whose close waits (a TCP socket with
+ * SO_LINGER and unsent data), with a verb that takes none, with one that
+ * takes one (PRESERVE), as a second fd, or left queued on a connection the
+ * daemon closes.  The daemon stays single-threaded: each such close must
+ * not wait, or every VMM waits with it.
+ */
+TEST(lingering_fd)
+{
+	static const char *const ways[] = { "STATUS", "CREATE vm",
+					    "PRESERVE 0000000000000001",
+					    "two fds", "eight fds", "queued" };
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	unsigned int i;
+	double secs;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	for (i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+		int lis, sk = lingering_socket(&lis, 30), fd = luod_connect(&r);
+
+		ASSERT_LE(0, sk);
+		ASSERT_LE(0, fd);
+		if (strncmp(ways[i], "CREATE", 6) && strcmp(ways[i], "queued")) {
+			ASSERT_EQ(0, cprx_luod_send(fd, "CREATE vm", -1));
+			ASSERT_GT(cprx_luod_recv(fd, out, sizeof(out),
+						 &(int){ -1 }), 0);
+		}
+		/* stopped, so that the daemon's is the fd's last reference */
+		kill(r.pid, SIGSTOP);
+		if (strstr(ways[i], " fds")) {
+			/* the lingering one last: past what a short buffer takes */
+			char cbuf[CMSG_SPACE(8 * sizeof(int))] = { 0 };
+			struct iovec iov = { .iov_base = "STATUS", .iov_len = 6 };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+					     .msg_control = cbuf,
+					     .msg_controllen = sizeof(cbuf) };
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			int many[8] = { lis, lis, lis, lis, lis, lis, lis, lis };
+			int n = ways[i][0] == 't' ? 2 : 8;
+
+			many[n - 1] = sk;
+			mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(n * sizeof(int));
+			memcpy(CMSG_DATA(c), many, n * sizeof(int));
+			ASSERT_LT(0, sendmsg(fd, &mh, 0));
+		} else if (!strcmp(ways[i], "queued")) {
+			/* a message the daemon refuses, then one it never reads */
+			ASSERT_EQ(0, cprx_luod_send(fd, "", -1));
+			ASSERT_EQ(0, cprx_luod_send(fd, "STATUS", sk));
+		} else {
+			ASSERT_EQ(0, cprx_luod_send(fd, ways[i], sk));
+		}
+		close(sk);
+		kill(r.pid, SIGCONT);
+		secs = status_secs(&r);
+		TH_LOG("%s with a lingering fd: the next STATUS took %.1f s",
+		       ways[i], secs);
+		EXPECT_LE(0, secs);
+		EXPECT_GT(2.0, secs);
+		close(fd);
+		close(lis);
+	}
+	luod_cleanup(&r);
+}
+
+static int run_setuid_vmm(void *arg)
+{
+	const char *dir = arg;
+	char bin[128], sock[128];
+
+	snprintf(bin, sizeof(bin), "%s/vmm", dir);
+	snprintf(sock, sizeof(sock), "%s/fake.sock", dir);
+	setenv(CPRX_LUOD_ENV, sock, 1);
+	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
+	freopen("/dev/null", "w", stderr);
+	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
+	      "--name", "vm", (char *)NULL);
+	return 127;
+}
+
+/*
+ * Test Case: setuid_vmm_socket
+ * A VMM image running with more privilege than its user (set-user-ID)
+ * must not take $CPRX_LUOD_SOCKET from that user: a socket of theirs
+ * could hand it a forged state.  Run as nobody, a set-user-ID root copy
+ * of cprx-vmm --kexec does not connect to the socket the variable names.
+ */
+TEST(setuid_vmm_socket)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[] = "/tmp/cprx-luo.XXXXXX", cmd[512], bin[64];
+	const char *vmm_bin = getenv("CPRX_VMM");
+	int lfd, c;
+
+	if (geteuid() || !vmm_bin)
+		SKIP(return, "needs root and $CPRX_VMM: a set-user-ID copy run "
+		     "as uid %d", NOBODY);
+	ASSERT_NE(NULL, mkdtemp(dir));
+	chmod(dir, 0755);
+	snprintf(bin, sizeof(bin), "%s/vmm", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 4755 '%s'", vmm_bin,
+		 bin, bin);
+	ASSERT_EQ(0, system(cmd));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake.sock", dir);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ASSERT_LE(0, lfd);
+	ASSERT_EQ(0, bind(lfd, (struct sockaddr *)&sa, sizeof(sa)));
+	chmod(sa.sun_path, 0666);
+	ASSERT_EQ(0, listen(lfd, 8));
+	as_uid(NOBODY, run_setuid_vmm, dir);
+	c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (c >= 0) {
+		TH_LOG("the set-user-ID VMM connected to its user's socket");
+		close(c);
+	}
+	EXPECT_GT(0, c);
+	close(lfd);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		TH_LOG("could not remove %s", dir);
+}
+
+TEST_HARNESS_MAIN
