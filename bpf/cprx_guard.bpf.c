@@ -21,7 +21,8 @@
  *   lsm/task_prctl           nor change its exe file (PR_SET_MM).
  *   lsm/file_fcntl           F_SETFD: the cloexec backend making fds
  *                            inheritable before the exec, and back after.
- *   tp_btf/sched_process_exec  the new image runs.
+ *   tp_btf/sched_process_exec  the new image runs (a guard-exe's is marked
+ *                            then).
  *
  * Both modes:
  *   tp_btf/sched_process_fork  "guarded" is sticky: a mark in the task,
@@ -978,6 +979,25 @@ static struct proc *exec_begins(struct task_struct *t, const char *path,
 	return p;
 }
 
+/*
+ * A guard-exe's image commits: guarded (and a VMM, below) from its first
+ * instruction, not from its first fork or exec.  By then its file may have
+ * changed (a package upgrade moves its change time) and no longer select
+ * it: it would run unguarded, or under armed-only pass for a launcher.
+ */
+static bool guard_exe_commits(struct task_struct *t, struct file *f)
+{
+	struct cg_file_key k;
+
+	if (!cfg_nr_exes)
+		return false;
+	file_key(f, &k);
+	if (!bpf_map_lookup_elem(&guard_exes, &k))
+		return false;
+	mark(t);
+	return true;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	     struct linux_binprm *bprm)
@@ -987,7 +1007,8 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_file_key k;
 	struct proc *p;
 
-	if (cfg_fallback ? !is_guarded(t) : !marked(t))
+	if (cfg_fallback ? !is_guarded(t) :
+	    !marked(t) && !guard_exe_commits(t, bprm->file))
 		return 0;
 	p = proc_get(t, tgid, false);
 	/*

@@ -314,6 +314,7 @@ printf '#!%s\n' "$B2/interp" >"$B2/script.sh"
 cp "$(realpath /bin/bash)" "$B2/gexe"	# a guard-exe
 cp "$(realpath /bin/bash)" "$B2/plain"	# allowed, but no guard-exe
 cp "$(realpath /bin/bash)" "$B2/vmm2"	# an allowed VMM whose file changes while it runs
+cp "$(realpath /bin/bash)" "$B2/gvmm"	# the same, a guard-exe started unguarded
 chmod 0755 "$B2"/*
 cat >"$T/bypass.policy" <<POL
 guard-cgroup $CG
@@ -326,6 +327,8 @@ allow $B2/script.sh
 allow $B2/file.cgx
 allow $B2/plain
 allow $B2/vmm2
+guard-exe $B2/gvmm
+allow $B2/gvmm
 armed-only yes
 POL
 guard_start g5 --policy "$T/bypass.policy" || diag "$T/g5.err"
@@ -426,7 +429,20 @@ out=$(cat "$T/vmm2.out")
 [[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
 refused "armed-only: a VMM whose binary's change time moved may not exec unarmed" "$out" $rc
 
-# 4d. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
+# 4d. a guard-exe started by an unguarded process is guarded, and a VMM, from
+# its commit: marked only at its first fork, it would pass for a launcher
+# once its file changed (an upgrade), and exec unarmed
+mkfifo "$T/go-gvmm"
+"$B2/gvmm" -c '(:); echo forked; read -r _ <"$0"; exec "$1" --version' "$T/go-gvmm" "$VMM" >"$T/gvmm.out" 2>&1 &
+vpid=$!
+for i in $(seq 100); do grep -q forked "$T/gvmm.out" && break; sleep 0.1; done
+chmod 0755 "$B2/gvmm"	# a new change time, the same file
+go "$T/go-gvmm"; wait $vpid; rc=$?
+out=$(cat "$T/gvmm.out")
+[[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
+refused "armed-only: a guard-exe VMM started unguarded, its file changed, may not exec unarmed" "$out" $rc
+
+# 4e. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
 out=$($GT exec32 --cgroup "$CG" "$OTHER" 2>&1); rc=$?
 if [ $rc -gt 128 ]; then
 	skip "an exec through int 0x80 (ia32)" "no ia32 entry here (signal $((rc - 128)))"
