@@ -434,15 +434,21 @@ refused "armed-only: a VMM whose binary's change time moved may not exec unarmed
 # 4d. a guard-exe started by an unguarded process is guarded, and a VMM, from
 # its commit: marked only at its first fork, it would pass for a launcher
 # once its file changed (an upgrade), and exec unarmed
+# NAME BIN PID FIFO OUT: once PID (running BIN) has forked (OUT says so),
+# BIN's change time moves; woken through FIFO, PID execs $VMM unarmed
+unarmed_after_change() {
+	local i rc out
+	for i in $(seq 100); do grep -q forked "$5" && break; sleep 0.1; done
+	chmod 0755 "$2"	# a new change time, the same file
+	go "$4"; wait "$3"; rc=$?
+	out=$(cat "$5")
+	[[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
+	refused "$1" "$out" $rc
+}
 mkfifo "$T/go-gvmm"
 "$B2/gvmm" -c '(:); echo forked; read -r _ <"$0"; exec "$1" --version' "$T/go-gvmm" "$VMM" >"$T/gvmm.out" 2>&1 &
-vpid=$!
-for i in $(seq 100); do grep -q forked "$T/gvmm.out" && break; sleep 0.1; done
-chmod 0755 "$B2/gvmm"	# a new change time, the same file
-go "$T/go-gvmm"; wait $vpid; rc=$?
-out=$(cat "$T/gvmm.out")
-[[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
-refused "armed-only: a guard-exe VMM started unguarded, its file changed, may not exec unarmed" "$out" $rc
+unarmed_after_change "armed-only: a guard-exe VMM started unguarded, its file changed, may not exec unarmed" \
+	"$B2/gvmm" $! "$T/go-gvmm" "$T/gvmm.out"
 
 # 4d'. the same for a VMM selected only after its exec (its launcher put it
 # in the guarded cgroup then, as a uid dropped later would): a VMM from its
@@ -454,12 +460,8 @@ vpid=$!
 for i in $(seq 100); do [ "$(readlink /proc/$vpid/exe)" = "$B2/vmm3" ] && break; sleep 0.1; done
 echo $vpid >"$CG/cgroup.procs"
 go "$T/go-vmm3a"
-for i in $(seq 100); do grep -q forked "$T/vmm3.out" && break; sleep 0.1; done
-chmod 0755 "$B2/vmm3"	# a new change time, the same file
-go "$T/go-vmm3b"; wait $vpid; rc=$?
-out=$(cat "$T/vmm3.out")
-[[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
-refused "armed-only: a VMM put in the guarded cgroup after its exec, its file changed, may not exec unarmed" "$out" $rc
+unarmed_after_change "armed-only: a VMM put in the guarded cgroup after its exec, its file changed, may not exec unarmed" \
+	"$B2/vmm3" $vpid "$T/go-vmm3b" "$T/vmm3.out"
 
 # 4e. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
 out=$($GT exec32 --cgroup "$CG" "$OTHER" 2>&1); rc=$?
