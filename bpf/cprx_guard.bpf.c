@@ -21,13 +21,16 @@
  *   lsm/task_prctl           nor change its exe file (PR_SET_MM).
  *   lsm/file_fcntl           F_SETFD: the cloexec backend making fds
  *                            inheritable before the exec, and back after.
- *   tp_btf/sched_process_exec  the new image runs.
+ *   tp_btf/sched_process_exec  the new image runs (a guard-exe's is marked
+ *                            then).
  *
  * Both modes:
  *   tp_btf/sched_process_fork  "guarded" is sticky: a mark in the task,
  *                            set when a selector first matches and handed
  *                            to every child; no exec, cgroup move or exe
  *                            change takes it away.
+ *   tp_btf/task_newtask      and to io_uring's threads, which no fork
+ *                            tracepoint sees.
  *   tp_btf/cgroup_mkdir      a guard-cgroup is a path: a cgroup created at
  *                            it (again) takes its slot.
  *   raw_tp/cprx_ioctl_done   cprx.ko's own tracepoint after an ioctl that
@@ -70,6 +73,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define FD_CLOEXEC	1
 #define PR_SET_MM	35
 #define PTRACE_MODE_ATTACH	0x02
+#define PF_IO_WORKER	0x00000010
 
 /* x86-64 syscall numbers, for the trace-only fallback. */
 #define NR_execve	59
@@ -372,9 +376,23 @@ static bool task_selected(struct task_struct *t)
 	return false;
 }
 
+/* Does @t run an allow-listed binary now? */
+static bool runs_allowed(struct task_struct *t)
+{
+	struct cg_file_key k;
+
+	if (!t->mm)
+		return false;
+	file_key(t->mm->exe_file, &k);
+	return bpf_map_lookup_elem(&allow, &k) != NULL;
+}
+
 /*
  * Is the current task @t guarded: marked, or selected now (and marked from
- * then on).  Runs for every exec and fork on the machine.
+ * then on).  Runs for every exec and fork on the machine.  One selected
+ * only after its exec (a uid dropped, a cgroup joined later) and running
+ * an allow-listed binary is a VMM, as at load (cg_mark_tasks): it may not
+ * pass for a launcher once that binary's file changes.
  */
 static bool is_guarded(struct task_struct *t)
 {
@@ -382,7 +400,7 @@ static bool is_guarded(struct task_struct *t)
 		return true;
 	if (!selected(t))
 		return false;
-	mark(t);
+	mark_bits(t, M_GUARDED | (runs_allowed(t) ? M_VMM : 0));
 	return true;
 }
 
@@ -473,17 +491,6 @@ static bool probe_of_session(struct task_struct *t)
 	ptgid = parent->tgid;
 	pp = bpf_map_lookup_elem(&procs, &ptgid);
 	return pp && pp->start == leader_start(parent) && (pp->flags & P_SESSION);
-}
-
-/* Does @t run an allow-listed binary now? */
-static bool runs_allowed(struct task_struct *t)
-{
-	struct cg_file_key k;
-
-	if (!t->mm)
-		return false;
-	file_key(t->mm->exe_file, &k);
-	return bpf_map_lookup_elem(&allow, &k) != NULL;
 }
 
 /*
@@ -762,6 +769,26 @@ int BPF_PROG(cg_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * io_uring's threads (its workers, a SQPOLL thread) are made without a fork
+ * tracepoint, and run the process's requests as themselves: an open of
+ * /proc/PID/mem among them (IOSQE_ASYNC) must meet the ptrace check as the
+ * guarded process, even one guarded by its mark alone.  Their creator is a
+ * thread of that process (the submitter, or a task_work of it).
+ */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(cg_io_thread, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *t;
+
+	if (!(task->flags & PF_IO_WORKER))
+		return 0;
+	t = bpf_get_current_task_btf();
+	if (is_guarded(t))
+		mark_bits(task, M_GUARDED | (marks_of(t) & M_VMM));
+	return 0;
+}
+
 /* A refusal of something other than an exec, as a lone CHECK event. */
 static int refuse(struct task_struct *t, __u32 reason, const char *what)
 {
@@ -978,6 +1005,25 @@ static struct proc *exec_begins(struct task_struct *t, const char *path,
 	return p;
 }
 
+/*
+ * A guard-exe's image commits: guarded (and a VMM, below) from its first
+ * instruction, not from its first fork or exec.  By then its file may have
+ * changed (a package upgrade moves its change time) and no longer select
+ * it: it would run unguarded, or under armed-only pass for a launcher.
+ */
+static bool guard_exe_commits(struct task_struct *t, struct file *f)
+{
+	struct cg_file_key k;
+
+	if (!cfg_nr_exes)
+		return false;
+	file_key(f, &k);
+	if (!bpf_map_lookup_elem(&guard_exes, &k))
+		return false;
+	mark(t);
+	return true;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	     struct linux_binprm *bprm)
@@ -987,7 +1033,8 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_file_key k;
 	struct proc *p;
 
-	if (cfg_fallback ? !is_guarded(t) : !marked(t))
+	if (cfg_fallback ? !is_guarded(t) :
+	    !marked(t) && !guard_exe_commits(t, bprm->file))
 		return 0;
 	p = proc_get(t, tgid, false);
 	/*

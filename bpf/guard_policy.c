@@ -13,7 +13,7 @@
  * rewritten in place is not allowed.  A rule's file must be owned by root
  * and not writable by group or others: whoever can write it decides what
  * the guard allows.  Nor may it be on FUSE, whose server makes all of that
- * up.
+ * up, nor open for writing anywhere (a writer from before the chown).
  *
  * A rule may name the content too (sha256=): the file is hashed at load
  * through the same open fd the kernel's key is read from, and the change
@@ -165,6 +165,31 @@ static gboolean trusted_fs(const char *path, int fd, GError **err)
 	return TRUE;
 }
 
+/*
+ * A process that holds the file open for writing (an fd, or a shared
+ * mapping, kept from before it was chown'ed to root) writes it past the
+ * owner and mode checks, and through a mapping without moving its change
+ * time (tmpfs never does; other file systems not until writeback): its
+ * content would change under the key.  A read lease is refused (EAGAIN)
+ * exactly while some file of the inode is open for writing.  Where leases
+ * are off or unsupported (EINVAL, ENOLCK) this cannot be told: accepted.
+ */
+static gboolean no_writer(const char *path, int fd, GError **err)
+{
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		return TRUE;
+	}
+	if (errno != EAGAIN)
+		return TRUE;
+	g_set_error(err, CG_ERROR, EBUSY, "'%s' is open for writing (an fd or "
+		    "a shared mapping): its writer could change it without a "
+		    "new change time, past the owner and mode checks (fix: "
+		    "stop the writer, `fuser -v '%s'`, or install the binary "
+		    "anew as root)", path, path);
+	return FALSE;
+}
+
 static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 {
 	char real[PATH_MAX];
@@ -187,7 +212,8 @@ static gboolean resolve(const char *path, struct cg_rule *r, GError **err)
 		close(fd);
 		return FALSE;
 	}
-	if (!trusted_fs(real, fd, err) || !safe_owner(real, &st, err)) {
+	if (!trusted_fs(real, fd, err) || !safe_owner(real, &st, err) ||
+	    !no_writer(real, fd, err)) {
 		close(fd);
 		return FALSE;
 	}

@@ -71,7 +71,7 @@
  */
 #define CPRX_GUARD_MAX_RULES	256	/* allow and guard-exe entries, each */
 #define CPRX_GUARD_MAX_SEL	16	/* guard-uid and guard-cgroup, each */
-#define CPRX_GUARD_MAX_PROGS	16	/* prog lines: the loader's links too */
+#define CPRX_GUARD_MAX_PROGS	24	/* prog lines: the loader's links too */
 #define CPRX_GUARD_MAX_MAPS	4	/* map lines */
 #define CPRX_GUARD_OBJ_NAME	16	/* BPF_OBJ_NAME_LEN, its NUL included */
 #define CPRX_GUARD_PATH_MAX	4096

@@ -12,6 +12,7 @@
  * when not run as root.
  */
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include "harness.h"
@@ -264,6 +265,37 @@ TEST_F(pol, fuse_rule_refused)
 	EXPECT_EQ(0, self->p->allow->len);
 	if (umount2(mnt, MNT_DETACH))
 		TH_LOG("cannot unmount %s: %s", mnt, strerror(errno));
+}
+
+/*
+ * Test Case: writer_refused
+ * a root-owned 0755 file that a process still holds open for writing (as
+ * from before a chown to root): an fd, then a shared mapping alone, which
+ * on tmpfs writes without a new change time.  Refused while either is
+ * there, naming the writer; accepted once both are gone.
+ */
+TEST_F(pol, writer_refused)
+{
+	g_autofree char *file = g_strdup_printf("%s/vmm", self->dir);
+	char *map;
+	int fd;
+
+	if (geteuid())
+		SKIP(return, "a rule's file must be root's: needs root");
+	write_file(file, "abc", 3, 1);
+	fd = open(file, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_FALSE(add(self->p, &self->err, "allow", "%s", file));
+	EXPECT_TRUE(ERR_HAS("is open for writing"));
+	map = mmap(NULL, 3, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	close(fd);
+	EXPECT_FALSE(add(self->p, &self->err, "allow", "%s", file));
+	EXPECT_TRUE(ERR_HAS("is open for writing"));
+	EXPECT_EQ(0, self->p->allow->len);
+	munmap(map, 3);
+	EXPECT_TRUE(add(self->p, &self->err, "allow", "%s", file));
+	EXPECT_EQ(1, self->p->allow->len);
 }
 
 TEST_HARNESS_MAIN

@@ -401,6 +401,43 @@ fi
 bench=()
 # the check from sched_prepare_exec (>= 6.10) measures it natively here
 grep -qa btf_trace_sched_prepare_exec /sys/kernel/btf/vmlinux 2>/dev/null && bench=(--bench)
+
+# A guard-exe started by an unguarded process, whose file changes (a package
+# upgrade moves its change time) before it forks or execs: guarded from its
+# commit all the same.  --bench runs the exec check, enforcing nothing, and
+# counts what it would refuse.
+gexe_would_deny() { # the would-deny counter of the guard pinned in $PIN3
+	CPRX_GUARD_STATUS=$T/gexe.status "$G" status --json |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["counters"].get("would-deny", -1))'
+}
+if [ ${#bench[@]} = 0 ]; then
+	skip "a guard-exe whose file changed before its first fork or exec is guarded" \
+		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
+else
+	PIN3=/sys/fs/bpf/cprx-guard-gexe-$$
+	cp "$(realpath /bin/bash)" "$T/gexe"
+	chmod 0755 "$T/gexe"
+	mkfifo "$T/go-gexe"
+	if CPRX_GUARD_STATUS=$T/gexe.status "$G" load --pin --bench --pin-dir "$PIN3" \
+		--guard-exe "$T/gexe" --allow "$T/vmm" >"$T/gexe.load" 2>&1; then
+		before=$(gexe_would_deny)
+		"$T/gexe" -c 'read -r _ <"$0"; exec "$1" --version' "$T/go-gexe" \
+			"$T/vmm-other" >/dev/null 2>&1 &
+		gpid=$!
+		for i in $(seq 100); do [ "$(readlink /proc/$gpid/exe)" = "$T/gexe" ] && break; sleep 0.1; done
+		chmod 0755 "$T/gexe"	# a new change time: no longer the guard-exe's key
+		echo >"$T/go-gexe"
+		wait $gpid
+		after=$(gexe_would_deny)
+		[ "$after" = $((before + 1)) ] &&
+			ok "a guard-exe whose file changed before its first fork or exec is guarded (its exec would be refused)" ||
+			notok "a guard-exe whose file changed before its first fork or exec is guarded (would-deny $before -> $after: its exec went unguarded)"
+	else
+		notok "a guard-exe whose file changed before its first fork or exec is guarded (load --bench failed)"
+		diag "$T/gexe.load"
+	fi
+	CPRX_GUARD_STATUS=$T/gexe.status "$G" detach --pin-dir "$PIN3" >/dev/null 2>&1
+fi
 if out=$("$HERE/overhead.sh" "${bench[@]}" "$B" "${CPRX_GUARD_EXECS:-1000}" 2>&1); then
 	echo "$out" | diag
 	ok "per-exec cost measured (kernel.bpf_stats_enabled${bench:+, --bench: the check from sched_prepare_exec}): $(echo "$out" | grep -E '^(un)?guarded' | cut -d'(' -f1 | paste -sd';')"

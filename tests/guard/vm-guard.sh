@@ -314,6 +314,8 @@ printf '#!%s\n' "$B2/interp" >"$B2/script.sh"
 cp "$(realpath /bin/bash)" "$B2/gexe"	# a guard-exe
 cp "$(realpath /bin/bash)" "$B2/plain"	# allowed, but no guard-exe
 cp "$(realpath /bin/bash)" "$B2/vmm2"	# an allowed VMM whose file changes while it runs
+cp "$(realpath /bin/bash)" "$B2/gvmm"	# the same, a guard-exe started unguarded
+cp "$(realpath /bin/bash)" "$B2/vmm3"	# the same, put in the cgroup after its exec
 chmod 0755 "$B2"/*
 cat >"$T/bypass.policy" <<POL
 guard-cgroup $CG
@@ -326,6 +328,9 @@ allow $B2/script.sh
 allow $B2/file.cgx
 allow $B2/plain
 allow $B2/vmm2
+guard-exe $B2/gvmm
+allow $B2/gvmm
+allow $B2/vmm3
 armed-only yes
 POL
 guard_start g5 --policy "$T/bypass.policy" || diag "$T/g5.err"
@@ -426,7 +431,39 @@ out=$(cat "$T/vmm2.out")
 [[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
 refused "armed-only: a VMM whose binary's change time moved may not exec unarmed" "$out" $rc
 
-# 4d. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
+# 4d. a guard-exe started by an unguarded process is guarded, and a VMM, from
+# its commit: marked only at its first fork, it would pass for a launcher
+# once its file changed (an upgrade), and exec unarmed
+# NAME BIN PID FIFO OUT: once PID (running BIN) has forked (OUT says so),
+# BIN's change time moves; woken through FIFO, PID execs $VMM unarmed
+unarmed_after_change() {
+	local i rc out
+	for i in $(seq 100); do grep -q forked "$5" && break; sleep 0.1; done
+	chmod 0755 "$2"	# a new change time, the same file
+	go "$4"; wait "$3"; rc=$?
+	out=$(cat "$5")
+	[[ $out == *"$VMM: Operation not permitted"* ]] || rc=0
+	refused "$1" "$out" $rc
+}
+mkfifo "$T/go-gvmm"
+"$B2/gvmm" -c '(:); echo forked; read -r _ <"$0"; exec "$1" --version' "$T/go-gvmm" "$VMM" >"$T/gvmm.out" 2>&1 &
+unarmed_after_change "armed-only: a guard-exe VMM started unguarded, its file changed, may not exec unarmed" \
+	"$B2/gvmm" $! "$T/go-gvmm" "$T/gvmm.out"
+
+# 4d'. the same for a VMM selected only after its exec (its launcher put it
+# in the guarded cgroup then, as a uid dropped later would): a VMM from its
+# first fork there
+mkfifo "$T/go-vmm3a" "$T/go-vmm3b"
+"$B2/vmm3" -c 'read -r _ <"$0"; (:); echo forked; read -r _ <"$1"; exec "$2" --version' \
+	"$T/go-vmm3a" "$T/go-vmm3b" "$VMM" >"$T/vmm3.out" 2>&1 &
+vpid=$!
+for i in $(seq 100); do [ "$(readlink /proc/$vpid/exe)" = "$B2/vmm3" ] && break; sleep 0.1; done
+echo $vpid >"$CG/cgroup.procs"
+go "$T/go-vmm3a"
+unarmed_after_change "armed-only: a VMM put in the guarded cgroup after its exec, its file changed, may not exec unarmed" \
+	"$B2/vmm3" $vpid "$T/go-vmm3b" "$T/vmm3.out"
+
+# 4e. an exec through int 0x80 (ia32 numbers): the LSM hook is the same
 out=$($GT exec32 --cgroup "$CG" "$OTHER" 2>&1); rc=$?
 if [ $rc -gt 128 ]; then
 	skip "an exec through int 0x80 (ia32)" "no ia32 entry here (signal $((rc - 128)))"
@@ -456,6 +493,61 @@ kill -KILL $victim 2>/dev/null; wait $victim 2>/dev/null
 [[ $out == *"ptrace: Operation not permitted"* ]] && [[ $out != *opened* ]] ||
 	rc=0
 refused "ptrace attach and /proc/PID/mem of an unguarded process" "$out" $rc
+
+# 5b. the same open of /proc/PID/mem through io_uring (IOSQE_ASYNC: an io-wq
+# worker runs it, a thread no fork tracepoint sees) by a process guarded by
+# its mark alone (a guard-exe that exec'd an allowed non-guard-exe)
+cat >"$T/uring.py" <<'PYEOF'
+import ctypes, mmap, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+pid = int(sys.argv[1])
+path = b"/proc/%d/mem" % pid
+try:
+    os.close(os.open(path, os.O_RDWR))
+    direct = "opened"
+except OSError as e:
+    direct = e.strerror
+params = ctypes.create_string_buffer(120)
+ring = libc.syscall(425, 4, params)		# io_uring_setup
+if ring < 0:
+    print("SKIP io_uring_setup: %s" % os.strerror(ctypes.get_errno()))
+    sys.exit(77)
+sq_entries, cq_entries = struct.unpack_from("=II", params, 0)
+sq_head, sq_tail, sq_mask, _, _, _, sq_array = struct.unpack_from("=7I", params, 40)
+cq_head, cq_tail, cq_mask, _, _, cq_cqes = struct.unpack_from("=6I", params, 80)
+sq = mmap.mmap(ring, sq_array + 4 * sq_entries, offset=0)
+cq = mmap.mmap(ring, cq_cqes + 16 * cq_entries, offset=0x8000000)
+sqes = mmap.mmap(ring, 64 * sq_entries, offset=0x10000000)
+buf = ctypes.create_string_buffer(path)
+# IORING_OP_OPENAT, IOSQE_ASYNC: run by an io-wq worker
+struct.pack_into("=BBHiQQIIQ", sqes, 0, 18, 1 << 4, 0, -100, 0,
+                 ctypes.addressof(buf), 0, os.O_RDWR, 7)
+tail = struct.unpack_from("=I", sq, sq_tail)[0]
+struct.pack_into("=I", sq, sq_array + 4 * (tail & struct.unpack_from("=I", sq, sq_mask)[0]), 0)
+struct.pack_into("=I", sq, sq_tail, tail + 1)
+if libc.syscall(426, ring, 1, 1, 1, None, 0) < 0:	# io_uring_enter, GETEVENTS
+    print("SKIP io_uring_enter: %s" % os.strerror(ctypes.get_errno()))
+    sys.exit(77)
+head = struct.unpack_from("=I", cq, cq_head)[0]
+off = cq_cqes + 16 * (head & struct.unpack_from("=I", cq, cq_mask)[0])
+_, res = struct.unpack_from("=Qi", cq, off)
+uring = "opened" if res >= 0 else os.strerror(-res)
+print("/proc/%d/mem: direct %s; io_uring openat (IOSQE_ASYNC) %s" % (pid, direct, uring))
+sys.exit(0 if "opened" in (direct, uring) else 1)
+PYEOF
+sleep 300 &
+victim=$!
+out=$("$B2/gexe" -c 'exec "$0" "$1" "$2"' "$PY" "$T/uring.py" $victim 2>&1); rc=$?
+kill -KILL $victim 2>/dev/null; wait $victim 2>/dev/null
+if [ $rc = 77 ]; then
+	skip "io_uring open of /proc/PID/mem of an unguarded process" "${out#SKIP }"
+else
+	# mm_access() turns the hook's EPERM into EACCES
+	[[ $out == *"(IOSQE_ASYNC) Permission denied"* ||
+	   $out == *"(IOSQE_ASYNC) Operation not permitted"* ]] || rc=0
+	refused "io_uring open of /proc/PID/mem of an unguarded process, guarded by mark alone" "$out" $rc
+fi
 
 # 6. PR_SET_MM_EXE_FILE
 out=$(in_cg "$PY" -c '
