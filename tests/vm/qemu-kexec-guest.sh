@@ -72,7 +72,7 @@ t_handed_over() {
 	qmp migrate "{\"uri\": \"file:$share/vm.state\"}" >/dev/null || return 1
 	for ((i = 0; i < 1200; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
-		st=$(qmp query-migrate 2>/dev/null | field status)
+		st=$(qmp query-migrate 2>/dev/null | field status 2>/dev/null)
 		[ "$st" = failed ] && { qmp query-migrate; return 1; }
 		sleep 0.1
 	done
@@ -104,12 +104,22 @@ t_resumed() {
 t_ticks_on() {
 	local from=1 before first
 	before=$(cat "$share/tick.before")
-	wait_console "$from" '^ram ok ' 900 || return 1
+	# a tick after the kexec, then a pattern check made after it (the one
+	# pending at the stop may print first)
+	wait_console "$from" '^tick [0-9]+ ' 900 || return 1
+	local end=$((SECONDS + 900))
+	until tr -d '\r' <"$vm/serial.log" |
+		awk -v b="$before" '/^ram ok / && $3 + 0 > b { f = 1 } END { exit !f }'; do
+		[ $SECONDS -lt $end ] ||
+			{ echo "no pattern check after tick $before in 900s"; return 1; }
+		sleep 1
+	done
 	first=$(tail -n +"$from" "$vm/serial.log" | sed -n 's/^tick \([0-9]*\) .*/\1/p' | head -n 1)
 	tail -n +"$from" "$vm/serial.log" | grep -E '^(CPRX-GUEST ready|ram BAD|tick 1 )' &&
 		{ echo "the guest restarted or its pattern broke"; return 1; }
 	[ -n "$first" ] && [ "$first" -gt "$before" ] ||
-		{ echo "first tick after the kexec '$first', before it $before"; return 1; }
+		{ echo "first tick after the kexec '$first', before it $before; console:" \
+			"$(head -n 6 "$vm/serial.log" | cat -v | tr '\n' '|')"; return 1; }
 	echo "tick $before -> $first, to $(last_tick); $(tail -n +"$from" "$vm/serial.log" | grep -m1 '^ram ok')"
 }
 t_qemu_log() {
