@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,57 +207,107 @@ TEST(fuse_flush)
 	luod_cleanup(&r);
 }
 
-/* A child of uid @uid: @n connections, each sent @file with a STATUS. */
-static pid_t hog_file(const struct luod_run *r, const char *file, uid_t uid,
-		      int n)
-{
-	int p[2], i, fd, f;
-	char c = 0;
+/*
+ * A child of uid @uid with @file open: @n connections, each sent the file
+ * with a STATUS, kept; then, at a byte on @hog->cmd, @late more that it
+ * closes at once (before the daemon, stopped, takes them).
+ */
+struct hog {
 	pid_t pid;
+	int cmd, ack;
+};
 
-	if (pipe(p) < 0)
+static void hog_connect(const struct luod_run *r, int f, int n, bool close_it)
+{
+	int i, fd;
+
+	for (i = 0; i < n; i++) {
+		fd = luod_connect(r);
+		if (fd < 0 || cprx_luod_send(fd, "STATUS", f))
+			break;
+		if (close_it)
+			close(fd);
+	}
+}
+
+static int hog_file(struct hog *h, const struct luod_run *r,
+		    const char *file, uid_t uid, int n, int late)
+{
+	int cmd[2], ack[2], f;
+	char c = 0;
+
+	if (pipe(cmd) < 0 || pipe(ack) < 0)
 		return -1;
-	pid = fork();
-	if (!pid) {
-		close(p[0]);
+	h->pid = fork();
+	if (!h->pid) {
+		close(cmd[1]);
+		close(ack[0]);
 		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
 			_exit(99);
 		f = open(file, O_RDWR);
-		for (i = 0; f >= 0 && i < n; i++) {
-			fd = luod_connect(r);
-			if (fd < 0 || cprx_luod_send(fd, "STATUS", f))
-				break;
-		}
-		c = 1;
-		if (write(p[1], &c, 1) != 1)
+		hog_connect(r, f, n, false);
+		if (write(ack[1], &c, 1) != 1 || read(cmd[0], &c, 1) != 1)
+			_exit(98);
+		hog_connect(r, f, late, true);
+		if (write(ack[1], &c, 1) != 1)
 			_exit(98);
 		pause();
 		_exit(0);
 	}
-	close(p[1]);
-	if (pid > 0 && (read(p[0], &c, 1) != 1 || c != 1)) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		pid = -1;
+	close(cmd[0]);
+	close(ack[1]);
+	h->cmd = cmd[1];
+	h->ack = ack[0];
+	return h->pid > 0 && read(h->ack, &c, 1) == 1 ? 0 : -1;
+}
+
+/* Its @late connections; the daemon stopped meanwhile. */
+static int hog_late(struct hog *h, pid_t daemon)
+{
+	char c = 0;
+	int ret;
+
+	kill(daemon, SIGSTOP);
+	ret = write(h->cmd, &c, 1) == 1 && read(h->ack, &c, 1) == 1 ? 0 : -1;
+	kill(daemon, SIGCONT);
+	return ret;
+}
+
+static void hog_end(struct hog *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
 	}
-	close(p[0]);
-	return pid;
+	close(h->cmd);
+	close(h->ack);
+}
+
+/* Whether the daemon's log says @what. */
+static bool logged(const struct luod_run *r, const char *what)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "grep -q '%s' '%s/log'", what, r->dir);
+	return !system(cmd);
 }
 
 /*
  * Test Case: fuse_stuck_uid
- * One uid sends the file on more connections than it may have: what it
- * stalls is bounded by its share (CONNS_PER_UID readers, their fds), the
- * rest are refused, and the other uids are answered.
+ * One uid sends the file on more connections than it may have, and on a
+ * few more it closes before the daemon takes them: what it stalls is
+ * bounded by its share (CONNS_PER_UID readers, their sockets), the rest
+ * are refused without the daemon closing them itself, and the other uids
+ * are answered.
  */
 TEST(fuse_stuck_uid)
 {
 	char out[CPRX_LUOD_MSG_MAX], dir[128];
 	struct luod_run r = { 0 };
 	struct fuse_stall fs;
+	struct hog hog = { 0 };
 	int fds0, fds, kids, ret, held;
 	double secs, psecs;
-	pid_t hog;
 
 	if (geteuid())
 		SKIP(return, "needs root: mounts a FUSE file system, and "
@@ -270,9 +321,9 @@ TEST(fuse_stuck_uid)
 		     strerror(-ret));
 	}
 	fds0 = idle_fds(r.pid);
-	hog = hog_file(&r, fs.file, NOBODY, CONNS_PER_UID + 12);
-	EXPECT_LT(0, hog);
+	EXPECT_EQ(0, hog_file(&hog, &r, fs.file, NOBODY, CONNS_PER_UID + 12, 4));
 	held = fuse_stall_wait(&fs, CONNS_PER_UID, 5000);
+	EXPECT_EQ(0, hog_late(&hog, r.pid));
 	secs = luod_secs(&r, "STATUS", WAIT, out, sizeof(out));
 	psecs = prepare_secs(&r, "vm");
 	/* the readers of those two connections exit */
@@ -291,11 +342,10 @@ TEST(fuse_stuck_uid)
 	EXPECT_LE(0, psecs);
 	EXPECT_GT(BOUND, psecs);
 	fuse_stall_release(&fs);
-	if (hog > 0) {
-		kill(hog, SIGKILL);
-		waitpid(hog, NULL, 0);
-	}
+	hog_end(&hog);
 	EXPECT_TRUE(settled(r.pid, fds0 + (psecs >= 0), 10));
+	EXPECT_TRUE(logged(&r, "goes to the reader"));
+	EXPECT_FALSE(logged(&r, "closing it here"));
 	fuse_stall_stop(&fs);
 	luod_cleanup(&r);
 }

@@ -168,6 +168,9 @@ static void refuse_conn(struct luod *d, int fd, uid_t uid, const char *msg)
 	for (i = 0; i < LUOD_MAX_CONNS; i++) {
 		if (d->conns[i].fd >= 0 && d->conns[i].uid == uid &&
 		    !ctl_drop(d->conns[i].fd, fd)) {
+			logmsg("uid %u: a refused connection whose peer is gone "
+			       "goes to the reader of pid %d to close",
+			       (unsigned int)uid, (int)d->conns[i].pid);
 			close(fd);
 			return;
 		}
