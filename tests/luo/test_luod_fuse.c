@@ -74,6 +74,28 @@ static int idle_fds(pid_t daemon)
 }
 
 /*
+ * A daemon in @r and the stalling file system in its directory, FLUSHes
+ * answered for this pid only; the daemon's idle fd count into *@fds0.
+ * 0, or -errno: no FUSE here (the daemon stopped again).
+ */
+static int start(struct luod_run *r, struct fuse_stall *fs, int *fds0)
+{
+	char dir[128];
+	int ret;
+
+	ASSERT_EQ(0, luod_start(r, fake));
+	snprintf(dir, sizeof(dir), "%s/fuse", r->dir);
+	ret = fuse_stall_start(fs, dir, getpid());
+	if (ret) {
+		luod_cleanup(r);
+		return ret;
+	}
+	*fds0 = idle_fds(r->pid);
+	EXPECT_LT(0, *fds0);
+	return 0;
+}
+
+/*
  * Waits @secs at most for @fds fds and no more children than @kids: whether
  * it came to that.
  */
@@ -145,7 +167,7 @@ TEST(fuse_flush)
 {
 	static const char *const ways[] = { "STATUS", "PRESERVE", "queued",
 					    "in a socket" };
-	char out[CPRX_LUOD_MSG_MAX], dir[128], name[16];
+	char out[CPRX_LUOD_MSG_MAX], name[16];
 	struct luod_run r = { 0 };
 	struct fuse_stall fs;
 	unsigned int i, prepared = 0;
@@ -153,16 +175,10 @@ TEST(fuse_flush)
 
 	if (geteuid())
 		SKIP(return, "needs root: mounts a FUSE file system");
-	ASSERT_EQ(0, luod_start(&r, fake));
-	snprintf(dir, sizeof(dir), "%s/fuse", r.dir);
-	ret = fuse_stall_start(&fs, dir, getpid());
-	if (ret) {
-		luod_cleanup(&r);
+	ret = start(&r, &fs, &fds0);
+	if (ret)
 		SKIP(return, "cannot mount a FUSE file system: %s",
 		     strerror(-ret));
-	}
-	fds0 = idle_fds(r.pid);
-	EXPECT_LT(0, fds0);
 	for (i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
 		/* queued before the daemon takes the connection */
 		bool early = !strcmp(ways[i], "queued");
@@ -302,7 +318,7 @@ static bool logged(const struct luod_run *r, const char *what)
  */
 TEST(fuse_stuck_uid)
 {
-	char out[CPRX_LUOD_MSG_MAX], dir[128];
+	char out[CPRX_LUOD_MSG_MAX];
 	struct luod_run r = { 0 };
 	struct fuse_stall fs;
 	struct hog hog = { 0 };
@@ -312,15 +328,10 @@ TEST(fuse_stuck_uid)
 	if (geteuid())
 		SKIP(return, "needs root: mounts a FUSE file system, and "
 		     "connects as uid %d", NOBODY);
-	ASSERT_EQ(0, luod_start(&r, fake));
-	snprintf(dir, sizeof(dir), "%s/fuse", r.dir);
-	ret = fuse_stall_start(&fs, dir, getpid());
-	if (ret) {
-		luod_cleanup(&r);
+	ret = start(&r, &fs, &fds0);
+	if (ret)
 		SKIP(return, "cannot mount a FUSE file system: %s",
 		     strerror(-ret));
-	}
-	fds0 = idle_fds(r.pid);
 	EXPECT_EQ(0, hog_file(&hog, &r, fs.file, NOBODY, CONNS_PER_UID + 12, 4));
 	held = fuse_stall_wait(&fs, CONNS_PER_UID, 5000);
 	EXPECT_EQ(0, hog_late(&hog, r.pid));

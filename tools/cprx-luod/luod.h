@@ -26,7 +26,6 @@
 /* a uid's sessions, each on its connection until held, and some to spare */
 #define LUOD_CONNS_PER_UID	48
 #define LUOD_DRAIN_MAX		1024	/* messages read from a closing peer */
-#define LUOD_CTL_SNDBUF		(1 << 20)	/* to a reader: room for hand-offs */
 #define LUOD_MAX_FDS		4096	/* per session, fake device only */
 
 enum sess_state {

@@ -25,6 +25,11 @@
 
 /* A relay the peer does not take in this long: it stopped reading. */
 #define PEER_SEND_SECS	10
+/*
+ * The daemon answers every request at once, and never waits on a peer; no
+ * answer in this long was lost (a queue of hand-offs full).
+ */
+#define ANSWER_SECS	60
 
 /*
  * Closing a connection releases the fds still queued on it: each is taken
@@ -84,39 +89,22 @@ static void vet(int fd, struct fwd *f)
 
 static int forward(int ctl, const struct fwd *f, const char *msg, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov[2] = {
 		{ .iov_base = (void *)f, .iov_len = sizeof(*f) },
 		{ .iov_base = (void *)msg, .iov_len = msg ? strlen(msg) : 0 },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-	struct cmsghdr *c;
-	ssize_t n;
 
-	if (fd >= 0) {
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(ctl, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+	return cprx_luod_sendv(ctl, iov, 2, fd, 0);
 }
 
-/* One message from the other end: its tag, text into @buf, fd into *@fd. */
-static int recv_tagged(int ctl, char *tag, char *buf, size_t len, int *fd,
-		       int flags)
+/*
+ * One message into @iov, and the one fd it may carry into *@fd (-1 if
+ * none); its length, or -errno.  Both ends are this program's: one fd at
+ * most rides along.
+ */
+static ssize_t recv_one(int sock, struct iovec *iov, int flags, int *fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov[2] = {
-		{ .iov_base = tag, .iov_len = 1 },
-		{ .iov_base = buf, .iov_len = len - 1 },
-	};
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2,
 			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *c;
@@ -124,7 +112,7 @@ static int recv_tagged(int ctl, char *tag, char *buf, size_t len, int *fd,
 
 	*fd = -1;
 	do
-		n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC | flags);
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -132,12 +120,27 @@ static int recv_tagged(int ctl, char *tag, char *buf, size_t len, int *fd,
 	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
 	    c->cmsg_len == CMSG_LEN(sizeof(int)))
 		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	if (n < 1) {
+	return n;
+}
+
+/* One message from the daemon: its tag, text into @buf, fd into *@fd. */
+static int recv_tagged(int ctl, char *tag, char *buf, size_t len, int *fd,
+		       int flags)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = tag, .iov_len = 1 },
+		{ .iov_base = buf, .iov_len = len - 1 },
+	};
+	ssize_t n = recv_one(ctl, iov, flags, fd);
+
+	if (n == 0) {
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
 		return -ECONNRESET;
 	}
+	if (n < 0)
+		return (int)n;
 	buf[n - 1] = '\0';
 	return (int)n - 1;
 }
@@ -145,14 +148,20 @@ static int recv_tagged(int ctl, char *tag, char *buf, size_t len, int *fd,
 /*
  * The daemon's answer to the request forwarded, closing on the way the
  * connections it hands over (CTL_DROP).  Its length, or -errno (the daemon
- * is gone).
+ * is gone, or the answer lost).
  */
 static int await_answer(int ctl, char *buf, size_t len, int *fd)
 {
+	struct pollfd p = { .fd = ctl, .events = POLLIN };
 	char tag;
 	int n;
 
 	for (;;) {
+		n = poll(&p, 1, ANSWER_SECS * 1000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n ? -errno : -ETIMEDOUT;
 		n = recv_tagged(ctl, &tag, buf, len, fd, 0);
 		if (n < 0 || tag == CTL_ANSWER)
 			return n;
@@ -207,7 +216,7 @@ static enum fwd_kind relay(int peer, int ctl)
 		}
 		if (p[0].revents) {
 			if (take_drops(ctl))
-				_exit(0);	/* the daemon stopped */
+				return FWD_GONE;	/* the daemon stopped */
 			continue;
 		}
 		n = cprx_luod_recv(peer, msg, sizeof(msg), &fd);
@@ -215,8 +224,10 @@ static enum fwd_kind relay(int peer, int ctl)
 			return FWD_GONE;
 		vet(fd, &f);
 		if (forward(ctl, &f, msg, f.fd == FD_MEMFD ? fd : -1) ||
-		    await_answer(ctl, msg, sizeof(msg), &afd) < 0)
-			_exit(0);
+		    await_answer(ctl, msg, sizeof(msg), &afd) < 0) {
+			release(fd, &f);
+			return FWD_GONE;
+		}
 		ret = cprx_luod_send(peer, msg, afd);
 		if (afd >= 0)
 			close(afd);
@@ -269,7 +280,7 @@ static void __attribute__((noreturn)) reader_main(int peer, int ctl,
  */
 int reader_start(struct conn *c, int peer)
 {
-	int sv[2], size = LUOD_CTL_SNDBUF, err;
+	int sv[2], err;
 	pid_t daemon = getpid(), pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -284,10 +295,8 @@ int reader_start(struct conn *c, int peer)
 	if (!pid)
 		reader_main(peer, sv[1], daemon);
 	close(sv[1]);
-	close(peer);
+	close(peer);	/* not its last reference: the reader has one */
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	/* a stalled reader's queue of hand-offs: root may go past wmem_max */
-	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
 	c->fd = sv[0];
 	c->reader = pid;
 	return 0;
@@ -296,27 +305,15 @@ int reader_start(struct conn *c, int peer)
 /* The daemon's side: one forwarded request, or -errno (-EAGAIN: none). */
 int ctl_recv(int ctl, struct fwd *f, char *buf, size_t len, int *fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov[2] = {
 		{ .iov_base = f, .iov_len = sizeof(*f) },
 		{ .iov_base = buf, .iov_len = len - 1 },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2,
-			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c;
-	ssize_t n;
+	ssize_t n = recv_one(ctl, iov, MSG_DONTWAIT, fd);
 
-	*fd = -1;
-	do
-		n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return -errno;
-	/* a reader sends one fd at most, a vetted memfd */
-	c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
+		return (int)n;
+	/* a vetted memfd rides along where said, nothing else */
 	if ((size_t)n < sizeof(*f) || (*fd >= 0) != (f->fd == FD_MEMFD)) {
 		if (*fd >= 0)
 			close(*fd);
@@ -330,28 +327,12 @@ int ctl_recv(int ctl, struct fwd *f, char *buf, size_t len, int *fd)
 
 static int ctl_send(int ctl, char tag, const char *msg, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov[2] = {
 		{ .iov_base = &tag, .iov_len = 1 },
 		{ .iov_base = (void *)msg, .iov_len = strlen(msg) },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-	struct cmsghdr *c;
-	ssize_t n;
 
-	if (fd >= 0) {
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(ctl, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+	return cprx_luod_sendv(ctl, iov, 2, fd, MSG_DONTWAIT);
 }
 
 int ctl_answer(int ctl, const char *msg, int fd)
