@@ -270,6 +270,7 @@ static int serve(struct luod *d)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, &old);
+	sigdelset(&old, SIGCHLD);	/* whatever mask it was started with */
 	while (!stopping) {
 		if (reap_due)
 			reap(d);
