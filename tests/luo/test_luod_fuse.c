@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -226,31 +227,81 @@ TEST(fuse_flush)
 /*
  * A child of uid @uid with @file open: @n connections, each sent the file
  * with a STATUS, kept; then, at a byte on @hog->cmd, @late more that it
- * closes at once (before the daemon, stopped, takes them).
+ * closes at once (before the daemon, stopped, takes them), and it counts
+ * the refusals of the first that carried their connection back.
  */
 struct hog {
 	pid_t pid;
 	int cmd, ack;
 };
 
-static void hog_connect(const struct luod_run *r, int f, int n, bool close_it)
+static void hog_connect(const struct luod_run *r, int f, int *fds, int n)
 {
-	int i, fd;
+	int i;
 
 	for (i = 0; i < n; i++) {
-		fd = luod_connect(r);
-		if (fd < 0 || cprx_luod_send(fd, "STATUS", f))
+		fds[i] = luod_connect(r);
+		if (fds[i] < 0 || cprx_luod_send(fds[i], "STATUS", f))
 			break;
-		if (close_it)
-			close(fd);
 	}
+}
+
+static char hog_refusals(int *fds, int n)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	int i, back, got = 0;
+
+	/* answered already, those that are: a short wait each */
+	for (i = 0; i < n; i++) {
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO,
+			   &(struct timeval){ .tv_usec = 100000 },
+			   sizeof(struct timeval));
+		if (cprx_luod_recv(fds[i], out, sizeof(out), &back) > 0 &&
+		    !strncmp(out, "ERR 24", 6) && back >= 0)
+			got++;
+		if (back >= 0)
+			close(back);
+	}
+	return (char)got;
+}
+
+static void __attribute__((noreturn)) hog_main(const struct luod_run *r,
+					       const char *file, int n,
+					       int late, int cmd, int ack)
+{
+	int fds[64], gone[8], f = open(file, O_RDWR), i;
+	char c = 0;
+
+	hog_connect(r, f, fds, n);
+	if (write(ack, &c, 1) != 1 || read(cmd, &c, 1) != 1)
+		_exit(98);
+	hog_connect(r, f, gone, late);
+	for (i = 0; i < late; i++)
+		close(gone[i]);
+	if (write(ack, &c, 1) != 1)
+		_exit(98);
+	c = hog_refusals(fds, n);
+	if (write(ack, &c, 1) != 1)
+		_exit(98);
+	pause();
+	_exit(0);
+}
+
+/* A byte from the hog in 3 * WAIT s (a stalled daemon takes no connection), or -1. */
+static int hog_said(const struct hog *h)
+{
+	struct pollfd p = { .fd = h->ack, .events = POLLIN };
+	char c;
+
+	if (poll(&p, 1, WAIT * 3000) != 1 || read(h->ack, &c, 1) != 1)
+		return -1;
+	return c;
 }
 
 static int hog_file(struct hog *h, const struct luod_run *r,
 		    const char *file, uid_t uid, int n, int late)
 {
-	int cmd[2], ack[2], f;
-	char c = 0;
+	int cmd[2], ack[2];
 
 	if (pipe(cmd) < 0 || pipe(ack) < 0)
 		return -1;
@@ -260,33 +311,28 @@ static int hog_file(struct hog *h, const struct luod_run *r,
 		close(ack[0]);
 		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
 			_exit(99);
-		f = open(file, O_RDWR);
-		hog_connect(r, f, n, false);
-		if (write(ack[1], &c, 1) != 1 || read(cmd[0], &c, 1) != 1)
-			_exit(98);
-		hog_connect(r, f, late, true);
-		if (write(ack[1], &c, 1) != 1)
-			_exit(98);
-		pause();
-		_exit(0);
+		hog_main(r, file, n, late, cmd[0], ack[1]);
 	}
 	close(cmd[0]);
 	close(ack[1]);
 	h->cmd = cmd[1];
 	h->ack = ack[0];
-	return h->pid > 0 && read(h->ack, &c, 1) == 1 ? 0 : -1;
+	return h->pid > 0 && hog_said(h) == 0 ? 0 : -1;
 }
 
-/* Its @late connections; the daemon stopped meanwhile. */
+/*
+ * Its @late connections, the daemon stopped meanwhile; how many of the
+ * first were refused with their connection sent back, or -1.
+ */
 static int hog_late(struct hog *h, pid_t daemon)
 {
 	char c = 0;
 	int ret;
 
 	kill(daemon, SIGSTOP);
-	ret = write(h->cmd, &c, 1) == 1 && read(h->ack, &c, 1) == 1 ? 0 : -1;
+	ret = write(h->cmd, &c, 1) == 1 ? hog_said(h) : -1;
 	kill(daemon, SIGCONT);
-	return ret;
+	return ret < 0 ? -1 : hog_said(h);
 }
 
 static void hog_end(struct hog *h)
@@ -334,7 +380,8 @@ TEST(fuse_stuck_uid)
 		     strerror(-ret));
 	EXPECT_EQ(0, hog_file(&hog, &r, fs.file, NOBODY, CONNS_PER_UID + 12, 4));
 	held = fuse_stall_wait(&fs, CONNS_PER_UID, 5000);
-	EXPECT_EQ(0, hog_late(&hog, r.pid));
+	/* the refused ones: back to the peer, who closes them itself */
+	EXPECT_EQ(12, hog_late(&hog, r.pid));
 	secs = luod_secs(&r, "STATUS", WAIT, out, sizeof(out));
 	psecs = prepare_secs(&r, "vm");
 	/* the readers of those two connections exit */
