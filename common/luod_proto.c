@@ -11,9 +11,16 @@
 
 int cprx_luod_send(int sock, const char *msg, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	return cprx_luod_sendv(sock, &iov, 1, fd, 0);
+}
+
+int cprx_luod_sendv(int sock, const struct iovec *iov, int niov, int fd,
+		    int flags)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = niov };
 	struct cmsghdr *c;
 	ssize_t n;
 
@@ -27,7 +34,7 @@ int cprx_luod_send(int sock, const char *msg, int fd)
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
 	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
 	while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : 0;
 }

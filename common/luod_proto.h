@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define CPRX_LUOD_SOCKET	"/run/cprx-luod.sock"
 /* Overrides the socket path (libcprx, cprx-luod status). */
@@ -33,6 +34,9 @@
 
 /* Sends @msg and, if @fd >= 0, @fd with it.  0 or -errno. */
 int cprx_luod_send(int sock, const char *msg, int fd);
+/* The same from @niov pieces, with sendmsg's @flags (MSG_DONTWAIT). */
+int cprx_luod_sendv(int sock, const struct iovec *iov, int niov, int fd,
+		    int flags);
 /*
  * Receives one message into @buf (NUL-terminated, at most @len - 1 bytes)
  * and the fd sent with it into *@fd (-1 if none; close-on-exec).  Returns

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* The luo tests' own cprx-luod and its clients (luo_util.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <grp.h>
 #include <sys/wait.h>
@@ -132,6 +134,76 @@ int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len)
 	ret = luod_ask(fd, req, -1, out, len, NULL);
 	close(fd);
 	return ret;
+}
+
+double luod_secs(const struct luod_run *r, const char *req, int secs,
+		 char *out, size_t len)
+{
+	struct timeval tv = { .tv_sec = secs };
+	struct timespec a, b;
+	int fd = luod_connect(r), ret;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ret = luod_ask(fd, req, -1, out, len, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	close(fd);
+	if (ret <= 0)
+		return -1;
+	return (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+int proc_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* The fourth field of /proc/PID/stat, after the command in parentheses. */
+static pid_t parent_of(const char *pid)
+{
+	char path[64], buf[512], *p;
+	int fd, ppid = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p, ") %*c %d", &ppid) != 1)
+		return -1;
+	return ppid;
+}
+
+int proc_children(pid_t pid)
+{
+	struct dirent *e;
+	DIR *dir = opendir("/proc");
+	int n = 0;
+
+	while (dir && (e = readdir(dir)))
+		if (e->d_name[0] >= '1' && e->d_name[0] <= '9')
+			n += parent_of(e->d_name) == pid;
+	if (dir)
+		closedir(dir);
+	return n;
 }
 
 int luo_memfd(const char *name, size_t size, int byte)

@@ -35,6 +35,16 @@ int luod_ask(int fd, const char *req, int pass, char *out, size_t len,
 	     int *got);
 /* The same on a connection of its own. */
 int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len);
+/*
+ * Seconds @req on a new connection takes to be answered (waiting @secs at
+ * most), or -1: unanswered.  The reply into @out.
+ */
+double luod_secs(const struct luod_run *r, const char *req, int secs,
+		 char *out, size_t len);
+/* How many fds process @pid has open, or -1. */
+int proc_fds(pid_t pid);
+/* How many processes have @pid for their parent. */
+int proc_children(pid_t pid);
 /* A shmem memfd of @size bytes filled with @byte. */
 int luo_memfd(const char *name, size_t size, int byte);
 /*

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,35 +188,25 @@ static int lingering_socket(int *listener, int secs)
 static double status_secs(const struct luod_run *r)
 {
 	char out[CPRX_LUOD_MSG_MAX];
-	struct timespec a, b;
-	struct timeval tv = { .tv_sec = 10 };
-	int fd = luod_connect(r), ret;
 
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	ret = luod_ask(fd, "STATUS", -1, out, sizeof(out), NULL);
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	close(fd);
-	if (ret <= 0)
-		return -1;
-	return (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+	return luod_secs(r, "STATUS", 10, out, sizeof(out));
 }
 
 /*
  * Test Case: lingering_fd
  * Any uid may send the daemon an fd whose close waits (a TCP socket with
  * SO_LINGER and unsent data), with a verb that takes none, with one that
- * takes one (PRESERVE), as a second fd, or left queued on a connection the
- * daemon closes.  The daemon stays single-threaded: each such close must
- * not wait, or every VMM waits with it.
+ * takes one (PRESERVE), as a second fd, left queued on a connection the
+ * daemon closes, or queued inside a Unix socket sent (whose close releases
+ * it).  One loop serves every VMM: no such close may happen in it, or
+ * every VMM waits with it.
  */
 TEST(lingering_fd)
 {
 	static const char *const ways[] = { "STATUS", "CREATE vm",
 					    "PRESERVE 0000000000000001",
-					    "two fds", "eight fds", "queued" };
+					    "two fds", "eight fds", "queued",
+					    "in a socket" };
 	char out[CPRX_LUOD_MSG_MAX];
 	struct luod_run r = { 0 };
 	unsigned int i;
@@ -223,17 +214,28 @@ TEST(lingering_fd)
 
 	ASSERT_EQ(0, luod_start(&r, fake));
 	for (i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
-		int lis, sk = lingering_socket(&lis, 30), fd = luod_connect(&r);
+		/* sent before the daemon takes the connection */
+		bool early = !strcmp(ways[i], "queued") ||
+			     !strcmp(ways[i], "in a socket");
+		int lis, sk = lingering_socket(&lis, 30), fd;
 
+		/*
+		 * The daemon stopped, so that it holds the fd's last
+		 * reference: before it takes the connection when the test
+		 * closes its copies before the daemon reads them.
+		 */
+		if (early)
+			kill(r.pid, SIGSTOP);
+		fd = luod_connect(&r);
 		ASSERT_LE(0, sk);
 		ASSERT_LE(0, fd);
-		if (strncmp(ways[i], "CREATE", 6) && strcmp(ways[i], "queued")) {
+		if (strncmp(ways[i], "CREATE", 6) && !early) {
 			ASSERT_EQ(0, cprx_luod_send(fd, "CREATE vm", -1));
 			ASSERT_GT(cprx_luod_recv(fd, out, sizeof(out),
 						 &(int){ -1 }), 0);
 		}
-		/* stopped, so that the daemon's is the fd's last reference */
-		kill(r.pid, SIGSTOP);
+		if (!early)
+			kill(r.pid, SIGSTOP);
 		if (strstr(ways[i], " fds")) {
 			/* the lingering one last: past what a short buffer takes */
 			char cbuf[CMSG_SPACE(8 * sizeof(int))] = { 0 };
@@ -256,6 +258,15 @@ TEST(lingering_fd)
 			/* a message the daemon refuses, then one it never reads */
 			ASSERT_EQ(0, cprx_luod_send(fd, "", -1));
 			ASSERT_EQ(0, cprx_luod_send(fd, "STATUS", sk));
+		} else if (!strcmp(ways[i], "in a socket")) {
+			int sp[2];
+
+			ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_SEQPACKET |
+						SOCK_CLOEXEC, 0, sp));
+			ASSERT_EQ(0, cprx_luod_send(sp[0], "x", sk));
+			ASSERT_EQ(0, cprx_luod_send(fd, "STATUS", sp[1]));
+			close(sp[0]);
+			close(sp[1]);
 		} else {
 			ASSERT_EQ(0, cprx_luod_send(fd, ways[i], sk));
 		}

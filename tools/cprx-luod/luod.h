@@ -3,6 +3,12 @@
  * cprx-luod: owns /dev/liveupdate (one opener per host) and hands each VMM
  * a session of its own over a Unix socket (common/luod_proto.h).  This
  * header: the daemon's state and what its files offer each other.
+ *
+ * The daemon never holds a peer's socket nor an fd a peer sent it unvetted:
+ * each connection has a reader process (reader.c) that receives from the
+ * peer, passes on only shmem memfds and closes the rest itself, so a close
+ * that waits on a peer (a FUSE file's flush, a lingering socket) stalls
+ * that reader only.
  */
 #ifndef CPRX_LUOD_H
 #define CPRX_LUOD_H
@@ -51,12 +57,47 @@ struct sess {
 	char since[320];		/* from the marker: boot, kernel, time */
 };
 
+/*
+ * A connection: its reader's control socket, and the reader, counted
+ * against the peer's uid until reaped (a reader stalled in a close holds
+ * the slot: a uid stalls no more readers than it may have connections).
+ */
 struct conn {
-	int fd;
+	int fd;				/* to the reader, or -1 */
+	pid_t reader;			/* until reaped, else 0 */
 	uid_t uid;
-	pid_t pid;
+	pid_t pid;			/* the peer's */
+	bool gone;			/* the peer hung up */
 	struct sess *s;
+	struct sess *held;		/* held by the last request */
 };
+
+/*
+ * Between the daemon and a reader: each request forwarded with a struct
+ * fwd ahead of its text, and a memfd if the peer sent one; each answer
+ * with CTL_ANSWER ahead of the reply's text (and fd), or CTL_DROP with a
+ * socket for the reader to close (a connection refused, whose peer is gone).
+ */
+enum fwd_kind {
+	FWD_REQ,
+	FWD_GONE,	/* the peer hung up */
+	FWD_LOST,	/* the peer hung up before the last answer reached it */
+};
+
+enum fwd_fd {
+	FD_NONE,
+	FD_MEMFD,	/* a shmem memfd rides along */
+	FD_REFUSED,	/* the peer sent another kind: closed by the reader */
+};
+
+struct fwd {
+	uint8_t kind;
+	uint8_t fd;
+	char what[126];			/* FD_REFUSED: what it was */
+};
+
+#define CTL_ANSWER	'A'
+#define CTL_DROP	'D'
 
 struct luod {
 	const char *device;
@@ -86,10 +127,16 @@ void marker_remove(struct luod *d, const struct sess *s);
 void markers_load(struct luod *d);
 const char *state_name(enum sess_state st);
 
+/* reader.c: a connection's reader; the daemon's side of its socket */
+int reader_start(struct conn *c, int peer);
+int ctl_recv(int ctl, struct fwd *f, char *buf, size_t len, int *fd);
+int ctl_answer(int ctl, const char *msg, int fd);
+int ctl_drop(int ctl, int sock);
+void peer_close(int sock);
+
 /* verbs.c */
 void conn_request(struct luod *d, struct conn *c);
 void conn_closed(struct luod *d, struct conn *c);
-void peer_close(int sock);
 struct sess *sess_new(struct luod *d);
 void sess_free(struct sess *s);
 

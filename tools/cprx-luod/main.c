@@ -9,6 +9,9 @@
  * The daemon: socket-activated (the listening socket from systemd, fd 3),
  * or binding --socket itself.  It never exits on its own: the sessions it
  * holds live as long as its fds, and a kexec must find them open.
+ * One loop serves every VMM, so nothing in it may wait on a peer: each
+ * connection is a reader process's (reader.c), and the loop talks to
+ * readers only, without blocking.
  * This file: options, the socket, the poll loop, and the client verbs.
  */
 #include <errno.h>
@@ -23,22 +26,54 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include "luod.h"
 
 #define STATE_DIR	"/var/lib/cprx-luod"
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, reap_due;
 
+/*
+ * One write per line.  The daemon's stderr, when a pipe or a socket (the
+ * journal's), does not block (log_nonblocking): a line the log cannot take
+ * now is counted, not waited for, since peers make lines at will.
+ */
 void logmsg(const char *fmt, ...)
 {
+	static unsigned long lost;
+	char line[1024];
+	int n, err = errno;	/* for %m */
 	va_list ap;
 
-	fputs("cprx-luod: ", stderr);
+	if (lost) {
+		n = snprintf(line, sizeof(line), "cprx-luod: %lu log line%s "
+			     "lost (the log did not keep up)\n", lost,
+			     lost == 1 ? "" : "s");
+		if (write(STDERR_FILENO, line, n) == n)
+			lost = 0;
+	}
+	n = snprintf(line, sizeof(line), "cprx-luod: ");
+	errno = err;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n += vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, n) != n)
+		lost++;
+}
+
+static void log_nonblocking(void)
+{
+	struct stat st;
+
+	if (!fstat(STDERR_FILENO, &st) &&
+	    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		fcntl(STDERR_FILENO, F_SETFL,
+		      fcntl(STDERR_FILENO, F_GETFL) | O_NONBLOCK);
 }
 
 static void usage(FILE *f)
@@ -111,61 +146,134 @@ static int bind_socket(const char *path)
 	return fd;
 }
 
+static bool slot_used(const struct conn *c)
+{
+	return c->fd >= 0 || c->reader > 0;
+}
+
+/*
+ * A connection refused.  The daemon must not be the one to drop its last
+ * reference: closing it releases what the peer queued on it, and that may
+ * wait on the peer.  So it goes back to its peer inside the refusal; a
+ * peer already gone leaves it to one of the uid's readers to close.
+ */
+static void refuse_conn(struct luod *d, int fd, uid_t uid, const char *msg)
+{
+	unsigned int i;
+
+	if (!cprx_luod_send(fd, msg, fd)) {
+		close(fd);
+		return;
+	}
+	for (i = 0; i < LUOD_MAX_CONNS; i++) {
+		if (d->conns[i].fd >= 0 && d->conns[i].uid == uid &&
+		    !ctl_drop(d->conns[i].fd, fd)) {
+			logmsg("uid %u: a refused connection whose peer is gone "
+			       "goes to the reader of pid %d to close",
+			       (unsigned int)uid, (int)d->conns[i].pid);
+			close(fd);
+			return;
+		}
+	}
+	logmsg("uid %u: a refused connection no reader of that uid can "
+	       "take; closing it here", (unsigned int)uid);
+	peer_close(fd);
+}
+
 static void accept_conn(struct luod *d)
 {
 	char msg[128];
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	unsigned int i, n;
-	/* non-blocking: a peer that never reads its replies stalls no one */
 	int fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		logmsg("SO_PEERCRED: %m; connection refused");
-		peer_close(fd);
+		refuse_conn(d, fd, (uid_t)-1, "ERR 5 cprx-luod cannot tell who "
+			    "you are");
 		return;
 	}
+	/* a reader stalled in a close counts until it exits */
 	for (i = 0, n = 0; i < LUOD_MAX_CONNS; i++)
-		n += d->conns[i].fd >= 0 && d->conns[i].uid == cred.uid;
+		n += slot_used(&d->conns[i]) && d->conns[i].uid == cred.uid;
 	if (n >= LUOD_CONNS_PER_UID) {
 		snprintf(msg, sizeof(msg), "ERR 24 uid %u has %d connections to "
 			 "cprx-luod, the most one uid may", (unsigned int)cred.uid,
 			 LUOD_CONNS_PER_UID);
-		cprx_luod_send(fd, msg, -1);
-		peer_close(fd);
-		return;
+		return refuse_conn(d, fd, cred.uid, msg);
 	}
-	for (i = 0; i < LUOD_MAX_CONNS && d->conns[i].fd >= 0; i++)
+	for (i = 0; i < LUOD_MAX_CONNS && slot_used(&d->conns[i]); i++)
 		;
-	if (i == LUOD_MAX_CONNS) {
-		cprx_luod_send(fd, "ERR 24 cprx-luod has too many connections", -1);
-		peer_close(fd);
-		return;
-	}
-	d->conns[i].fd = fd;
+	if (i == LUOD_MAX_CONNS)
+		return refuse_conn(d, fd, cred.uid, "ERR 24 cprx-luod has too "
+				   "many connections");
+	memset(&d->conns[i], 0, sizeof(d->conns[i]));
+	d->conns[i].fd = -1;
 	d->conns[i].uid = cred.uid;
 	d->conns[i].pid = cred.pid;
-	d->conns[i].s = NULL;
+	if (reader_start(&d->conns[i], fd)) {
+		logmsg("pid %d uid %u: no reader for the connection: %m",
+		       (int)cred.pid, (unsigned int)cred.uid);
+		refuse_conn(d, fd, cred.uid, "ERR 11 cprx-luod cannot take the "
+			    "connection now");
+	}
+}
+
+/* Readers that exited: their slots are free once their sockets are. */
+static void reap(struct luod *d)
+{
+	unsigned int i;
+	int status;
+	pid_t pid;
+
+	reap_due = 0;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < LUOD_MAX_CONNS; i++) {
+			if (d->conns[i].reader != pid)
+				continue;
+			d->conns[i].reader = 0;
+			if (!WIFEXITED(status) || WEXITSTATUS(status))
+				logmsg("the reader of pid %d uid %u ended with "
+				       "status %#x", (int)d->conns[i].pid,
+				       (unsigned int)d->conns[i].uid, status);
+		}
+	}
 }
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stopping = 1;
+	if (sig == SIGCHLD)
+		reap_due = 1;
+	else
+		stopping = 1;
 }
 
+/*
+ * SIGCHLD is blocked but inside ppoll, so a reader's exit wakes the loop
+ * and is never missed between a check and the wait.
+ */
 static int serve(struct luod *d)
 {
 	struct pollfd pfd[LUOD_MAX_CONNS + 1];
 	struct conn *who[LUOD_MAX_CONNS + 1];
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigset_t chld, old;
 	unsigned int i, n;
 
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &old);
+	sigdelset(&old, SIGCHLD);	/* whatever mask it was started with */
 	while (!stopping) {
+		if (reap_due)
+			reap(d);
 		pfd[0] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
 		for (i = 0, n = 1; i < LUOD_MAX_CONNS; i++) {
 			if (d->conns[i].fd < 0)
@@ -174,7 +282,7 @@ static int serve(struct luod *d)
 						  .events = POLLIN };
 			who[n++] = &d->conns[i];
 		}
-		if (poll(pfd, n, -1) < 0)
+		if (ppoll(pfd, n, NULL, &old) < 0)
 			continue;
 		for (i = 1; i < n; i++)
 			if (pfd[i].revents)
@@ -203,6 +311,9 @@ static int client(const char *path, const char *verb)
 			"(systemctl start cprx-luod.socket)\n", path);
 		return 2;
 	}
+	/* a daemon that does not answer is said so, not waited on for good */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_sec = 30 },
+		   sizeof(struct timeval));
 	n = cprx_luod_send(fd, verb, -1);
 	if (!n)
 		n = cprx_luod_recv(fd, msg, sizeof(msg), &rfd);
@@ -272,6 +383,9 @@ int main(int argc, char **argv)
 		d.lfd = bind_socket(d.socket);
 	if (d.lfd < 0)
 		return 1;
+	/* poll said a connection waits; if it went, accept must not wait */
+	fcntl(d.lfd, F_SETFL, fcntl(d.lfd, F_GETFL) | O_NONBLOCK);
+	log_nonblocking();
 	markers_load(&d);
 	logmsg("serving on %s, device %s%s, state in %s", d.socket, d.device,
 	       d.fake ? " (fake: no kexec survives)" : "", d.state_dir);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include "luod.h"
@@ -37,7 +36,7 @@ void sess_free(struct sess *s)
 
 static void reply(struct conn *c, const char *msg, int fd)
 {
-	int ret = cprx_luod_send(c->fd, msg, fd);
+	int ret = ctl_answer(c->fd, msg, fd);
 
 	if (ret)
 		logmsg("pid %d: reply lost: %s", (int)c->pid, strerror(-ret));
@@ -158,7 +157,8 @@ static bool parse_token(const char *p, uint64_t *token)
 	return !errno && !*end;
 }
 
-static void do_preserve(struct luod *d, struct conn *c, const char *arg, int fd)
+static void do_preserve(struct luod *d, struct conn *c, const char *arg,
+			const struct fwd *f, int fd)
 {
 	uint64_t token;
 	int ret;
@@ -166,6 +166,9 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg, int fd)
 	if (!c->s || c->s->state != S_OPEN)
 		return refuse(c, EINVAL, "PRESERVE needs a session created on "
 			      "this connection and not held yet");
+	if (f->fd == FD_REFUSED)
+		return refuse(c, EOPNOTSUPP, "%s is not a shmem memfd",
+			      f->what[0] ? f->what : "the fd");
 	if (fd < 0 || !parse_token(arg, &token))
 		return refuse(c, EINVAL, "PRESERVE takes a 16-digit hex token "
 			      "and one fd");
@@ -176,17 +179,6 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg, int fd)
 	reply(c, "OK", -1);
 }
 
-/*
- * A VMM that hung up gave up waiting and runs its guest on: holding its
- * session now would carry the guest's new RAM with its old state.
- */
-static bool peer_gone(const struct conn *c)
-{
-	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
-
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
-}
-
 static void do_hold(struct luod *d, struct conn *c)
 {
 	int ret;
@@ -194,10 +186,6 @@ static void do_hold(struct luod *d, struct conn *c)
 	if (!c->s || c->s->state != S_OPEN)
 		return refuse(c, EINVAL, "HOLD needs a session created on this "
 			      "connection");
-	if (peer_gone(c))	/* dropped when the connection closes */
-		return logmsg("pid %d uid %u: gone before its HOLD was read, "
-			      "not holding %s", (int)c->pid, c->s->uid,
-			      c->s->kname);
 	ret = marker_write(d, c->s);
 	if (ret)
 		return refuse(c, -ret, "%s", d->why);
@@ -205,8 +193,28 @@ static void do_hold(struct luod *d, struct conn *c)
 	c->s->owner = NULL;
 	logmsg("pid %d uid %u: %s held until the kexec", (int)c->pid,
 	       c->s->uid, c->s->kname);
+	c->held = c->s;
 	c->s = NULL;
 	reply(c, "OK", -1);
+}
+
+/*
+ * The OK to a HOLD never reached the VMM (it hung up first): it gave up
+ * waiting and runs its guest on, so holding its session would carry the
+ * guest's new RAM with its old state into the kexec.
+ */
+static void unhold(struct luod *d, struct conn *c)
+{
+	struct sess *s = c->held;
+
+	c->held = NULL;
+	if (!s || !s->used || s->state != S_HELD || s->uid != c->uid)
+		return;
+	logmsg("pid %d uid %u: gone before the answer to its HOLD, not "
+	       "holding %s", (int)c->pid, s->uid, s->kname);
+	marker_remove(d, s);
+	dev_drop(s);
+	sess_free(s);
 }
 
 static void do_retrieve(struct luod *d, struct conn *c, const char *name)
@@ -311,15 +319,30 @@ static void do_kexec(struct luod *d, struct conn *c)
 	reply(c, "OK", -1);
 }
 
+static void conn_gone(struct luod *d, struct conn *c, bool lost);
+
+/*
+ * What a reader passes on: a request (with a vetted memfd at most: the
+ * daemon's close of it waits on no one), or that its peer hung up.
+ */
 void conn_request(struct luod *d, struct conn *c)
 {
 	char msg[CPRX_LUOD_MSG_MAX], *arg;
-	int fd, n = cprx_luod_recv(c->fd, msg, sizeof(msg), &fd);
+	struct fwd f;
+	int fd, n = ctl_recv(c->fd, &f, msg, sizeof(msg), &fd);
 
+	if (n == -EAGAIN)
+		return;
 	if (n < 0) {
 		conn_closed(d, c);
 		return;
 	}
+	if (f.kind != FWD_REQ || c->gone) {
+		if (fd >= 0)
+			close(fd);
+		return conn_gone(d, c, f.kind == FWD_LOST);
+	}
+	c->held = NULL;
 	arg = strchr(msg, ' ');
 	if (arg)
 		*arg++ = '\0';
@@ -328,7 +351,7 @@ void conn_request(struct luod *d, struct conn *c)
 	if (!strcmp(msg, "CREATE"))
 		do_create(d, c, arg);
 	else if (!strcmp(msg, "PRESERVE"))
-		do_preserve(d, c, arg, fd);
+		do_preserve(d, c, arg, &f, fd);
 	else if (!strcmp(msg, "HOLD"))
 		do_hold(d, c);
 	else if (!strcmp(msg, "RETRIEVE"))
@@ -344,44 +367,24 @@ void conn_request(struct luod *d, struct conn *c)
 	else
 		refuse(c, EINVAL, "unknown verb '%.32s'", msg);
 	if (fd >= 0)
-		cprx_luod_drop_fd(fd);
-}
-
-/*
- * Closing a connection releases the fds still queued on it, here: a
- * lingering socket among them would stop the daemon.  Each is taken and
- * dropped first (cprx_luod_drop_fd).  After the shutdown the peer adds
- * none, and its send buffer (net.core.wmem_max) holds fewer messages than
- * LUOD_DRAIN_MAX; a zero-length message reads as the end, so the loop
- * does not stop there.
- */
-void peer_close(int sock)
-{
-	char buf[CPRX_LUOD_MSG_MAX];
-	unsigned int i;
-	int fd, ret;
-
-	shutdown(sock, SHUT_RDWR);
-	for (i = 0; i < LUOD_DRAIN_MAX; i++) {
-		ret = cprx_luod_recv(sock, buf, sizeof(buf), &fd);
-		if (fd >= 0)
-			cprx_luod_drop_fd(fd);
-		if (ret < 0 && ret != -ECONNRESET && ret != -EPROTO)
-			break;
-	}
-	close(sock);
+		close(fd);	/* a memfd: its close waits on no one */
 }
 
 /*
  * A session still open when its VMM goes is dropped: nothing stays pinned
  * for an update that never got as far as HOLD.  A retrieved one stays,
- * unfinished, for the status verb and the next try.
+ * unfinished, for the status verb and the next try.  The slot stays the
+ * reader's until it exits, closing what the peer left (conn_closed).
  */
-void conn_closed(struct luod *d, struct conn *c)
+static void conn_gone(struct luod *d, struct conn *c, bool lost)
 {
 	struct sess *s = c->s;
 
-	(void)d;
+	if (lost)
+		unhold(d, c);
+	c->held = NULL;
+	c->gone = true;
+	c->s = NULL;
 	if (s && s->state == S_OPEN) {
 		logmsg("pid %d uid %u: gone before HOLD, dropping %s",
 		       (int)c->pid, s->uid, s->kname);
@@ -390,7 +393,12 @@ void conn_closed(struct luod *d, struct conn *c)
 	} else if (s) {
 		s->owner = NULL;
 	}
-	peer_close(c->fd);
-	memset(c, 0, sizeof(*c));
+}
+
+/* The reader exited: its socket goes; the slot once the reader is reaped. */
+void conn_closed(struct luod *d, struct conn *c)
+{
+	conn_gone(d, c, false);
+	close(c->fd);	/* holds vetted memfds at most */
 	c->fd = -1;
 }
