@@ -31,11 +31,12 @@ for k in research "$target"; do
 		exit 0
 	fi
 done
-s1=(s1-stage s1-luod s1-prepare-root s1-prepare-nobody s1-status-held s1-dmesg)
+s1=(s1-stage s1-luod s1-prepare-root s1-luod-owns-device s1-prepare-nobody
+    s1-status-held s1-status-nobody s1-preflight-device s1-dmesg)
 if [ "$target" = research ]; then
 	s2=(s2-stage s2-luod s2-status-unfinished s2-other-uid-a s2-other-uid-b
 	    s2-resume-root s2-status-one-left s2-resume-nobody s2-status-none-left
-	    s2-dmesg)
+	    s2-stop-drops s2-dmesg)
 else
 	s2=(s2-stage s2-luod s2-gone-root s2-gone-nobody s2-status-unfinished
 	    s2-other-uid-a s2-dmesg)
