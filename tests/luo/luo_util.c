@@ -77,11 +77,26 @@ int luod_start(struct luod_run *r, const char *const extra[])
 	return -1;
 }
 
+/*
+ * A daemon must stop on SIGTERM at once.  One that does not is a failure
+ * said as such, not the harness's timeout of the whole test later.
+ */
 void luod_stop(struct luod_run *r)
 {
-	if (r->pid > 0) {
-		kill(r->pid, SIGTERM);
+	int i;
+
+	if (r->pid <= 0)
+		return;
+	kill(r->pid, SIGTERM);
+	for (i = 0; i < 1000 && waitpid(r->pid, NULL, WNOHANG) != r->pid; i++)
+		usleep(10000);
+	if (i == 1000) {
+		printf("# cprx-luod (pid %d) did not stop on SIGTERM in 10 s\n",
+		       (int)r->pid);
+		fflush(stdout);
+		kill(r->pid, SIGKILL);
 		waitpid(r->pid, NULL, 0);
+		abort();
 	}
 	r->pid = 0;
 }

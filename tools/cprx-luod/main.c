@@ -252,25 +252,32 @@ static void on_signal(int sig)
 }
 
 /*
- * SIGCHLD is blocked but inside ppoll, so a reader's exit wakes the loop
- * and is never missed between a check and the wait.
+ * SIGCHLD, SIGTERM and SIGINT are blocked but inside ppoll, so a reader's
+ * exit or a stop wakes the loop and is never missed between the check of
+ * its flag and the wait (a stop that came just before ppoll would leave
+ * the daemon waiting for a connection that may never come).
  */
 static int serve(struct luod *d)
 {
 	struct pollfd pfd[LUOD_MAX_CONNS + 1];
 	struct conn *who[LUOD_MAX_CONNS + 1];
 	struct sigaction sa = { .sa_handler = on_signal };
-	sigset_t chld, old;
+	sigset_t wake, old;
 	unsigned int i, n;
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, &old);
-	sigdelset(&old, SIGCHLD);	/* whatever mask it was started with */
+	sigemptyset(&wake);
+	sigaddset(&wake, SIGCHLD);
+	sigaddset(&wake, SIGTERM);
+	sigaddset(&wake, SIGINT);
+	sigprocmask(SIG_BLOCK, &wake, &old);
+	/* let them through in ppoll, whatever mask it was started with */
+	sigdelset(&old, SIGCHLD);
+	sigdelset(&old, SIGTERM);
+	sigdelset(&old, SIGINT);
 	while (!stopping) {
 		if (reap_due)
 			reap(d);
