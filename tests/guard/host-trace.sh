@@ -413,6 +413,8 @@ gexe_would_deny() { # the would-deny counter of the guard pinned in $PIN3
 if [ ${#bench[@]} = 0 ]; then
 	skip "a guard-exe whose file changed before its first fork or exec is guarded" \
 		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
+	skip "a guard-exe started after its file's change time moved is guarded" \
+		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
 else
 	PIN3=/sys/fs/bpf/cprx-guard-gexe-$$
 	cp "$(realpath /bin/bash)" "$T/gexe"
@@ -432,6 +434,16 @@ else
 		[ "$after" = $((before + 1)) ] &&
 			ok "a guard-exe whose file changed before its first fork or exec is guarded (its exec would be refused)" ||
 			notok "a guard-exe whose file changed before its first fork or exec is guarded (would-deny $before -> $after: its exec went unguarded)"
+		# its file's change time moved before it started: a new hard link
+		# (any user's, where fs.protected_hardlinks is 0), a rename of its
+		# directory's owner, an upgrade's unlink racing its exec
+		ln "$T/gexe" "$T/gexe.link"
+		before=$(gexe_would_deny)
+		"$T/gexe" -c 'exec "$0" --version' "$T/vmm-other" >/dev/null 2>&1
+		after=$(gexe_would_deny)
+		[ "$after" = $((before + 1)) ] &&
+			ok "a guard-exe started after its file's change time moved (a new hard link) is guarded" ||
+			notok "a guard-exe started after its file's change time moved (a new hard link) is guarded (would-deny $before -> $after: it ran unguarded)"
 	else
 		notok "a guard-exe whose file changed before its first fork or exec is guarded (load --bench failed)"
 		diag "$T/gexe.load"
