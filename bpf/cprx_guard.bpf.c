@@ -114,7 +114,13 @@ struct {
 	__type(value, __u32);
 } allow SEC(".maps");
 
-/* Processes running one of these binaries are guarded. */
+/*
+ * Processes running one of these binaries are guarded.  Keyed by
+ * exe_key(): the file whatever its change time, which unprivileged acts
+ * move (a hard link where fs.protected_hardlinks is 0, a rename by the
+ * directory's owner) as well as an upgrade's unlink racing an exec; a
+ * guard-exe that stopped matching would start its VMMs unguarded.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CG_MAX_RULES);
@@ -306,6 +312,18 @@ static __always_inline void file_key(struct file *f, struct cg_file_key *k)
 	inode_ctime(inode, k);
 }
 
+/*
+ * A guard-exe's key (guard_exes): file_key() without the change time.
+ * Over-matching only guards more; the generation still tells a reused
+ * inode number apart on the file systems that keep one.
+ */
+static __always_inline void exe_key(struct file *f, struct cg_file_key *k)
+{
+	file_key(f, k);
+	k->ctime_sec = 0;
+	k->ctime_nsec = 0;
+}
+
 /* The selectors, for the current task @t; cheapest first. */
 static bool selected(struct task_struct *t)
 {
@@ -326,7 +344,7 @@ static bool selected(struct task_struct *t)
 			return true;
 	}
 	if (cfg_nr_exes) {
-		file_key(t->mm->exe_file, &k);
+		exe_key(t->mm->exe_file, &k);
 		if (bpf_map_lookup_elem(&guard_exes, &k))
 			return true;
 	}
@@ -369,7 +387,7 @@ static bool task_selected(struct task_struct *t)
 			return true;
 	}
 	if (cfg_nr_exes && t->mm) {
-		file_key(t->mm->exe_file, &k);
+		exe_key(t->mm->exe_file, &k);
 		if (bpf_map_lookup_elem(&guard_exes, &k))
 			return true;
 	}
@@ -1007,9 +1025,10 @@ static struct proc *exec_begins(struct task_struct *t, const char *path,
 
 /*
  * A guard-exe's image commits: guarded (and a VMM, below) from its first
- * instruction, not from its first fork or exec.  By then its file may have
- * changed (a package upgrade moves its change time) and no longer select
- * it: it would run unguarded, or under armed-only pass for a launcher.
+ * instruction, not from its first fork or exec, and a VMM then if it is
+ * allow-listed: by its first fork its allow rule may match no more (an
+ * upgrade moves its change time), and under armed-only it would pass for
+ * a launcher.
  */
 static bool guard_exe_commits(struct task_struct *t, struct file *f)
 {
@@ -1017,7 +1036,7 @@ static bool guard_exe_commits(struct task_struct *t, struct file *f)
 
 	if (!cfg_nr_exes)
 		return false;
-	file_key(f, &k);
+	exe_key(f, &k);
 	if (!bpf_map_lookup_elem(&guard_exes, &k))
 		return false;
 	mark(t);

@@ -189,8 +189,9 @@ static gboolean read_rule_keys(struct guard *g, GError **err)
 			err);
 }
 
+/* @exe: guard-exe rules, keyed without the change time (exe_key()). */
 static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
-			   GError **err)
+			   gboolean exe, GError **err)
 {
 	int keys = bpf_map__fd(g->skel->maps.rule_keys);
 	guint i;
@@ -209,6 +210,8 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 		/* read after the key: no change since it was checked */
 		if (!cg_rule_unchanged(r, err))
 			return FALSE;
+		if (exe)
+			k.ctime_sec = k.ctime_nsec = 0;
 		if (bpf_map_update_elem(fd, &k, &rule, BPF_ANY) < 0) {
 			g_set_error(err, CG_ERROR, errno, "rule '%s': %s",
 				    r->path, g_strerror(errno));
@@ -222,8 +225,10 @@ static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 			  GError **err)
 {
 	return read_rule_keys(g, err) &&
-	       fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, err) &&
-	       fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes, err);
+	       fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, FALSE,
+			  err) &&
+	       fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes,
+			  TRUE, err);
 }
 
 static void guard_close(struct guard *g)
