@@ -232,6 +232,111 @@ else
 	cg_rmdir "$CGC"
 fi
 
+# --- a reload killed between its steps (load --pin --replace) -----------------------
+# A reload pins the new guard at DIR-new, renames DIR to DIR-old and DIR-new
+# to DIR, rewrites the status, unpins DIR-old.  Each state a SIGKILL can
+# leave is built here from a reload that completed: the old guard's pins
+# copied aside first (bpftool), its status file kept.  `status` or the next
+# load must resolve it: the status file decides which guard stays, the
+# other's pins go.
+CGE=$CGM/cprx-guard-host-e.$$ PIN5=/sys/fs/bpf/cprx-guard-host-r-$$
+prog_ids() { # DIR...: the programs of the links pinned there
+	local f
+	for f in "$@"; do
+		[ -e "$f" ] || continue
+		bpftool link show pinned "$f" -j 2>/dev/null
+	done | python3 -c 'import json, sys
+for l in sys.stdin:
+    print(json.loads(l)["prog_id"])' | sort -n | paste -sd' '
+}
+copy_pins() { # FROM TO: every link and map of FROM pinned again at TO
+	local f
+	mkdir "$2" || return 1
+	for f in "$1"/*; do
+		case ${f##*/} in
+		link_*) bpftool link pin pinned "$f" "$2/${f##*/}" ;;
+		*) bpftool map pin pinned "$f" "$2/${f##*/}" ;;
+		esac || return 1
+	done
+}
+gone() { # IDS: none of these programs loaded (links go after an RCU grace period)
+	local i id left
+	for i in $(seq 50); do
+		left=
+		for id in $1; do bpftool prog show id "$id" >/dev/null 2>&1 && left+=" $id"; done
+		[ -z "$left" ] && return 0
+		sleep 0.1
+	done
+	echo "still loaded:$left"
+	return 1
+}
+# STATE: old (A) pinned at $PIN5, then a reload to B; leaves the state a
+# kill at STATE would have: pinned (B at -new), renamed (A at -old, B at
+# -new, no DIR), swapped (A at -old, B at DIR), status (the same, B's
+# status).  Prints "A-ids/B-ids".
+killed_reload() {
+	local a b
+	"$G" load --trace-only --pin --pin-dir "$PIN5" --guard-cgroup "$CGE" \
+		--allow "$T/vmm" >"$T/r-$1.out" 2>&1 || return 1
+	a=$(prog_ids "$PIN5"/link_*)
+	copy_pins "$PIN5" "$PIN5-keep" && cp "$CPRX_GUARD_STATUS" "$T/status-a" || return 1
+	"$G" load --trace-only --pin --replace --pin-dir "$PIN5" --guard-cgroup "$CGE" \
+		--allow "$T/vmm" --allow "$T/vmm-other" >>"$T/r-$1.out" 2>&1 || return 1
+	b=$(prog_ids "$PIN5"/link_*)
+	case $1 in
+	pinned) mv "$PIN5" "$PIN5-new" && mv "$PIN5-keep" "$PIN5" ;;
+	renamed) mv "$PIN5" "$PIN5-new" && mv "$PIN5-keep" "$PIN5-old" ;;
+	*) mv "$PIN5-keep" "$PIN5-old" ;;
+	esac || return 1
+	[ "$1" = status ] || cp "$T/status-a" "$CPRX_GUARD_STATUS"
+	echo "$a/$b"
+}
+if [ -z "$CGM" ] || ! mkdir "$CGE" 2>/dev/null; then
+	skip "a reload killed between its steps is resolved" "no writable cgroup2 mount here"
+else
+	for state in pinned renamed swapped status; do
+		ids=$(killed_reload $state) || { notok "a reload killed at '$state': cannot build the state"; diag "$T/r-$state.out"; continue; }
+		a=${ids%/*} b=${ids#*/}
+		want=$a drop=$b
+		[ $state = status ] && want=$b drop=$a
+		out=$("$G" status 2>&1)
+		now=$(prog_ids "$PIN5"/link_*)
+		if [ ! -e "$PIN5-old" ] && [ ! -e "$PIN5-new" ] && [ -n "$now" ] && [ "$now" = "$want" ] &&
+		   [[ $out == *"ENFORCING"* || $out == *"NOT ENFORCED"* ]] && [[ $out != *WARNING* ]] &&
+		   gone "$drop" >"$T/gone.out" 2>&1; then
+			ok "a reload killed at '$state': status resolves it, keeps the guard its status names (${out%%$'\n'*})"
+		else
+			notok "a reload killed at '$state': status resolves it (pinned now: '$now', want '$want'; $(ls -d "$PIN5"* 2>/dev/null | paste -sd' '))"
+			echo "$out" | diag; diag "$T/gone.out"
+		fi
+		"$G" detach --quiet --pin-dir "$PIN5" >/dev/null 2>&1
+		for d in "$PIN5" "$PIN5-old" "$PIN5-new" "$PIN5-keep"; do [ -e "$d" ] && "$G" detach --quiet --pin-dir "$d" >/dev/null 2>&1; rm -rf "$d"; done
+	done
+	# killed between the renames, then two reloads: a task guarded by its
+	# mark alone (out of its cgroup) stays guarded
+	mkfifo "$T/go-killed"
+	bash -c 'read -r _ <"$0"; echo $$ >"$1/cgroup.procs"; /usr/bin/true; echo $$ >"$2/cgroup.procs"; read -r _ <"$0"; exec "$3" --version' \
+		"$T/go-killed" "$CGE" "$CGM" "$T/vmm-other" >/dev/null 2>&1 &
+	killed=$!
+	if killed_reload renamed >/dev/null; then
+		go "$T/go-killed"
+		for i in $(seq 100); do grep -q '^0::/$' /proc/$killed/cgroup 2>/dev/null && break; sleep 0.1; done
+		for i in 1 2; do
+			"$G" load --trace-only --pin --replace --pin-dir "$PIN5" --guard-cgroup "$CGE" \
+				--allow "$T/vmm" >>"$T/r-marks.out" 2>&1 || echo "reload $i failed" >>"$T/r-marks.out"
+		done
+		check "a reload killed between its renames, then 2 reloads: no pins left beside $PIN5" \
+			bash -c "[ -e '$PIN5/marks' ] && [ ! -e '$PIN5-old' ] && [ ! -e '$PIN5-new' ] && ! grep -q failed '$T/r-marks.out'"
+		traced_exec "a reload killed between its renames, then 2 reloads: a task guarded by its mark alone stays guarded" \
+			"$T/go-killed" $killed
+	else
+		notok "a reload killed between its renames: cannot build the state"; diag "$T/r-renamed.out"
+		kill $killed 2>/dev/null
+	fi
+	for d in "$PIN5" "$PIN5-old" "$PIN5-new" "$PIN5-keep"; do [ -e "$d" ] && "$G" detach --quiet --pin-dir "$d" >/dev/null 2>&1; rm -rf "$d"; done
+	cg_rmdir "$CGE"
+fi
+
 # --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
 bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms
 	"$B/bench/cprx-bench" --guard-timeline --sizes 32M --reps 2 --rounds 1 --baselines floor \
