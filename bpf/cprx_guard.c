@@ -807,13 +807,14 @@ static int foreground(struct guard *g)
  * it and the directories are swapped: both guards are attached meanwhile
  * (an exec must pass both: never less guarded than either policy), and
  * the old one goes only once the new one holds.  *@old_dir: what to unpin
- * once the status file names the new guard.  ("-new", "-old": bpffs
- * refuses dots in names.)
+ * once the status file names the new guard.  A loader killed between
+ * these steps leaves pins that the next load, status or detach resolves
+ * (guard_swap.c), under the load lock this one holds.
  */
 static gboolean pin_guard(struct guard *g, char **old_dir, GError **err)
 {
-	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
-	char *old = g_strconcat(cg_pin_dir(), "-old", NULL);
+	g_autofree char *next = g_strconcat(cg_pin_dir(), CG_PIN_NEW, NULL);
+	char *old = g_strconcat(cg_pin_dir(), CG_PIN_OLD, NULL);
 
 	*old_dir = NULL;
 	if (!g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR)) {
@@ -821,8 +822,6 @@ static gboolean pin_guard(struct guard *g, char **old_dir, GError **err)
 		return cg_pin(g->skel->obj, g->links, g->names, g->nr_links,
 			      cg_pin_dir(), err);
 	}
-	cg_unpin(next);		/* a failed reload's leftovers */
-	cg_unpin(old);
 	if (!cg_pin(g->skel->obj, g->links, g->names, g->nr_links, next, err))
 		goto fail;
 	if (rename(cg_pin_dir(), old) < 0 || rename(next, cg_pin_dir()) < 0) {
@@ -843,7 +842,7 @@ fail:
 /* Puts the old guard's pins back after a failure past the swap. */
 static void unswap_pins(const char *old_dir)
 {
-	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
+	g_autofree char *next = g_strconcat(cg_pin_dir(), CG_PIN_NEW, NULL);
 
 	if (rename(cg_pin_dir(), next) == 0 && rename(old_dir, cg_pin_dir()) == 0)
 		cg_unpin(next);
@@ -857,7 +856,7 @@ int cg_cmd_load(char **args)
 	struct guard g = { 0 };
 	GError *err = NULL;
 	gboolean enforcing;
-	int ret = 0;
+	int ret = 0, lock;
 
 	(void)args;
 	cg_catch_signals();	/* a SIGTERM from now on ends the guard cleanly */
@@ -865,6 +864,18 @@ int cg_cmd_load(char **args)
 		fprintf(stderr, "cprx-guard: --replace swaps a pinned guard: "
 			"give --pin too\n");
 		return 2;
+	}
+	/* a pinned load holds it to the end: no other swaps pins meanwhile */
+	lock = cg_load_lock(TRUE);
+	if (lock < 0 || cg_pins_recover(cg_pin_dir()) < 0) {
+		fprintf(stderr, "cprx-guard: nothing was loaded\n");
+		if (lock >= 0)
+			close(lock);
+		return 1;
+	}
+	if (!cg_opt.pin) {
+		close(lock);
+		lock = -1;
 	}
 	p = cg_policy_from_options(&err);
 	if (!p || already_loaded(&err) || !attach_best(&g, p, &why, &err))
@@ -909,6 +920,8 @@ int cg_cmd_load(char **args)
 	}
 	guard_close(&g);
 	cg_policy_free(p);
+	if (lock >= 0)
+		close(lock);
 	return ret;
 fail:
 	fprintf(stderr, "cprx-guard: %s\n", err->message);
@@ -919,5 +932,7 @@ fail:
 	if (g.skel)
 		guard_close(&g);
 	cg_policy_free(p);
+	if (lock >= 0)
+		close(lock);
 	return 1;
 }
