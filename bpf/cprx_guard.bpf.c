@@ -151,7 +151,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2 * CG_MAX_RULES);
 	__type(key, __u32);
-	__type(value, struct cg_file_key);
+	__type(value, struct cg_rule_key);
 } rule_keys SEC(".maps");
 
 /*
@@ -893,22 +893,24 @@ int BPF_PROG(cg_task_prctl, int option, unsigned long arg2,
 }
 
 /*
- * At load: the key of each file the loader (iter_tgid) holds open, by fd.
- * The rules are computed by the same file_key() as the exec check, so they
- * match whatever the file system keeps in i_generation and the change time.
+ * At load: the key of each file the loader (iter_tgid) holds open, by fd,
+ * and its inode's writers.  The rules are computed by the same file_key()
+ * as the exec check, so they match whatever the file system keeps in
+ * i_generation and the change time.
  */
 SEC("iter/task_file")
 int cg_rule_keys(struct bpf_iter__task_file *ctx)
 {
 	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
-	struct cg_file_key k = {};
+	struct cg_rule_key rk = {};
 	__u32 fd = ctx->fd;
 
 	if (!task || !file || task->tgid != iter_tgid)
 		return 0;
-	file_key(file, &k);
-	bpf_map_update_elem(&rule_keys, &fd, &k, BPF_ANY);
+	file_key(file, &rk.key);
+	rk.writers = file->f_inode->i_writecount.counter;
+	bpf_map_update_elem(&rule_keys, &fd, &rk, BPF_ANY);
 	return 0;
 }
 

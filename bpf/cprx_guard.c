@@ -199,11 +199,25 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 	for (i = 0; i < rules->len; i++) {
 		struct cg_rule *r = &g_array_index(rules, struct cg_rule, i);
 		struct cg_file_key k;
+		struct cg_rule_key rk;
 		__u32 rule = i + 1, rfd = r->fd;
 
-		if (bpf_map_lookup_elem(keys, &rfd, &k) < 0) {
+		if (bpf_map_lookup_elem(keys, &rfd, &rk) < 0) {
 			g_set_error(err, CG_ERROR, ENOENT, "rule '%s': the "
 				    "kernel's key of the file was not found",
+				    r->path);
+			return FALSE;
+		}
+		k = rk.key;
+		/* guard_policy.c's lease check, where leases cannot tell */
+		if (rk.writers > 0) {
+			g_set_error(err, CG_ERROR, EBUSY, "'%s' is open for "
+				    "writing (the kernel counts %d writer%s: an "
+				    "fd or a shared mapping): its writer could "
+				    "change it past the owner and mode checks "
+				    "(fix: stop the writer, `fuser -v '%s'`, or "
+				    "install the binary anew as root)", r->path,
+				    rk.writers, rk.writers == 1 ? "" : "s",
 				    r->path);
 			return FALSE;
 		}

@@ -123,6 +123,19 @@ struct cg_file_key {
 	__u32 magic;		/* the file system's s_magic */
 };
 
+/*
+ * What the load-time iterator reads of a rule's open file: its key, and
+ * how many open files of its inode may write it (i_writecount, negative
+ * while it is exec'd), which the loader refuses when positive: the kernel's
+ * own count, where a read lease cannot tell (leases off, or a file system
+ * without them).
+ */
+struct cg_rule_key {
+	struct cg_file_key key;
+	__s32 writers;
+	__u32 pad;
+};
+
 /* Counters (a per-CPU array, summed by cprx-guard status). */
 enum cg_stat {
 	CG_ST_EXECS = 0,	/* execs seen by the check */

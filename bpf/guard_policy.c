@@ -172,7 +172,8 @@ static gboolean trusted_fs(const char *path, int fd, GError **err)
  * time (tmpfs never does; other file systems not until writeback): its
  * content would change under the key.  A read lease is refused (EAGAIN)
  * exactly while some file of the inode is open for writing.  Where leases
- * are off or unsupported (EINVAL, ENOLCK) this cannot be told: accepted.
+ * are off or unsupported (EINVAL, ENOLCK) it cannot tell: the loader reads
+ * the kernel's count of writers again with the file's key (cprx_guard.c).
  */
 static gboolean no_writer(const char *path, int fd, GError **err)
 {
