@@ -110,6 +110,7 @@ struct guard {
 	char *canary_dir;	/* the canary's cgroup (guard_canary.c) */
 	__u32 canary_slot;	/* its cgroup slot: after the policy's */
 	char *canary_err;	/* why there is no canary */
+	gboolean bad_rule;	/* a rule's file refused: no mode can load it */
 };
 
 /* --- open, load, attach -------------------------------------------------- */
@@ -584,7 +585,11 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 			    why_refused(-ret));
 		goto fail;
 	}
-	if (!fill_maps(g, p, err) || !follow_cgroups(g, p, err))
+	if (!fill_maps(g, p, err)) {
+		g->bad_rule = TRUE;
+		goto fail;
+	}
+	if (!follow_cgroups(g, p, err))
 		goto fail;
 	if (mode == GM_LSM)
 		add_canary(g, p);
@@ -676,6 +681,11 @@ static gboolean attach_best(struct guard *g, const struct cg_policy *p,
 	if (!*why) {
 		if (guard_open(g, p, GM_LSM, &e))
 			return TRUE;
+		/* the policy's fault, not the LSM's: no fallback helps */
+		if (g->bad_rule) {
+			g_propagate_error(err, e);
+			return FALSE;
+		}
 		*why = g_strdup(e->message);
 		g_clear_error(&e);
 	}
