@@ -520,6 +520,8 @@ if [ ${#bench[@]} = 0 ]; then
 		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
 	skip "a guard-exe started after its file's change time moved is guarded" \
 		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
+	skip "a guard-exe upgraded on disk: a VMM started from it is guarded" \
+		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
 else
 	PIN3=/sys/fs/bpf/cprx-guard-gexe-$$
 	cp "$(realpath /bin/bash)" "$T/gexe"
@@ -549,6 +551,15 @@ else
 		[ "$after" = $((before + 1)) ] &&
 			ok "a guard-exe started after its file's change time moved (a new hard link) is guarded" ||
 			notok "a guard-exe started after its file's change time moved (a new hard link) is guarded (would-deny $before -> $after: it ran unguarded)"
+		# upgraded as a package manager does it: a new file renamed over
+		# the path; a VMM started from it must be guarded all the same
+		cp "$T/gexe" "$T/gexe.new" && mv "$T/gexe.new" "$T/gexe"
+		before=$(gexe_would_deny)
+		"$T/gexe" -c 'exec "$0" --version' "$T/vmm-other" >/dev/null 2>&1
+		after=$(gexe_would_deny)
+		[ "$after" = $((before + 1)) ] &&
+			ok "a guard-exe upgraded on disk (a new file renamed over it): a VMM started from it is guarded" ||
+			notok "a guard-exe upgraded on disk (a new file renamed over it): a VMM started from it is guarded (would-deny $before -> $after: it ran unguarded)"
 	else
 		notok "a guard-exe whose file changed before its first fork or exec is guarded (load --bench failed)"
 		diag "$T/gexe.load"
