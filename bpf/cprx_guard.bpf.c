@@ -95,6 +95,8 @@ const volatile __u32 cfg_cgroup_levels[CG_CGROUP_SLOTS] = {};
 /* in the cgroup2 hierarchy, as cgroup_mkdir gives them; the canary's: "" */
 const volatile char cfg_cgroup_paths[CG_CGROUP_SLOTS][CG_CGROUP_PATH_LEN] = {};
 const volatile __u32 cfg_nr_exes = 0;
+/* bit N: a guard-exe's name is N characters long (63: 63 or more) */
+const volatile __u64 cfg_exe_name_lens = 0;
 const volatile __u32 cfg_deny_userns = 0;
 const volatile __u64 cfg_wakeup_bytes = 64 * 1024;
 
@@ -127,6 +129,18 @@ struct {
 	__type(key, struct cg_file_key);
 	__type(value, __u32);
 } guard_exes SEC(".maps");
+
+/*
+ * And those whose binary has a guard-exe's directory entry (struct
+ * cg_exe_name), checked when an image commits and at load: a new file
+ * renamed over the path by an upgrade is still the guard-exe.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CG_MAX_RULES);
+	__type(key, struct cg_exe_name);
+	__type(value, __u32);
+} exe_names SEC(".maps");
 
 /*
  * Processes in the cgroup (v2) at cfg_cgroup_paths[i], or below, are
@@ -324,7 +338,33 @@ static __always_inline void exe_key(struct file *f, struct cg_file_key *k)
 	k->ctime_nsec = 0;
 }
 
-/* The selectors, for the current task @t; cheapest first. */
+/*
+ * Has @f a guard-exe's directory entry (exe_names)?  Runs at every commit
+ * of an unguarded exec: a name of no guard-exe's length leaves before the
+ * name is copied.
+ */
+static bool exe_named(struct file *f)
+{
+	struct cg_exe_name n = {};
+	struct dentry *d = f->f_path.dentry;
+	struct inode *dir;
+	__u32 len = d->d_name.len;
+
+	if (!((cfg_exe_name_lens >> (len < 63 ? len : 63)) & 1))
+		return false;
+	dir = d->d_parent->d_inode;
+	n.dir_ino = dir->i_ino;
+	n.dir_dev = dir->i_sb->s_dev;
+	if (bpf_probe_read_kernel_str(n.name, sizeof(n.name),
+				      d->d_name.name) <= 0)
+		return false;
+	return bpf_map_lookup_elem(&exe_names, &n) != NULL;
+}
+
+/*
+ * The selectors, for the current task @t; cheapest first.  A guard-exe by
+ * its inode only: one by its name was marked when its image committed.
+ */
 static bool selected(struct task_struct *t)
 {
 	struct cg_file_key k;
@@ -388,7 +428,8 @@ static bool task_selected(struct task_struct *t)
 	}
 	if (cfg_nr_exes && t->mm) {
 		exe_key(t->mm->exe_file, &k);
-		if (bpf_map_lookup_elem(&guard_exes, &k))
+		if (bpf_map_lookup_elem(&guard_exes, &k) ||
+		    exe_named(t->mm->exe_file))
 			return true;
 	}
 	return false;
@@ -1039,7 +1080,7 @@ static bool guard_exe_commits(struct task_struct *t, struct file *f)
 	if (!cfg_nr_exes)
 		return false;
 	exe_key(f, &k);
-	if (!bpf_map_lookup_elem(&guard_exes, &k))
+	if (!bpf_map_lookup_elem(&guard_exes, &k) && !exe_named(f))
 		return false;
 	mark(t);
 	return true;

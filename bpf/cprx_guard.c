@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "errname.h"
@@ -146,6 +147,12 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 	skel->rodata->cfg_cgroup_levels[p->cgroups->len] = CG_CANARY_LEVEL;
 	skel->rodata->cfg_nr_cgroups = p->cgroups->len + (mode == GM_LSM);
 	skel->rodata->cfg_nr_exes = p->exes->len;
+	for (i = 0; i < p->exes->len; i++) {
+		const char *path = g_array_index(p->exes, struct cg_rule, i).path;
+		size_t n = strlen(strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+
+		skel->rodata->cfg_exe_name_lens |= 1ull << MIN(n, 63);
+	}
 	skel->rodata->cfg_deny_userns = p->deny_userns;
 }
 
@@ -236,6 +243,37 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 	return TRUE;
 }
 
+/* Each guard-exe's directory entry (struct cg_exe_name) into exe_names. */
+static gboolean fill_exe_names(struct guard *g, GArray *exes, GError **err)
+{
+	int fd = bpf_map__fd(g->skel->maps.exe_names);
+	guint i;
+
+	for (i = 0; i < exes->len; i++) {
+		struct cg_rule *r = &g_array_index(exes, struct cg_rule, i);
+		g_autofree char *dir = g_path_get_dirname(r->path);
+		g_autofree char *base = g_path_get_basename(r->path);
+		struct cg_exe_name n = { 0 };
+		__u32 rule = i + 1;
+		struct stat st;
+
+		if (stat(dir, &st) < 0) {
+			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s: %s",
+				    r->path, dir, g_strerror(errno));
+			return FALSE;
+		}
+		n.dir_ino = st.st_ino;
+		n.dir_dev = major(st.st_dev) << 20 | minor(st.st_dev);
+		g_strlcpy(n.name, base, sizeof(n.name));
+		if (bpf_map_update_elem(fd, &n, &rule, BPF_ANY) < 0) {
+			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s",
+				    r->path, g_strerror(errno));
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
 static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 			  GError **err)
 {
@@ -243,7 +281,8 @@ static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 	       fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, FALSE,
 			  err) &&
 	       fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes,
-			  TRUE, err);
+			  TRUE, err) &&
+	       fill_exe_names(g, p->exes, err);
 }
 
 static void guard_close(struct guard *g)
