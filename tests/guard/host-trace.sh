@@ -335,6 +335,18 @@ else
 	fi
 	for d in "$PIN5" "$PIN5-old" "$PIN5-new" "$PIN5-keep"; do [ -e "$d" ] && "$G" detach --quiet --pin-dir "$d" >/dev/null 2>&1; rm -rf "$d"; done
 	cg_rmdir "$CGE"
+	# trace-only: a guard-exe upgraded on disk (a new file renamed over
+	# it) is guarded from the commit of a VMM started from it
+	cp "$(realpath /bin/bash)" "$T/gexe2"
+	chmod 0755 "$T/gexe2"
+	"$G" load --trace-only --pin --pin-dir "$PIN5" --guard-exe "$T/gexe2" \
+		--allow "$T/vmm" >"$T/gexe2.out" 2>&1 || diag "$T/gexe2.out"
+	cp "$T/gexe2" "$T/gexe2.new" && mv "$T/gexe2.new" "$T/gexe2"
+	mkfifo "$T/go-gexe2"
+	"$T/gexe2" -c 'read -r _ <"$0"; exec "$1" --version' "$T/go-gexe2" "$T/vmm-other" >/dev/null 2>&1 &
+	traced_exec "trace-only: a VMM started from a guard-exe upgraded on disk is guarded" \
+		"$T/go-gexe2" $!
+	"$G" detach --quiet --pin-dir "$PIN5" >/dev/null 2>&1
 fi
 
 # --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
