@@ -160,10 +160,13 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* The rules' keys by the loader's fd, filled by cg_rule_keys at load. */
+/*
+ * The rules' keys by the loader's fd, filled by cg_rule_keys at load: the
+ * rules' files, their guard-exes' directories, and the loader's other fds.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * CG_MAX_RULES);
+	__uint(max_entries, 4 * CG_MAX_RULES);
 	__type(key, __u32);
 	__type(value, struct cg_rule_key);
 } rule_keys SEC(".maps");
@@ -1095,8 +1098,8 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_file_key k;
 	struct proc *p;
 
-	if (cfg_fallback ? !is_guarded(t) :
-	    !marked(t) && !guard_exe_commits(t, bprm->file))
+	if (!(cfg_fallback ? is_guarded(t) : marked(t)) &&
+	    !guard_exe_commits(t, bprm->file))
 		return 0;
 	p = proc_get(t, tgid, false);
 	/*
