@@ -21,7 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "errname.h"
@@ -243,27 +242,33 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 	return TRUE;
 }
 
-/* Each guard-exe's directory entry (struct cg_exe_name) into exe_names. */
-static gboolean fill_exe_names(struct guard *g, GArray *exes, GError **err)
+/*
+ * Each guard-exe's directory entry (struct cg_exe_name) into exe_names:
+ * its directory as the BPF side sees it (the key cg_rule_keys read from
+ * the loader's open @dirs), and its name.
+ */
+static gboolean fill_exe_names(struct guard *g, GArray *exes, const int *dirs,
+			       GError **err)
 {
 	int fd = bpf_map__fd(g->skel->maps.exe_names);
+	int keys = bpf_map__fd(g->skel->maps.rule_keys);
 	guint i;
 
 	for (i = 0; i < exes->len; i++) {
 		struct cg_rule *r = &g_array_index(exes, struct cg_rule, i);
-		g_autofree char *dir = g_path_get_dirname(r->path);
 		g_autofree char *base = g_path_get_basename(r->path);
 		struct cg_exe_name n = { 0 };
-		__u32 rule = i + 1;
-		struct stat st;
+		struct cg_rule_key rk;
+		__u32 rule = i + 1, dfd = dirs[i];
 
-		if (stat(dir, &st) < 0) {
-			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s: %s",
-				    r->path, dir, g_strerror(errno));
+		if (bpf_map_lookup_elem(keys, &dfd, &rk) < 0) {
+			g_set_error(err, CG_ERROR, ENOENT, "guard-exe '%s': the "
+				    "kernel's key of its directory was not "
+				    "found", r->path);
 			return FALSE;
 		}
-		n.dir_ino = st.st_ino;
-		n.dir_dev = major(st.st_dev) << 20 | minor(st.st_dev);
+		n.dir_ino = rk.key.ino;
+		n.dir_dev = rk.key.dev;
 		g_strlcpy(n.name, base, sizeof(n.name));
 		if (bpf_map_update_elem(fd, &n, &rule, BPF_ANY) < 0) {
 			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s",
@@ -274,15 +279,45 @@ static gboolean fill_exe_names(struct guard *g, GArray *exes, GError **err)
 	return TRUE;
 }
 
+/* Opens each guard-exe's directory into @dirs: its key is read with theirs. */
+static gboolean open_exe_dirs(GArray *exes, int *dirs, GError **err)
+{
+	guint i;
+
+	for (i = 0; i < exes->len; i++) {
+		const char *path = g_array_index(exes, struct cg_rule, i).path;
+		g_autofree char *dir = g_path_get_dirname(path);
+
+		dirs[i] = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirs[i] < 0) {
+			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s: %s",
+				    path, dir, g_strerror(errno));
+			while (i--)
+				close(dirs[i]);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
 static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 			  GError **err)
 {
-	return read_rule_keys(g, err) &&
-	       fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, FALSE,
-			  err) &&
-	       fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes,
-			  TRUE, err) &&
-	       fill_exe_names(g, p->exes, err);
+	int dirs[CG_MAX_RULES];
+	gboolean ok;
+	guint i;
+
+	if (!open_exe_dirs(p->exes, dirs, err))
+		return FALSE;
+	ok = read_rule_keys(g, err) &&
+	     fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, FALSE,
+			err) &&
+	     fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes,
+			TRUE, err) &&
+	     fill_exe_names(g, p->exes, dirs, err);
+	for (i = 0; i < p->exes->len; i++)
+		close(dirs[i]);
+	return ok;
 }
 
 static void guard_close(struct guard *g)
@@ -929,11 +964,9 @@ int cg_cmd_load(char **args)
 		return 2;
 	}
 	/* a pinned load holds it to the end: no other swaps pins meanwhile */
-	lock = cg_load_lock(TRUE);
-	if (lock < 0 || cg_pins_recover(cg_pin_dir()) < 0) {
+	lock = cg_load_lock_recovered();
+	if (lock < 0) {
 		fprintf(stderr, "cprx-guard: nothing was loaded\n");
-		if (lock >= 0)
-			close(lock);
 		return 1;
 	}
 	if (!cg_opt.pin) {

@@ -531,11 +531,9 @@ int cg_cmd_detach(char **args)
 		return 1;
 	}
 	/* after a reload under way; a reload cut short leaves one guard */
-	lock = cg_load_lock(TRUE);
-	if (lock < 0 || cg_pins_recover(cg_pin_dir()) < 0) {
+	lock = cg_load_lock_recovered();
+	if (lock < 0) {
 		fprintf(stderr, "cprx-guard: nothing was detached\n");
-		if (lock >= 0)
-			close(lock);
 		return 1;
 	}
 	ret = detach();

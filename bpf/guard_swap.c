@@ -20,23 +20,19 @@
 #include <sys/stat.h>
 #include "guard_tool.h"
 
-int cg_load_lock(gboolean wait)
+int cg_open_lock(const char *name, char **path)
 {
 	g_autofree char *dir = g_path_get_dirname(cg_status_file());
-	g_autofree char *file = g_build_filename(dir, "load.lock", NULL);
+	char *file = g_build_filename(dir, name, NULL);
 	struct stat st;
-	int fd, e;
+	int fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 
-	if (g_mkdir_with_parents(dir, 0755) < 0 ||
-	    (fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-		       0600)) < 0) {
-		e = errno;
+	*path = file;
+	if (fd < 0) {
 		fprintf(stderr, "cprx-guard: cannot open %s to lock it: %s\n",
-			file, g_strerror(e));
-		errno = e;
+			file, g_strerror(errno));
 		return -1;
 	}
-	/* a file another user could hold locked would stall every load */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_uid != geteuid() || (st.st_mode & 077)) {
 		fprintf(stderr, "cprx-guard: %s is not this user's own file "
@@ -46,6 +42,18 @@ int cg_load_lock(gboolean wait)
 		errno = EPERM;
 		return -1;
 	}
+	return fd;
+}
+
+int cg_load_lock(gboolean wait)
+{
+	g_autofree char *dir = g_path_get_dirname(cg_status_file());
+	g_autofree char *file = NULL;
+	int fd, e;
+
+	if (g_mkdir_with_parents(dir, 0755) < 0 ||
+	    (fd = cg_open_lock("load.lock", &file)) < 0)
+		return -1;
 	while (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EINTR && !cg_stop)
 			continue;
@@ -55,6 +63,17 @@ int cg_load_lock(gboolean wait)
 		return -1;
 	}
 	return fd;
+}
+
+int cg_load_lock_recovered(void)
+{
+	int lock = cg_load_lock(TRUE);
+
+	if (lock >= 0 && cg_pins_recover(cg_pin_dir()) < 0) {
+		close(lock);
+		return -1;
+	}
+	return lock;
 }
 
 /* Does the status file name the guard pinned at @dir? */

@@ -151,6 +151,14 @@ void cg_unpin(const char *dir);
  * done, or -1 (@wait FALSE: errno EWOULDBLOCK while another holds it).
  */
 int cg_load_lock(gboolean wait);
+/* cg_load_lock(TRUE), then cg_pins_recover() of the pin dir: -1 if either fails. */
+int cg_load_lock_recovered(void);
+/*
+ * An fd on the lock file @name beside the status file, this user's own and
+ * mode 0600 (another user's could be held locked to stall us), not locked
+ * yet; -1, said, when not.  *@path: its path, to free.
+ */
+int cg_open_lock(const char *name, char **path);
 /*
  * A reload killed mid-swap (pins left at @dir's -old or -new): keeps the
  * guard the status file names at @dir and unpins the other, saying so on
