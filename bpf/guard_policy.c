@@ -35,6 +35,10 @@
  * After a guard-exe or allow PATH, "sha256=HEX" (64 hex digits, either
  * case) is the content the file must have; it is the last word, so a path
  * may still hold spaces.
+ *
+ * Kept in one file: the items and every check a rule's file must pass
+ * (owner, file system, writers, digest, image) are the policy's one
+ * contract with the kernel's keys, and test_guard_policy builds it alone.
  */
 #include <errno.h>
 #include <fcntl.h>
