@@ -527,6 +527,15 @@ gexe_would_deny() { # the would-deny counter of the guard pinned in $PIN3
 	CPRX_GUARD_STATUS=$T/gexe.status "$G" status --json |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["counters"].get("would-deny", -1))'
 }
+# NAME: $T/gexe, started now, execs a binary that is not listed: counted
+gexe_started_guarded() {
+	local before after
+	before=$(gexe_would_deny)
+	"$T/gexe" -c 'exec "$0" --version' "$T/vmm-other" >/dev/null 2>&1
+	after=$(gexe_would_deny)
+	[ "$after" = $((before + 1)) ] && ok "$1" ||
+		notok "$1 (would-deny $before -> $after: it ran unguarded)"
+}
 if [ ${#bench[@]} = 0 ]; then
 	skip "a guard-exe whose file changed before its first fork or exec is guarded" \
 		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
@@ -557,21 +566,11 @@ else
 		# (any user's, where fs.protected_hardlinks is 0), a rename of its
 		# directory's owner, an upgrade's unlink racing its exec
 		ln "$T/gexe" "$T/gexe.link"
-		before=$(gexe_would_deny)
-		"$T/gexe" -c 'exec "$0" --version' "$T/vmm-other" >/dev/null 2>&1
-		after=$(gexe_would_deny)
-		[ "$after" = $((before + 1)) ] &&
-			ok "a guard-exe started after its file's change time moved (a new hard link) is guarded" ||
-			notok "a guard-exe started after its file's change time moved (a new hard link) is guarded (would-deny $before -> $after: it ran unguarded)"
+		gexe_started_guarded "a guard-exe started after its file's change time moved (a new hard link) is guarded"
 		# upgraded as a package manager does it: a new file renamed over
 		# the path; a VMM started from it must be guarded all the same
 		cp "$T/gexe" "$T/gexe.new" && mv "$T/gexe.new" "$T/gexe"
-		before=$(gexe_would_deny)
-		"$T/gexe" -c 'exec "$0" --version' "$T/vmm-other" >/dev/null 2>&1
-		after=$(gexe_would_deny)
-		[ "$after" = $((before + 1)) ] &&
-			ok "a guard-exe upgraded on disk (a new file renamed over it): a VMM started from it is guarded" ||
-			notok "a guard-exe upgraded on disk (a new file renamed over it): a VMM started from it is guarded (would-deny $before -> $after: it ran unguarded)"
+		gexe_started_guarded "a guard-exe upgraded on disk (a new file renamed over it): a VMM started from it is guarded"
 	else
 		notok "a guard-exe whose file changed before its first fork or exec is guarded (load --bench failed)"
 		diag "$T/gexe.load"
