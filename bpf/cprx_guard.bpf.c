@@ -95,6 +95,8 @@ const volatile __u32 cfg_cgroup_levels[CG_CGROUP_SLOTS] = {};
 /* in the cgroup2 hierarchy, as cgroup_mkdir gives them; the canary's: "" */
 const volatile char cfg_cgroup_paths[CG_CGROUP_SLOTS][CG_CGROUP_PATH_LEN] = {};
 const volatile __u32 cfg_nr_exes = 0;
+/* bit N: a guard-exe's name is N characters long (63: 63 or more) */
+const volatile __u64 cfg_exe_name_lens = 0;
 const volatile __u32 cfg_deny_userns = 0;
 const volatile __u64 cfg_wakeup_bytes = 64 * 1024;
 
@@ -114,13 +116,31 @@ struct {
 	__type(value, __u32);
 } allow SEC(".maps");
 
-/* Processes running one of these binaries are guarded. */
+/*
+ * Processes running one of these binaries are guarded.  Keyed by
+ * exe_key(): the file whatever its change time, which unprivileged acts
+ * move (a hard link where fs.protected_hardlinks is 0, a rename by the
+ * directory's owner) as well as an upgrade's unlink racing an exec; a
+ * guard-exe that stopped matching would start its VMMs unguarded.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CG_MAX_RULES);
 	__type(key, struct cg_file_key);
 	__type(value, __u32);
 } guard_exes SEC(".maps");
+
+/*
+ * And those whose binary has a guard-exe's directory entry (struct
+ * cg_exe_name), checked when an image commits and at load: a new file
+ * renamed over the path by an upgrade is still the guard-exe.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CG_MAX_RULES);
+	__type(key, struct cg_exe_name);
+	__type(value, __u32);
+} exe_names SEC(".maps");
 
 /*
  * Processes in the cgroup (v2) at cfg_cgroup_paths[i], or below, are
@@ -140,12 +160,15 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* The rules' keys by the loader's fd, filled by cg_rule_keys at load. */
+/*
+ * The rules' keys by the loader's fd, filled by cg_rule_keys at load: the
+ * rules' files, their guard-exes' directories, and the loader's other fds.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * CG_MAX_RULES);
+	__uint(max_entries, 4 * CG_MAX_RULES);
 	__type(key, __u32);
-	__type(value, struct cg_file_key);
+	__type(value, struct cg_rule_key);
 } rule_keys SEC(".maps");
 
 /*
@@ -306,7 +329,45 @@ static __always_inline void file_key(struct file *f, struct cg_file_key *k)
 	inode_ctime(inode, k);
 }
 
-/* The selectors, for the current task @t; cheapest first. */
+/*
+ * A guard-exe's key (guard_exes): file_key() without the change time.
+ * Over-matching only guards more; the generation still tells a reused
+ * inode number apart on the file systems that keep one.
+ */
+static __always_inline void exe_key(struct file *f, struct cg_file_key *k)
+{
+	file_key(f, k);
+	k->ctime_sec = 0;
+	k->ctime_nsec = 0;
+}
+
+/*
+ * Has @f a guard-exe's directory entry (exe_names)?  Runs at every commit
+ * of an unguarded exec: a name of no guard-exe's length leaves before the
+ * name is copied.
+ */
+static bool exe_named(struct file *f)
+{
+	struct cg_exe_name n = {};
+	struct dentry *d = f->f_path.dentry;
+	struct inode *dir;
+	__u32 len = d->d_name.len;
+
+	if (!((cfg_exe_name_lens >> (len < 63 ? len : 63)) & 1))
+		return false;
+	dir = d->d_parent->d_inode;
+	n.dir_ino = dir->i_ino;
+	n.dir_dev = dir->i_sb->s_dev;
+	if (bpf_probe_read_kernel_str(n.name, sizeof(n.name),
+				      d->d_name.name) <= 0)
+		return false;
+	return bpf_map_lookup_elem(&exe_names, &n) != NULL;
+}
+
+/*
+ * The selectors, for the current task @t; cheapest first.  A guard-exe by
+ * its inode only: one by its name was marked when its image committed.
+ */
 static bool selected(struct task_struct *t)
 {
 	struct cg_file_key k;
@@ -326,7 +387,7 @@ static bool selected(struct task_struct *t)
 			return true;
 	}
 	if (cfg_nr_exes) {
-		file_key(t->mm->exe_file, &k);
+		exe_key(t->mm->exe_file, &k);
 		if (bpf_map_lookup_elem(&guard_exes, &k))
 			return true;
 	}
@@ -369,8 +430,9 @@ static bool task_selected(struct task_struct *t)
 			return true;
 	}
 	if (cfg_nr_exes && t->mm) {
-		file_key(t->mm->exe_file, &k);
-		if (bpf_map_lookup_elem(&guard_exes, &k))
+		exe_key(t->mm->exe_file, &k);
+		if (bpf_map_lookup_elem(&guard_exes, &k) ||
+		    exe_named(t->mm->exe_file))
 			return true;
 	}
 	return false;
@@ -875,22 +937,24 @@ int BPF_PROG(cg_task_prctl, int option, unsigned long arg2,
 }
 
 /*
- * At load: the key of each file the loader (iter_tgid) holds open, by fd.
- * The rules are computed by the same file_key() as the exec check, so they
- * match whatever the file system keeps in i_generation and the change time.
+ * At load: the key of each file the loader (iter_tgid) holds open, by fd,
+ * and its inode's writers.  The rules are computed by the same file_key()
+ * as the exec check, so they match whatever the file system keeps in
+ * i_generation and the change time.
  */
 SEC("iter/task_file")
 int cg_rule_keys(struct bpf_iter__task_file *ctx)
 {
 	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
-	struct cg_file_key k = {};
+	struct cg_rule_key rk = {};
 	__u32 fd = ctx->fd;
 
 	if (!task || !file || task->tgid != iter_tgid)
 		return 0;
-	file_key(file, &k);
-	bpf_map_update_elem(&rule_keys, &fd, &k, BPF_ANY);
+	file_key(file, &rk.key);
+	rk.writers = file->f_inode->i_writecount.counter;
+	bpf_map_update_elem(&rule_keys, &fd, &rk, BPF_ANY);
 	return 0;
 }
 
@@ -1007,9 +1071,10 @@ static struct proc *exec_begins(struct task_struct *t, const char *path,
 
 /*
  * A guard-exe's image commits: guarded (and a VMM, below) from its first
- * instruction, not from its first fork or exec.  By then its file may have
- * changed (a package upgrade moves its change time) and no longer select
- * it: it would run unguarded, or under armed-only pass for a launcher.
+ * instruction, not from its first fork or exec, and a VMM then if it is
+ * allow-listed: by its first fork its allow rule may match no more (an
+ * upgrade moves its change time), and under armed-only it would pass for
+ * a launcher.
  */
 static bool guard_exe_commits(struct task_struct *t, struct file *f)
 {
@@ -1017,8 +1082,8 @@ static bool guard_exe_commits(struct task_struct *t, struct file *f)
 
 	if (!cfg_nr_exes)
 		return false;
-	file_key(f, &k);
-	if (!bpf_map_lookup_elem(&guard_exes, &k))
+	exe_key(f, &k);
+	if (!bpf_map_lookup_elem(&guard_exes, &k) && !exe_named(f))
 		return false;
 	mark(t);
 	return true;
@@ -1033,8 +1098,8 @@ int BPF_PROG(cg_exec, struct task_struct *t, pid_t old_pid,
 	struct cg_file_key k;
 	struct proc *p;
 
-	if (cfg_fallback ? !is_guarded(t) :
-	    !marked(t) && !guard_exe_commits(t, bprm->file))
+	if (!(cfg_fallback ? is_guarded(t) : marked(t)) &&
+	    !guard_exe_commits(t, bprm->file))
 		return 0;
 	p = proc_get(t, tgid, false);
 	/*

@@ -110,6 +110,7 @@ struct guard {
 	char *canary_dir;	/* the canary's cgroup (guard_canary.c) */
 	__u32 canary_slot;	/* its cgroup slot: after the policy's */
 	char *canary_err;	/* why there is no canary */
+	gboolean bad_rule;	/* a rule's file refused: no mode can load it */
 };
 
 /* --- open, load, attach -------------------------------------------------- */
@@ -145,6 +146,12 @@ static void set_policy(struct cprx_guard_bpf *skel, const struct cg_policy *p,
 	skel->rodata->cfg_cgroup_levels[p->cgroups->len] = CG_CANARY_LEVEL;
 	skel->rodata->cfg_nr_cgroups = p->cgroups->len + (mode == GM_LSM);
 	skel->rodata->cfg_nr_exes = p->exes->len;
+	for (i = 0; i < p->exes->len; i++) {
+		const char *path = g_array_index(p->exes, struct cg_rule, i).path;
+		size_t n = strlen(strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+
+		skel->rodata->cfg_exe_name_lens |= 1ull << MIN(n, 63);
+	}
 	skel->rodata->cfg_deny_userns = p->deny_userns;
 }
 
@@ -189,8 +196,9 @@ static gboolean read_rule_keys(struct guard *g, GError **err)
 			err);
 }
 
+/* @exe: guard-exe rules, keyed without the change time (exe_key()). */
 static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
-			   GError **err)
+			   gboolean exe, GError **err)
 {
 	int keys = bpf_map__fd(g->skel->maps.rule_keys);
 	guint i;
@@ -198,17 +206,33 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 	for (i = 0; i < rules->len; i++) {
 		struct cg_rule *r = &g_array_index(rules, struct cg_rule, i);
 		struct cg_file_key k;
+		struct cg_rule_key rk;
 		__u32 rule = i + 1, rfd = r->fd;
 
-		if (bpf_map_lookup_elem(keys, &rfd, &k) < 0) {
+		if (bpf_map_lookup_elem(keys, &rfd, &rk) < 0) {
 			g_set_error(err, CG_ERROR, ENOENT, "rule '%s': the "
 				    "kernel's key of the file was not found",
+				    r->path);
+			return FALSE;
+		}
+		k = rk.key;
+		/* guard_policy.c's lease check, where leases cannot tell */
+		if (rk.writers > 0) {
+			g_set_error(err, CG_ERROR, EBUSY, "'%s' is open for "
+				    "writing (the kernel counts %d writer%s: an "
+				    "fd or a shared mapping): its writer could "
+				    "change it past the owner and mode checks "
+				    "(fix: stop the writer, `fuser -v '%s'`, or "
+				    "install the binary anew as root)", r->path,
+				    rk.writers, rk.writers == 1 ? "" : "s",
 				    r->path);
 			return FALSE;
 		}
 		/* read after the key: no change since it was checked */
 		if (!cg_rule_unchanged(r, err))
 			return FALSE;
+		if (exe)
+			k.ctime_sec = k.ctime_nsec = 0;
 		if (bpf_map_update_elem(fd, &k, &rule, BPF_ANY) < 0) {
 			g_set_error(err, CG_ERROR, errno, "rule '%s': %s",
 				    r->path, g_strerror(errno));
@@ -218,12 +242,82 @@ static gboolean fill_rules(struct guard *g, int fd, GArray *rules,
 	return TRUE;
 }
 
+/*
+ * Each guard-exe's directory entry (struct cg_exe_name) into exe_names:
+ * its directory as the BPF side sees it (the key cg_rule_keys read from
+ * the loader's open @dirs), and its name.
+ */
+static gboolean fill_exe_names(struct guard *g, GArray *exes, const int *dirs,
+			       GError **err)
+{
+	int fd = bpf_map__fd(g->skel->maps.exe_names);
+	int keys = bpf_map__fd(g->skel->maps.rule_keys);
+	guint i;
+
+	for (i = 0; i < exes->len; i++) {
+		struct cg_rule *r = &g_array_index(exes, struct cg_rule, i);
+		g_autofree char *base = g_path_get_basename(r->path);
+		struct cg_exe_name n = { 0 };
+		struct cg_rule_key rk;
+		__u32 rule = i + 1, dfd = dirs[i];
+
+		if (bpf_map_lookup_elem(keys, &dfd, &rk) < 0) {
+			g_set_error(err, CG_ERROR, ENOENT, "guard-exe '%s': the "
+				    "kernel's key of its directory was not "
+				    "found", r->path);
+			return FALSE;
+		}
+		n.dir_ino = rk.key.ino;
+		n.dir_dev = rk.key.dev;
+		g_strlcpy(n.name, base, sizeof(n.name));
+		if (bpf_map_update_elem(fd, &n, &rule, BPF_ANY) < 0) {
+			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s",
+				    r->path, g_strerror(errno));
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* Opens each guard-exe's directory into @dirs: its key is read with theirs. */
+static gboolean open_exe_dirs(GArray *exes, int *dirs, GError **err)
+{
+	guint i;
+
+	for (i = 0; i < exes->len; i++) {
+		const char *path = g_array_index(exes, struct cg_rule, i).path;
+		g_autofree char *dir = g_path_get_dirname(path);
+
+		dirs[i] = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirs[i] < 0) {
+			g_set_error(err, CG_ERROR, errno, "guard-exe '%s': %s: %s",
+				    path, dir, g_strerror(errno));
+			while (i--)
+				close(dirs[i]);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
 static gboolean fill_maps(struct guard *g, const struct cg_policy *p,
 			  GError **err)
 {
-	return read_rule_keys(g, err) &&
-	       fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, err) &&
-	       fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes, err);
+	int dirs[CG_MAX_RULES];
+	gboolean ok;
+	guint i;
+
+	if (!open_exe_dirs(p->exes, dirs, err))
+		return FALSE;
+	ok = read_rule_keys(g, err) &&
+	     fill_rules(g, bpf_map__fd(g->skel->maps.allow), p->allow, FALSE,
+			err) &&
+	     fill_rules(g, bpf_map__fd(g->skel->maps.guard_exes), p->exes,
+			TRUE, err) &&
+	     fill_exe_names(g, p->exes, dirs, err);
+	for (i = 0; i < p->exes->len; i++)
+		close(dirs[i]);
+	return ok;
 }
 
 static void guard_close(struct guard *g)
@@ -565,7 +659,11 @@ static gboolean guard_open(struct guard *g, const struct cg_policy *p,
 			    why_refused(-ret));
 		goto fail;
 	}
-	if (!fill_maps(g, p, err) || !follow_cgroups(g, p, err))
+	if (!fill_maps(g, p, err)) {
+		g->bad_rule = TRUE;
+		goto fail;
+	}
+	if (!follow_cgroups(g, p, err))
 		goto fail;
 	if (mode == GM_LSM)
 		add_canary(g, p);
@@ -657,6 +755,11 @@ static gboolean attach_best(struct guard *g, const struct cg_policy *p,
 	if (!*why) {
 		if (guard_open(g, p, GM_LSM, &e))
 			return TRUE;
+		/* the policy's fault, not the LSM's: no fallback helps */
+		if (g->bad_rule) {
+			g_propagate_error(err, e);
+			return FALSE;
+		}
 		*why = g_strdup(e->message);
 		g_clear_error(&e);
 	}
@@ -802,13 +905,14 @@ static int foreground(struct guard *g)
  * it and the directories are swapped: both guards are attached meanwhile
  * (an exec must pass both: never less guarded than either policy), and
  * the old one goes only once the new one holds.  *@old_dir: what to unpin
- * once the status file names the new guard.  ("-new", "-old": bpffs
- * refuses dots in names.)
+ * once the status file names the new guard.  A loader killed between
+ * these steps leaves pins that the next load, status or detach resolves
+ * (guard_swap.c), under the load lock this one holds.
  */
 static gboolean pin_guard(struct guard *g, char **old_dir, GError **err)
 {
-	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
-	char *old = g_strconcat(cg_pin_dir(), "-old", NULL);
+	g_autofree char *next = g_strconcat(cg_pin_dir(), CG_PIN_NEW, NULL);
+	char *old = g_strconcat(cg_pin_dir(), CG_PIN_OLD, NULL);
 
 	*old_dir = NULL;
 	if (!g_file_test(cg_pin_dir(), G_FILE_TEST_IS_DIR)) {
@@ -816,8 +920,6 @@ static gboolean pin_guard(struct guard *g, char **old_dir, GError **err)
 		return cg_pin(g->skel->obj, g->links, g->names, g->nr_links,
 			      cg_pin_dir(), err);
 	}
-	cg_unpin(next);		/* a failed reload's leftovers */
-	cg_unpin(old);
 	if (!cg_pin(g->skel->obj, g->links, g->names, g->nr_links, next, err))
 		goto fail;
 	if (rename(cg_pin_dir(), old) < 0 || rename(next, cg_pin_dir()) < 0) {
@@ -838,7 +940,7 @@ fail:
 /* Puts the old guard's pins back after a failure past the swap. */
 static void unswap_pins(const char *old_dir)
 {
-	g_autofree char *next = g_strconcat(cg_pin_dir(), "-new", NULL);
+	g_autofree char *next = g_strconcat(cg_pin_dir(), CG_PIN_NEW, NULL);
 
 	if (rename(cg_pin_dir(), next) == 0 && rename(old_dir, cg_pin_dir()) == 0)
 		cg_unpin(next);
@@ -852,7 +954,7 @@ int cg_cmd_load(char **args)
 	struct guard g = { 0 };
 	GError *err = NULL;
 	gboolean enforcing;
-	int ret = 0;
+	int ret = 0, lock;
 
 	(void)args;
 	cg_catch_signals();	/* a SIGTERM from now on ends the guard cleanly */
@@ -860,6 +962,16 @@ int cg_cmd_load(char **args)
 		fprintf(stderr, "cprx-guard: --replace swaps a pinned guard: "
 			"give --pin too\n");
 		return 2;
+	}
+	/* a pinned load holds it to the end: no other swaps pins meanwhile */
+	lock = cg_load_lock_recovered();
+	if (lock < 0) {
+		fprintf(stderr, "cprx-guard: nothing was loaded\n");
+		return 1;
+	}
+	if (!cg_opt.pin) {
+		close(lock);
+		lock = -1;
 	}
 	p = cg_policy_from_options(&err);
 	if (!p || already_loaded(&err) || !attach_best(&g, p, &why, &err))
@@ -904,6 +1016,8 @@ int cg_cmd_load(char **args)
 	}
 	guard_close(&g);
 	cg_policy_free(p);
+	if (lock >= 0)
+		close(lock);
 	return ret;
 fail:
 	fprintf(stderr, "cprx-guard: %s\n", err->message);
@@ -914,5 +1028,7 @@ fail:
 	if (g.skel)
 		guard_close(&g);
 	cg_policy_free(p);
+	if (lock >= 0)
+		close(lock);
 	return 1;
 }

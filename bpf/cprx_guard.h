@@ -123,6 +123,33 @@ struct cg_file_key {
 	__u32 magic;		/* the file system's s_magic */
 };
 
+/*
+ * A guard-exe's directory entry: its directory (device, inode) and its
+ * name, NUL-padded (a longer name cut, as the BPF side reads it).  A
+ * package upgrade renames a new file over the path: another inode, the
+ * same entry, so VMMs started from it are still guarded.
+ */
+#define CG_EXE_NAME_LEN	64
+struct cg_exe_name {
+	__u64 dir_ino;
+	__u32 dir_dev;		/* kernel dev_t: major << 20 | minor */
+	__u32 pad;
+	char name[CG_EXE_NAME_LEN];
+};
+
+/*
+ * What the load-time iterator reads of a rule's open file: its key, and
+ * how many open files of its inode may write it (i_writecount, negative
+ * while it is exec'd), which the loader refuses when positive: the kernel's
+ * own count, where a read lease cannot tell (leases off, or a file system
+ * without them).
+ */
+struct cg_rule_key {
+	struct cg_file_key key;
+	__s32 writers;
+	__u32 pad;
+};
+
 /* Counters (a per-CPU array, summed by cprx-guard status). */
 enum cg_stat {
 	CG_ST_EXECS = 0,	/* execs seen by the check */

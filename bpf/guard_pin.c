@@ -458,7 +458,7 @@ static gboolean unpin_dir(void)
 	return TRUE;
 }
 
-int cg_cmd_detach(char **args)
+static int detach(void)
 {
 	struct cg_loaded_prog own[2 * CPRX_GUARD_MAX_PROGS];
 	struct cprx_guard_status st;
@@ -467,13 +467,6 @@ int cg_cmd_detach(char **args)
 	char why[256] = "";
 	int ret, nown;
 
-	(void)args;
-	/* unprivileged, nothing below works: say so instead of "detached" */
-	if (geteuid() != 0) {
-		fprintf(stderr, "cprx-guard: detach needs root (it unpins BPF "
-			"links and stops the loader): nothing was detached\n");
-		return 1;
-	}
 	ret = cprx_guard_status_read(cg_status_file(), &st, why, sizeof(why));
 	/*
 	 * The status names a guard pinned elsewhere: unpinning here would
@@ -524,4 +517,26 @@ int cg_cmd_detach(char **args)
 		printf("cprx-guard: detached; no program of it was known to "
 		       "check (no pinned link, no recorded id)\n");
 	return 0;
+}
+
+int cg_cmd_detach(char **args)
+{
+	int lock, ret;
+
+	(void)args;
+	/* unprivileged, nothing below works: say so instead of "detached" */
+	if (geteuid() != 0) {
+		fprintf(stderr, "cprx-guard: detach needs root (it unpins BPF "
+			"links and stops the loader): nothing was detached\n");
+		return 1;
+	}
+	/* after a reload under way; a reload cut short leaves one guard */
+	lock = cg_load_lock_recovered();
+	if (lock < 0) {
+		fprintf(stderr, "cprx-guard: nothing was detached\n");
+		return 1;
+	}
+	ret = detach();
+	close(lock);
+	return ret;
 }

@@ -35,6 +35,10 @@
  * After a guard-exe or allow PATH, "sha256=HEX" (64 hex digits, either
  * case) is the content the file must have; it is the last word, so a path
  * may still hold spaces.
+ *
+ * Kept in one file: the items and every check a rule's file must pass
+ * (owner, file system, writers, digest, image) are the policy's one
+ * contract with the kernel's keys, and test_guard_policy builds it alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -172,7 +176,8 @@ static gboolean trusted_fs(const char *path, int fd, GError **err)
  * time (tmpfs never does; other file systems not until writeback): its
  * content would change under the key.  A read lease is refused (EAGAIN)
  * exactly while some file of the inode is open for writing.  Where leases
- * are off or unsupported (EINVAL, ENOLCK) this cannot be told: accepted.
+ * are off or unsupported (EINVAL, ENOLCK) it cannot tell: the loader reads
+ * the kernel's count of writers again with the file's key (cprx_guard.c).
  */
 static gboolean no_writer(const char *path, int fd, GError **err)
 {
@@ -350,7 +355,37 @@ gboolean cg_rule_unchanged(const struct cg_rule *r, GError **err)
 	return FALSE;
 }
 
-static gboolean add_rule(GArray *a, const char *val, GError **err)
+/*
+ * A guard-exe selects the processes whose own image is that file
+ * (/proc/PID/exe): a script's process runs its interpreter, and a format
+ * binfmt_misc hands to a handler runs the handler, so such a rule would
+ * guard nobody.  Only ELF images are a process's own.
+ */
+static gboolean own_image(const struct cg_rule *r, GError **err)
+{
+	char magic[4] = "";
+
+	if (pread(r->fd, magic, sizeof(magic), 0) == sizeof(magic) &&
+	    !memcmp(magic, "\177ELF", 4))
+		return TRUE;
+	if (!memcmp(magic, "#!", 2))
+		g_set_error(err, CG_ERROR, EINVAL, "guard-exe '%s' is a #! "
+			    "script: its processes run its interpreter, not "
+			    "it, so this rule would guard nobody (fix: run the "
+			    "VMM in a guard-cgroup or under a guard-uid)",
+			    r->path);
+	else
+		g_set_error(err, CG_ERROR, EINVAL, "guard-exe '%s' is not an "
+			    "ELF executable: a process never runs it as its own "
+			    "image (a binfmt_misc format runs its handler), so "
+			    "this rule would guard nobody (fix: name the "
+			    "VMM's binary, or use a guard-cgroup or guard-uid)",
+			    r->path);
+	return FALSE;
+}
+
+static gboolean add_rule(GArray *a, const char *val, gboolean exe,
+			 GError **err)
 {
 	g_autofree char *path = NULL;
 	struct cg_rule r = { 0 };
@@ -358,7 +393,8 @@ static gboolean add_rule(GArray *a, const char *val, GError **err)
 
 	if (!parse_rule(val, &path, &r, err) || !resolve(path, &r, err))
 		return FALSE;
-	if (r.has_sha256 && !check_sha256(&r, err)) {
+	if ((r.has_sha256 && !check_sha256(&r, err)) ||
+	    (exe && !own_image(&r, err))) {
 		g_free(r.path);
 		close(r.fd);
 		return FALSE;
@@ -453,9 +489,9 @@ gboolean cg_policy_add(struct cg_policy *p, const char *key, const char *val,
 	if (!strcmp(key, "guard-cgroup"))
 		return add_cgroup(p, val, err);
 	if (!strcmp(key, "guard-exe"))
-		return add_rule(p->exes, val, err);
+		return add_rule(p->exes, val, TRUE, err);
 	if (!strcmp(key, "allow"))
-		return add_rule(p->allow, val, err);
+		return add_rule(p->allow, val, FALSE, err);
 	g_set_error(err, CG_ERROR, EINVAL, "unknown item '%s' (mode, armed-only, "
 		    "userns, guard-uid, guard-cgroup, guard-exe, allow)", key);
 	return FALSE;

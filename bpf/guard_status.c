@@ -283,6 +283,40 @@ static void print_programs(const struct cprx_guard_status *st,
 		       n ? "not all" : "none", n ? "are" : "is");
 }
 
+/*
+ * A reload cut short (guard_swap.c) is resolved before anything is shown:
+ * until then two guards enforce, and the status names one no longer at
+ * the pin dir.  Root only, as are the pins.
+ */
+static void recover_pins(void)
+{
+	struct cprx_guard_status st;
+	g_autofree char *dir = g_strdup(cg_pin_dir());
+	int lock;
+
+	if (geteuid())
+		return;
+	/* the guard the status names may be pinned elsewhere than --pin-dir */
+	if (!cprx_guard_status_read(cg_status_file(), &st, NULL, 0)) {
+		if (*st.pinned) {
+			g_free(dir);
+			dir = g_strdup(st.pinned);
+		}
+		cprx_guard_status_free(&st);
+	}
+	if (!cg_pins_left(dir))
+		return;
+	lock = cg_load_lock(FALSE);
+	if (lock < 0) {
+		if (errno == EWOULDBLOCK)
+			fprintf(stderr, "cprx-guard: a load or detach is under "
+				"way: what follows may be about to change\n");
+		return;
+	}
+	cg_pins_recover(dir);
+	close(lock);
+}
+
 int cg_cmd_status(char **args)
 {
 	struct cg_loaded_prog progs[CPRX_GUARD_MAX_PROGS];
@@ -291,6 +325,7 @@ int cg_cmd_status(char **args)
 	int ret, n;
 
 	(void)args;
+	recover_pins();
 	ret = cprx_guard_status_read(cg_status_file(), &st, err, sizeof(err));
 	n = guard_progs(&st, ret, progs, G_N_ELEMENTS(progs));
 	if (cg_opt.json) {

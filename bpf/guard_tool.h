@@ -4,7 +4,8 @@
  * guard_options.c (the command line), cprx_guard.c (the loader: the `load`
  * verb), guard_pin.c (bpffs pins, finding a loaded guard by identity,
  * `detach`), guard_status.c (the status file, `status`, `check`),
- * guard_policy.c (the policy, `hash`) and guard_trace.c (timelines, `trace`).
+ * guard_policy.c (the policy, `hash`), guard_trace.c (timelines, `trace`)
+ * and guard_swap.c (a reload cut short, the load lock).
  */
 #ifndef CPRX_GUARD_TOOL_H
 #define CPRX_GUARD_TOOL_H
@@ -137,6 +138,35 @@ gboolean cg_pin(struct bpf_object *obj, struct bpf_link *const *links,
 		const char *const *names, int nr_links, const char *dir,
 		GError **err);
 void cg_unpin(const char *dir);
+
+/*
+ * guard_swap.c: a reload pins the new guard beside the old one, at the pin
+ * dir with these suffixes (bpffs refuses dots in names), and swaps them.
+ */
+#define CG_PIN_NEW	"-new"
+#define CG_PIN_OLD	"-old"
+/*
+ * A lock on load.lock beside the status file (root's, 0600), held by a
+ * pinned load and by detach for their whole run: an fd to close when
+ * done, or -1 (@wait FALSE: errno EWOULDBLOCK while another holds it).
+ */
+int cg_load_lock(gboolean wait);
+/* cg_load_lock(TRUE), then cg_pins_recover() of the pin dir: -1 if either fails. */
+int cg_load_lock_recovered(void);
+/*
+ * An fd on the lock file @name beside the status file, this user's own and
+ * mode 0600 (another user's could be held locked to stall us), not locked
+ * yet; -1, said, when not.  *@path: its path, to free.
+ */
+int cg_open_lock(const char *name, char **path);
+/*
+ * A reload killed mid-swap (pins left at @dir's -old or -new): keeps the
+ * guard the status file names at @dir and unpins the other, saying so on
+ * stderr.  0: nothing to do; 1: resolved; -1: not.  Hold cg_load_lock().
+ */
+int cg_pins_recover(const char *dir);
+/* Are pins of a reload left at @dir's -old or -new? */
+gboolean cg_pins_left(const char *dir);
 
 /* One of the guard's programs in the kernel. */
 struct cg_loaded_prog {

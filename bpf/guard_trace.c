@@ -443,24 +443,11 @@ int cg_trace_run(int map_fd, const struct cg_trace_opts *o,
  */
 int cg_trace_lock(void)
 {
-	g_autofree char *dir = g_path_get_dirname(cg_status_file());
-	g_autofree char *file = g_build_filename(dir, "trace.lock", NULL);
-	struct stat st;
-	int fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	g_autofree char *file = NULL;
+	int fd = cg_open_lock("trace.lock", &file);
 
-	if (fd < 0) {
-		fprintf(stderr, "cprx-guard: cannot open %s to lock it: %s\n",
-			file, strerror(errno));
+	if (fd < 0)
 		return -1;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_uid != geteuid() || (st.st_mode & 077)) {
-		fprintf(stderr, "cprx-guard: %s is not this user's own file "
-			"(mode 0600): another user could hold it locked; remove "
-			"it\n", file);
-		close(fd);
-		return -1;
-	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr, "cprx-guard: another trace reader holds %s (%s): "
 			"only one reader gets the events; stop it first "

@@ -342,9 +342,10 @@ bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
 		       const char *cgroup_file, const char *exe_file,
 		       char *how, size_t len)
 {
-	char cg[CPRX_GUARD_PATH_MAX];
+	char cg[CPRX_GUARD_PATH_MAX], path[CPRX_GUARD_PATH_MAX];
 	struct stat exe;
 	unsigned int i;
+	ssize_t n;
 
 	for (i = 0; i < st->nr_uids; i++) {
 		if (st->uids[i] == uid) {
@@ -364,8 +365,12 @@ bool cprx_guard_covers(const struct cprx_guard_status *st, uid_t uid,
 		}
 	}
 	if (st->nr_exes && !stat(exe_file, &exe)) {
+		/* the kernel also takes the file at its path (an upgrade's) */
+		n = readlink(exe_file, path, sizeof(path) - 1);
+		path[n > 0 ? n : 0] = '\0';
 		for (i = 0; i < st->nr_exes; i++) {
-			if (same_file(&st->exes[i], &exe)) {
+			if (same_file(&st->exes[i], &exe) ||
+			    (*path && !strcmp(st->exes[i].path, path))) {
 				snprintf(how, len, "its binary %s", st->exes[i].path);
 				return true;
 			}

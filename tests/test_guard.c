@@ -2,8 +2,9 @@
 /*
  * common/guard_reader.c: what libcprx predicts and explains from
  * cprx-guard's status file, with fake status files ($CPRX_GUARD_STATUS):
- * no guard, a stale or malformed status, each selector, allow-listed or
- * not, a binary replaced on disk, armed-only for a VMM and for a launcher,
+ * no guard, a stale or malformed status, each selector (a guard-exe also
+ * by its path), allow-listed or not, a binary replaced on disk, armed-only
+ * for a VMM and for a launcher,
  * trace-only, the guard's program and map ids.
  */
 #include <errno.h>
@@ -317,6 +318,24 @@ TEST_F(g, guarded_by_running_binary)
 	ASSERT_EQ(0, stat("/proc/self/exe", &me));
 	snprintf(extra, sizeof(extra), "guard-exe %u:%u:%llu /proc/self/exe\n",
 		 major(me.st_dev), minor(me.st_dev), (unsigned long long)me.st_ino);
+	write_status(&self->f, "enforcing", extra);
+	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
+					   self->hint));
+	EXPECT_NE_NULL(strstr(self->why, "guarded (by its binary"));
+}
+
+/*
+ * The kernel also guards a guard-exe by its name in its directory (a
+ * package upgrade renames a new file over the path): a binary at the
+ * rule's path is guarded whatever its fingerprint says.
+ */
+TEST_F(g, guarded_by_binary_at_rule_path)
+{
+	char extra[PATH_MAX + 64], real[PATH_MAX];
+
+	ASSERT_NE_NULL(realpath("/proc/self/exe", real));
+	snprintf(extra, sizeof(extra), "guard-exe fp:0123456789abcdef %s\n",
+		 real);
 	write_status(&self->f, "enforcing", extra);
 	EXPECT_EQ(CPRX_GUARD_DENY, verdict(self->f.other, false, self->why,
 					   self->hint));

@@ -18,6 +18,8 @@
  *   guardian_fd_cloexec  the new image's guardian socket is close-on-exec
  *   restart_runs_previous_binary  the restart runs the dead VMM's inode, not
  *                        what is at its path by now
+ *   restart_runs_own_binary  the restart runs the binary the VMM ran, as
+ *                        the kernel names it, not one the VMM sent as its own
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
@@ -340,6 +342,53 @@ TEST(restart_runs_previous_binary)
 	rmdir(dir);
 	free(saved);
 	free(vmm);
+}
+
+/*
+ * A VMM does not name the binary its guardian restarts: one that sends
+ * another file as its own (a compromised VMM, --inject forge-guardian-exe)
+ * had the guardian exec that file, and a guardian selected by no guard
+ * policy (a guard-exe names the VMM, not it) ran it unguarded.  The
+ * restart must run the binary the VMM ran, as the kernel names it.
+ */
+TEST(restart_runs_own_binary)
+{
+	char dir[] = "/tmp/cprx-guardian-forged.XXXXXX", forged[64];
+	char link[128], *at;
+	struct stat st, g, vmm;
+	ino_t other;
+	struct bg b;
+
+	ASSERT_NE_NULL(mkdtemp(dir));
+	snprintf(forged, sizeof(forged), "%s/forged", dir);
+	other = copy_exe(vmm_path(), forged);
+	ASSERT_NE(0, other);
+	ASSERT_EQ(0, stat(vmm_path(), &vmm));
+	setenv("CPRX_VMM_FORGED_EXE", forged, 1);
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
+				       "--run-ms", "1500", "--inject",
+				       "kill-before-commit,forge-guardian-exe",
+				       NULL });
+	unsetenv("CPRX_VMM_FORGED_EXE");
+	if (bg_wait_for(&b, "event=restart pid=")) {
+		at = strstr(b.log, "event=restart pid=") +
+		     strlen("event=restart pid=");
+		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
+		ASSERT_EQ(0, stat(guardian_path(), &g));
+		for (int i = 0; i < 300 && !stat(link, &st) &&
+		     st.st_ino == g.st_ino; i++)
+			usleep(10 * 1000);
+		if (!stat(link, &st)) {
+			EXPECT_NE(other, st.st_ino);
+			EXPECT_EQ(vmm.st_ino, st.st_ino);
+		}
+	} else {
+		/* refusing the restart, saying why, is fine too */
+		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
+	}
+	bg_end(&b);
+	unlink(forged);
+	rmdir(dir);
 }
 
 static bool is_guest_fd(pid_t pid, const char *fd, const char *link, void *arg)

@@ -232,6 +232,123 @@ else
 	cg_rmdir "$CGC"
 fi
 
+# --- a reload killed between its steps (load --pin --replace) -----------------------
+# A reload pins the new guard at DIR-new, renames DIR to DIR-old and DIR-new
+# to DIR, rewrites the status, unpins DIR-old.  Each state a SIGKILL can
+# leave is built here from a reload that completed: the old guard's pins
+# copied aside first (bpftool), its status file kept.  `status` or the next
+# load must resolve it: the status file decides which guard stays, the
+# other's pins go.
+CGE=$CGM/cprx-guard-host-e.$$ PIN5=/sys/fs/bpf/cprx-guard-host-r-$$
+prog_ids() { # DIR...: the programs of the links pinned there
+	local f
+	for f in "$@"; do
+		[ -e "$f" ] || continue
+		bpftool link show pinned "$f" -j 2>/dev/null
+	done | python3 -c 'import json, sys
+for l in sys.stdin:
+    print(json.loads(l)["prog_id"])' | sort -n | paste -sd' '
+}
+copy_pins() { # FROM TO: every link and map of FROM pinned again at TO
+	local f
+	mkdir "$2" || return 1
+	for f in "$1"/*; do
+		case ${f##*/} in
+		link_*) bpftool link pin pinned "$f" "$2/${f##*/}" ;;
+		*) bpftool map pin pinned "$f" "$2/${f##*/}" ;;
+		esac || return 1
+	done
+}
+gone() { # IDS: none of these programs loaded (links go after an RCU grace period)
+	local i id left
+	for i in $(seq 50); do
+		left=
+		for id in $1; do bpftool prog show id "$id" >/dev/null 2>&1 && left+=" $id"; done
+		[ -z "$left" ] && return 0
+		sleep 0.1
+	done
+	echo "still loaded:$left"
+	return 1
+}
+# STATE: old (A) pinned at $PIN5, then a reload to B; leaves the state a
+# kill at STATE would have: pinned (B at -new), renamed (A at -old, B at
+# -new, no DIR), swapped (A at -old, B at DIR), status (the same, B's
+# status).  Prints "A-ids/B-ids".
+killed_reload() {
+	local a b
+	"$G" load --trace-only --pin --pin-dir "$PIN5" --guard-cgroup "$CGE" \
+		--allow "$T/vmm" >"$T/r-$1.out" 2>&1 || return 1
+	a=$(prog_ids "$PIN5"/link_*)
+	copy_pins "$PIN5" "$PIN5-keep" && cp "$CPRX_GUARD_STATUS" "$T/status-a" || return 1
+	"$G" load --trace-only --pin --replace --pin-dir "$PIN5" --guard-cgroup "$CGE" \
+		--allow "$T/vmm" --allow "$T/vmm-other" >>"$T/r-$1.out" 2>&1 || return 1
+	b=$(prog_ids "$PIN5"/link_*)
+	case $1 in
+	pinned) mv "$PIN5" "$PIN5-new" && mv "$PIN5-keep" "$PIN5" ;;
+	renamed) mv "$PIN5" "$PIN5-new" && mv "$PIN5-keep" "$PIN5-old" ;;
+	*) mv "$PIN5-keep" "$PIN5-old" ;;
+	esac || return 1
+	[ "$1" = status ] || cp "$T/status-a" "$CPRX_GUARD_STATUS"
+	echo "$a/$b"
+}
+if [ -z "$CGM" ] || ! mkdir "$CGE" 2>/dev/null; then
+	skip "a reload killed between its steps is resolved" "no writable cgroup2 mount here"
+else
+	for state in pinned renamed swapped status; do
+		ids=$(killed_reload $state) || { notok "a reload killed at '$state': cannot build the state"; diag "$T/r-$state.out"; continue; }
+		a=${ids%/*} b=${ids#*/}
+		want=$a drop=$b
+		[ $state = status ] && want=$b drop=$a
+		out=$("$G" status 2>&1)
+		now=$(prog_ids "$PIN5"/link_*)
+		if [ ! -e "$PIN5-old" ] && [ ! -e "$PIN5-new" ] && [ -n "$now" ] && [ "$now" = "$want" ] &&
+		   [[ $out == *"ENFORCING"* || $out == *"NOT ENFORCED"* ]] && [[ $out != *WARNING* ]] &&
+		   gone "$drop" >"$T/gone.out" 2>&1; then
+			ok "a reload killed at '$state': status resolves it, keeps the guard its status names (${out%%$'\n'*})"
+		else
+			notok "a reload killed at '$state': status resolves it (pinned now: '$now', want '$want'; $(ls -d "$PIN5"* 2>/dev/null | paste -sd' '))"
+			echo "$out" | diag; diag "$T/gone.out"
+		fi
+		"$G" detach --quiet --pin-dir "$PIN5" >/dev/null 2>&1
+		for d in "$PIN5" "$PIN5-old" "$PIN5-new" "$PIN5-keep"; do [ -e "$d" ] && "$G" detach --quiet --pin-dir "$d" >/dev/null 2>&1; rm -rf "$d"; done
+	done
+	# killed between the renames, then two reloads: a task guarded by its
+	# mark alone (out of its cgroup) stays guarded
+	mkfifo "$T/go-killed"
+	bash -c 'read -r _ <"$0"; echo $$ >"$1/cgroup.procs"; /usr/bin/true; echo $$ >"$2/cgroup.procs"; read -r _ <"$0"; exec "$3" --version' \
+		"$T/go-killed" "$CGE" "$CGM" "$T/vmm-other" >/dev/null 2>&1 &
+	killed=$!
+	if killed_reload renamed >/dev/null; then
+		go "$T/go-killed"
+		for i in $(seq 100); do grep -q '^0::/$' /proc/$killed/cgroup 2>/dev/null && break; sleep 0.1; done
+		for i in 1 2; do
+			"$G" load --trace-only --pin --replace --pin-dir "$PIN5" --guard-cgroup "$CGE" \
+				--allow "$T/vmm" >>"$T/r-marks.out" 2>&1 || echo "reload $i failed" >>"$T/r-marks.out"
+		done
+		check "a reload killed between its renames, then 2 reloads: no pins left beside $PIN5" \
+			bash -c "[ -e '$PIN5/marks' ] && [ ! -e '$PIN5-old' ] && [ ! -e '$PIN5-new' ] && ! grep -q failed '$T/r-marks.out'"
+		traced_exec "a reload killed between its renames, then 2 reloads: a task guarded by its mark alone stays guarded" \
+			"$T/go-killed" $killed
+	else
+		notok "a reload killed between its renames: cannot build the state"; diag "$T/r-renamed.out"
+		kill $killed 2>/dev/null
+	fi
+	for d in "$PIN5" "$PIN5-old" "$PIN5-new" "$PIN5-keep"; do [ -e "$d" ] && "$G" detach --quiet --pin-dir "$d" >/dev/null 2>&1; rm -rf "$d"; done
+	cg_rmdir "$CGE"
+	# trace-only: a guard-exe upgraded on disk (a new file renamed over
+	# it) is guarded from the commit of a VMM started from it
+	cp "$(realpath /bin/bash)" "$T/gexe2"
+	chmod 0755 "$T/gexe2"
+	"$G" load --trace-only --pin --pin-dir "$PIN5" --guard-exe "$T/gexe2" \
+		--allow "$T/vmm" >"$T/gexe2.out" 2>&1 || diag "$T/gexe2.out"
+	cp "$T/gexe2" "$T/gexe2.new" && mv "$T/gexe2.new" "$T/gexe2"
+	mkfifo "$T/go-gexe2"
+	"$T/gexe2" -c 'read -r _ <"$0"; exec "$1" --version' "$T/go-gexe2" "$T/vmm-other" >/dev/null 2>&1 &
+	traced_exec "trace-only: a VMM started from a guard-exe upgraded on disk is guarded" \
+		"$T/go-gexe2" $!
+	"$G" detach --quiet --pin-dir "$PIN5" >/dev/null 2>&1
+fi
+
 # --- cprx-bench --guard-timeline: kernel timestamps beside libcprx's marks --------
 bench_guard() { # OUT: a small sweep with --guard-timeline; every sample has kernel_ms
 	"$B/bench/cprx-bench" --guard-timeline --sizes 32M --reps 2 --rounds 1 --baselines floor \
@@ -410,8 +527,21 @@ gexe_would_deny() { # the would-deny counter of the guard pinned in $PIN3
 	CPRX_GUARD_STATUS=$T/gexe.status "$G" status --json |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["counters"].get("would-deny", -1))'
 }
+# NAME: $T/gexe, started now, execs a binary that is not listed: counted
+gexe_started_guarded() {
+	local before after
+	before=$(gexe_would_deny)
+	"$T/gexe" -c 'exec "$0" --version' "$T/vmm-other" >/dev/null 2>&1
+	after=$(gexe_would_deny)
+	[ "$after" = $((before + 1)) ] && ok "$1" ||
+		notok "$1 (would-deny $before -> $after: it ran unguarded)"
+}
 if [ ${#bench[@]} = 0 ]; then
 	skip "a guard-exe whose file changed before its first fork or exec is guarded" \
+		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
+	skip "a guard-exe started after its file's change time moved is guarded" \
+		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
+	skip "a guard-exe upgraded on disk: a VMM started from it is guarded" \
 		"no sched_prepare_exec tracepoint (--bench) on $(uname -r)"
 else
 	PIN3=/sys/fs/bpf/cprx-guard-gexe-$$
@@ -432,6 +562,15 @@ else
 		[ "$after" = $((before + 1)) ] &&
 			ok "a guard-exe whose file changed before its first fork or exec is guarded (its exec would be refused)" ||
 			notok "a guard-exe whose file changed before its first fork or exec is guarded (would-deny $before -> $after: its exec went unguarded)"
+		# its file's change time moved before it started: a new hard link
+		# (any user's, where fs.protected_hardlinks is 0), a rename of its
+		# directory's owner, an upgrade's unlink racing its exec
+		ln "$T/gexe" "$T/gexe.link"
+		gexe_started_guarded "a guard-exe started after its file's change time moved (a new hard link) is guarded"
+		# upgraded as a package manager does it: a new file renamed over
+		# the path; a VMM started from it must be guarded all the same
+		cp "$T/gexe" "$T/gexe.new" && mv "$T/gexe.new" "$T/gexe"
+		gexe_started_guarded "a guard-exe upgraded on disk (a new file renamed over it): a VMM started from it is guarded"
 	else
 		notok "a guard-exe whose file changed before its first fork or exec is guarded (load --bench failed)"
 		diag "$T/gexe.load"

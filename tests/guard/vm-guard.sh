@@ -599,6 +599,26 @@ out=$(timeout 20 "$G" load --guard-cgroup "$CG" --allow "$T/weak" 2>&1); rc=$?
 	ok "a group-writable allowed binary is refused at load: $(echo "$out" | tail -n1 | cut -c1-120)" ||
 	{ notok "a group-writable allowed binary is refused at load (rc $rc)"; echo "$out" | diag; "$G" detach --quiet >/dev/null 2>&1; }
 
+# 9b. nor one open for writing (from before a chown to root), also on a file
+# system without leases, where a read lease cannot tell (9p, as this
+# guest's shares; NFS): the kernel's count of writers decides.  vm.sh
+# shares the directory above cprx.ko's read-write.
+SH=$(dirname "$(dirname "$KO")")
+if [ "$(findmnt -no FSTYPE --target "$SH" 2>/dev/null)" != 9p ] ||
+   ! cp /bin/true "$SH/held" 2>/dev/null; then
+	skip "a rule's file open for writing on 9p (no leases) is refused at load" "no writable 9p share here"
+else
+	chown root:root "$SH/held"; chmod 0755 "$SH/held"
+	sleep 300 3<>"$SH/held" &
+	writer=$!
+	out=$(timeout 30 "$G" load --guard-cgroup "$CG" --allow "$SH/held" 2>&1); rc=$?
+	kill $writer; wait $writer 2>/dev/null
+	rm -f "$SH/held"
+	[ $rc != 0 ] && [ $rc != 124 ] && [[ $out == *"is open for writing"* ]] &&
+		ok "a rule's file open for writing on 9p (no leases) is refused at load: $(echo "$out" | tail -n1 | cut -c1-140)" ||
+		{ notok "a rule's file open for writing on 9p (no leases) is refused at load (rc $rc)"; echo "$out" | diag; "$G" detach --quiet >/dev/null 2>&1; }
+fi
+
 # --- pinned: outlives the tool ----------------------------------------------------
 # a shell in the guarded cgroup before the load (no fork nor exec there since,
 # so only the load can mark it) leaves it after the load, then execs

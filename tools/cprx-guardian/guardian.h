@@ -31,6 +31,14 @@ struct held {
 	int adopted;		/* kmod: the session fd ADOPT_SESSION gave, or -1 */
 };
 
+/* A binary the kernel showed the VMM (or a restart) running. */
+struct ran {
+	dev_t dev;
+	ino_t ino;
+};
+
+#define MAX_RAN	16
+
 struct guardian {
 	char **argv;		/* the VMM's command line */
 	unsigned int max_restarts;
@@ -40,6 +48,13 @@ struct guardian {
 	int pidfd;
 	unsigned int restarts;	/* since the last commit */
 	struct held held;
+	/*
+	 * What a restart may run: the VMM names its previous binary, and is
+	 * not trusted to (a compromised one would have us, whom no guard
+	 * policy need select, exec any file); it must be one of these.
+	 */
+	struct ran ran[MAX_RAN];
+	unsigned int nr_ran;
 };
 
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -51,8 +66,12 @@ void held_drop(struct held *h);
 int held_receive(struct held *h, int sock);
 /* The previous binary and argv, from the state the set holds. */
 int held_origin(struct held *h, char **exe, char ***argv);
+/* Our copy of the fd the VMM named as its binary, or -1. */
+int held_exe(const struct held *h);
 
 /* restart.c */
+/* Notes the binary the VMM runs now (/proc/PID/exe) as one it ran. */
+void vmm_note_exe(struct guardian *g);
 int vmm_start(struct guardian *g);
 int vmm_restart(struct guardian *g, const char *why);
 

@@ -167,6 +167,11 @@ static int ours(const struct held *h, int num)
 	return -1;
 }
 
+int held_exe(const struct held *h)
+{
+	return ours(h, h->exe_fd);
+}
+
 int held_origin(struct held *h, char **exe, char ***argv)
 {
 	int fd = ours(h, h->state_fd);

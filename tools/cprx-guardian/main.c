@@ -184,6 +184,9 @@ int main(int argc, char **argv)
 		}
 		if ((p[1].revents & POLLIN) && held_receive(&g.held, g.sock) > 0)
 			g.restarts = 0;	/* a commit: the restarts start over */
+		/* an image it committed may be the previous one of the next */
+		if (p[1].revents & POLLIN)
+			vmm_note_exe(&g);
 		if (p[0].revents & POLLIN) {
 			status = vmm_died(&g, &done);
 			continue;

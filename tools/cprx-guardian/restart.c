@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <linux/cprx.h>
 #include "guardian.h"
@@ -59,15 +60,59 @@ static void place(int fd, int num)
 		fcntl(num, F_SETFD, 0);
 }
 
+void vmm_note_exe(struct guardian *g)
+{
+	char link[32];
+	struct stat st;
+	unsigned int i;
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)g->pid);
+	if (stat(link, &st) < 0)
+		return;
+	for (i = 0; i < g->nr_ran && i < MAX_RAN; i++)
+		if (g->ran[i].dev == st.st_dev && g->ran[i].ino == st.st_ino)
+			return;
+	g->ran[g->nr_ran++ % MAX_RAN] = (struct ran){ st.st_dev, st.st_ino };
+}
+
+static bool ran_it(const struct guardian *g, int fd)
+{
+	struct stat st;
+	unsigned int i;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return false;
+	for (i = 0; i < g->nr_ran && i < MAX_RAN; i++)
+		if (g->ran[i].dev == st.st_dev && g->ran[i].ino == st.st_ino)
+			return true;
+	return false;
+}
+
+/*
+ * Waits for @pid, our child, to exec (@gate's other end is close-on-exec
+ * there), then notes the binary it runs: the one we started, exactly.
+ */
+static void note_after_exec(struct guardian *g, int gate)
+{
+	char c;
+
+	while (read(gate, &c, 1) < 0 && errno == EINTR)
+		;
+	close(gate);
+	vmm_note_exe(g);
+}
+
 int vmm_start(struct guardian *g)
 {
 	char val[16];
-	int end, ret;
+	int end, ret, gate[2];
 	pid_t pid;
 
 	ret = new_socket(g, &end);
 	if (ret)
 		return ret;
+	if (pipe2(gate, O_CLOEXEC) < 0)
+		return -errno;
 	pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -75,6 +120,7 @@ int vmm_start(struct guardian *g)
 		/* any number will do: the VMM learns it from the environment */
 		int fd = fcntl(end, F_DUPFD, 3);
 
+		close(gate[0]);
 		snprintf(val, sizeof(val), "%d", fd);
 		setenv(CPRX_ENV_GUARDIAN, val, 1);
 		execvp(g->argv[0], g->argv);
@@ -82,8 +128,11 @@ int vmm_start(struct guardian *g)
 		_exit(127);
 	}
 	close(end);
+	close(gate[1]);
 	say("event=start pid=%d", (int)pid);
-	return watch(g, pid);
+	ret = watch(g, pid);
+	note_after_exec(g, gate[0]);
+	return ret;
 }
 
 /* kmod: the dead VMM's session, armed anew for our next child. */
@@ -149,12 +198,9 @@ restart_child(struct guardian *g, int end, const char *exe, char **argv,
 	char env[CPRX_MSG_MAX + 256], esc[CPRX_MSG_MAX];
 	char val[16];
 	int kmod_fd = -1, exe_fd = -1;
-	unsigned int i;
 
 	/* ours, close-on-exec: execveat needs no number of the VMM's */
-	for (i = 0; i < h->nr; i++)
-		if (h->num[i] == h->exe_fd)
-			exe_fd = h->fd[i];
+	exe_fd = held_exe(h);
 	place_all(h, end, &kmod_fd, &exe_fd);
 	cprx_handover_escape(esc, sizeof(esc), why);
 	if (kmod_fd >= 0)
@@ -167,10 +213,11 @@ restart_child(struct guardian *g, int end, const char *exe, char **argv,
 	setenv(CPRX_ENV, env, 1);
 	snprintf(val, sizeof(val), "%d", h->guardian_fd);
 	setenv(CPRX_ENV_GUARDIAN, val, 1);
-	/* the binary the VMM was, even if another is at its path by now */
-	if (exe_fd >= 0)
-		syscall(SYS_execveat, exe_fd, "", argv, environ, AT_EMPTY_PATH);
-	execv(exe, argv);
+	/*
+	 * The binary the VMM was, even if another is at its path by now;
+	 * never the path, which the VMM names (vmm_restart checked the fd).
+	 */
+	syscall(SYS_execveat, exe_fd, "", argv, environ, AT_EMPTY_PATH);
 	fprintf(stderr, "cprx-guardian: exec %s: %m\n", exe);
 	_exit(127);
 }
@@ -183,6 +230,11 @@ int vmm_restart(struct guardian *g, const char *why)
 	pid_t pid;
 
 	ret = held_origin(h, &exe, &argv);
+	if (!ret && !ran_it(g, held_exe(h))) {
+		say("event=error what=\"the binary the VMM sent for its restart "
+		    "is none the kernel showed it running: not restarted\"");
+		ret = -EPERM;
+	}
 	if (!ret && h->backend == CPRX_BACKEND_KMOD)
 		ret = adopt(h);
 	if (!ret)

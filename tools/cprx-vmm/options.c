@@ -41,6 +41,8 @@ static const struct fault_desc {
 	  "--kexec also preserves the device fds, which preflight must refuse" },
 	{ "kill-before-commit", F_KILL_EARLY,
 	  "the new image is SIGKILLed before it commits: only a guardian helps" },
+	{ "forge-guardian-exe", F_FORGE_EXE,
+	  "a hostile VMM: its fds on its binary name $CPRX_VMM_FORGED_EXE" },
 };
 
 enum {

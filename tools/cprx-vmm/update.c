@@ -236,6 +236,9 @@ void update(struct vm *vm)
 	stage = "exec";
 	if (vm->cfg.faults & F_E2BIG)
 		argv = e2big_argv(vm);
+	if ((vm->cfg.faults & F_FORGE_EXE) && forge_exe_fd() < 0)
+		die(EXIT_SETUP, "--inject forge-guardian-exe: no fd on this "
+		    "binary to forge, or $CPRX_VMM_FORGED_EXE unreadable");
 	crash_arm(vm);
 	r = cprx_exec(s, vm->cfg.exec_path, argv);
 	crash_stop();

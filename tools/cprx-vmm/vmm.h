@@ -53,6 +53,7 @@ enum fault {
 	F_CRASH_EARLY	= 1u << 8,
 	F_KEXEC_DEVICE	= 1u << 9,
 	F_KILL_EARLY	= 1u << 10,
+	F_FORGE_EXE	= 1u << 11,
 };
 
 /* vm_config.flags */
@@ -266,6 +267,7 @@ int seccomp_deny_exec(void);
 int corrupt_state(const char *path);
 char **e2big_argv(struct vm *vm);
 void e2big_argv_free(struct vm *vm, char **av);
+int forge_exe_fd(void);
 
 /* crash.c */
 void crash_arm(struct vm *vm);
