@@ -17,8 +17,11 @@
 #include <grp.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include "harness.h"
@@ -338,6 +341,172 @@ TEST(setuid_vmm_socket)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd))
 		TH_LOG("could not remove %s", dir);
+}
+
+/* CREATE vm on a new connection, then PRESERVE @fd; the reply into @out. */
+static int preserve_one(const struct luod_run *r, int fd, char *out,
+			size_t len)
+{
+	int c = luod_connect(r), ret;
+
+	if (c < 0)
+		return -1;
+	ret = luod_ask(c, "CREATE vm", -1, out, len, NULL);
+	if (ret > 0 && !strcmp(out, "OK"))
+		ret = luod_ask(c, "PRESERVE 0000000000000001", fd, out, len, NULL);
+	close(c);
+	return ret;
+}
+
+/*
+ * Test Case: readonly_memfd
+ * Preserving a memfd freezes it for everyone who has it (no resize, no
+ * fallocate) until the kexec, fills and pins its pages, and LUO takes an
+ * inode in one session only: a uid that can only read another uid's memfd
+ * (one shared read-only) must not make the daemon preserve it.  An fd open
+ * read-only is refused; the same memfd open read-write is taken.
+ */
+TEST(readonly_memfd)
+{
+	char out[CPRX_LUOD_MSG_MAX], proc[64];
+	struct luod_run r = { 0 };
+	int mfd = luo_memfd("shared", 65536, 7), ro;
+
+	ASSERT_LE(0, mfd);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	ro = open(proc, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, ro);
+	ASSERT_EQ(0, luod_start(&r, fake));
+	ASSERT_GT(preserve_one(&r, ro, out, sizeof(out)), 0);
+	TH_LOG("a read-only fd: %s", out);
+	EXPECT_EQ(0, strncmp(out, "ERR 13 ", 7));
+	ASSERT_GT(preserve_one(&r, mfd, out, sizeof(out)), 0);
+	EXPECT_STREQ("OK", out);
+	close(ro);
+	close(mfd);
+	luod_cleanup(&r);
+}
+
+/*
+ * Test Case: sparse_memfd
+ * LUO preserves a memfd by allocating, zeroing and pinning a page for
+ * every hole, inside the daemon's ioctl: charged to the daemon (root), not
+ * to the uid that sent it, and every VMM waits while it runs.  A 1 TiB
+ * memfd of one written page must be refused; the same memfd with its
+ * pages allocated by its owner is taken.
+ */
+TEST(sparse_memfd)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	int mfd = memfd_create("sparse", MFD_CLOEXEC);
+
+	ASSERT_LE(0, mfd);
+	ASSERT_EQ(0, ftruncate(mfd, 1ull << 40));
+	ASSERT_EQ(1, pwrite(mfd, "x", 1, 1 << 20));
+	ASSERT_EQ(0, luod_start(&r, fake));
+	ASSERT_GT(preserve_one(&r, mfd, out, sizeof(out)), 0);
+	TH_LOG("1 TiB of holes: %s", out);
+	EXPECT_EQ(0, strncmp(out, "ERR 27 ", 7));
+	ASSERT_EQ(0, ftruncate(mfd, 1 << 22));
+	ASSERT_EQ(0, fallocate(mfd, 0, 0, 1 << 22));
+	ASSERT_GT(preserve_one(&r, mfd, out, sizeof(out)), 0);
+	EXPECT_STREQ("OK", out);
+	close(mfd);
+	luod_cleanup(&r);
+}
+
+#define DAEMON_UID	1	/* a system uid other than nobody and root */
+
+struct forged {
+	char dir[32];
+	int ready[2], result[2];
+};
+
+/*
+ * A listener at @f->dir/sock served by DAEMON_UID: it answers the first
+ * request it gets with an error, and reports 'R' (a request came), 'E'
+ * (the client hung up unasked) or 'N' (no client).
+ */
+static int forged_daemon(void *arg)
+{
+	struct forged *f = arg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 20 };
+	struct pollfd p = { .events = POLLIN };
+	char buf[CPRX_LUOD_MSG_MAX], res = 'N';
+	int lfd, c, fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", f->dir);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    chmod(sa.sun_path, 0666) || listen(lfd, 8))
+		return 1;
+	if (write(f->ready[1], "", 1) != 1)
+		return 1;
+	p.fd = lfd;
+	if (poll(&p, 1, 20000) == 1) {
+		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		res = cprx_luod_recv(c, buf, sizeof(buf), &fd) > 0 ? 'R' : 'E';
+		if (res == 'R')
+			cprx_luod_send(c, "ERR 1 a forged daemon", -1);
+		close(c);
+	}
+	return write(f->result[1], &res, 1) == 1 ? 0 : 1;
+}
+
+static int run_vmm_at(void *arg)
+{
+	const struct forged *f = arg;
+	const char *bin = getenv("CPRX_VMM");
+	char sock[64];
+
+	snprintf(sock, sizeof(sock), "%s/sock", f->dir);
+	setenv(CPRX_LUOD_ENV, sock, 1);
+	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
+	freopen("/dev/null", "w", stderr);
+	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
+	      "--name", "vm", (char *)NULL);
+	return 127;
+}
+
+/*
+ * Test Case: daemon_of_another_uid
+ * $CPRX_LUOD_SOCKET may name a path another uid can bind first (a shared
+ * directory): whoever serves it sees the VMM's session and, after a
+ * kexec, hands it the RAM and state to resume.  libcprx talks only to a
+ * daemon of root or of its own uid: a VMM run as nobody sends no request
+ * to a listener of uid 1.
+ */
+TEST(daemon_of_another_uid)
+{
+	struct forged f = { .dir = "/tmp/cprx-luo.XXXXXX" };
+	char res = '?', cmd[64];
+	pid_t pid;
+
+	if (geteuid() || !getenv("CPRX_VMM"))
+		SKIP(return, "needs root and $CPRX_VMM: the listener is uid %d, "
+		     "the VMM uid %d", DAEMON_UID, NOBODY);
+	ASSERT_NE(NULL, mkdtemp(f.dir));
+	chmod(f.dir, 0777);
+	ASSERT_EQ(0, pipe(f.ready));
+	ASSERT_EQ(0, pipe(f.result));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(as_uid(DAEMON_UID, forged_daemon, &f));
+	ASSERT_EQ(1, read(f.ready[0], &res, 1));
+	as_uid(NOBODY, run_vmm_at, &f);
+	ASSERT_EQ(1, read(f.result[0], &res, 1));
+	waitpid(pid, NULL, 0);
+	TH_LOG("the listener of uid %d: %s", DAEMON_UID, res == 'R' ?
+	       "got a request" : res == 'E' ? "connected to, never asked" :
+	       "never connected to");
+	EXPECT_NE('R', res);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f.dir);
+	if (system(cmd))
+		TH_LOG("could not remove %s", f.dir);
 }
 
 TEST_HARNESS_MAIN
