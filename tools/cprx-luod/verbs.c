@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include "luod.h"
 
 struct sess *sess_new(struct luod *d)
@@ -157,6 +159,42 @@ static bool parse_token(const char *p, uint64_t *token)
 	return !errno && !*end;
 }
 
+/*
+ * What preserving @fd would make root do for the peer.  It freezes the
+ * file for all who share it (no resize, no fallocate until the kexec),
+ * pins it, and LUO takes an inode in one session only: the peer must be
+ * able to write it, not just read.  And LUO allocates, zeroes and pins a
+ * page for every hole inside this process's ioctl, charged to the daemon
+ * while every VMM waits: the peer allocates its pages itself (libcprx
+ * does), paid by its own uid.  0, or -errno with the reason in d->why.
+ */
+static int memfd_ok(struct luod *d, int fd)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned long long want;
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) != O_RDWR) {
+		snprintf(d->why, sizeof(d->why), "the memfd is not open for "
+			 "writing: preserving it would freeze it for everyone "
+			 "who has it");
+		return -EACCES;
+	}
+	want = ((unsigned long long)st.st_size + page - 1) / page * page;
+	if ((unsigned long long)st.st_blocks * 512 < want) {
+		snprintf(d->why, sizeof(d->why), "the memfd has %llu bytes of "
+			 "holes in its %lld: LUO would allocate them in "
+			 "cprx-luod; fallocate it first", want -
+			 (unsigned long long)st.st_blocks * 512,
+			 (long long)st.st_size);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 static void do_preserve(struct luod *d, struct conn *c, const char *arg,
 			const struct fwd *f, int fd)
 {
@@ -173,7 +211,9 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg,
 		return refuse(c, EINVAL, "PRESERVE takes a 16-digit hex token "
 			      "and one fd");
 	d->why[0] = '\0';
-	ret = dev_preserve(d, c->s, fd, token);
+	ret = memfd_ok(d, fd);
+	if (!ret)
+		ret = dev_preserve(d, c->s, fd, token);
 	if (ret)
 		return refuse(c, -ret, "%s", d->why[0] ? d->why : strerror(-ret));
 	reply(c, "OK", -1);
