@@ -26,7 +26,12 @@
 /* a uid's sessions, each on its connection until held, and some to spare */
 #define LUOD_CONNS_PER_UID	48
 #define LUOD_DRAIN_MAX		1024	/* messages read from a closing peer */
-#define LUOD_MAX_FDS		4096	/* per session, fake device only */
+/*
+ * Files one uid may have preserved, all its sessions together: each costs
+ * the kernel a page of preserved memory and its bookkeeping, charged to
+ * no one until the kexec (64 for each session a uid may hold).
+ */
+#define LUOD_FILES_PER_UID	(64 * LUOD_MAX_PER_UID)
 
 enum sess_state {
 	S_OPEN,		/* created, its connection still preserving */
@@ -53,6 +58,7 @@ struct sess {
 	int sfd;			/* the kernel's session fd, or -1 */
 	struct fake_fd *fds;		/* --fake-kexec: what it holds */
 	unsigned int nr_fds;
+	unsigned int nr_files;		/* preserved in this boot */
 	struct conn *owner;		/* S_OPEN, S_RETRIEVED: who uses it */
 	char since[320];		/* from the marker: boot, kernel, time */
 };

@@ -77,6 +77,16 @@ static unsigned int count_uid(const struct luod *d, unsigned int uid)
 	return n;
 }
 
+static unsigned int files_of_uid(const struct luod *d, unsigned int uid)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++)
+		if (d->sess[i].used && d->sess[i].uid == uid)
+			n += d->sess[i].nr_files;
+	return n;
+}
+
 /*
  * A name is what a session name may be: no '/', no space, no dot, and no
  * control character (it reaches root's status listing and the journal).
@@ -210,12 +220,17 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg,
 	if (fd < 0 || !parse_token(arg, &token))
 		return refuse(c, EINVAL, "PRESERVE takes a 16-digit hex token "
 			      "and one fd");
+	if (files_of_uid(d, c->uid) >= LUOD_FILES_PER_UID)
+		return refuse(c, ENOSPC, "uid %u has %d files preserved, the "
+			      "most one uid may", (unsigned int)c->uid,
+			      LUOD_FILES_PER_UID);
 	d->why[0] = '\0';
 	ret = memfd_ok(d, fd);
 	if (!ret)
 		ret = dev_preserve(d, c->s, fd, token);
 	if (ret)
 		return refuse(c, -ret, "%s", d->why[0] ? d->why : strerror(-ret));
+	c->s->nr_files++;
 	reply(c, "OK", -1);
 }
 
