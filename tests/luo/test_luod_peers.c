@@ -18,7 +18,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -343,85 +342,6 @@ TEST(setuid_vmm_socket)
 		TH_LOG("could not remove %s", dir);
 }
 
-/*
- * CREATE @name on a new connection, then PRESERVE @fd; the reply into
- * @out.  Each call its own name: the last one's goes when its reader
- * tells the daemon that it closed.
- */
-static int preserve_one(const struct luod_run *r, const char *name, int fd,
-			char *out, size_t len)
-{
-	char req[64];
-	int c = luod_connect(r), ret;
-
-	if (c < 0)
-		return -1;
-	snprintf(req, sizeof(req), "CREATE %s", name);
-	ret = luod_ask(c, req, -1, out, len, NULL);
-	if (ret > 0 && !strcmp(out, "OK"))
-		ret = luod_ask(c, "PRESERVE 0000000000000001", fd, out, len, NULL);
-	close(c);
-	return ret;
-}
-
-/*
- * Test Case: readonly_memfd
- * Preserving a memfd freezes it for everyone who has it (no resize, no
- * fallocate) until the kexec, fills and pins its pages, and LUO takes an
- * inode in one session only: a uid that can only read another uid's memfd
- * (one shared read-only) must not make the daemon preserve it.  An fd open
- * read-only is refused; the same memfd open read-write is taken.
- */
-TEST(readonly_memfd)
-{
-	char out[CPRX_LUOD_MSG_MAX], proc[64];
-	struct luod_run r = { 0 };
-	int mfd = luo_memfd("shared", 65536, 7), ro;
-
-	ASSERT_LE(0, mfd);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
-	ro = open(proc, O_RDONLY | O_CLOEXEC);
-	ASSERT_LE(0, ro);
-	ASSERT_EQ(0, luod_start(&r, fake));
-	ASSERT_GT(preserve_one(&r, "ro", ro, out, sizeof(out)), 0);
-	TH_LOG("a read-only fd: %s", out);
-	EXPECT_EQ(0, strncmp(out, "ERR 13 ", 7));
-	ASSERT_GT(preserve_one(&r, "rw", mfd, out, sizeof(out)), 0);
-	EXPECT_STREQ("OK", out);
-	close(ro);
-	close(mfd);
-	luod_cleanup(&r);
-}
-
-/*
- * Test Case: sparse_memfd
- * LUO preserves a memfd by allocating, zeroing and pinning a page for
- * every hole, inside the daemon's ioctl: charged to the daemon (root), not
- * to the uid that sent it, and every VMM waits while it runs.  A 1 TiB
- * memfd of one written page must be refused; the same memfd with its
- * pages allocated by its owner is taken.
- */
-TEST(sparse_memfd)
-{
-	char out[CPRX_LUOD_MSG_MAX];
-	struct luod_run r = { 0 };
-	int mfd = memfd_create("sparse", MFD_CLOEXEC);
-
-	ASSERT_LE(0, mfd);
-	ASSERT_EQ(0, ftruncate(mfd, 1ull << 40));
-	ASSERT_EQ(1, pwrite(mfd, "x", 1, 1 << 20));
-	ASSERT_EQ(0, luod_start(&r, fake));
-	ASSERT_GT(preserve_one(&r, "sparse", mfd, out, sizeof(out)), 0);
-	TH_LOG("1 TiB of holes: %s", out);
-	EXPECT_EQ(0, strncmp(out, "ERR 27 ", 7));
-	ASSERT_EQ(0, ftruncate(mfd, 1 << 22));
-	ASSERT_EQ(0, fallocate(mfd, 0, 0, 1 << 22));
-	ASSERT_GT(preserve_one(&r, "filled", mfd, out, sizeof(out)), 0);
-	EXPECT_STREQ("OK", out);
-	close(mfd);
-	luod_cleanup(&r);
-}
-
 #define DAEMON_UID	1	/* a system uid other than nobody and root */
 
 struct forged {
@@ -513,61 +433,6 @@ TEST(daemon_of_another_uid)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f.dir);
 	if (system(cmd))
 		TH_LOG("could not remove %s", f.dir);
-}
-
-#define FILES_SESSIONS	3
-#define FILES_EACH	1000
-#define FILES_PER_UID	2048	/* cprx-luod(8), Limits */
-
-/* Empty memfds preserved in FILES_SESSIONS sessions; the count taken. */
-static int preserve_many(void *arg)
-{
-	char out[CPRX_LUOD_MSG_MAX], req[64];
-	const struct luod_run *r = arg;
-	int i, j, c[FILES_SESSIONS], n = 0;
-
-	for (i = 0; i < FILES_SESSIONS; i++) {
-		c[i] = luod_connect(r);
-		snprintf(req, sizeof(req), "CREATE many%d", i);
-		if (c[i] < 0 || luod_ask(c[i], req, -1, out, sizeof(out),
-					 NULL) <= 0 || strcmp(out, "OK"))
-			return 255;
-		for (j = 0; j < FILES_EACH; j++) {
-			int mfd = memfd_create("empty", MFD_CLOEXEC);
-
-			snprintf(req, sizeof(req), "PRESERVE %016x", j + 1);
-			if (mfd < 0 || luod_ask(c[i], req, mfd, out, sizeof(out),
-						NULL) <= 0)
-				return 255;
-			close(mfd);
-			if (strcmp(out, "OK"))
-				break;
-			n++;
-		}
-	}
-	printf("# uid %d: %d empty memfds preserved (last: %s)\n", NOBODY, n,
-	       out);
-	fflush(stdout);		/* as_uid's child leaves by _exit */
-	return n > FILES_PER_UID ? 1 : 0;
-}
-
-/*
- * Test Case: files_per_uid
- * Each file LUO preserves costs the kernel a page of preserved memory and
- * its bookkeeping, charged to no one and kept until the kexec; an empty
- * memfd costs its sender next to nothing.  One uid may not preserve more
- * than its share of files, whatever the number of its sessions.
- */
-TEST(files_per_uid)
-{
-	struct luod_run r = { 0 };
-
-	if (geteuid())
-		SKIP(return, "needs root: the memfds are sent as uid %d", NOBODY);
-	ASSERT_EQ(0, luod_start(&r, fake));
-	fflush(stdout);
-	EXPECT_EQ(0, as_uid(NOBODY, preserve_many, &r));
-	luod_cleanup(&r);
 }
 
 TEST_HARNESS_MAIN
