@@ -154,4 +154,66 @@ TEST(files_per_uid)
 	luod_cleanup(&r);
 }
 
+#define LONG_NAME	"a-name-of-the-most-bytes-one-may-give-a-session"
+
+/* @n sessions held on @r by the caller's uid, named LONG_NAME<i>; 0 or -1. */
+static int hold_sessions(const struct luod_run *r, int n)
+{
+	char out[CPRX_LUOD_MSG_MAX], req[96];
+	int i, c, mfd = luo_memfd("state", 4096, 1), ret = 0;
+
+	for (i = 0; i < n && !ret; i++) {
+		c = luod_connect(r);
+		snprintf(req, sizeof(req), "CREATE %.*s%d",
+			 CPRX_LUOD_NAME_MAX - 2, LONG_NAME, i);
+		ret = c < 0 || luod_ask(c, req, -1, out, sizeof(out), NULL) <= 0 ||
+		      strcmp(out, "OK") ||
+		      luod_ask(c, "PRESERVE ffffffffffffffff", mfd, out,
+			       sizeof(out), NULL) <= 0 || strcmp(out, "OK") ||
+		      luod_ask(c, "HOLD", -1, out, sizeof(out), NULL) <= 0 ||
+		      strcmp(out, "OK") ? -1 : 0;
+		if (c >= 0)
+			close(c);
+	}
+	if (mfd >= 0)
+		close(mfd);
+	return ret;
+}
+
+static int hold_8(void *arg)
+{
+	return hold_sessions(arg, 8) ? 1 : 0;
+}
+
+/*
+ * Test Case: status_every_session
+ * Root's `cprx-luod status` is how an admin sees, before a kexec, which
+ * VMMs are held, and after it which are not finished: it must list every
+ * session, however long the names one uid gives its own (40 here, 32 of
+ * root's and 8 of nobody's, every name of the most bytes).
+ */
+TEST(status_every_session)
+{
+	static char out[1 << 18];
+	struct luod_run r = { 0 };
+	unsigned int n = 0, lines = 0;
+	const char *p;
+
+	if (geteuid())
+		SKIP(return, "needs root: 8 of the sessions are held as uid %d",
+		     NOBODY);
+	ASSERT_EQ(0, luod_start(&r, fake));
+	ASSERT_EQ(0, hold_sessions(&r, 32));
+	ASSERT_EQ(0, as_uid(NOBODY, hold_8, &r));
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	ASSERT_EQ(1, sscanf(out, "OK %u", &n));
+	for (p = out; (p = strchr(p, '\n')); p++)
+		lines++;
+	TH_LOG("STATUS: %u sessions, %u listed in %zu bytes", n, lines,
+	       strlen(out));
+	EXPECT_EQ(40, n);
+	EXPECT_EQ(n, lines);
+	luod_cleanup(&r);
+}
+
 TEST_HARNESS_MAIN
