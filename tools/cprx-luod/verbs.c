@@ -340,10 +340,15 @@ static void do_finish(struct luod *d, struct conn *c)
 	reply(c, "OK", -1);
 }
 
-/* Root sees every session, anyone else their own. */
+/* a line: "\n<uid> <name> <state> <since>", each at its longest */
+_Static_assert(LUOD_MAX_SESSIONS * (1 + 10 + 1 + CPRX_LUOD_NAME_MAX + 1 + 9 +
+				    1 + sizeof(((struct sess *)0)->since)) + 16 <=
+	       CPRX_LUOD_REPLY_MAX, "a STATUS of every session fits its reply");
+
+/* Root sees every session, anyone else their own: all of them. */
 static void do_status(struct luod *d, struct conn *c)
 {
-	char msg[CPRX_LUOD_MSG_MAX];
+	static char msg[CPRX_LUOD_REPLY_MAX];
 	size_t off;
 	unsigned int i, n = 0;
 
