@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include "harness.h"
 #include "luo_util.h"
 #include "luod_proto.h"
@@ -213,6 +215,69 @@ TEST(status_every_session)
 	       strlen(out));
 	EXPECT_EQ(40, n);
 	EXPECT_EQ(n, lines);
+	luod_cleanup(&r);
+}
+
+/* Empty files in @arg until the file system has no inode left; 0 or 1. */
+static int fill_inodes(void *arg)
+{
+	char path[192];
+	int i, fd;
+
+	for (i = 0; i < 100000; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", (const char *)arg, i);
+		fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return 0;
+		close(fd);
+	}
+	return 1;
+}
+
+/*
+ * Test Case: hold_with_state_fs_full
+ * HOLD records the session in the state directory, with the guest
+ * stopped.  Another uid that fills the file system under it (its inodes:
+ * /var/tmp is often the same one as /var/lib, and root has no reserve of
+ * inodes) must not make that HOLD fail: the record's file is taken at
+ * CREATE, before the guest stops.  A tmpfs of 64 inodes stands for it.
+ */
+TEST(hold_with_state_fs_full)
+{
+	char out[CPRX_LUOD_MSG_MAX], fs[128], state[160], pub[160];
+	const char *extra[] = { "--fake-kexec", "--state-dir", state, NULL };
+	struct luod_run r = { .dir = "/tmp/cprx-luo.XXXXXX" };
+	int c, mfd = luo_memfd("state", 4096, 1);
+
+	if (geteuid())
+		SKIP(return, "needs root: a tmpfs of its own, filled as uid %d",
+		     NOBODY);
+	ASSERT_NE(NULL, mkdtemp(r.dir));
+	chmod(r.dir, 0755);
+	snprintf(fs, sizeof(fs), "%s/fs", r.dir);
+	snprintf(state, sizeof(state), "%s/state", fs);
+	snprintf(pub, sizeof(pub), "%s/pub", fs);
+	ASSERT_EQ(0, mkdir(fs, 0755));
+	if (mount("cprx-luo", fs, "tmpfs", 0, "nr_inodes=64,mode=0755"))
+		SKIP(return, "cannot mount a tmpfs: %m");
+	ASSERT_EQ(0, mkdir(pub, 01777));
+	ASSERT_EQ(0, chmod(pub, 01777));
+	ASSERT_EQ(0, luod_start(&r, extra));
+	c = luod_connect(&r);
+	ASSERT_LE(0, c);
+	ASSERT_GT(luod_ask(c, "CREATE vm", -1, out, sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	ASSERT_GT(luod_ask(c, "PRESERVE ffffffffffffffff", mfd, out,
+			   sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	EXPECT_EQ(0, as_uid(NOBODY, fill_inodes, pub));
+	ASSERT_GT(luod_ask(c, "HOLD", -1, out, sizeof(out), NULL), 0);
+	TH_LOG("HOLD with no inode left: %s", out);
+	EXPECT_STREQ("OK", out);
+	close(c);
+	close(mfd);
+	luod_stop(&r);
+	umount2(fs, MNT_DETACH);
 	luod_cleanup(&r);
 }
 
