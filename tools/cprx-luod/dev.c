@@ -199,6 +199,6 @@ void dev_fake_kexec(struct luod *d)
 			s->owner->s = NULL;
 		marker_remove(d, s);
 		dev_drop(s);
-		sess_free(s);
+		sess_free(d, s);
 	}
 }

@@ -56,6 +56,7 @@ struct sess {
 	enum sess_state state;
 	bool gone;			/* retrieved in vain: the kernel has none */
 	int sfd;			/* the kernel's session fd, or -1 */
+	int rfd;			/* its record's file, from CREATE to HOLD */
 	struct fake_fd *fds;		/* --fake-kexec: what it holds */
 	unsigned int nr_fds;
 	unsigned int nr_files;		/* preserved in this boot */
@@ -128,6 +129,8 @@ void dev_drop(struct sess *s);
 void dev_fake_kexec(struct luod *d);
 
 /* marker.c: what survives the kexec on disk, to say what a reboot lost */
+int marker_reserve(struct luod *d, struct sess *s);
+void marker_release(struct luod *d, struct sess *s);
 int marker_write(struct luod *d, struct sess *s);
 void marker_remove(struct luod *d, const struct sess *s);
 void markers_load(struct luod *d);
@@ -144,7 +147,7 @@ void peer_close(int sock);
 void conn_request(struct luod *d, struct conn *c);
 void conn_closed(struct luod *d, struct conn *c);
 struct sess *sess_new(struct luod *d);
-void sess_free(struct sess *s);
+void sess_free(struct luod *d, struct sess *s);
 
 void __attribute__((format(printf, 1, 2))) logmsg(const char *fmt, ...);
 

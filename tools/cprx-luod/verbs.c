@@ -25,14 +25,16 @@ struct sess *sess_new(struct luod *d)
 			memset(&d->sess[i], 0, sizeof(d->sess[i]));
 			d->sess[i].used = true;
 			d->sess[i].sfd = -1;
+			d->sess[i].rfd = -1;
 			return &d->sess[i];
 		}
 	}
 	return NULL;
 }
 
-void sess_free(struct sess *s)
+void sess_free(struct luod *d, struct sess *s)
 {
+	marker_release(d, s);
 	s->used = false;
 }
 
@@ -115,7 +117,7 @@ static void drop_dead(struct luod *d, struct conn *c, const char *name)
 	       s->uid, s->kname, s->state == S_LOST ? "lost" : "gone", s->since);
 	marker_remove(d, s);
 	dev_drop(s);
-	sess_free(s);
+	sess_free(d, s);
 }
 
 static void do_create(struct luod *d, struct conn *c, const char *name)
@@ -146,9 +148,11 @@ static void do_create(struct luod *d, struct conn *c, const char *name)
 	s->uid = c->uid;
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	cprx_luod_kname(s->kname, sizeof(s->kname), s->uid, name);
-	ret = dev_create(d, s);
+	ret = marker_reserve(d, s);
+	if (!ret)
+		ret = dev_create(d, s);
 	if (ret) {
-		sess_free(s);
+		sess_free(d, s);
 		return refuse(c, -ret, "%s", d->why);
 	}
 	s->state = S_OPEN;
@@ -269,7 +273,7 @@ static void unhold(struct luod *d, struct conn *c)
 	       "holding %s", (int)c->pid, s->uid, s->kname);
 	marker_remove(d, s);
 	dev_drop(s);
-	sess_free(s);
+	sess_free(d, s);
 }
 
 static void do_retrieve(struct luod *d, struct conn *c, const char *name)
@@ -335,7 +339,7 @@ static void do_finish(struct luod *d, struct conn *c)
 		return refuse(c, -ret, "%s", d->why);
 	marker_remove(d, s);
 	logmsg("pid %d uid %u: finished %s", (int)c->pid, s->uid, s->kname);
-	sess_free(s);
+	sess_free(d, s);
 	c->s = NULL;
 	reply(c, "OK", -1);
 }
@@ -449,7 +453,7 @@ static void conn_gone(struct luod *d, struct conn *c, bool lost)
 		logmsg("pid %d uid %u: gone before HOLD, dropping %s",
 		       (int)c->pid, s->uid, s->kname);
 		dev_drop(s);
-		sess_free(s);
+		sess_free(d, s);
 	} else if (s) {
 		s->owner = NULL;
 	}
