@@ -285,6 +285,17 @@ TEST(lingering_fd)
 	luod_cleanup(&r);
 }
 
+/* cprx-vmm @bin --kexec, with $CPRX_LUOD_SOCKET @sock; 127 if not run. */
+static int exec_kexec_vmm(const char *bin, const char *sock)
+{
+	setenv(CPRX_LUOD_ENV, sock, 1);
+	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
+	freopen("/dev/null", "w", stderr);
+	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
+	      "--name", "vm", (char *)NULL);
+	return 127;
+}
+
 static int run_setuid_vmm(void *arg)
 {
 	const char *dir = arg;
@@ -292,12 +303,7 @@ static int run_setuid_vmm(void *arg)
 
 	snprintf(bin, sizeof(bin), "%s/vmm", dir);
 	snprintf(sock, sizeof(sock), "%s/fake.sock", dir);
-	setenv(CPRX_LUOD_ENV, sock, 1);
-	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
-	freopen("/dev/null", "w", stderr);
-	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
-	      "--name", "vm", (char *)NULL);
-	return 127;
+	return exec_kexec_vmm(bin, sock);
 }
 
 /*
@@ -385,16 +391,10 @@ static int forged_daemon(void *arg)
 static int run_vmm_at(void *arg)
 {
 	const struct forged *f = arg;
-	const char *bin = getenv("CPRX_VMM");
 	char sock[64];
 
 	snprintf(sock, sizeof(sock), "%s/sock", f->dir);
-	setenv(CPRX_LUOD_ENV, sock, 1);
-	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
-	freopen("/dev/null", "w", stderr);
-	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
-	      "--name", "vm", (char *)NULL);
-	return 127;
+	return exec_kexec_vmm(getenv("CPRX_VMM"), sock);
 }
 
 /*
