@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include "harness.h"
+#include "cprx.h"
 #include "luo_util.h"
 #include "luod_proto.h"
 
@@ -278,6 +279,40 @@ TEST(hold_with_state_fs_full)
 	close(mfd);
 	luod_stop(&r);
 	umount2(fs, MNT_DETACH);
+	luod_cleanup(&r);
+}
+
+/*
+ * Test Case: vmm_pays_for_holes
+ * The other side of sparse_memfd: a VMM's guest RAM is mostly holes
+ * until the guest touches it, and LUO keeps every page.  libcprx's luo
+ * backend allocates them in the VMM, so that preflight passes and the
+ * memfd the daemon gets has none left.
+ */
+TEST(vmm_pays_for_holes)
+{
+	struct cprx_options o = { .size = sizeof(o),
+				  .backend = CPRX_BACKEND_LUO };
+	struct luod_run r = { 0 };
+	struct cprx_session *s = NULL;
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+	struct stat st;
+
+	ASSERT_LE(0, ram);
+	ASSERT_EQ(0, ftruncate(ram, 4 << 20));
+	ASSERT_EQ(1, pwrite(ram, "x", 1, 1 << 20));
+	ASSERT_EQ(0, luod_start(&r, fake));
+	ASSERT_EQ(0, cprx_session_open(&s, "vm", &o));
+	ASSERT_EQ(0, cprx_preserve_ram(s, "ram0", ram, NULL, 4 << 20,
+				       CPRX_PAGE_4K));
+	EXPECT_EQ(0, cprx_preflight(s, "/proc/self/exe", NULL, NULL));
+	TH_LOG("preflight: %s", cprx_errmsg(s));
+	ASSERT_EQ(0, fstat(ram, &st));
+	TH_LOG("%lld of %lld bytes allocated", (long long)st.st_blocks * 512,
+	       (long long)st.st_size);
+	EXPECT_LE(st.st_size, st.st_blocks * 512);
+	cprx_session_close(s);
+	close(ram);
 	luod_cleanup(&r);
 }
 
