@@ -12,6 +12,7 @@
  *   GET <token>         -> OK +fd | ERR ...
  *   FINISH              -> OK | ERR ...             the update is final
  *   STATUS              -> OK <n>, then n lines "<uid> <name> <state> <since>"
+ *                          (up to CPRX_LUOD_REPLY_MAX bytes; the rest 4096)
  *   KEXEC               -> OK | ERR ...             --fake-kexec only
  *
  * A connection has at most one session.  The daemon names it after the
@@ -29,6 +30,11 @@
 /* Overrides the socket path (libcprx, cprx-luod status). */
 #define CPRX_LUOD_ENV		"CPRX_LUOD_SOCKET"
 #define CPRX_LUOD_MSG_MAX	4096
+/*
+ * The longest reply, STATUS's: a line of at most 400 bytes for each of
+ * the daemon's 256 sessions.  Within a Unix socket's default send buffer.
+ */
+#define CPRX_LUOD_REPLY_MAX	(128 * 1024)
 /* The longest name a VMM may give: "cprx-<uid>-" takes the rest of 63. */
 #define CPRX_LUOD_NAME_MAX	47
 

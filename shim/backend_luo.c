@@ -43,6 +43,29 @@ static uint64_t token_of(const char *name)
 	return h == TOKEN_STATE ? h - 1 : h;
 }
 
+static void luo_close(struct cprx_session *s);
+
+/*
+ * The daemon must be root's (or this user's own): a socket path in a
+ * shared directory may be served by another uid, which would see this
+ * VMM's session and, after a kexec, hand it RAM and state to resume.
+ */
+static int daemon_trusted(struct cprx_session *s, const char *path)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(s->luo_sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (cred.uid && cred.uid != geteuid())) {
+		luo_close(s);
+		return cprx_fail(s, EPERM, "point " CPRX_LUOD_ENV " at root's "
+				 "cprx-luod", "the cprx-luod socket %s is served "
+				 "by uid %d, neither root nor this VMM's",
+				 path, len == sizeof(cred) ? (int)cred.uid : -1);
+	}
+	return 0;
+}
+
 static int connect_daemon(struct cprx_session *s)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -66,7 +89,7 @@ static int connect_daemon(struct cprx_session *s)
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	s->luo_sock = fd;
-	return 0;
+	return daemon_trusted(s, path);
 }
 
 static void luo_close(struct cprx_session *s);
@@ -164,10 +187,39 @@ static void luo_unpreserve(struct cprx_session *s, struct cprx_entry *e)
 		s->luo_stale = true;
 }
 
+/*
+ * LUO allocates a page for every hole of a memfd it preserves; cprx-luod
+ * takes none (it would pay for them), so the VMM allocates them here, on
+ * its own account: the pages the kernel would have added, no more.
+ */
+static int fill_holes(struct cprx_session *s, int fd, const char *what)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return cprx_fail(s, errno, NULL, "fstat of %s: %s", what,
+				 strerror(errno));
+	if (!st.st_size ||
+	    (unsigned long long)st.st_blocks * 512 >=
+	    ((unsigned long long)st.st_size + page - 1) / page * page)
+		return 0;
+	if (fallocate(fd, 0, 0, st.st_size) < 0)
+		return cprx_fail(s, errno, "LUO keeps every page of a memfd: "
+				 "the host needs the memory for all of it",
+				 "allocating the %lld bytes of %s failed: %s",
+				 (long long)st.st_size, what, strerror(errno));
+	return 0;
+}
+
 static int send_fd(struct cprx_session *s, int fd, uint64_t token,
 		   const char *what)
 {
 	char req[64], hint[CPRX_MSG_MAX];
+	int ret = fill_holes(s, fd, what);
+
+	if (ret)
+		return ret;
 
 	snprintf(hint, sizeof(hint), "LUO preserves only shmem memfds; %s "
 		 "must be one", what);

@@ -17,8 +17,10 @@
 #include <grp.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include "harness.h"
@@ -283,6 +285,17 @@ TEST(lingering_fd)
 	luod_cleanup(&r);
 }
 
+/* cprx-vmm @bin --kexec, with $CPRX_LUOD_SOCKET @sock; 127 if not run. */
+static int exec_kexec_vmm(const char *bin, const char *sock)
+{
+	setenv(CPRX_LUOD_ENV, sock, 1);
+	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
+	freopen("/dev/null", "w", stderr);
+	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
+	      "--name", "vm", (char *)NULL);
+	return 127;
+}
+
 static int run_setuid_vmm(void *arg)
 {
 	const char *dir = arg;
@@ -290,12 +303,7 @@ static int run_setuid_vmm(void *arg)
 
 	snprintf(bin, sizeof(bin), "%s/vmm", dir);
 	snprintf(sock, sizeof(sock), "%s/fake.sock", dir);
-	setenv(CPRX_LUOD_ENV, sock, 1);
-	freopen("/dev/null", "w", stdout);	/* its JSON is no TAP */
-	freopen("/dev/null", "w", stderr);
-	execl(bin, bin, "--json", "--ram", "16M", "--run-ms", "50", "--kexec",
-	      "--name", "vm", (char *)NULL);
-	return 127;
+	return exec_kexec_vmm(bin, sock);
 }
 
 /*
@@ -338,6 +346,93 @@ TEST(setuid_vmm_socket)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd))
 		TH_LOG("could not remove %s", dir);
+}
+
+#define DAEMON_UID	1	/* a system uid other than nobody and root */
+
+struct forged {
+	char dir[32];
+	int ready[2], result[2];
+};
+
+/*
+ * A listener at @f->dir/sock served by DAEMON_UID: it answers the first
+ * request it gets with an error, and reports 'R' (a request came), 'E'
+ * (the client hung up unasked) or 'N' (no client).
+ */
+static int forged_daemon(void *arg)
+{
+	struct forged *f = arg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 20 };
+	struct pollfd p = { .events = POLLIN };
+	char buf[CPRX_LUOD_MSG_MAX], res = 'N';
+	int lfd, c, fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", f->dir);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    chmod(sa.sun_path, 0666) || listen(lfd, 8))
+		return 1;
+	if (write(f->ready[1], "", 1) != 1)
+		return 1;
+	p.fd = lfd;
+	if (poll(&p, 1, 20000) == 1) {
+		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		res = cprx_luod_recv(c, buf, sizeof(buf), &fd) > 0 ? 'R' : 'E';
+		if (res == 'R')
+			cprx_luod_send(c, "ERR 1 a forged daemon", -1);
+		close(c);
+	}
+	return write(f->result[1], &res, 1) == 1 ? 0 : 1;
+}
+
+static int run_vmm_at(void *arg)
+{
+	const struct forged *f = arg;
+	char sock[64];
+
+	snprintf(sock, sizeof(sock), "%s/sock", f->dir);
+	return exec_kexec_vmm(getenv("CPRX_VMM"), sock);
+}
+
+/*
+ * Test Case: daemon_of_another_uid
+ * $CPRX_LUOD_SOCKET may name a path another uid can bind first (a shared
+ * directory): whoever serves it sees the VMM's session and, after a
+ * kexec, hands it the RAM and state to resume.  libcprx talks only to a
+ * daemon of root or of its own uid: a VMM run as nobody sends no request
+ * to a listener of uid 1.
+ */
+TEST(daemon_of_another_uid)
+{
+	struct forged f = { .dir = "/tmp/cprx-luo.XXXXXX" };
+	char res = '?', cmd[64];
+	pid_t pid;
+
+	if (geteuid() || !getenv("CPRX_VMM"))
+		SKIP(return, "needs root and $CPRX_VMM: the listener is uid %d, "
+		     "the VMM uid %d", DAEMON_UID, NOBODY);
+	ASSERT_NE(NULL, mkdtemp(f.dir));
+	chmod(f.dir, 0777);
+	ASSERT_EQ(0, pipe(f.ready));
+	ASSERT_EQ(0, pipe(f.result));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(as_uid(DAEMON_UID, forged_daemon, &f));
+	ASSERT_EQ(1, read(f.ready[0], &res, 1));
+	as_uid(NOBODY, run_vmm_at, &f);
+	ASSERT_EQ(1, read(f.result[0], &res, 1));
+	waitpid(pid, NULL, 0);
+	TH_LOG("the listener of uid %d: %s", DAEMON_UID, res == 'R' ?
+	       "got a request" : res == 'E' ? "connected to, never asked" :
+	       "never connected to");
+	EXPECT_NE('R', res);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f.dir);
+	if (system(cmd))
+		TH_LOG("could not remove %s", f.dir);
 }
 
 TEST_HARNESS_MAIN

@@ -106,8 +106,6 @@ static int fake_preserve(struct luod *d, struct sess *s, int fd, uint64_t token)
 	for (i = 0; i < s->nr_fds; i++)
 		if (s->fds[i].token == token)
 			return -EEXIST;
-	if (s->nr_fds >= LUOD_MAX_FDS)
-		return -ENOSPC;
 	f = realloc(s->fds, (s->nr_fds + 1) * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -201,6 +199,6 @@ void dev_fake_kexec(struct luod *d)
 			s->owner->s = NULL;
 		marker_remove(d, s);
 		dev_drop(s);
-		sess_free(s);
+		sess_free(d, s);
 	}
 }

@@ -26,7 +26,12 @@
 /* a uid's sessions, each on its connection until held, and some to spare */
 #define LUOD_CONNS_PER_UID	48
 #define LUOD_DRAIN_MAX		1024	/* messages read from a closing peer */
-#define LUOD_MAX_FDS		4096	/* per session, fake device only */
+/*
+ * Files one uid may have preserved, all its sessions together: each costs
+ * the kernel a page of preserved memory and its bookkeeping, charged to
+ * no one until the kexec (64 for each session a uid may hold).
+ */
+#define LUOD_FILES_PER_UID	(64 * LUOD_MAX_PER_UID)
 
 enum sess_state {
 	S_OPEN,		/* created, its connection still preserving */
@@ -51,8 +56,10 @@ struct sess {
 	enum sess_state state;
 	bool gone;			/* retrieved in vain: the kernel has none */
 	int sfd;			/* the kernel's session fd, or -1 */
+	int rfd;			/* its record's file, from CREATE to HOLD */
 	struct fake_fd *fds;		/* --fake-kexec: what it holds */
 	unsigned int nr_fds;
+	unsigned int nr_files;		/* preserved in this boot */
 	struct conn *owner;		/* S_OPEN, S_RETRIEVED: who uses it */
 	char since[320];		/* from the marker: boot, kernel, time */
 };
@@ -122,6 +129,8 @@ void dev_drop(struct sess *s);
 void dev_fake_kexec(struct luod *d);
 
 /* marker.c: what survives the kexec on disk, to say what a reboot lost */
+int marker_reserve(struct luod *d, struct sess *s);
+void marker_release(struct luod *d, struct sess *s);
 int marker_write(struct luod *d, struct sess *s);
 void marker_remove(struct luod *d, const struct sess *s);
 void markers_load(struct luod *d);
@@ -138,7 +147,7 @@ void peer_close(int sock);
 void conn_request(struct luod *d, struct conn *c);
 void conn_closed(struct luod *d, struct conn *c);
 struct sess *sess_new(struct luod *d);
-void sess_free(struct sess *s);
+void sess_free(struct luod *d, struct sess *s);
 
 void __attribute__((format(printf, 1, 2))) logmsg(const char *fmt, ...);
 

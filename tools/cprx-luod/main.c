@@ -308,7 +308,7 @@ static int serve(struct luod *d)
 static int client(const char *path, const char *verb)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char msg[CPRX_LUOD_MSG_MAX];
+	static char msg[CPRX_LUOD_REPLY_MAX];
 	int fd, rfd, n;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);

@@ -201,7 +201,7 @@ static void release(int fd, const struct fwd *f)
 /* Requests until the peer or the daemon hangs up; what ended it. */
 static enum fwd_kind relay(int peer, int ctl)
 {
-	char msg[CPRX_LUOD_MSG_MAX];
+	static char msg[CPRX_LUOD_REPLY_MAX];	/* a request, then its answer */
 	struct fwd f;
 	int fd, afd, n, ret;
 
@@ -219,7 +219,7 @@ static enum fwd_kind relay(int peer, int ctl)
 				return FWD_GONE;	/* the daemon stopped */
 			continue;
 		}
-		n = cprx_luod_recv(peer, msg, sizeof(msg), &fd);
+		n = cprx_luod_recv(peer, msg, CPRX_LUOD_MSG_MAX, &fd);
 		if (n < 0)
 			return FWD_GONE;
 		vet(fd, &f);

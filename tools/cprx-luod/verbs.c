@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include "luod.h"
 
 struct sess *sess_new(struct luod *d)
@@ -23,14 +25,16 @@ struct sess *sess_new(struct luod *d)
 			memset(&d->sess[i], 0, sizeof(d->sess[i]));
 			d->sess[i].used = true;
 			d->sess[i].sfd = -1;
+			d->sess[i].rfd = -1;
 			return &d->sess[i];
 		}
 	}
 	return NULL;
 }
 
-void sess_free(struct sess *s)
+void sess_free(struct luod *d, struct sess *s)
 {
+	marker_release(d, s);
 	s->used = false;
 }
 
@@ -75,6 +79,16 @@ static unsigned int count_uid(const struct luod *d, unsigned int uid)
 	return n;
 }
 
+static unsigned int files_of_uid(const struct luod *d, unsigned int uid)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < LUOD_MAX_SESSIONS; i++)
+		if (d->sess[i].used && d->sess[i].uid == uid)
+			n += d->sess[i].nr_files;
+	return n;
+}
+
 /*
  * A name is what a session name may be: no '/', no space, no dot, and no
  * control character (it reaches root's status listing and the journal).
@@ -103,7 +117,7 @@ static void drop_dead(struct luod *d, struct conn *c, const char *name)
 	       s->uid, s->kname, s->state == S_LOST ? "lost" : "gone", s->since);
 	marker_remove(d, s);
 	dev_drop(s);
-	sess_free(s);
+	sess_free(d, s);
 }
 
 static void do_create(struct luod *d, struct conn *c, const char *name)
@@ -134,9 +148,11 @@ static void do_create(struct luod *d, struct conn *c, const char *name)
 	s->uid = c->uid;
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	cprx_luod_kname(s->kname, sizeof(s->kname), s->uid, name);
-	ret = dev_create(d, s);
+	ret = marker_reserve(d, s);
+	if (!ret)
+		ret = dev_create(d, s);
 	if (ret) {
-		sess_free(s);
+		sess_free(d, s);
 		return refuse(c, -ret, "%s", d->why);
 	}
 	s->state = S_OPEN;
@@ -157,6 +173,42 @@ static bool parse_token(const char *p, uint64_t *token)
 	return !errno && !*end;
 }
 
+/*
+ * What preserving @fd would make root do for the peer.  It freezes the
+ * file for all who share it (no resize, no fallocate until the kexec),
+ * pins it, and LUO takes an inode in one session only: the peer must be
+ * able to write it, not just read.  And LUO allocates, zeroes and pins a
+ * page for every hole inside this process's ioctl, charged to the daemon
+ * while every VMM waits: the peer allocates its pages itself (libcprx
+ * does), paid by its own uid.  0, or -errno with the reason in d->why.
+ */
+static int memfd_ok(struct luod *d, int fd)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned long long want;
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) != O_RDWR) {
+		snprintf(d->why, sizeof(d->why), "the memfd is not open for "
+			 "writing: preserving it would freeze it for everyone "
+			 "who has it");
+		return -EACCES;
+	}
+	want = ((unsigned long long)st.st_size + page - 1) / page * page;
+	if ((unsigned long long)st.st_blocks * 512 < want) {
+		snprintf(d->why, sizeof(d->why), "the memfd has %llu bytes of "
+			 "holes in its %lld: LUO would allocate them in "
+			 "cprx-luod; fallocate it first", want -
+			 (unsigned long long)st.st_blocks * 512,
+			 (long long)st.st_size);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 static void do_preserve(struct luod *d, struct conn *c, const char *arg,
 			const struct fwd *f, int fd)
 {
@@ -172,10 +224,17 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg,
 	if (fd < 0 || !parse_token(arg, &token))
 		return refuse(c, EINVAL, "PRESERVE takes a 16-digit hex token "
 			      "and one fd");
+	if (files_of_uid(d, c->uid) >= LUOD_FILES_PER_UID)
+		return refuse(c, ENOSPC, "uid %u has %d files preserved, the "
+			      "most one uid may", (unsigned int)c->uid,
+			      LUOD_FILES_PER_UID);
 	d->why[0] = '\0';
-	ret = dev_preserve(d, c->s, fd, token);
+	ret = memfd_ok(d, fd);
+	if (!ret)
+		ret = dev_preserve(d, c->s, fd, token);
 	if (ret)
 		return refuse(c, -ret, "%s", d->why[0] ? d->why : strerror(-ret));
+	c->s->nr_files++;
 	reply(c, "OK", -1);
 }
 
@@ -214,7 +273,7 @@ static void unhold(struct luod *d, struct conn *c)
 	       "holding %s", (int)c->pid, s->uid, s->kname);
 	marker_remove(d, s);
 	dev_drop(s);
-	sess_free(s);
+	sess_free(d, s);
 }
 
 static void do_retrieve(struct luod *d, struct conn *c, const char *name)
@@ -280,15 +339,20 @@ static void do_finish(struct luod *d, struct conn *c)
 		return refuse(c, -ret, "%s", d->why);
 	marker_remove(d, s);
 	logmsg("pid %d uid %u: finished %s", (int)c->pid, s->uid, s->kname);
-	sess_free(s);
+	sess_free(d, s);
 	c->s = NULL;
 	reply(c, "OK", -1);
 }
 
-/* Root sees every session, anyone else their own. */
+/* a line: "\n<uid> <name> <state> <since>", each at its longest */
+_Static_assert(LUOD_MAX_SESSIONS * (1 + 10 + 1 + CPRX_LUOD_NAME_MAX + 1 + 9 +
+				    1 + sizeof(((struct sess *)0)->since)) + 16 <=
+	       CPRX_LUOD_REPLY_MAX, "a STATUS of every session fits its reply");
+
+/* Root sees every session, anyone else their own: all of them. */
 static void do_status(struct luod *d, struct conn *c)
 {
-	char msg[CPRX_LUOD_MSG_MAX];
+	static char msg[CPRX_LUOD_REPLY_MAX];
 	size_t off;
 	unsigned int i, n = 0;
 
@@ -389,7 +453,7 @@ static void conn_gone(struct luod *d, struct conn *c, bool lost)
 		logmsg("pid %d uid %u: gone before HOLD, dropping %s",
 		       (int)c->pid, s->uid, s->kname);
 		dev_drop(s);
-		sess_free(s);
+		sess_free(d, s);
 	} else if (s) {
 		s->owner = NULL;
 	}
