@@ -30,7 +30,7 @@
 
 #define NOBODY		65534
 #define CONNS_PER_UID	48	/* cprx-luod's LUOD_CONNS_PER_UID */
-#define BOUND		2.0	/* seconds an answer may take meanwhile */
+#define BOUND		4.0	/* seconds an answer may take meanwhile (loaded CI) */
 #define WAIT		5	/* seconds an answer is waited for */
 
 static const char *const fake[] = { "--fake-kexec", NULL };

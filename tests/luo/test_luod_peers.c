@@ -278,7 +278,8 @@ TEST(lingering_fd)
 		TH_LOG("%s with a lingering fd: the next STATUS took %.1f s",
 		       ways[i], secs);
 		EXPECT_LE(0, secs);
-		EXPECT_GT(2.0, secs);
+		/* the close lingers 30 s; a loaded CI host may take a few */
+		EXPECT_GT(8.0, secs);
 		close(fd);
 		close(lis);
 	}
