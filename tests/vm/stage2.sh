@@ -69,7 +69,13 @@ kexec_systemd() {
 		"$CPRX_VM_KEXEC_CMDLINE" 2>"$IO/kexec.err" || { rc=123; return; }
 	echo "CPRX-VM-KEXEC-NOW" >/dev/console
 	$BB sync
-	systemctl kexec 2>"$IO/kexec.err" && exit 0
+	# what it says on the way is no failure (no bus after an isolate, say):
+	# shown between the stages
+	if systemctl kexec 2>/run/cprx-vm/systemctl.err; then
+		$BB cat /run/cprx-vm/systemctl.err
+		exit 0
+	fi
+	$BB cp /run/cprx-vm/systemctl.err "$IO/kexec.err"
 	[ -s "$IO/kexec.err" ] || echo "systemctl kexec failed" >"$IO/kexec.err"
 	rc=123
 }

@@ -55,7 +55,7 @@ t_activated() {	# started by the socket, argv[0] '@cprx-luod'
 	pid=$(systemctl show -P MainPID cprx-luod.service)
 	argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1)
 	[ "$(state cprx-luod.service)" = active ] && [ "$argv0" = @cprx-luod ] &&
-		{ echo "pid $pid, argv[0] $argv0, $(systemctl show -p TriggeredBy cprx-luod.service)"; return 0; }
+		{ echo "pid $pid, argv[0] $argv0, $(systemctl show -p TriggeredBy -p Requires cprx-luod.service | paste -sd' ')"; return 0; }
 	echo "service $(state cprx-luod.service), pid $pid, argv[0] '$argv0'"
 	journalctl -b -u cprx-luod.service --no-pager -q | tail -n 5
 	return 1
@@ -81,7 +81,7 @@ t_guard_no_policy() {	# no policy: the start fails, the unit is failed
 	rc=$?
 	st=$(state cprx-guard.service)
 	systemctl reset-failed cprx-guard.service 2>/dev/null
-	[ $rc != 0 ] && [ "$st" = failed ] && { journal 1; return 0; }
+	[ $rc != 0 ] && [ "$st" = failed ] && { journal 2 | head -n 1; return 0; }
 	echo "systemctl start: exit $rc, unit $st ($(systemctl show -P ConditionResult cprx-guard.service) condition)"
 	return 1
 }
