@@ -113,13 +113,15 @@ check_points "$scratch/out" "" "${s1[@]}"
 # '@' (spared, and so keeping the root file system busy).
 sed -n '/CPRX-VM-KEXEC-NOW/,/Linux version/p' "$scratch/err" |
 	sed 's/\x1b\[[0-9;]*m//g' >"$scratch/shutdown"
+# (the unit by name, maybe cut short, or by description; the process by its
+# name; not /var/lib/cprx-luod's mount)
 spared='cprx-luod) has been marked to be excluded from killing'
-if grep -q 'CPRX-VM-KEXEC-NOW' "$scratch/shutdown" &&
-	! grep 'cprx-luod' "$scratch/shutdown" | grep -qvF "$spared"; then
+luod_lines() { grep -E 'cprx-luod\.s|cprx-luod:|cprx-luod socket|\(cprx-luod\)' "$1" | grep -vF "$spared"; }
+if grep -q 'CPRX-VM-KEXEC-NOW' "$scratch/shutdown" && ! luod_lines "$scratch/shutdown" >/dev/null; then
 	ok "shutdown: systemd neither stopped nor killed cprx-luod$(grep -qF "$spared" "$scratch/shutdown" && echo ' (systemd-shutdown: spared, "likely to block re-mounting of the root file system to read-only")')"
 else
 	notok "shutdown: systemd neither stopped nor killed cprx-luod"
-	grep -E 'cprx|SIGKILL|Rebooting' "$scratch/shutdown" | head -n 20 | diag
+	luod_lines "$scratch/shutdown" | head -n 20 | diag
 fi
 check_points "$scratch/out" "" "${s2[@]}"
 for f in "$scratch"/luod.*.log; do
