@@ -7,6 +7,9 @@
 # "cprxio", read-write) on /newroot/run/cprx-vm/io, reads the job there, lays
 # out tmpfs, the API filesystems and the --share directories, then
 # switch_root's into the host's tree with stage2.sh as the new PID 1.
+# run.sh --systemd (cprx_vm.systemd on the command line): the root is an
+# overlay, the 9p root read-only under a tmpfs, the job's io/sdroot copied
+# onto it, and systemd is PID 1.
 /bin/busybox mkdir -p /proc /sys /dev /newroot
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -27,14 +30,37 @@ while read -r m; do
 done </modules/order
 echo "cprx-vm init: modules loaded, mounting the 9p root" >/dev/console
 
+systemd=0
+case " $(cat /proc/cmdline) " in *" cprx_vm.systemd "*)
+	systemd=1
+	while read -r m; do
+		[ -n "$m" ] || continue
+		insmod "/modules/$m" || echo "cprx-vm init: insmod $m failed" >/dev/console
+	done </modules/order.systemd ;;
+esac
+lower=/newroot
+[ $systemd = 0 ] || lower=/lower
+mkdir -p $lower
+
 # 9p over virtio-pci appears asynchronously: retry the root mount briefly.
 opts=trans=virtio,version=9p2000.L,msize=512000
 i=0
-until mount -t 9p -o "$opts,ro,cache=loose" hostroot /newroot 2>/dev/null; do
+until mount -t 9p -o "$opts,ro,cache=loose" hostroot $lower 2>/dev/null; do
 	i=$((i + 1))
 	[ $i -lt 100 ] || fail "cannot mount the 9p root (hostroot)"
 	sleep 0.05
 done
+# --systemd: the writable layer (and /lib/modules/<kver>'s) in /rw.
+if [ $systemd = 1 ]; then
+	mkdir -p /rw
+	mount -t tmpfs -o mode=755 rw /rw && mkdir /rw/root /rw/root.work ||
+		fail "tmpfs for the overlay root"
+	mount -t overlay -o lowerdir=/lower,upperdir=/rw/root,workdir=/rw/root.work \
+		root /newroot || fail "cannot mount the overlay root (--systemd)"
+	# A host that is a container marks its root so: systemd in the guest
+	# would believe it runs in one (and, for one, never kexec).
+	rm -f /newroot/.dockerenv /newroot/.containerenv
+fi
 
 R=/newroot
 mount -t tmpfs -o mode=755,nosuid,nodev run "$R/run" || fail "tmpfs on /run"
@@ -82,7 +108,18 @@ mount -t configfs configfs "$S/kernel/config" 2>/dev/null
 
 # The guest kernel's own modules at /lib/modules/<kver> (the host's are
 # meaningless there): a tmpfs over /lib/modules with a bind of the cached tree.
-if [ -n "$CPRX_VM_KMODTAG" ]; then
+# --systemd: an overlay of it, writable (a test installs a module, depmod).
+if [ $systemd = 1 ]; then
+	mkdir -p /kmods /rw/kmods /rw/kmods.work "$R/lib/modules/$CPRX_VM_KVER"
+	if [ -n "$CPRX_VM_KMODTAG" ]; then
+		mount -t 9p -o "$opts,ro,cache=loose" "$CPRX_VM_KMODTAG" /kmods
+	else
+		mount --bind "/lower$CPRX_VM_KMODDIR" /kmods
+	fi &&
+	mount -t overlay -o lowerdir=/kmods,upperdir=/rw/kmods,workdir=/rw/kmods.work \
+		kmods "$R/lib/modules/$CPRX_VM_KVER" ||
+		echo "cprx-vm init: no /lib/modules/$CPRX_VM_KVER" >/dev/console
+elif [ -n "$CPRX_VM_KMODTAG" ]; then
 	mount -t tmpfs -o mode=755 modules "$R/lib/modules" &&
 	mkdir -p "$R/lib/modules/$CPRX_VM_KVER" &&
 	mount -t 9p -o "$opts,ro,cache=loose" "$CPRX_VM_KMODTAG" "$R/lib/modules/$CPRX_VM_KVER"
@@ -106,5 +143,9 @@ fi
 echo "cprx-vm init: switching to the host's root" >/dev/console
 cp /bin/busybox "$R/run/cprx-vm/busybox"
 cp /stage2.sh "$R/run/cprx-vm/stage2.sh"
+if [ $systemd = 1 ]; then
+	cp -a "$IO/sdroot/." "$R/" || fail "cannot copy io/sdroot onto the root"
+	exec switch_root "$R" /lib/systemd/systemd --unit=cprx-vm.target
+fi
 exec switch_root "$R" /run/cprx-vm/busybox sh /run/cprx-vm/stage2.sh
 fail "switch_root failed"

@@ -6,6 +6,10 @@
  * KHO's preserved memory) just before the jump.
  *
  *   kexec-boot KERNEL INITRD CMDLINE [TSCFILE]
+ *   kexec-boot --load-only KERNEL INITRD CMDLINE
+ *
+ * --load-only (run.sh --systemd): the load alone, exit 0; the jump is then
+ * `systemctl kexec`'s, whose systemd-shutdown calls the same reboot.
  *
  * TSCFILE (x86): the TSC before and after the load and just before the
  * reboot call, "load_start=N load_end=N reboot=N", fsync'd: the TSC keeps
@@ -68,10 +72,16 @@ int main(int argc, char **argv)
 {
 	unsigned long long t_load, t_loaded;
 	const char *cmdline;
-	int kfd, ifd, err;
+	int kfd, ifd, err, load_only = 0;
 
-	if (argc != 4 && argc != 5) {
-		fprintf(stderr, "usage: kexec-boot KERNEL INITRD CMDLINE [TSCFILE]\n");
+	if (argc > 1 && !strcmp(argv[1], "--load-only")) {
+		load_only = 1;
+		argv++;
+		argc--;
+	}
+	if (argc != 4 && (argc != 5 || load_only)) {
+		fprintf(stderr, "usage: kexec-boot KERNEL INITRD CMDLINE [TSCFILE]\n"
+			"       kexec-boot --load-only KERNEL INITRD CMDLINE\n");
 		return 2;
 	}
 	cmdline = argv[3];
@@ -87,6 +97,8 @@ int main(int argc, char **argv)
 		    cmdline, 0UL))
 		return fail("kexec_file_load", argv[1], errno);
 	t_loaded = tsc();
+	if (load_only)
+		return 0;
 	sync();
 	if (argc == 5)
 		tsc_write(argv[4], t_load, t_loaded, tsc());

@@ -16,58 +16,20 @@
 # nobody's VMMs resume theirs (RAM and device state verified, generation
 # 1), the status listing the one not yet resumed; a session held when
 # the daemon stops is dropped, and the daemon says so.  In a kernel
-# without LUO: both VMMs say their state
-# is gone and why and exit 4, the status lists both unfinished, the third
-# uid starts afresh.  Each boot's kernel log must be clean, KHO's and
+# without LUO: both VMMs say their state is gone and why and exit 4, the
+# status lists both unfinished, the third uid starts afresh.  Each boot's kernel log must be clean, KHO's and
 # LUO's warnings included.  Exits 1 when a stage-1 check failed (no kexec).
 stage=$1 build=$2 share=$3
 here=$(dirname "$0")
 . "$here/kernel-log.sh"
 . "$here/checks.sh"
 . "$here/luod-checks.sh"
+. "$here/luo-vmm.sh"
 CHECK_PREFIX=s$stage-
 luod=$build/tools/cprx-luod
 vmm=$build/tools/cprx-vmm
 export CPRX_LUOD_SOCKET=/run/cprx-luod.sock
 failed=0
-
-as_uid() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups -- "$@"; }
-# cprx-vmm --kexec NAME as UID, its JSON in SHARE/NAME-UID.STAGE; the status
-run_vmm() {	# UID NAME [ARGS...]
-	local u=$1 name=$2
-	shift 2
-	as_uid "$u" "$vmm" --kexec --name "$name" --ram 256M --json "$@" \
-		>"$share/$name-$u.$stage" 2>&1
-}
-t_prepared() {	# UID NAME
-	run_vmm "$1" "$2" || { tail -n 3 "$share/$2-$1.$stage"; return 1; }
-	grep -q '"event":"kexec-prepared"' "$share/$2-$1.$stage"
-}
-t_resumed() {	# UID NAME
-	run_vmm "$1" "$2"
-	local rc=$? out=$share/$2-$1.$stage
-	[ $rc = 0 ] && grep -q '"event":"update","ok":true,"generation":1,' "$out" &&
-		grep -q '"backend":"luo"' "$out" && grep -q '"verify":"ok"}' "$out" &&
-		{ grep -o '"verify":"[^"]*"' "$out" | head -n1; return 0; }
-	echo "exit $rc: $(tail -n 2 "$out")"
-	return 1
-}
-t_fresh() {	# UID NAME: a VMM of another uid gets no one's session
-	run_vmm "$1" "$2" --updates 0
-	local rc=$? out=$share/$2-$1.$stage
-	[ $rc = 0 ] && grep -q '"event":"exit","generation":0,' "$out" &&
-		! grep -q '"event":"update"' "$out" && { echo "fresh start"; return 0; }
-	echo "exit $rc: $(tail -n 2 "$out")"
-	return 1
-}
-t_gone() {	# UID NAME: exit 4, saying the state is gone and why
-	run_vmm "$1" "$2"
-	local rc=$? out=$share/$2-$1.$stage
-	[ $rc = 4 ] && grep -q "state of session '$2'.* is gone: /dev/liveupdate is missing" "$out" &&
-		{ grep -o '"error":"[^"]*"' "$out" | cut -c1-200; return 0; }
-	echo "exit $rc: $(tail -n 2 "$out")"
-	return 1
-}
 
 # (checks run in subshells: the daemon's pid is looked up)
 luod_pid() { pidof -s cprx-luod; }

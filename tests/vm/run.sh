@@ -39,6 +39,16 @@
 #                          build of the research kernel, say); default: the
 #                          --kernel
 #   --kexec-append ARGS    more kernel command line for the kexec'd kernel only
+#   --systemd              the command (STAGE1 with --kexec) runs under systemd
+#                          as PID 1 (the host's /lib/systemd/systemd), booted
+#                          on a writable root: an overlay of a tmpfs on the
+#                          read-only 9p root; with --kexec the harness's kexec
+#                          is then `systemctl kexec` (the next kernel loaded
+#                          first), and STAGE2 runs as usual, without systemd.
+#                          See "systemd" in tests/vm/README.md.
+#   --systemd-root DIR     with --systemd: DIR's tree copied onto the guest's
+#                          root before systemd starts (units in
+#                          DIR/etc/systemd/system, enablement links, binaries)
 #   --stage-report FILE    with --kexec: KEY=VALUE lines on the stages
 #                          (STAGE1_STATUS, KEXEC=ok|failed|skipped,
 #                          STAGE2_STATUS, STAGE{1,2}_UPTIME: kernel seconds at
@@ -73,6 +83,7 @@ kernel=${CPRX_VM_KERNEL:-bookworm}
 mem=1G cpus=2 timeout=600 dmesg=0 dmesg_out='' fail_on_warn=0 verbose=0
 append=
 kexec=0 kernel2='' append2='' stage_report=''
+systemd=0 sdroot=''
 shares=() roshares=() tmpfs=() envs=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -104,6 +115,9 @@ while [ $# -gt 0 ]; do
 	--kexec-kernel=*) kernel2=${1#*=} ;;
 	--kexec-append) append2="$append2 $2"; shift ;;
 	--kexec-append=*) append2="$append2 ${1#*=}" ;;
+	--systemd) systemd=1 ;;
+	--systemd-root) sdroot=$2; shift ;;
+	--systemd-root=*) sdroot=${1#*=} ;;
 	--stage-report) stage_report=$2; shift ;;
 	--stage-report=*) stage_report=${1#*=} ;;
 	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -129,6 +143,12 @@ else
 		vm_die "--kexec-kernel, --kexec-append and --stage-report go with --kexec"
 fi
 [[ $timeout =~ ^[0-9]+$ ]] || vm_die "--timeout wants seconds"
+if [ $systemd = 1 ]; then
+	[ -x /lib/systemd/systemd ] || vm_die "--systemd: no /lib/systemd/systemd on the host (the guest's root)"
+	[ -z "$sdroot" ] || [ -d "$sdroot" ] || vm_die "--systemd-root $sdroot: not a directory"
+else
+	[ -z "$sdroot" ] || vm_die "--systemd-root goes with --systemd"
+fi
 command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 missing (tools/deps.sh)"
 [ -x /bin/busybox ] || vm_die "/bin/busybox missing: install busybox-static (tools/deps.sh)"
 ! ldd /bin/busybox >/dev/null 2>&1 || vm_die "/bin/busybox is dynamic: install busybox-static"
@@ -151,12 +171,15 @@ image=$kdir/vmlinuz
 
 # --- initramfs, cached per kernel and per content ----------------------------
 # busybox (busybox-static), init.sh, stage2.sh and the modules the 9p root
-# needs, decompressed (busybox insmod cannot read .ko.xz/.ko.zst).
+# needs, decompressed (busybox insmod cannot read .ko.xz/.ko.zst); sd_mods
+# (modules/order.systemd): what --systemd's overlay root needs, loaded only
+# then.
 want_mods="9p 9pnet_virtio virtio_pci"
 opt_mods="virtio_rng"
+sd_mods="overlay"
 initramfs() {	# KDIR KVER
-	local kdir=$1 kver=$2 key out st m line path name
-	key=$(cat "$VM_DIR/init.sh" "$VM_DIR/stage2.sh" /bin/busybox <(echo "$want_mods $opt_mods") |
+	local kdir=$1 kver=$2 key out st m line path name order
+	key=$(cat "$VM_DIR/init.sh" "$VM_DIR/stage2.sh" /bin/busybox <(echo "$want_mods $opt_mods $sd_mods") |
 		sha256sum | cut -c1-16)
 	out="$kdir/initramfs-$key.cpio.gz"
 	[ -f "$out" ] && { touch "$out"; echo "$out"; return; }
@@ -170,22 +193,25 @@ initramfs() {	# KDIR KVER
 	mknod -m 600 "$st/dev/console" c 5 1
 	mknod -m 666 "$st/dev/null" c 1 3
 	: >"$st/modules/order"
-	for m in $want_mods $opt_mods; do
+	: >"$st/modules/order.systemd"
+	for m in $want_mods $opt_mods $sd_mods; do
+		order=$st/modules/order
+		case " $sd_mods " in *" $m "*) order=$st/modules/order.systemd ;; esac
 		if ! line=$(modprobe -d "$kdir/modroot" -S "$kver" --show-depends "$m" 2>&1); then
-			case " $opt_mods " in *" $m "*) continue ;; esac
+			case " $opt_mods $sd_mods " in *" $m "*) continue ;; esac
 			rm -rf "$st"; vm_die "module $m for $kver: $line"
 		fi
 		while read -r kind path _; do
 			[ "$kind" = insmod ] || continue
 			name=$(basename "$path"); name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
-			grep -qxF "$name" "$st/modules/order" && continue
+			cat "$st"/modules/order* | grep -qxF "$name" && continue
 			case $path in
 			*.xz) xz -dc "$path" >"$st/modules/$name" ;;
 			*.zst) zstd -q -dc "$path" >"$st/modules/$name" ;;
 			*.gz) gzip -dc "$path" >"$st/modules/$name" ;;
 			*) cp "$path" "$st/modules/$name" ;;
 			esac
-			echo "$name" >>"$st/modules/order"
+			echo "$name" >>"$order"
 		done <<<"$line"
 	done
 	(cd "$st" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$out.tmp"
@@ -355,6 +381,27 @@ if [ $kexec = 1 ]; then
 		echo "CPRX_VM_KMODDIR2=$(q "$kmoddir2")"
 		echo "CPRX_VM_KMODTAG2=$kmodtag"
 	} >>"$io/job.sh"
+fi
+
+# --systemd: the first kernel's command line says so (init.sh, stage2.sh;
+# a kexec'd kernel's does not), and io/sdroot is the tree init.sh copies
+# onto the overlay root: the harness's target and unit, the masks
+# (systemd/masked), an fstab of no entries (not the host's), then
+# --systemd-root's tree.
+if [ $systemd = 1 ]; then
+	cmdline="$cmdline cprx_vm.systemd"
+	sd=$io/sdroot
+	mkdir -p "$sd/etc/systemd/system"
+	cp "$VM_DIR/systemd/cprx-vm.target" "$VM_DIR/systemd/cprx-vm-stage.service" \
+		"$sd/etc/systemd/system/"
+	while read -r m; do
+		case $m in ''|'#'*) continue ;; esac
+		mkdir -p "$(dirname "$sd/etc/systemd/$m")"
+		ln -s /dev/null "$sd/etc/systemd/$m"
+	done <"$VM_DIR/systemd/masked"
+	echo "# cprx VM harness (run.sh --systemd): no file systems of the host's" >"$sd/etc/fstab"
+	[ -z "$sdroot" ] || cp -a "$sdroot/." "$sd/" ||
+		vm_die "--systemd-root $sdroot: cannot copy it"
 fi
 
 qemu=(qemu-system-x86_64 -accel tcg -machine "${CPRX_VM_MACHINE:-pc}" -cpu "${CPRX_VM_CPU:-max}" -smp "$cpus" -m "$mem"

@@ -7,11 +7,17 @@
 # running until the jump; that kernel's command line carries cprx_vm.stage=2,
 # and this script, run again there by its init, runs stage 2 (cmd2.sh) and
 # ends the VM as usual.
+#
+# run.sh --systemd: systemd is PID 1 and this script runs as its unit
+# cprx-vm-stage.service (tests/vm/systemd); the same, except that the kexec
+# is the next kernel loaded, then `systemctl kexec`: systemd's shutdown,
+# whose systemd-shutdown makes the reboot(LINUX_REBOOT_CMD_KEXEC).
 BB=/run/cprx-vm/busybox
 IO=/run/cprx-vm/io
 . "$IO/job.sh"
-stage=1
+stage=1 systemd=0
 case " $($BB cat /proc/cmdline) " in *" cprx_vm.stage=2 "*) stage=2 ;; esac
+case " $($BB cat /proc/cmdline) " in *" cprx_vm.systemd "*) systemd=1 ;; esac
 
 # ttyS1 carries CMD's output and our markers, nothing else (the kernel console
 # is ttyS0).
@@ -41,6 +47,10 @@ kexec_next() {
 	[ "$rc" = 0 ] || return
 	# Run the tool from tmpfs, not from the 9p share it came in.
 	$BB cp "$IO/kexec-boot" /run/cprx-vm/kexec-boot
+	if [ $systemd = 1 ]; then
+		kexec_systemd
+		return
+	fi
 	# Where the kexec'd kernel's console output begins, for run.sh.
 	echo "CPRX-VM-KEXEC-NOW" >/dev/console
 	$BB sync
@@ -48,6 +58,25 @@ kexec_next() {
 		"$CPRX_VM_KEXEC_CMDLINE" "$IO/kexec.tsc" 2>"$IO/kexec.err"
 	st=$?
 	[ -s "$IO/kexec.err" ] || echo "kexec-boot came back with status $st" >"$IO/kexec.err"
+	rc=123
+}
+
+# --systemd: load, then `systemctl kexec`; exits when systemd took the job
+# (its shutdown stops this unit), returns with rc=123 when either failed.
+# No TSC stamps: the reboot call is systemd-shutdown's.
+kexec_systemd() {
+	/run/cprx-vm/kexec-boot --load-only "$IO/kexec-kernel" "$IO/kexec-initrd" \
+		"$CPRX_VM_KEXEC_CMDLINE" 2>"$IO/kexec.err" || { rc=123; return; }
+	echo "CPRX-VM-KEXEC-NOW" >/dev/console
+	$BB sync
+	# what it says on the way is no failure (no bus after an isolate, say):
+	# shown between the stages
+	if systemctl kexec 2>/run/cprx-vm/systemctl.err; then
+		$BB cat /run/cprx-vm/systemctl.err
+		exit 0
+	fi
+	$BB cp /run/cprx-vm/systemctl.err "$IO/kexec.err"
+	[ -s "$IO/kexec.err" ] || echo "systemctl kexec failed" >"$IO/kexec.err"
 	rc=123
 }
 
