@@ -68,7 +68,8 @@ static int idle_fds(pid_t daemon)
 {
 	int i;
 
-	for (i = 0; i < 50 && proc_children(daemon); i++)
+	/* the readers of luod_start's probes exit at once; a loaded host is slow */
+	for (i = 0; i < 200 && proc_children(daemon); i++)
 		usleep(100000);
 	usleep(100000);
 	return proc_children(daemon) ? -1 : proc_fds(daemon);
