@@ -186,6 +186,26 @@ run "cprx-guard's postinst enables both units, starts only cprx-guard.service" s
 	grep -q "deb-systemd-helper enable .cprx-guard.service" $f &&
 	grep -q "deb-systemd-invoke .* .cprx-guard.service" $f &&
 	! grep -q "deb-systemd-invoke .*cprx-guard-trace.service" $f'
+# The maintainer scripts as an upgrade runs them, with systemd running
+# (stubs that log what they are asked): the guard is reloaded in place,
+# never stopped or restarted (a restart detaches, then loads).
+run "cprx-guard upgraded: its maintainer scripts reload the guard, never stop or restart it" sh -c '
+	stub=/tmp/stub; mkdir -p $stub /run/systemd/system
+	for c in systemctl deb-systemd-invoke deb-systemd-helper; do
+		printf "#!/bin/sh\necho %s \"\$*\" >>/tmp/calls\n" $c >$stub/$c
+		chmod +x $stub/$c
+	done
+	: >/tmp/calls
+	rc=0
+	for s in prerm:upgrade preinst:upgrade postinst:configure; do
+		f=/var/lib/dpkg/info/cprx-guard.${s%%:*}
+		[ ! -e $f ] || PATH=$stub:$PATH $f ${s#*:} 0.1 || rc=$?
+	done
+	rmdir /run/systemd/system
+	cat /tmp/calls
+	[ $rc = 0 ] &&
+	grep -qx "deb-systemd-invoke try-reload-or-restart cprx-guard.service" /tmp/calls &&
+	! grep -E "^[a-z-]+ (stop|restart|try-restart) .*cprx-guard.service" /tmp/calls'
 
 # --- lintian -------------------------------------------------------------------------
 t0=$(date +%s)
