@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,19 +61,51 @@ static void place(int fd, int num)
 		fcntl(num, F_SETFD, 0);
 }
 
+static void note_ran(struct guardian *g, const struct stat *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < g->nr_ran && i < MAX_RAN; i++)
+		if (g->ran[i].dev == st->st_dev && g->ran[i].ino == st->st_ino)
+			return;
+	g->ran[g->nr_ran++ % MAX_RAN] = (struct ran){ st->st_dev, st->st_ino };
+}
+
 void vmm_note_exe(struct guardian *g)
 {
 	char link[32];
 	struct stat st;
-	unsigned int i;
 
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)g->pid);
-	if (stat(link, &st) < 0)
+	if (!stat(link, &st))
+		note_ran(g, &st);
+}
+
+/*
+ * The file execvp will run for @name, noted before the start: the VMM may
+ * be gone (killed early in its first update) before /proc/PID/exe is read.
+ */
+static void note_start_binary(struct guardian *g, const char *name)
+{
+	const char *path = getenv("PATH"), *p, *end;
+	char file[PATH_MAX];
+	struct stat st;
+
+	if (strchr(name, '/')) {
+		if (!stat(name, &st))
+			note_ran(g, &st);
 		return;
-	for (i = 0; i < g->nr_ran && i < MAX_RAN; i++)
-		if (g->ran[i].dev == st.st_dev && g->ran[i].ino == st.st_ino)
+	}
+	for (p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;
+	     p = *end ? end + 1 : end) {
+		end = strchrnul(p, ':');
+		snprintf(file, sizeof(file), "%.*s/%s", (int)(end - p), p, name);
+		if (!access(file, X_OK) && !stat(file, &st) &&
+		    S_ISREG(st.st_mode)) {
+			note_ran(g, &st);
 			return;
-	g->ran[g->nr_ran++ % MAX_RAN] = (struct ran){ st.st_dev, st.st_ino };
+		}
+	}
 }
 
 static bool ran_it(const struct guardian *g, int fd)
@@ -90,7 +123,7 @@ static bool ran_it(const struct guardian *g, int fd)
 
 /*
  * Waits for @pid, our child, to exec (@gate's other end is close-on-exec
- * there), then notes the binary it runs: the one we started, exactly.
+ * there), then notes the binary it runs: the interpreter, for a script.
  */
 static void note_after_exec(struct guardian *g, int gate)
 {
@@ -113,6 +146,7 @@ int vmm_start(struct guardian *g)
 		return ret;
 	if (pipe2(gate, O_CLOEXEC) < 0)
 		return -errno;
+	note_start_binary(g, g->argv[0]);
 	pid = fork();
 	if (pid < 0)
 		return -errno;
