@@ -17,19 +17,10 @@
 # 1), the status listing the one not yet resumed; a session held when
 # the daemon stops is dropped, and the daemon says so.  In a kernel
 # without LUO: both VMMs say their state is gone and why and exit 4, the
-# status lists both unfinished, the third uid starts afresh.  Each boot's kernel log must be clean, KHO's and
-# LUO's warnings included.  Exits 1 when a stage-1 check failed (no kexec).
+# status lists both unfinished, the third uid starts afresh.  Each boot's
+# kernel log must be clean, KHO's and LUO's warnings included.  Exits 1 when a stage-1 check failed (no kexec).
 stage=$1 build=$2 share=$3
-here=$(dirname "$0")
-. "$here/kernel-log.sh"
-. "$here/checks.sh"
-. "$here/luod-checks.sh"
-. "$here/luo-vmm.sh"
-CHECK_PREFIX=s$stage-
-luod=$build/tools/cprx-luod
-vmm=$build/tools/cprx-vmm
-export CPRX_LUOD_SOCKET=/run/cprx-luod.sock
-failed=0
+. "$(dirname "$0")/luo-vmm.sh"
 
 # (checks run in subshells: the daemon's pid is looked up)
 luod_pid() { pidof -s cprx-luod; }

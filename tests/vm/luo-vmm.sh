@@ -1,7 +1,18 @@
 # Sourced by the guest halves of the kexec tests that run cprx-vmm --kexec
-# against cprx-luod (luo-kexec-guest.sh, systemd-kexec-guest.sh), after
-# luod-checks.sh: the caller sets vmm (the binary), stage and share (the
-# VMMs' JSON lands in SHARE/NAME-UID.STAGE).
+# against cprx-luod (luo-kexec-guest.sh, systemd-kexec-guest.sh), which set
+# stage (1|2), build (the build directory) and share (kept across the
+# kexec: the VMMs' JSON lands in SHARE/NAME-UID.STAGE) first.  It brings
+# in the checks (checks.sh, kernel-log.sh, luod-checks.sh) and sets what
+# they use: CHECK_PREFIX, luod, vmm, CPRX_LUOD_SOCKET, failed.
+_here=$(dirname "${BASH_SOURCE[0]}")
+. "$_here/kernel-log.sh"
+. "$_here/checks.sh"
+. "$_here/luod-checks.sh"
+CHECK_PREFIX=s$stage-
+luod=$build/tools/cprx-luod
+vmm=$build/tools/cprx-vmm
+export CPRX_LUOD_SOCKET=/run/cprx-luod.sock
+failed=0
 
 as_uid() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups -- "$@"; }
 # cprx-vmm --kexec NAME as UID, its JSON in SHARE/NAME-UID.STAGE; the status

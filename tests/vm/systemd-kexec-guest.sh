@@ -14,23 +14,15 @@
 # loaded): it fails without a policy; with an armed-only policy it starts
 # and enforces; a reload with a broken policy fails and the old guard
 # stays; a stop detaches.  `systemctl isolate` to a target without
-# basic.target (as rescue.target) leaves the daemon and its sessions alone.  The harness then runs `systemctl kexec`.
+# basic.target (as rescue.target) leaves the daemon and its sessions
+# alone.  The harness then runs `systemctl kexec`.
 # Stage 2 (the harness's init, no systemd): a new cprx-luod gives each VMM
 # its session back, RAM verified, generation 1.
 stage=$1 build=$2 share=$3 ko=${4:-}
-here=$(dirname "$0")
-. "$here/kernel-log.sh"
-. "$here/checks.sh"
-. "$here/luod-checks.sh"
-. "$here/luo-vmm.sh"
-CHECK_PREFIX=s$stage-
-luod=$build/tools/cprx-luod
-vmm=$build/tools/cprx-vmm
+. "$(dirname "$0")/luo-vmm.sh"
 guard=/usr/local/sbin/cprx-guard
-export CPRX_LUOD_SOCKET=/run/cprx-luod.sock
 export CPRX_GUARD_STATUS=/run/cprx-guard/status
 policy=/etc/cprx/guard.policy
-failed=0
 
 t_systemd() {	# PID 1 is systemd and the boot is over
 	local st
