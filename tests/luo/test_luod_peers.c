@@ -92,6 +92,69 @@ TEST(hold_after_giving_up)
 	luod_cleanup(&r);
 }
 
+/* The first child of @pid, or -1. */
+static pid_t first_child(pid_t pid)
+{
+	char path[64];
+	FILE *f;
+	int child = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+		 (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &child) != 1)
+		child = -1;
+	fclose(f);
+	return child;
+}
+
+/*
+ * Test Case: hold_answer_undelivered
+ * The answer to a HOLD that cannot reach the connection's reader (gone
+ * when the stalled daemon gets to the request: a reader gives up on an
+ * answer after a minute, here killed for speed) never reaches the VMM,
+ * which gives up and runs its guest on: the daemon must not keep that
+ * session held.
+ */
+TEST(hold_answer_undelivered)
+{
+	char out[CPRX_LUOD_MSG_MAX];
+	struct luod_run r = { 0 };
+	pid_t reader;
+	int fd, mfd, i;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	fd = luod_connect(&r);
+	mfd = luo_memfd("state", 4096, 1);
+	ASSERT_LE(0, fd);
+	ASSERT_LE(0, mfd);
+	ASSERT_GT(luod_ask(fd, "CREATE vm", -1, out, sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	ASSERT_GT(luod_ask(fd, "PRESERVE ffffffffffffffff", mfd, out,
+			   sizeof(out), NULL), 0);
+	ASSERT_STREQ("OK", out);
+	/* luod_start's probe's reader gone: the one left is this connection's */
+	for (i = 0; i < 100 && proc_children(r.pid) != 1; i++)
+		usleep(20000);
+	ASSERT_EQ(1, proc_children(r.pid));
+	reader = first_child(r.pid);
+	ASSERT_LT(0, reader);
+	kill(r.pid, SIGSTOP);
+	ASSERT_EQ(0, cprx_luod_send(fd, "HOLD", -1));
+	usleep(200000);		/* forwarded: the reader waits on the answer */
+	kill(reader, SIGKILL);
+	usleep(200000);
+	kill(r.pid, SIGCONT);
+	usleep(200000);
+	ASSERT_GT(luod_ask1(&r, "STATUS", out, sizeof(out)), 0);
+	EXPECT_STREQ("OK 0", out);
+	close(fd);
+	close(mfd);
+	luod_cleanup(&r);
+}
+
 /* A child of uid @uid holding @n connections to @r until killed; its pid. */
 static pid_t hog_conns(const struct luod_run *r, uid_t uid, int n)
 {

@@ -223,10 +223,14 @@ static enum fwd_kind relay(int peer, int ctl)
 		if (n < 0)
 			return FWD_GONE;
 		vet(fd, &f);
-		if (forward(ctl, &f, msg, f.fd == FD_MEMFD ? fd : -1) ||
-		    await_answer(ctl, msg, sizeof(msg), &afd) < 0) {
+		if (forward(ctl, &f, msg, f.fd == FD_MEMFD ? fd : -1)) {
 			release(fd, &f);
 			return FWD_GONE;
+		}
+		/* an answer given up on never reaches the peer: a HOLD is undone */
+		if (await_answer(ctl, msg, sizeof(msg), &afd) < 0) {
+			release(fd, &f);
+			return FWD_LOST;
 		}
 		ret = cprx_luod_send(peer, msg, afd);
 		if (afd >= 0)

@@ -38,12 +38,14 @@ void sess_free(struct luod *d, struct sess *s)
 	s->used = false;
 }
 
-static void reply(struct conn *c, const char *msg, int fd)
+/* 0, or -errno: the answer will never reach the peer. */
+static int reply(struct conn *c, const char *msg, int fd)
 {
 	int ret = ctl_answer(c->fd, msg, fd);
 
 	if (ret)
 		logmsg("pid %d: reply lost: %s", (int)c->pid, strerror(-ret));
+	return ret;
 }
 
 static void __attribute__((format(printf, 3, 4)))
@@ -238,6 +240,8 @@ static void do_preserve(struct luod *d, struct conn *c, const char *arg,
 	reply(c, "OK", -1);
 }
 
+static void unhold(struct luod *d, struct conn *c);
+
 static void do_hold(struct luod *d, struct conn *c)
 {
 	int ret;
@@ -254,7 +258,9 @@ static void do_hold(struct luod *d, struct conn *c)
 	       c->s->uid, c->s->kname);
 	c->held = c->s;
 	c->s = NULL;
-	reply(c, "OK", -1);
+	/* an OK its VMM never gets: it gives up and runs its guest on */
+	if (reply(c, "OK", -1))
+		unhold(d, c);
 }
 
 /*
@@ -284,8 +290,10 @@ static void do_retrieve(struct luod *d, struct conn *c, const char *name)
 	if (c->s)
 		return refuse(c, EBUSY, "this connection has session '%s' "
 			      "already", c->s->name);
-	if (!s || s->state == S_OPEN || s->state == S_HELD)
-		return reply(c, "NONE", -1);
+	if (!s || s->state == S_OPEN || s->state == S_HELD) {
+		reply(c, "NONE", -1);
+		return;
+	}
 	if (s->state == S_LOST)
 		return refuse(c, ENOENT, "session '%s' (%s) was dropped by the "
 			      "kernel: cprx-luod stopped before the kexec, and "
