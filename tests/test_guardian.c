@@ -20,6 +20,9 @@
  *                        what is at its path by now
  *   restart_runs_own_binary  the restart runs the binary the VMM ran, as
  *                        the kernel names it, not one the VMM sent as its own
+ *   restart_notes_path_entry  an empty $PATH entry is the working
+ *                        directory, as execvp takes it: the file a later
+ *                        entry names, never run, is no binary to restart
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
@@ -27,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +393,81 @@ TEST(restart_runs_own_binary)
 	bg_end(&b);
 	unlink(forged);
 	rmdir(dir);
+}
+
+/*
+ * The guardian notes the binary it starts from the path execvp takes: an
+ * empty $PATH entry is the working directory.  Taken as "/", the file a
+ * later entry names was noted though never run, and a VMM that sent that
+ * file as its own had the guardian exec it.
+ */
+TEST(restart_notes_path_entry)
+{
+	char dir[] = "/tmp/cprx-guardian-path.XXXXXX", sub[64], cwd[64];
+	char exe[80], later[80], path[160], old_cwd[PATH_MAX], link[128];
+	char gpath[PATH_MAX], *at;
+	char *saved_path = getenv("PATH"), *saved_vmm = getenv("CPRX_VMM");
+	struct stat st, g;
+	ino_t here, other;
+	struct bg b;
+
+	saved_path = saved_path ? strdup(saved_path) : NULL;
+	saved_vmm = saved_vmm ? strdup(saved_vmm) : NULL;
+	ASSERT_NE_NULL(mkdtemp(dir));
+	snprintf(cwd, sizeof(cwd), "%s/cwd", dir);
+	snprintf(sub, sizeof(sub), "%s/later", dir);
+	ASSERT_EQ(0, mkdir(cwd, 0700));
+	ASSERT_EQ(0, mkdir(sub, 0700));
+	snprintf(exe, sizeof(exe), "%s/vmm", cwd);
+	snprintf(later, sizeof(later), "%s/vmm", sub);
+	here = copy_exe(vmm_path(), exe);
+	other = copy_exe(vmm_path(), later);
+	ASSERT_NE(0, here);
+	ASSERT_NE(0, other);
+	ASSERT_NE_NULL(getcwd(old_cwd, sizeof(old_cwd)));
+	ASSERT_NE_NULL(realpath(guardian_path(), gpath));
+	ASSERT_EQ(0, stat(gpath, &g));
+	snprintf(path, sizeof(path), ":%s", sub);
+	setenv("CPRX_VMM_FORGED_EXE", later, 1);
+	setenv("CPRX_VMM", "vmm", 1);
+	setenv("PATH", path, 1);
+	/* the working directory moves: the guardian by its full path */
+	setenv("CPRX_GUARDIAN", gpath, 1);
+	ASSERT_EQ(0, chdir(cwd));
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
+				       "--run-ms", "1500", "--inject",
+				       "kill-before-commit,forge-guardian-exe",
+				       NULL });
+	ASSERT_EQ(0, chdir(old_cwd));
+	unsetenv("CPRX_VMM_FORGED_EXE");
+	if (saved_path)
+		setenv("PATH", saved_path, 1);
+	if (saved_vmm)
+		setenv("CPRX_VMM", saved_vmm, 1);
+	else
+		unsetenv("CPRX_VMM");
+	if (bg_wait_for(&b, "event=restart pid=")) {
+		at = strstr(b.log, "event=restart pid=") +
+		     strlen("event=restart pid=");
+		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
+		for (int i = 0; i < 300 && !stat(link, &st) &&
+		     st.st_ino == g.st_ino; i++)
+			usleep(10 * 1000);
+		if (!stat(link, &st)) {
+			EXPECT_NE(other, st.st_ino);
+			EXPECT_EQ(here, st.st_ino);
+		}
+	} else {
+		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
+	}
+	bg_end(&b);
+	unlink(exe);
+	unlink(later);
+	rmdir(cwd);
+	rmdir(sub);
+	rmdir(dir);
+	free(saved_path);
+	free(saved_vmm);
 }
 
 static bool is_guest_fd(pid_t pid, const char *fd, const char *link, void *arg)

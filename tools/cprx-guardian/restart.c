@@ -84,27 +84,39 @@ void vmm_note_exe(struct guardian *g)
 /*
  * The file execvp will run for @name, noted before the start: the VMM may
  * be gone (killed early in its first update) before /proc/PID/exe is read.
+ * Searched as execvp searches: no $PATH is the C library's default path,
+ * an empty entry (a set but empty $PATH too) the working directory; an
+ * entry too long to join is skipped, not cut to another file.
  */
 static void note_start_binary(struct guardian *g, const char *name)
 {
 	const char *path = getenv("PATH"), *p, *end;
-	char file[PATH_MAX];
+	char file[PATH_MAX], cs_path[256];
 	struct stat st;
+	int n;
 
 	if (strchr(name, '/')) {
 		if (!stat(name, &st))
 			note_ran(g, &st);
 		return;
 	}
-	for (p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;
-	     p = *end ? end + 1 : end) {
+	if (!path) {
+		if (!confstr(_CS_PATH, cs_path, sizeof(cs_path)))
+			snprintf(cs_path, sizeof(cs_path), "/bin:/usr/bin");
+		path = cs_path;
+	}
+	for (p = path;; p = end + 1) {
 		end = strchrnul(p, ':');
-		snprintf(file, sizeof(file), "%.*s/%s", (int)(end - p), p, name);
-		if (!access(file, X_OK) && !stat(file, &st) &&
-		    S_ISREG(st.st_mode)) {
+		n = end == p ? snprintf(file, sizeof(file), "%s", name) :
+			snprintf(file, sizeof(file), "%.*s/%s", (int)(end - p),
+				 p, name);
+		if (n < (int)sizeof(file) && !access(file, X_OK) &&
+		    !stat(file, &st) && S_ISREG(st.st_mode)) {
 			note_ran(g, &st);
 			return;
 		}
+		if (!*end)
+			return;
 	}
 }
 
