@@ -23,6 +23,9 @@
  *   restart_notes_path_entry  an empty $PATH entry is the working
  *                        directory, as execvp takes it: the file a later
  *                        entry names, never run, is no binary to restart
+ *   restart_refuses_reused_inode  a binary the VMM ran, unlinked and
+ *                        left, keeps its inode: a file made afterwards
+ *                        never passes for it
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
@@ -270,7 +273,9 @@ TEST(guardian_fd_cloexec)
 
 	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
 				       "--run-ms", "1500", NULL });
-	ASSERT_TRUE(bg_wait_for(&b, "event=committed"));
+	if (!bg_wait_for(&b, "event=committed"))
+		TH_LOG("%s", b.log);
+	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
 	n = sockets(b.vmm, &inherited);
 	EXPECT_GE(n, 1);
 	EXPECT_EQ(0, inherited);
@@ -470,6 +475,94 @@ TEST(restart_notes_path_entry)
 	free(saved_vmm);
 }
 
+/* An executable #! script at @path with @body. */
+static int write_script(const char *path, const char *body)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	ssize_t n = fd < 0 ? -1 : write(fd, body, strlen(body));
+
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(body) ? 0 : -1;
+}
+
+/*
+ * The guardian knows a binary the VMM ran by its device and inode number.
+ * The first binary, unlinked and left by a committed update, was freed
+ * (the guardian only stat()ed it), and ext4 gives a freed inode's number
+ * to the next file made: a VMM that made a file then and sent it as its
+ * binary had the guardian exec it.  The updates go through a script: the
+ * first runs the next binary, whose update sends the file made as its
+ * binary; the second dies before its commit.
+ */
+TEST(restart_refuses_reused_inode)
+{
+	char dir[] = "/tmp/cprx-guardian-reuse.XXXXXX", first[64], next[64];
+	char wrap[64], forged[64], link[128], *at;
+	char *saved_vmm = getenv("CPRX_VMM");
+	struct stat st, g;
+	ino_t ino, other;
+	struct bg b;
+
+	saved_vmm = saved_vmm ? strdup(saved_vmm) : NULL;
+	ASSERT_NE_NULL(mkdtemp(dir));
+	snprintf(first, sizeof(first), "%s/vmm", dir);
+	snprintf(next, sizeof(next), "%s/vmm-next", dir);
+	snprintf(wrap, sizeof(wrap), "%s/update", dir);
+	snprintf(forged, sizeof(forged), "%s/forged", dir);
+	ino = copy_exe(vmm_path(), first);
+	ASSERT_NE(0, ino);
+	ASSERT_NE(0, copy_exe(vmm_path(), next));
+	ASSERT_EQ(0, write_script(wrap, "#!/bin/sh\n"
+		"[ -z \"$T_SECOND\" ] || kill -9 $$\n"
+		"export T_SECOND=1 CPRX_VMM_FORGED_EXE=\"$T_FORGED\"\n"
+		"exec \"$T_NEXT\" \"$@\"\n"));
+	ASSERT_EQ(0, stat(guardian_path(), &g));
+	setenv("T_NEXT", next, 1);
+	setenv("T_FORGED", forged, 1);
+	/* the first update forges a live file, the second the one made */
+	setenv("CPRX_VMM_FORGED_EXE", next, 1);
+	setenv("CPRX_VMM", first, 1);
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "2",
+				       "--run-ms", "1500", "--no-probe",
+				       "--inject", "forge-guardian-exe",
+				       "--exec", wrap, NULL });
+	if (saved_vmm)
+		setenv("CPRX_VMM", saved_vmm, 1);
+	else
+		unsetenv("CPRX_VMM");
+	/* noted before the start: unlinked, left at the first commit */
+	EXPECT_EQ(0, unlink(first));
+	if (!bg_wait_for(&b, "event=committed"))
+		TH_LOG("%s", b.log);
+	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
+	other = copy_exe(vmm_path(), forged);
+	ASSERT_NE(0, other);
+	TH_LOG("first binary's inode %lu, the file made after it %lu",
+	       (unsigned long)ino, (unsigned long)other);
+	if (bg_wait_for(&b, "event=restart pid=")) {
+		at = strstr(b.log, "event=restart pid=") +
+		     strlen("event=restart pid=");
+		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
+		for (int i = 0; i < 300 && !stat(link, &st) &&
+		     st.st_ino == g.st_ino; i++)
+			usleep(10 * 1000);
+		if (!stat(link, &st))
+			EXPECT_NE(other, st.st_ino);
+	} else {
+		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
+	}
+	bg_end(&b);
+	unsetenv("CPRX_VMM_FORGED_EXE");
+	unsetenv("T_NEXT");
+	unsetenv("T_FORGED");
+	unlink(next);
+	unlink(wrap);
+	unlink(forged);
+	rmdir(dir);
+	free(saved_vmm);
+}
+
 static bool is_guest_fd(pid_t pid, const char *fd, const char *link, void *arg)
 {
 	(void)pid, (void)fd, (void)arg;
@@ -489,7 +582,9 @@ TEST(copies_dropped)
 	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
 				       "--run-ms", "1500", NULL });
 	ASSERT_TRUE(bg_wait_for(&b, "event=armed"));
-	ASSERT_TRUE(bg_wait_for(&b, "event=committed"));
+	if (!bg_wait_for(&b, "event=committed"))
+		TH_LOG("%s", b.log);
+	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
 	/* the VMM runs on for 1.5 s: the guardian must hold nothing now */
 	EXPECT_EQ(0, guest_fds(b.guardian));
 	EXPECT_EQ(0, bg_end(&b));
