@@ -487,6 +487,40 @@ static int write_script(const char *path, const char *body)
 }
 
 /*
+ * A copy of the VMM at @forged, made as a hostile VMM would: files are made
+ * in @dir (kept meanwhile) until one gets inode number @want, if it is free
+ * and the file system gives it, and that one is the copy; its inode.
+ */
+static ino_t make_with_ino(const char *dir, ino_t want, const char *forged)
+{
+	char name[96];
+	struct stat st;
+	ino_t got = 0;
+	int i, n;
+
+	for (n = 0; n < 2048 && !got; n++) {
+		int fd;
+
+		snprintf(name, sizeof(name), "%s/made.%d", dir, n);
+		fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || fstat(fd, &st))
+			break;
+		close(fd);
+		if (st.st_ino == want) {
+			unlink(name);
+			/* the number freed is the lowest free: taken again */
+			got = copy_exe(vmm_path(), forged);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s/made.%d", dir, i);
+		unlink(name);
+	}
+	return got ? got : !stat(forged, &st) ? st.st_ino :
+	       copy_exe(vmm_path(), forged);
+}
+
+/*
  * The guardian knows a binary the VMM ran by its device and inode number.
  * The first binary, unlinked and left by a committed update, was freed
  * (the guardian only stat()ed it), and ext4 gives a freed inode's number
@@ -523,21 +557,27 @@ TEST(restart_refuses_reused_inode)
 	/* the first update forges a live file, the second the one made */
 	setenv("CPRX_VMM_FORGED_EXE", next, 1);
 	setenv("CPRX_VMM", first, 1);
+	/* time to make the files before the second update */
 	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "2",
-				       "--run-ms", "1500", "--no-probe",
+				       "--run-ms", "8000", "--no-probe",
 				       "--inject", "forge-guardian-exe",
 				       "--exec", wrap, NULL });
 	if (saved_vmm)
 		setenv("CPRX_VMM", saved_vmm, 1);
 	else
 		unsetenv("CPRX_VMM");
-	/* noted before the start: unlinked, left at the first commit */
+	/* unlinked once it runs, left at the first commit */
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)b.vmm);
+	for (int i = 0; i < 300 && (stat(link, &st) || st.st_ino != ino); i++)
+		usleep(10 * 1000);
 	EXPECT_EQ(0, unlink(first));
 	if (!bg_wait_for(&b, "event=committed"))
 		TH_LOG("%s", b.log);
 	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
-	other = copy_exe(vmm_path(), forged);
+	other = make_with_ino(dir, ino, forged);
 	ASSERT_NE(0, other);
+	/* made before the second update (the VMM still there), or late */
+	EXPECT_EQ(0, kill(b.vmm, 0));
 	TH_LOG("first binary's inode %lu, the file made after it %lu",
 	       (unsigned long)ino, (unsigned long)other);
 	if (bg_wait_for(&b, "event=restart pid=")) {
@@ -553,6 +593,9 @@ TEST(restart_refuses_reused_inode)
 		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
 	}
 	bg_end(&b);
+	if (!strstr(b.log, "event=restart pid=") &&
+	    !strstr(b.log, "not restarted"))
+		TH_LOG("%s", b.log);
 	unsetenv("CPRX_VMM_FORGED_EXE");
 	unsetenv("T_NEXT");
 	unsetenv("T_FORGED");
