@@ -29,6 +29,10 @@
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
+ *
+ * Kept in one file: every case drives the same guardian and VMM through
+ * the same background runner (struct bg) and binary copies; meson runs it
+ * as one TAP test, serially.
  */
 #include <dirent.h>
 #include <errno.h>
