@@ -358,6 +358,27 @@ TEST(restart_runs_previous_binary)
 }
 
 /*
+ * The binary the guardian's restart runs, in *st once the child exec'd it
+ * (the restart is said right after the fork): 1; 0 when the child is gone
+ * by then; -1 with no restart (a refusal says why in the log).
+ */
+static int restarted_exe(struct bg *b, struct stat *st)
+{
+	char link[64];
+	const char *at;
+	struct stat g;
+
+	if (!bg_wait_for(b, "event=restart pid=") || stat(guardian_path(), &g))
+		return -1;
+	at = strstr(b->log, "event=restart pid=") + strlen("event=restart pid=");
+	snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
+	for (int i = 0; i < 300 && !stat(link, st) && st->st_ino == g.st_ino;
+	     i++)
+		usleep(10 * 1000);
+	return !stat(link, st);
+}
+
+/*
  * A VMM does not name the binary its guardian restarts: one that sends
  * another file as its own (a compromised VMM, --inject forge-guardian-exe)
  * had the guardian exec that file, and a guardian selected by no guard
@@ -367,8 +388,7 @@ TEST(restart_runs_previous_binary)
 TEST(restart_runs_own_binary)
 {
 	char dir[] = "/tmp/cprx-guardian-forged.XXXXXX", forged[64];
-	char link[128], *at;
-	struct stat st, g, vmm;
+	struct stat st, vmm;
 	ino_t other;
 	struct bg b;
 
@@ -383,19 +403,12 @@ TEST(restart_runs_own_binary)
 				       "kill-before-commit,forge-guardian-exe",
 				       NULL });
 	unsetenv("CPRX_VMM_FORGED_EXE");
-	if (bg_wait_for(&b, "event=restart pid=")) {
-		at = strstr(b.log, "event=restart pid=") +
-		     strlen("event=restart pid=");
-		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
-		ASSERT_EQ(0, stat(guardian_path(), &g));
-		for (int i = 0; i < 300 && !stat(link, &st) &&
-		     st.st_ino == g.st_ino; i++)
-			usleep(10 * 1000);
-		if (!stat(link, &st)) {
-			EXPECT_NE(other, st.st_ino);
-			EXPECT_EQ(vmm.st_ino, st.st_ino);
-		}
-	} else {
+	switch (restarted_exe(&b, &st)) {
+	case 1:
+		EXPECT_NE(other, st.st_ino);
+		EXPECT_EQ(vmm.st_ino, st.st_ino);
+		break;
+	case -1:
 		/* refusing the restart, saying why, is fine too */
 		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
 	}
@@ -413,10 +426,10 @@ TEST(restart_runs_own_binary)
 TEST(restart_notes_path_entry)
 {
 	char dir[] = "/tmp/cprx-guardian-path.XXXXXX", sub[64], cwd[64];
-	char exe[80], later[80], path[160], old_cwd[PATH_MAX], link[128];
-	char gpath[PATH_MAX], *at;
+	char exe[80], later[80], path[160], old_cwd[PATH_MAX];
+	char gpath[PATH_MAX];
 	char *saved_path = getenv("PATH"), *saved_vmm = getenv("CPRX_VMM");
-	struct stat st, g;
+	struct stat st;
 	ino_t here, other;
 	struct bg b;
 
@@ -435,7 +448,6 @@ TEST(restart_notes_path_entry)
 	ASSERT_NE(0, other);
 	ASSERT_NE_NULL(getcwd(old_cwd, sizeof(old_cwd)));
 	ASSERT_NE_NULL(realpath(guardian_path(), gpath));
-	ASSERT_EQ(0, stat(gpath, &g));
 	snprintf(path, sizeof(path), ":%s", sub);
 	setenv("CPRX_VMM_FORGED_EXE", later, 1);
 	setenv("CPRX_VMM", "vmm", 1);
@@ -455,18 +467,12 @@ TEST(restart_notes_path_entry)
 		setenv("CPRX_VMM", saved_vmm, 1);
 	else
 		unsetenv("CPRX_VMM");
-	if (bg_wait_for(&b, "event=restart pid=")) {
-		at = strstr(b.log, "event=restart pid=") +
-		     strlen("event=restart pid=");
-		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
-		for (int i = 0; i < 300 && !stat(link, &st) &&
-		     st.st_ino == g.st_ino; i++)
-			usleep(10 * 1000);
-		if (!stat(link, &st)) {
-			EXPECT_NE(other, st.st_ino);
-			EXPECT_EQ(here, st.st_ino);
-		}
-	} else {
+	switch (restarted_exe(&b, &st)) {
+	case 1:
+		EXPECT_NE(other, st.st_ino);
+		EXPECT_EQ(here, st.st_ino);
+		break;
+	case -1:
 		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
 	}
 	bg_end(&b);
@@ -536,9 +542,9 @@ static ino_t make_with_ino(const char *dir, ino_t want, const char *forged)
 TEST(restart_refuses_reused_inode)
 {
 	char dir[] = "/tmp/cprx-guardian-reuse.XXXXXX", first[64], next[64];
-	char wrap[64], forged[64], link[128], *at;
+	char wrap[64], forged[64], link[128];
 	char *saved_vmm = getenv("CPRX_VMM");
-	struct stat st, g;
+	struct stat st;
 	ino_t ino, other;
 	struct bg b;
 
@@ -555,7 +561,6 @@ TEST(restart_refuses_reused_inode)
 		"[ -z \"$T_SECOND\" ] || kill -9 $$\n"
 		"export T_SECOND=1 CPRX_VMM_FORGED_EXE=\"$T_FORGED\"\n"
 		"exec \"$T_NEXT\" \"$@\"\n"));
-	ASSERT_EQ(0, stat(guardian_path(), &g));
 	setenv("T_NEXT", next, 1);
 	setenv("T_FORGED", forged, 1);
 	/* the first update forges a live file, the second the one made */
@@ -584,16 +589,11 @@ TEST(restart_refuses_reused_inode)
 	EXPECT_EQ(0, kill(b.vmm, 0));
 	TH_LOG("first binary's inode %lu, the file made after it %lu",
 	       (unsigned long)ino, (unsigned long)other);
-	if (bg_wait_for(&b, "event=restart pid=")) {
-		at = strstr(b.log, "event=restart pid=") +
-		     strlen("event=restart pid=");
-		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
-		for (int i = 0; i < 300 && !stat(link, &st) &&
-		     st.st_ino == g.st_ino; i++)
-			usleep(10 * 1000);
-		if (!stat(link, &st))
-			EXPECT_NE(other, st.st_ino);
-	} else {
+	switch (restarted_exe(&b, &st)) {
+	case 1:
+		EXPECT_NE(other, st.st_ino);
+		break;
+	case -1:
 		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
 	}
 	bg_end(&b);
