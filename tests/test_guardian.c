@@ -20,13 +20,24 @@
  *                        what is at its path by now
  *   restart_runs_own_binary  the restart runs the binary the VMM ran, as
  *                        the kernel names it, not one the VMM sent as its own
+ *   restart_notes_path_entry  an empty $PATH entry is the working
+ *                        directory, as execvp takes it: the file a later
+ *                        entry names, never run, is no binary to restart
+ *   restart_refuses_reused_inode  a binary the VMM ran, unlinked and
+ *                        left, keeps its inode: a file made afterwards
+ *                        never passes for it
  *   set_guardian_refused cprx_set_guardian's refusals
  *   restart_refused      a handover naming a restart is believed only from
  *                        the guardian, the new image's parent
+ *
+ * Kept in one file: every case drives the same guardian and VMM through
+ * the same background runner (struct bg) and binary copies; meson runs it
+ * as one TAP test, serially.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,7 +277,9 @@ TEST(guardian_fd_cloexec)
 
 	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
 				       "--run-ms", "1500", NULL });
-	ASSERT_TRUE(bg_wait_for(&b, "event=committed"));
+	if (!bg_wait_for(&b, "event=committed"))
+		TH_LOG("%s", b.log);
+	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
 	n = sockets(b.vmm, &inherited);
 	EXPECT_GE(n, 1);
 	EXPECT_EQ(0, inherited);
@@ -345,6 +358,27 @@ TEST(restart_runs_previous_binary)
 }
 
 /*
+ * The binary the guardian's restart runs, in *st once the child exec'd it
+ * (the restart is said right after the fork): 1; 0 when the child is gone
+ * by then; -1 with no restart (a refusal says why in the log).
+ */
+static int restarted_exe(struct bg *b, struct stat *st)
+{
+	char link[64];
+	const char *at;
+	struct stat g;
+
+	if (!bg_wait_for(b, "event=restart pid=") || stat(guardian_path(), &g))
+		return -1;
+	at = strstr(b->log, "event=restart pid=") + strlen("event=restart pid=");
+	snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
+	for (int i = 0; i < 300 && !stat(link, st) && st->st_ino == g.st_ino;
+	     i++)
+		usleep(10 * 1000);
+	return !stat(link, st);
+}
+
+/*
  * A VMM does not name the binary its guardian restarts: one that sends
  * another file as its own (a compromised VMM, --inject forge-guardian-exe)
  * had the guardian exec that file, and a guardian selected by no guard
@@ -354,8 +388,7 @@ TEST(restart_runs_previous_binary)
 TEST(restart_runs_own_binary)
 {
 	char dir[] = "/tmp/cprx-guardian-forged.XXXXXX", forged[64];
-	char link[128], *at;
-	struct stat st, g, vmm;
+	struct stat st, vmm;
 	ino_t other;
 	struct bg b;
 
@@ -370,25 +403,211 @@ TEST(restart_runs_own_binary)
 				       "kill-before-commit,forge-guardian-exe",
 				       NULL });
 	unsetenv("CPRX_VMM_FORGED_EXE");
-	if (bg_wait_for(&b, "event=restart pid=")) {
-		at = strstr(b.log, "event=restart pid=") +
-		     strlen("event=restart pid=");
-		snprintf(link, sizeof(link), "/proc/%d/exe", atoi(at));
-		ASSERT_EQ(0, stat(guardian_path(), &g));
-		for (int i = 0; i < 300 && !stat(link, &st) &&
-		     st.st_ino == g.st_ino; i++)
-			usleep(10 * 1000);
-		if (!stat(link, &st)) {
-			EXPECT_NE(other, st.st_ino);
-			EXPECT_EQ(vmm.st_ino, st.st_ino);
-		}
-	} else {
+	switch (restarted_exe(&b, &st)) {
+	case 1:
+		EXPECT_NE(other, st.st_ino);
+		EXPECT_EQ(vmm.st_ino, st.st_ino);
+		break;
+	case -1:
 		/* refusing the restart, saying why, is fine too */
 		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
 	}
 	bg_end(&b);
 	unlink(forged);
 	rmdir(dir);
+}
+
+/*
+ * The guardian notes the binary it starts from the path execvp takes: an
+ * empty $PATH entry is the working directory.  Taken as "/", the file a
+ * later entry names was noted though never run, and a VMM that sent that
+ * file as its own had the guardian exec it.
+ */
+TEST(restart_notes_path_entry)
+{
+	char dir[] = "/tmp/cprx-guardian-path.XXXXXX", sub[64], cwd[64];
+	char exe[80], later[80], path[160], old_cwd[PATH_MAX];
+	char gpath[PATH_MAX];
+	char *saved_path = getenv("PATH"), *saved_vmm = getenv("CPRX_VMM");
+	struct stat st;
+	ino_t here, other;
+	struct bg b;
+
+	saved_path = saved_path ? strdup(saved_path) : NULL;
+	saved_vmm = saved_vmm ? strdup(saved_vmm) : NULL;
+	ASSERT_NE_NULL(mkdtemp(dir));
+	snprintf(cwd, sizeof(cwd), "%s/cwd", dir);
+	snprintf(sub, sizeof(sub), "%s/later", dir);
+	ASSERT_EQ(0, mkdir(cwd, 0700));
+	ASSERT_EQ(0, mkdir(sub, 0700));
+	snprintf(exe, sizeof(exe), "%s/vmm", cwd);
+	snprintf(later, sizeof(later), "%s/vmm", sub);
+	here = copy_exe(vmm_path(), exe);
+	other = copy_exe(vmm_path(), later);
+	ASSERT_NE(0, here);
+	ASSERT_NE(0, other);
+	ASSERT_NE_NULL(getcwd(old_cwd, sizeof(old_cwd)));
+	ASSERT_NE_NULL(realpath(guardian_path(), gpath));
+	snprintf(path, sizeof(path), ":%s", sub);
+	setenv("CPRX_VMM_FORGED_EXE", later, 1);
+	setenv("CPRX_VMM", "vmm", 1);
+	setenv("PATH", path, 1);
+	/* the working directory moves: the guardian by its full path */
+	setenv("CPRX_GUARDIAN", gpath, 1);
+	ASSERT_EQ(0, chdir(cwd));
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
+				       "--run-ms", "1500", "--inject",
+				       "kill-before-commit,forge-guardian-exe",
+				       NULL });
+	ASSERT_EQ(0, chdir(old_cwd));
+	unsetenv("CPRX_VMM_FORGED_EXE");
+	if (saved_path)
+		setenv("PATH", saved_path, 1);
+	if (saved_vmm)
+		setenv("CPRX_VMM", saved_vmm, 1);
+	else
+		unsetenv("CPRX_VMM");
+	switch (restarted_exe(&b, &st)) {
+	case 1:
+		EXPECT_NE(other, st.st_ino);
+		EXPECT_EQ(here, st.st_ino);
+		break;
+	case -1:
+		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
+	}
+	bg_end(&b);
+	unlink(exe);
+	unlink(later);
+	rmdir(cwd);
+	rmdir(sub);
+	rmdir(dir);
+	free(saved_path);
+	free(saved_vmm);
+}
+
+/* An executable #! script at @path with @body. */
+static int write_script(const char *path, const char *body)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	ssize_t n = fd < 0 ? -1 : write(fd, body, strlen(body));
+
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(body) ? 0 : -1;
+}
+
+/*
+ * A copy of the VMM at @forged, made as a hostile VMM would: files are made
+ * in @dir (kept meanwhile) until one gets inode number @want, if it is free
+ * and the file system gives it, and that one is the copy; its inode.
+ */
+static ino_t make_with_ino(const char *dir, ino_t want, const char *forged)
+{
+	char name[96];
+	struct stat st;
+	ino_t got = 0;
+	int i, n;
+
+	for (n = 0; n < 2048 && !got; n++) {
+		int fd;
+
+		snprintf(name, sizeof(name), "%s/made.%d", dir, n);
+		fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || fstat(fd, &st))
+			break;
+		close(fd);
+		if (st.st_ino == want) {
+			unlink(name);
+			/* the number freed is the lowest free: taken again */
+			got = copy_exe(vmm_path(), forged);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s/made.%d", dir, i);
+		unlink(name);
+	}
+	return got ? got : !stat(forged, &st) ? st.st_ino :
+	       copy_exe(vmm_path(), forged);
+}
+
+/*
+ * The guardian knows a binary the VMM ran by its device and inode number.
+ * The first binary, unlinked and left by a committed update, was freed
+ * (the guardian only stat()ed it), and ext4 gives a freed inode's number
+ * to the next file made: a VMM that made a file then and sent it as its
+ * binary had the guardian exec it.  The updates go through a script: the
+ * first runs the next binary, whose update sends the file made as its
+ * binary; the second dies before its commit.
+ */
+TEST(restart_refuses_reused_inode)
+{
+	char dir[] = "/tmp/cprx-guardian-reuse.XXXXXX", first[64], next[64];
+	char wrap[64], forged[64], link[128];
+	char *saved_vmm = getenv("CPRX_VMM");
+	struct stat st;
+	ino_t ino, other;
+	struct bg b;
+
+	saved_vmm = saved_vmm ? strdup(saved_vmm) : NULL;
+	ASSERT_NE_NULL(mkdtemp(dir));
+	snprintf(first, sizeof(first), "%s/vmm", dir);
+	snprintf(next, sizeof(next), "%s/vmm-next", dir);
+	snprintf(wrap, sizeof(wrap), "%s/update", dir);
+	snprintf(forged, sizeof(forged), "%s/forged", dir);
+	ino = copy_exe(vmm_path(), first);
+	ASSERT_NE(0, ino);
+	ASSERT_NE(0, copy_exe(vmm_path(), next));
+	ASSERT_EQ(0, write_script(wrap, "#!/bin/sh\n"
+		"[ -z \"$T_SECOND\" ] || kill -9 $$\n"
+		"export T_SECOND=1 CPRX_VMM_FORGED_EXE=\"$T_FORGED\"\n"
+		"exec \"$T_NEXT\" \"$@\"\n"));
+	setenv("T_NEXT", next, 1);
+	setenv("T_FORGED", forged, 1);
+	/* the first update forges a live file, the second the one made */
+	setenv("CPRX_VMM_FORGED_EXE", next, 1);
+	setenv("CPRX_VMM", first, 1);
+	/* time to make the files before the second update */
+	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "2",
+				       "--run-ms", "8000", "--no-probe",
+				       "--inject", "forge-guardian-exe",
+				       "--exec", wrap, NULL });
+	if (saved_vmm)
+		setenv("CPRX_VMM", saved_vmm, 1);
+	else
+		unsetenv("CPRX_VMM");
+	/* unlinked once it runs, left at the first commit */
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)b.vmm);
+	for (int i = 0; i < 300 && (stat(link, &st) || st.st_ino != ino); i++)
+		usleep(10 * 1000);
+	EXPECT_EQ(0, unlink(first));
+	if (!bg_wait_for(&b, "event=committed"))
+		TH_LOG("%s", b.log);
+	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
+	other = make_with_ino(dir, ino, forged);
+	ASSERT_NE(0, other);
+	/* made before the second update (the VMM still there), or late */
+	EXPECT_EQ(0, kill(b.vmm, 0));
+	TH_LOG("first binary's inode %lu, the file made after it %lu",
+	       (unsigned long)ino, (unsigned long)other);
+	switch (restarted_exe(&b, &st)) {
+	case 1:
+		EXPECT_NE(other, st.st_ino);
+		break;
+	case -1:
+		EXPECT_NE_NULL(strstr(b.log, "not restarted"));
+	}
+	bg_end(&b);
+	if (!strstr(b.log, "event=restart pid=") &&
+	    !strstr(b.log, "not restarted"))
+		TH_LOG("%s", b.log);
+	unsetenv("CPRX_VMM_FORGED_EXE");
+	unsetenv("T_NEXT");
+	unsetenv("T_FORGED");
+	unlink(next);
+	unlink(wrap);
+	unlink(forged);
+	rmdir(dir);
+	free(saved_vmm);
 }
 
 static bool is_guest_fd(pid_t pid, const char *fd, const char *link, void *arg)
@@ -410,7 +629,9 @@ TEST(copies_dropped)
 	bg_start(&b, (const char *[]){ "--ram", RAM, "--updates", "1",
 				       "--run-ms", "1500", NULL });
 	ASSERT_TRUE(bg_wait_for(&b, "event=armed"));
-	ASSERT_TRUE(bg_wait_for(&b, "event=committed"));
+	if (!bg_wait_for(&b, "event=committed"))
+		TH_LOG("%s", b.log);
+	ASSERT_NE_NULL(strstr(b.log, "event=committed"));
 	/* the VMM runs on for 1.5 s: the guardian must hold nothing now */
 	EXPECT_EQ(0, guest_fds(b.guardian));
 	EXPECT_EQ(0, bg_end(&b));

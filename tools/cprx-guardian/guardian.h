@@ -31,10 +31,15 @@ struct held {
 	int adopted;		/* kmod: the session fd ADOPT_SESSION gave, or -1 */
 };
 
-/* A binary the kernel showed the VMM (or a restart) running. */
+/*
+ * A binary the kernel showed the VMM (or a restart) running, held open: an
+ * inode freed while noted would give its number to the next file made on
+ * that file system, which a VMM could then send as its binary.
+ */
 struct ran {
 	dev_t dev;
 	ino_t ino;
+	int fd;		/* O_PATH, ours */
 };
 
 #define MAX_RAN	16

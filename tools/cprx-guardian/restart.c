@@ -61,50 +61,73 @@ static void place(int fd, int num)
 		fcntl(num, F_SETFD, 0);
 }
 
-static void note_ran(struct guardian *g, const struct stat *st)
+/* Notes the file at @fd, ours from now on (or closed, noted already). */
+static void note_ran(struct guardian *g, int fd)
 {
-	unsigned int i;
+	struct stat st;
+	unsigned int i, slot = g->nr_ran % MAX_RAN;
 
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st)) {
+		close(fd);
+		return;
+	}
 	for (i = 0; i < g->nr_ran && i < MAX_RAN; i++)
-		if (g->ran[i].dev == st->st_dev && g->ran[i].ino == st->st_ino)
+		if (g->ran[i].dev == st.st_dev && g->ran[i].ino == st.st_ino) {
+			close(fd);
 			return;
-	g->ran[g->nr_ran++ % MAX_RAN] = (struct ran){ st->st_dev, st->st_ino };
+		}
+	if (g->nr_ran >= MAX_RAN)
+		close(g->ran[slot].fd);
+	g->ran[slot] = (struct ran){ st.st_dev, st.st_ino, fd };
+	/* past UINT_MAX: still full, still the oldest slot next */
+	g->nr_ran = g->nr_ran + 1 ?: MAX_RAN;
 }
 
 void vmm_note_exe(struct guardian *g)
 {
 	char link[32];
-	struct stat st;
 
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)g->pid);
-	if (!stat(link, &st))
-		note_ran(g, &st);
+	note_ran(g, open(link, O_PATH | O_CLOEXEC));
 }
 
 /*
  * The file execvp will run for @name, noted before the start: the VMM may
  * be gone (killed early in its first update) before /proc/PID/exe is read.
+ * Searched as execvp searches: no $PATH is the C library's default path,
+ * an empty entry (a set but empty $PATH too) the working directory; an
+ * entry too long to join is skipped, not cut to another file.
  */
 static void note_start_binary(struct guardian *g, const char *name)
 {
 	const char *path = getenv("PATH"), *p, *end;
-	char file[PATH_MAX];
+	char file[PATH_MAX], cs_path[256];
 	struct stat st;
+	int n;
 
 	if (strchr(name, '/')) {
-		if (!stat(name, &st))
-			note_ran(g, &st);
+		note_ran(g, open(name, O_PATH | O_CLOEXEC));
 		return;
 	}
-	for (p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;
-	     p = *end ? end + 1 : end) {
+	if (!path) {
+		if (!confstr(_CS_PATH, cs_path, sizeof(cs_path)))
+			snprintf(cs_path, sizeof(cs_path), "/bin:/usr/bin");
+		path = cs_path;
+	}
+	for (p = path;; p = end + 1) {
 		end = strchrnul(p, ':');
-		snprintf(file, sizeof(file), "%.*s/%s", (int)(end - p), p, name);
-		if (!access(file, X_OK) && !stat(file, &st) &&
-		    S_ISREG(st.st_mode)) {
-			note_ran(g, &st);
+		n = end == p ? snprintf(file, sizeof(file), "%s", name) :
+			snprintf(file, sizeof(file), "%.*s/%s", (int)(end - p),
+				 p, name);
+		if (n < (int)sizeof(file) && !access(file, X_OK) &&
+		    !stat(file, &st) && S_ISREG(st.st_mode)) {
+			note_ran(g, open(file, O_PATH | O_CLOEXEC));
 			return;
 		}
+		if (!*end)
+			return;
 	}
 }
 
