@@ -140,6 +140,34 @@ int luod_ask(int fd, const char *req, int pass, char *out, size_t len,
 	return ret;
 }
 
+int luod_open_vm(const struct luod_run *r, int mfd)
+{
+	static const char *const steps[] = { "CREATE vm",
+					     "PRESERVE ffffffffffffffff" };
+	char out[CPRX_LUOD_MSG_MAX] = "";
+	int fd = luod_connect(r);
+	size_t i;
+
+	if (fd < 0 || mfd < 0) {
+		fprintf(stderr, "# luod_open_vm: connect %d, memfd %d\n", fd,
+			mfd);
+		goto fail;
+	}
+	for (i = 0; i < 2; i++) {
+		if (luod_ask(fd, steps[i], i ? mfd : -1, out, sizeof(out),
+			     NULL) <= 0 || strcmp(out, "OK")) {
+			fprintf(stderr, "# luod_open_vm: %s: %s\n", steps[i],
+				out);
+			goto fail;
+		}
+	}
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
 int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len)
 {
 	int fd = luod_connect(r), ret;

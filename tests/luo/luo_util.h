@@ -33,6 +33,12 @@ int luod_connect(const struct luod_run *r);
  */
 int luod_ask(int fd, const char *req, int pass, char *out, size_t len,
 	     int *got);
+/*
+ * A connection on which session "vm" is created and @mfd preserved as
+ * its state (token ffffffffffffffff): the opening of every test that
+ * holds.  The connection, or -1 with the step that failed on stderr.
+ */
+int luod_open_vm(const struct luod_run *r, int mfd);
 /* The same on a connection of its own. */
 int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len);
 /*

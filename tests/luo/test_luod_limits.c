@@ -264,13 +264,8 @@ TEST(hold_with_state_fs_full)
 	ASSERT_EQ(0, mkdir(pub, 01777));
 	ASSERT_EQ(0, chmod(pub, 01777));
 	ASSERT_EQ(0, luod_start(&r, extra));
-	c = luod_connect(&r);
+	c = luod_open_vm(&r, mfd);
 	ASSERT_LE(0, c);
-	ASSERT_GT(luod_ask(c, "CREATE vm", -1, out, sizeof(out), NULL), 0);
-	ASSERT_STREQ("OK", out);
-	ASSERT_GT(luod_ask(c, "PRESERVE ffffffffffffffff", mfd, out,
-			   sizeof(out), NULL), 0);
-	ASSERT_STREQ("OK", out);
 	EXPECT_EQ(0, as_uid(NOBODY, fill_inodes, pub));
 	ASSERT_GT(luod_ask(c, "HOLD", -1, out, sizeof(out), NULL), 0);
 	TH_LOG("HOLD with no inode left: %s", out);

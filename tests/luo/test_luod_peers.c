@@ -72,15 +72,9 @@ TEST(hold_after_giving_up)
 	int fd, mfd;
 
 	ASSERT_EQ(0, luod_start(&r, fake));
-	fd = luod_connect(&r);
 	mfd = luo_memfd("state", 4096, 1);
+	fd = luod_open_vm(&r, mfd);
 	ASSERT_LE(0, fd);
-	ASSERT_LE(0, mfd);
-	ASSERT_GT(luod_ask(fd, "CREATE vm", -1, out, sizeof(out), NULL), 0);
-	ASSERT_STREQ("OK", out);
-	ASSERT_GT(luod_ask(fd, "PRESERVE ffffffffffffffff", mfd, out,
-			   sizeof(out), NULL), 0);
-	ASSERT_STREQ("OK", out);
 	kill(r.pid, SIGSTOP);
 	ASSERT_EQ(0, cprx_luod_send(fd, "HOLD", -1));
 	close(fd);
@@ -126,15 +120,9 @@ TEST(hold_answer_undelivered)
 	int fd, mfd, i;
 
 	ASSERT_EQ(0, luod_start(&r, fake));
-	fd = luod_connect(&r);
 	mfd = luo_memfd("state", 4096, 1);
+	fd = luod_open_vm(&r, mfd);
 	ASSERT_LE(0, fd);
-	ASSERT_LE(0, mfd);
-	ASSERT_GT(luod_ask(fd, "CREATE vm", -1, out, sizeof(out), NULL), 0);
-	ASSERT_STREQ("OK", out);
-	ASSERT_GT(luod_ask(fd, "PRESERVE ffffffffffffffff", mfd, out,
-			   sizeof(out), NULL), 0);
-	ASSERT_STREQ("OK", out);
 	/* luod_start's probe's reader gone: the one left is this connection's */
 	for (i = 0; i < 100 && proc_children(r.pid) != 1; i++)
 		usleep(20000);
