@@ -121,9 +121,9 @@ static void take_object(GHashTable *types, const char *path, JsonObject *o,
 		gboolean scalar = v && JSON_NODE_HOLDS_VALUE(v);
 
 		if (!strcmp(name, "type") && scalar)
-			type = json_node_get_string(v);
+			type = qmp_node_string(v);
 		else if (!strcmp(name, "realized") && scalar)
-			realized = json_node_get_boolean(v);
+			realized = qmp_node_bool(v) == 1;
 		else if (!strcmp(name, "addr") && scalar &&
 			 json_node_get_value_type(v) == G_TYPE_INT64)
 			devfn = json_node_get_int(v);

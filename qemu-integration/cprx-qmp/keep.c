@@ -193,7 +193,7 @@ static gboolean keep_blocks(struct qmp_ctx *c, GString *d)
 		return FALSE;
 	}
 	lines = g_strsplit(json_node_get_string(r), "\n", -1);
-	if (!strstr(lines[0], "HVA")) {
+	if (!lines[0] || !strstr(lines[0], "HVA")) {
 		g_string_printf(d, "HMP info ramblock gives no host addresses (HVA) in QEMU %s",
 				qmp_version(c->q));
 		return FALSE;

@@ -52,7 +52,7 @@ gboolean check_ram(struct qmp_ctx *c, GString *d, const char **hint)
 	}
 	be = qmp_cmd(c->q, "qom-get", qmp_args("path", str_node("/machine"),
 		"property", str_node("memory-backend"), NULL), 5000, NULL);
-	if (!be || !*json_node_get_string(be)) {
+	if (!qmp_node_string(be) || !*qmp_node_string(be)) {
 		g_string_append(d, d->len ? "; " : "");
 		g_string_append(d, "main RAM is not a memory backend");
 		*hint = "add -machine memory-backend=ID with a share=on backend";
@@ -60,7 +60,7 @@ gboolean check_ram(struct qmp_ctx *c, GString *d, const char **hint)
 	}
 	aux = qmp_cmd(c->q, "qom-get", qmp_args("path", str_node("/machine"),
 		"property", str_node("aux-ram-share"), NULL), 5000, NULL);
-	if (aux && !json_node_get_boolean(aux)) {
+	if (aux && qmp_node_bool(aux) != 1) {
 		g_string_append(d, "; aux-ram-share=off");
 		*hint = "add -machine aux-ram-share=on so ROMs and device RAM are shared too";
 		return FALSE;
@@ -222,9 +222,11 @@ static void trial_devices(struct qmp_ctx *c, struct qmp *t)
 static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, char **mtype)
 {
 	gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+	const char *id;
 
-	while (g_get_monotonic_time() < deadline && g_subprocess_get_identifier(p)) {
-		struct qmp *t = g_file_test(sock, G_FILE_TEST_EXISTS) ? qmp_open(sock, NULL) : NULL;
+	while (g_get_monotonic_time() < deadline && (id = g_subprocess_get_identifier(p))) {
+		struct qmp *t = g_file_test(sock, G_FILE_TEST_EXISTS) ?
+				qmp_open_peer(sock, atoi(id), NULL) : NULL;
 
 		if (t) {
 			/* It may exit before it answers. */

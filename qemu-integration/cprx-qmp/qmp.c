@@ -81,9 +81,11 @@ static JsonNode *read_msg(struct qmp *q, gint64 deadline, GError **err)
 	if (!json_parser_load_from_data(p, line, -1, err))
 		return NULL;
 	if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p))) {
-		g_set_error(err, QMP_ERROR, QMP_ERROR_IO, "QMP: not an object: %s", line);
+		g_set_error(err, QMP_ERROR, QMP_ERROR_IO, "QMP: not an object: %.80s", line);
 		return NULL;
 	}
+	if (!qmp_message_fits(json_parser_get_root(p), err))
+		return NULL;
 	return json_node_copy(json_parser_get_root(p));
 }
 
@@ -119,23 +121,21 @@ static void set_peer(struct qmp *q)
 		q->pid = cr.pid;
 }
 
+/* From a greeting qmp_greeting_fits passed: every member has its type. */
 static void set_version(struct qmp *q, JsonNode *greeting)
 {
-	JsonObject *o = json_node_get_object(greeting);
-	JsonObject *v;
+	JsonObject *o = json_object_get_object_member(json_node_get_object(greeting), "QMP");
+	JsonNode *v = json_object_get_member(o, "version");
 
-	if (!json_object_has_member(o, "QMP"))
+	if (!v || JSON_NODE_HOLDS_NULL(v))
 		return;
-	v = json_object_get_object_member(json_object_get_object_member(o, "QMP"), "version");
-	v = v ? json_object_get_object_member(v, "qemu") : NULL;
-	if (v)
-		g_snprintf(q->version, sizeof(q->version), "%" G_GINT64_FORMAT ".%" G_GINT64_FORMAT
-			   ".%" G_GINT64_FORMAT, json_object_get_int_member(v, "major"),
-			   json_object_get_int_member(v, "minor"),
-			   json_object_get_int_member(v, "micro"));
+	o = json_object_get_object_member(json_node_get_object(v), "qemu");
+	g_snprintf(q->version, sizeof(q->version), "%" G_GINT64_FORMAT ".%" G_GINT64_FORMAT
+		   ".%" G_GINT64_FORMAT, json_object_get_int_member(o, "major"),
+		   json_object_get_int_member(o, "minor"), json_object_get_int_member(o, "micro"));
 }
 
-struct qmp *qmp_open(const char *path, GError **err)
+struct qmp *qmp_open_peer(const char *path, pid_t peer, GError **err)
 {
 	g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(path);
 	g_autoptr(JsonNode) greeting = NULL, ret = NULL;
@@ -147,8 +147,15 @@ struct qmp *qmp_open(const char *path, GError **err)
 	if (!q->sock || !g_socket_connect(q->sock, addr, NULL, err))
 		goto fail;
 	set_peer(q);
+	/* Checked before a byte is read: a stand-in must not even stall us. */
+	if (peer > 0 && q->pid != peer) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_PEER,
+			    "%s is served by pid %d, not by QEMU (pid %d)", path,
+			    (int)q->pid, (int)peer);
+		goto fail;
+	}
 	greeting = read_msg(q, deadline_of(10000), err);
-	if (!greeting)
+	if (!greeting || !qmp_greeting_fits(greeting, err))
 		goto fail;
 	set_version(q, greeting);
 	ret = qmp_cmd(q, "qmp_capabilities", NULL, 10000, err);
@@ -158,6 +165,11 @@ struct qmp *qmp_open(const char *path, GError **err)
 fail:
 	qmp_close(q);
 	return NULL;
+}
+
+struct qmp *qmp_open(const char *path, GError **err)
+{
+	return qmp_open_peer(path, 0, err);
 }
 
 void qmp_close(struct qmp *q)
@@ -227,8 +239,11 @@ JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms
 		}
 		if (json_object_has_member(o, "error"))
 			return qemu_error(o, err);
-		if (json_object_has_member(o, "return"))
-			return json_node_copy(json_object_get_member(o, "return"));
+		if (json_object_has_member(o, "return")) {
+			JsonNode *ret = json_object_get_member(o, "return");
+
+			return qmp_answer_fits(cmd, ret, err) ? json_node_copy(ret) : NULL;
+		}
 	}
 }
 

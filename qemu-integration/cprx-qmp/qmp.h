@@ -15,12 +15,19 @@ enum {
 	QMP_ERROR_EOF,		/* QEMU closed the connection (exit or exec) */
 	QMP_ERROR_TIMEOUT,
 	QMP_ERROR_QEMU,		/* QEMU answered {"error": ...} */
+	QMP_ERROR_PEER,		/* another process serves the socket */
 };
 
 struct qmp;
 
 /* Connects, reads the greeting and leaves capability negotiation. */
 struct qmp *qmp_open(const char *path, GError **err);
+/*
+ * The same, when the socket is served by process @peer (SO_PEERCRED)
+ * and by no other: a process that bound the path in QEMU's place gets
+ * no command, and is named in the QMP_ERROR_PEER error.
+ */
+struct qmp *qmp_open_peer(const char *path, pid_t peer, GError **err);
 void qmp_close(struct qmp *q);
 /* The connection's socket. */
 int qmp_fd(struct qmp *q);
@@ -36,6 +43,19 @@ JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **er
 gint64 qmp_event_usec(JsonNode *event);
 /* Waits until QEMU closes the connection. */
 gboolean qmp_wait_eof(struct qmp *q, int timeout_ms, GError **err);
+
+/*
+ * qmp_shape.c: whether a message has the shape QMP documents for it (an
+ * error naming what differs when not).  qmp_open and qmp_cmd check every
+ * greeting, event, error and answer of a command listed there.
+ */
+gboolean qmp_greeting_fits(JsonNode *msg, GError **err);
+gboolean qmp_message_fits(JsonNode *msg, GError **err);
+gboolean qmp_answer_fits(const char *cmd, JsonNode *ret, GError **err);
+/* A value of an answer left unchecked (qom-get's): its string or NULL;
+ * its boolean or -1. */
+const char *qmp_node_string(JsonNode *n);
+int qmp_node_bool(JsonNode *n);
 
 /* Builds {"key": value, ...}: pairs of const char * and JsonNode * (consumed). */
 JsonNode *qmp_args(const char *key, ...) G_GNUC_NULL_TERMINATED;

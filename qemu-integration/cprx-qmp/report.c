@@ -58,12 +58,15 @@ const char *guest_status(struct qmp_ctx *c)
 {
 	g_autoptr(GError) e = NULL;
 	g_autoptr(JsonNode) r = qmp_cmd(c->q, "query-status", NULL, 5000, &e);
-	static char st[64];
+	static char st[256];
 
-	if (!r)
+	if (!r && g_error_matches(e, QMP_ERROR, QMP_ERROR_IO))
+		g_snprintf(st, sizeof(st), "unknown (%s)", e->message);
+	else if (!r)
 		return "unknown (QMP gone)";
-	g_strlcpy(st, json_object_get_string_member_with_default(
-			json_node_get_object(r), "status", "?"), sizeof(st));
+	else	/* qmp_cmd checked that it is a string */
+		g_strlcpy(st, json_object_get_string_member(json_node_get_object(r), "status"),
+			  sizeof(st));
 	return st;
 }
 

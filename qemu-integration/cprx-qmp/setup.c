@@ -156,10 +156,18 @@ struct qmp *follow_at(struct qmp_ctx *c, const char *sock, gint64 deadline, int 
 	g_autofree char *hp = host_path(c, sock);
 
 	for (*attempts = 1; g_get_monotonic_time() < deadline; (*attempts)++) {
-		struct qmp *q = qmp_open(hp, NULL);
+		g_autoptr(GError) e = NULL;
+		struct qmp *q = qmp_open_peer(hp, c->pid, &e);
 
 		if (q)
 			return q;
+		/* Another process of QEMU's uid may bind the path while QEMU
+		 * execs or dies, and answer "running" for a lost guest. */
+		if (g_error_matches(e, QMP_ERROR, QMP_ERROR_PEER) &&
+		    !json_object_has_member(c->report, "qmp_stand_in")) {
+			say("%s", e->message);
+			json_object_set_string_member(c->report, "qmp_stand_in", e->message);
+		}
 		if (!qemu_alive(c))
 			return NULL;
 		g_usleep(1000);

@@ -7,7 +7,10 @@
 #   - a new QEMU killed with SIGKILL after the exec (paused by -S, so it is
 #     killed before it resumes the guest);
 #   - a load failure: a device missing from the new command line, with the
-#     checks that would have refused it bypassed (--no-trial).
+#     checks that would have refused it bypassed (--no-trial);
+#   - (11.x) a new binary that exits 1 once another process of QEMU's uid
+#     has bound the QMP socket's path in its place and answers "running":
+#     cprx-qmp must talk only to the PID it updates, and rescue.
 # cprx-qmp keeps the guest's RAM and the migration file before the stop
 # and starts the previous QEMU again on them: each case must end rescued -
 # exit 5, the new PID reported in text and JSON, query-status running there,
@@ -51,13 +54,44 @@ gone() {
 	tr -d '\0' <"$1/qemu.log" | tail -n 5 | diag
 	console "$1" | tail -n 3 | diag
 }
-echo "1..24"
+echo "1..27"
 
 # A new "binary" that runs QEMU except when it is given the state.
 wrapper() {	# PATH REAL-QEMU
 	cat >"$1" <<EOF
 #!/bin/sh
 case " \$* " in *" -incoming file:"*) echo "wrapper: exit 1" >&2; exit 1 ;; esac
+exec $2 "\$@"
+EOF
+	chmod +x "$1"
+}
+
+# The same wrapper, but before it exits a process of its own binds the
+# QMP socket's path (as QEMU does: unlink, bind) and answers every command
+# as a running QEMU would; its pid in PATH.pid.
+stand_in() {	# PATH REAL-QEMU SOCKET
+	cat >"$1" <<EOF
+#!/bin/sh
+case " \$* " in *" -incoming file:"*)
+	setsid python3 - "$3" >/dev/null 2>&1 </dev/null <<'PY' &
+import json, os, socket, sys
+os.unlink(sys.argv[1])
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    f = c.makefile("rw")
+    f.write(json.dumps({"QMP": {"version": {"qemu": {"major": 11, "minor": 0, "micro": 0}}, "capabilities": []}}) + "\n")
+    f.flush()
+    for line in f:
+        f.write(json.dumps({"return": {"status": "running", "running": True}}) + "\n")
+        f.flush()
+PY
+	echo \$! >"$1.pid"
+	sleep 2
+	echo "wrapper: exit 1" >&2; exit 1 ;;
+esac
 exec $2 "\$@"
 EOF
 	chmod +x "$1"
@@ -244,6 +278,16 @@ for v in $versions; do
 		intact "$g" "$rv"
 	check "$V: SIGKILL: no fd, memfd or Shmem left behind" no_leak "kill$v" "$sh0" "$old" "$g"
 	gone "$g"
+
+	if [ "$v" = 11 ]; then
+		stand_in "$W/standin.sh" "$prog" "$g/qmp.sock"
+		case_rescued "standin$v" "$g" "$V: new binary exits 1, a stand-in serving its QMP socket" \
+			-- -b "$W/standin.sh"
+		[ -s "$W/standin.sh.pid" ] && kill "$(cat "$W/standin.sh.pid")" 2>/dev/null
+		grep -q "is served by pid" "$W/standin$v.out" ||
+			echo "# $V: the stand-in was not named"
+		gone "$g"
+	fi
 
 	st=$W/g$v.state
 	mapfile -d '' new < <(argv_without "$g" -device virtio-rng-pci,id=rng0)

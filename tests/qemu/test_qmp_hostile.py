@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""cprx-qmp against a QMP server that answers with the wrong shapes (TAP).
+
+cprx-qmp runs as root and talks to QEMUs whose guests may own them, or to
+whatever process got to a socket's path first.  Whatever comes back on
+QMP, it must say which command was answered wrongly, never crash or trip
+a json-glib assertion, and never update on an answer it did not
+understand (`status` reports, exit 0, with the error in place of the
+answer).  This test serves QMP itself: a greeting, then for one command
+at a time an answer of a wrong shape (the others answered as QEMU 11
+would), and runs `cprx-qmp status` and `cprx-qmp update --preflight-only`
+against it.
+
+Test Case: every command cprx-qmp sends, every wrong shape
+Test Case: greetings of the wrong shape
+Test Case: a reply that is not JSON, or is not an object
+
+Environment: CPRX_QMP (the binary).
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
+results = []
+
+# What QEMU 11 answers to what cprx-qmp asks before it stops a guest.
+GOOD = {
+    "query-status": {"status": "running", "running": True},
+    "query-memdev": [{"id": "ram0", "size": 268435456, "share": True,
+                      "merge": True, "dump": True, "prealloc": False,
+                      "policy": "default", "host-nodes": []}],
+    "query-migrate-capabilities": [{"capability": "x-ignore-shared",
+                                    "state": False}],
+    "query-migrate-parameters": {"mode": "normal"},
+    "query-migrate": {},
+    "qom-list-types": [{"name": "device", "abstract": True}],
+    "qom-list": [{"name": "type", "type": "string"}],
+    "qom-list-get": [{"properties": [{"name": "type", "type": "string",
+                                      "value": "device"}]}],
+    "qom-get": "ram0",
+    "human-monitor-command": "",
+}
+WRONG = [None, 7, "x", [], {}, [7], [None], [{}], [[]],
+         {"status": 5}, {"status": None},
+         [{"id": 3, "size": "big", "share": "yes", "properties": 4,
+           "name": [], "type": {}, "capability": 1, "state": "on"}]]
+GREETINGS = [{}, [], "x", 7, {"QMP": 5}, {"QMP": {"version": "x"}},
+             {"QMP": {"version": {"qemu": {"major": "a", "minor": [],
+                                           "micro": None}}}}]
+
+
+def tap(ok, name, why=""):
+    results.append(ok)
+    print("%s %d - %s" % ("ok" if ok else "not ok", len(results), name))
+    if not ok and why:
+        for line in str(why).splitlines()[-12:]:
+            print("# " + line)
+    sys.stdout.flush()
+
+
+class Server(threading.Thread):
+    """A QMP server on @path: @greeting, then @bad for @cmd (raw text
+    when @raw), GOOD for the rest."""
+
+    def __init__(self, path, greeting, cmd=None, bad=None, raw=None):
+        super().__init__(daemon=True)
+        self.greeting, self.cmd, self.bad, self.raw = greeting, cmd, bad, raw
+        self.asked = set()
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        self.sock.listen(8)
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        f = c.makefile("rw")
+        try:
+            f.write(json.dumps(self.greeting) + "\n")
+            f.flush()
+            for line in f:
+                cmd = json.loads(line).get("execute")
+                self.asked.add(cmd)
+                if cmd == self.cmd and self.raw is not None:
+                    f.write(self.raw + "\n")
+                elif cmd == self.cmd:
+                    f.write(json.dumps({"return": self.bad}) + "\n")
+                else:
+                    f.write(json.dumps({"return": GOOD.get(cmd, {})}) + "\n")
+                f.flush()
+        except (OSError, ValueError):
+            pass
+        c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def greeting_ok():
+    return {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
+                                "package": ""}, "capabilities": []}}
+
+
+def run_qmp(sock, verb):
+    args = [QMP, verb, "-s", sock, "--json", "--timeout", "5"]
+    if verb == "update":
+        args += ["--preflight-only", "--no-trial", "-b", "/bin/true"]
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def sane(rc, out, err):
+    """None when cprx-qmp ended as it should, else why not."""
+    if rc < 0:
+        return "killed by signal %d" % -rc
+    if rc not in (0, 1, 2):
+        return "exit %d (only 0, 1 or 2 may come before any stop)" % rc
+    for bad in ("CRITICAL", "WARNING **", "runtime error", "Sanitizer"):
+        if bad in err:
+            return "stderr has %r" % bad
+    return None
+
+
+def main():
+    if not os.access(QMP, os.X_OK):
+        print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
+        return 0
+    cases = []
+    for cmd in sorted(GOOD):
+        for bad in WRONG:
+            cases.append(("%s -> %s" % (cmd, json.dumps(bad)),
+                          greeting_ok(), cmd, bad, None))
+    for g in GREETINGS:
+        cases.append(("greeting %s" % json.dumps(g), g, None, None, None))
+    for raw in ("not json", "[1, 2]", '"x"', "7", '{"return": {}, "error": 5}',
+                '{"error": "x"}', '{"error": {"desc": 5}}'):
+        cases.append(("query-status -> raw %s" % raw, greeting_ok(),
+                      "query-status", None, raw))
+    print("1..%d" % (2 * len(cases) + 1))
+    d = tempfile.mkdtemp(prefix="cprx-qmp-hostile.")
+    sock = os.path.join(d, "qmp.sock")
+    wrong_named = 0
+    for name, greeting, cmd, bad, raw in cases:
+        for verb in ("status", "update"):
+            s = Server(sock, greeting, cmd, bad, raw)
+            s.start()
+            rc, out, err = run_qmp(sock, verb)
+            s.close()
+            os.unlink(sock)
+            why = sane(rc, out, err)
+            # An answer of the wrong type altogether must stop cprx-qmp,
+            # with the command named; a wrong field inside, at least not
+            # crash it (qom-get's value may be of any type).
+            shape = cmd in s.asked and raw is None and cmd != "qom-get" and \
+                type(bad) is not type(GOOD[cmd])
+            if why is None and shape and cmd not in out + err:
+                why = "the wrong answer to %s was not named" % cmd
+            if why is None and shape and verb == "update" and rc == 0:
+                why = "the update went on after a wrong answer to %s" % cmd
+            if why is None and shape:
+                wrong_named += 1
+            tap(why is None, "%s: %s" % (verb, name),
+                "%s\nexit %d\n%s%s" % (why, rc, out[-400:], err[-800:]))
+    tap(wrong_named > 0, "a wrong answer is named by its command (%d times)"
+        % wrong_named)
+    os.rmdir(d)
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
