@@ -66,7 +66,12 @@ static int daemon_trusted(struct cprx_session *s, const char *path)
 	return 0;
 }
 
-static int connect_daemon(struct cprx_session *s)
+/*
+ * A connection to cprx-luod, or -@unreachable when there is none to
+ * connect to (ENODEV before an update; ECONNREFUSED after a kexec, when
+ * nothing was taken and a later call may still resume).
+ */
+static int connect_daemon(struct cprx_session *s, int unreachable)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = RECV_TIMEOUT_S };
@@ -83,7 +88,7 @@ static int connect_daemon(struct cprx_session *s)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = errno;
 		close(fd);
-		return cprx_fail(s, ENODEV, NO_DAEMON_HINT, "the luo backend "
+		return cprx_fail(s, unreachable, NO_DAEMON_HINT, "the luo backend "
 				 "needs cprx-luod, which owns /dev/liveupdate: "
 				 "connecting to %s failed: %s", path, strerror(err));
 	}
@@ -149,7 +154,7 @@ static int luo_open(struct cprx_session *s)
 				 "47 bytes with the luo backend", "session name "
 				 "'%s' is too long for a LUO session (the daemon "
 				 "adds the uid)", s->name);
-	ret = connect_daemon(s);
+	ret = connect_daemon(s, ENODEV);
 	if (ret)
 		return ret;
 	snprintf(req, sizeof(req), "CREATE %s", s->name);
@@ -342,7 +347,7 @@ int cprx_luo_retrieve(struct cprx_session *s, const char *name)
 		return cprx_fail(s, ENAMETOOLONG, "use the name the session was "
 				 "opened with", "session name '%s' is too long "
 				 "for a LUO session", name);
-	ret = connect_daemon(s);
+	ret = connect_daemon(s, ECONNREFUSED);
 	if (ret)
 		return ret;
 	snprintf(req, sizeof(req), "RETRIEVE %s", name);

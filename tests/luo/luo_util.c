@@ -168,6 +168,14 @@ fail:
 	return -1;
 }
 
+bool has(const char *hay, const char *needle)
+{
+	if (hay && strstr(hay, needle))
+		return true;
+	fprintf(stderr, "# '%s' not in '%s'\n", needle, hay ? hay : "(null)");
+	return false;
+}
+
 int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len)
 {
 	int fd = luod_connect(r), ret;

@@ -47,6 +47,8 @@ int luod_ask1(const struct luod_run *r, const char *req, char *out, size_t len);
  */
 double luod_secs(const struct luod_run *r, const char *req, int secs,
 		 char *out, size_t len);
+/* Whether @needle is in @hay; when not, both are logged. */
+bool has(const char *hay, const char *needle);
 /* How many fds process @pid has open, or -1. */
 int proc_fds(pid_t pid);
 /* How many processes have @pid for their parent. */

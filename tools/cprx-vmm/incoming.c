@@ -304,5 +304,19 @@ incoming_failed(struct vm *vm, struct cprx_session *s, int err)
 	vm->generation = cprx_generation(s);
 	if (!strcmp(cprx_backend_name(s), "luo"))
 		vm->cfg.flags |= CFG_KEXEC;	/* no rollback across a kexec */
+	/*
+	 * No daemon to ask: nothing was taken, and a session the kexec
+	 * carried waits in the kernel for cprx-luod.  "Lost" would have the
+	 * operator discard a guest that the next run may resume; that run
+	 * says which it is.
+	 */
+	if ((vm->cfg.flags & CFG_KEXEC) && err == -ECONNREFUSED) {
+		snprintf(why, sizeof(why), "not resumed, and not lost: %s; "
+			 "nothing was taken: once cprx-luod answers, run again "
+			 "to resume the guest or learn why it cannot be",
+			 sess_msg(s, err));
+		print_event(vm, "waiting", "incoming", err, why, sess_hint(s));
+		exit(EXIT_SETUP);
+	}
 	reject(vm, s, "incoming", err, why, sess_hint(s));
 }

@@ -150,7 +150,7 @@ static void usage(FILE *f)
 	      "Exit status: 0 all verified, 1 usage or setup error, 2 verification failed,\n"
 	      "3 an update was refused but the guest kept running intact, 4 the VM is lost\n"
 	      "(with --kexec: also when the kexec lost the state, e.g. into a kernel without\n"
-	      "/dev/liveupdate).\n", f);
+	      "/dev/liveupdate; cprx-luod unreachable is 1: nothing taken, run again).\n", f);
 }
 
 static void __attribute__((format(printf, 2, 3)))

@@ -240,7 +240,8 @@ void print_warnings(const struct cprx_preflight_report *pf)
 			warn_msg("preflight %s: %s", pf->checks[i].name, pf->checks[i].reason);
 }
 
-/* A new image gives up: "rollback", or "error" when even that failed. */
+/* A new image gives up: "rollback", or "error" when even that failed;
+ * "waiting" when it cannot yet, with nothing lost. */
 void print_event(const struct vm *vm, const char *event, const char *stage,
 			int err, const char *error, const char *hint)
 {
@@ -253,7 +254,8 @@ void print_event(const struct vm *vm, const char *event, const char *stage,
 	}
 	if (vm->human) {
 		printf("%s at %s: %s: %s%s%s%s\n", !strcmp(event, "rollback") ?
-		       "rolling back" : "VM LOST", stage, cprx_errname(err), error,
+		       "rolling back" : !strcmp(event, "waiting") ? "NOT RESUMED" :
+		       "VM LOST", stage, cprx_errname(err), error,
 		       hint && *hint ? " (hint: " : "", hint ? hint : "",
 		       hint && *hint ? ")" : "");
 		fflush(stdout);
