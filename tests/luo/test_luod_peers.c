@@ -143,6 +143,63 @@ TEST(hold_answer_undelivered)
 	luod_cleanup(&r);
 }
 
+/* /proc/@pid/oom_score_adj, or -10000. */
+static int oom_adj(pid_t pid)
+{
+	char path[64];
+	FILE *f;
+	int adj = -10000;
+
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%d", &adj) != 1)
+			adj = -10000;
+		fclose(f);
+	}
+	return adj;
+}
+
+/*
+ * Test Case: reader_not_oom_shielded
+ * The unit shields the daemon from the OOM killer (-900): the reader it
+ * forks for a peer's connection must not inherit that, or any local user
+ * gets up to 48 processes the OOM killer passes over.  Lowering needs
+ * CAP_SYS_RESOURCE, which a test host may lack; what is inherited is the
+ * same either way, so the daemon is set apart upwards here.
+ */
+TEST(reader_not_oom_shielded)
+{
+	struct luod_run r = { 0 };
+	char path[64];
+	pid_t reader;
+	int fd, i;
+	FILE *f;
+
+	ASSERT_EQ(0, luod_start(&r, fake));
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)r.pid);
+	f = fopen(path, "we");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "500\n");
+	ASSERT_EQ(0, fclose(f));
+	ASSERT_EQ(500, oom_adj(r.pid));
+	/* luod_start's probe's reader gone: the one to come is this one's */
+	for (i = 0; i < 100 && proc_children(r.pid); i++)
+		usleep(20000);
+	fd = luod_connect(&r);
+	ASSERT_LE(0, fd);
+	for (i = 0; i < 100 && proc_children(r.pid) != 1; i++)
+		usleep(20000);
+	reader = first_child(r.pid);
+	ASSERT_LT(0, reader);
+	for (i = 0; i < 100 && oom_adj(reader) == 500; i++)
+		usleep(20000);
+	EXPECT_EQ(0, oom_adj(reader));
+	EXPECT_EQ(500, oom_adj(r.pid));
+	close(fd);
+	luod_cleanup(&r);
+}
+
 /* A child of uid @uid holding @n connections to @r until killed; its pid. */
 static pid_t hog_conns(const struct luod_run *r, uid_t uid, int n)
 {

@@ -42,13 +42,16 @@ t_listening() {	# enabled: listening from boot, the daemon not yet started
 	echo "socket $(state cprx-luod.socket), service $(state cprx-luod.service)"
 	return 1
 }
-t_activated() {	# started by the socket, argv[0] '@cprx-luod'
-	local pid argv0
+t_activated() {	# started by the socket, argv[0] '@cprx-luod', spared by the OOM killer
+	local pid argv0 adj oom
 	pid=$(systemctl show -P MainPID cprx-luod.service)
 	argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1)
+	adj=$(cat "/proc/$pid/oom_score_adj" 2>/dev/null)
+	oom=$(systemctl show -P OOMPolicy cprx-luod.service)
 	[ "$(state cprx-luod.service)" = active ] && [ "$argv0" = @cprx-luod ] &&
-		{ echo "pid $pid, argv[0] $argv0, $(systemctl show -p TriggeredBy -p Requires cprx-luod.service | paste -sd' ')"; return 0; }
-	echo "service $(state cprx-luod.service), pid $pid, argv[0] '$argv0'"
+		[ "$adj" = -900 ] && [ "$oom" = continue ] &&
+		{ echo "pid $pid, argv[0] $argv0, oom_score_adj $adj, OOMPolicy $oom, $(systemctl show -p TriggeredBy -p Requires cprx-luod.service | paste -sd' ')"; return 0; }
+	echo "service $(state cprx-luod.service), pid $pid, argv[0] '$argv0', oom_score_adj '$adj', OOMPolicy '$oom'"
 	journalctl -b -u cprx-luod.service --no-pager -q | tail -n 5
 	return 1
 }

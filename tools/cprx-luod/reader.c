@@ -251,6 +251,23 @@ static void close_all_but(int a, int b)
 	close_range(hi + 1, ~0U, 0);
 }
 
+/*
+ * The unit shields the daemon from the OOM killer (a kill drops every held
+ * session); a reader serves one peer and is worth no more than it.
+ */
+static void oom_adj_reset(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+	/* on failure the daemon's adjustment stays: no worse than before */
+	if (fd >= 0) {
+		ssize_t n = write(fd, "0", 1);
+
+		(void)n;
+		close(fd);
+	}
+}
+
 static void __attribute__((noreturn)) reader_main(int peer, int ctl,
 						   pid_t daemon)
 {
@@ -267,6 +284,7 @@ static void __attribute__((noreturn)) reader_main(int peer, int ctl,
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != daemon)
 		_exit(0);
+	oom_adj_reset();
 	close_all_but(peer, ctl);
 	/* blocking from here, bounded: a peer that never reads is let go */
 	fcntl(peer, F_SETFL, 0);
