@@ -22,50 +22,6 @@
 stage=$1 build=$2 share=$3
 . "$(dirname "$0")/luo-vmm.sh"
 
-# (checks run in subshells: the daemon's pid is looked up)
-luod_pid() { pidof -s cprx-luod; }
-# The daemon alone has /dev/liveupdate (from its first request on): the
-# device takes one opener.
-t_owns_device() {
-	local luod_pid
-	luod_pid=$(luod_pid) || { echo "no cprx-luod running"; return 1; }
-	ls -l "/proc/$luod_pid/fd" | grep -q /dev/liveupdate ||
-		{ echo "cprx-luod ($luod_pid) has no /dev/liveupdate open"; return 1; }
-	local err
-	err=$(sh -c 'exec 9<>/dev/liveupdate' 2>&1) && { echo "a second open worked"; return 1; }
-	grep -q 'resource busy' <<<"$err" || { echo "second open: $err"; return 1; }
-	echo "a second opener: $err"
-}
-# nobody's status lists its own session only
-t_status_nobody() {
-	local st
-	st=$(as_uid 65534 "$luod" status 2>&1) || { echo "$st"; return 1; }
-	[ "$(head -n1 <<<"$st")" = 1 ] && grep -q '^65534 vm-b held' <<<"$st" ||
-		{ echo "nobody's status: $st"; return 1; }
-	echo "$st"
-}
-# A kind LUO cannot keep (a device fd) is refused before the guest stops.
-t_device_refused() {
-	local out=$share/vm-c-0.$stage rc
-	"$vmm" --kexec --name vm-c --ram 16M --json --inject kexec-device >"$out" 2>&1
-	rc=$?
-	[ $rc = 3 ] && grep -q 'luo:dev.eventfd' "$out" &&
-		{ grep -o '"error":"[^"]*"' "$out" | cut -c1-200; return 0; }
-	echo "exit $rc (want 3, naming luo:dev.eventfd): $(tail -n 2 "$out")"
-	return 1
-}
-# A session held when the daemon stops is dropped, and the log says so.
-t_stop_drops() {
-	local luod_pid
-	t_prepared 0 vm-d || return 1
-	luod_pid=$(luod_pid) || { echo "no cprx-luod running"; return 1; }
-	kill "$luod_pid" && wait_gone "$luod_pid" ||
-		{ echo "cprx-luod ($luod_pid) did not stop"; return 1; }
-	grep 'session cprx-0-vm-d is dropped' "$share/luod.$stage.log" ||
-		{ echo "not said: $(tail -n 3 "$share/luod.$stage.log")"; return 1; }
-}
-wait_gone() { for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
-
 run stage t_stage
 if [ "$stage" = 1 ]; then
 	run luod start_luod

@@ -8,16 +8,24 @@
 #
 # Stage 1, systemd PID 1, the units installed as a package would install
 # them (systemd-kexec.sh's tree): cprx-luod.socket listens from boot, the
-# first VMM's connection starts cprx-luod.service; root's and nobody's
-# cprx-vmm --kexec hold their sessions.  Then cprx-guard.service as
+# first VMM's connection starts cprx-luod.service (spared by the OOM
+# killer), which alone has /dev/liveupdate open; root's and nobody's
+# cprx-vmm --kexec hold their sessions; the status lists both, nobody's
+# only its own; a VMM that also preserves a device fd is refused by
+# preflight naming its token.  Then cprx-guard.service as
 # deployed (with CPRX_KO: cprx.ko installed where modprobe finds it, not
 # loaded): it fails without a policy; with an armed-only policy it starts
 # and enforces; a reload with a broken policy fails and the old guard
 # stays; a stop detaches.  `systemctl isolate` to a target without
 # basic.target (as rescue.target) leaves the daemon and its sessions
 # alone.  The harness then runs `systemctl kexec`.
-# Stage 2 (the harness's init, no systemd): a new cprx-luod gives each VMM
-# its session back, RAM verified, generation 1.
+# Stage 2 (the harness's init, no systemd): the status lists both
+# unfinished; a VMM of a third uid asking for either name starts afresh;
+# a new cprx-luod gives each VMM its session back, RAM and device state
+# verified, generation 1, the status listing the one not yet resumed; a
+# session held when the daemon stops is dropped, and the daemon says so.
+# These are the session checks vm-kexec makes without systemd (luo-vmm.sh
+# has them), so CI runs them here, in one boot.
 stage=$1 build=$2 share=$3 ko=${4:-}
 . "$(dirname "$0")/luo-vmm.sh"
 guard=/usr/local/sbin/cprx-guard
@@ -147,8 +155,11 @@ if [ "$stage" = 1 ]; then
 	run socket-listening t_listening
 	run prepare-root t_prepared 0 vm-a
 	run socket-activated t_activated
+	run luod-owns-device t_owns_device	# opened at the first request
 	run prepare-nobody t_prepared 65534 vm-b
 	run status-held t_status '^0 vm-a held' '^65534 vm-b held'
+	run status-nobody t_status_nobody
+	run preflight-device t_device_refused
 	# the guard's checks do not stop the kexec: its sessions are held
 	if [ -n "$ko" ]; then
 		sessions=$failed
@@ -164,9 +175,13 @@ if [ "$stage" = 1 ]; then
 else
 	run luod start_luod
 	run status-unfinished t_status '^0 vm-a incoming' '^65534 vm-b incoming'
+	run other-uid-a t_fresh 65533 vm-a
+	run other-uid-b t_fresh 65533 vm-b
 	run resume-root t_resumed 0 vm-a
+	run status-one-left t_status '^1$' '^65534 vm-b incoming'
 	run resume-nobody t_resumed 65534 vm-b
 	run status-none-left t_status '^0$'
+	run stop-drops t_stop_drops
 fi
 check dmesg klog_boot_trouble 'KHO|kho|luo|liveupdate|memfd_luo'
 exit $failed

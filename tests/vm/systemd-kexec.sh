@@ -84,9 +84,11 @@ tmpfs /tmp tmpfs mode=1777,nosuid,nodev 0 0
 EOF
 
 s1=(s1-stage s1-systemd s1-socket-listening s1-prepare-root s1-socket-activated
-    s1-prepare-nobody s1-status-held "${guard_checks[@]}" s1-isolate s1-dmesg)
-s2=(s2-stage s2-luod s2-status-unfinished s2-resume-root s2-resume-nobody
-    s2-status-none-left s2-dmesg)
+    s1-luod-owns-device s1-prepare-nobody s1-status-held s1-status-nobody
+    s1-preflight-device "${guard_checks[@]}" s1-isolate s1-dmesg)
+s2=(s2-stage s2-luod s2-status-unfinished s2-other-uid-a s2-other-uid-b
+    s2-resume-root s2-status-one-left s2-resume-nobody s2-status-none-left
+    s2-stop-drops s2-dmesg)
 guest=(bash "$VM/systemd-kexec-guest.sh")
 t0=$(date +%s)
 # 1536M and the KHO scratch as vm-kexec (luo-kexec.sh says why)
