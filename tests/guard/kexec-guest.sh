@@ -2,7 +2,10 @@
 # The guest's half of tests/guard/kexec.sh, one script for both stages of
 # a run.sh --kexec run; prints CHECK lines (tests/vm/checks.sh).
 #
-#   kexec-guest.sh 1|2 BUILD_DIR SHARE
+#   kexec-guest.sh 1|2 BUILD_DIR SHARE [CHECK_PREFIX]
+#
+# CHECK_PREFIX (default sN-) names the checks apart when another stage
+# script runs this one (vm-systemd-kexec's, under systemd).
 #
 # Stage 1: the guard loaded as cprx-guard.service loads it (pinned, enforcing,
 # default status file), and a second pinned guard whose status file lives in
@@ -11,7 +14,7 @@
 # neither status may say ENFORCING, nor libcprx's reader predict a refusal.
 # Then the unit's load again, enforcing again.  Each boot's log clean.
 set -u
-stage=$1 B=$(cd "$2" && pwd) SHARE=$3
+stage=$1 B=$(cd "$2" && pwd) SHARE=$3 prefix=${4:-s$1-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../vm/checks.sh"
 . "$HERE/../vm/kernel-log.sh"
@@ -20,7 +23,7 @@ CG=/sys/fs/cgroup/cprx-guard-kexec
 KEPT=$SHARE/kept.status		# a status file outside /run
 KEPT_PINS=/sys/fs/bpf/cg-kexec-kept
 OTHER=/tmp/other-true		# /usr/bin/true's bytes, another inode: not allowed
-CHECK_PREFIX=s$stage-
+CHECK_PREFIX=$prefix
 
 in_cg() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
 # exec of a non-allowed binary from the guarded cgroup: EPERM

@@ -29,13 +29,9 @@ if ! "$VM/kernels.sh" --cached research >/dev/null 2>"$scratch/kernel.log"; then
 	echo "1..0 # SKIP research kernel not cached: $(tail -n 1 "$scratch/kernel.log")"
 	exit 0
 fi
-s=(lsm-bpf status-path)
-s1=("${s[@]}" unit-load-canary status-enforcing eperm allowed-runs verdict-deny
-	kept-load-canary kept-status-enforcing kept-verdict-deny dmesg)
-s2=("${s[@]}" kexec-happened no-status-file no-pins status-not-loaded
-	verdict-no-guard kept-status-stale kept-verdict-no-guard
-	not-refused-before-load exec-not-refused-before-load unit-load-canary
-	status-enforcing eperm allowed-runs verdict-deny detached dmesg)
+. "$HERE/kexec-checks.sh"
+s1=("${guard_kexec_s1[@]}")
+s2=("${guard_kexec_s2[@]}")
 shares=(--share "$scratch")
 case $B/ in /tmp/*|/var/tmp/*|/run/*|/root/*) shares+=(--share "$B") ;; esac
 guest=(bash "$HERE/kexec-guest.sh")

@@ -16,7 +16,10 @@
 # deployed (with CPRX_KO: cprx.ko installed where modprobe finds it, not
 # loaded): it fails without a policy; with an armed-only policy it starts
 # and enforces; a reload with a broken policy fails and the old guard
-# stays; a stop detaches.  `systemctl isolate` to a target without
+# stays; a stop detaches.  Then the guard as vm-guard-kexec checks it
+# across the kexec (tests/guard/kexec-guest.sh: loaded as the unit loads
+# it, and a second one whose status file survives; in stage 2 neither
+# may say ENFORCING, and a load enforces again).  `systemctl isolate` to a target without
 # basic.target (as rescue.target) leaves the daemon and its sessions
 # alone.  The harness then runs `systemctl kexec`.
 # Stage 2 (the harness's init, no systemd): the status lists both
@@ -171,8 +174,13 @@ if [ "$stage" = 1 ]; then
 		check guard-stop t_guard_stop
 		failed=$sessions
 	fi
+	# the guard across the kexec, as vm-guard-kexec (by hand) checks it
+	[ -x "$build/bpf/cprx-guard" ] &&
+		bash "$(dirname "$0")/../guard/kexec-guest.sh" 1 "$build" "$share" s1-guard-kexec-
 	run isolate t_isolate "$(systemctl show -P MainPID cprx-luod.service)"
 else
+	[ -x "$build/bpf/cprx-guard" ] &&
+		bash "$(dirname "$0")/../guard/kexec-guest.sh" 2 "$build" "$share" s2-guard-kexec-
 	run luod start_luod
 	run status-unfinished t_status '^0 vm-a incoming' '^65534 vm-b incoming'
 	run other-uid-a t_fresh 65533 vm-a

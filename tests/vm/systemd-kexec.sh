@@ -50,10 +50,14 @@ cp "$build/tools/cprx-luod.service" "$REPO/tools/cprx-luod/cprx-luod.socket" "$u
 ln -s ../cprx-luod.socket "$units/sockets.target.wants/cprx-luod.socket"
 cp "$build/tools/cprx-luod" "$root$sbindir/"
 guard_checks=()
+guard_kexec1=() guard_kexec2=()
 ko=
 if [ -x "$build/bpf/cprx-guard" ] && [ -f "$build/bpf/cprx-guard.service" ]; then
 	cp "$build/bpf/cprx-guard.service" "$units/"
 	cp "$build/bpf/cprx-guard" "$root$sbindir/"
+	. "$REPO/tests/guard/kexec-checks.sh"
+	guard_kexec1=("${guard_kexec_s1[@]/#/s1-guard-kexec-}")
+	guard_kexec2=("${guard_kexec_s2[@]/#/s2-guard-kexec-}")
 	# cprx.ko for this kernel, installed by the guest where modprobe looks
 	if "$VM/kbuild.sh" --jobs 2 research "$REPO" "$scratch/kmod" >"$scratch/kbuild.log" 2>&1 &&
 		[ -f "$scratch/kmod/cprx.ko" ]; then
@@ -85,10 +89,10 @@ EOF
 
 s1=(s1-stage s1-systemd s1-socket-listening s1-prepare-root s1-socket-activated
     s1-luod-owns-device s1-prepare-nobody s1-status-held s1-status-nobody
-    s1-preflight-device "${guard_checks[@]}" s1-isolate s1-dmesg)
+    s1-preflight-device "${guard_checks[@]}" "${guard_kexec1[@]}" s1-isolate s1-dmesg)
 s2=(s2-stage s2-luod s2-status-unfinished s2-other-uid-a s2-other-uid-b
     s2-resume-root s2-status-one-left s2-resume-nobody s2-status-none-left
-    s2-stop-drops s2-dmesg)
+    s2-stop-drops "${guard_kexec2[@]}" s2-dmesg)
 guest=(bash "$VM/systemd-kexec-guest.sh")
 t0=$(date +%s)
 # 1536M and the KHO scratch as vm-kexec (luo-kexec.sh says why)
