@@ -9,7 +9,9 @@
  */
 #include "cprx-qmp.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -246,6 +248,46 @@ static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, c
 	return FALSE;
 }
 
+/* The trial's directory in QEMU's /tmp, made by us and given to QEMU's
+ * user, who may rename it or fill it: it is reached and emptied only
+ * through the fd it was opened on, never through its path again. */
+static int trial_dir(struct qmp_ctx *c, char *tmpl, GString *d)
+{
+	int fd;
+
+	if (!g_mkdtemp(tmpl)) {
+		g_string_printf(d, "cannot create a trial directory in QEMU's /tmp: %s",
+				g_strerror(errno));
+		return -1;
+	}
+	fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || (!geteuid() && fchown(fd, c->creds.uid[1], c->creds.gid[1]))) {
+		g_string_printf(d, "cannot give the trial directory %s to QEMU's user: %s", tmpl,
+				g_strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		rmdir(tmpl);
+		return -1;
+	}
+	return fd;
+}
+
+/* Empties the trial's directory (@fd) and removes it: the names in it
+ * only, whatever QEMU's user made of them. */
+static void trial_dir_remove(int fd, const char *tmpl)
+{
+	DIR *dir = fdopendir(dup(fd));
+	struct dirent *e;
+
+	while (dir && (e = readdir(dir)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(fd, e->d_name, 0);
+	if (dir)
+		closedir(dir);
+	close(fd);
+	rmdir(tmpl);	/* an empty directory, if it is still there */
+}
+
 static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 {
 	g_autofree char *tmpl = host_path(c, "/tmp/cprx-trial-XXXXXX");
@@ -254,23 +296,22 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) e = NULL;
 	gboolean up;
+	int dfd = trial_dir(c, tmpl, d);
 
-	if (!g_mkdtemp(tmpl)) {
-		g_string_printf(d, "cannot create a trial directory in QEMU's /tmp: %s", g_strerror(errno));
+	if (dfd < 0)
 		return FALSE;
-	}
 	dir = g_strdup(tmpl + (strlen(tmpl) - strlen("/tmp/cprx-trial-XXXXXX")));
-	hsock = g_build_filename(tmpl, "trial.sock", NULL);
+	hsock = g_strdup_printf("/proc/self/fd/%d/trial.sock", dfd);
 	argv = trial_argv(c, dir);
 	p = spawn_in_root(c, argv, &e);
 	if (!p) {
 		g_string_printf(d, "cannot start %s: %s", (char *)argv->pdata[0], e->message);
-		rm_dir(tmpl);
+		trial_dir_remove(dfd, tmpl);
 		return FALSE;
 	}
 	up = trial_run(c, p, hsock, &mnew);
 	out = communicate_text(p);
-	rm_dir(tmpl);
+	trial_dir_remove(dfd, tmpl);
 	if (!up) {
 		g_string_printf(d, "QEMU refuses the new command line: %s",
 				out && *out ? g_strstrip(out) : "it exited without a message");

@@ -31,19 +31,24 @@ char *host_path(struct qmp_ctx *c, const char *path)
 	return g_strdup_printf("/proc/%d/root%s", c->pid, path);
 }
 
-/* Child side: enter QEMU's mount namespace and root, as cpr-exec's execvp will. */
+/* Child side: enter QEMU's mount namespace and root, as cpr-exec's execvp
+ * will, and become QEMU's user: what runs is QEMU's choice. */
 static void enter_qemu_root(gpointer data)
 {
-	int pid = GPOINTER_TO_INT(data);
+	struct qmp_ctx *c = data;
 	char p[64];
 	int ns, root;
 
-	snprintf(p, sizeof(p), "/proc/%d/ns/mnt", pid);
-	ns = open(p, O_RDONLY | O_CLOEXEC);
-	snprintf(p, sizeof(p), "/proc/%d/root", pid);
-	root = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ns < 0 || root < 0 || setns(ns, CLONE_NEWNS) || fchdir(root) ||
-	    chroot(".") || chdir("/"))
+	if (c->other_root) {
+		snprintf(p, sizeof(p), "/proc/%d/ns/mnt", c->pid);
+		ns = open(p, O_RDONLY | O_CLOEXEC);
+		snprintf(p, sizeof(p), "/proc/%d/root", c->pid);
+		root = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (ns < 0 || root < 0 || setns(ns, CLONE_NEWNS) || fchdir(root) ||
+		    chroot(".") || chdir("/"))
+			_exit(126);
+	}
+	if (!become_qemu(&c->creds))
 		_exit(126);
 }
 
@@ -52,9 +57,7 @@ GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err)
 	g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(
 		G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
 
-	if (c->other_root)
-		g_subprocess_launcher_set_child_setup(l, enter_qemu_root,
-						      GINT_TO_POINTER(c->pid), NULL);
+	g_subprocess_launcher_set_child_setup(l, enter_qemu_root, c, NULL);
 	return g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, err);
 }
 

@@ -24,7 +24,6 @@
 #include "cprx-qmp.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -233,6 +232,7 @@ gboolean rescue_argv_ok(struct qmp_ctx *c, GString *d)
 
 struct child_args {
 	struct kept *k;
+	const struct qemu_creds *creds;
 	gboolean other_root;
 	char **argv, **envp;
 };
@@ -256,10 +256,7 @@ static void child_exec(const struct child_args *a)
 		_exit(126);
 	if (fchdir(a->k->cwd))
 		_exit(126);
-	/* last: entering QEMU's root needs our privileges, not QEMU's */
-	if (!geteuid() && (setgroups(a->k->groups->len, (gid_t *)a->k->groups->data) ||
-			   setresgid(a->k->gid[0], a->k->gid[1], a->k->gid[2]) ||
-			   setresuid(a->k->uid[0], a->k->uid[1], a->k->uid[2])))
+	if (!become_qemu(a->creds))
 		_exit(126);
 	setsid();	/* outlive cprx-qmp, like the QEMU it replaces */
 	syscall(SYS_execveat, a->k->exe, "", a->argv, a->envp, AT_EMPTY_PATH);
@@ -269,7 +266,7 @@ static void child_exec(const struct child_args *a)
 /* Starts the previous QEMU; its PID. */
 static pid_t spawn(struct qmp_ctx *c, GPtrArray *argv, GString *why)
 {
-	struct child_args a = { c->kept, c->other_root, (char **)argv->pdata,
+	struct child_args a = { c->kept, &c->creds, c->other_root, (char **)argv->pdata,
 				(char **)c->kept->env->pdata };
 	pid_t pid = fork();
 

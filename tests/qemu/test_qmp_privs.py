@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Root's cprx-qmp against a QEMU of another user that lies about itself (TAP).
+
+cprx-qmp runs as root; the QEMU it updates may run as another user, whose
+guest may own it.  QEMU's command line and environment are its own memory
+to rewrite, its QMP socket's path is its user's to serve, and any local
+user can start a process whose binary is named qemu-system-*.  None of
+them may get root's cprx-qmp to run a program as root, write through a
+link, or act on another process than the one that serves the socket.
+The "QEMU" here is a fake QMP server in Python, run as nobody, whose
+argv[0] names a probe script that records the uid it runs with.
+
+Test Case: the new binary's -version and the trial instance run as QEMU's user
+Test Case: restart runs the restarted QEMU as QEMU's user
+Test Case: restart does not open its log through a link
+Test Case: update --all updates no socket but the discovered QEMU's own
+Test Case: a socket whose listener exited is not taken for the process that has its pid now
+
+Environment: CPRX_QMP (the binary).  Needs root (SKIP otherwise).
+"""
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
+PY = "/usr/bin/python3"  # one nobody can run
+results = []
+
+# A fake QEMU 11: answers what cprx-qmp asks, logs each command.
+# argv: SOCK LOG [orphan]; with "orphan" the process that listened exits
+# and a child of it serves.
+SERVER = r'''
+import json, os, socket, sys, threading
+sock, log = sys.argv[1], sys.argv[2]
+GOOD = {
+    "query-status": {"status": "running", "running": True},
+    "query-memdev": [{"id": "ram0", "size": 268435456, "share": True,
+                      "merge": True, "dump": True, "prealloc": False,
+                      "policy": "default", "host-nodes": []}],
+    "query-migrate-parameters": {"mode": "normal", "cpr-exec-command": []},
+    "query-migrate": {"status": "completed"},
+    "qom-get": "ram0",
+    "human-monitor-command": "",
+}
+GREETING = {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
+                                "package": ""}, "capabilities": []}}
+
+def serve(c):
+    f = c.makefile("rw")
+    try:
+        f.write(json.dumps(GREETING) + "\n")
+        f.flush()
+        for line in f:
+            cmd = json.loads(line).get("execute")
+            with open(log, "a") as l:
+                l.write(cmd + "\n")
+            f.write(json.dumps({"return": GOOD.get(cmd, {})}) + "\n")
+            f.flush()
+            if cmd == "quit":
+                break
+    except (OSError, ValueError):
+        pass
+    c.close()
+
+s = socket.socket(socket.AF_UNIX)
+s.bind(sock)
+s.listen(8)
+if sys.argv[3:] == ["orphan"] and os.fork():
+    os._exit(0)
+with open(log + ".pid", "w") as f:
+    f.write(str(os.getpid()))
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+PROBE = """#!/bin/sh
+echo "$(id -u) $1" >> %s
+if [ "$1" = -version ]; then echo "QEMU emulator version 11.1.3 (probe)"; exit 0; fi
+exit 1
+"""
+
+
+def tap(ok, name, why=""):
+    results.append(ok)
+    print("%s %d - %s" % ("ok" if ok else "not ok", len(results), name))
+    if not ok and why:
+        for line in str(why).splitlines()[-14:]:
+            print("# " + line)
+    sys.stdout.flush()
+
+
+def skip(why):
+    results.append(True)
+    print("ok %d # SKIP %s" % (len(results), why))
+
+
+def wait_file(path):
+    for _ in range(500):
+        try:
+            with open(path) as f:
+                text = f.read()
+            if text:
+                return text
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError("no %s" % path)
+
+
+def nobody():
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def start_fake(sock, log, argv0, orphan=False):
+    """The fake QEMU as nobody, with @argv0 as its argv[0]."""
+    uid, gid = nobody()
+    args = [argv0, "-c", SERVER, sock, log] + (["orphan"] if orphan else [])
+    p = subprocess.Popen(args, executable=PY, user=uid, group=gid, extra_groups=[])
+    for _ in range(500):
+        if os.path.exists(sock):
+            return p
+        time.sleep(0.01)
+    raise RuntimeError("the fake QEMU never listened on %s" % sock)
+
+
+def stop(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+def run(*args, timeout=60):
+    p = subprocess.run([QMP] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def probe_lines(out):
+    try:
+        with open(out) as f:
+            return [l.split() for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def case_preflight(d, probe, out):
+    sock = os.path.join(d, "run", "pre.sock")
+    p = start_fake(sock, os.path.join(d, "run", "pre.log"), probe)
+    rc, o, e = run("update", "-s", sock, "--preflight-only", "--no-rescue",
+                   "--json", "--timeout", "10")
+    stop(p)
+    lines = probe_lines(out)
+    ran = [l for l in lines if len(l) > 1]
+    uid = str(nobody()[0])
+    tap(any(l[1] == "-version" for l in ran),
+        "the preflight ran the new binary named by QEMU's argv[0]",
+        "exit %d\n%s%s\nprobe: %s" % (rc, o[-600:], e[-600:], lines))
+    tap(ran and all(l[0] == uid for l in ran),
+        "the new binary's -version and the trial ran as QEMU's user (uid %s)"
+        % uid, "probe ran as: %s\nexit %d\n%s" % (lines, rc, e[-600:]))
+    os.unlink(out)
+
+
+def case_restart_user(d, probe, out):
+    sock = os.path.join(d, "run", "rs.sock")
+    state = os.path.join(d, "run", "rs.state")
+    p = start_fake(sock, os.path.join(d, "run", "rs.log"), probe)
+    rc, o, e = run("restart", "-s", sock, "--state", state, "--json", "--timeout", "5")
+    stop(p)
+    lines = probe_lines(out)
+    uid = str(nobody()[0])
+    tap(lines and all(l[0] == uid for l in lines),
+        "restart ran the restarted QEMU as QEMU's user (uid %s)" % uid,
+        "probe ran as: %s\nexit %d\n%s%s" % (lines, rc, o[-400:], e[-600:]))
+    if os.path.exists(out):
+        os.unlink(out)
+
+
+def case_restart_link(d, probe, out):
+    sock = os.path.join(d, "run", "rl.sock")
+    state = os.path.join(d, "run", "rl.state")
+    victim = os.path.join(d, "precious")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    # QEMU's user left a link where restart writes the new QEMU's log
+    os.symlink(victim, state + ".qemu.log")
+    p = start_fake(sock, os.path.join(d, "run", "rl.log"), probe)
+    rc, o, e = run("restart", "-s", sock, "--state", state, "--json", "--timeout", "5")
+    stop(p)
+    with open(victim) as f:
+        kept = f.read()
+    tap(kept == "precious\n",
+        "restart wrote nothing through a link at STATE.qemu.log",
+        "the link's target now holds %r\nexit %d\n%s" % (kept[:200], rc, e[-600:]))
+    tap(rc == 1 and not probe_lines(out),
+        "restart refused that log before anything ran",
+        "exit %d, probe: %s\n%s%s" % (rc, probe_lines(out), o[-400:], e[-600:]))
+    if os.path.exists(out):
+        os.unlink(out)
+
+
+def case_all_decoy(d):
+    under = os.path.join(d, "run")
+    victim_sock = os.path.join(under, "victim.sock")
+    victim_log = os.path.join(under, "victim.log")
+    decoy = os.path.join(d, "bin", "qemu-system-x86_64")
+    shutil.copy(os.path.realpath(PY), decoy)
+    v = start_fake(victim_sock, victim_log, PY)
+    uid, gid = nobody()
+    # any user's process, its binary named qemu-system-*, naming another's socket
+    dp = subprocess.Popen([decoy, "-c", "import time; time.sleep(120)", "-qmp",
+                           "unix:%s,server=on" % victim_sock],
+                          user=uid, group=gid, extra_groups=[])
+    time.sleep(0.3)
+    rc, o, e = run("update", "--all", "--under", under, "--preflight-only", "--no-trial",
+                   "--no-rescue", "-b", "/bin/true", "--json", "--timeout", "10",
+                   timeout=120)
+    stop(dp)
+    stop(v)
+    asked = open(victim_log).read().split() if os.path.exists(victim_log) else []
+    try:
+        vms = json.loads(o)["vms"]
+    except (ValueError, KeyError):
+        vms = []
+    tap(any(x.get("pid") == dp.pid for x in vms),
+        "update --all found the process named qemu-system-x86_64",
+        "exit %d\n%s%s" % (rc, o[-600:], e[-600:]))
+    tap(not asked, "update --all sent nothing to a socket the decoy named but "
+        "did not serve", "the socket's server was asked %s\n%s" % (asked, o[-800:]))
+
+
+def take_pid(target, argv):
+    """A process running @argv in pid @target (a few tries), or None."""
+    for _ in range(30):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(target - 1))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+        if pid == target:
+            return pid
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return None
+
+
+def case_reused_pid(d):
+    sock = os.path.join(d, "run", "orphan.sock")
+    p = start_fake(sock, os.path.join(d, "run", "orphan.log"), PY, orphan=True)
+    listener = p.pid
+    p.wait()  # the process that listened is gone, its pid free
+    server = int(wait_file(os.path.join(d, "run", "orphan.log.pid")))
+    victim = take_pid(listener, ["/bin/sleep", "120"])
+    if victim is None:
+        for _ in range(2):
+            skip("could not get pid %d again for another process" % listener)
+        os.kill(server, 9)
+        return
+    rc, o, e = run("status", "-s", sock, "--json", "--timeout", "5")
+    os.kill(victim, 9)
+    os.waitpid(victim, 0)
+    try:
+        pid = json.loads(o).get("pid")
+    except ValueError:
+        pid = None
+    tap(pid != victim,
+        "a socket whose listener exited: the process now in its pid (%d) is not "
+        "taken for QEMU" % victim, "exit %d, reported pid %s\n%s%s"
+        % (rc, pid, o[-400:], e[-400:]))
+    tap(rc == 1 and "exited" in e, "status refused it, saying the listener exited",
+        "exit %d\n%s" % (rc, e[-400:]))
+    os.kill(server, 9)
+
+
+def main():
+    if not os.access(QMP, os.X_OK):
+        print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
+        return 0
+    if os.geteuid() != 0:
+        print("1..0 # SKIP needs root (QEMU runs as nobody, cprx-qmp as root)")
+        return 0
+    if not os.access(PY, os.X_OK):
+        print("1..0 # SKIP no %s for the fake QEMU" % PY)
+        return 0
+    print("1..9")
+    d = tempfile.mkdtemp(prefix="cprx-qmp-privs.")
+    os.chmod(d, 0o755)
+    for sub, mode in (("run", 0o1777), ("bin", 0o755)):
+        os.mkdir(os.path.join(d, sub))
+        os.chmod(os.path.join(d, sub), mode)
+    out = os.path.join(d, "run", "probe.out")
+    probe = os.path.join(d, "bin", "probe")
+    with open(probe, "w") as f:
+        f.write(PROBE % out)
+    os.chmod(probe, 0o755)
+    try:
+        case_preflight(d, probe, out)
+        case_restart_user(d, probe, out)
+        case_restart_link(d, probe, out)
+        case_all_decoy(d)
+        case_reused_pid(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
