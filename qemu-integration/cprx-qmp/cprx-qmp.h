@@ -97,6 +97,9 @@ struct qmp_ctx {
 
 /* qemu_root.c: QEMU's view of the file system */
 gboolean same_root(pid_t pid);
+int qemu_dir_open(struct qmp_ctx *c, const char *dir);
+int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base);
+void qemu_unlink(struct qmp_ctx *c, const char *path);
 char *host_path(struct qmp_ctx *c, const char *path);
 char *qemu_path(struct qmp_ctx *c, const char *path);
 char *qemu_exec_path(struct qmp_ctx *c, const char *bin);

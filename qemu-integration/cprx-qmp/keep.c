@@ -252,9 +252,10 @@ static int open_proc(pid_t pid, const char *what, int flags)
 static gboolean keep_process(struct qmp_ctx *c, GString *d)
 {
 	struct kept *k = c->kept;
-	g_autofree char *hs = host_path(c, c->o->state);
+	g_autofree char *base = NULL;
 	const char *why = NULL;
 	struct stat st;
+	int dfd;
 
 	k->exe = open_proc(c->pid, "exe", O_RDONLY);
 	k->ns = open_proc(c->pid, "ns/mnt", O_RDONLY);
@@ -271,16 +272,24 @@ static gboolean keep_process(struct qmp_ctx *c, GString *d)
 	}
 	for (int i = 0; i < 3; i++)
 		k->stdio[i] = syscall(SYS_pidfd_getfd, c->pidfd, i, 0);
-	k->state = open(hs, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	dfd = qemu_parent_open(c, c->o->state, &base);
+	if (dfd < 0) {
+		g_string_printf(d, "the migration file's directory (%s): %s", c->o->state,
+				g_strerror(errno));
+		return FALSE;
+	}
+	k->state = openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	c->state_created = k->state >= 0;
 	/* QEMU writes it: one we (root) created is QEMU's user's */
 	if (c->state_created && !geteuid() && fchown(k->state, c->creds.uid[1], c->creds.gid[1])) {
 		g_string_printf(d, "cannot give the migration file %s to QEMU's user: %s",
 				c->o->state, g_strerror(errno));
+		close(dfd);
 		return FALSE;
 	}
 	if (k->state < 0 && errno == EEXIST)
-		k->state = open(hs, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		k->state = openat(dfd, base, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	close(dfd);
 	if (k->state < 0) {
 		g_string_printf(d, "cannot create the migration file %s: %s", c->o->state,
 				g_strerror(errno));

@@ -8,10 +8,12 @@
 #include "cprx-qmp.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Whether PID has our root (also when its /proc/PID/root cannot be read). */
@@ -21,6 +23,61 @@ gboolean same_root(pid_t pid)
 	struct stat a, b;
 
 	return stat(p, &a) || stat("/", &b) || (a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+}
+
+/*
+ * The directory @dir of QEMU's, opened as QEMU resolves it: in its root,
+ * its links resolved there too (RESOLVE_IN_ROOT).  A path through
+ * /proc/PID/root follows an absolute link in QEMU's root out of it, into
+ * ours: a root whose /tmp its user may replace by a link would have root's
+ * cprx-qmp create, give away or remove files anywhere.  What cprx-qmp
+ * creates or removes in QEMU's root goes through this fd.
+ */
+int qemu_dir_open(struct qmp_ctx *c, const char *dir)
+{
+	struct open_how how = { .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	g_autofree char *root = g_strdup_printf("/proc/%d/root", c->pid);
+	int rfd, fd, err;
+
+	if (!c->other_root)
+		return open(dir, how.flags);
+	if (dir[0] != '/') {
+		/* relative: from QEMU's cwd, as QEMU opens it */
+		g_autofree char *p = qemu_path(c, dir);
+
+		return open(p, how.flags);
+	}
+	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return -1;
+	fd = syscall(SYS_openat2, rfd, dir, &how, sizeof(how));
+	err = errno;
+	close(rfd);
+	errno = err;
+	return fd;
+}
+
+/* The directory of @path opened by qemu_dir_open; *base its last name. */
+int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base)
+{
+	g_autofree char *dn = g_path_get_dirname(path);
+
+	*base = g_path_get_basename(path);
+	return qemu_dir_open(c, dn);
+}
+
+/* Removes the file at QEMU's @path (the migration file), resolved in its
+ * root. */
+void qemu_unlink(struct qmp_ctx *c, const char *path)
+{
+	g_autofree char *base = NULL;
+	int dfd = qemu_parent_open(c, path, &base);
+
+	if (dfd >= 0) {
+		unlinkat(dfd, base, 0);
+		close(dfd);
+	}
 }
 
 /* A path as QEMU sees it, reachable from here. */

@@ -119,9 +119,16 @@ static int restart(struct qmp_ctx *c, struct root_fds *rf)
  * user (its name is as easy to guess as the migration file's). */
 static int open_log(struct qmp_ctx *c, const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+	g_autofree char *base = NULL;
+	int dfd = qemu_parent_open(c, path, &base), fd = -1;
 	const char *why = NULL;
 	struct stat st;
+
+	if (dfd >= 0) {
+		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+			    0644);
+		close(dfd);
+	}
 
 	if (fd >= 0 && (fstat(fd, &st) || (why = state_foreign(c, &st)) || ftruncate(fd, 0))) {
 		say("%s: %s", path, why ? why : g_strerror(errno));
@@ -137,7 +144,7 @@ int do_restart(struct qmp_opts *o)
 {
 	struct qmp_ctx c = { .o = o };
 	struct root_fds rf = { -1, -1, -1 };
-	g_autofree char *ns = NULL, *root = NULL, *hs = NULL, *log = NULL, *hlog = NULL;
+	g_autofree char *ns = NULL, *root = NULL, *log = NULL;
 	int ret = prepare_update(&c);
 
 	if (ret)
@@ -149,8 +156,7 @@ int do_restart(struct qmp_opts *o)
 	rf.root = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	/* Opened now: once QEMU exits, /proc/PID/root leads nowhere. */
 	log = g_strdup_printf("%s.qemu.log", o->state);
-	hlog = host_path(&c, log);
-	rf.log = open_log(&c, hlog);
+	rf.log = open_log(&c, log);
 	if (rf.log < 0)
 		ret = fail(&c, EXIT_USAGE, "restart", "cannot use the log next to the migration file",
 			   "remove it, or give --state a file in a directory only QEMU's user "
@@ -158,7 +164,6 @@ int do_restart(struct qmp_opts *o)
 	json_object_set_string_member(c.report, "qemu_log", log);
 	if (rf.log >= 0)
 		ret = restart(&c, &rf);
-	hs = host_path(&c, o->state);	/* through the new QEMU's root */
 	if (!ret) {
 		write_report(&c);
 		if (!o->json)
@@ -168,7 +173,7 @@ int do_restart(struct qmp_opts *o)
 			       json_object_get_double_member(c.report, "pause_ms"));
 	}
 	if (ret != EXIT_USAGE)	/* nothing was migrated when the log was refused */
-		unlink(hs);
+		qemu_unlink(&c, o->state);	/* in the new QEMU's root */
 	if (rf.ns >= 0)
 		close(rf.ns);
 	if (rf.root >= 0)

@@ -15,9 +15,11 @@ Test Case: restart runs the restarted QEMU as QEMU's user
 Test Case: restart does not open its log through a link
 Test Case: update --all updates no socket but the discovered QEMU's own
 Test Case: a socket whose listener exited is not taken for the process that has its pid now
+Test Case: a link in a root QEMU's user owns leads no file operation out of it
 
 Environment: CPRX_QMP (the binary).  Needs root (SKIP otherwise).
 """
+import ctypes
 import json
 import os
 import pwd
@@ -33,11 +35,12 @@ PY = "/usr/bin/python3"  # one nobody can run
 results = []
 
 # A fake QEMU 11: answers what cprx-qmp asks, logs each command.
-# argv: SOCK LOG [orphan]; with "orphan" the process that listened exits
-# and a child of it serves.
+# argv: SOCK LOG [orphan] [exec]; with "orphan" the process that listened
+# exits and a child of it serves; with "exec" it closes the connection
+# after answering "migrate", as QEMU does when it execs.
 SERVER = r'''
 import json, os, socket, sys, threading
-sock, log = sys.argv[1], sys.argv[2]
+sock, log, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
 GOOD = {
     "query-status": {"status": "running", "running": True},
     "query-memdev": [{"id": "ram0", "size": 268435456, "share": True,
@@ -46,6 +49,7 @@ GOOD = {
     "query-migrate-parameters": {"mode": "normal", "cpr-exec-command": []},
     "query-migrate": {"status": "completed"},
     "qom-get": "ram0",
+    "qom-get aux-ram-share": True,
     "human-monitor-command": "",
 }
 GREETING = {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
@@ -57,12 +61,17 @@ def serve(c):
         f.write(json.dumps(GREETING) + "\n")
         f.flush()
         for line in f:
-            cmd = json.loads(line).get("execute")
+            msg = json.loads(line)
+            cmd = msg.get("execute")
+            prop = msg.get("arguments", {}).get("property")
             with open(log, "a") as l:
                 l.write(cmd + "\n")
-            f.write(json.dumps({"return": GOOD.get(cmd, {})}) + "\n")
+            ret = GOOD.get("%s %s" % (cmd, prop), GOOD.get(cmd, {}))
+            f.write(json.dumps({"return": ret}) + "\n")
             f.flush()
-            if cmd == "quit":
+            # quit; migrate, with "exec": the connection closes as QEMU's
+            # exec closes it
+            if cmd == "quit" or (cmd == "migrate" and "exec" in flags):
                 break
     except (OSError, ValueError):
         pass
@@ -71,7 +80,7 @@ def serve(c):
 s = socket.socket(socket.AF_UNIX)
 s.bind(sock)
 s.listen(8)
-if sys.argv[3:] == ["orphan"] and os.fork():
+if "orphan" in flags and os.fork():
     os._exit(0)
 with open(log + ".pid", "w") as f:
     f.write(str(os.getpid()))
@@ -119,16 +128,37 @@ def nobody():
     return pw.pw_uid, pw.pw_gid
 
 
-def start_fake(sock, log, argv0, orphan=False):
-    """The fake QEMU as nobody, with @argv0 as its argv[0]."""
+def start_fake(sock, log, argv0, flags=(), root=None):
+    """The fake QEMU as nobody, with @argv0 as its argv[0]; in @root (its
+    own mount namespace, /usr bound in) when given, @sock and @log then
+    its paths there."""
     uid, gid = nobody()
-    args = [argv0, "-c", SERVER, sock, log] + (["orphan"] if orphan else [])
-    p = subprocess.Popen(args, executable=PY, user=uid, group=gid, extra_groups=[])
+    args = [argv0, "-c", SERVER, sock, log] + list(flags)
+    if root is None:
+        p = subprocess.Popen(args, executable=PY, user=uid, group=gid, extra_groups=[])
+    else:
+        p = subprocess.Popen(args, executable=PY, preexec_fn=lambda: enter(root, uid, gid))
+        sock = root + sock
     for _ in range(500):
         if os.path.exists(sock):
             return p
         time.sleep(0.01)
     raise RuntimeError("the fake QEMU never listened on %s" % sock)
+
+
+def enter(root, uid, gid):
+    """In the child: a mount namespace of its own, /usr bound into @root,
+    chroot there, then nobody."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000) or \
+            libc.mount(None, b"/", None, 0x4000 | 0x40000, None) or \
+            libc.mount(b"/usr", (root + "/usr").encode(), None, 0x1000, None):
+        os._exit(126)
+    os.chroot(root)
+    os.chdir("/")
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
 
 
 def stop(p):
@@ -257,7 +287,7 @@ def take_pid(target, argv):
 
 def case_reused_pid(d):
     sock = os.path.join(d, "run", "orphan.sock")
-    p = start_fake(sock, os.path.join(d, "run", "orphan.log"), PY, orphan=True)
+    p = start_fake(sock, os.path.join(d, "run", "orphan.log"), PY, flags=["orphan"])
     listener = p.pid
     p.wait()  # the process that listened is gone, its pid free
     server = int(wait_file(os.path.join(d, "run", "orphan.log.pid")))
@@ -283,6 +313,42 @@ def case_reused_pid(d):
     os.kill(server, 9)
 
 
+def case_root_link(d):
+    """QEMU in a root its user owns, whose /tmp is a link to an absolute
+    path: resolved by QEMU in its root, by a path through /proc/PID/root
+    in ours."""
+    uid, gid = nobody()
+    root = os.path.join(d, "root")
+    outside = os.path.join(d, "outside")
+    os.mkdir(root)
+    os.mkdir(outside)
+    for sub in ("usr",):
+        os.mkdir(os.path.join(root, sub))
+    for link in ("bin", "lib", "lib64", "sbin"):
+        os.symlink("usr/" + link, os.path.join(root, link))
+    with open(os.path.join(root, "probe"), "w") as f:
+        f.write(PROBE % "/probe.out")
+    os.chmod(os.path.join(root, "probe"), 0o755)
+    os.chown(root, uid, gid)
+    # QEMU's user made its /tmp a link to a path of ours
+    os.symlink(outside, os.path.join(root, "tmp"))
+    p = start_fake("/qmp.sock", "/qmp.log", "/probe", flags=["exec"], root=root)
+    # a file of QEMU's user where that link leads, at the default --state
+    precious = os.path.join(outside, "cprx-qmp-%d.state" % p.pid)
+    with open(precious, "w") as f:
+        f.write("precious\n")
+    os.chown(precious, uid, gid)
+    rc, o, e = run("update", "-s", root + "/qmp.sock", "--new-qmp", "/qmp.sock",
+                   "--no-trial", "--no-rescue", "--timeout", "10")
+    stop(p)
+    tap(os.path.exists(precious),
+        "update removed no file out of QEMU's root through its /tmp link",
+        "%s is gone\nexit %d\n%s%s" % (precious, rc, o[-800:], e[-400:]))
+    tap(rc == 2 and "state" in o and "FAIL" in o,
+        "the state check refused a /tmp that leads nowhere in QEMU's root",
+        "exit %d\n%s%s" % (rc, o[-800:], e[-400:]))
+
+
 def main():
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
@@ -293,7 +359,7 @@ def main():
     if not os.access(PY, os.X_OK):
         print("1..0 # SKIP no %s for the fake QEMU" % PY)
         return 0
-    print("1..9")
+    print("1..11")
     d = tempfile.mkdtemp(prefix="cprx-qmp-privs.")
     os.chmod(d, 0o755)
     for sub, mode in (("run", 0o1777), ("bin", 0o755)):
@@ -310,6 +376,7 @@ def main():
         case_restart_link(d, probe, out)
         case_all_decoy(d)
         case_reused_pid(d)
+        case_root_link(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0 if all(results) else 1
