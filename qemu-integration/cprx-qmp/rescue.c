@@ -279,6 +279,29 @@ static pid_t spawn(struct qmp_ctx *c, GPtrArray *argv, GString *why)
 	return pid;
 }
 
+/*
+ * Whether the rescued QEMU still runs the kept binary as QEMU's user,
+ * asked after its /proc/PID/mem was opened: that fd reaches the memory of
+ * the image the process ran then, or nothing once it exec'd.  A process
+ * that answered "info ramblock" and exec'd another image (a set-user-ID
+ * one, say) before that open gets nothing written by root.
+ */
+static gboolean still_qemu(struct qmp_ctx *c)
+{
+	g_autofree char *exe = g_strdup_printf("/proc/%d/exe", c->pid);
+	g_autoptr(GString) d = g_string_new(NULL);
+	struct qemu_creds now = { 0 };
+	struct stat a, b;
+	gboolean same;
+
+	same = !stat(exe, &a) && !fstat(c->kept->exe, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino && read_creds(c->pid, &now, d) &&
+	       !memcmp(now.uid, c->creds.uid, sizeof(now.uid)) &&
+	       !memcmp(now.gid, c->creds.gid, sizeof(now.gid));
+	creds_clear(&now);
+	return same && qemu_alive(c);
+}
+
 /* The kept contents of the RAM blocks other than the backends, written
  * into the same blocks of the rescued QEMU; the number copied. */
 static guint copy_blocks(struct qmp_ctx *c, GString *note)
@@ -289,6 +312,13 @@ static guint copy_blocks(struct qmp_ctx *c, GString *note)
 	g_auto(GStrv) lines = r ? g_strsplit(json_node_get_string(r), "\n", -1) : NULL;
 	int mem = open(mp, O_RDWR | O_CLOEXEC);
 	guint copied = 0;
+
+	if (mem >= 0 && !still_qemu(c)) {
+		g_string_append_printf(note, " pid %d no longer runs QEMU's binary as QEMU's "
+				       "user: nothing copied;", c->pid);
+		close(mem);
+		mem = -1;
+	}
 
 	for (guint i = 1; lines && mem >= 0 && lines[i]; i++) {
 		g_autofree char *name = NULL;

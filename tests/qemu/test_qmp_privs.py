@@ -16,6 +16,7 @@ Test Case: restart does not open its log through a link
 Test Case: update --all updates no socket but the discovered QEMU's own
 Test Case: a socket whose listener exited is not taken for the process that has its pid now
 Test Case: a link in a root QEMU's user owns leads no file operation out of it
+Test Case: the rescue writes no RAM block into a process that exec'd another image
 
 Environment: CPRX_QMP (the binary).  Needs root (SKIP otherwise).
 """
@@ -87,6 +88,97 @@ with open(log + ".pid", "w") as f:
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+# A fake QEMU with RAM to keep, for the rescue: a memfd backend "ram0"
+# (on its command line as -object) and a RAM block "pc.bios" holding
+# MARK.  It dies once it has answered "migrate"; started again by the
+# rescue (-incoming defer), it answers "info ramblock" all but the last
+# byte, execs another image, TARGET, which maps memory at the HVA that
+# answer named, sends the last byte and looks whether MARK was written
+# there.  argv: SOCK LOG TARGET_PY OUT -object memory-backend-memfd,...
+RESCUE_FAKE = r'''
+import ctypes, json, mmap, os, socket, sys
+sock, log, target_py, out = sys.argv[1:5]
+rescued = "defer" in sys.argv
+HVA = 0x200000000000
+MARK = b"KEPT-BY-ROOT"
+GREETING = {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
+                                "package": ""}, "capabilities": []}}
+HDR = "Block Name PSize Offset Used Total HVA RO\n"
+
+def block(name, size, fill):
+    fd = os.memfd_create(name)
+    os.ftruncate(fd, size)
+    m = mmap.mmap(fd, size)
+    m[:len(fill)] = fill
+    return fd, m, ctypes.addressof(ctypes.c_char.from_buffer(m))
+
+if not rescued:
+    ram = block("ram0", 1 << 20, b"")
+    bios = block("pc.bios", 0x10000, MARK * 100)
+    RAMBLOCK = HDR + "".join("%s 4 KiB 0x0 0x%x 0x%x 0x%x rw\n" % (n, sz, sz, b[2])
+                             for n, sz, b in (("ram0", 1 << 20, ram),
+                                              ("pc.bios", 0x10000, bios)))
+else:
+    RAMBLOCK = HDR + "pc.bios 4 KiB 0x0 0x10000 0x10000 0x%x ro\n" % HVA
+GOOD = {
+    "query-status": {"status": "running", "running": True},
+    "query-memdev": [{"id": "ram0", "size": 1 << 20, "share": True,
+                      "merge": True, "dump": True, "prealloc": False,
+                      "policy": "default", "host-nodes": []}],
+    "query-migrate-parameters": {"mode": "normal", "cpr-exec-command": []},
+    "query-migrate-capabilities": [],
+    "query-migrate": {"status": "active"},
+    "qom-get": "ram0",
+    "qom-get aux-ram-share": True,
+    "human-monitor-command": RAMBLOCK,
+}
+
+def serve(c):
+    f = c.makefile("rw")
+    f.write(json.dumps(GREETING) + "\n")
+    f.flush()
+    for line in f:
+        msg = json.loads(line)
+        cmd = msg.get("execute")
+        prop = msg.get("arguments", {}).get("property")
+        with open(log, "a") as l:
+            l.write(cmd + "\n")
+        ans = json.dumps({"return": GOOD.get("%s %s" % (cmd, prop), GOOD.get(cmd, {}))})
+        if rescued and cmd == "human-monitor-command":
+            f.write(ans)
+            f.flush()
+            os.set_inheritable(c.fileno(), True)
+            os.execv(target_py, [target_py, "-c", TARGET, str(c.fileno()), out, str(HVA)])
+        f.write(ans + "\n")
+        f.flush()
+        if cmd == "migrate":
+            os._exit(1)  # the new QEMU died
+
+TARGET = r"""
+import ctypes, os, sys, time
+fd, out, hva = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+p = libc.mmap(hva, 0x10000, 3, 0x22 | 0x100000, -1, 0)
+os.write(fd, b"\n")
+time.sleep(2)
+got = ctypes.string_at(hva, 12) if p == hva else b"no mapping"
+with open(out, "w") as f:
+    f.write(repr(got))
+"""
+
+if rescued:
+    os.unlink(sock)
+s = socket.socket(socket.AF_UNIX)
+s.bind(sock)
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    serve(c)
 '''
 
 PROBE = """#!/bin/sh
@@ -349,6 +441,37 @@ def case_root_link(d):
         "exit %d\n%s%s" % (rc, o[-800:], e[-400:]))
 
 
+def case_rescue_exec(d, probe):
+    """The rescued QEMU answers "info ramblock" and execs another image
+    before root's cprx-qmp opens its /proc/PID/mem."""
+    uid, gid = nobody()
+    run_d = os.path.join(d, "run")
+    sock, log = os.path.join(run_d, "r.sock"), os.path.join(run_d, "r.log")
+    out = os.path.join(run_d, "target.out")
+    target = os.path.join(d, "bin", "other-image")
+    shutil.copy(os.path.realpath(PY), target)  # another inode than QEMU's
+    p = subprocess.Popen([PY, "-c", RESCUE_FAKE, sock, log, target, out, "-object",
+                          "memory-backend-memfd,id=ram0,size=1M,share=on"],
+                         user=uid, group=gid, extra_groups=[], cwd="/")
+    for _ in range(500):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.01)
+    rc, o, e = run("update", "-s", sock, "-b", probe, "--no-trial", "--state",
+                   os.path.join(run_d, "r.state"), "--json", "--timeout", "10")
+    p.wait()
+    for _ in range(500):
+        if os.path.exists(out):
+            break
+        time.sleep(0.01)
+    got = open(out).read() if os.path.exists(out) else None
+    tap(got is not None, "the rescue asked the rescued QEMU's RAM blocks, which then "
+        "exec'd another image", "exit %d\n%s%s" % (rc, o[-1500:], e[-600:]))
+    tap(got is not None and "KEPT" not in got,
+        "root wrote nothing into the process once it ran another image",
+        "at the HVA it named: %s\nexit %d\n%s" % (got, rc, o[-600:]))
+
+
 def main():
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
@@ -359,7 +482,7 @@ def main():
     if not os.access(PY, os.X_OK):
         print("1..0 # SKIP no %s for the fake QEMU" % PY)
         return 0
-    print("1..11")
+    print("1..13")
     d = tempfile.mkdtemp(prefix="cprx-qmp-privs.")
     os.chmod(d, 0o755)
     for sub, mode in (("run", 0o1777), ("bin", 0o755)):
@@ -377,6 +500,7 @@ def main():
         case_all_decoy(d)
         case_reused_pid(d)
         case_root_link(d)
+        case_rescue_exec(d, probe)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0 if all(results) else 1
