@@ -35,12 +35,28 @@ QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
 PY = "/usr/bin/python3"  # one nobody can run
 results = []
 
+# What both fake QEMUs share: the greeting, and an answer from a table
+# (by "command property", then by command), each command logged.
+FAKE_COMMON = r'''
+import json
+GREETING = {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
+                                "package": ""}, "capabilities": []}}
+
+def answer(line, good, log):
+    msg = json.loads(line)
+    cmd = msg.get("execute")
+    prop = msg.get("arguments", {}).get("property")
+    with open(log, "a") as l:
+        l.write(cmd + "\n")
+    return cmd, json.dumps({"return": good.get("%s %s" % (cmd, prop), good.get(cmd, {}))})
+'''
+
 # A fake QEMU 11: answers what cprx-qmp asks, logs each command.
 # argv: SOCK LOG [orphan] [exec]; with "orphan" the process that listened
 # exits and a child of it serves; with "exec" it closes the connection
 # after answering "migrate", as QEMU does when it execs.
-SERVER = r'''
-import json, os, socket, sys, threading
+SERVER = FAKE_COMMON + r'''
+import os, socket, sys, threading
 sock, log, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
 GOOD = {
     "query-status": {"status": "running", "running": True},
@@ -53,8 +69,6 @@ GOOD = {
     "qom-get aux-ram-share": True,
     "human-monitor-command": "",
 }
-GREETING = {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
-                                "package": ""}, "capabilities": []}}
 
 def serve(c):
     f = c.makefile("rw")
@@ -62,13 +76,8 @@ def serve(c):
         f.write(json.dumps(GREETING) + "\n")
         f.flush()
         for line in f:
-            msg = json.loads(line)
-            cmd = msg.get("execute")
-            prop = msg.get("arguments", {}).get("property")
-            with open(log, "a") as l:
-                l.write(cmd + "\n")
-            ret = GOOD.get("%s %s" % (cmd, prop), GOOD.get(cmd, {}))
-            f.write(json.dumps({"return": ret}) + "\n")
+            cmd, ans = answer(line, GOOD, log)
+            f.write(ans + "\n")
             f.flush()
             # quit; migrate, with "exec": the connection closes as QEMU's
             # exec closes it
@@ -97,14 +106,12 @@ while True:
 # byte, execs another image, TARGET, which maps memory at the HVA that
 # answer named, sends the last byte and looks whether MARK was written
 # there.  argv: SOCK LOG TARGET_PY OUT -object memory-backend-memfd,...
-RESCUE_FAKE = r'''
-import ctypes, json, mmap, os, socket, sys
+RESCUE_FAKE = FAKE_COMMON + r'''
+import ctypes, mmap, os, socket, sys
 sock, log, target_py, out = sys.argv[1:5]
 rescued = "defer" in sys.argv
 HVA = 0x200000000000
 MARK = b"KEPT-BY-ROOT"
-GREETING = {"QMP": {"version": {"qemu": {"major": 11, "minor": 1, "micro": 3},
-                                "package": ""}, "capabilities": []}}
 HDR = "Block Name PSize Offset Used Total HVA RO\n"
 
 def block(name, size, fill):
@@ -140,12 +147,7 @@ def serve(c):
     f.write(json.dumps(GREETING) + "\n")
     f.flush()
     for line in f:
-        msg = json.loads(line)
-        cmd = msg.get("execute")
-        prop = msg.get("arguments", {}).get("property")
-        with open(log, "a") as l:
-            l.write(cmd + "\n")
-        ans = json.dumps({"return": GOOD.get("%s %s" % (cmd, prop), GOOD.get(cmd, {}))})
+        cmd, ans = answer(line, GOOD, log)
         if rescued and cmd == "human-monitor-command":
             f.write(ans)
             f.flush()
