@@ -42,6 +42,7 @@ struct qmp_opts {
 	gboolean replaced_only;	/* --all: only those whose binary was replaced */
 	char *under;		/* --all: only QMP sockets under this directory */
 	int jobs;		/* --all: updates at a time */
+	int pid;		/* the socket must be served by this PID (--all's) */
 };
 
 /* A RAM block of QEMU, its file kept open (keep.c). */
@@ -61,9 +62,16 @@ struct kept {
 	GPtrArray *env;		/* its environment, NULL-terminated */
 	GArray *fds_before;	/* our fds (int) before any was kept */
 	guint unkept;		/* RAM blocks with no fd (not shared): not restored */
-	uid_t uid[3];		/* QEMU's real, effective, saved ids, */
+};
+
+/* QEMU's credentials (creds.c), read when we connect: what whatever we
+ * start on its behalf runs with. */
+struct qemu_creds {
+	gboolean known;
+	uid_t uid[3];		/* real, effective, saved */
 	gid_t gid[3];
-	GArray *groups;		/* and supplementary groups (32-bit ids) */
+	GArray *groups;		/* supplementary groups (32-bit ids) */
+	gboolean no_new_privs;
 };
 
 /* One run against a running QEMU: its connection, and the report. */
@@ -74,6 +82,7 @@ struct qmp_ctx {
 	int pidfd;		/* QEMU's, -1 when pidfd_open failed */
 	int pidfd_errno;
 	struct kept *kept;	/* NULL with --no-rescue */
+	struct qemu_creds creds;	/* QEMU's, read when we connected */
 	gboolean state_created;	/* the migration file is ours to remove */
 	gboolean other_root;	/* QEMU's / is not ours */
 	GPtrArray *old_argv;
@@ -88,6 +97,9 @@ struct qmp_ctx {
 
 /* qemu_root.c: QEMU's view of the file system */
 gboolean same_root(pid_t pid);
+int qemu_dir_open(struct qmp_ctx *c, const char *dir);
+int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base);
+void qemu_unlink(struct qmp_ctx *c, const char *path);
 char *host_path(struct qmp_ctx *c, const char *path);
 char *qemu_path(struct qmp_ctx *c, const char *path);
 char *qemu_exec_path(struct qmp_ctx *c, const char *bin);
@@ -96,6 +108,11 @@ GPtrArray *read_cmdline(pid_t pid, GError **err);
 GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err);
 char *communicate_text(GSubprocess *p);
 void rm_dir(const char *dir);
+
+/* creds.c: QEMU's credentials; become_qemu is for a child, before its exec */
+gboolean read_creds(pid_t pid, struct qemu_creds *cr, GString *d);
+gboolean become_qemu(const struct qemu_creds *cr);
+void creds_clear(struct qemu_creds *cr);
 
 /* report.c: messages, the preflight's lines and the JSON report */
 void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

@@ -249,51 +249,13 @@ static int open_proc(pid_t pid, const char *what, int flags)
 	return open(p, flags | O_CLOEXEC);
 }
 
-/* The numbers after @key in /proc/PID/status, appended to @ids (of
- * 32-bit ids); how many. */
-static guint status_ids(const char *st, const char *key, GArray *ids)
-{
-	const char *p = strstr(st, key);
-	guint n = 0;
-	char *end;
-
-	for (p = p ? p + strlen(key) : NULL; p; p = end, n++) {
-		guint32 v = strtoul(p, &end, 10);
-
-		if (end == p)
-			break;
-		g_array_append_val(ids, v);
-	}
-	return n;
-}
-
-/* QEMU's user, group and groups: the rescued QEMU runs as they were, not as
- * we do (root, updating another user's QEMU). */
-static gboolean keep_creds(struct qmp_ctx *c, GString *d)
-{
-	g_autofree char *p = g_strdup_printf("/proc/%d/status", c->pid), *st = NULL;
-	g_autoptr(GArray) uid = g_array_new(FALSE, FALSE, sizeof(guint32));
-	g_autoptr(GArray) gid = g_array_new(FALSE, FALSE, sizeof(guint32));
-
-	if (!g_file_get_contents(p, &st, NULL, NULL) || status_ids(st, "\nUid:", uid) != 4 ||
-	    status_ids(st, "\nGid:", gid) != 4) {
-		g_string_printf(d, "cannot read QEMU's user and group in %s", p);
-		return FALSE;
-	}
-	for (int i = 0; i < 3; i++) {
-		c->kept->uid[i] = g_array_index(uid, guint32, i);
-		c->kept->gid[i] = g_array_index(gid, guint32, i);
-	}
-	status_ids(st, "\nGroups:", c->kept->groups);
-	return TRUE;
-}
-
 static gboolean keep_process(struct qmp_ctx *c, GString *d)
 {
 	struct kept *k = c->kept;
-	g_autofree char *hs = host_path(c, c->o->state);
+	g_autofree char *base = NULL;
 	const char *why = NULL;
 	struct stat st;
+	int dfd;
 
 	k->exe = open_proc(c->pid, "exe", O_RDONLY);
 	k->ns = open_proc(c->pid, "ns/mnt", O_RDONLY);
@@ -304,20 +266,30 @@ static gboolean keep_process(struct qmp_ctx *c, GString *d)
 				c->pid, g_strerror(errno));
 		return FALSE;
 	}
-	if (!keep_creds(c, d))
+	if (!c->creds.known) {
+		g_string_printf(d, "QEMU's user and group are unknown (/proc/%d/status)", c->pid);
 		return FALSE;
+	}
 	for (int i = 0; i < 3; i++)
 		k->stdio[i] = syscall(SYS_pidfd_getfd, c->pidfd, i, 0);
-	k->state = open(hs, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	dfd = qemu_parent_open(c, c->o->state, &base);
+	if (dfd < 0) {
+		g_string_printf(d, "the migration file's directory (%s): %s", c->o->state,
+				g_strerror(errno));
+		return FALSE;
+	}
+	k->state = openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	c->state_created = k->state >= 0;
 	/* QEMU writes it: one we (root) created is QEMU's user's */
-	if (c->state_created && !geteuid() && fchown(k->state, k->uid[1], k->gid[1])) {
+	if (c->state_created && !geteuid() && fchown(k->state, c->creds.uid[1], c->creds.gid[1])) {
 		g_string_printf(d, "cannot give the migration file %s to QEMU's user: %s",
 				c->o->state, g_strerror(errno));
+		close(dfd);
 		return FALSE;
 	}
 	if (k->state < 0 && errno == EEXIST)
-		k->state = open(hs, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		k->state = openat(dfd, base, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	close(dfd);
 	if (k->state < 0) {
 		g_string_printf(d, "cannot create the migration file %s: %s", c->o->state,
 				g_strerror(errno));
@@ -379,7 +351,6 @@ gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint)
 	k->blocks = g_array_new(FALSE, TRUE, sizeof(struct kept_block));
 	k->caps = g_ptr_array_new_with_free_func(g_free);
 	k->env = g_ptr_array_new_with_free_func(g_free);
-	k->groups = g_array_new(FALSE, FALSE, sizeof(guint32));
 	k->fds_before = own_fds();
 	c->kept = k;
 	if (c->pidfd < 0) {
@@ -434,7 +405,6 @@ void keep_drop(struct qmp_ctx *c)
 	g_array_unref(k->blocks);
 	g_ptr_array_unref(k->caps);
 	g_ptr_array_unref(k->env);
-	g_array_unref(k->groups);
 	json_object_set_int_member(c->report, "kept_fds_left", fds_left(c));
 	g_array_unref(k->fds_before);
 	g_free(k);

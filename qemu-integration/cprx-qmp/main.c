@@ -86,6 +86,7 @@ int main(int argc, char **argv)
 		{ "all", 0, 0, G_OPTION_ARG_NONE, &o.all, "update: every running QEMU of the host", NULL },
 		{ "jobs", 0, 0, G_OPTION_ARG_INT, &o.jobs, "--all: updates at a time (2)", "N" },
 		{ "replaced", 0, 0, G_OPTION_ARG_NONE, &o.replaced_only, "--all: only QEMUs whose binary was replaced on disk", NULL },
+		{ "pid", 0, 0, G_OPTION_ARG_INT, &o.pid, "refuse unless the socket is served by process PID (update --all gives each QEMU's)", "PID" },
 		{ "under", 0, 0, G_OPTION_ARG_FILENAME, &o.under, "--all: only QEMUs whose QMP socket is under DIR", "DIR" },
 		{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &o.argv, NULL, NULL },
 		G_OPTION_ENTRY_NULL

@@ -9,7 +9,9 @@
  */
 #include "cprx-qmp.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -246,31 +248,79 @@ static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, c
 	return FALSE;
 }
 
+/* The trial's directory in QEMU's /tmp (resolved in QEMU's root), made by
+ * us and given to QEMU's user, who may rename it or fill it: it is reached
+ * and emptied only through the fds it was made with. */
+struct trial_dir {
+	int tmp, fd;
+	char name[32];
+};
+
+static gboolean trial_dir(struct qmp_ctx *c, struct trial_dir *t, GString *d)
+{
+	t->fd = -1;
+	t->tmp = qemu_dir_open(c, "/tmp");
+	for (int i = 0; t->tmp >= 0 && i < 100; i++) {
+		g_snprintf(t->name, sizeof(t->name), "cprx-trial-%08x", g_random_int());
+		if (!mkdirat(t->tmp, t->name, 0700) || errno != EEXIST)
+			break;
+	}
+	if (t->tmp >= 0)
+		t->fd = openat(t->tmp, t->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (t->fd < 0 || (!geteuid() && fchown(t->fd, c->creds.uid[1], c->creds.gid[1]))) {
+		g_string_printf(d, "cannot make a trial directory in QEMU's /tmp for QEMU's "
+				"user: %s", g_strerror(errno));
+		if (t->fd >= 0)
+			close(t->fd);
+		if (t->tmp >= 0) {
+			unlinkat(t->tmp, t->name, AT_REMOVEDIR);
+			close(t->tmp);
+		}
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* Empties it (the names in it only, whatever QEMU's user made of them)
+ * and removes it, if the empty directory is still at its name. */
+static void trial_dir_remove(struct trial_dir *t)
+{
+	DIR *dir = fdopendir(dup(t->fd));
+	struct dirent *e;
+
+	while (dir && (e = readdir(dir)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(t->fd, e->d_name, 0);
+	if (dir)
+		closedir(dir);
+	close(t->fd);
+	unlinkat(t->tmp, t->name, AT_REMOVEDIR);
+	close(t->tmp);
+}
+
 static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 {
-	g_autofree char *tmpl = host_path(c, "/tmp/cprx-trial-XXXXXX");
 	g_autofree char *out = NULL, *dir = NULL, *hsock = NULL, *mnew = NULL, *mold = NULL;
 	g_autoptr(GPtrArray) argv = NULL;
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) e = NULL;
+	struct trial_dir t;
 	gboolean up;
 
-	if (!g_mkdtemp(tmpl)) {
-		g_string_printf(d, "cannot create a trial directory in QEMU's /tmp: %s", g_strerror(errno));
+	if (!trial_dir(c, &t, d))
 		return FALSE;
-	}
-	dir = g_strdup(tmpl + (strlen(tmpl) - strlen("/tmp/cprx-trial-XXXXXX")));
-	hsock = g_build_filename(tmpl, "trial.sock", NULL);
+	dir = g_strdup_printf("/tmp/%s", t.name);
+	hsock = g_strdup_printf("/proc/self/fd/%d/trial.sock", t.fd);
 	argv = trial_argv(c, dir);
 	p = spawn_in_root(c, argv, &e);
 	if (!p) {
 		g_string_printf(d, "cannot start %s: %s", (char *)argv->pdata[0], e->message);
-		rm_dir(tmpl);
+		trial_dir_remove(&t);
 		return FALSE;
 	}
 	up = trial_run(c, p, hsock, &mnew);
 	out = communicate_text(p);
-	rm_dir(tmpl);
+	trial_dir_remove(&t);
 	if (!up) {
 		g_string_printf(d, "QEMU refuses the new command line: %s",
 				out && *out ? g_strstrip(out) : "it exited without a message");
@@ -317,25 +367,27 @@ const char *state_foreign(struct qmp_ctx *c, const struct stat *st)
 
 static gboolean check_state(struct qmp_ctx *c, GString *d, const char **hint)
 {
-	g_autofree char *dn = g_path_get_dirname(c->o->state);
-	g_autofree char *hd = host_path(c, dn);
-	g_autofree char *hs = host_path(c, c->o->state);
+	g_autofree char *dn = g_path_get_dirname(c->o->state), *base = NULL;
+	int dfd = qemu_parent_open(c, c->o->state, &base);
 	const char *why = NULL;
 	struct stat st;
 
 	g_string_printf(d, "file:%s", c->o->state);
-	if (access(hd, W_OK)) {
-		g_string_append_printf(d, ": %s: %s", dn, g_strerror(errno));
+	if (dfd < 0 || faccessat(dfd, ".", W_OK, 0)) {
+		g_string_append_printf(d, ": %s: %s%s", dn, g_strerror(errno),
+				       c->other_root ? " (in QEMU's root)" : "");
 		*hint = "give --state a file in a directory QEMU can write";
+		if (dfd >= 0)
+			close(dfd);
 		return FALSE;
 	}
-	if (!lstat(hs, &st) && (why = state_foreign(c, &st))) {
+	if (!fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) && (why = state_foreign(c, &st))) {
 		g_string_append_printf(d, ": exists, %s", why);
 		*hint = "remove it, or give --state a file in a directory only QEMU's user "
 			"can write";
-		return FALSE;
 	}
-	return TRUE;
+	close(dfd);
+	return !why;
 }
 
 static gboolean run_check(struct qmp_ctx *c, const char *name,

@@ -8,10 +8,12 @@
 #include "cprx-qmp.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Whether PID has our root (also when its /proc/PID/root cannot be read). */
@@ -23,6 +25,61 @@ gboolean same_root(pid_t pid)
 	return stat(p, &a) || stat("/", &b) || (a.st_dev == b.st_dev && a.st_ino == b.st_ino);
 }
 
+/*
+ * The directory @dir of QEMU's, opened as QEMU resolves it: in its root,
+ * its links resolved there too (RESOLVE_IN_ROOT).  A path through
+ * /proc/PID/root follows an absolute link in QEMU's root out of it, into
+ * ours: a root whose /tmp its user may replace by a link would have root's
+ * cprx-qmp create, give away or remove files anywhere.  What cprx-qmp
+ * creates or removes in QEMU's root goes through this fd.
+ */
+int qemu_dir_open(struct qmp_ctx *c, const char *dir)
+{
+	struct open_how how = { .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	g_autofree char *root = g_strdup_printf("/proc/%d/root", c->pid);
+	int rfd, fd, err;
+
+	if (!c->other_root)
+		return open(dir, how.flags);
+	if (dir[0] != '/') {
+		/* relative: from QEMU's cwd, as QEMU opens it */
+		g_autofree char *p = qemu_path(c, dir);
+
+		return open(p, how.flags);
+	}
+	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return -1;
+	fd = syscall(SYS_openat2, rfd, dir, &how, sizeof(how));
+	err = errno;
+	close(rfd);
+	errno = err;
+	return fd;
+}
+
+/* The directory of @path opened by qemu_dir_open; *base its last name. */
+int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base)
+{
+	g_autofree char *dn = g_path_get_dirname(path);
+
+	*base = g_path_get_basename(path);
+	return qemu_dir_open(c, dn);
+}
+
+/* Removes the file at QEMU's @path (the migration file), resolved in its
+ * root. */
+void qemu_unlink(struct qmp_ctx *c, const char *path)
+{
+	g_autofree char *base = NULL;
+	int dfd = qemu_parent_open(c, path, &base);
+
+	if (dfd >= 0) {
+		unlinkat(dfd, base, 0);
+		close(dfd);
+	}
+}
+
 /* A path as QEMU sees it, reachable from here. */
 char *host_path(struct qmp_ctx *c, const char *path)
 {
@@ -31,19 +88,24 @@ char *host_path(struct qmp_ctx *c, const char *path)
 	return g_strdup_printf("/proc/%d/root%s", c->pid, path);
 }
 
-/* Child side: enter QEMU's mount namespace and root, as cpr-exec's execvp will. */
+/* Child side: enter QEMU's mount namespace and root, as cpr-exec's execvp
+ * will, and become QEMU's user: what runs is QEMU's choice. */
 static void enter_qemu_root(gpointer data)
 {
-	int pid = GPOINTER_TO_INT(data);
+	struct qmp_ctx *c = data;
 	char p[64];
 	int ns, root;
 
-	snprintf(p, sizeof(p), "/proc/%d/ns/mnt", pid);
-	ns = open(p, O_RDONLY | O_CLOEXEC);
-	snprintf(p, sizeof(p), "/proc/%d/root", pid);
-	root = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ns < 0 || root < 0 || setns(ns, CLONE_NEWNS) || fchdir(root) ||
-	    chroot(".") || chdir("/"))
+	if (c->other_root) {
+		snprintf(p, sizeof(p), "/proc/%d/ns/mnt", c->pid);
+		ns = open(p, O_RDONLY | O_CLOEXEC);
+		snprintf(p, sizeof(p), "/proc/%d/root", c->pid);
+		root = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (ns < 0 || root < 0 || setns(ns, CLONE_NEWNS) || fchdir(root) ||
+		    chroot(".") || chdir("/"))
+			_exit(126);
+	}
+	if (!become_qemu(&c->creds))
 		_exit(126);
 }
 
@@ -52,9 +114,7 @@ GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err)
 	g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(
 		G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
 
-	if (c->other_root)
-		g_subprocess_launcher_set_child_setup(l, enter_qemu_root,
-						      GINT_TO_POINTER(c->pid), NULL);
+	g_subprocess_launcher_set_child_setup(l, enter_qemu_root, c, NULL);
 	return g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, err);
 }
 

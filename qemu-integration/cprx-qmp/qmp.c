@@ -9,9 +9,12 @@
 #include <gio/gio.h>
 #include <gio/gunixsocketaddress.h>
 #include <gio/gunixcredentialsmessage.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 struct qmp {
 	GSocket *sock;
@@ -19,6 +22,8 @@ struct qmp {
 	GQueue events;		/* JsonNode *, oldest first */
 	char version[32];
 	pid_t pid;
+	int pidfd;		/* the listener's (SO_PEERPIDFD), or -1 */
+	int pidfd_errno;
 };
 
 G_DEFINE_QUARK(cprx-qmp-error-quark, qmp_error)
@@ -111,14 +116,36 @@ static gboolean send_msg(struct qmp *q, JsonNode *msg, GError **err)
 	return TRUE;
 }
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+/* The listener: its pid as it was when it listened (SO_PEERCRED), and a
+ * pidfd of that very process, which says whether it still lives. */
 static void set_peer(struct qmp *q)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
+	int fd = g_socket_get_fd(q->sock);
 
 	q->pid = -1;
-	if (!getsockopt(g_socket_get_fd(q->sock), SOL_SOCKET, SO_PEERCRED, &cr, &len))
+	if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len))
 		q->pid = cr.pid;
+	len = sizeof(q->pidfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &q->pidfd, &len)) {
+		q->pidfd = -1;
+		q->pidfd_errno = errno;
+	}
+}
+
+/* Whether the listener is gone: its pid may be another process's now. */
+static gboolean peer_gone(struct qmp *q)
+{
+	struct pollfd p = { .fd = q->pidfd, .events = POLLIN };
+
+	if (q->pidfd < 0)
+		return q->pidfd_errno != ENOPROTOOPT;	/* before Linux 6.5: unknown */
+	return poll(&p, 1, 0) != 0;
 }
 
 /* From a greeting qmp_greeting_fits passed: every member has its type. */
@@ -141,12 +168,19 @@ struct qmp *qmp_open_peer(const char *path, pid_t peer, GError **err)
 	g_autoptr(JsonNode) greeting = NULL, ret = NULL;
 	struct qmp *q = g_new0(struct qmp, 1);
 
+	q->pidfd = -1;
 	q->buf = g_string_new(NULL);
 	g_queue_init(&q->events);
 	q->sock = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, err);
 	if (!q->sock || !g_socket_connect(q->sock, addr, NULL, err))
 		goto fail;
 	set_peer(q);
+	if (peer_gone(q)) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_PEER,
+			    "%s is served by a socket whose listener (pid %d) has exited: "
+			    "that pid may be another process's now", path, (int)q->pid);
+		goto fail;
+	}
 	/* Checked before a byte is read: a stand-in must not even stall us. */
 	if (peer > 0 && q->pid != peer) {
 		g_set_error(err, QMP_ERROR, QMP_ERROR_PEER,
@@ -179,6 +213,8 @@ void qmp_close(struct qmp *q)
 	if (q->sock)
 		g_socket_close(q->sock, NULL);
 	g_clear_object(&q->sock);
+	if (q->pidfd >= 0)
+		close(q->pidfd);
 	g_queue_clear_full(&q->events, (GDestroyNotify)json_node_unref);
 	g_string_free(q->buf, TRUE);
 	g_free(q);
@@ -192,6 +228,11 @@ int qmp_fd(struct qmp *q)
 pid_t qmp_pid(struct qmp *q)
 {
 	return q->pid;
+}
+
+int qmp_pidfd(struct qmp *q)
+{
+	return q->pidfd;
 }
 
 const char *qmp_version(struct qmp *q)

@@ -20,7 +20,9 @@ enum {
 
 struct qmp;
 
-/* Connects, reads the greeting and leaves capability negotiation. */
+/* Connects, reads the greeting and leaves capability negotiation.  A
+ * socket whose listener has exited is refused (QMP_ERROR_PEER): the pid
+ * it listened with may be another process's now. */
 struct qmp *qmp_open(const char *path, GError **err);
 /*
  * The same, when the socket is served by process @peer (SO_PEERCRED)
@@ -33,6 +35,9 @@ void qmp_close(struct qmp *q);
 int qmp_fd(struct qmp *q);
 /* Peer's PID from SO_PEERCRED, -1 when unknown. */
 pid_t qmp_pid(struct qmp *q);
+/* A pidfd of that very process (SO_PEERPIDFD, Linux 6.5), -1 without;
+ * the connection's own. */
+int qmp_pidfd(struct qmp *q);
 /* The greeting's QEMU version, "major.minor.micro". */
 const char *qmp_version(struct qmp *q);
 /* Runs a command; args is consumed (may be NULL). Returns the "return" node. */

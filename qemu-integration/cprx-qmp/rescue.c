@@ -24,7 +24,6 @@
 #include "cprx-qmp.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -233,6 +232,7 @@ gboolean rescue_argv_ok(struct qmp_ctx *c, GString *d)
 
 struct child_args {
 	struct kept *k;
+	const struct qemu_creds *creds;
 	gboolean other_root;
 	char **argv, **envp;
 };
@@ -256,10 +256,7 @@ static void child_exec(const struct child_args *a)
 		_exit(126);
 	if (fchdir(a->k->cwd))
 		_exit(126);
-	/* last: entering QEMU's root needs our privileges, not QEMU's */
-	if (!geteuid() && (setgroups(a->k->groups->len, (gid_t *)a->k->groups->data) ||
-			   setresgid(a->k->gid[0], a->k->gid[1], a->k->gid[2]) ||
-			   setresuid(a->k->uid[0], a->k->uid[1], a->k->uid[2])))
+	if (!become_qemu(a->creds))
 		_exit(126);
 	setsid();	/* outlive cprx-qmp, like the QEMU it replaces */
 	syscall(SYS_execveat, a->k->exe, "", a->argv, a->envp, AT_EMPTY_PATH);
@@ -269,7 +266,7 @@ static void child_exec(const struct child_args *a)
 /* Starts the previous QEMU; its PID. */
 static pid_t spawn(struct qmp_ctx *c, GPtrArray *argv, GString *why)
 {
-	struct child_args a = { c->kept, c->other_root, (char **)argv->pdata,
+	struct child_args a = { c->kept, &c->creds, c->other_root, (char **)argv->pdata,
 				(char **)c->kept->env->pdata };
 	pid_t pid = fork();
 
@@ -282,6 +279,29 @@ static pid_t spawn(struct qmp_ctx *c, GPtrArray *argv, GString *why)
 	return pid;
 }
 
+/*
+ * Whether the rescued QEMU still runs the kept binary as QEMU's user,
+ * asked after its /proc/PID/mem was opened: that fd reaches the memory of
+ * the image the process ran then, or nothing once it exec'd.  A process
+ * that answered "info ramblock" and exec'd another image (a set-user-ID
+ * one, say) before that open gets nothing written by root.
+ */
+static gboolean still_qemu(struct qmp_ctx *c)
+{
+	g_autofree char *exe = g_strdup_printf("/proc/%d/exe", c->pid);
+	g_autoptr(GString) d = g_string_new(NULL);
+	struct qemu_creds now = { 0 };
+	struct stat a, b;
+	gboolean same;
+
+	same = !stat(exe, &a) && !fstat(c->kept->exe, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino && read_creds(c->pid, &now, d) &&
+	       !memcmp(now.uid, c->creds.uid, sizeof(now.uid)) &&
+	       !memcmp(now.gid, c->creds.gid, sizeof(now.gid));
+	creds_clear(&now);
+	return same && qemu_alive(c);
+}
+
 /* The kept contents of the RAM blocks other than the backends, written
  * into the same blocks of the rescued QEMU; the number copied. */
 static guint copy_blocks(struct qmp_ctx *c, GString *note)
@@ -292,6 +312,13 @@ static guint copy_blocks(struct qmp_ctx *c, GString *note)
 	g_auto(GStrv) lines = r ? g_strsplit(json_node_get_string(r), "\n", -1) : NULL;
 	int mem = open(mp, O_RDWR | O_CLOEXEC);
 	guint copied = 0;
+
+	if (mem >= 0 && !still_qemu(c)) {
+		g_string_append_printf(note, " pid %d no longer runs QEMU's binary as QEMU's "
+				       "user: nothing copied;", c->pid);
+		close(mem);
+		mem = -1;
+	}
 
 	for (guint i = 1; lines && mem >= 0 && lines[i]; i++) {
 		g_autofree char *name = NULL;

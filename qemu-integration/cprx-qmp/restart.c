@@ -6,11 +6,13 @@
  */
 #include "cprx-qmp.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* QEMU's namespace and root, kept open across its exit for the restart. */
@@ -18,11 +20,16 @@ struct root_fds {
 	int ns, root, log;	/* log: the new QEMU's stdout and stderr */
 };
 
+/* In the child: QEMU's root when it had another (fds 100 and 101 are the
+ * launcher's copies of ns and root), then QEMU's user. */
 static void enter_saved_root(gpointer data)
 {
-	(void)data;
-	/* fds 100 and 101 are the launcher's copies of ns and root. */
-	if (setns(100, CLONE_NEWNS) || fchdir(101) || chroot(".") || chdir("/"))
+	struct qmp_ctx *c = data;
+
+	if (c->other_root && (setns(100, CLONE_NEWNS) || fchdir(101) || chroot(".") ||
+			      chdir("/")))
+		_exit(126);
+	if (!become_qemu(&c->creds))
 		_exit(126);
 	setsid();	/* outlive cprx-qmp, like the QEMU it replaces */
 }
@@ -40,8 +47,8 @@ static GSubprocess *spawn_restart(struct qmp_ctx *c, struct root_fds *rf, GError
 		g_subprocess_launcher_take_fd(l, rf->ns, 100);
 		g_subprocess_launcher_take_fd(l, rf->root, 101);
 		rf->ns = rf->root = -1;
-		g_subprocess_launcher_set_child_setup(l, enter_saved_root, NULL, NULL);
 	}
+	g_subprocess_launcher_set_child_setup(l, enter_saved_root, c, NULL);
 	return g_subprocess_launcher_spawnv(l, (const char *const *)c->new_argv->pdata, err);
 }
 
@@ -108,11 +115,36 @@ static int restart(struct qmp_ctx *c, struct root_fds *rf)
 	return 0;
 }
 
+/* STATE.qemu.log, emptied: not through a link or into a file of another
+ * user (its name is as easy to guess as the migration file's). */
+static int open_log(struct qmp_ctx *c, const char *path)
+{
+	g_autofree char *base = NULL;
+	int dfd = qemu_parent_open(c, path, &base), fd = -1;
+	const char *why = NULL;
+	struct stat st;
+
+	if (dfd >= 0) {
+		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+			    0644);
+		close(dfd);
+	}
+
+	if (fd >= 0 && (fstat(fd, &st) || (why = state_foreign(c, &st)) || ftruncate(fd, 0))) {
+		say("%s: %s", path, why ? why : g_strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (fd < 0)
+		say("%s: %s", path, g_strerror(errno));
+	return fd;
+}
+
 int do_restart(struct qmp_opts *o)
 {
 	struct qmp_ctx c = { .o = o };
 	struct root_fds rf = { -1, -1, -1 };
-	g_autofree char *ns = NULL, *root = NULL, *hs = NULL, *log = NULL, *hlog = NULL;
+	g_autofree char *ns = NULL, *root = NULL, *log = NULL;
 	int ret = prepare_update(&c);
 
 	if (ret)
@@ -124,11 +156,14 @@ int do_restart(struct qmp_opts *o)
 	rf.root = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	/* Opened now: once QEMU exits, /proc/PID/root leads nowhere. */
 	log = g_strdup_printf("%s.qemu.log", o->state);
-	hlog = host_path(&c, log);
-	rf.log = open(hlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	rf.log = open_log(&c, log);
+	if (rf.log < 0)
+		ret = fail(&c, EXIT_USAGE, "restart", "cannot use the log next to the migration file",
+			   "remove it, or give --state a file in a directory only QEMU's user "
+			   "can write");
 	json_object_set_string_member(c.report, "qemu_log", log);
-	ret = restart(&c, &rf);
-	hs = host_path(&c, o->state);	/* through the new QEMU's root */
+	if (rf.log >= 0)
+		ret = restart(&c, &rf);
 	if (!ret) {
 		write_report(&c);
 		if (!o->json)
@@ -137,7 +172,8 @@ int do_restart(struct qmp_opts *o)
 			       json_object_get_int_member(c.report, "pid"), c.pid,
 			       json_object_get_double_member(c.report, "pause_ms"));
 	}
-	unlink(hs);
+	if (ret != EXIT_USAGE)	/* nothing was migrated when the log was refused */
+		qemu_unlink(&c, o->state);	/* in the new QEMU's root */
 	if (rf.ns >= 0)
 		close(rf.ns);
 	if (rf.root >= 0)

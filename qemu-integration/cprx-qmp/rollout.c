@@ -25,6 +25,8 @@ static GPtrArray *child_argv(struct qmp_opts *o, struct vm *v, const char *json)
 	g_ptr_array_add(a, g_file_read_link("/proc/self/exe", NULL));
 	g_ptr_array_add(a, g_strdup("update"));
 	g_ptr_array_add(a, g_strdup_printf("--socket=%s", v->host_qmp));
+	/* its own socket: a command line may name any */
+	g_ptr_array_add(a, g_strdup_printf("--pid=%d", v->pid));
 	g_ptr_array_add(a, g_strdup_printf("--json-out=%s", json));
 	g_ptr_array_add(a, g_strdup_printf("--timeout=%d", o->timeout));
 	if (o->new_binary)

@@ -7,6 +7,7 @@
 #include "cprx-qmp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -98,19 +99,35 @@ void set_qemu_pid(struct qmp_ctx *c, pid_t pid)
  * the report. */
 int connect_qemu(struct qmp_ctx *c)
 {
+	g_autoptr(GString) d = g_string_new(NULL);
 	g_autoptr(GError) e = NULL;
 
 	c->pidfd = -1;
-	c->q = qmp_open(c->o->socket, &e);
+	c->q = qmp_open_peer(c->o->socket, c->o->pid, &e);
 	if (!c->q) {
 		say("cannot talk QMP on %s: %s", c->o->socket, e->message);
 		return EXIT_USAGE;
 	}
 	set_qemu_pid(c, qmp_pid(c->q));
+	if (qmp_pidfd(c->q) >= 0) {
+		/* the listener itself, not whoever has its pid now */
+		close(c->pidfd);
+		c->pidfd = fcntl(qmp_pidfd(c->q), F_DUPFD_CLOEXEC, 0);
+		c->pidfd_errno = errno;
+	}
 	c->other_root = !same_root(c->pid);
 	c->old_argv = read_cmdline(c->pid, &e);
 	if (!c->old_argv) {
 		say("cannot read QEMU's command line (pid %d): %s", c->pid, e->message);
+		return EXIT_USAGE;
+	}
+	if (!read_creds(c->pid, &c->creds, d)) {
+		say("%s", d->str);
+		return EXIT_USAGE;
+	}
+	/* QEMU lived after we read /proc/PID: what we read was its */
+	if (!qemu_alive(c)) {
+		say("QEMU (pid %d) exited while we connected", c->pid);
 		return EXIT_USAGE;
 	}
 	c->report = json_object_new();
@@ -159,8 +176,14 @@ struct qmp *follow_at(struct qmp_ctx *c, const char *sock, gint64 deadline, int 
 		g_autoptr(GError) e = NULL;
 		struct qmp *q = qmp_open_peer(hp, c->pid, &e);
 
-		if (q)
+		/* Its pid is QEMU's only while QEMU lives (checked after the
+		 * listener's own pidfd said it lives). */
+		if (q && qemu_alive(c))
 			return q;
+		if (q) {
+			qmp_close(q);
+			return NULL;
+		}
 		/* Another process of QEMU's uid may bind the path while QEMU
 		 * execs or dies, and answer "running" for a lost guest. */
 		if (g_error_matches(e, QMP_ERROR, QMP_ERROR_PEER) &&
@@ -197,4 +220,5 @@ void ctx_free(struct qmp_ctx *c)
 	if (c->trial_devs)
 		g_ptr_array_unref(c->trial_devs);
 	g_free(c->trial_devs_err);
+	creds_clear(&c->creds);
 }

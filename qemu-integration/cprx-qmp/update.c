@@ -224,11 +224,8 @@ int do_update(struct qmp_opts *o)
 	}
 	/* Consumed, or of no use; kept when the VM is lost (it has the
 	 * devices' state), and when it was not ours to begin with. */
-	if (ret != EXIT_LOST && (c.state_created || (ret != EXIT_REFUSED && !o->preflight_only))) {
-		g_autofree char *hs = host_path(&c, o->state);
-
-		unlink(hs);
-	}
+	if (ret != EXIT_LOST && (c.state_created || (ret != EXIT_REFUSED && !o->preflight_only)))
+		qemu_unlink(&c, o->state);
 	ctx_free(&c);
 	return ret;
 }
