@@ -23,10 +23,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import passed, skip, tap  # noqa: E402
 import threading
 
 QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
-results = []
 
 # What QEMU 11 answers to what cprx-qmp asks before it stops a guest.
 GOOD = {
@@ -54,13 +56,6 @@ GREETINGS = [{}, [], "x", 7, {"QMP": 5}, {"QMP": {"version": "x"}},
                                            "micro": None}}}}]
 
 
-def tap(ok, name, why=""):
-    results.append(ok)
-    print("%s %d - %s" % ("ok" if ok else "not ok", len(results), name))
-    if not ok and why:
-        for line in str(why).splitlines()[-12:]:
-            print("# " + line)
-    sys.stdout.flush()
 
 
 class Server(threading.Thread):
@@ -175,7 +170,7 @@ def main():
     tap(wrong_named > 0, "a wrong answer is named by its command (%d times)"
         % wrong_named)
     os.rmdir(d)
-    return 0 if all(results) else 1
+    return 0 if passed() else 1
 
 
 if __name__ == "__main__":

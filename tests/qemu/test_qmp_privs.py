@@ -29,11 +29,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import passed, skip, tap  # noqa: E402
 import time
 
 QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
 PY = "/usr/bin/python3"  # one nobody can run
-results = []
 
 # What both fake QEMUs share: the greeting, and an answer from a table
 # (by "command property", then by command), each command logged.
@@ -190,18 +192,8 @@ exit 1
 """
 
 
-def tap(ok, name, why=""):
-    results.append(ok)
-    print("%s %d - %s" % ("ok" if ok else "not ok", len(results), name))
-    if not ok and why:
-        for line in str(why).splitlines()[-14:]:
-            print("# " + line)
-    sys.stdout.flush()
 
 
-def skip(why):
-    results.append(True)
-    print("ok %d # SKIP %s" % (len(results), why))
 
 
 def wait_file(path):
@@ -232,12 +224,11 @@ def start_fake(sock, log, argv0, flags=(), root=None):
         p = subprocess.Popen(args, executable=PY, user=uid, group=gid, extra_groups=[])
     else:
         p = subprocess.Popen(args, executable=PY, preexec_fn=lambda: enter(root, uid, gid))
-        sock = root + sock
-    for _ in range(500):
-        if os.path.exists(sock):
-            return p
-        time.sleep(0.01)
-    raise RuntimeError("the fake QEMU never listened on %s" % sock)
+        log = root + log
+    # its pid file comes after listen(): the socket's path alone comes at
+    # bind(), and a connection then is refused
+    wait_file(log + ".pid")
+    return p
 
 
 def enter(root, uid, gid):
@@ -505,7 +496,7 @@ def main():
         case_rescue_exec(d, probe)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    return 0 if all(results) else 1
+    return 0 if passed() else 1
 
 
 if __name__ == "__main__":
