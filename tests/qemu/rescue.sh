@@ -212,7 +212,7 @@ intact() {
 # it kept its references left open at its end (it counts them in
 # /proc/self/fd: kept_fds_left); /proc/meminfo's Shmem as right before the
 # update once cprx-qmp is done (the machine is shared: 96 MiB of slack,
-# well under the guest's 256 MiB RAM, and up to 5 s for others' growth to
+# well under the guest's 256 MiB RAM, and up to 20 s for others' growth to
 # pass; a VM-tier stream beside it once grew it by 42 MiB); the old
 # memfds, by inode, are the exact check;
 # each memfd of the QEMU replaced either held by the rescued QEMU (its
@@ -223,7 +223,7 @@ no_leak() {
 	left=$(json "$W/$name.json" kept_fds_left 2>/dev/null)
 	sh1=$(cat "$W/$name.shmem")
 	# Others' guests come and go: a growth of ours stays, theirs may not.
-	for ((i = 0; i < 5 && sh1 - sh0 >= 98304; i++)); do
+	for ((i = 0; i < 20 && sh1 - sh0 >= 98304; i++)); do
 		sleep 1
 		sh1=$(($(shmem_kb) < sh1 ? $(shmem_kb) : sh1))
 	done
