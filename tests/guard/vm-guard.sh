@@ -34,8 +34,17 @@ K=${CPRX_VM_KERNEL:-guest}
 VMM_OPTS=(--ram 16M --run-ms 30 --json)
 export CPRX_GUARD_STATUS=/run/cprx-guard/status
 
-ok() { echo "ok - $K: $*"; }
-notok() { echo "not ok - $K: $*"; }
+# Each result says how long the guest took since the last one: where a
+# run's minutes go (the VM tier is most of CI's time).
+since() {
+	local now
+	now=$(cut -d' ' -f1 /proc/uptime)
+	awk -v a="${_last:-$now}" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
+	_last=$now
+}
+_last=$(cut -d' ' -f1 /proc/uptime)
+ok() { local d; d=$(since); echo "ok - $K: $* [+${d}s]"; }
+notok() { local d; d=$(since); echo "not ok - $K: $* [+${d}s]"; }
 todo() { echo "not ok - $K: $* # TODO libcprx does not call common/guard_reader.c yet"; }
 skip() { echo "ok - $K: $1 # SKIP $2"; }
 diag() { sed 's/^/#   /' "$@"; }
