@@ -175,6 +175,17 @@ with open(out, "w") as f:
     f.write(repr(got))
 """
 
+if rescued and os.environ.get("FAKE_RECORD"):
+    # what the rescued QEMU got from root's cprx-qmp: its fds and limits
+    import resource
+    fds = {}
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            fds[n] = os.readlink("/proc/self/fd/" + n)
+        except OSError:
+            pass
+    with open(os.environ["FAKE_RECORD"], "w") as f:
+        json.dump({"fds": fds, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)}, f)
 if rescued:
     os.unlink(sock)
 s = socket.socket(socket.AF_UNIX)
@@ -398,23 +409,30 @@ def case_reused_pid(d):
     os.kill(server, 9)
 
 
-def case_root_link(d):
-    """QEMU in a root its user owns, whose /tmp is a link to an absolute
-    path: resolved by QEMU in its root, by a path through /proc/PID/root
-    in ours."""
+def user_root(d, name):
+    """A root for the fake QEMU that its user (nobody) owns, with /probe
+    in it, and a directory of ours outside it; both paths."""
     uid, gid = nobody()
-    root = os.path.join(d, "root")
-    outside = os.path.join(d, "outside")
+    root = os.path.join(d, name)
+    outside = os.path.join(d, name + "-outside")
     os.mkdir(root)
     os.mkdir(outside)
-    for sub in ("usr",):
-        os.mkdir(os.path.join(root, sub))
+    os.mkdir(os.path.join(root, "usr"))
     for link in ("bin", "lib", "lib64", "sbin"):
         os.symlink("usr/" + link, os.path.join(root, link))
     with open(os.path.join(root, "probe"), "w") as f:
         f.write(PROBE % "/probe.out")
     os.chmod(os.path.join(root, "probe"), 0o755)
     os.chown(root, uid, gid)
+    return root, outside
+
+
+def case_root_link(d):
+    """QEMU in a root its user owns, whose /tmp is a link to an absolute
+    path: resolved by QEMU in its root, by a path through /proc/PID/root
+    in ours."""
+    uid, gid = nobody()
+    root, outside = user_root(d, "root")
     # QEMU's user made its /tmp a link to a path of ours
     os.symlink(outside, os.path.join(root, "tmp"))
     p = start_fake("/qmp.sock", "/qmp.log", "/probe", flags=["exec"], root=root)
