@@ -114,6 +114,15 @@ gboolean check_sandbox(struct qmp_ctx *c, GString *d, const char **hint)
 	return TRUE;
 }
 
+/* --timeout from now, at most @max_s seconds when not 0: how long what we
+ * start for QEMU may take. */
+static gint64 deadline_in(struct qmp_ctx *c, int max_s)
+{
+	int s = max_s && max_s < c->o->timeout ? max_s : c->o->timeout;
+
+	return g_get_monotonic_time() + (gint64)s * G_USEC_PER_SEC;
+}
+
 static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
 {
 	const char *bin = c->new_argv->pdata[0];
@@ -121,6 +130,7 @@ static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
 	g_autoptr(GPtrArray) argv = g_ptr_array_new();
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) e = NULL;
+	gboolean killed;
 
 	if (bin[0] == '/' && access(hp, X_OK)) {
 		g_string_printf(d, "%s: %s%s", bin, g_strerror(errno),
@@ -136,7 +146,12 @@ static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
 		g_string_printf(d, "%s -version: %s", bin, e->message);
 		return FALSE;
 	}
-	out = communicate_text(p);
+	out = communicate_until(p, deadline_in(c, 0), &killed);
+	if (killed) {
+		g_string_printf(d, "%s -version did not end in %d s: killed", bin, c->o->timeout);
+		*hint = "the new binary hangs";
+		return FALSE;
+	}
 	if (!g_subprocess_get_successful(p) || !g_str_has_prefix(out, "QEMU emulator version")) {
 		g_string_printf(d, "%s -version failed: %s", bin, g_strstrip(out));
 		*hint = "the new binary does not run (missing libraries? wrong architecture?)";
@@ -221,9 +236,9 @@ static void trial_devices(struct qmp_ctx *c, struct qmp *t)
 /* Waits for the trial instance's QMP, asks its machine type and devices,
  * quits it. Returns FALSE when it never answered (it refused the command
  * line). */
-static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, char **mtype)
+static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, gint64 deadline,
+			  char **mtype)
 {
-	gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
 	const char *id;
 
 	while (g_get_monotonic_time() < deadline && (id = g_subprocess_get_identifier(p))) {
@@ -304,8 +319,9 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 	g_autoptr(GPtrArray) argv = NULL;
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) e = NULL;
+	gint64 deadline = deadline_in(c, 60);
 	struct trial_dir t;
-	gboolean up;
+	gboolean up, killed;
 
 	if (!trial_dir(c, &t, d))
 		return FALSE;
@@ -318,12 +334,13 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 		trial_dir_remove(&t);
 		return FALSE;
 	}
-	up = trial_run(c, p, hsock, &mnew);
-	out = communicate_text(p);
+	up = trial_run(c, p, hsock, deadline, &mnew);
+	out = communicate_until(p, deadline, &killed);
 	trial_dir_remove(&t);
 	if (!up) {
 		g_string_printf(d, "QEMU refuses the new command line: %s",
-				out && *out ? g_strstrip(out) : "it exited without a message");
+				killed ? "it did not serve QMP in time (killed)" :
+				*out ? g_strstrip(out) : "it exited without a message");
 		*hint = "fix the new command line (cpr-exec would exec it and lose the VM); "
 			"it was tried paused, with -incoming defer, RAM untouched";
 		return FALSE;

@@ -58,7 +58,7 @@ static pid_t start_one(struct qmp_opts *o, struct vm *v, const char *dir)
 		return -1;
 	child = fork();
 	if (child == 0) {
-		int null = open("/dev/null", O_RDONLY);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 		if (null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(EXIT_USAGE);

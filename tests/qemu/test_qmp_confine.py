@@ -155,7 +155,7 @@ def case_rescue(d, rec, secret):
     run_d = os.path.join(d, "run")
     sock, got = os.path.join(run_d, "x.sock"), os.path.join(run_d, "rescued.json")
     p = start_qemu(PY, [privs.RESCUE_FAKE, sock, os.path.join(run_d, "x.log"),
-                        os.path.join(d, "bin", "none"), os.path.join(run_d, "x.out"),
+                        PY, os.path.join(run_d, "x.out"),
                         "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
                    qcwd, record=got)
     wait_sock(sock)
@@ -168,7 +168,7 @@ def case_rescue(d, rec, secret):
     except (OSError, ValueError):
         r = None
     why = "rescued QEMU: %s\nexit %s\n%s%s" % (r, rc, o[-600:], e[-400:])
-    tap(r is not None, "the fake QEMU died and was rescued", why)
+    tap(r is not None, "the fake QEMU died and the rescue started it again", why)
     tap(r is not None and secret not in r["fds"].values(),
         "the rescued QEMU holds no fd root's cprx-qmp was given", why)
     tap(r is not None and r["nofile"] == [NOFILE, NOFILE],
