@@ -14,11 +14,13 @@ against it.
 Test Case: every command cprx-qmp sends, every wrong shape
 Test Case: greetings of the wrong shape
 Test Case: a reply that is not JSON, or is not an object
+Test Case: QEMU's strings reach the operator's terminal without control characters
 
 Environment: CPRX_QMP (the binary).
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -127,6 +129,65 @@ def sane(rc, out, err):
     return None
 
 
+# A QEMU's string that would rewrite the operator's screen: move up,
+# erase the line, and write a line of its own.
+FORGE = "\x1b[1A\x1b[2K\rupdate ok: pid 1 kept\nupdate ok: forged\u202e\x9b2K"
+
+
+def forged(out, err):
+    """Why the text output is not safe for a terminal, or None."""
+    for name, text in (("stdout", out), ("stderr", err)):
+        for c in ("\x1b", "\r", "\x9b", "\u202e"):
+            if c in text:
+                return "%s has %r" % (name, c)
+        if any(l.startswith("update ok") for l in text.splitlines()):
+            return "%s has a line starting 'update ok'" % name
+    return None
+
+
+def text_run(args):
+    p = subprocess.run([QMP] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def escapes(d):
+    """QEMU's error messages, device ids and status, and a command line's
+    socket path, printed as text."""
+    sock = os.path.join(d, "qmp.sock")
+    mem = [{"id": "ram0" + FORGE, "size": 1, "share": False}]
+    err = json.dumps({"error": {"class": "GenericError", "desc": FORGE}})
+    for name, verb, cmd, bad, raw in (
+            ("a memory backend's id", "update", "query-memdev", mem, None),
+            ("an error's desc", "update", "query-migrate-parameters", None, err),
+            ("the guest's status", "status", "query-status", {"status": FORGE}, None)):
+        s = Server(sock, greeting_ok(), cmd, bad, raw)
+        s.start()
+        args = [verb, "-s", sock, "--timeout", "5"]
+        if verb == "update":
+            args += ["--preflight-only", "--no-trial", "-b", "/bin/true"]
+        rc, out, e = text_run(args)
+        s.close()
+        os.unlink(sock)
+        why = forged(out, e)
+        tap(why is None, "%s: %s printed without control characters" % (verb, name),
+            "%s\nexit %d\n%r\n%r" % (why, rc, out[-600:], e[-600:]))
+    # any process named qemu-system-*, its QMP socket path of its choosing
+    decoy = os.path.join(d, "qemu-system-x86_64")
+    shutil.copy(os.path.realpath(sys.executable), decoy)
+    dp = subprocess.Popen([decoy, "-c", "import time; time.sleep(60)", "-qmp",
+                           "unix:%s/q%s.sock,server=on" % (d, FORGE)])
+    rc, out, e = text_run(["update", "--all", "--under", d, "--preflight-only",
+                           "--no-trial", "--no-rescue", "--timeout", "5"])
+    dp.kill()
+    dp.wait()
+    os.unlink(decoy)
+    why = forged(out, e)
+    tap(why is None and str(dp.pid) in out,
+        "update --all: a command line's socket path printed without control characters",
+        "%s\nexit %d\n%r\n%r" % (why, rc, out[-600:], e[-600:]))
+
+
 def main():
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
@@ -142,7 +203,7 @@ def main():
                 '{"error": "x"}', '{"error": {"desc": 5}}'):
         cases.append(("query-status -> raw %s" % raw, greeting_ok(),
                       "query-status", None, raw))
-    print("1..%d" % (2 * len(cases) + 1))
+    print("1..%d" % (2 * len(cases) + 5))
     d = tempfile.mkdtemp(prefix="cprx-qmp-hostile.")
     sock = os.path.join(d, "qmp.sock")
     wrong_named = 0
@@ -169,6 +230,7 @@ def main():
                 "%s\nexit %d\n%s%s" % (why, rc, out[-400:], err[-800:]))
     tap(wrong_named > 0, "a wrong answer is named by its command (%d times)"
         % wrong_named)
+    escapes(d)
     os.rmdir(d)
     return 0 if passed() else 1
 
