@@ -125,6 +125,7 @@ gboolean become_qemu(const struct qemu_creds *cr);
 void creds_clear(struct qemu_creds *cr);
 
 /* report.c: messages, the preflight's lines and the JSON report */
+char *printable(const char *s);
 void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 void add_check(struct qmp_ctx *c, const char *name, gboolean ok, gboolean warn, double ms,
 	       const char *detail, const char *hint);
