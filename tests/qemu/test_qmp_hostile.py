@@ -15,6 +15,7 @@ Test Case: every command cprx-qmp sends, every wrong shape
 Test Case: greetings of the wrong shape
 Test Case: a reply that is not JSON, or is not an object
 Test Case: QEMU's strings reach the operator's terminal without control characters
+Test Case: a flood of events or an endless message does not grow cprx-qmp's memory
 
 Environment: CPRX_QMP (the binary).
 """
@@ -29,6 +30,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import passed, skip, tap  # noqa: E402
 import threading
+import time
 
 QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
 
@@ -188,6 +190,68 @@ def escapes(d):
         "%s\nexit %d\n%r\n%r" % (why, rc, out[-600:], e[-600:]))
 
 
+class Flood(threading.Thread):
+    """A QMP server on @path that, with "events", answers query-status
+    only after 3 s of events; with "line", greets with a message that
+    never ends (200 MiB without a newline)."""
+
+    def __init__(self, path, what):
+        super().__init__(daemon=True)
+        self.what = what
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        self.sock.listen(1)
+
+    def run(self):
+        c, _ = self.sock.accept()
+        try:
+            if self.what == "line":
+                chunk = b"[" * (1 << 20)
+                for _ in range(200):
+                    c.sendall(chunk)
+                return
+            f = c.makefile("rwb")
+            f.write(json.dumps(greeting_ok()).encode() + b"\n")
+            f.flush()
+            ev = (json.dumps({"event": "RTC_CHANGE", "data": {"offset": 1},
+                              "timestamp": {"seconds": 1, "microseconds": 2}})
+                  + "\n").encode() * 1000
+            for line in f:
+                cmd = json.loads(line).get("execute")
+                end = time.time() + 3
+                while cmd == "query-status" and time.time() < end:
+                    f.write(ev)
+                    f.flush()
+                f.write(json.dumps({"return": GOOD.get(cmd, {})}).encode() + b"\n")
+                f.flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            c.close()
+
+
+def max_rss_mib(args):
+    """cprx-qmp's exit status and its peak memory (MiB)."""
+    p = subprocess.Popen([QMP] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, ru.ru_maxrss / 1024, p.stderr.read().decode(errors="replace")
+
+
+def floods(d):
+    sock = os.path.join(d, "flood.sock")
+    for what, limit in (("events", 64), ("line", 48)):
+        s = Flood(sock, what)
+        s.start()
+        rc, mib, err = max_rss_mib(["status", "-s", sock, "--json", "--timeout", "5"])
+        s.sock.close()
+        os.unlink(sock)
+        tap(mib < limit and rc in (0, 1),
+            "a QMP peer that sends %s: cprx-qmp peaks at %.0f MiB (under %d)"
+            % ("a flood of events" if what == "events" else "an endless message", mib, limit),
+            "exit %d, %.0f MiB\n%s" % (rc, mib, err[-400:]))
+
+
 def main():
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
@@ -203,7 +267,7 @@ def main():
                 '{"error": "x"}', '{"error": {"desc": 5}}'):
         cases.append(("query-status -> raw %s" % raw, greeting_ok(),
                       "query-status", None, raw))
-    print("1..%d" % (2 * len(cases) + 5))
+    print("1..%d" % (2 * len(cases) + 7))
     d = tempfile.mkdtemp(prefix="cprx-qmp-hostile.")
     sock = os.path.join(d, "qmp.sock")
     wrong_named = 0
@@ -231,6 +295,7 @@ def main():
     tap(wrong_named > 0, "a wrong answer is named by its command (%d times)"
         % wrong_named)
     escapes(d)
+    floods(d)
     os.rmdir(d)
     return 0 if passed() else 1
 
