@@ -16,9 +16,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* What a peer may make us hold: the longest message (QEMU's longest
+ * answer here, a qom-list-get of a level of devices, is well under a
+ * MiB), and the events queued unasked, the oldest dropped first. */
+#define MSG_MAX (16 << 20)
+#define EVENTS_MAX 1024
+
 struct qmp {
 	GSocket *sock;
 	GString *buf;		/* bytes received, not yet a whole line */
+	gsize scanned;		/* of buf, known to hold no newline */
 	GQueue events;		/* JsonNode *, oldest first */
 	char version[32];
 	pid_t pid;
@@ -36,14 +43,25 @@ static gint64 deadline_of(int timeout_ms)
 /* One whole line out of the buffer, or NULL. */
 static char *take_line(struct qmp *q)
 {
-	char *nl = memchr(q->buf->str, '\n', q->buf->len);
+	char *nl = memchr(q->buf->str + q->scanned, '\n', q->buf->len - q->scanned);
 	char *line;
 
-	if (!nl)
+	if (!nl) {
+		q->scanned = q->buf->len;
 		return NULL;
+	}
+	q->scanned = 0;
 	line = g_strndup(q->buf->str, nl - q->buf->str);
 	g_string_erase(q->buf, 0, nl - q->buf->str + 1);
 	return g_strstrip(line);
+}
+
+/* Queues an event for qmp_event, dropping the oldest past EVENTS_MAX. */
+static void queue_event(struct qmp *q, JsonNode *ev)
+{
+	g_queue_push_tail(&q->events, ev);
+	if (q->events.length > EVENTS_MAX)
+		json_node_unref(g_queue_pop_head(&q->events));
 }
 
 static gboolean fill(struct qmp *q, gint64 deadline, GError **err)
@@ -53,6 +71,11 @@ static gboolean fill(struct qmp *q, gint64 deadline, GError **err)
 	gssize n;
 	gint64 left = deadline - g_get_monotonic_time();
 
+	if (q->buf->len > MSG_MAX) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_IO, "QMP: a message over %d MiB",
+			    MSG_MAX >> 20);
+		return FALSE;
+	}
 	if (left <= 0 || !g_socket_condition_timed_wait(q->sock, G_IO_IN, left, NULL, NULL)) {
 		g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT, "no answer from QEMU in time");
 		return FALSE;
@@ -275,7 +298,7 @@ JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms
 			return NULL;
 		o = json_node_get_object(r);
 		if (json_object_has_member(o, "event")) {
-			g_queue_push_tail(&q->events, g_steal_pointer(&r));
+			queue_event(q, g_steal_pointer(&r));
 			continue;
 		}
 		if (json_object_has_member(o, "error"))
@@ -313,7 +336,7 @@ JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **er
 			return NULL;
 		if (is_event(n, name))
 			return n;
-		g_queue_push_tail(&q->events, n);
+		queue_event(q, n);
 	}
 }
 
@@ -336,7 +359,7 @@ gboolean qmp_wait_eof(struct qmp *q, int timeout_ms, GError **err)
 		JsonNode *n = read_msg(q, deadline, &e);
 
 		if (n) {
-			g_queue_push_tail(&q->events, n);
+			queue_event(q, n);
 			continue;
 		}
 		if (g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF)) {
