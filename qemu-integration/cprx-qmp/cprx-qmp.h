@@ -86,6 +86,7 @@ struct qmp_ctx {
 	struct kept *kept;	/* NULL with --no-rescue */
 	struct qemu_creds creds;	/* QEMU's, read when we connected */
 	gboolean state_created;	/* the migration file is ours to remove */
+	int state_dir;		/* its directory, opened while QEMU lived */
 	gboolean other_root;	/* QEMU's / is not ours */
 	GPtrArray *old_argv;
 	GPtrArray *new_argv;
@@ -101,7 +102,7 @@ struct qmp_ctx {
 gboolean same_root(pid_t pid);
 int qemu_dir_open(struct qmp_ctx *c, const char *dir);
 int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base);
-void qemu_unlink(struct qmp_ctx *c, const char *path);
+void state_unlink(struct qmp_ctx *c);
 char *host_path(struct qmp_ctx *c, const char *path);
 char *qemu_path(struct qmp_ctx *c, const char *path);
 char *qemu_exec_path(struct qmp_ctx *c, const char *bin);

@@ -77,17 +77,15 @@ int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base)
 	return qemu_dir_open(c, dn);
 }
 
-/* Removes the file at QEMU's @path (the migration file), resolved in its
- * root. */
-void qemu_unlink(struct qmp_ctx *c, const char *path)
+/* Removes the migration file, in the directory opened while QEMU lived:
+ * by the time it is removed QEMU may be gone, its PID another process's,
+ * with another root. */
+void state_unlink(struct qmp_ctx *c)
 {
-	g_autofree char *base = NULL;
-	int dfd = qemu_parent_open(c, path, &base);
+	g_autofree char *base = g_path_get_basename(c->o->state);
 
-	if (dfd >= 0) {
-		unlinkat(dfd, base, 0);
-		close(dfd);
-	}
+	if (c->state_dir >= 0)
+		unlinkat(c->state_dir, base, 0);
 }
 
 /* A path as QEMU sees it, reachable from here. */

@@ -155,8 +155,10 @@ int do_restart(struct qmp_opts *o)
 			       json_object_get_int_member(c.report, "pid"), c.pid,
 			       json_object_get_double_member(c.report, "pause_ms"));
 	}
-	if (ret != EXIT_USAGE)	/* nothing was migrated when the log was refused */
-		qemu_unlink(&c, o->state);	/* in the new QEMU's root */
+	/* Nothing was migrated when the log was refused; when the VM is lost,
+	 * the file is all of it (its RAM too), and the report says it is kept. */
+	if (ret != EXIT_USAGE && ret != EXIT_LOST)
+		state_unlink(&c);
 	qemu_place_close(&rf.pl);
 	if (rf.log >= 0)
 		close(rf.log);

@@ -225,7 +225,7 @@ int do_update(struct qmp_opts *o)
 	/* Consumed, or of no use; kept when the VM is lost (it has the
 	 * devices' state), and when it was not ours to begin with. */
 	if (ret != EXIT_LOST && (c.state_created || (ret != EXIT_REFUSED && !o->preflight_only)))
-		qemu_unlink(&c, o->state);
+		state_unlink(&c);
 	ctx_free(&c);
 	return ret;
 }

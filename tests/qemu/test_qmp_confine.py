@@ -13,6 +13,7 @@ a link there to an absolute path leads no file operation into ours.
 
 Test Case: -version and the trial get QEMU's environment, cwd and limits, no fd of root's
 Test Case: restart's QEMU gets QEMU's environment, cwd and limits, no fd of root's
+Test Case: a restart that lost the VM keeps its migration file, as it reports
 Test Case: a rescued QEMU gets QEMU's limits and no fd of root's
 Test Case: a -version or a trial that never ends is killed at --timeout
 Test Case: a relative --state of a QEMU in a chroot resolves in its root
@@ -138,15 +139,21 @@ def case_preflight(d, rec, out, secret):
 
 
 def case_restart(d, rec, out, secret):
+    """restart's QEMU (the recorder, which exits): what it ran with, and
+    the lost VM's migration file, which the report says is kept."""
     qcwd = os.path.join(d, "qcwd")
-    sock = os.path.join(d, "run", "r.sock")
+    sock, state = os.path.join(d, "run", "r.sock"), os.path.join(d, "run", "r.state")
     p = start_qemu(rec, [privs.SERVER, sock, os.path.join(d, "run", "r.log")], qcwd)
     wait_sock(sock)
-    rc, o, e = run_root(secret, "restart", "-s", sock, "--state",
-                        os.path.join(d, "run", "r.state"), "--timeout", "5")
+    with open(state, "w") as f:
+        f.write("the whole VM\n")  # as QEMU's migration would have
+    os.chown(state, *privs.nobody())
+    rc, o, e = run_root(secret, "restart", "-s", sock, "--state", state, "--timeout", "5")
     privs.stop(p)
-    check_records(records(out, "-c"), "restart's QEMU", qcwd, secret,
-                  "exit %s\n%s%s" % (rc, o[-500:], e[-500:]))
+    why = "exit %s\n%s%s" % (rc, o[-500:], e[-500:])
+    check_records(records(out, "-c"), "restart's QEMU", qcwd, secret, why)
+    tap(rc == 4 and "state: kept in " + state in o and os.path.exists(state),
+        "restart's QEMU died: the VM lost, its migration file kept as the report says", why)
     os.unlink(out)
 
 
@@ -233,7 +240,7 @@ def main():
     if not os.access(PY, os.X_OK):
         print("1..0 # SKIP no %s for the fake QEMU" % PY)
         return 0
-    print("1..19")
+    print("1..20")
     d = tempfile.mkdtemp(prefix="cprx-qmp-confine.")
     os.chmod(d, 0o755)
     uid, gid = privs.nobody()
