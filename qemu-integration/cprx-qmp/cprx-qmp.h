@@ -87,6 +87,7 @@ struct qmp_ctx {
 	struct qemu_creds creds;	/* QEMU's, read when we connected */
 	gboolean state_created;	/* the migration file is ours to remove */
 	int state_dir;		/* its directory, opened while QEMU lived */
+	gint64 deadline;	/* the preflight's end (--timeout; monotonic) */
 	gboolean other_root;	/* QEMU's / is not ours */
 	GPtrArray *old_argv;
 	GPtrArray *new_argv;

@@ -114,13 +114,13 @@ gboolean check_sandbox(struct qmp_ctx *c, GString *d, const char **hint)
 	return TRUE;
 }
 
-/* --timeout from now, at most @max_s seconds when not 0: how long what we
- * start for QEMU may take. */
+/* The preflight's end, or @max_s seconds from now when not 0 and sooner:
+ * how long what we start for QEMU may take. */
 static gint64 deadline_in(struct qmp_ctx *c, int max_s)
 {
-	int s = max_s && max_s < c->o->timeout ? max_s : c->o->timeout;
+	gint64 d = g_get_monotonic_time() + (gint64)max_s * G_USEC_PER_SEC;
 
-	return g_get_monotonic_time() + (gint64)s * G_USEC_PER_SEC;
+	return max_s && d < c->deadline ? d : c->deadline;
 }
 
 static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
@@ -249,6 +249,7 @@ static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, g
 			/* It may exit before it answers. */
 			JsonNode *r;
 
+			qmp_set_limit(t, deadline);
 			*mtype = machine_type(t);
 			trial_devices(c, t);
 			r = qmp_cmd(t, "quit", NULL, 5000, NULL);
@@ -421,10 +422,25 @@ static gboolean run_check(struct qmp_ctx *c, const char *name,
 	return ok;
 }
 
+/* A command that timed out failed its check, and made every later one
+ * fail; said once, by name. */
+static gboolean check_qmp(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_string_printf(d, "QEMU did not answer a command in time (the preflight has --timeout, "
+			"%d s)", c->o->timeout);
+	*hint = "QEMU is stuck or loaded; the checks after it could not ask it";
+	return FALSE;
+}
+
+/* Every check, all reported, within --timeout: a QEMU that answers each
+ * command just in time holds update --all's other VMs no longer. */
 gboolean preflight(struct qmp_ctx *c)
 {
 	gint64 t0 = g_get_monotonic_time();
 	gboolean ok = TRUE;
+
+	c->deadline = t0 + (gint64)c->o->timeout * G_USEC_PER_SEC;
+	qmp_set_limit(c->q, c->deadline);
 
 	ok &= run_check(c, "cpr", check_cpr);
 	ok &= run_check(c, "ram", check_ram);
@@ -444,6 +460,9 @@ gboolean preflight(struct qmp_ctx *c)
 	/* Last: its references are counted against the fds of the rest. */
 	if (!c->o->no_rescue)
 		ok &= run_check(c, "rescue", check_rescue);
+	if (qmp_stale(c->q))
+		ok &= run_check(c, "qmp", check_qmp);
+	qmp_set_limit(c->q, 0);
 	json_object_set_double_member(c->report, "preflight_ms", ms_since(t0));
 	return ok;
 }

@@ -31,13 +31,27 @@ struct qmp {
 	pid_t pid;
 	int pidfd;		/* the listener's (SO_PEERPIDFD), or -1 */
 	int pidfd_errno;
+	gint64 limit;		/* no wait goes past it (monotonic), 0: none */
+	gboolean stale;		/* a command timed out: its answer may come next */
 };
 
 G_DEFINE_QUARK(cprx-qmp-error-quark, qmp_error)
 
-static gint64 deadline_of(int timeout_ms)
+static gint64 deadline_of(struct qmp *q, int timeout_ms)
 {
-	return g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	gint64 d = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+	return q->limit && q->limit < d ? q->limit : d;
+}
+
+void qmp_set_limit(struct qmp *q, gint64 limit)
+{
+	q->limit = limit;
+}
+
+gboolean qmp_stale(struct qmp *q)
+{
+	return q->stale;
 }
 
 /* One whole line out of the buffer, or NULL. */
@@ -211,7 +225,7 @@ struct qmp *qmp_open_peer(const char *path, pid_t peer, GError **err)
 			    (int)q->pid, (int)peer);
 		goto fail;
 	}
-	greeting = read_msg(q, deadline_of(10000), err);
+	greeting = read_msg(q, deadline_of(q, 10000), err);
 	if (!greeting || !qmp_greeting_fits(greeting, err))
 		goto fail;
 	set_version(q, greeting);
@@ -277,7 +291,7 @@ JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonNode) msg = NULL;
-	gint64 deadline = deadline_of(timeout_ms);
+	gint64 deadline = deadline_of(q, timeout_ms);
 
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "execute");
@@ -288,14 +302,25 @@ JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms
 	}
 	json_builder_end_object(b);
 	msg = json_builder_get_root(b);
+	/* QMP answers in order, without naming the command: once one was
+	 * not waited for, no answer can be told apart from its */
+	if (q->stale) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT, "QMP: an earlier command had no "
+			    "answer in time");
+		return NULL;
+	}
 	if (!send_msg(q, msg, err))
 		return NULL;
 	for (;;) {
-		g_autoptr(JsonNode) r = read_msg(q, deadline, err);
+		GError *e = NULL;
+		g_autoptr(JsonNode) r = read_msg(q, deadline, &e);
 		JsonObject *o;
 
-		if (!r)
+		if (!r) {
+			q->stale = g_error_matches(e, QMP_ERROR, QMP_ERROR_TIMEOUT);
+			g_propagate_error(err, e);
 			return NULL;
+		}
 		o = json_node_get_object(r);
 		if (json_object_has_member(o, "event")) {
 			queue_event(q, g_steal_pointer(&r));
@@ -319,7 +344,7 @@ static gboolean is_event(JsonNode *n, const char *name)
 
 JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **err)
 {
-	gint64 deadline = deadline_of(timeout_ms);
+	gint64 deadline = deadline_of(q, timeout_ms);
 
 	for (GList *l = q->events.head; l; l = l->next) {
 		if (is_event(l->data, name)) {
@@ -352,7 +377,7 @@ gint64 qmp_event_usec(JsonNode *event)
 
 gboolean qmp_wait_eof(struct qmp *q, int timeout_ms, GError **err)
 {
-	gint64 deadline = deadline_of(timeout_ms);
+	gint64 deadline = deadline_of(q, timeout_ms);
 	GError *e = NULL;
 
 	for (;;) {

@@ -99,7 +99,7 @@ const char *guest_status(struct qmp_ctx *c)
 	g_autoptr(JsonNode) r = qmp_cmd(c->q, "query-status", NULL, 5000, &e);
 	static char st[256];
 
-	if (!r && g_error_matches(e, QMP_ERROR, QMP_ERROR_IO))
+	if (!r && !g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF))
 		g_snprintf(st, sizeof(st), "unknown (%s)", e->message);
 	else if (!r)
 		return "unknown (QMP gone)";

@@ -16,6 +16,7 @@ Test Case: greetings of the wrong shape
 Test Case: a reply that is not JSON, or is not an object
 Test Case: QEMU's strings reach the operator's terminal without control characters
 Test Case: a flood of events or an endless message does not grow cprx-qmp's memory
+Test Case: a QEMU that answers slowly holds the preflight up to --timeout, no longer
 
 Environment: CPRX_QMP (the binary).
 """
@@ -193,7 +194,8 @@ def escapes(d):
 class Flood(threading.Thread):
     """A QMP server on @path that, with "events", answers query-status
     only after 3 s of events; with "line", greets with a message that
-    never ends (200 MiB without a newline)."""
+    never ends (200 MiB without a newline); with "slow", answers each
+    command after 1.5 s."""
 
     def __init__(self, path, what):
         super().__init__(daemon=True)
@@ -218,6 +220,8 @@ class Flood(threading.Thread):
                   + "\n").encode() * 1000
             for line in f:
                 cmd = json.loads(line).get("execute")
+                if self.what == "slow" and cmd != "qmp_capabilities":
+                    time.sleep(1.5)
                 end = time.time() + 3
                 while cmd == "query-status" and time.time() < end:
                     f.write(ev)
@@ -252,6 +256,23 @@ def floods(d):
             "exit %d, %.0f MiB\n%s" % (rc, mib, err[-400:]))
 
 
+def slow(d):
+    """Every command within its own timeout, the preflight's many of them
+    not within --timeout: update --all waits on this VM's update."""
+    sock = os.path.join(d, "slow.sock")
+    s = Flood(sock, "slow")
+    s.start()
+    t0 = time.time()
+    rc, out, err = text_run(["update", "-s", sock, "--preflight-only", "--no-trial",
+                             "-b", "/bin/true", "--timeout", "3"])
+    took = time.time() - t0
+    s.sock.close()
+    os.unlink(sock)
+    tap(rc == 2 and took < 6, "a QEMU that answers each command in 1.5 s: the preflight "
+        "refused in %.1f s (--timeout 3)" % took,
+        "exit %d after %.1f s\n%s%s" % (rc, took, out[-600:], err[-300:]))
+
+
 def main():
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
@@ -267,7 +288,7 @@ def main():
                 '{"error": "x"}', '{"error": {"desc": 5}}'):
         cases.append(("query-status -> raw %s" % raw, greeting_ok(),
                       "query-status", None, raw))
-    print("1..%d" % (2 * len(cases) + 7))
+    print("1..%d" % (2 * len(cases) + 8))
     d = tempfile.mkdtemp(prefix="cprx-qmp-hostile.")
     sock = os.path.join(d, "qmp.sock")
     wrong_named = 0
@@ -296,6 +317,7 @@ def main():
         % wrong_named)
     escapes(d)
     floods(d)
+    slow(d)
     os.rmdir(d)
     return 0 if passed() else 1
 
