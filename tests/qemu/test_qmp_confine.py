@@ -27,13 +27,13 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_qmp_privs as privs  # noqa: E402
+from tap import passed, tap  # noqa: E402
 
-QMP, PY, tap = privs.QMP, privs.PY, privs.tap
+QMP, PY = privs.QMP, privs.PY
 NOFILE = 77  # QEMU's RLIMIT_NOFILE, not root's
 SECRET = "ROOT_ONLY_SECRET=from-root"
 
@@ -66,21 +66,16 @@ def limit_nofile():
 
 def start_qemu(script, args, cwd, record=None):
     """A fake QEMU as nobody, with QEMU_MARK in its environment, its cwd
-    @cwd and RLIMIT_NOFILE at NOFILE; argv[0] @script."""
+    @cwd and RLIMIT_NOFILE at NOFILE; argv[0] @script; args[2] its log,
+    whose pid file says it listens."""
     uid, gid = privs.nobody()
     env = {"PATH": "/usr/bin:/bin", "QEMU_MARK": "qemu-env"}
     if record:
         env["FAKE_RECORD"] = record
-    return subprocess.Popen([script, "-c"] + args, executable=PY, user=uid, group=gid,
-                            extra_groups=[], cwd=cwd, env=env, preexec_fn=limit_nofile)
-
-
-def wait_sock(sock):
-    for _ in range(500):
-        if os.path.exists(sock):
-            return
-        time.sleep(0.01)
-    raise RuntimeError("the fake QEMU never listened on %s" % sock)
+    p = subprocess.Popen([script, "-c"] + args, executable=PY, user=uid, group=gid,
+                         extra_groups=[], cwd=cwd, env=env, preexec_fn=limit_nofile)
+    privs.wait_file(args[2] + ".pid")
+    return p
 
 
 def run_root(secret_file, *args, timeout=60):
@@ -128,7 +123,6 @@ def case_preflight(d, rec, out, secret):
     qcwd = os.path.join(d, "qcwd")
     sock = os.path.join(d, "run", "c.sock")
     p = start_qemu(rec, [privs.SERVER, sock, os.path.join(d, "run", "c.log")], qcwd)
-    wait_sock(sock)
     rc, o, e = run_root(secret, "update", "-s", sock, "--preflight-only", "--no-rescue",
                         "--timeout", "10")
     privs.stop(p)
@@ -144,7 +138,6 @@ def case_restart(d, rec, out, secret):
     qcwd = os.path.join(d, "qcwd")
     sock, state = os.path.join(d, "run", "r.sock"), os.path.join(d, "run", "r.state")
     p = start_qemu(rec, [privs.SERVER, sock, os.path.join(d, "run", "r.log")], qcwd)
-    wait_sock(sock)
     with open(state, "w") as f:
         f.write("the whole VM\n")  # as QEMU's migration would have
     os.chown(state, *privs.nobody())
@@ -165,7 +158,6 @@ def case_rescue(d, rec, secret):
                         PY, os.path.join(run_d, "x.out"),
                         "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
                    qcwd, record=got)
-    wait_sock(sock)
     rc, o, e = run_root(secret, "update", "-s", sock, "-b", rec, "--no-trial", "--state",
                         os.path.join(run_d, "x.state"), "--timeout", "10")
     p.wait()
@@ -187,11 +179,9 @@ def case_hang(d, where):
     sock = os.path.join(d, "run", "h-%s.sock" % where)
     script = os.path.join(d, "bin", "hang-" + where)
     pids = os.path.join(d, "run", "hang.pids")
-    with open(script, "w") as f:
-        f.write(HANG % (where, pids, pids))
-    os.chmod(script, 0o755)
-    p = start_qemu(script, [privs.SERVER, sock, os.path.join(d, "run", "h.log")], qcwd)
-    wait_sock(sock)
+    privs.script(script, HANG % (where, pids, pids))
+    p = start_qemu(script, [privs.SERVER, sock, os.path.join(d, "run", "h-%s.log" % where)],
+                   qcwd)
     t0 = time.time()
     rc, o, e = run_root(os.devnull, "update", "-s", sock, "--preflight-only", "--no-rescue",
                         "--timeout", "5", timeout=90)
@@ -210,53 +200,21 @@ def case_hang(d, where):
 def case_relative_state(d):
     """QEMU in a root its user owns, its cwd /, with a link st -> an
     absolute path: QEMU's st/x.state is in its root, not in ours."""
-    uid, gid = privs.nobody()
-    root, outside = privs.user_root(d, "relroot")
-    os.symlink(outside, os.path.join(root, "st"))
-    p = privs.start_fake("/qmp.sock", "/qmp.log", "/probe", flags=["exec"], root=root)
-    precious = os.path.join(outside, "x.state")
-    with open(precious, "w") as f:
-        f.write("precious\n")
-    os.chown(precious, uid, gid)
-    rc, o, e = privs.run("update", "-s", root + "/qmp.sock", "--new-qmp", "/qmp.sock",
-                         "--state", "st/x.state", "--no-trial", "--no-rescue",
-                         "--timeout", "10")
-    privs.stop(p)
-    tap(os.path.exists(precious),
-        "update removed no file out of QEMU's root through a link on a relative --state",
-        "%s is gone\nexit %d\n%s%s" % (precious, rc, o[-800:], e[-400:]))
-    tap(rc == 2 and "state" in o and "FAIL" in o,
-        "the state check refused a relative --state that leads out of QEMU's root",
-        "exit %d\n%s%s" % (rc, o[-800:], e[-400:]))
+    privs.case_link_out(d, "relroot", "st", "st/x.state", "a link on a relative --state",
+                        "a relative --state that leads out of QEMU's root")
 
 
 def main():
-    if not os.access(QMP, os.X_OK):
-        print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
+    d = privs.begin("confine", 20, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
+    if d is None:
         return 0
-    if os.geteuid() != 0:
-        print("1..0 # SKIP needs root (QEMU runs as nobody, cprx-qmp as root)")
-        return 0
-    if not os.access(PY, os.X_OK):
-        print("1..0 # SKIP no %s for the fake QEMU" % PY)
-        return 0
-    print("1..20")
-    d = tempfile.mkdtemp(prefix="cprx-qmp-confine.")
-    os.chmod(d, 0o755)
-    uid, gid = privs.nobody()
-    for sub, mode in (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)):
-        os.mkdir(os.path.join(d, sub))
-        os.chmod(os.path.join(d, sub), mode)
-    os.chown(os.path.join(d, "qcwd"), uid, gid)
+    os.chown(os.path.join(d, "qcwd"), *privs.nobody())
     secret = os.path.join(d, "root-secret")
     with open(secret, "w") as f:
         f.write("root only\n")
     os.chmod(secret, 0o600)
     out = os.path.join(d, "run", "rec.out")
-    rec = os.path.join(d, "bin", "recorder")
-    with open(rec, "w") as f:
-        f.write(RECORDER % out)
-    os.chmod(rec, 0o755)
+    rec = privs.script(os.path.join(d, "bin", "recorder"), RECORDER % out)
     try:
         case_preflight(d, rec, out, secret)
         case_restart(d, rec, out, secret)
@@ -266,7 +224,7 @@ def main():
         case_relative_state(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    return 0 if all(privs.results) else 1
+    return 0 if passed() else 1
 
 
 if __name__ == "__main__":
