@@ -16,6 +16,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -59,7 +60,6 @@ struct kept {
 	int exe, state, ns, root, cwd, stdio[3];
 	GArray *blocks;		/* struct kept_block */
 	GPtrArray *caps;	/* migration capabilities QEMU had on */
-	GPtrArray *env;		/* its environment, NULL-terminated */
 	GArray *fds_before;	/* our fds (int) before any was kept */
 	guint unkept;		/* RAM blocks with no fd (not shared): not restored */
 };
@@ -72,6 +72,8 @@ struct qemu_creds {
 	gid_t gid[3];
 	GArray *groups;		/* supplementary groups (32-bit ids) */
 	gboolean no_new_privs;
+	struct rlimit lim[RLIM_NLIMITS];	/* its resource limits */
+	GPtrArray *env;		/* its environment, NULL-terminated */
 };
 
 /* One run against a running QEMU: its connection, and the report. */
@@ -84,6 +86,8 @@ struct qmp_ctx {
 	struct kept *kept;	/* NULL with --no-rescue */
 	struct qemu_creds creds;	/* QEMU's, read when we connected */
 	gboolean state_created;	/* the migration file is ours to remove */
+	int state_dir;		/* its directory, opened while QEMU lived */
+	gint64 deadline;	/* the preflight's end (--timeout; monotonic) */
 	gboolean other_root;	/* QEMU's / is not ours */
 	GPtrArray *old_argv;
 	GPtrArray *new_argv;
@@ -99,14 +103,22 @@ struct qmp_ctx {
 gboolean same_root(pid_t pid);
 int qemu_dir_open(struct qmp_ctx *c, const char *dir);
 int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base);
-void qemu_unlink(struct qmp_ctx *c, const char *path);
+void state_unlink(struct qmp_ctx *c);
 char *host_path(struct qmp_ctx *c, const char *path);
 char *qemu_path(struct qmp_ctx *c, const char *path);
 char *qemu_exec_path(struct qmp_ctx *c, const char *bin);
 char *qemu_getenv(struct qmp_ctx *c, const char *name);
 GPtrArray *read_cmdline(pid_t pid, GError **err);
+/* QEMU's mount namespace, root and cwd (fds), where what we start for it runs */
+struct qemu_place {
+	int ns, root, cwd;
+};
+gboolean qemu_place_open(struct qmp_ctx *c, struct qemu_place *pl);
+void qemu_place_close(struct qemu_place *pl);
+GSubprocess *spawn_as_qemu(struct qmp_ctx *c, GSubprocessLauncher *l,
+			   const struct qemu_place *pl, GPtrArray *argv, GError **err);
 GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err);
-char *communicate_text(GSubprocess *p);
+char *communicate_until(GSubprocess *p, gint64 deadline, gboolean *killed);
 void rm_dir(const char *dir);
 
 /* creds.c: QEMU's credentials; become_qemu is for a child, before its exec */
@@ -115,6 +127,7 @@ gboolean become_qemu(const struct qemu_creds *cr);
 void creds_clear(struct qemu_creds *cr);
 
 /* report.c: messages, the preflight's lines and the JSON report */
+char *printable(const char *s);
 void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 void add_check(struct qmp_ctx *c, const char *name, gboolean ok, gboolean warn, double ms,
 	       const char *detail, const char *hint);

@@ -11,7 +11,8 @@
  *   - the migration file, created empty and opened before QEMU writes it
  *     (QEMU's O_TRUNC keeps the inode);
  *   - the running binary (/proc/PID/exe), QEMU's mount namespace, root and
- *     working directory, its stdin/stdout/stderr and environment;
+ *     working directory, its stdin/stdout/stderr (its environment and
+ *     limits were read when we connected, creds.c);
  *   - the migration capabilities it has on, for loading the file the way
  *     it was written.
  */
@@ -227,21 +228,6 @@ static void keep_caps(struct qmp_ctx *c)
 	}
 }
 
-/* QEMU's environment, without what told it it was the target of an
- * update (the rescued QEMU starts fresh and loads the file over QMP). */
-static void keep_env(struct qmp_ctx *c)
-{
-	g_autofree char *p = g_strdup_printf("/proc/%d/environ", c->pid), *buf = NULL;
-	gsize len = 0;
-
-	if (g_file_get_contents(p, &buf, &len, NULL))
-		for (gsize off = 0; off < len; off += strlen(buf + off) + 1)
-			if (!g_str_has_prefix(buf + off, "CPRX_INCOMING=") &&
-			    !g_str_has_prefix(buf + off, "QEMU_CPR_EXEC_STATE="))
-				g_ptr_array_add(c->kept->env, g_strdup(buf + off));
-	g_ptr_array_add(c->kept->env, NULL);
-}
-
 static int open_proc(pid_t pid, const char *what, int flags)
 {
 	g_autofree char *p = g_strdup_printf("/proc/%d/%s", pid, what);
@@ -350,7 +336,6 @@ gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint)
 	k->stdio[0] = k->stdio[1] = k->stdio[2] = -1;
 	k->blocks = g_array_new(FALSE, TRUE, sizeof(struct kept_block));
 	k->caps = g_ptr_array_new_with_free_func(g_free);
-	k->env = g_ptr_array_new_with_free_func(g_free);
 	k->fds_before = own_fds();
 	c->kept = k;
 	if (c->pidfd < 0) {
@@ -369,7 +354,6 @@ gboolean check_rescue(struct qmp_ctx *c, GString *d, const char **hint)
 		return FALSE;
 	}
 	keep_caps(c);
-	keep_env(c);
 	describe(c, d);
 	return TRUE;
 }
@@ -404,7 +388,6 @@ void keep_drop(struct qmp_ctx *c)
 	}
 	g_array_unref(k->blocks);
 	g_ptr_array_unref(k->caps);
-	g_ptr_array_unref(k->env);
 	json_object_set_int_member(c->report, "kept_fds_left", fds_left(c));
 	g_array_unref(k->fds_before);
 	g_free(k);

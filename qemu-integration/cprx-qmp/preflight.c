@@ -114,6 +114,15 @@ gboolean check_sandbox(struct qmp_ctx *c, GString *d, const char **hint)
 	return TRUE;
 }
 
+/* The preflight's end, or @max_s seconds from now when not 0 and sooner:
+ * how long what we start for QEMU may take. */
+static gint64 deadline_in(struct qmp_ctx *c, int max_s)
+{
+	gint64 d = g_get_monotonic_time() + (gint64)max_s * G_USEC_PER_SEC;
+
+	return max_s && d < c->deadline ? d : c->deadline;
+}
+
 static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
 {
 	const char *bin = c->new_argv->pdata[0];
@@ -121,6 +130,7 @@ static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
 	g_autoptr(GPtrArray) argv = g_ptr_array_new();
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) e = NULL;
+	gboolean killed;
 
 	if (bin[0] == '/' && access(hp, X_OK)) {
 		g_string_printf(d, "%s: %s%s", bin, g_strerror(errno),
@@ -136,7 +146,12 @@ static gboolean check_binary(struct qmp_ctx *c, GString *d, const char **hint)
 		g_string_printf(d, "%s -version: %s", bin, e->message);
 		return FALSE;
 	}
-	out = communicate_text(p);
+	out = communicate_until(p, deadline_in(c, 0), &killed);
+	if (killed) {
+		g_string_printf(d, "%s -version did not end in %d s: killed", bin, c->o->timeout);
+		*hint = "the new binary hangs";
+		return FALSE;
+	}
 	if (!g_subprocess_get_successful(p) || !g_str_has_prefix(out, "QEMU emulator version")) {
 		g_string_printf(d, "%s -version failed: %s", bin, g_strstrip(out));
 		*hint = "the new binary does not run (missing libraries? wrong architecture?)";
@@ -221,9 +236,9 @@ static void trial_devices(struct qmp_ctx *c, struct qmp *t)
 /* Waits for the trial instance's QMP, asks its machine type and devices,
  * quits it. Returns FALSE when it never answered (it refused the command
  * line). */
-static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, char **mtype)
+static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, gint64 deadline,
+			  char **mtype)
 {
-	gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
 	const char *id;
 
 	while (g_get_monotonic_time() < deadline && (id = g_subprocess_get_identifier(p))) {
@@ -234,6 +249,7 @@ static gboolean trial_run(struct qmp_ctx *c, GSubprocess *p, const char *sock, c
 			/* It may exit before it answers. */
 			JsonNode *r;
 
+			qmp_set_limit(t, deadline);
 			*mtype = machine_type(t);
 			trial_devices(c, t);
 			r = qmp_cmd(t, "quit", NULL, 5000, NULL);
@@ -304,8 +320,9 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 	g_autoptr(GPtrArray) argv = NULL;
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) e = NULL;
+	gint64 deadline = deadline_in(c, 60);
 	struct trial_dir t;
-	gboolean up;
+	gboolean up, killed;
 
 	if (!trial_dir(c, &t, d))
 		return FALSE;
@@ -318,12 +335,13 @@ static gboolean check_cmdline(struct qmp_ctx *c, GString *d, const char **hint)
 		trial_dir_remove(&t);
 		return FALSE;
 	}
-	up = trial_run(c, p, hsock, &mnew);
-	out = communicate_text(p);
+	up = trial_run(c, p, hsock, deadline, &mnew);
+	out = communicate_until(p, deadline, &killed);
 	trial_dir_remove(&t);
 	if (!up) {
 		g_string_printf(d, "QEMU refuses the new command line: %s",
-				out && *out ? g_strstrip(out) : "it exited without a message");
+				killed ? "it did not serve QMP in time (killed)" :
+				*out ? g_strstrip(out) : "it exited without a message");
 		*hint = "fix the new command line (cpr-exec would exec it and lose the VM); "
 			"it was tried paused, with -incoming defer, RAM untouched";
 		return FALSE;
@@ -404,10 +422,25 @@ static gboolean run_check(struct qmp_ctx *c, const char *name,
 	return ok;
 }
 
+/* A command that timed out failed its check, and made every later one
+ * fail; said once, by name. */
+static gboolean check_qmp(struct qmp_ctx *c, GString *d, const char **hint)
+{
+	g_string_printf(d, "QEMU did not answer a command in time (the preflight has --timeout, "
+			"%d s)", c->o->timeout);
+	*hint = "QEMU is stuck or loaded; the checks after it could not ask it";
+	return FALSE;
+}
+
+/* Every check, all reported, within --timeout: a QEMU that answers each
+ * command just in time holds update --all's other VMs no longer. */
 gboolean preflight(struct qmp_ctx *c)
 {
 	gint64 t0 = g_get_monotonic_time();
 	gboolean ok = TRUE;
+
+	c->deadline = t0 + (gint64)c->o->timeout * G_USEC_PER_SEC;
+	qmp_set_limit(c->q, c->deadline);
 
 	ok &= run_check(c, "cpr", check_cpr);
 	ok &= run_check(c, "ram", check_ram);
@@ -427,6 +460,9 @@ gboolean preflight(struct qmp_ctx *c)
 	/* Last: its references are counted against the fds of the rest. */
 	if (!c->o->no_rescue)
 		ok &= run_check(c, "rescue", check_rescue);
+	if (qmp_stale(c->q))
+		ok &= run_check(c, "qmp", check_qmp);
+	qmp_set_limit(c->q, 0);
 	json_object_set_double_member(c->report, "preflight_ms", ms_since(t0));
 	return ok;
 }

@@ -7,14 +7,23 @@
  */
 #include "cprx-qmp.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <gio/gunixinputstream.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 /* Whether PID has our root (also when its /proc/PID/root cannot be read). */
 gboolean same_root(pid_t pid)
@@ -43,10 +52,11 @@ int qemu_dir_open(struct qmp_ctx *c, const char *dir)
 	if (!c->other_root)
 		return open(dir, how.flags);
 	if (dir[0] != '/') {
-		/* relative: from QEMU's cwd, as QEMU opens it */
-		g_autofree char *p = qemu_path(c, dir);
-
-		return open(p, how.flags);
+		/* relative: from QEMU's cwd, as QEMU opens it; a link or ".."
+		 * out of it is refused, not followed in our root */
+		g_free(root);
+		root = g_strdup_printf("/proc/%d/cwd", c->pid);
+		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 	}
 	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rfd < 0)
@@ -67,17 +77,15 @@ int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base)
 	return qemu_dir_open(c, dn);
 }
 
-/* Removes the file at QEMU's @path (the migration file), resolved in its
- * root. */
-void qemu_unlink(struct qmp_ctx *c, const char *path)
+/* Removes the migration file, in the directory opened while QEMU lived:
+ * by the time it is removed QEMU may be gone, its PID another process's,
+ * with another root. */
+void state_unlink(struct qmp_ctx *c)
 {
-	g_autofree char *base = NULL;
-	int dfd = qemu_parent_open(c, path, &base);
+	g_autofree char *base = g_path_get_basename(c->o->state);
 
-	if (dfd >= 0) {
-		unlinkat(dfd, base, 0);
-		close(dfd);
-	}
+	if (c->state_dir >= 0)
+		unlinkat(c->state_dir, base, 0);
 }
 
 /* A path as QEMU sees it, reachable from here. */
@@ -88,47 +96,136 @@ char *host_path(struct qmp_ctx *c, const char *path)
 	return g_strdup_printf("/proc/%d/root%s", c->pid, path);
 }
 
-/* Child side: enter QEMU's mount namespace and root, as cpr-exec's execvp
- * will, and become QEMU's user: what runs is QEMU's choice. */
-static void enter_qemu_root(gpointer data)
+/* QEMU's mount namespace, root and cwd, opened while it lives (its pidfd
+ * says so after): where cpr-exec's execvp runs the new binary, and where
+ * what we start on its behalf runs. */
+gboolean qemu_place_open(struct qmp_ctx *c, struct qemu_place *pl)
 {
-	struct qmp_ctx *c = data;
-	char p[64];
-	int ns, root;
+	static const char *const what[] = { "ns/mnt", "root", "cwd" };
+	int *fd[] = { &pl->ns, &pl->root, &pl->cwd };
 
-	if (c->other_root) {
-		snprintf(p, sizeof(p), "/proc/%d/ns/mnt", c->pid);
-		ns = open(p, O_RDONLY | O_CLOEXEC);
-		snprintf(p, sizeof(p), "/proc/%d/root", c->pid);
-		root = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (ns < 0 || root < 0 || setns(ns, CLONE_NEWNS) || fchdir(root) ||
-		    chroot(".") || chdir("/"))
-			_exit(126);
+	for (guint i = 0; i < G_N_ELEMENTS(fd); i++) {
+		g_autofree char *p = g_strdup_printf("/proc/%d/%s", c->pid, what[i]);
+
+		*fd[i] = open(p, O_RDONLY | O_CLOEXEC);
 	}
-	if (!become_qemu(&c->creds))
-		_exit(126);
+	if (pl->ns >= 0 && pl->root >= 0 && pl->cwd >= 0 && qemu_alive(c))
+		return TRUE;
+	qemu_place_close(pl);
+	return FALSE;
 }
 
+void qemu_place_close(struct qemu_place *pl)
+{
+	int *fd[] = { &pl->ns, &pl->root, &pl->cwd };
+
+	for (guint i = 0; i < G_N_ELEMENTS(fd); i++) {
+		if (*fd[i] >= 0)
+			close(*fd[i]);
+		*fd[i] = -1;
+	}
+}
+
+/* The child's copies of a qemu_place's fds: ns, root, cwd. */
+#define PLACE_FD0 100
+
+/* Child side: enter QEMU's mount namespace and root, as cpr-exec's execvp
+ * will, its cwd, and become QEMU's user: what runs is QEMU's choice.  A
+ * session of its own: it outlives us like the QEMU it stands for, and is
+ * killed with what it started when it overruns. */
+static void enter_qemu(gpointer data)
+{
+	struct qmp_ctx *c = data;
+
+	if (c->other_root &&
+	    (setns(PLACE_FD0, CLONE_NEWNS) || fchdir(PLACE_FD0 + 1) || chroot(".")))
+		_exit(126);
+	if (fchdir(PLACE_FD0 + 2) || close_range(PLACE_FD0, PLACE_FD0 + 2, 0) ||
+	    !become_qemu(&c->creds))
+		_exit(126);
+	setsid();
+}
+
+/* Starts @argv at @pl, with QEMU's environment, user and limits; no fd of
+ * ours but what @l was given. */
+GSubprocess *spawn_as_qemu(struct qmp_ctx *c, GSubprocessLauncher *l,
+			   const struct qemu_place *pl, GPtrArray *argv, GError **err)
+{
+	g_subprocess_launcher_set_environ(l, (char **)c->creds.env->pdata);
+	g_subprocess_launcher_take_fd(l, dup(pl->ns), PLACE_FD0);
+	g_subprocess_launcher_take_fd(l, dup(pl->root), PLACE_FD0 + 1);
+	g_subprocess_launcher_take_fd(l, dup(pl->cwd), PLACE_FD0 + 2);
+	g_subprocess_launcher_set_child_setup(l, enter_qemu, c, NULL);
+	return g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, err);
+}
+
+/* A short-lived child (-version, the trial) where QEMU is; its output
+ * piped. */
 GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err)
 {
 	g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(
 		G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
+	struct qemu_place pl;
+	GSubprocess *p;
 
-	g_subprocess_launcher_set_child_setup(l, enter_qemu_root, c, NULL);
-	return g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, err);
+	if (!qemu_place_open(c, &pl)) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "QEMU (pid %d) is gone", c->pid);
+		return NULL;
+	}
+	p = spawn_as_qemu(c, l, &pl, argv, err);
+	qemu_place_close(&pl);
+	return p;
 }
 
-/* Waits for the child; its output as valid UTF-8 (never NULL). */
-char *communicate_text(GSubprocess *p)
-{
-	g_autoptr(GBytes) b = NULL;
-	gsize n = 0;
-	const char *data;
+/* What a child may print that we keep. */
+#define OUTPUT_MAX (64 * 1024)
 
-	if (!g_subprocess_communicate(p, NULL, NULL, &b, NULL, NULL) || !b)
-		return g_strdup("");
-	data = g_bytes_get_data(b, &n);
-	return g_utf8_make_valid(data ? data : "", n);
+/*
+ * Waits for the child until @deadline (monotonic), reading its output;
+ * then kills it and whatever it started (its session): a binary QEMU's
+ * user chose that never ends must not hold this update up, nor update
+ * --all's other VMs.  Its output as valid UTF-8 (never NULL); *killed
+ * says whether it overran (then it was not waited for).
+ */
+char *communicate_until(GSubprocess *p, gint64 deadline, gboolean *killed)
+{
+	int out = g_unix_input_stream_get_fd(G_UNIX_INPUT_STREAM(g_subprocess_get_stdout_pipe(p)));
+	const char *id = g_subprocess_get_identifier(p);
+	pid_t pid = id ? atoi(id) : -1;
+	int pfd = pid > 0 ? syscall(SYS_pidfd_open, pid, 0) : -1;
+	gboolean exited = pfd < 0;	/* already reaped */
+	g_autoptr(GString) text = g_string_new(NULL);
+
+	while (out >= 0 || !exited) {
+		struct pollfd f[2] = { { .fd = out, .events = POLLIN },
+				       { .fd = exited ? -1 : pfd, .events = POLLIN } };
+		gint64 left = deadline - g_get_monotonic_time();
+		char buf[4096];
+		ssize_t n;
+
+		if (left <= 0)
+			break;
+		if (poll(f, 2, left / 1000 + 1) < 0 && errno != EINTR)
+			break;
+		exited |= !!f[1].revents;
+		if (!f[0].revents)
+			continue;
+		n = read(out, buf, sizeof(buf));
+		if (n <= 0 && !(n < 0 && errno == EINTR))
+			out = -1;
+		else if (n > 0 && text->len < OUTPUT_MAX)
+			g_string_append_len(text, buf, MIN((gsize)n, OUTPUT_MAX - text->len));
+	}
+	*killed = out >= 0 || !exited;
+	if (*killed && pid > 0)
+		kill(-pid, SIGKILL);
+	if (*killed)
+		g_subprocess_force_exit(p);
+	else
+		g_subprocess_wait(p, NULL, NULL);
+	if (pfd >= 0)
+		close(pfd);
+	return g_utf8_make_valid(text->str, text->len);
 }
 
 GPtrArray *read_cmdline(pid_t pid, GError **err)

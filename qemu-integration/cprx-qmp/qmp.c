@@ -16,34 +16,66 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* What a peer may make us hold: the longest message (QEMU's longest
+ * answer here, a qom-list-get of a level of devices, is well under a
+ * MiB), and the events queued unasked, the oldest dropped first. */
+#define MSG_MAX (16 << 20)
+#define EVENTS_MAX 1024
+
 struct qmp {
 	GSocket *sock;
 	GString *buf;		/* bytes received, not yet a whole line */
+	gsize scanned;		/* of buf, known to hold no newline */
 	GQueue events;		/* JsonNode *, oldest first */
 	char version[32];
 	pid_t pid;
 	int pidfd;		/* the listener's (SO_PEERPIDFD), or -1 */
 	int pidfd_errno;
+	gint64 limit;		/* no wait goes past it (monotonic), 0: none */
+	gboolean stale;		/* a command timed out: its answer may come next */
 };
 
 G_DEFINE_QUARK(cprx-qmp-error-quark, qmp_error)
 
-static gint64 deadline_of(int timeout_ms)
+static gint64 deadline_of(struct qmp *q, int timeout_ms)
 {
-	return g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	gint64 d = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+	return q->limit && q->limit < d ? q->limit : d;
+}
+
+void qmp_set_limit(struct qmp *q, gint64 limit)
+{
+	q->limit = limit;
+}
+
+gboolean qmp_stale(struct qmp *q)
+{
+	return q->stale;
 }
 
 /* One whole line out of the buffer, or NULL. */
 static char *take_line(struct qmp *q)
 {
-	char *nl = memchr(q->buf->str, '\n', q->buf->len);
+	char *nl = memchr(q->buf->str + q->scanned, '\n', q->buf->len - q->scanned);
 	char *line;
 
-	if (!nl)
+	if (!nl) {
+		q->scanned = q->buf->len;
 		return NULL;
+	}
+	q->scanned = 0;
 	line = g_strndup(q->buf->str, nl - q->buf->str);
 	g_string_erase(q->buf, 0, nl - q->buf->str + 1);
 	return g_strstrip(line);
+}
+
+/* Queues an event for qmp_event, dropping the oldest past EVENTS_MAX. */
+static void queue_event(struct qmp *q, JsonNode *ev)
+{
+	g_queue_push_tail(&q->events, ev);
+	if (q->events.length > EVENTS_MAX)
+		json_node_unref(g_queue_pop_head(&q->events));
 }
 
 static gboolean fill(struct qmp *q, gint64 deadline, GError **err)
@@ -53,6 +85,11 @@ static gboolean fill(struct qmp *q, gint64 deadline, GError **err)
 	gssize n;
 	gint64 left = deadline - g_get_monotonic_time();
 
+	if (q->buf->len > MSG_MAX) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_IO, "QMP: a message over %d MiB",
+			    MSG_MAX >> 20);
+		return FALSE;
+	}
 	if (left <= 0 || !g_socket_condition_timed_wait(q->sock, G_IO_IN, left, NULL, NULL)) {
 		g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT, "no answer from QEMU in time");
 		return FALSE;
@@ -188,7 +225,7 @@ struct qmp *qmp_open_peer(const char *path, pid_t peer, GError **err)
 			    (int)q->pid, (int)peer);
 		goto fail;
 	}
-	greeting = read_msg(q, deadline_of(10000), err);
+	greeting = read_msg(q, deadline_of(q, 10000), err);
 	if (!greeting || !qmp_greeting_fits(greeting, err))
 		goto fail;
 	set_version(q, greeting);
@@ -254,7 +291,7 @@ JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonNode) msg = NULL;
-	gint64 deadline = deadline_of(timeout_ms);
+	gint64 deadline = deadline_of(q, timeout_ms);
 
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "execute");
@@ -265,17 +302,28 @@ JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms
 	}
 	json_builder_end_object(b);
 	msg = json_builder_get_root(b);
+	/* QMP answers in order, without naming the command: once one was
+	 * not waited for, no answer can be told apart from its */
+	if (q->stale) {
+		g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT, "QMP: an earlier command had no "
+			    "answer in time");
+		return NULL;
+	}
 	if (!send_msg(q, msg, err))
 		return NULL;
 	for (;;) {
-		g_autoptr(JsonNode) r = read_msg(q, deadline, err);
+		GError *e = NULL;
+		g_autoptr(JsonNode) r = read_msg(q, deadline, &e);
 		JsonObject *o;
 
-		if (!r)
+		if (!r) {
+			q->stale = g_error_matches(e, QMP_ERROR, QMP_ERROR_TIMEOUT);
+			g_propagate_error(err, e);
 			return NULL;
+		}
 		o = json_node_get_object(r);
 		if (json_object_has_member(o, "event")) {
-			g_queue_push_tail(&q->events, g_steal_pointer(&r));
+			queue_event(q, g_steal_pointer(&r));
 			continue;
 		}
 		if (json_object_has_member(o, "error"))
@@ -296,7 +344,7 @@ static gboolean is_event(JsonNode *n, const char *name)
 
 JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **err)
 {
-	gint64 deadline = deadline_of(timeout_ms);
+	gint64 deadline = deadline_of(q, timeout_ms);
 
 	for (GList *l = q->events.head; l; l = l->next) {
 		if (is_event(l->data, name)) {
@@ -313,7 +361,7 @@ JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **er
 			return NULL;
 		if (is_event(n, name))
 			return n;
-		g_queue_push_tail(&q->events, n);
+		queue_event(q, n);
 	}
 }
 
@@ -329,14 +377,14 @@ gint64 qmp_event_usec(JsonNode *event)
 
 gboolean qmp_wait_eof(struct qmp *q, int timeout_ms, GError **err)
 {
-	gint64 deadline = deadline_of(timeout_ms);
+	gint64 deadline = deadline_of(q, timeout_ms);
 	GError *e = NULL;
 
 	for (;;) {
 		JsonNode *n = read_msg(q, deadline, &e);
 
 		if (n) {
-			g_queue_push_tail(&q->events, n);
+			queue_event(q, n);
 			continue;
 		}
 		if (g_error_matches(e, QMP_ERROR, QMP_ERROR_EOF)) {

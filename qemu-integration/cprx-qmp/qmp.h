@@ -38,9 +38,17 @@ pid_t qmp_pid(struct qmp *q);
 /* A pidfd of that very process (SO_PEERPIDFD, Linux 6.5), -1 without;
  * the connection's own. */
 int qmp_pidfd(struct qmp *q);
+/* No wait on @q goes past @limit (g_get_monotonic_time's; 0: none): a
+ * peer that answers each command just in time cannot make many of them
+ * last longer. */
+void qmp_set_limit(struct qmp *q, gint64 limit);
+/* Whether a command timed out (qmp_cmd fails from then on). */
+gboolean qmp_stale(struct qmp *q);
 /* The greeting's QEMU version, "major.minor.micro". */
 const char *qmp_version(struct qmp *q);
-/* Runs a command; args is consumed (may be NULL). Returns the "return" node. */
+/* Runs a command; args is consumed (may be NULL). Returns the "return" node.
+ * Once one timed out, every later one fails (its answer could be taken for
+ * theirs). */
 JsonNode *qmp_cmd(struct qmp *q, const char *cmd, JsonNode *args, int timeout_ms, GError **err);
 /* Waits for an event by name (queued ones first); returns the event object. */
 JsonNode *qmp_event(struct qmp *q, const char *name, int timeout_ms, GError **err);

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -238,19 +239,25 @@ struct child_args {
 };
 
 /* In the child: QEMU's namespace, root, cwd, stdio and RAM; the previous
- * binary. */
+ * binary.  No other fd of ours: one our caller left open is root's. */
 static void child_exec(const struct child_args *a)
 {
+	guint n = 0;
+
 	for (int i = 0; i < 3; i++)
 		if (a->k->stdio[i] >= 0)
 			dup2(a->k->stdio[i], i);
-	for (guint i = 0, n = 0; i < a->k->blocks->len; i++) {
+	for (guint i = 0; i < a->k->blocks->len; i++) {
 		const struct kept_block *b = &g_array_index(a->k->blocks, struct kept_block, i);
 
 		if (b->backend && dup2(b->fd, CHILD_FD0 + n++) < 0)
 			_exit(126);
 	}
 	if (dup2(a->k->state, CHILD_STATE_FD) < 0)
+		_exit(126);
+	/* close-on-exec, not closed: the kept binary's fd is exec'd */
+	if (close_range(3, CHILD_STATE_FD - 1, CLOSE_RANGE_CLOEXEC) ||
+	    close_range(CHILD_FD0 + n, ~0U, CLOSE_RANGE_CLOEXEC))
 		_exit(126);
 	if (a->other_root && (setns(a->k->ns, CLONE_NEWNS) || fchdir(a->k->root) || chroot(".")))
 		_exit(126);
@@ -267,7 +274,7 @@ static void child_exec(const struct child_args *a)
 static pid_t spawn(struct qmp_ctx *c, GPtrArray *argv, GString *why)
 {
 	struct child_args a = { c->kept, &c->creds, c->other_root, (char **)argv->pdata,
-				(char **)c->kept->env->pdata };
+				(char **)c->creds.env->pdata };
 	pid_t pid = fork();
 
 	if (pid == 0)

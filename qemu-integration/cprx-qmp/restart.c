@@ -15,24 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* QEMU's namespace and root, kept open across its exit for the restart. */
+/* QEMU's namespace, root and cwd, kept open across its exit for the
+ * restart, and the new QEMU's stdout and stderr. */
 struct root_fds {
-	int ns, root, log;	/* log: the new QEMU's stdout and stderr */
+	struct qemu_place pl;
+	int log;
 };
-
-/* In the child: QEMU's root when it had another (fds 100 and 101 are the
- * launcher's copies of ns and root), then QEMU's user. */
-static void enter_saved_root(gpointer data)
-{
-	struct qmp_ctx *c = data;
-
-	if (c->other_root && (setns(100, CLONE_NEWNS) || fchdir(101) || chroot(".") ||
-			      chdir("/")))
-		_exit(126);
-	if (!become_qemu(&c->creds))
-		_exit(126);
-	setsid();	/* outlive cprx-qmp, like the QEMU it replaces */
-}
 
 static GSubprocess *spawn_restart(struct qmp_ctx *c, struct root_fds *rf, GError **err)
 {
@@ -43,13 +31,7 @@ static GSubprocess *spawn_restart(struct qmp_ctx *c, struct root_fds *rf, GError
 		g_subprocess_launcher_take_stdout_fd(l, rf->log);
 		rf->log = -1;
 	}
-	if (c->other_root) {
-		g_subprocess_launcher_take_fd(l, rf->ns, 100);
-		g_subprocess_launcher_take_fd(l, rf->root, 101);
-		rf->ns = rf->root = -1;
-	}
-	g_subprocess_launcher_set_child_setup(l, enter_saved_root, c, NULL);
-	return g_subprocess_launcher_spawnv(l, (const char *const *)c->new_argv->pdata, err);
+	return spawn_as_qemu(c, l, &rf->pl, c->new_argv, err);
 }
 
 static const char *migration_status(struct qmp_ctx *c)
@@ -143,18 +125,19 @@ static int open_log(struct qmp_ctx *c, const char *path)
 int do_restart(struct qmp_opts *o)
 {
 	struct qmp_ctx c = { .o = o };
-	struct root_fds rf = { -1, -1, -1 };
-	g_autofree char *ns = NULL, *root = NULL, *log = NULL;
+	struct root_fds rf = { { -1, -1, -1 }, -1 };
+	g_autofree char *log = NULL;
 	int ret = prepare_update(&c);
 
 	if (ret)
 		return ret;
 	json_object_set_string_member(c.report, "mode", "restart");
-	ns = g_strdup_printf("/proc/%d/ns/mnt", c.pid);
-	root = g_strdup_printf("/proc/%d/root", c.pid);
-	rf.ns = open(ns, O_RDONLY | O_CLOEXEC);
-	rf.root = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	/* Opened now: once QEMU exits, /proc/PID/root leads nowhere. */
+	if (!qemu_place_open(&c, &rf.pl)) {
+		say("cannot open QEMU's namespace, root and cwd (pid %d)", c.pid);
+		ctx_free(&c);
+		return EXIT_USAGE;
+	}
 	log = g_strdup_printf("%s.qemu.log", o->state);
 	rf.log = open_log(&c, log);
 	if (rf.log < 0)
@@ -172,12 +155,11 @@ int do_restart(struct qmp_opts *o)
 			       json_object_get_int_member(c.report, "pid"), c.pid,
 			       json_object_get_double_member(c.report, "pause_ms"));
 	}
-	if (ret != EXIT_USAGE)	/* nothing was migrated when the log was refused */
-		qemu_unlink(&c, o->state);	/* in the new QEMU's root */
-	if (rf.ns >= 0)
-		close(rf.ns);
-	if (rf.root >= 0)
-		close(rf.root);
+	/* Nothing was migrated when the log was refused; when the VM is lost,
+	 * the file is all of it (its RAM too), and the report says it is kept. */
+	if (ret != EXIT_USAGE && ret != EXIT_LOST)
+		state_unlink(&c);
+	qemu_place_close(&rf.pl);
 	if (rf.log >= 0)
 		close(rf.log);
 	ctx_free(&c);

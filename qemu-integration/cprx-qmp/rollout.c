@@ -58,7 +58,7 @@ static pid_t start_one(struct qmp_opts *o, struct vm *v, const char *dir)
 		return -1;
 	child = fork();
 	if (child == 0) {
-		int null = open("/dev/null", O_RDONLY);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 		if (null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(EXIT_USAGE);
@@ -202,15 +202,17 @@ static void print_table(GPtrArray *vms)
 		const char *ov = report_str(v, "old_version"), *nv = report_str(v, "new_qemu_version");
 		g_autofree char *ver = nv ? g_strdup_printf("%s -> %s", ov ? ov : "?", nv) :
 				       g_strdup(ov ? ov : "-");
-		g_autofree char *ps = NULL;
+		g_autofree char *ps = NULL, *shown_ver = printable(ver);
+		g_autofree char *where = printable(v->qmp ? v->qmp : v->exe);
+		g_autofree char *detail = printable(v->skip ? v->skip : v->detail);
 		gboolean at_most;
 		double ms = pause_of(v, &at_most);
 
 		ps = ms < 0 ? g_strdup("-") : g_strdup_printf("%s%.1fms", at_most ? "<" : "", ms);
 		printf("%-8d %-13s %9s  %-24s %s%s\n", v->pid, v->skip ? "skipped" : v->result,
-		       ps, ver, v->qmp ? v->qmp : v->exe, v->replaced ? " (binary replaced)" : "");
+		       ps, shown_ver, where, v->replaced ? " (binary replaced)" : "");
 		if (v->skip || v->detail)
-			printf("%-8s %s\n", "", v->skip ? v->skip : v->detail);
+			printf("%-8s %s\n", "", detail);
 	}
 }
 

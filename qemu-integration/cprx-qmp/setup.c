@@ -102,7 +102,7 @@ int connect_qemu(struct qmp_ctx *c)
 	g_autoptr(GString) d = g_string_new(NULL);
 	g_autoptr(GError) e = NULL;
 
-	c->pidfd = -1;
+	c->pidfd = c->state_dir = -1;
 	c->q = qmp_open_peer(c->o->socket, c->o->pid, &e);
 	if (!c->q) {
 		say("cannot talk QMP on %s: %s", c->o->socket, e->message);
@@ -143,6 +143,7 @@ int connect_qemu(struct qmp_ctx *c)
 int prepare_update(struct qmp_ctx *c)
 {
 	struct qmp_opts *o = c->o;
+	g_autofree char *base = NULL;
 	int ret = connect_qemu(c);
 
 	if (ret)
@@ -152,6 +153,11 @@ int prepare_update(struct qmp_ctx *c)
 	if (!o->new_qmp)
 		o->new_qmp = g_strdup(o->socket);
 	c->new_argv = make_new_argv(c);
+	c->state_dir = qemu_parent_open(c, o->state, &base);
+	if (c->state_dir >= 0 && !qemu_alive(c)) {
+		say("QEMU (pid %d) exited while we connected", c->pid);
+		return EXIT_USAGE;
+	}
 	return 0;
 }
 
@@ -211,6 +217,8 @@ void ctx_free(struct qmp_ctx *c)
 	qmp_close(c->q);
 	if (c->pidfd >= 0)
 		close(c->pidfd);
+	if (c->state_dir >= 0)
+		close(c->state_dir);
 	if (c->old_argv)
 		g_ptr_array_unref(c->old_argv);
 	if (c->new_argv)

@@ -27,14 +27,18 @@ int do_status(struct qmp_opts *o)
 	json_object_set_boolean_member(c.report, "exec_permitted", check_sandbox(&c, d, &hint));
 	json_object_set_string_member(c.report, "sandbox", d->str);
 	write_report(&c);
-	if (!o->json)
+	if (!o->json) {
+		g_autofree char *g = printable(json_object_get_string_member(c.report,
+								"guest_status"));
+		g_autofree char *ram = printable(json_object_get_string_member(c.report, "ram"));
+		g_autofree char *exec = printable(d->str);
+
 		printf("QEMU %s pid %d%s: guest %s\n  ram: %s (%s)\n  exec: %s (%s)\n",
-		       qmp_version(c.q), c.pid, c.other_root ? " (chroot)" : "",
-		       json_object_get_string_member(c.report, "guest_status"),
-		       json_object_get_string_member(c.report, "ram"),
+		       qmp_version(c.q), c.pid, c.other_root ? " (chroot)" : "", g, ram,
 		       json_object_get_boolean_member(c.report, "ram_shared") ? "ready" : "NOT shared",
-		       d->str, json_object_get_boolean_member(c.report, "exec_permitted") ?
+		       exec, json_object_get_boolean_member(c.report, "exec_permitted") ?
 		       "permitted" : "REFUSED");
+	}
 	ctx_free(&c);
 	return 0;
 }

@@ -174,6 +174,7 @@ static int migrate(struct qmp_ctx *c)
 static void summary(struct qmp_ctx *c)
 {
 	JsonObject *r = c->report, *ph = json_object_get_object_member(r, "phases");
+	g_autofree char *g = printable(json_object_get_string_member(r, "guest_status"));
 
 	if (c->o->json)
 		return;
@@ -181,8 +182,7 @@ static void summary(struct qmp_ctx *c)
 	       json_object_get_int_member(r, "pid"),
 	       json_object_get_boolean_member(r, "same_pid") ? "kept" : "CHANGED",
 	       json_object_get_string_member(r, "old_version"),
-	       json_object_get_string_member(r, "new_qemu_version"),
-	       json_object_get_string_member(r, "guest_status"));
+	       json_object_get_string_member(r, "new_qemu_version"), g);
 	if (json_object_has_member(r, "pause_ms"))
 		printf("  pause %.1f ms (STOP->RESUME): stop->exec %.1f, exec->resume %.1f; "
 		       "QMP back %.1f ms after the exec; preflight %.0f ms before the stop\n",
@@ -225,7 +225,7 @@ int do_update(struct qmp_opts *o)
 	/* Consumed, or of no use; kept when the VM is lost (it has the
 	 * devices' state), and when it was not ours to begin with. */
 	if (ret != EXIT_LOST && (c.state_created || (ret != EXIT_REFUSED && !o->preflight_only)))
-		qemu_unlink(&c, o->state);
+		state_unlink(&c);
 	ctx_free(&c);
 	return ret;
 }

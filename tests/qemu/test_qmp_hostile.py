@@ -14,11 +14,15 @@ against it.
 Test Case: every command cprx-qmp sends, every wrong shape
 Test Case: greetings of the wrong shape
 Test Case: a reply that is not JSON, or is not an object
+Test Case: QEMU's strings reach the operator's terminal without control characters
+Test Case: a flood of events or an endless message does not grow cprx-qmp's memory
+Test Case: a QEMU that answers slowly holds the preflight up to --timeout, no longer
 
 Environment: CPRX_QMP (the binary).
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +31,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import passed, skip, tap  # noqa: E402
 import threading
+import time
 
 QMP = os.environ.get("CPRX_QMP", "build/qemu-integration/cprx-qmp")
 
@@ -127,6 +132,147 @@ def sane(rc, out, err):
     return None
 
 
+# A QEMU's string that would rewrite the operator's screen: move up,
+# erase the line, and write a line of its own.
+FORGE = "\x1b[1A\x1b[2K\rupdate ok: pid 1 kept\nupdate ok: forged\u202e\x9b2K"
+
+
+def forged(out, err):
+    """Why the text output is not safe for a terminal, or None."""
+    for name, text in (("stdout", out), ("stderr", err)):
+        for c in ("\x1b", "\r", "\x9b", "\u202e"):
+            if c in text:
+                return "%s has %r" % (name, c)
+        if any(l.startswith("update ok") for l in text.splitlines()):
+            return "%s has a line starting 'update ok'" % name
+    return None
+
+
+def text_run(args):
+    p = subprocess.run([QMP] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def escapes(d):
+    """QEMU's error messages, device ids and status, and a command line's
+    socket path, printed as text."""
+    sock = os.path.join(d, "qmp.sock")
+    mem = [{"id": "ram0" + FORGE, "size": 1, "share": False}]
+    err = json.dumps({"error": {"class": "GenericError", "desc": FORGE}})
+    for name, verb, cmd, bad, raw in (
+            ("a memory backend's id", "update", "query-memdev", mem, None),
+            ("an error's desc", "update", "query-migrate-parameters", None, err),
+            ("the guest's status", "status", "query-status", {"status": FORGE}, None)):
+        s = Server(sock, greeting_ok(), cmd, bad, raw)
+        s.start()
+        args = [verb, "-s", sock, "--timeout", "5"]
+        if verb == "update":
+            args += ["--preflight-only", "--no-trial", "-b", "/bin/true"]
+        rc, out, e = text_run(args)
+        s.close()
+        os.unlink(sock)
+        why = forged(out, e)
+        tap(why is None, "%s: %s printed without control characters" % (verb, name),
+            "%s\nexit %d\n%r\n%r" % (why, rc, out[-600:], e[-600:]))
+    # any process named qemu-system-*, its QMP socket path of its choosing
+    decoy = os.path.join(d, "qemu-system-x86_64")
+    shutil.copy(os.path.realpath(sys.executable), decoy)
+    dp = subprocess.Popen([decoy, "-c", "import time; time.sleep(60)", "-qmp",
+                           "unix:%s/q%s.sock,server=on" % (d, FORGE)])
+    rc, out, e = text_run(["update", "--all", "--under", d, "--preflight-only",
+                           "--no-trial", "--no-rescue", "--timeout", "5"])
+    dp.kill()
+    dp.wait()
+    os.unlink(decoy)
+    why = forged(out, e)
+    tap(why is None and str(dp.pid) in out,
+        "update --all: a command line's socket path printed without control characters",
+        "%s\nexit %d\n%r\n%r" % (why, rc, out[-600:], e[-600:]))
+
+
+class Flood(threading.Thread):
+    """A QMP server on @path that, with "events", answers query-status
+    only after 3 s of events; with "line", greets with a message that
+    never ends (200 MiB without a newline); with "slow", answers each
+    command after 1.5 s."""
+
+    def __init__(self, path, what):
+        super().__init__(daemon=True)
+        self.what = what
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        self.sock.listen(1)
+
+    def run(self):
+        c, _ = self.sock.accept()
+        try:
+            if self.what == "line":
+                chunk = b"[" * (1 << 20)
+                for _ in range(200):
+                    c.sendall(chunk)
+                return
+            f = c.makefile("rwb")
+            f.write(json.dumps(greeting_ok()).encode() + b"\n")
+            f.flush()
+            ev = (json.dumps({"event": "RTC_CHANGE", "data": {"offset": 1},
+                              "timestamp": {"seconds": 1, "microseconds": 2}})
+                  + "\n").encode() * 1000
+            for line in f:
+                cmd = json.loads(line).get("execute")
+                if self.what == "slow" and cmd != "qmp_capabilities":
+                    time.sleep(1.5)
+                end = time.time() + 3
+                while cmd == "query-status" and time.time() < end:
+                    f.write(ev)
+                    f.flush()
+                f.write(json.dumps({"return": GOOD.get(cmd, {})}).encode() + b"\n")
+                f.flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            c.close()
+
+
+def max_rss_mib(args):
+    """cprx-qmp's exit status and its peak memory (MiB)."""
+    p = subprocess.Popen([QMP] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, ru.ru_maxrss / 1024, p.stderr.read().decode(errors="replace")
+
+
+def floods(d):
+    sock = os.path.join(d, "flood.sock")
+    for what, limit in (("events", 64), ("line", 48)):
+        s = Flood(sock, what)
+        s.start()
+        rc, mib, err = max_rss_mib(["status", "-s", sock, "--json", "--timeout", "5"])
+        s.sock.close()
+        os.unlink(sock)
+        tap(mib < limit and rc in (0, 1),
+            "a QMP peer that sends %s: cprx-qmp peaks at %.0f MiB (under %d)"
+            % ("a flood of events" if what == "events" else "an endless message", mib, limit),
+            "exit %d, %.0f MiB\n%s" % (rc, mib, err[-400:]))
+
+
+def slow(d):
+    """Every command within its own timeout, the preflight's many of them
+    not within --timeout: update --all waits on this VM's update."""
+    sock = os.path.join(d, "slow.sock")
+    s = Flood(sock, "slow")
+    s.start()
+    t0 = time.time()
+    rc, out, err = text_run(["update", "-s", sock, "--preflight-only", "--no-trial",
+                             "-b", "/bin/true", "--timeout", "3"])
+    took = time.time() - t0
+    s.sock.close()
+    os.unlink(sock)
+    tap(rc == 2 and took < 6, "a QEMU that answers each command in 1.5 s: the preflight "
+        "refused in %.1f s (--timeout 3)" % took,
+        "exit %d after %.1f s\n%s%s" % (rc, took, out[-600:], err[-300:]))
+
+
 def main():
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
@@ -142,7 +288,7 @@ def main():
                 '{"error": "x"}', '{"error": {"desc": 5}}'):
         cases.append(("query-status -> raw %s" % raw, greeting_ok(),
                       "query-status", None, raw))
-    print("1..%d" % (2 * len(cases) + 1))
+    print("1..%d" % (2 * len(cases) + 8))
     d = tempfile.mkdtemp(prefix="cprx-qmp-hostile.")
     sock = os.path.join(d, "qmp.sock")
     wrong_named = 0
@@ -169,6 +315,9 @@ def main():
                 "%s\nexit %d\n%s%s" % (why, rc, out[-400:], err[-800:]))
     tap(wrong_named > 0, "a wrong answer is named by its command (%d times)"
         % wrong_named)
+    escapes(d)
+    floods(d)
+    slow(d)
     os.rmdir(d)
     return 0 if passed() else 1
 

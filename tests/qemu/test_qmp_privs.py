@@ -175,11 +175,24 @@ with open(out, "w") as f:
     f.write(repr(got))
 """
 
+if rescued and os.environ.get("FAKE_RECORD"):
+    # what the rescued QEMU got from root's cprx-qmp: its fds and limits
+    import resource
+    fds = {}
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            fds[n] = os.readlink("/proc/self/fd/" + n)
+        except OSError:
+            pass
+    with open(os.environ["FAKE_RECORD"], "w") as f:
+        json.dump({"fds": fds, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)}, f)
 if rescued:
     os.unlink(sock)
 s = socket.socket(socket.AF_UNIX)
 s.bind(sock)
 s.listen(8)
+with open(log + ".pid", "w") as f:
+    f.write(str(os.getpid()))
 while True:
     c, _ = s.accept()
     serve(c)
@@ -192,8 +205,12 @@ exit 1
 """
 
 
-
-
+def script(path, text):
+    """An executable file at @path."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
 
 
 def wait_file(path):
@@ -398,40 +415,51 @@ def case_reused_pid(d):
     os.kill(server, 9)
 
 
-def case_root_link(d):
-    """QEMU in a root its user owns, whose /tmp is a link to an absolute
-    path: resolved by QEMU in its root, by a path through /proc/PID/root
-    in ours."""
+def user_root(d, name):
+    """A root for the fake QEMU that its user (nobody) owns, with /probe
+    in it, and a directory of ours outside it; both paths."""
     uid, gid = nobody()
-    root = os.path.join(d, "root")
-    outside = os.path.join(d, "outside")
+    root = os.path.join(d, name)
+    outside = os.path.join(d, name + "-outside")
     os.mkdir(root)
     os.mkdir(outside)
-    for sub in ("usr",):
-        os.mkdir(os.path.join(root, sub))
+    os.mkdir(os.path.join(root, "usr"))
     for link in ("bin", "lib", "lib64", "sbin"):
         os.symlink("usr/" + link, os.path.join(root, link))
-    with open(os.path.join(root, "probe"), "w") as f:
-        f.write(PROBE % "/probe.out")
-    os.chmod(os.path.join(root, "probe"), 0o755)
+    script(os.path.join(root, "probe"), PROBE % "/probe.out")
     os.chown(root, uid, gid)
-    # QEMU's user made its /tmp a link to a path of ours
-    os.symlink(outside, os.path.join(root, "tmp"))
+    return root, outside
+
+
+def case_link_out(d, name, link, state, through, refused):
+    """QEMU in a root its user owns, where @link is a link to a directory
+    of ours (resolved by QEMU in its root, by a path through /proc/PID in
+    ours), and a file of QEMU's user where it leads, at --state @state
+    (None: the default, /tmp/cprx-qmp-PID.state)."""
+    uid, gid = nobody()
+    root, outside = user_root(d, name)
+    os.symlink(outside, os.path.join(root, link))
     p = start_fake("/qmp.sock", "/qmp.log", "/probe", flags=["exec"], root=root)
-    # a file of QEMU's user where that link leads, at the default --state
-    precious = os.path.join(outside, "cprx-qmp-%d.state" % p.pid)
+    precious = os.path.join(outside, os.path.basename(state) if state else
+                            "cprx-qmp-%d.state" % p.pid)
     with open(precious, "w") as f:
         f.write("precious\n")
     os.chown(precious, uid, gid)
     rc, o, e = run("update", "-s", root + "/qmp.sock", "--new-qmp", "/qmp.sock",
-                   "--no-trial", "--no-rescue", "--timeout", "10")
+                   "--no-trial", "--no-rescue", "--timeout", "10",
+                   *(["--state", state] if state else []))
     stop(p)
     tap(os.path.exists(precious),
-        "update removed no file out of QEMU's root through its /tmp link",
+        "update removed no file out of QEMU's root through " + through,
         "%s is gone\nexit %d\n%s%s" % (precious, rc, o[-800:], e[-400:]))
-    tap(rc == 2 and "state" in o and "FAIL" in o,
-        "the state check refused a /tmp that leads nowhere in QEMU's root",
+    tap(rc == 2 and "state" in o and "FAIL" in o, "the state check refused " + refused,
         "exit %d\n%s%s" % (rc, o[-800:], e[-400:]))
+
+
+def case_root_link(d):
+    # QEMU's user made its /tmp a link to a path of ours
+    case_link_out(d, "root", "tmp", None, "its /tmp link",
+                  "a /tmp that leads nowhere in QEMU's root")
 
 
 def case_rescue_exec(d, probe):
@@ -446,10 +474,7 @@ def case_rescue_exec(d, probe):
     p = subprocess.Popen([PY, "-c", RESCUE_FAKE, sock, log, target, out, "-object",
                           "memory-backend-memfd,id=ram0,size=1M,share=on"],
                          user=uid, group=gid, extra_groups=[], cwd="/")
-    for _ in range(500):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.01)
+    wait_file(log + ".pid")
     rc, o, e = run("update", "-s", sock, "-b", probe, "--no-trial", "--state",
                    os.path.join(run_d, "r.state"), "--json", "--timeout", "10")
     p.wait()
@@ -465,27 +490,34 @@ def case_rescue_exec(d, probe):
         "at the HVA it named: %s\nexit %d\n%s" % (got, rc, o[-600:]))
 
 
-def main():
+def begin(name, plan, subdirs):
+    """What a test of root's cprx-qmp against a fake QEMU needs, or SKIP:
+    the plan printed, a directory of its own with @subdirs (name, mode)
+    in it; None when skipped."""
     if not os.access(QMP, os.X_OK):
         print("1..0 # SKIP no cprx-qmp at %s (json-glib missing?)" % QMP)
-        return 0
+        return None
     if os.geteuid() != 0:
         print("1..0 # SKIP needs root (QEMU runs as nobody, cprx-qmp as root)")
-        return 0
+        return None
     if not os.access(PY, os.X_OK):
         print("1..0 # SKIP no %s for the fake QEMU" % PY)
-        return 0
-    print("1..13")
-    d = tempfile.mkdtemp(prefix="cprx-qmp-privs.")
+        return None
+    print("1..%d" % plan)
+    d = tempfile.mkdtemp(prefix="cprx-qmp-%s." % name)
     os.chmod(d, 0o755)
-    for sub, mode in (("run", 0o1777), ("bin", 0o755)):
+    for sub, mode in subdirs:
         os.mkdir(os.path.join(d, sub))
         os.chmod(os.path.join(d, sub), mode)
+    return d
+
+
+def main():
+    d = begin("privs", 13, (("run", 0o1777), ("bin", 0o755)))
+    if d is None:
+        return 0
     out = os.path.join(d, "run", "probe.out")
-    probe = os.path.join(d, "bin", "probe")
-    with open(probe, "w") as f:
-        f.write(PROBE % out)
-    os.chmod(probe, 0o755)
+    probe = script(os.path.join(d, "bin", "probe"), PROBE % out)
     try:
         case_preflight(d, probe, out)
         case_restart_user(d, probe, out)

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""What root's cprx-qmp hands to what it starts on QEMU's behalf (TAP).
+
+The new binary's -version, the trial instance, restart's QEMU and a
+rescued QEMU run a binary QEMU's user may have chosen (QEMU's argv[0] is
+its own memory).  Besides QEMU's user, they must get QEMU's environment,
+working directory and resource limits, none of root's: not cprx-qmp's
+environment, not an fd cprx-qmp inherited, not root's limits.  They must
+not hold cprx-qmp up either: one that never ends is killed at --timeout,
+or `update --all` would wait on it forever, every other VM's update with
+it.  And a relative --state of a QEMU in a chroot resolves in that root:
+a link there to an absolute path leads no file operation into ours.
+
+Test Case: -version and the trial get QEMU's environment, cwd and limits, no fd of root's
+Test Case: restart's QEMU gets QEMU's environment, cwd and limits, no fd of root's
+Test Case: a restart that lost the VM keeps its migration file, as it reports
+Test Case: a rescued QEMU gets QEMU's limits and no fd of root's
+Test Case: a -version or a trial that never ends is killed at --timeout
+Test Case: a relative --state of a QEMU in a chroot resolves in its root
+
+The fake QEMUs are test_qmp_privs.py's.  Environment: CPRX_QMP (the
+binary).  Needs root (SKIP otherwise).
+"""
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_qmp_privs as privs  # noqa: E402
+from tap import passed, tap  # noqa: E402
+
+QMP, PY = privs.QMP, privs.PY
+NOFILE = 77  # QEMU's RLIMIT_NOFILE, not root's
+SECRET = "ROOT_ONLY_SECRET=from-root"
+
+# The new binary: records what it runs with, one line a run:
+# first argument|uid|cwd|nofile soft|nofile hard|ROOT_ONLY_SECRET|QEMU_MARK|fds
+RECORDER = r"""#!/bin/sh
+fds=$(for f in /proc/$$/fd/*; do readlink "$f"; done | tr '\n' ' ')
+echo "$1|$(id -u)|$(pwd -P)|$(ulimit -Sn)|$(ulimit -Hn)|${ROOT_ONLY_SECRET-}|${QEMU_MARK-}|$fds" >> %s
+if [ "$1" = -version ]; then echo "QEMU emulator version 11.1.3 (probe)"; exit 0; fi
+exit 1
+"""
+
+# A new binary that never ends, its stdout held by a child that outlives it
+# (with -version; as the trial with "trial").
+HANG = r"""#!/bin/sh
+kind=trial
+[ "$1" = -version ] && kind=version
+if [ "$kind" = %s ]; then
+    (sleep 300 & echo $! >> %s)
+    echo $$ >> %s
+    exec sleep 300
+fi
+[ "$1" = -version ] && echo "QEMU emulator version 11.1.3 (probe)" && exit 0
+exit 1
+"""
+
+def limit_nofile():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+def start_qemu(script, args, cwd, record=None):
+    """A fake QEMU as nobody, with QEMU_MARK in its environment, its cwd
+    @cwd and RLIMIT_NOFILE at NOFILE; argv[0] @script; args[2] its log,
+    whose pid file says it listens."""
+    uid, gid = privs.nobody()
+    env = {"PATH": "/usr/bin:/bin", "QEMU_MARK": "qemu-env"}
+    if record:
+        env["FAKE_RECORD"] = record
+    p = subprocess.Popen([script, "-c"] + args, executable=PY, user=uid, group=gid,
+                         extra_groups=[], cwd=cwd, env=env, preexec_fn=limit_nofile)
+    privs.wait_file(args[2] + ".pid")
+    return p
+
+
+def run_root(secret_file, *args, timeout=60):
+    """cprx-qmp with ROOT_ONLY_SECRET in its environment and an fd of a
+    root-only file open, as a caller of root's may leave it."""
+    env = dict(os.environ)
+    k, v = SECRET.split("=")
+    env[k] = v
+    fd = os.open(secret_file, os.O_RDONLY)
+    try:
+        p = subprocess.run([QMP] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env,
+                           pass_fds=[fd], timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired:
+        return None, "", "cprx-qmp still ran after %d s" % timeout
+    finally:
+        os.close(fd)
+
+
+def records(out, first):
+    try:
+        with open(out) as f:
+            lines = [l.rstrip("\n").split("|") for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+    return [l for l in lines if len(l) == 8 and (l[0] == "-version") == (first == "-version")]
+
+
+def check_records(recs, what, qcwd, secret_file, why):
+    uid = str(privs.nobody()[0])
+    tap(bool(recs) and all(r[6] == "qemu-env" and r[5] == "" for r in recs),
+        "%s ran with QEMU's environment, none of root's" % what,
+        "records: %s\n%s" % (recs, why))
+    tap(bool(recs) and all(r[2] == qcwd for r in recs),
+        "%s ran in QEMU's working directory %s" % (what, qcwd), "records: %s\n%s" % (recs, why))
+    tap(bool(recs) and all(r[3] == r[4] == str(NOFILE) and r[1] == uid for r in recs),
+        "%s ran with QEMU's RLIMIT_NOFILE (%d), as QEMU's user" % (what, NOFILE),
+        "records: %s\n%s" % (recs, why))
+    tap(bool(recs) and all(secret_file not in r[7] for r in recs),
+        "%s holds no fd root's cprx-qmp was given" % what, "records: %s\n%s" % (recs, why))
+
+
+def case_preflight(d, rec, out, secret):
+    qcwd = os.path.join(d, "qcwd")
+    sock = os.path.join(d, "run", "c.sock")
+    p = start_qemu(rec, [privs.SERVER, sock, os.path.join(d, "run", "c.log")], qcwd)
+    rc, o, e = run_root(secret, "update", "-s", sock, "--preflight-only", "--no-rescue",
+                        "--timeout", "10")
+    privs.stop(p)
+    why = "exit %s\n%s%s" % (rc, o[-500:], e[-500:])
+    check_records(records(out, "-version"), "-version", qcwd, secret, why)
+    check_records(records(out, "-c"), "the trial instance", qcwd, secret, why)
+    os.unlink(out)
+
+
+def case_restart(d, rec, out, secret):
+    """restart's QEMU (the recorder, which exits): what it ran with, and
+    the lost VM's migration file, which the report says is kept."""
+    qcwd = os.path.join(d, "qcwd")
+    sock, state = os.path.join(d, "run", "r.sock"), os.path.join(d, "run", "r.state")
+    p = start_qemu(rec, [privs.SERVER, sock, os.path.join(d, "run", "r.log")], qcwd)
+    with open(state, "w") as f:
+        f.write("the whole VM\n")  # as QEMU's migration would have
+    os.chown(state, *privs.nobody())
+    rc, o, e = run_root(secret, "restart", "-s", sock, "--state", state, "--timeout", "5")
+    privs.stop(p)
+    why = "exit %s\n%s%s" % (rc, o[-500:], e[-500:])
+    check_records(records(out, "-c"), "restart's QEMU", qcwd, secret, why)
+    tap(rc == 4 and "state: kept in " + state in o and os.path.exists(state),
+        "restart's QEMU died: the VM lost, its migration file kept as the report says", why)
+    os.unlink(out)
+
+
+def case_rescue(d, rec, secret):
+    qcwd = os.path.join(d, "qcwd")
+    run_d = os.path.join(d, "run")
+    sock, got = os.path.join(run_d, "x.sock"), os.path.join(run_d, "rescued.json")
+    p = start_qemu(PY, [privs.RESCUE_FAKE, sock, os.path.join(run_d, "x.log"),
+                        PY, os.path.join(run_d, "x.out"),
+                        "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
+                   qcwd, record=got)
+    rc, o, e = run_root(secret, "update", "-s", sock, "-b", rec, "--no-trial", "--state",
+                        os.path.join(run_d, "x.state"), "--timeout", "10")
+    p.wait()
+    try:
+        with open(got) as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        r = None
+    why = "rescued QEMU: %s\nexit %s\n%s%s" % (r, rc, o[-600:], e[-400:])
+    tap(r is not None, "the fake QEMU died and the rescue started it again", why)
+    tap(r is not None and secret not in r["fds"].values(),
+        "the rescued QEMU holds no fd root's cprx-qmp was given", why)
+    tap(r is not None and r["nofile"] == [NOFILE, NOFILE],
+        "the rescued QEMU runs with QEMU's RLIMIT_NOFILE (%d)" % NOFILE, why)
+
+
+def case_hang(d, where):
+    qcwd = os.path.join(d, "qcwd")
+    sock = os.path.join(d, "run", "h-%s.sock" % where)
+    script = os.path.join(d, "bin", "hang-" + where)
+    pids = os.path.join(d, "run", "hang.pids")
+    privs.script(script, HANG % (where, pids, pids))
+    p = start_qemu(script, [privs.SERVER, sock, os.path.join(d, "run", "h-%s.log" % where)],
+                   qcwd)
+    t0 = time.time()
+    rc, o, e = run_root(os.devnull, "update", "-s", sock, "--preflight-only", "--no-rescue",
+                        "--timeout", "5", timeout=90)
+    took = time.time() - t0
+    privs.stop(p)
+    for pid in open(pids).read().split() if os.path.exists(pids) else []:
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            pass
+    what = "-version" if where == "version" else "the trial instance"
+    tap(rc == 2 and took < 40, "%s that never ends: refused at --timeout (5 s)" % what,
+        "exit %s after %.0f s\n%s%s" % (rc, took, o[-500:], e[-300:]))
+
+
+def case_relative_state(d):
+    """QEMU in a root its user owns, its cwd /, with a link st -> an
+    absolute path: QEMU's st/x.state is in its root, not in ours."""
+    privs.case_link_out(d, "relroot", "st", "st/x.state", "a link on a relative --state",
+                        "a relative --state that leads out of QEMU's root")
+
+
+def main():
+    d = privs.begin("confine", 20, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
+    if d is None:
+        return 0
+    os.chown(os.path.join(d, "qcwd"), *privs.nobody())
+    secret = os.path.join(d, "root-secret")
+    with open(secret, "w") as f:
+        f.write("root only\n")
+    os.chmod(secret, 0o600)
+    out = os.path.join(d, "run", "rec.out")
+    rec = privs.script(os.path.join(d, "bin", "recorder"), RECORDER % out)
+    try:
+        case_preflight(d, rec, out, secret)
+        case_restart(d, rec, out, secret)
+        case_rescue(d, rec, secret)
+        case_hang(d, "version")
+        case_hang(d, "trial")
+        case_relative_state(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return 0 if passed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
