@@ -72,6 +72,7 @@ struct qemu_creds {
 	gid_t gid[3];
 	GArray *groups;		/* supplementary groups (32-bit ids) */
 	gboolean no_new_privs;
+	guint64 cap_bnd;	/* its capability bounding set */
 	struct rlimit lim[RLIM_NLIMITS];	/* its resource limits */
 	GPtrArray *env;		/* its environment, NULL-terminated */
 };

@@ -5,9 +5,9 @@
  * instance, a restarted or rescued QEMU.  What they run is named by QEMU's
  * command line and environment, which QEMU may rewrite (its argv and
  * environ are its own memory), or by a binary in a root QEMU's user may
- * own: each runs with QEMU's user, group and groups, its resource limits
- * and environment, and with no new privileges when QEMU had none, never
- * with ours.
+ * own: each runs with QEMU's user, group and groups, its capability
+ * bounding set, its resource limits and environment, and with no new
+ * privileges when QEMU had none, never with ours.
  */
 #include "cprx-qmp.h"
 
@@ -108,6 +108,7 @@ gboolean read_creds(pid_t pid, struct qemu_creds *cr, GString *d)
 	g_autoptr(GArray) uid = g_array_new(FALSE, FALSE, sizeof(guint32));
 	g_autoptr(GArray) gid = g_array_new(FALSE, FALSE, sizeof(guint32));
 	g_autoptr(GArray) nnp = g_array_new(FALSE, FALSE, sizeof(guint32));
+	const char *bnd;
 
 	if (!g_file_get_contents(p, &st, NULL, NULL) || status_ids(st, "\nUid:", uid) != 4 ||
 	    status_ids(st, "\nGid:", gid) != 4) {
@@ -124,9 +125,30 @@ gboolean read_creds(pid_t pid, struct qemu_creds *cr, GString *d)
 	status_ids(st, "\nGroups:", cr->groups);
 	cr->no_new_privs = status_ids(st, "\nNoNewPrivs:", nnp) == 1 &&
 			   g_array_index(nnp, guint32, 0);
+	bnd = strstr(st, "\nCapBnd:");
+	if (!bnd) {
+		g_string_printf(d, "cannot read QEMU's capability bounding set in %s", p);
+		return FALSE;
+	}
+	cr->cap_bnd = g_ascii_strtoull(bnd + strlen("\nCapBnd:"), NULL, 16);
 	if (!read_limits(pid, cr, d) || !read_env(pid, cr, d))
 		return FALSE;
 	cr->known = TRUE;
+	return TRUE;
+}
+
+/*
+ * QEMU's bounding set, ours cut to it: what a root QEMU's own exec would
+ * get back (its permitted set is the bounding set then), and no file
+ * capability beyond it for any other.  Dropping needs CAP_SETPCAP, so
+ * before the ids change; a capability this kernel lacks is EINVAL.
+ */
+static gboolean bound_caps(guint64 bnd)
+{
+	for (int cap = 0; cap < 64; cap++)
+		if (!(bnd >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) &&
+		    errno != EINVAL)
+			return FALSE;
 	return TRUE;
 }
 
@@ -140,6 +162,8 @@ gboolean become_qemu(const struct qemu_creds *cr)
 	for (int r = 0; r < RLIM_NLIMITS; r++)
 		if (setrlimit(r, &cr->lim[r]) && errno != EPERM)
 			return FALSE;
+	if (!bound_caps(cr->cap_bnd))
+		return FALSE;
 	if (!geteuid() && (setgroups(cr->groups->len, (gid_t *)cr->groups->data) ||
 			   setresgid(cr->gid[0], cr->gid[1], cr->gid[2]) ||
 			   setresuid(cr->uid[0], cr->uid[1], cr->uid[2])))

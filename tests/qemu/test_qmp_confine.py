@@ -17,6 +17,7 @@ Test Case: a restart that lost the VM keeps its migration file, as it reports
 Test Case: a rescued QEMU gets QEMU's limits and no fd of root's
 Test Case: a -version or a trial that never ends is killed at --timeout
 Test Case: a relative --state of a QEMU in a chroot resolves in its root
+Test Case: a root QEMU's bounding set bounds what runs for it
 
 The fake QEMUs are test_qmp_privs.py's.  Environment: CPRX_QMP (the
 binary).  Needs root (SKIP otherwise).
@@ -197,6 +198,52 @@ def case_hang(d, where):
         "exit %s after %.0f s\n%s%s" % (rc, took, o[-500:], e[-300:]))
 
 
+# The new binary as a root QEMU's: records its bounding and effective
+# capability sets (hex), one line a run.
+CAPS = r"""#!/bin/sh
+echo "$1|$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)|$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)" >> %s
+[ "$1" = -version ] && echo "QEMU emulator version 11.1.3 (probe)" && exit 0
+exit 1
+"""
+CAP_SYS_ADMIN, CAP_SYS_PTRACE = 21, 19
+
+
+def drop_bounding():
+    """In a root fake QEMU: CAP_SYS_ADMIN and CAP_SYS_PTRACE out of its
+    bounding set, as a root QEMU confined by its manager has them."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_SYS_ADMIN, CAP_SYS_PTRACE):
+        if libc.prctl(24, cap, 0, 0, 0):  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
+
+
+def case_root_caps(d):
+    """A QEMU run as root without CAP_SYS_ADMIN in its bounding set: what
+    cprx-qmp starts for it must not have it either (its own exec would
+    not get it back), or a QEMU that rewrote its argv gets it from us."""
+    out = os.path.join(d, "run", "caps.out")
+    caps = privs.script(os.path.join(d, "bin", "caps"), CAPS % out)
+    sock, log = os.path.join(d, "run", "k.sock"), os.path.join(d, "run", "k.log")
+    p = subprocess.Popen([caps, "-c", privs.SERVER, sock, log], executable=PY,
+                         cwd=d, preexec_fn=drop_bounding)
+    privs.wait_file(log + ".pid")
+    rc, o, e = run_root(os.devnull, "update", "-s", sock, "--preflight-only",
+                        "--no-rescue", "--timeout", "10")
+    privs.stop(p)
+    try:
+        with open(out) as f:
+            recs = [l.rstrip("\n").split("|") for l in f if l.count("|") == 2]
+    except FileNotFoundError:
+        recs = []
+    lost = (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE)
+    tap(len(recs) >= 2 and all(not int(r[1], 16) & lost and not int(r[2], 16) & lost
+                               for r in recs),
+        "-version and the trial of a root QEMU without CAP_SYS_ADMIN in its bounding "
+        "set ran without it", "records (arg|CapBnd|CapEff): %s\nexit %s\n%s%s"
+        % (recs, rc, o[-400:], e[-300:]))
+
+
 def case_relative_state(d):
     """QEMU in a root its user owns, its cwd /, with a link st -> an
     absolute path: QEMU's st/x.state is in its root, not in ours."""
@@ -205,7 +252,7 @@ def case_relative_state(d):
 
 
 def main():
-    d = privs.begin("confine", 20, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
+    d = privs.begin("confine", 21, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
     if d is None:
         return 0
     os.chown(os.path.join(d, "qcwd"), *privs.nobody())
@@ -222,6 +269,7 @@ def main():
         case_hang(d, "version")
         case_hang(d, "trial")
         case_relative_state(d)
+        case_root_caps(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0 if passed() else 1
