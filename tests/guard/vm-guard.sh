@@ -34,17 +34,12 @@ K=${CPRX_VM_KERNEL:-guest}
 VMM_OPTS=(--ram 16M --run-ms 30 --json)
 export CPRX_GUARD_STATUS=/run/cprx-guard/status
 
-# Each result says how long the guest took since the last one: where a
-# run's minutes go (the VM tier is most of CI's time).
-since() {
-	local now
-	now=$(cut -d' ' -f1 /proc/uptime)
-	awk -v a="${_last:-$now}" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
-	_last=$now
-}
-_last=$(cut -d' ' -f1 /proc/uptime)
-ok() { local d; d=$(since); echo "ok - $K: $* [+${d}s]"; }
-notok() { local d; d=$(since); echo "not ok - $K: $* [+${d}s]"; }
+# Each result says when, in seconds of this script: where a run's minutes
+# go (the VM tier is most of CI's time; the gaps between lines tell).
+_t0=$(cut -d' ' -f1 /proc/uptime)
+at() { awk -v a="$_t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }'; }
+ok() { echo "ok - $K: $* [t=$(at)s]"; }
+notok() { echo "not ok - $K: $* [t=$(at)s]"; }
 todo() { echo "not ok - $K: $* # TODO libcprx does not call common/guard_reader.c yet"; }
 skip() { echo "ok - $K: $1 # SKIP $2"; }
 diag() { sed 's/^/#   /' "$@"; }
