@@ -31,8 +31,11 @@ PATHS = ("luo", "baseline")
 # with; the parts come from other records (kexec-boot's stamps, the kernel
 # log's clock) and must cover it exactly but for rounding (a few us): 1 ms
 # catches any part left out, the smallest (resume) being tens of ms under
-# TCG.  The VMM's rate, measured apart, must agree with the bench's to 1e-3.
-TOL_MS, TOL_HZ = 1.0, 1e-3
+# TCG.  The VMM's rate, measured apart (TSC against CLOCK_MONOTONIC over
+# its run), must agree with the bench's (the kernel's refined calibration)
+# to 1%: a unit or scale slip is far more; a TCG guest on a loaded host
+# put them 0.33% apart (2587.6 against 2596.0 MHz) in a CI run.
+TOL_MS, TOL_HZ = 1.0, 1e-2
 def check(out):
     names = ("kexec.json", "kexec.csv", "kexec.md")
     missing = [n for n in names if not os.path.exists(os.path.join(out, n))
