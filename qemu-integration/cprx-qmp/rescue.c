@@ -244,9 +244,10 @@ static void child_exec(const struct child_args *a)
 {
 	guint n = 0;
 
+	/* every one replaced (keep.c): none of ours is left at 0-2 */
 	for (int i = 0; i < 3; i++)
-		if (a->k->stdio[i] >= 0)
-			dup2(a->k->stdio[i], i);
+		if (dup2(a->k->stdio[i], i) < 0)
+			_exit(126);
 	for (guint i = 0; i < a->k->blocks->len; i++) {
 		const struct kept_block *b = &g_array_index(a->k->blocks, struct kept_block, i);
 

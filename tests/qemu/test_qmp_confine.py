@@ -15,6 +15,7 @@ Test Case: -version and the trial get QEMU's environment, cwd and limits, no fd 
 Test Case: restart's QEMU gets QEMU's environment, cwd and limits, no fd of root's
 Test Case: a restart that lost the VM keeps its migration file, as it reports
 Test Case: a rescued QEMU gets QEMU's limits and no fd of root's
+Test Case: a rescued QEMU whose predecessor had closed its stdio gets none of root's
 Test Case: a -version or a trial that never ends is killed at --timeout
 Test Case: a relative --state of a QEMU in a chroot resolves in its root
 Test Case: a root QEMU's bounding set bounds what runs for it
@@ -65,12 +66,13 @@ def limit_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
 
 
-def start_qemu(script, args, cwd, record=None):
+def start_qemu(script, args, cwd, record=None, extra_env=None):
     """A fake QEMU as nobody, with QEMU_MARK in its environment, its cwd
     @cwd and RLIMIT_NOFILE at NOFILE; argv[0] @script; args[2] its log,
     whose pid file says it listens."""
     uid, gid = privs.nobody()
     env = {"PATH": "/usr/bin:/bin", "QEMU_MARK": "qemu-env"}
+    env.update(extra_env or {})
     if record:
         env["FAKE_RECORD"] = record
     p = subprocess.Popen([script, "-c"] + args, executable=PY, user=uid, group=gid,
@@ -175,6 +177,38 @@ def case_rescue(d, rec, secret):
         "the rescued QEMU runs with QEMU's RLIMIT_NOFILE (%d)" % NOFILE, why)
 
 
+def case_rescue_stdio(d, rec, secret):
+    """QEMU closed its fds 0-2 (nothing of it to hand on); root's
+    cprx-qmp runs with a root-only file as stdin, as a caller's redirect
+    or a terminal would be: the rescued QEMU, QEMU's user's, must not get
+    it in their place."""
+    qcwd = os.path.join(d, "qcwd")
+    run_d = os.path.join(d, "run")
+    sock, got = os.path.join(run_d, "n.sock"), os.path.join(run_d, "n-rescued.json")
+    p = start_qemu(PY, [privs.RESCUE_FAKE, sock, os.path.join(run_d, "n.log"),
+                        PY, os.path.join(run_d, "n.out"),
+                        "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
+                   qcwd, record=got, extra_env={"FAKE_NO_STDIO": "1"})
+    with open(secret) as stdin:
+        try:
+            r = subprocess.run([QMP, "update", "-s", sock, "-b", rec, "--no-trial",
+                                "--state", os.path.join(run_d, "n.state"), "--timeout",
+                                "10"], stdin=stdin, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+            rc, o, e = r.returncode, r.stdout, r.stderr
+        except subprocess.TimeoutExpired:
+            rc, o, e = None, "", "cprx-qmp still ran after 60 s"
+    p.wait()
+    try:
+        with open(got) as f:
+            fds = json.load(f)["fds"]
+    except (OSError, ValueError, KeyError):
+        fds = None
+    why = "rescued QEMU's fds: %s\nexit %s\n%s%s" % (fds, rc, o[-600:], e[-400:])
+    tap(fds is not None and secret not in fds.values(),
+        "the rescued QEMU of a QEMU without stdio holds no stdio of root's", why)
+
+
 def case_hang(d, where):
     qcwd = os.path.join(d, "qcwd")
     sock = os.path.join(d, "run", "h-%s.sock" % where)
@@ -252,7 +286,7 @@ def case_relative_state(d):
 
 
 def main():
-    d = privs.begin("confine", 21, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
+    d = privs.begin("confine", 22, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
     if d is None:
         return 0
     os.chown(os.path.join(d, "qcwd"), *privs.nobody())
@@ -266,6 +300,7 @@ def main():
         case_preflight(d, rec, out, secret)
         case_restart(d, rec, out, secret)
         case_rescue(d, rec, secret)
+        case_rescue_stdio(d, rec, secret)
         case_hang(d, "version")
         case_hang(d, "trial")
         case_relative_state(d)

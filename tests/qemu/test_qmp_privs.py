@@ -108,6 +108,8 @@ while True:
 # byte, execs another image, TARGET, which maps memory at the HVA that
 # answer named, sends the last byte and looks whether MARK was written
 # there.  argv: SOCK LOG TARGET_PY OUT -object memory-backend-memfd,...
+# With FAKE_NO_STDIO in its environment it closes its fds 0, 1 and 2
+# once a client talks to it.
 RESCUE_FAKE = FAKE_COMMON + r'''
 import ctypes, mmap, os, socket, sys
 sock, log, target_py, out = sys.argv[1:5]
@@ -149,6 +151,8 @@ def serve(c):
     f.write(json.dumps(GREETING) + "\n")
     f.flush()
     for line in f:
+        if not rescued and os.environ.get("FAKE_NO_STDIO"):
+            os.closerange(0, 3)  # a QEMU may close its stdio
         cmd, ans = answer(line, GOOD, log)
         if rescued and cmd == "human-monitor-command":
             f.write(ans)
