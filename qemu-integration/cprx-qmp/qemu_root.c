@@ -180,6 +180,29 @@ GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err)
 /* What a child may print that we keep. */
 #define OUTPUT_MAX (64 * 1024)
 
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1UL << 2)
+#endif
+
+/*
+ * Kills the child's session (its process group: setsid made it one) by
+ * its pidfd: a child that exited was reaped (GSubprocess reaps), and its
+ * number may then be another process's group, root's even, once those
+ * it started left that group.  Before Linux 6.9, by number, and only
+ * while the child lives, holding it.
+ */
+static void kill_session(int pfd, pid_t pid, gboolean exited)
+{
+	if (pfd >= 0 && !syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL,
+				 PIDFD_SIGNAL_PROCESS_GROUP))
+		return;
+	if (pfd >= 0 && errno == EINVAL && !exited)
+		kill(-pid, SIGKILL);
+}
+
 /*
  * Waits for the child until @deadline (monotonic), reading its output;
  * then kills it and whatever it started (its session): a binary QEMU's
@@ -217,8 +240,8 @@ char *communicate_until(GSubprocess *p, gint64 deadline, gboolean *killed)
 			g_string_append_len(text, buf, MIN((gsize)n, OUTPUT_MAX - text->len));
 	}
 	*killed = out >= 0 || !exited;
-	if (*killed && pid > 0)
-		kill(-pid, SIGKILL);
+	if (*killed)
+		kill_session(pfd, pid, exited);
 	if (*killed)
 		g_subprocess_force_exit(p);
 	else

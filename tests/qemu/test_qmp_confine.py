@@ -17,6 +17,7 @@ Test Case: a restart that lost the VM keeps its migration file, as it reports
 Test Case: a rescued QEMU gets QEMU's limits and no fd of root's
 Test Case: a rescued QEMU whose predecessor had closed its stdio gets none of root's
 Test Case: a -version or a trial that never ends is killed at --timeout
+Test Case: the kill at --timeout spares a process group that took the number of an exited -version
 Test Case: a relative --state of a QEMU in a chroot resolves in its root
 Test Case: a root QEMU's bounding set bounds what runs for it
 
@@ -33,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_qmp_privs as privs  # noqa: E402
-from tap import passed, tap  # noqa: E402
+from tap import passed, skip, tap  # noqa: E402
 
 QMP, PY = privs.QMP, privs.PY
 NOFILE = 77  # QEMU's RLIMIT_NOFILE, not root's
@@ -232,6 +233,86 @@ def case_hang(d, where):
         "exit %s after %.0f s\n%s%s" % (rc, took, o[-500:], e[-300:]))
 
 
+# The new binary: -version prints, leaves a process of a session of its
+# own holding its stdout, and exits.
+ESCAPE = r"""#!/bin/sh
+if [ "$1" = -version ]; then
+    echo $$ > %s
+    setsid sleep 300 &
+    echo $! > %s
+    echo "QEMU emulator version 11.1.3 (probe)"
+    exit 0
+fi
+exit 1
+"""
+
+# In a PID namespace of its own (ns_last_pid is then the test's): a fake
+# QEMU whose new binary is ESCAPE; once that -version has exited and been
+# reaped, a process of root's is made to get its number as its process
+# group; cprx-qmp times out waiting for the -version's output.  Prints
+# whether that process lived through it.  argv: DIR QCWD TESTS_DIR
+INNER = r"""
+import os, subprocess, sys, time
+sys.path.insert(0, sys.argv[3])
+import test_qmp_confine as t
+privs = t.privs
+d, qcwd = sys.argv[1:3]
+run_d = os.path.join(d, "run")
+pidf, gcf = os.path.join(run_d, "esc.pid"), os.path.join(run_d, "esc.gc")
+esc = privs.script(os.path.join(d, "bin", "escape"), t.ESCAPE % (pidf, gcf))
+sock, log = os.path.join(run_d, "e.sock"), os.path.join(run_d, "e.log")
+q = t.start_qemu(esc, [privs.SERVER, sock, log], qcwd)
+u = subprocess.Popen([t.QMP, "update", "-s", sock, "--preflight-only", "--no-rescue",
+                      "--timeout", "6"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+pid = int(privs.wait_file(pidf))
+for _ in range(500):
+    if not os.path.exists("/proc/%d" % pid):
+        break
+    time.sleep(0.01)
+victim = None
+for _ in range(20):
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(pid - 1))
+    victim = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    if victim.pid == pid:
+        break
+    victim.kill()
+    victim.wait()
+    victim = None
+u.wait()
+verdict = "nopid" if victim is None else "alive" if victim.poll() is None else "killed"
+print(verdict, u.returncode)
+for p in (victim, q):
+    if p:
+        p.kill()
+        p.wait()
+try:
+    os.kill(int(privs.wait_file(gcf)), 9)
+except (OSError, ValueError):
+    pass
+"""
+
+
+def case_reused_group(d):
+    """cprx-qmp kills a -version that overran with its process group, by
+    number: once that -version has exited (its output held by a process
+    that left its group) and been reaped, the number may be another
+    process's group, root's even, which must not be killed."""
+    if not shutil.which("unshare"):
+        skip("no unshare(1) for a PID namespace")
+        return
+    try:
+        r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", INNER,
+                            d, os.path.join(d, "qcwd"),
+                            os.path.dirname(os.path.abspath(__file__))], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=90)
+        out, err = r.stdout.strip(), r.stderr[-600:]
+    except subprocess.TimeoutExpired:
+        out, err = "", "timed out"
+    tap(out.startswith("alive"), "the kill at --timeout spared a process group that took "
+        "the number of the -version that had exited", "inner: %r\n%s" % (out, err))
+
+
 # The new binary as a root QEMU's: records its bounding and effective
 # capability sets (hex), one line a run.
 CAPS = r"""#!/bin/sh
@@ -286,7 +367,7 @@ def case_relative_state(d):
 
 
 def main():
-    d = privs.begin("confine", 22, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
+    d = privs.begin("confine", 23, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
     if d is None:
         return 0
     os.chown(os.path.join(d, "qcwd"), *privs.nobody())
@@ -303,6 +384,7 @@ def main():
         case_rescue_stdio(d, rec, secret)
         case_hang(d, "version")
         case_hang(d, "trial")
+        case_reused_group(d)
         case_relative_state(d)
         case_root_caps(d)
     finally:
