@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -68,13 +69,43 @@ int qemu_dir_open(struct qmp_ctx *c, const char *dir)
 	return fd;
 }
 
-/* The directory of @path opened by qemu_dir_open; *base its last name. */
+/* Whether QEMU's user may make a file in @dfd: asked as that user, in a
+ * child (its ACLs, its groups), as cpr-exec's QEMU would make it. */
+static gboolean qemu_may_create(struct qmp_ctx *c, int dfd)
+{
+	pid_t pid;
+	int st;
+
+	if (geteuid())
+		return TRUE;	/* we are no more than QEMU's user */
+	pid = fork();
+	if (pid == 0)
+		_exit(!become_qemu(&c->creds) ||
+		      faccessat(dfd, ".", W_OK | X_OK, AT_EACCESS));
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	       !WEXITSTATUS(st);
+}
+
+/*
+ * The directory of @path opened by qemu_dir_open; *base its last name.
+ * Only one QEMU's user may write: what we make there (the migration file,
+ * restart's log) is made in a place QEMU's user chose (a link on the way),
+ * as root, and given to it or filled by it; a directory of root's would
+ * get a file of QEMU's user's.  EACCES otherwise.
+ */
 int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base)
 {
 	g_autofree char *dn = g_path_get_dirname(path);
+	int fd;
 
 	*base = g_path_get_basename(path);
-	return qemu_dir_open(c, dn);
+	fd = qemu_dir_open(c, dn);
+	if (fd >= 0 && !qemu_may_create(c, fd)) {
+		close(fd);
+		errno = EACCES;
+		return -1;
+	}
+	return fd;
 }
 
 /* Removes the migration file, in the directory opened while QEMU lived:
