@@ -82,9 +82,10 @@ def start_qemu(script, args, cwd, record=None, extra_env=None):
     return p
 
 
-def run_root(secret_file, *args, timeout=60):
+def run_root(secret_file, *args, timeout=60, stdin=None):
     """cprx-qmp with ROOT_ONLY_SECRET in its environment and an fd of a
-    root-only file open, as a caller of root's may leave it."""
+    root-only file open, as a caller of root's may leave it (@stdin, a
+    file, its stdin too)."""
     env = dict(os.environ)
     k, v = SECRET.split("=")
     env[k] = v
@@ -92,7 +93,7 @@ def run_root(secret_file, *args, timeout=60):
     try:
         p = subprocess.run([QMP] + list(args), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=env,
-                           pass_fds=[fd], timeout=timeout)
+                           pass_fds=[fd], timeout=timeout, stdin=stdin)
         return p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired:
         return None, "", "cprx-qmp still ran after %d s" % timeout
@@ -154,23 +155,29 @@ def case_restart(d, rec, out, secret):
     os.unlink(out)
 
 
-def case_rescue(d, rec, secret):
-    qcwd = os.path.join(d, "qcwd")
+def rescue_once(d, rec, secret, tag, extra_env=None, stdin=None):
+    """An update whose new binary (@rec) dies, with the fake QEMU of the
+    rescue: what the rescued one recorded (None if it did not run), and
+    the run's words."""
     run_d = os.path.join(d, "run")
-    sock, got = os.path.join(run_d, "x.sock"), os.path.join(run_d, "rescued.json")
-    p = start_qemu(PY, [privs.RESCUE_FAKE, sock, os.path.join(run_d, "x.log"),
-                        PY, os.path.join(run_d, "x.out"),
+    sock, got = os.path.join(run_d, tag + ".sock"), os.path.join(run_d, tag + "-rescued.json")
+    p = start_qemu(PY, [privs.RESCUE_FAKE, sock, os.path.join(run_d, tag + ".log"),
+                        PY, os.path.join(run_d, tag + ".out"),
                         "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
-                   qcwd, record=got)
+                   os.path.join(d, "qcwd"), record=got, extra_env=extra_env)
     rc, o, e = run_root(secret, "update", "-s", sock, "-b", rec, "--no-trial", "--state",
-                        os.path.join(run_d, "x.state"), "--timeout", "10")
+                        os.path.join(run_d, tag + ".state"), "--timeout", "10", stdin=stdin)
     p.wait()
     try:
         with open(got) as f:
             r = json.load(f)
     except (OSError, ValueError):
         r = None
-    why = "rescued QEMU: %s\nexit %s\n%s%s" % (r, rc, o[-600:], e[-400:])
+    return r, "rescued QEMU: %s\nexit %s\n%s%s" % (r, rc, o[-600:], e[-400:])
+
+
+def case_rescue(d, rec, secret):
+    r, why = rescue_once(d, rec, secret, "x")
     tap(r is not None, "the fake QEMU died and the rescue started it again", why)
     tap(r is not None and secret not in r["fds"].values(),
         "the rescued QEMU holds no fd root's cprx-qmp was given", why)
@@ -183,30 +190,9 @@ def case_rescue_stdio(d, rec, secret):
     cprx-qmp runs with a root-only file as stdin, as a caller's redirect
     or a terminal would be: the rescued QEMU, QEMU's user's, must not get
     it in their place."""
-    qcwd = os.path.join(d, "qcwd")
-    run_d = os.path.join(d, "run")
-    sock, got = os.path.join(run_d, "n.sock"), os.path.join(run_d, "n-rescued.json")
-    p = start_qemu(PY, [privs.RESCUE_FAKE, sock, os.path.join(run_d, "n.log"),
-                        PY, os.path.join(run_d, "n.out"),
-                        "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
-                   qcwd, record=got, extra_env={"FAKE_NO_STDIO": "1"})
     with open(secret) as stdin:
-        try:
-            r = subprocess.run([QMP, "update", "-s", sock, "-b", rec, "--no-trial",
-                                "--state", os.path.join(run_d, "n.state"), "--timeout",
-                                "10"], stdin=stdin, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, timeout=60)
-            rc, o, e = r.returncode, r.stdout, r.stderr
-        except subprocess.TimeoutExpired:
-            rc, o, e = None, "", "cprx-qmp still ran after 60 s"
-    p.wait()
-    try:
-        with open(got) as f:
-            fds = json.load(f)["fds"]
-    except (OSError, ValueError, KeyError):
-        fds = None
-    why = "rescued QEMU's fds: %s\nexit %s\n%s%s" % (fds, rc, o[-600:], e[-400:])
-    tap(fds is not None and secret not in fds.values(),
+        r, why = rescue_once(d, rec, secret, "n", {"FAKE_NO_STDIO": "1"}, stdin)
+    tap(r is not None and secret not in r["fds"].values(),
         "the rescued QEMU of a QEMU without stdio holds no stdio of root's", why)
 
 
