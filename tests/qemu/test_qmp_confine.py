@@ -16,6 +16,7 @@ Test Case: restart's QEMU gets QEMU's environment, cwd and limits, no fd of root
 Test Case: a restart that lost the VM keeps its migration file, as it reports
 Test Case: a rescued QEMU gets QEMU's limits and no fd of root's
 Test Case: a rescued QEMU whose predecessor had closed its stdio gets none of root's
+Test Case: a rescue by a cprx-qmp with some 200 fds open
 Test Case: a -version or a trial that never ends is killed at --timeout
 Test Case: the kill at --timeout spares a process group that took the number of an exited -version
 Test Case: a relative --state of a QEMU in a chroot resolves in its root
@@ -82,23 +83,24 @@ def start_qemu(script, args, cwd, record=None, extra_env=None):
     return p
 
 
-def run_root(secret_file, *args, timeout=60, stdin=None):
-    """cprx-qmp with ROOT_ONLY_SECRET in its environment and an fd of a
-    root-only file open, as a caller of root's may leave it (@stdin, a
+def run_root(secret_file, *args, timeout=60, stdin=None, hold=1):
+    """cprx-qmp with ROOT_ONLY_SECRET in its environment and @hold fds of
+    a root-only file open, as a caller of root's may leave them (@stdin, a
     file, its stdin too)."""
     env = dict(os.environ)
     k, v = SECRET.split("=")
     env[k] = v
-    fd = os.open(secret_file, os.O_RDONLY)
+    fds = [os.open(secret_file, os.O_RDONLY) for _ in range(hold)]
     try:
         p = subprocess.run([QMP] + list(args), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=env,
-                           pass_fds=[fd], timeout=timeout, stdin=stdin)
+                           pass_fds=fds, timeout=timeout, stdin=stdin)
         return p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired:
         return None, "", "cprx-qmp still ran after %d s" % timeout
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def records(out, first):
@@ -155,7 +157,7 @@ def case_restart(d, rec, out, secret):
     os.unlink(out)
 
 
-def rescue_once(d, rec, secret, tag, extra_env=None, stdin=None):
+def rescue_once(d, rec, secret, tag, extra_env=None, stdin=None, hold=1):
     """An update whose new binary (@rec) dies, with the fake QEMU of the
     rescue: what the rescued one recorded (None if it did not run), and
     the run's words."""
@@ -166,7 +168,8 @@ def rescue_once(d, rec, secret, tag, extra_env=None, stdin=None):
                         "-object", "memory-backend-memfd,id=ram0,size=1M,share=on"],
                    os.path.join(d, "qcwd"), record=got, extra_env=extra_env)
     rc, o, e = run_root(secret, "update", "-s", sock, "-b", rec, "--no-trial", "--state",
-                        os.path.join(run_d, tag + ".state"), "--timeout", "10", stdin=stdin)
+                        os.path.join(run_d, tag + ".state"), "--timeout", "10", stdin=stdin,
+                        hold=hold)
     p.wait()
     try:
         with open(got) as f:
@@ -194,6 +197,16 @@ def case_rescue_stdio(d, rec, secret):
         r, why = rescue_once(d, rec, secret, "n", {"FAKE_NO_STDIO": "1"}, stdin)
     tap(r is not None and secret not in r["fds"].values(),
         "the rescued QEMU of a QEMU without stdio holds no stdio of root's", why)
+
+
+def case_rescue_high_fds(d, rec, secret):
+    """root's cprx-qmp started with some 200 fds open: what it keeps for
+    the rescue (QEMU's binary, namespace, root, cwd, the migration file,
+    the RAM) has numbers where the rescued QEMU's fds go (199 up).  Each
+    must reach the rescued QEMU as itself, not as the RAM put there."""
+    r, why = rescue_once(d, rec, secret, "h", hold=190)
+    tap(r is not None and any(v.startswith("/memfd:ram0") for v in r["fds"].values()),
+        "with 190 fds of root's open, the rescued QEMU ran, its RAM on its fd", why)
 
 
 def case_hang(d, where):
@@ -353,7 +366,7 @@ def case_relative_state(d):
 
 
 def main():
-    d = privs.begin("confine", 23, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
+    d = privs.begin("confine", 24, (("run", 0o1777), ("bin", 0o755), ("qcwd", 0o755)))
     if d is None:
         return 0
     os.chown(os.path.join(d, "qcwd"), *privs.nobody())
@@ -368,6 +381,7 @@ def main():
         case_restart(d, rec, out, secret)
         case_rescue(d, rec, secret)
         case_rescue_stdio(d, rec, secret)
+        case_rescue_high_fds(d, rec, secret)
         case_hang(d, "version")
         case_hang(d, "trial")
         case_reused_group(d)
