@@ -255,8 +255,10 @@ int cprx_exec(struct cprx_session *s, const char *path, char *const argv[]);
  * when one was prepared but this kernel has no /dev/liveupdate, -ENOENT
  * when the kernel did not bring it: the state is gone, and cprx_errmsg
  * says when it was prepared and why it was lost.  -ECONNREFUSED when
- * cprx-luod cannot be reached: nothing was taken, and a call once it
- * answers resumes or says which of these it is.
+ * cprx-luod cannot be reached, the socket is not root's, or the daemon
+ * takes no request (it refuses the connection, or never answers): nothing
+ * was taken, and a call once it answers resumes or says which of these
+ * it is.
  * Bad options are -EINVAL (and *sp NULL) whether or not there is an update.
  *
  * CPRX_INCOMING is read with secure_getenv and trusted only as far as it is

@@ -58,7 +58,8 @@ static int daemon_trusted(struct cprx_session *s, const char *path)
 	if (getsockopt(s->luo_sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 	    (cred.uid && cred.uid != geteuid())) {
 		luo_close(s);
-		return cprx_fail(s, EPERM, "point " CPRX_LUOD_ENV " at root's "
+		return cprx_fail(s, s->luo_unreached ? s->luo_unreached : EPERM,
+				 "point " CPRX_LUOD_ENV " at root's "
 				 "cprx-luod", "the cprx-luod socket %s is served "
 				 "by uid %d, neither root nor this VMM's",
 				 path, len == sizeof(cred) ? (int)cred.uid : -1);
@@ -69,7 +70,9 @@ static int daemon_trusted(struct cprx_session *s, const char *path)
 /*
  * A connection to cprx-luod, or -@unreachable when there is none to
  * connect to (ENODEV before an update; ECONNREFUSED after a kexec, when
- * nothing was taken and a later call may still resume).
+ * nothing was taken and a later call may still resume).  After a kexec
+ * the same holds of a socket that is not root's daemon's, and of a daemon
+ * that takes no request (ask()): it has taken nothing either.
  */
 static int connect_daemon(struct cprx_session *s, int unreachable)
 {
@@ -82,6 +85,7 @@ static int connect_daemon(struct cprx_session *s, int unreachable)
 		return cprx_fail(s, ENAMETOOLONG, "shorten " CPRX_LUOD_ENV,
 				 "cprx-luod socket path '%s' is too long", path);
 	strcpy(sa.sun_path, path);
+	s->luo_unreached = unreachable == ECONNREFUSED ? unreachable : 0;
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return cprx_fail(s, errno, NULL, "socket: %s", strerror(errno));
@@ -102,13 +106,17 @@ static void luo_close(struct cprx_session *s);
 /*
  * One request, one reply.  0 on "OK", 1 on "NONE", else the daemon's errno
  * (negative) with its words in the session's message.  *@fdp, if given,
- * gets the fd the reply carried (-1 if none).
+ * gets the fd the reply carried (-1 if none).  After a kexec, a request
+ * the daemon did not take, unanswered or refused with the connection
+ * (cprx-luod(8): that refusal carries the connection back), is
+ * s->luo_unreached's errno: nothing was taken.
  */
 static int ask(struct cprx_session *s, const char *req, int fd, int *fdp,
 	       const char *hint)
 {
 	char msg[CPRX_LUOD_MSG_MAX], *why;
 	int rfd = -1, ret, err;
+	bool carried;
 
 	ret = cprx_luod_send(s->luo_sock, req, fd);
 	if (!ret)
@@ -120,10 +128,12 @@ static int ask(struct cprx_session *s, const char *req, int fd, int *fdp,
 		 * daemon drops a session whose connection is gone).
 		 */
 		luo_close(s);
-		return cprx_fail(s, ECONNRESET, "check cprx-luod's log "
+		return cprx_fail(s, s->luo_unreached ? s->luo_unreached :
+				 ECONNRESET, "check cprx-luod's log "
 				 "(journalctl -u cprx-luod)", "cprx-luod did not "
 				 "answer '%.16s': %s", req, strerror(-ret));
 	}
+	carried = rfd >= 0;
 	if (fdp)
 		*fdp = rfd;
 	else if (rfd >= 0)
@@ -137,6 +147,11 @@ static int ask(struct cprx_session *s, const char *req, int fd, int *fdp,
 	err = (int)strtol(msg + 4, &why, 10);
 	if (strncmp(msg, "ERR ", 4) || err <= 0)
 		err = EPROTO;
+	if (carried && s->luo_unreached) {
+		err = s->luo_unreached;
+		hint = "run again: cprx-luod refused the connection, not the "
+		       "request";
+	}
 	return cprx_fail(s, err, hint, "cprx-luod: %s", *why ? why + 1 : msg);
 }
 
@@ -355,11 +370,17 @@ int cprx_luo_retrieve(struct cprx_session *s, const char *name)
 		  "afresh; to keep it across the next kexec, boot a kernel with "
 		  "liveupdate=on and KHO (CONFIG_LIVEUPDATE, "
 		  "CONFIG_KEXEC_HANDOVER)");
+	if (ret == 1)
+		s->luo_unreached = 0;
 	if (ret)
 		return ret == 1 ? 0 : ret;
 	ret = ask(s, "GET " "ffffffffffffffff", -1, &s->state_fd,
 		  "the state is lost; the guest cannot be resumed");
-	return ret ? ret : 1;
+	if (ret < 0)
+		return ret;
+	/* taken: the failures of later requests are theirs */
+	s->luo_unreached = 0;
+	return 1;
 }
 
 static int luo_incoming(struct cprx_session *s, const struct cprx_handover *h)

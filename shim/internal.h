@@ -85,6 +85,8 @@ struct cprx_session {
 	unsigned int kmod_max_pins;	/* kmod: max_pins at open; 0: unknown */
 	int luo_sock;		/* luo: the connection to cprx-luod */
 	bool luo_stale;		/* luo: a sent fd was unpreserved since */
+	int luo_unreached;	/* luo: the errno for a daemon that took no
+				 * request (not reached, not root's, silent) */
 	bool saved;		/* state_fd holds the current state */
 	struct cprx_keeper keeper;	/* started by preflight, for cprx_exec */
 	int argv_err;		/* origin.argv cannot be carried: -errno */

@@ -256,8 +256,17 @@ static gboolean keep_process(struct qmp_ctx *c, GString *d)
 		g_string_printf(d, "QEMU's user and group are unknown (/proc/%d/status)", c->pid);
 		return FALSE;
 	}
-	for (int i = 0; i < 3; i++)
+	/* One QEMU closed is /dev/null's: the rescue's child must not pass
+	 * on ours in its place (root's terminal, a file of root's). */
+	for (int i = 0; i < 3; i++) {
 		k->stdio[i] = syscall(SYS_pidfd_getfd, c->pidfd, i, 0);
+		if (k->stdio[i] < 0)
+			k->stdio[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (k->stdio[i] < 0) {
+			g_string_printf(d, "cannot open /dev/null: %s", g_strerror(errno));
+			return FALSE;
+		}
+	}
 	dfd = qemu_parent_open(c, c->o->state, &base);
 	if (dfd < 0) {
 		g_string_printf(d, "the migration file's directory (%s): %s", c->o->state,

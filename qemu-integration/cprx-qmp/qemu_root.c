@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -68,13 +69,43 @@ int qemu_dir_open(struct qmp_ctx *c, const char *dir)
 	return fd;
 }
 
-/* The directory of @path opened by qemu_dir_open; *base its last name. */
+/* Whether QEMU's user may make a file in @dfd: asked as that user, in a
+ * child (its ACLs, its groups), as cpr-exec's QEMU would make it. */
+static gboolean qemu_may_create(struct qmp_ctx *c, int dfd)
+{
+	pid_t pid;
+	int st;
+
+	if (geteuid())
+		return TRUE;	/* we are no more than QEMU's user */
+	pid = fork();
+	if (pid == 0)
+		_exit(!become_qemu(&c->creds) ||
+		      faccessat(dfd, ".", W_OK | X_OK, AT_EACCESS));
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	       !WEXITSTATUS(st);
+}
+
+/*
+ * The directory of @path opened by qemu_dir_open; *base its last name.
+ * Only one QEMU's user may write: what we make there (the migration file,
+ * restart's log) is made in a place QEMU's user chose (a link on the way),
+ * as root, and given to it or filled by it; a directory of root's would
+ * get a file of QEMU's user's.  EACCES otherwise.
+ */
 int qemu_parent_open(struct qmp_ctx *c, const char *path, char **base)
 {
 	g_autofree char *dn = g_path_get_dirname(path);
+	int fd;
 
 	*base = g_path_get_basename(path);
-	return qemu_dir_open(c, dn);
+	fd = qemu_dir_open(c, dn);
+	if (fd >= 0 && !qemu_may_create(c, fd)) {
+		close(fd);
+		errno = EACCES;
+		return -1;
+	}
+	return fd;
 }
 
 /* Removes the migration file, in the directory opened while QEMU lived:
@@ -180,6 +211,29 @@ GSubprocess *spawn_in_root(struct qmp_ctx *c, GPtrArray *argv, GError **err)
 /* What a child may print that we keep. */
 #define OUTPUT_MAX (64 * 1024)
 
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1UL << 2)
+#endif
+
+/*
+ * Kills the child's session (its process group: setsid made it one) by
+ * its pidfd: a child that exited was reaped (GSubprocess reaps), and its
+ * number may then be another process's group, root's even, once those
+ * it started left that group.  Before Linux 6.9, by number, and only
+ * while the child lives, holding it.
+ */
+static void kill_session(int pfd, pid_t pid, gboolean exited)
+{
+	if (pfd >= 0 && !syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL,
+				 PIDFD_SIGNAL_PROCESS_GROUP))
+		return;
+	if (pfd >= 0 && errno == EINVAL && !exited)
+		kill(-pid, SIGKILL);
+}
+
 /*
  * Waits for the child until @deadline (monotonic), reading its output;
  * then kills it and whatever it started (its session): a binary QEMU's
@@ -217,8 +271,8 @@ char *communicate_until(GSubprocess *p, gint64 deadline, gboolean *killed)
 			g_string_append_len(text, buf, MIN((gsize)n, OUTPUT_MAX - text->len));
 	}
 	*killed = out >= 0 || !exited;
-	if (*killed && pid > 0)
-		kill(-pid, SIGKILL);
+	if (*killed)
+		kill_session(pfd, pid, exited);
 	if (*killed)
 		g_subprocess_force_exit(p);
 	else

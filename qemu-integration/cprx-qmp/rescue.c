@@ -238,22 +238,42 @@ struct child_args {
 	char **argv, **envp;
 };
 
+/* @fd, or a copy of it at @top or above when it is where the child's fds
+ * go (CHILD_STATE_FD to @top): a dup2 there would replace it. */
+static void out_of_the_way(int *fd, int top)
+{
+	if (*fd >= CHILD_STATE_FD && *fd < top && (*fd = fcntl(*fd, F_DUPFD_CLOEXEC, top)) < 0)
+		_exit(126);
+}
+
 /* In the child: QEMU's namespace, root, cwd, stdio and RAM; the previous
- * binary.  No other fd of ours: one our caller left open is root's. */
+ * binary.  No other fd of ours: one our caller left open is root's.  The
+ * kept fds are this child's copies (fork): moving them changes no fd of
+ * the parent's. */
 static void child_exec(const struct child_args *a)
 {
-	guint n = 0;
+	struct kept *k = a->k;
+	int *fds[] = { &k->exe, &k->ns, &k->root, &k->cwd, &k->state,
+		       &k->stdio[0], &k->stdio[1], &k->stdio[2] };
+	guint n = 0, top = CHILD_FD0;
 
+	for (guint i = 0; i < k->blocks->len; i++)
+		top += g_array_index(k->blocks, struct kept_block, i).backend;
+	for (guint i = 0; i < G_N_ELEMENTS(fds); i++)
+		out_of_the_way(fds[i], top);
+	for (guint i = 0; i < k->blocks->len; i++)
+		out_of_the_way(&g_array_index(k->blocks, struct kept_block, i).fd, top);
+	/* every one replaced (keep.c): none of ours is left at 0-2 */
 	for (int i = 0; i < 3; i++)
-		if (a->k->stdio[i] >= 0)
-			dup2(a->k->stdio[i], i);
-	for (guint i = 0; i < a->k->blocks->len; i++) {
-		const struct kept_block *b = &g_array_index(a->k->blocks, struct kept_block, i);
+		if (dup2(k->stdio[i], i) < 0)
+			_exit(126);
+	for (guint i = 0; i < k->blocks->len; i++) {
+		const struct kept_block *b = &g_array_index(k->blocks, struct kept_block, i);
 
 		if (b->backend && dup2(b->fd, CHILD_FD0 + n++) < 0)
 			_exit(126);
 	}
-	if (dup2(a->k->state, CHILD_STATE_FD) < 0)
+	if (dup2(k->state, CHILD_STATE_FD) < 0)
 		_exit(126);
 	/* close-on-exec, not closed: the kept binary's fd is exec'd */
 	if (close_range(3, CHILD_STATE_FD - 1, CLOSE_RANGE_CLOEXEC) ||

@@ -7,7 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include "harness.h"
 #include "luo_util.h"
 #include "luod_proto.h"
@@ -148,6 +152,168 @@ TEST(vmm_kexec_no_daemon)
 	EXPECT_TRUE(has(out, "\"event\":\"update\",\"ok\":true,"
 			"\"generation\":1,"));
 	EXPECT_TRUE(has(out, "\"verify\":\"ok\"}"));
+	luod_cleanup(&r);
+}
+
+/* The VM after the kexec, as the daemon at @r serves it: resumed, exit 0. */
+static void resumes(struct luod_run *r, char *out, size_t len)
+{
+	setenv(CPRX_LUOD_ENV, r->sock, 1);
+	EXPECT_EQ(0, vmm("--kexec --name vm1", out, len));
+	EXPECT_TRUE(has(out, "\"event\":\"update\",\"ok\":true,"
+			"\"generation\":1,"));
+	EXPECT_TRUE(has(out, "\"verify\":\"ok\"}"));
+}
+
+/* What cprx-vmm --kexec says of a session it could not ask for. */
+static void waits(const char *out, int rc)
+{
+	EXPECT_EQ(1, rc);
+	EXPECT_TRUE(has(out, "not lost"));
+	EXPECT_FALSE(has(out, "\"fatal\":true"));
+}
+
+/*
+ * A stand-in at @path, listening as @uid: each connection is accepted and
+ * closed unanswered, as by a daemon that died before it answered or a
+ * socket unit whose daemon never started.  Its pid.
+ */
+static pid_t silent_socket(const char *path, uid_t uid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pid_t pid;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		/* SO_PEERCRED tells its peers who called listen() */
+		if ((uid && (setresgid(uid, uid, uid) || setresuid(uid, uid, uid))) ||
+		    listen(fd, 8) < 0)
+			_exit(1);
+		for (;;) {
+			int c = accept(fd, NULL, NULL);
+
+			if (c >= 0)
+				close(c);
+		}
+	}
+	close(fd);
+	for (int i = 0; pid > 0 && i < 500; i++) {	/* until it listens */
+		int c = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		int ok = !connect(c, (struct sockaddr *)&sa, sizeof(sa));
+
+		close(c);
+		if (ok)
+			break;
+		usleep(10000);
+	}
+	return pid;
+}
+
+static void silent_stop(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/*
+ * A guest handed over, the "kexec" done, and cprx-vmm --kexec run against
+ * silent_socket(@uid) at @name in the test's directory: "not lost" and
+ * @words; then a resume from the daemon.
+ */
+static void silent_case(const char *name, uid_t uid, const char *words)
+{
+	static char out[65536];
+	struct luod_run r = { 0 };
+	char st[CPRX_LUOD_MSG_MAX], sock[sizeof(r.sock) + 16];
+	pid_t pid;
+
+	ASSERT_TRUE(vmm_daemon(&r, fake));
+	EXPECT_EQ(0, vmm("--kexec --name vm1", out, sizeof(out)));
+	ASSERT_GT(luod_ask1(&r, "KEXEC", st, sizeof(st)), 0);
+	snprintf(sock, sizeof(sock), "%s/%s", r.dir, name);
+	pid = silent_socket(sock, uid);
+	ASSERT_GT(pid, 0);
+	setenv(CPRX_LUOD_ENV, sock, 1);
+	waits(out, vmm("--kexec --name vm1", out, sizeof(out)));
+	EXPECT_TRUE(has(out, words));
+	silent_stop(pid);
+	resumes(&r, out, sizeof(out));
+	luod_cleanup(&r);
+}
+
+/*
+ * Test Case: vmm_kexec_unanswered
+ * After the kexec, a socket that takes cprx-vmm's connection but never
+ * answers (a daemon that died first, or a socket unit whose daemon never
+ * started) has taken nothing either: "not lost", exit 1, and a resume
+ * once the daemon answers.
+ */
+TEST(vmm_kexec_unanswered)
+{
+	if (!getenv("CPRX_VMM"))
+		SKIP(return, "CPRX_VMM is not set (meson sets it)");
+	silent_case("silent.sock", 0, "did not answer");
+}
+
+/*
+ * Test Case: vmm_kexec_foreign_socket
+ * After the kexec, the socket is another user's (a path in a shared
+ * directory taken first): libcprx asks it nothing, so nothing was taken.
+ * Not "lost" (exit 4, an operator discards the guest) but exit 1, and a
+ * resume from root's daemon after.
+ */
+TEST(vmm_kexec_foreign_socket)
+{
+	if (geteuid())
+		SKIP(return, "needs root (a socket of another uid)");
+	if (!getenv("CPRX_VMM"))
+		SKIP(return, "CPRX_VMM is not set (meson sets it)");
+	silent_case("foreign.sock", 65534, "served by uid 65534");
+}
+
+/*
+ * Test Case: vmm_kexec_connection_refused
+ * After the kexec, the daemon refuses the connection itself (its uid has
+ * every connection it may have, ERR 24 with the connection carried back):
+ * the request was never read, nothing taken.  Exit 1, "not lost"; once
+ * those connections close, the guest resumes.
+ */
+TEST(vmm_kexec_connection_refused)
+{
+	static char out[65536];
+	struct luod_run r = { 0 };
+	char st[CPRX_LUOD_MSG_MAX];
+	int hog[64], n = 0;
+
+	if (!vmm_daemon(&r, fake))
+		SKIP(return, "CPRX_VMM is not set (meson sets it)");
+	EXPECT_EQ(0, vmm("--kexec --name vm1", out, sizeof(out)));
+	ASSERT_GT(luod_ask1(&r, "KEXEC", st, sizeof(st)), 0);
+	/* every connection this uid may have, each answered: each counted */
+	for (; n < 64; n++) {
+		hog[n] = luod_connect(&r);
+		if (hog[n] < 0 || luod_ask(hog[n], "STATUS", -1, st, sizeof(st),
+					   NULL) <= 0 || strncmp(st, "OK", 2)) {
+			if (hog[n] >= 0)
+				close(hog[n]);
+			break;
+		}
+	}
+	ASSERT_LT(n, 64);
+	ASSERT_TRUE(has(st, "ERR 24"));
+	waits(out, vmm("--kexec --name vm1", out, sizeof(out)));
+	while (n--)
+		close(hog[n]);
+	usleep(300000);	/* the readers exit, their slots free */
+	resumes(&r, out, sizeof(out));
 	luod_cleanup(&r);
 }
 

@@ -19,8 +19,9 @@ croot=$("$src/qemu-integration/qemu-chroot.sh" --check)
 [ -x "$croot/usr/bin/setpriv" ] || skip_all "no setpriv in the QEMU chroot"
 q=/usr/bin/qemu-system-x86_64
 nobody=65534
-# $W is bound into the chroot (/tmp): the guest's files must be nobody's.
-chmod 755 "$W"
+# $W is bound into the chroot (/tmp): the guest's files must be nobody's,
+# and like a /tmp nobody may make files in it (the default --state).
+chmod 1777 "$W"
 mkdir -p "$W/g" && chown "$nobody:$nobody" "$W/g"
 printf '#!/bin/sh\nexec setpriv --reuid=%s --regid=%s --clear-groups %s "$@"\n' \
 	"$nobody" "$nobody" "$q" >"$W/as-nobody.sh"

@@ -108,6 +108,8 @@ while True:
 # byte, execs another image, TARGET, which maps memory at the HVA that
 # answer named, sends the last byte and looks whether MARK was written
 # there.  argv: SOCK LOG TARGET_PY OUT -object memory-backend-memfd,...
+# With FAKE_NO_STDIO in its environment it closes its fds 0, 1 and 2
+# once a client talks to it.
 RESCUE_FAKE = FAKE_COMMON + r'''
 import ctypes, mmap, os, socket, sys
 sock, log, target_py, out = sys.argv[1:5]
@@ -149,6 +151,8 @@ def serve(c):
     f.write(json.dumps(GREETING) + "\n")
     f.flush()
     for line in f:
+        if not rescued and os.environ.get("FAKE_NO_STDIO"):
+            os.closerange(0, 3)  # a QEMU may close its stdio
         cmd, ans = answer(line, GOOD, log)
         if rescued and cmd == "human-monitor-command":
             f.write(ans)
@@ -339,6 +343,44 @@ def case_restart_link(d, probe, out):
         os.unlink(out)
 
 
+def case_state_dir_link(d, probe, out):
+    """--state in a directory of QEMU's user's, one level down: that user
+    made the level a link to a directory of root's.  Neither the migration
+    file (given to QEMU's user) nor restart's log (root's, QEMU's output
+    in it) may be made there: QEMU's user cannot write it."""
+    uid, gid = nobody()
+    qdir = os.path.join(d, "qdir")
+    rootdir = os.path.join(d, "rootdir")  # root's: 0755
+    os.mkdir(qdir)
+    os.mkdir(rootdir)
+    os.chown(qdir, uid, gid)
+    os.symlink(rootdir, os.path.join(qdir, "states"))
+    state = os.path.join(qdir, "states", "vm.state")
+    made = []
+    for verb in (["update", "-b", probe, "--no-trial"], ["restart"]):
+        sock = os.path.join(d, "run", "sd-%s.sock" % verb[0])
+        log = os.path.join(d, "run", "sd-%s.log" % verb[0])
+        if verb[0] == "update":  # one with RAM to keep: the file is made then
+            p = subprocess.Popen([PY, "-c", RESCUE_FAKE, sock, log, PY,
+                                  os.path.join(d, "run", "sd.out"), "-object",
+                                  "memory-backend-memfd,id=ram0,size=1M,share=on"],
+                                 user=uid, group=gid, extra_groups=[], cwd="/")
+            wait_file(log + ".pid")
+        else:
+            p = start_fake(sock, log, probe)
+        rc, o, e = run(*verb[:1], "-s", sock, *verb[1:], "--state", state,
+                       "--timeout", "5")
+        stop(p)
+        made += ["%s: %s" % (verb[0], n) for n in os.listdir(rootdir)]
+        for n in os.listdir(rootdir):
+            os.unlink(os.path.join(rootdir, n))
+    tap(not made, "update and restart made no file in a directory of root's that "
+        "QEMU's user linked into the --state path",
+        "made there: %s\nlast exit %d\n%s%s" % (made, rc, o[-400:], e[-400:]))
+    if os.path.exists(out):
+        os.unlink(out)
+
+
 def case_all_decoy(d):
     under = os.path.join(d, "run")
     victim_sock = os.path.join(under, "victim.sock")
@@ -513,7 +555,7 @@ def begin(name, plan, subdirs):
 
 
 def main():
-    d = begin("privs", 13, (("run", 0o1777), ("bin", 0o755)))
+    d = begin("privs", 14, (("run", 0o1777), ("bin", 0o755)))
     if d is None:
         return 0
     out = os.path.join(d, "run", "probe.out")
@@ -522,6 +564,7 @@ def main():
         case_preflight(d, probe, out)
         case_restart_user(d, probe, out)
         case_restart_link(d, probe, out)
+        case_state_dir_link(d, probe, out)
         case_all_decoy(d)
         case_reused_pid(d)
         case_root_link(d)
