@@ -284,8 +284,8 @@ static void __attribute__((noreturn)) reader_main(int peer, int ctl,
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != daemon)
 		_exit(0);
-	oom_adj_reset();
 	close_all_but(peer, ctl);
+	oom_adj_reset();	/* after: an fd is free for its open */
 	/* blocking from here, bounded: a peer that never reads is let go */
 	fcntl(peer, F_SETFL, 0);
 	setsockopt(peer, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
