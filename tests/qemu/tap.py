@@ -14,9 +14,9 @@ def tap(ok, name, why="", keep=12):
     sys.stdout.flush()
 
 
-def skip(why):
+def skip(why, name=None):
     results.append(True)
-    print("ok %d # SKIP %s" % (len(results), why))
+    print("ok %d%s # SKIP %s" % (len(results), " - " + name if name else "", why))
     sys.stdout.flush()
 
 

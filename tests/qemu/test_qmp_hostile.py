@@ -242,17 +242,33 @@ def max_rss_mib(args):
     return p.returncode, ru.ru_maxrss / 1024, p.stderr.read().decode(errors="replace")
 
 
+def sanitized():
+    """Whether cprx-qmp is an ASan build: its quarantine and shadow, not
+    what it keeps, are most of its footprint then."""
+    with open(QMP, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def floods(d):
     sock = os.path.join(d, "flood.sock")
+    asan = sanitized()
     for what, limit in (("events", 64), ("line", 48)):
         s = Flood(sock, what)
         s.start()
         rc, mib, err = max_rss_mib(["status", "-s", sock, "--json", "--timeout", "5"])
         s.sock.close()
         os.unlink(sock)
-        tap(mib < limit and rc in (0, 1),
-            "a QMP peer that sends %s: cprx-qmp peaks at %.0f MiB (under %d)"
-            % ("a flood of events" if what == "events" else "an endless message", mib, limit),
+        name = "a QMP peer that sends %s" % (
+            "a flood of events" if what == "events" else "an endless message")
+        if asan:
+            tap(rc in (0, 1), "%s: cprx-qmp ends on its own (exit %d)" % (name, rc),
+                err[-400:])
+            skip("an ASan build's footprint is its allocator's (%.0f MiB); the "
+                 "plain build's is judged" % mib, name + ": peak memory")
+            continue
+        tap(rc in (0, 1), "%s: cprx-qmp ends on its own (exit %d)" % (name, rc),
+            err[-400:])
+        tap(mib < limit, "%s: peak memory, %.0f MiB (under %d)" % (name, mib, limit),
             "exit %d, %.0f MiB\n%s" % (rc, mib, err[-400:]))
 
 
@@ -288,7 +304,7 @@ def main():
                 '{"error": "x"}', '{"error": {"desc": 5}}'):
         cases.append(("query-status -> raw %s" % raw, greeting_ok(),
                       "query-status", None, raw))
-    print("1..%d" % (2 * len(cases) + 8))
+    print("1..%d" % (2 * len(cases) + 10))
     d = tempfile.mkdtemp(prefix="cprx-qmp-hostile.")
     sock = os.path.join(d, "qmp.sock")
     wrong_named = 0
