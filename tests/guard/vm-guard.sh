@@ -57,6 +57,10 @@ check() { # NAME COMMAND...: ok/not ok from the status, output as a diagnostic
 # Runs a command in cgroup DIR; in_cg: in the guarded cgroup.
 in_dir() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$@"; }
 in_cg() { in_dir "$CG" "$@"; }
+# in_cg in the background, $! the process itself (not a subshell running
+# the function, whose exe and cgroup never change: a wait for either ran
+# out its 10 s of tries, a minute of a TCG guest's time)
+in_cg_bg() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@" & }
 # rmdir once the last process has left (an exited one leaves asynchronously)
 cg_rmdir() { local i; for i in $(seq 50); do rmdir "$@" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 # wakes a process blocked reading FIFO (never blocks if it is gone)
@@ -425,7 +429,7 @@ runs "armed-only: two armed sessions, one closed: the other still counts" "$out"
 # upgrade unlinks it, which moves its change time): it may not exec unarmed
 # as if it were a launcher
 mkfifo "$T/go-vmm2"
-in_cg "$B2/vmm2" -c 'read -r _ <"$0"; exec "$1" --version' "$T/go-vmm2" "$VMM" >"$T/vmm2.out" 2>&1 &
+in_cg_bg "$B2/vmm2" -c 'read -r _ <"$0"; exec "$1" --version' "$T/go-vmm2" "$VMM" >"$T/vmm2.out" 2>&1
 vpid=$!
 for i in $(seq 100); do [ "$(readlink /proc/$vpid/exe)" = "$B2/vmm2" ] && break; sleep 0.1; done
 chmod 0755 "$B2/vmm2"	# a new change time, the same file
@@ -627,8 +631,8 @@ fi
 # a shell in the guarded cgroup before the load (no fork nor exec there since,
 # so only the load can mark it) leaves it after the load, then execs
 mkfifo "$T/go-early"
-in_cg bash -c 'read -r _ <"$0"; echo $$ >/sys/fs/cgroup/cgroup.procs; exec "$1" --version' \
-	"$T/go-early" "$OTHER" >"$T/early.out" 2>&1 &
+in_cg_bg bash -c 'read -r _ <"$0"; echo $$ >/sys/fs/cgroup/cgroup.procs; exec "$1" --version' \
+	"$T/go-early" "$OTHER" >"$T/early.out" 2>&1
 early=$!
 for i in $(seq 100); do grep -q "^0::/${CG#/sys/fs/cgroup/}\$" /proc/$early/cgroup 2>/dev/null && break; sleep 0.1; done
 "$G" load --pin --require-enforce --guard-cgroup "$CG" --allow "$VMM" \
